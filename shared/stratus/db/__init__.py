@@ -1,0 +1,1 @@
+"""Database adapter: connections bound to a tenant, migrations, repositories."""

@@ -1,0 +1,82 @@
+"""Connections to PostgreSQL (embedded locally, Aurora on AWS).
+
+Application connections switch to the `stratus_app` role, to which Row Level Security applies, and
+every unit of work runs in `tenant_transaction`, which binds `app.tenant_id` for that transaction only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import psycopg
+from pgvector.psycopg import register_vector
+
+from stratus.config import ConfigError, Settings, get_settings
+
+APP_ROLE = "stratus_app"
+
+_local = threading.local()
+
+
+def database_url(settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    if settings.database_secret_arn:
+        return _url_from_secret(settings)
+    raise ConfigError(
+        "DATABASE_URL is not set: run through the local stack (`stratus dev`) or point it at PostgreSQL"
+    )
+
+
+def _url_from_secret(settings: Settings) -> str:
+    from stratus.aws.clients import client  # boto3 only on this path
+
+    secret = json.loads(
+        client("secretsmanager").get_secret_value(SecretId=settings.database_secret_arn)["SecretString"]
+    )
+    user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
+    dbname = secret.get("dbname") or settings.database_name
+    return f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/{dbname}?sslmode=require"
+
+
+def connect(url: str | None = None, *, app_role: bool = True) -> psycopg.Connection:
+    """Open a connection. `app_role=False` keeps the login role (migrations, local set-up)."""
+    # prepare_threshold=None: plans depend on per-transaction settings (ef_search, iterative scans).
+    conn = psycopg.connect(url or database_url(), prepare_threshold=None, autocommit=False)
+    if app_role:
+        conn.execute(f"SET ROLE {APP_ROLE}")
+        register_vector(conn)
+        conn.commit()
+    return conn
+
+
+def get_connection() -> psycopg.Connection:
+    """A connection reused across invocations of a warm Lambda (one per thread), reopened if broken."""
+    conn: psycopg.Connection | None = getattr(_local, "conn", None)
+    if conn is None or conn.closed or conn.broken:
+        conn = connect()
+        _local.conn = conn
+    return conn
+
+
+def close_connection() -> None:
+    conn: psycopg.Connection | None = getattr(_local, "conn", None)
+    if conn is not None and not conn.closed:
+        conn.close()
+    _local.conn = None
+
+
+@contextmanager
+def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+    """A transaction in which only `tenant_id`'s rows are visible or writable."""
+    conn = conn or get_connection()
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    with conn.transaction():
+        conn.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant_id])
+        yield conn

@@ -1,0 +1,187 @@
+"""Documents and their chunks: versioned, swapped in one transaction, with BM25 statistics kept exact.
+
+Every function expects a connection inside `tenant_transaction(tenant_id)`; RLS scopes what it sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from stratus.ingest.models import ChunkDraft, DocumentState, SourceObject
+
+_COLUMNS = "id, tenant_id, source_key, status, version, content_hash, etag, source_modified_at, chunk_count, error"
+
+
+def _state(row: tuple) -> DocumentState:
+    return DocumentState(
+        id=str(row[0]), tenant_id=row[1], source_key=row[2], status=row[3], version=row[4],
+        content_hash=row[5], etag=row[6], source_modified_at=row[7], chunk_count=row[8], error=row[9],
+    )
+
+
+def ensure_tenant(conn: psycopg.Connection, tenant_id: str, name: str = "") -> None:
+    conn.execute(
+        "INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", [tenant_id, name]
+    )
+    conn.execute(
+        "INSERT INTO lexical_stats (tenant_id) VALUES (%s) ON CONFLICT (tenant_id) DO NOTHING", [tenant_id]
+    )
+
+
+def get_document(conn: psycopg.Connection, tenant_id: str, source_key: str) -> DocumentState | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM documents WHERE tenant_id = %s AND source_key = %s", [tenant_id, source_key]
+    ).fetchone()
+    return _state(row) if row else None
+
+
+def lock_document(conn: psycopg.Connection, tenant_id: str, source_key: str) -> DocumentState:
+    """The document's row, created as `pending` if new, locked until the transaction ends."""
+    conn.execute(
+        "INSERT INTO documents (tenant_id, source_key, status) VALUES (%s, %s, 'pending')"
+        " ON CONFLICT (tenant_id, source_key) DO NOTHING",
+        [tenant_id, source_key],
+    )
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM documents WHERE tenant_id = %s AND source_key = %s FOR UPDATE",
+        [tenant_id, source_key],
+    ).fetchone()
+    assert row is not None
+    return _state(row)
+
+
+def is_stale(doc: DocumentState, source: SourceObject) -> bool:
+    """True when `source` is older than what the document already reflects (an out-of-order event)."""
+    if doc.source_modified_at is None or source.last_modified is None:
+        return False
+    return source.last_modified < doc.source_modified_at
+
+
+def _lock_tenant_stats(conn: psycopg.Connection, tenant_id: str) -> None:
+    # Serialises statistics updates per tenant so concurrent ingests cannot deadlock on term rows.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('stratus.lexical:' || %s))", [tenant_id])
+
+
+def _adjust_stats(conn: psycopg.Connection, tenant_id: str, document_id: str, version: int, sign: int) -> None:
+    conn.execute(
+        "UPDATE lexical_stats s SET chunk_count = s.chunk_count + %(sign)s * a.n,"
+        " total_length = s.total_length + %(sign)s * a.len"
+        " FROM (SELECT count(*) AS n, coalesce(sum(lexeme_count), 0) AS len FROM chunks"
+        "       WHERE document_id = %(doc)s AND document_version = %(ver)s) a"
+        " WHERE s.tenant_id = %(tenant)s",
+        {"sign": sign, "doc": document_id, "ver": version, "tenant": tenant_id},
+    )
+    conn.execute(
+        "INSERT INTO lexical_terms AS t (tenant_id, term, df)"
+        " SELECT %(tenant)s, u.lexeme, %(sign)s * count(*) FROM chunks c, unnest(c.lexemes) u"
+        " WHERE c.document_id = %(doc)s AND c.document_version = %(ver)s"
+        " GROUP BY u.lexeme ORDER BY u.lexeme"
+        " ON CONFLICT (tenant_id, term) DO UPDATE SET df = t.df + EXCLUDED.df",
+        {"sign": sign, "doc": document_id, "ver": version, "tenant": tenant_id},
+    )
+    if sign < 0:
+        conn.execute("DELETE FROM lexical_terms WHERE tenant_id = %s AND df <= 0", [tenant_id])
+
+
+def _remove_version(conn: psycopg.Connection, doc: DocumentState) -> None:
+    if doc.version > 0:
+        _adjust_stats(conn, doc.tenant_id, doc.id, doc.version, -1)
+    conn.execute("DELETE FROM chunks WHERE document_id = %s", [doc.id])
+
+
+def replace_version(
+    conn: psycopg.Connection,
+    doc: DocumentState,
+    source: SourceObject,
+    *,
+    title: str | None,
+    content_hash: str,
+    chunks: Sequence[ChunkDraft],
+    embeddings: np.ndarray,
+    embedding_model: str,
+) -> int:
+    """Swap in a new version of `doc` (locked by `lock_document`); returns its version number."""
+    if len(chunks) != len(embeddings):
+        raise ValueError("one embedding per chunk")
+    _lock_tenant_stats(conn, doc.tenant_id)
+    _remove_version(conn, doc)
+    version = doc.version + 1
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO chunks (tenant_id, document_id, document_version, ordinal, text, title, heading_path,"
+            " page, metadata, token_count, lexemes, lexeme_count, embedding_model, embedding)"
+            " VALUES (%(tenant)s, %(doc)s, %(ver)s, %(ordinal)s, %(text)s, %(title)s, %(headings)s, %(page)s,"
+            " %(meta)s, %(tokens)s, to_tsvector('english', %(lex)s), 0, %(model)s, %(emb)s)",
+            [
+                {
+                    "tenant": doc.tenant_id, "doc": doc.id, "ver": version, "ordinal": c.ordinal,
+                    "text": c.text, "title": c.title, "headings": list(c.heading_path), "page": c.page,
+                    "meta": Jsonb(c.metadata), "tokens": c.token_count,
+                    "lex": " \n".join([*(h for h in c.heading_path), c.text]) if c.heading_path else c.text,
+                    "model": embedding_model, "emb": np.asarray(e, dtype=np.float32),
+                }
+                for c, e in zip(chunks, embeddings, strict=True)
+            ],
+        )
+    # BM25 document length: every indexed token, not only distinct lexemes.
+    conn.execute(
+        "UPDATE chunks SET lexeme_count = (SELECT coalesce(sum(coalesce(array_length(u.positions, 1), 1)), 0)"
+        " FROM unnest(lexemes) u) WHERE document_id = %s AND document_version = %s",
+        [doc.id, version],
+    )
+    _adjust_stats(conn, doc.tenant_id, doc.id, version, +1)
+    conn.execute(
+        "UPDATE documents SET status = 'ready', version = %s, title = %s, content_hash = %s, etag = %s,"
+        " source_version_id = %s, source_modified_at = %s, source_sequencer = %s, size_bytes = %s,"
+        " content_type = %s, chunk_count = %s, embedding_model = %s, error = NULL,"
+        " attempted_at = now(), updated_at = now() WHERE id = %s",
+        [version, title, content_hash, source.etag, source.version_id, source.last_modified, source.sequencer,
+         source.size, source.content_type, len(chunks), embedding_model, doc.id],
+    )
+    return version
+
+
+def mark_unchanged(conn: psycopg.Connection, doc: DocumentState, source: SourceObject) -> None:
+    """Same content as the active version: refresh the source fields and clear any earlier failure."""
+    conn.execute(
+        "UPDATE documents SET status = 'ready', etag = %s, source_version_id = %s,"
+        " source_modified_at = greatest(source_modified_at, %s), source_sequencer = %s, size_bytes = %s,"
+        " error = NULL, attempted_at = now(), updated_at = now() WHERE id = %s",
+        [source.etag, source.version_id, source.last_modified, source.sequencer, source.size, doc.id],
+    )
+
+
+def record_failure(conn: psycopg.Connection, doc: DocumentState, reason: str) -> None:
+    """Keep the previous version (if any) serving; say why the new one was refused."""
+    conn.execute(
+        "UPDATE documents SET status = CASE WHEN status = 'ready' THEN 'ready' ELSE 'failed' END,"
+        " error = %s, attempted_at = now(), updated_at = now() WHERE id = %s",
+        [reason[:2000], doc.id],
+    )
+
+
+def delete_document(conn: psycopg.Connection, doc: DocumentState, removed_at: datetime | None = None) -> None:
+    """The object is gone: drop its chunks and statistics, keep a `deleted` row as a tombstone."""
+    _lock_tenant_stats(conn, doc.tenant_id)
+    _remove_version(conn, doc)
+    conn.execute(
+        "UPDATE documents SET status = 'deleted', chunk_count = 0, error = NULL,"
+        " source_modified_at = coalesce(%s, source_modified_at), attempted_at = now(), updated_at = now()"
+        " WHERE id = %s",
+        [removed_at, doc.id],
+    )
+
+
+def list_documents(conn: psycopg.Connection, tenant_id: str) -> list[dict[str, object]]:
+    cur = conn.execute(
+        "SELECT id, source_key, title, status, version, chunk_count, error, updated_at FROM documents"
+        " WHERE tenant_id = %s ORDER BY source_key",
+        [tenant_id],
+    )
+    names = [d.name for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

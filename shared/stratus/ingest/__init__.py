@@ -1,0 +1,1 @@
+"""Ingestion: fetch, extract, chunk, embed, and swap in a new document version atomically."""

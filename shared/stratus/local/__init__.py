@@ -1,0 +1,1 @@
+"""The embedded local stack: PostgreSQL with pgvector, moto for AWS, local handler routing."""
