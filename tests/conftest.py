@@ -1,0 +1,79 @@
+"""Shared fixtures. Tiers are folders (unit/integration/e2e/infra); each test gets its folder's marker."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TIERS = ("unit", "integration", "e2e", "infra")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated PostgreSQL: DATABASE_URL if set, else an embedded server for this test session."""
+    from stratus.config import reset_settings
+    from stratus.db.migrate import migrate
+
+    url = os.environ.get("DATABASE_URL")
+    server = None
+    if not url:
+        from stratus.local.postgres import start_embedded
+
+        # Inside the project (pgserver opens up the parent folders of its data dir when run as root).
+        server = start_embedded(ROOT / ".stratus" / f"test-pg-{os.getpid()}", delete_on_stop=True)
+        url = server.url
+    migrate(url)
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    reset_settings()
+    try:
+        yield url
+    finally:
+        from stratus.db.connection import close_connection
+
+        close_connection()
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        reset_settings()
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[object]:
+    """An application connection (role stratus_app, RLS applies)."""
+    from stratus.db.connection import connect
+
+    conn = connect(pg_url)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def tenant_id(pg_url: str) -> str:
+    """A fresh tenant, created and ready for documents."""
+    from stratus.db import documents
+    from stratus.db.connection import connect, tenant_transaction
+
+    tid = f"t-{uuid.uuid4().hex[:12]}"
+    conn = connect(pg_url)
+    try:
+        with tenant_transaction(tid, conn):
+            documents.ensure_tenant(conn, tid)
+    finally:
+        conn.close()
+    return tid
