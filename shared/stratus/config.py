@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # On AWS the URL is assembled from the Aurora secret (host, port, username, password, dbname).
     database_secret_arn: str | None = None
     database_name: str = "stratus"
+    # Apply pending migrations on a process's first connection (cold start); races are safe.
+    auto_migrate: bool = True
 
     # AWS resources.
     aws_region: str = Field(
@@ -60,6 +62,9 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
     bm25_k1: float = Field(default=1.2, ge=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
+    # Lexical candidates are the chunks containing the query's rarest terms, up to this many postings
+    # (sum of document frequencies); the rest of the terms still count in every candidate's score.
+    bm25_max_postings: int = Field(default=20000, ge=100)
     reranker: Literal["none"] = "none"
 
     @model_validator(mode="after")

@@ -20,6 +20,8 @@ from stratus.config import ConfigError, Settings, get_settings
 APP_ROLE = "stratus_app"
 
 _local = threading.local()
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
 
 
 def database_url(settings: Settings | None = None) -> str:
@@ -59,9 +61,23 @@ def get_connection() -> psycopg.Connection:
     """A connection reused across invocations of a warm Lambda (one per thread), reopened if broken."""
     conn: psycopg.Connection | None = getattr(_local, "conn", None)
     if conn is None or conn.closed or conn.broken:
-        conn = connect()
+        url = database_url()
+        _ensure_schema(url)
+        conn = connect(url)
         _local.conn = conn
     return conn
+
+
+def _ensure_schema(url: str) -> None:
+    """Cold starts apply pending migrations (once per process); concurrent starts serialise on a lock."""
+    if url in _migrated or not get_settings().auto_migrate:
+        return
+    with _migrate_lock:
+        if url not in _migrated:
+            from stratus.db.migrate import migrate
+
+            migrate(url)
+            _migrated.add(url)
 
 
 def close_connection() -> None:

@@ -185,3 +185,8 @@ def list_documents(conn: psycopg.Connection, tenant_id: str) -> list[dict[str, o
     )
     names = [d.name for d in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def delete_tenant(conn: psycopg.Connection, tenant_id: str) -> None:
+    """Drop a tenant and, by cascade, all its documents, chunks and statistics (evals, tests)."""
+    conn.execute("DELETE FROM tenants WHERE id = %s", [tenant_id])

@@ -1,0 +1,20 @@
+"""Retrieve task (Step Functions): {"tenant_id", "query", "k", "mode", "filters"} -> hits with scores.
+
+Cold start stays light: the embedding runtime loads on the first query, and no AWS SDK is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratus.config import get_settings
+from stratus.retrieval.models import parse_request
+from stratus.retrieval.service import retrieve
+
+get_settings()  # a bad configuration fails at cold start, naming the variable
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # InvalidInput (naming the field) propagates: the state machine's Catch routes it.
+    request = parse_request(event)
+    return retrieve(request).model_dump(mode="json")

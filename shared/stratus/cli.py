@@ -1,0 +1,115 @@
+"""The `stratus` command. Subcommand implementations are imported only when chosen (fast --help).
+
+Exit codes: 0 success; 1 the command ran but something failed (e.g. documents that failed ingestion);
+2 bad usage or configuration; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input from the command line; the message names the argument."""
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from stratus.local.commands import run_ingest
+
+    if not args.path.is_dir():
+        raise UsageError(f"PATH: {args.path} is not a folder")
+    return run_ingest(args.path, args.tenant, args.prefix, timeout=args.timeout, verbose=args.verbose)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stratus.local.commands import run_demo
+
+    return run_demo(k=args.k, verbose=args.verbose)
+
+
+def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
+    import json
+
+    for name, path in (("--corpus", args.corpus), ("--queries", args.queries)):
+        if not path.exists():
+            raise UsageError(f"{name}: {path} does not exist")
+    try:
+        from stratus.evals.retrieval import evaluate_retrieval
+    except ImportError as err:
+        raise UsageError(f"retrieval evaluation is not available in this build: {err}") from None
+    modes = ["lexical", "dense", "hybrid"] if args.mode == "all" else [args.mode]
+    for result in evaluate_retrieval(corpus=args.corpus, queries=args.queries, modes=modes, k=args.k):
+        print(json.dumps(result, default=str), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stratus", description="Stratus: local stack, ingestion, evals.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the functions' logs on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = sub.add_parser("ingest", help="upload a folder through S3 and report what was ingested",
+                            description="Uploads PATH's supported files to tenants/TENANT/[PREFIX/]<relative"
+                            " path> and waits for the ingest pipeline. Uses the deployed stack when"
+                            " STRATUS_ENV is not local, a running local stack, or starts one.")
+    ingest.add_argument("path", type=Path, metavar="PATH")
+    ingest.add_argument("--tenant", required=True, help="tenant id (lowercase letters, digits, '-', '_')")
+    ingest.add_argument("--prefix", default="", help="folder inside the tenant's space")
+    ingest.add_argument("--timeout", type=float, default=600, help="seconds to wait for ingestion")
+    ingest.set_defaults(func=_cmd_ingest)
+
+    demo = sub.add_parser("demo", help="start the local stack, ingest examples/corpus, run sample queries")
+    demo.add_argument("-k", type=int, default=5, choices=range(1, 21), metavar="K", help="hits per query")
+    demo.set_defaults(func=_cmd_demo)
+
+    evals = sub.add_parser("eval", help="offline evaluations")
+    eval_sub = evals.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    retrieval = eval_sub.add_parser("retrieval", help="retrieval quality over a corpus and a query set")
+    retrieval.add_argument("--corpus", type=Path, required=True, help="folder of documents")
+    retrieval.add_argument("--queries", type=Path, required=True, help="JSONL file of queries and judgements")
+    retrieval.add_argument("--mode", choices=["lexical", "dense", "hybrid", "all"], default="all")
+    retrieval.add_argument("-k", type=int, default=10, help="cut-off for the metrics")
+    retrieval.set_defaults(func=_cmd_eval_retrieval)
+    return parser
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # Unwinds like Ctrl-C, so every `with LocalStack()` stops its poller, moto and PostgreSQL.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, via pgserver
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(args.func(args))
+    except UsageError as err:
+        print(f"stratus {args.command}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stratus: interrupted; stopped what was started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        from stratus.config import ConfigError
+        from stratus.errors import InvalidInput
+        from stratus.local.template import TemplateError
+
+        if isinstance(err, ConfigError | InvalidInput | TemplateError):
+            print(f"stratus {args.command}: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

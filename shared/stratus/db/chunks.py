@@ -1,0 +1,181 @@
+"""Chunk search: BM25 over the GIN-indexed tsvectors and HNSW cosine over the partial vector index.
+
+Every function expects a connection inside `tenant_transaction(tenant_id)`; RLS scopes what it sees, and
+each query also filters `tenant_id` explicitly so the planner can use it and a policy bug cannot leak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from stratus.errors import Unsupported
+
+Connection = psycopg.Connection  # for domain signatures, which do not import the driver
+
+# Mirrors the partial HNSW indexes in infra/db/migrations: model name -> dimensions of its index.
+DENSE_INDEXES: dict[str, int] = {"all-MiniLM-L6-v2-int8": 384}
+
+
+@dataclass(frozen=True)
+class ChunkScope:
+    """Filters shared by both retrievers. `document_ids=[]` matches nothing; None means no filter."""
+
+    document_ids: Sequence[str] | None = None
+    metadata: Mapping[str, object] | None = None
+
+    def clauses(self) -> tuple[sql.Composable, dict[str, object]]:
+        parts: list[sql.Composable] = []
+        params: dict[str, object] = {}
+        if self.document_ids is not None:
+            parts.append(sql.SQL(" AND c.document_id = ANY(%(scope_docs)s::uuid[])"))
+            params["scope_docs"] = list(self.document_ids)
+        if self.metadata:
+            parts.append(sql.SQL(" AND c.metadata @> %(scope_meta)s"))
+            params["scope_meta"] = Jsonb(dict(self.metadata))
+        return sql.Composed(parts), params
+
+
+@dataclass(frozen=True)
+class LexicalStats:
+    chunk_count: int
+    avg_length: float
+    df: dict[str, int]  # only the terms asked for that occur in the tenant's corpus
+
+
+def query_lexemes(conn: psycopg.Connection, query: str) -> list[str]:
+    """The query's distinct lexemes, normalised exactly as the chunks' tsvectors were."""
+    rows = conn.execute("SELECT lexeme FROM unnest(to_tsvector('english', %s))", [query]).fetchall()
+    return [r[0] for r in rows]
+
+
+def lexical_stats(conn: psycopg.Connection, tenant_id: str, terms: Sequence[str]) -> LexicalStats:
+    row = conn.execute(
+        "SELECT chunk_count, total_length FROM lexical_stats WHERE tenant_id = %s", [tenant_id]
+    ).fetchone()
+    n, total = (int(row[0]), int(row[1])) if row else (0, 0)
+    df = dict(
+        conn.execute(
+            "SELECT term, df FROM lexical_terms WHERE tenant_id = %s AND term = ANY(%s::text[]) AND df > 0",
+            [tenant_id, list(terms)],
+        ).fetchall()
+    )
+    return LexicalStats(chunk_count=n, avg_length=(total / n) if n else 0.0, df=df)
+
+
+def document_ids_with_prefix(conn: psycopg.Connection, tenant_id: str, prefix: str) -> list[str]:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        "SELECT id FROM documents WHERE tenant_id = %s AND source_key LIKE %s AND status = 'ready'",
+        [tenant_id, escaped + "%"],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _tsquery_any(terms: Sequence[str]) -> str:
+    # Each lexeme quoted per tsquery syntax ('' and \\ escaped) and cast with ::tsquery: no operator in
+    # user text can take effect, and lexemes are matched as stored (to_tsquery would stem them again).
+    quoted = ("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
+    return " | ".join(quoted)
+
+
+def bm25_search(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    idf: Mapping[str, float],
+    match_terms: Sequence[str],
+    scope: ChunkScope,
+    *,
+    limit: int,
+    k1: float,
+    b: float,
+    avg_length: float,
+) -> list[tuple[int, float]]:
+    """Top `limit` (chunk id, BM25 score) among chunks containing any of `match_terms`.
+
+    Candidates come from the GIN index; each is scored on every term in `idf` with tf taken from its
+    tsvector positions and its length from `lexeme_count`.
+    """
+    if not match_terms or avg_length <= 0:
+        return []
+    filters, params = scope.clauses()
+    query = sql.SQL(
+        "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(idfs)s::float8[])),"
+        " cand AS (SELECT c.id, c.lexemes, c.lexeme_count FROM chunks c"
+        "   WHERE c.tenant_id = %(tenant)s AND c.lexemes @@ %(tsq)s::tsquery{filters})"
+        " SELECT cand.id, sum(q.idf * t.tf * (%(k1)s + 1)"
+        "   / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * cand.lexeme_count / %(avgdl)s))) AS score"
+        " FROM cand CROSS JOIN LATERAL unnest(cand.lexemes) u"
+        " JOIN q ON q.term = u.lexeme"
+        " CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t"
+        " GROUP BY cand.id ORDER BY score DESC, cand.id LIMIT %(limit)s"
+    ).format(filters=filters)
+    params.update(
+        terms=list(idf), idfs=[float(v) for v in idf.values()], tenant=tenant_id, tsq=_tsquery_any(match_terms),
+        k1=float(k1), b=float(b), avgdl=float(avg_length), limit=int(limit),
+    )
+    return [(int(r[0]), float(r[1])) for r in conn.execute(query, params).fetchall()]
+
+
+def dense_statement(model: str, scope: ChunkScope) -> tuple[sql.Composed, dict[str, object]]:
+    """The nearest-neighbour query, written so the planner can prove the partial HNSW index applies."""
+    dims = DENSE_INDEXES.get(model)
+    if dims is None:
+        raise Unsupported(f"no vector index for embedding model {model!r}", field="embedding_model")
+    filters, params = scope.clauses()
+    vec = sql.SQL("(c.embedding::vector({d}))").format(d=sql.SQL(str(dims)))
+    query = sql.SQL(
+        "SELECT c.id, {vec} <=> %(qvec)s::vector({d}) AS distance FROM chunks c"
+        " WHERE c.embedding_model = {model} AND c.tenant_id = %(tenant)s{filters}"
+        " ORDER BY {vec} <=> %(qvec)s::vector({d}) LIMIT %(limit)s"
+    ).format(vec=vec, d=sql.SQL(str(dims)), model=sql.Literal(model), filters=filters)
+    return query, params
+
+
+def dense_search(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    vector: np.ndarray,
+    model: str,
+    scope: ChunkScope,
+    *,
+    limit: int,
+    ef_search: int,
+) -> list[tuple[int, float]]:
+    """Top `limit` (chunk id, cosine distance), nearest first."""
+    query, params = dense_statement(model, scope)
+    # Iterative scans keep walking the graph until `limit` rows pass the tenant/metadata filters.
+    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(int(ef_search))])
+    params.update(qvec=np.asarray(vector, dtype=np.float32), tenant=tenant_id, limit=int(limit))
+    rows = [(int(r[0]), float(r[1])) for r in conn.execute(query, params).fetchall()]
+    # relaxed_order may return neighbours slightly out of order.
+    rows.sort(key=lambda r: (r[1], r[0]))
+    return rows
+
+
+def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope) -> str:
+    """EXPLAIN of the dense query (tests and operators check that the HNSW index is used)."""
+    query, params = dense_statement(model, scope)
+    params.update(qvec=np.full(DENSE_INDEXES[model], 0.05, dtype=np.float32), tenant=tenant_id, limit=10)
+    rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
+def fetch_chunks(conn: psycopg.Connection, tenant_id: str, chunk_ids: Sequence[int]) -> dict[int, dict]:
+    """Chunks with their document's source key, by id."""
+    if not chunk_ids:
+        return {}
+    cur = conn.execute(
+        "SELECT c.id AS chunk_id, c.document_id::text AS document_id, d.source_key, c.document_version,"
+        " c.text, c.title, c.heading_path, c.page FROM chunks c JOIN documents d ON d.id = c.document_id"
+        " WHERE c.tenant_id = %s AND d.tenant_id = %s AND c.id = ANY(%s::bigint[])",
+        [tenant_id, tenant_id, list(chunk_ids)],
+    )
+    names = [d.name for d in cur.description or []]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}

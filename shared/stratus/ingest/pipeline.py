@@ -1,0 +1,235 @@
+"""The ingest pipeline, independent of where bytes come from (S3, the CLI, benchmarks, evals).
+
+    ingest_document(tenant_id, key, data, source) -> IngestResult
+    remove_document(tenant_id, key) -> IngestResult
+
+Extraction, chunking and embedding run outside any transaction; the version swap runs in one
+tenant transaction with the document row locked, so readers see the old version or the new one,
+never half of either, and concurrent or out-of-order events for the same key cannot interleave.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from stratus.config import Settings, get_settings
+from stratus.db import documents
+from stratus.db.connection import tenant_transaction
+from stratus.embeddings import Embedder, get_embedder
+from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientError, Unsupported
+from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
+from stratus.ingest.extract import extract
+from stratus.ingest.models import IngestResult, SourceObject
+
+log = logging.getLogger(__name__)
+
+PERMANENT = (Unsupported, TooLarge, ExtractionFailed)  # recorded on the document, never retried
+
+# Called with the document row locked, just before a write: False means "what we fetched is no longer
+# the object's current state" (a newer event will bring that), so the write is skipped.
+Confirm = Callable[[], bool]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Any:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def content_salt(settings: Settings) -> str:
+    """Everything besides the text that shapes the stored chunks: changing any of it re-ingests."""
+    return (
+        f"model={settings.embedding_model};max={settings.chunk_max_tokens};"
+        f"overlap={settings.chunk_overlap_tokens};chunker={CHUNKER_VERSION}"
+    )
+
+
+def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    """Embed in batches of similar length (less padding per batch); rows come back in input order."""
+    out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        out[idx] = embedder.embed([texts[i] for i in idx])
+    return out
+
+
+def ingest_document(
+    tenant_id: str,
+    key: str,
+    data: bytes,
+    source: SourceObject,
+    *,
+    confirm: Confirm | None = None,
+    settings: Settings | None = None,
+    embedder: Embedder | None = None,
+    conn: Any = None,
+) -> IngestResult:
+    """Make `data` the active version of document `key` (the path below tenants/<tenant_id>/).
+
+    `source` describes the bytes (etag, LastModified, content type). Permanent document problems are
+    recorded on the document and returned as `failed`; dependency failures raise. Safe to repeat.
+    """
+    settings = settings or get_settings()
+    clock = _Clock()
+
+    def result(status: str, **kw: Any) -> IngestResult:
+        return IngestResult(status, tenant_id, key, timings=clock.timings, **kw)
+
+    with clock.stage("db"), tenant_transaction(tenant_id, conn) as c:
+        documents.ensure_tenant(c, tenant_id)
+        current = documents.get_document(c, tenant_id, key)
+    if current is not None and documents.is_stale(current, source):
+        return result("skipped", version=current.version, reason="stale: a newer version is already applied")
+
+    try:
+        with clock.stage("extract"):
+            doc = extract(data, key, content_type=source.content_type, max_bytes=settings.max_document_bytes)
+    except PERMANENT as err:
+        return _fail(tenant_id, key, source, err, confirm=confirm, conn=conn, clock=clock)
+    content_hash = doc.content_hash(content_salt(settings))
+
+    def unchanged(doc_state: Any) -> bool:
+        return doc_state.status == "ready" and doc_state.content_hash == content_hash
+
+    if current is None or not unchanged(current):
+        embedder = embedder or get_embedder(settings.embedding_model)
+        with clock.stage("chunk"):
+            chunks = chunk_document(
+                doc,
+                embedder,
+                max_tokens=settings.chunk_max_tokens,
+                overlap_tokens=settings.chunk_overlap_tokens,
+            )
+        with clock.stage("embed"):
+            vectors = embed_texts(embedder, [ch.text for ch in chunks], settings.embed_batch_size)
+
+    with clock.stage("db"), tenant_transaction(tenant_id, conn) as c:
+        locked = documents.lock_document(c, tenant_id, key)
+        if documents.is_stale(locked, source):
+            return result(
+                "skipped", version=locked.version, reason="stale: a newer version is already applied"
+            )
+        if unchanged(locked):
+            documents.mark_unchanged(c, locked, source)
+            return result("unchanged", version=locked.version, chunk_count=locked.chunk_count)
+        if confirm is not None and not confirm():
+            return result(
+                "skipped", version=locked.version, reason="superseded: the object changed while ingesting"
+            )
+        if current is not None and unchanged(current):
+            # We skipped embedding because our content was active, but a concurrent ingest replaced it
+            # meanwhile. Rare; retrying re-reads the document state (and, on the S3 path, the object).
+            raise TransientError(f"document {key!r} changed concurrently; retry")
+        version = documents.replace_version(
+            c,
+            locked,
+            source,
+            title=doc.title,
+            content_hash=content_hash,
+            chunks=chunks,
+            embeddings=vectors,
+            embedding_model=settings.embedding_model,
+        )
+    log.info("ingested %s/%s v%d (%d chunks)", tenant_id, key, version, len(chunks))
+    return result("ingested", version=version, chunk_count=len(chunks))
+
+
+def record_document_failure(
+    tenant_id: str,
+    key: str,
+    source: SourceObject,
+    err: StratusError,
+    *,
+    confirm: Confirm | None = None,
+    conn: Any = None,
+) -> IngestResult:
+    """Record a permanent problem with the current object (e.g. too large to fetch) on its document."""
+    return _fail(tenant_id, key, source, err, confirm=confirm, conn=conn, clock=_Clock())
+
+
+def _fail(
+    tenant_id: str,
+    key: str,
+    source: SourceObject,
+    err: StratusError,
+    *,
+    confirm: Confirm | None,
+    conn: Any,
+    clock: _Clock,
+) -> IngestResult:
+    reason = f"{err.code}: {err.message}"
+    with clock.stage("db"), tenant_transaction(tenant_id, conn) as c:
+        documents.ensure_tenant(c, tenant_id)
+        locked = documents.lock_document(c, tenant_id, key)
+        if documents.is_stale(locked, source) or (confirm is not None and not confirm()):
+            return IngestResult(
+                "skipped",
+                tenant_id,
+                key,
+                version=locked.version,
+                reason="superseded: " + reason,
+                timings=clock.timings,
+            )
+        documents.record_failure(c, locked, reason)
+    log.warning("document %s/%s refused: %s", tenant_id, key, reason)
+    return IngestResult(
+        "failed", tenant_id, key, version=locked.version or None, reason=reason, timings=clock.timings
+    )
+
+
+def remove_document(
+    tenant_id: str,
+    key: str,
+    *,
+    removed_at: datetime | None = None,
+    confirm: Confirm | None = None,
+    conn: Any = None,
+) -> IngestResult:
+    """The source is gone: drop the document's chunks (a `deleted` row stays as a tombstone).
+
+    With `confirm` (e.g. "the object is still absent"), that check decides under the row lock;
+    without it, a removal older than the applied version (`removed_at`) is ignored.
+    """
+    clock = _Clock()
+    with clock.stage("db"), tenant_transaction(tenant_id, conn) as c:
+        current = documents.get_document(c, tenant_id, key)
+        if current is None or current.status == "deleted":
+            return IngestResult("skipped", tenant_id, key, reason="not indexed", timings=clock.timings)
+        locked = documents.lock_document(c, tenant_id, key)
+        if confirm is not None:
+            if not confirm():
+                return IngestResult(
+                    "skipped",
+                    tenant_id,
+                    key,
+                    version=locked.version,
+                    reason="the object exists again",
+                    timings=clock.timings,
+                )
+        elif removed_at and locked.source_modified_at and removed_at < locked.source_modified_at:
+            return IngestResult(
+                "skipped",
+                tenant_id,
+                key,
+                version=locked.version,
+                reason="stale: the document changed after this removal",
+                timings=clock.timings,
+            )
+        documents.delete_document(c, locked, removed_at)
+    log.info("deleted %s/%s", tenant_id, key)
+    return IngestResult("deleted", tenant_id, key, version=locked.version, timings=clock.timings)

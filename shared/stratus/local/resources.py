@@ -1,0 +1,236 @@
+"""Creates moto resources from template.yaml's own resource definitions.
+
+Supported: S3 buckets (name, versioning, queue/Lambda notifications with key filters), SQS queues
+(name, FIFO, VisibilityTimeout, MessageRetentionPeriod, DelaySeconds, MaximumMessageSize,
+ReceiveMessageWaitTimeSeconds, RedrivePolicy), SQS queue policies, and SAM functions (created in moto
+with a placeholder zip and routed to the local handler; their SQS events become local pollers).
+Other resource types are skipped: a property that refers to one is an error only if it is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stratus.local.cfn import Resolver, Unresolvable, references
+from stratus.local.lambdas import LocalFunction
+from stratus.local.template import TemplateError, function_properties
+
+log = logging.getLogger(__name__)
+
+_QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize",
+                     "ReceiveMessageWaitTimeSeconds", "ContentBasedDeduplication")
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    """A function's SQS trigger (what Lambda's event source mapping would poll)."""
+
+    function_name: str
+    queue_arn: str
+    queue_url: str
+    batch_size: int = 10
+    report_batch_item_failures: bool = False
+    enabled: bool = True
+
+
+@dataclass
+class CreatedStack:
+    resolver: Resolver
+    functions: dict[str, LocalFunction] = field(default_factory=dict)  # by logical id
+    event_sources: list[SqsEventSource] = field(default_factory=list)
+    queue_urls: dict[str, str] = field(default_factory=dict)  # arn -> url
+    skipped: list[str] = field(default_factory=list)
+
+    def ref(self, logical_id: str, attribute: str = "Ref") -> Any:
+        attrs = self.resolver.attributes.get(logical_id)
+        if attrs is None:
+            raise TemplateError(f"resource {logical_id} is not defined (or not emulated) in the template")
+        return attrs[attribute]
+
+
+class StackBuilder:
+    """Creates the template's emulated resources through boto3 clients pointed at moto."""
+
+    def __init__(self, template: dict[str, Any], template_dir: Path, resolver: Resolver,
+                 clients: dict[str, Any]) -> None:
+        self.template = template
+        self.template_dir = template_dir
+        self.resolver = resolver
+        self.clients = clients
+        self.stack = CreatedStack(resolver)
+        self._creators = {
+            "AWS::SQS::Queue": self._queue,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
+            "AWS::S3::Bucket": self._bucket,
+            "AWS::Serverless::Function": self._function,
+        }
+        self._role_arn: str | None = None
+        self._pending_events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def build(self) -> CreatedStack:
+        resources: dict[str, Any] = self.template["Resources"]
+        emulated = [lid for lid, r in resources.items() if r.get("Type") in self._creators]
+        self.stack.skipped = [lid for lid in resources if lid not in emulated]
+        done: set[str] = set()
+        pending = list(emulated)
+        while pending:
+            ready = [lid for lid in pending if self._dependencies(lid, resources) <= done]
+            if not ready:
+                raise TemplateError(f"circular dependency between {', '.join(sorted(pending))}")
+            for lid in ready:
+                resource = resources[lid]
+                if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
+                    log.info("skipping %s: condition %s is false", lid, resource["Condition"])
+                else:
+                    self._creators[resource["Type"]](lid, resource.get("Properties") or {})
+                done.add(lid)
+                pending.remove(lid)
+        self._connect_event_sources()
+        return self.stack
+
+    def _dependencies(self, logical_id: str, resources: dict[str, Any]) -> set[str]:
+        resource = resources[logical_id]
+        props = resource.get("Properties") or {}
+        if resource["Type"] == "AWS::Serverless::Function":
+            props = function_properties(self.template, logical_id)
+        depends = resource.get("DependsOn") or []
+        names = set(references(props)) | set([depends] if isinstance(depends, str) else depends)
+        return {n for n in names if n in resources and resources[n].get("Type") in self._creators}
+
+    def _physical_name(self, logical_id: str, given: Any, *, lower: bool = False) -> str:
+        if given is not None:
+            return str(self.resolver.resolve(given))
+        name = f"{self.resolver.values['AWS::StackName']}-{logical_id}"[:80]
+        return name.lower() if lower else name
+
+    # --- SQS ---------------------------------------------------------------------------------------
+    def _queue(self, logical_id: str, props: dict[str, Any]) -> None:
+        props = self.resolver.resolve(props)
+        fifo = bool(props.get("FifoQueue"))
+        name = self._physical_name(logical_id, props.get("QueueName"))
+        if fifo and not name.endswith(".fifo"):
+            name += ".fifo"
+        attributes = {k: str(props[k]).lower() if isinstance(props[k], bool) else str(props[k])
+                      for k in _QUEUE_ATTRIBUTES if k in props}
+        if fifo:
+            attributes["FifoQueue"] = "true"
+        if "RedrivePolicy" in props:
+            policy = props["RedrivePolicy"]
+            attributes["RedrivePolicy"] = policy if isinstance(policy, str) else json.dumps(policy)
+        sqs = self.clients["sqs"]
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.stack.queue_urls[arn] = url
+        self.resolver.created(logical_id, url, Arn=arn, QueueName=name, QueueUrl=url)
+        log.info("queue %s -> %s", logical_id, name)
+
+    def _queue_policy(self, logical_id: str, props: dict[str, Any]) -> None:
+        props = self.resolver.resolve(props)
+        policy = json.dumps(props["PolicyDocument"])
+        for url in props.get("Queues", []):
+            self.clients["sqs"].set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
+        self.resolver.created(logical_id, logical_id)
+
+    # --- S3 ----------------------------------------------------------------------------------------
+    def _bucket(self, logical_id: str, props: dict[str, Any]) -> None:
+        props = self.resolver.resolve(props)
+        s3 = self.clients["s3"]
+        name = self._physical_name(logical_id, props.get("BucketName"), lower=True)
+        region = self.resolver.values["AWS::Region"]
+        if region == "us-east-1":
+            s3.create_bucket(Bucket=name)
+        else:
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+        status = (props.get("VersioningConfiguration") or {}).get("Status")
+        if status:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
+        self.resolver.created(
+            logical_id, name, Arn=f"arn:aws:s3:::{name}", DomainName=f"{name}.s3.amazonaws.com",
+            RegionalDomainName=f"{name}.s3.{region}.amazonaws.com",
+        )
+        notifications = props.get("NotificationConfiguration") or {}
+        config: dict[str, list[dict[str, Any]]] = {}
+        for cfn_key, api_key, target in (("QueueConfigurations", "QueueConfigurations", "Queue"),
+                                         ("LambdaConfigurations", "LambdaFunctionConfigurations", "Function")):
+            for item in notifications.get(cfn_key, []):
+                entry: dict[str, Any] = {
+                    "QueueArn" if target == "Queue" else "LambdaFunctionArn": item[target],
+                    "Events": [item["Event"]],
+                }
+                rules = ((item.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+                if rules:
+                    entry["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]}
+                                                               for r in rules]}}
+                config.setdefault(api_key, []).append(entry)
+        for other in set(notifications) - {"QueueConfigurations", "LambdaConfigurations"}:
+            log.warning("%s: %s notifications are not emulated locally", logical_id, other)
+        if config:
+            s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=config)
+        log.info("bucket %s -> %s (%s)", logical_id, name, ", ".join(config) or "no notifications")
+
+    # --- Lambda ------------------------------------------------------------------------------------
+    def _function(self, logical_id: str, _: dict[str, Any]) -> None:
+        props = function_properties(self.template, logical_id)
+        name = self._physical_name(logical_id, props.get("FunctionName"))
+        code_uri = self.resolver.resolve(props.get("CodeUri"))
+        handler = self.resolver.resolve(props.get("Handler"))
+        if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
+            raise TemplateError(f"{logical_id}: CodeUri and Handler (module.function) are required locally")
+        fn = LocalFunction(
+            logical_id=logical_id, name=name, code_dir=(self.template_dir / code_uri).resolve(),
+            handler=handler, memory_mb=int(self.resolver.resolve(props.get("MemorySize", 128))),
+            timeout_s=float(self.resolver.resolve(props.get("Timeout", 3))),
+        )
+        if not fn.path.is_file():
+            raise TemplateError(f"{logical_id}: handler file {fn.path} does not exist")
+        created = self.clients["lambda"].create_function(
+            FunctionName=name, Runtime=str(self.resolver.resolve(props.get("Runtime", "python3.12"))),
+            Role=self._lambda_role(), Handler=handler, Code={"ZipFile": _placeholder_zip()},
+            Timeout=int(fn.timeout_s), MemorySize=fn.memory_mb,
+        )
+        self.stack.functions[logical_id] = fn
+        self.resolver.created(logical_id, name, Arn=created["FunctionArn"])
+        for event_id, event in (props.get("Events") or {}).items():
+            if event.get("Type") == "SQS":
+                self._pending_events.append((logical_id, event_id, event.get("Properties") or {}))
+        log.info("function %s -> %s (%s)", logical_id, name, fn.path)
+
+    def _lambda_role(self) -> str:
+        if self._role_arn is None:
+            iam = self.clients["iam"]
+            trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                             "Principal": {"Service": "lambda.amazonaws.com"}}]}
+            role_name = f"{self.resolver.values['AWS::StackName']}-local-functions"
+            self._role_arn = iam.create_role(RoleName=role_name,
+                                             AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        return self._role_arn
+
+    def _connect_event_sources(self) -> None:
+        for logical_id, event_id, props in self._pending_events:
+            try:
+                queue_arn = self.resolver.resolve(props["Queue"])
+            except Unresolvable as err:
+                raise TemplateError(f"{logical_id}.Events.{event_id}: {err}") from None
+            if queue_arn not in self.stack.queue_urls:
+                raise TemplateError(f"{logical_id}.Events.{event_id}: queue {queue_arn} is not in the template")
+            self.stack.event_sources.append(SqsEventSource(
+                function_name=self.stack.functions[logical_id].name, queue_arn=queue_arn,
+                queue_url=self.stack.queue_urls[queue_arn],
+                batch_size=int(self.resolver.resolve(props.get("BatchSize", 10))),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in self.resolver.resolve(props.get("FunctionResponseTypes", [])),
+                enabled=bool(self.resolver.resolve(props.get("Enabled", True))),
+            ))
+
+
+def _placeholder_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("README.txt", "Invoked locally: the local stack routes this function to its handler.\n")
+    return buf.getvalue()

@@ -1,0 +1,89 @@
+"""Typed retrieval requests and results; strict so that a bad field fails with its name."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from stratus.errors import InvalidInput
+
+Mode = Literal["lexical", "dense", "hybrid"]
+TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# Scalars only: equality on a chunk's metadata key (`metadata @> {"key": value}`).
+MetadataValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RetrievalFilters(_Strict):
+    """Restrict both retrievers to some documents and/or chunks with given metadata."""
+
+    source_key_prefix: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    # Strict mode would refuse a UUID given as a JSON string; accept the string and check it.
+    document_ids: Annotated[list[Annotated[UUID, Field(strict=False)]], Field(min_length=1, max_length=500)] | None = (
+        None
+    )
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+
+    def is_empty(self) -> bool:
+        return self.source_key_prefix is None and self.document_ids is None and not self.metadata
+
+
+class RetrieveRequest(_Strict):
+    tenant_id: TenantId
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    k: Annotated[int, Field(ge=1, le=100)] | None = None  # None: settings.retrieval_k
+    mode: Mode = "hybrid"
+    filters: RetrievalFilters = RetrievalFilters()
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query must not be blank")
+        return v
+
+
+class Hit(BaseModel):
+    chunk_id: int
+    document_id: str
+    source_key: str
+    document_version: int
+    text: str
+    title: str | None
+    heading_path: list[str]
+    page: int | None
+    score: float  # fused (RRF) score in hybrid mode, else the single retriever's score
+    lexical_score: float | None = None  # BM25
+    lexical_rank: int | None = None  # 1-based; None when the retriever did not return this chunk
+    dense_score: float | None = None  # cosine similarity
+    dense_rank: int | None = None
+    rerank_score: float | None = None
+
+
+class RetrieveResponse(BaseModel):
+    tenant_id: str
+    query: str
+    mode: Mode
+    k: int
+    reranker: str
+    hits: list[Hit]
+    timings_ms: dict[str, float]  # per stage: embed, filters, lexical, dense, fuse, fetch, rerank, total
+    # False when chunks holding only very common query terms were not scored (see retrieval.lexical).
+    lexical_exact: bool | None = None
+
+
+def parse_request(event: object) -> RetrieveRequest:
+    """Validate a retrieve event; InvalidInput names the first bad field (e.g. `filters.document_ids.0`)."""
+    try:
+        return RetrieveRequest.model_validate(event)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "request"
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in err.errors())
+        raise InvalidInput(f"invalid retrieve request: {problems}", field=field) from None

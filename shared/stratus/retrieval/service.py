@@ -1,0 +1,105 @@
+"""retrieve(): hybrid retrieval for one tenant — BM25 and HNSW candidates fused by RRF, optionally
+reranked, with the time each stage took."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from stratus.config import Settings, get_settings
+from stratus.db import chunks as chunk_store
+from stratus.db.chunks import ChunkScope
+from stratus.db.connection import tenant_transaction
+from stratus.embeddings import Embedder, get_embedder
+from stratus.retrieval import dense, lexical
+from stratus.retrieval.fusion import Fused, rrf
+from stratus.retrieval.models import Hit, RetrievalFilters, RetrieveRequest, RetrieveResponse
+from stratus.retrieval.rerank import get_reranker
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round((time.perf_counter() - start) * 1000, 3)
+
+
+def _scope(conn: chunk_store.Connection, tenant_id: str, filters: RetrievalFilters) -> ChunkScope:
+    ids: set[str] | None = None
+    if filters.document_ids is not None:
+        ids = {str(d) for d in filters.document_ids}
+    if filters.source_key_prefix is not None:
+        matching = set(chunk_store.document_ids_with_prefix(conn, tenant_id, filters.source_key_prefix))
+        ids = matching if ids is None else ids & matching
+    return ChunkScope(document_ids=sorted(ids) if ids is not None else None, metadata=filters.metadata)
+
+
+def retrieve(
+    request: RetrieveRequest,
+    *,
+    conn: chunk_store.Connection | None = None,
+    embedder: Embedder | None = None,
+    settings: Settings | None = None,
+) -> RetrieveResponse:
+    settings = settings or get_settings()
+    k = request.k or settings.retrieval_k
+    depth = max(settings.retrieval_candidates, k)
+    reranker = get_reranker(settings.reranker)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    use_lexical = request.mode in ("lexical", "hybrid")
+    use_dense = request.mode in ("dense", "hybrid")
+
+    vector = None
+    if use_dense:  # embed before opening the transaction: no locks held during inference
+        embedder = embedder or get_embedder(settings.embedding_model)
+        with _timed(timings, "embed"):
+            vector = embedder.embed([request.query])[0]
+
+    rankings: dict[str, list[tuple[int, float]]] = {}
+    lexical_exact: bool | None = None
+    with tenant_transaction(request.tenant_id, conn) as tx:
+        with _timed(timings, "filters"):
+            scope = _scope(tx, request.tenant_id, request.filters)
+        if use_lexical:
+            with _timed(timings, "lexical"):
+                result = lexical.search(
+                    tx, request.tenant_id, request.query, scope, limit=depth, k1=settings.bm25_k1,
+                    b=settings.bm25_b, max_postings=settings.bm25_max_postings,
+                )
+            rankings["lexical"], lexical_exact = result.hits, result.exact
+        if use_dense:
+            with _timed(timings, "dense"):
+                rankings["dense"] = dense.search(
+                    tx, request.tenant_id, vector, settings.embedding_model, scope, limit=depth,
+                    ef_search=settings.hnsw_ef_search,
+                )
+        with _timed(timings, "fuse"):
+            keep = depth if reranker.name != "none" else k
+            fused = rrf(rankings, k=settings.rrf_k, limit=keep)
+        with _timed(timings, "fetch"):
+            rows = chunk_store.fetch_chunks(tx, request.tenant_id, [f.chunk_id for f in fused])
+
+    hits = [_hit(f, rows[f.chunk_id], request.mode) for f in fused if f.chunk_id in rows]
+    with _timed(timings, "rerank"):
+        hits = reranker.rerank(request.query, hits, k)
+    timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+    return RetrieveResponse(
+        tenant_id=request.tenant_id, query=request.query, mode=request.mode, k=k, reranker=reranker.name,
+        hits=hits, timings_ms=timings, lexical_exact=lexical_exact,
+    )
+
+
+def _hit(f: Fused, row: dict, mode: str) -> Hit:
+    # Single-retriever modes report that retriever's own score; hybrid reports the RRF score.
+    score = f.score if mode == "hybrid" else next(iter(f.scores.values()))
+    return Hit(
+        chunk_id=row["chunk_id"], document_id=row["document_id"], source_key=row["source_key"],
+        document_version=row["document_version"], text=row["text"], title=row["title"],
+        heading_path=list(row["heading_path"] or []), page=row["page"], score=score,
+        lexical_score=f.scores.get("lexical"), lexical_rank=f.ranks.get("lexical"),
+        dense_score=f.scores.get("dense"), dense_rank=f.ranks.get("dense"),
+    )

@@ -1,0 +1,168 @@
+"""template.yaml transforms offline, lints clean before and after the transform, and every code path,
+handler and logical ID other parts of the project rely on resolves."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratus.config import Settings, load_settings
+from stratus.local.template import function_properties, load_template, resources_of_type
+
+from .conftest import ROOT, TEMPLATE, lint, sam_transform
+
+# cfn-lint findings we accept, by rule id, each with the reason. Anything else fails the build.
+ALLOWED_LINT_FINDINGS: dict[str, str] = {}
+
+# Logical IDs other code (the local stack, the state machine substitutions, docs) refers to by name.
+EXPECTED_RESOURCES = {
+    "CommonLayer": "AWS::Serverless::LayerVersion",
+    "IngestFunction": "AWS::Serverless::Function",
+    "RetrieveFunction": "AWS::Serverless::Function",
+    "DocumentsBucket": "AWS::S3::Bucket",
+    "IngestQueue": "AWS::SQS::Queue",
+    "IngestDeadLetterQueue": "AWS::SQS::Queue",
+    "IngestQueuePolicy": "AWS::SQS::QueuePolicy",
+    "DatabaseCluster": "AWS::RDS::DBCluster",
+    "DatabaseInstance": "AWS::RDS::DBInstance",
+    "DatabaseSubnetGroup": "AWS::RDS::DBSubnetGroup",
+    "DatabaseSecret": "AWS::SecretsManager::Secret",
+    "Vpc": "AWS::EC2::VPC",
+    "FunctionSecurityGroup": "AWS::EC2::SecurityGroup",
+    "DatabaseSecurityGroup": "AWS::EC2::SecurityGroup",
+}
+
+
+def _unexpected(matches: list[Any]) -> list[str]:
+    return [
+        f"{m.rule.id} line {m.linenumber}: {m.message}"
+        for m in matches
+        if m.rule.id not in ALLOWED_LINT_FINDINGS
+    ]
+
+
+def test_the_logical_ids_others_rely_on_exist(template: dict[str, Any]) -> None:
+    actual = {name: template["Resources"].get(name, {}).get("Type") for name in EXPECTED_RESOURCES}
+    assert actual == EXPECTED_RESOURCES
+
+
+def test_template_lints_clean(template_lint: list[Any]) -> None:
+    assert _unexpected(template_lint) == []
+
+
+def test_transformed_template_lints_clean(transformed: dict[str, Any], transformed_lint: list[Any]) -> None:
+    # Includes E3004 (circular dependency), which only shows once SAM has generated roles and mappings.
+    assert transformed["Resources"]["IngestFunctionRole"]["Type"] == "AWS::IAM::Role"
+    assert _unexpected(transformed_lint) == []
+
+
+def test_a_bucket_arn_taken_from_the_bucket_itself_is_reported_as_a_cycle(template: dict[str, Any]) -> None:
+    # Given the queue policy pointing at the bucket with !GetAtt (the bucket waits for the policy)
+    broken = json.loads(json.dumps(template))
+    condition = broken["Resources"]["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0][
+        "Condition"
+    ]
+    condition["ArnLike"]["aws:SourceArn"] = {"Fn::GetAtt": ["DocumentsBucket", "Arn"]}
+
+    # When the transformed template is linted, then the cycle is found: the check is live.
+    assert "E3004" in {m.rule.id for m in lint(json.dumps(sam_transform(broken)))}
+
+
+def test_transform_replaces_serverless_resources(transformed: dict[str, Any]) -> None:
+    types = {r["Type"] for r in transformed["Resources"].values()}
+    assert not any(t.startswith("AWS::Serverless::") for t in types)
+    assert {"AWS::Lambda::Function", "AWS::Lambda::LayerVersion", "AWS::Lambda::EventSourceMapping"} <= types
+
+
+def _handler_names(module: Path) -> set[str]:
+    """Names bound at module scope: `def handler`, `handler = ...`, `from x import handler`."""
+    names: set[str] = set()
+    for node in ast.parse(module.read_text(), filename=str(module)).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names)
+    return names
+
+
+def _functions(template: dict[str, Any]) -> list[str]:
+    return [name for name, _ in resources_of_type(template, "AWS::Serverless::Function")]
+
+
+@pytest.mark.parametrize("logical_id", _functions(load_template(TEMPLATE)))
+def test_function_code_and_handler_resolve(template: dict[str, Any], logical_id: str) -> None:
+    props = function_properties(template, logical_id)
+    code = ROOT / props["CodeUri"]
+    module_name, _, attribute = props["Handler"].rpartition(".")
+    module = code / Path(*module_name.split(".")).with_suffix(".py")
+
+    assert code.is_dir(), f"{logical_id}: CodeUri {props['CodeUri']} is not a folder"
+    assert module.is_file(), f"{logical_id}: Handler {props['Handler']} needs {module.relative_to(ROOT)}"
+    assert attribute in _handler_names(module), (
+        f"{logical_id}: {module.relative_to(ROOT)} defines no {attribute!r}"
+    )
+
+
+def test_functions_share_the_layer_runtime_and_architecture(template: dict[str, Any]) -> None:
+    layer = template["Resources"]["CommonLayer"]["Properties"]
+    for logical_id in _functions(template):
+        props = function_properties(template, logical_id)
+        assert {"Ref": "CommonLayer"} in props["Layers"], logical_id
+        assert props["Runtime"] in layer["CompatibleRuntimes"], logical_id
+        assert set(props["Architectures"]) <= set(layer["CompatibleArchitectures"]), logical_id
+        assert props["Tracing"] == "Active", logical_id
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_function_environment_names_real_settings(template: dict[str, Any], stage: str) -> None:
+    # Settings ignores unknown variables, so a misspelt STRATUS_* name would silently fall back.
+    fields = set(Settings.model_fields)
+    parameters = {name: p.get("Default") for name, p in template["Parameters"].items()} | {"Stage": stage}
+
+    def value(v: Any) -> str:  # parameters resolve to their values, other intrinsics to a placeholder
+        if isinstance(v, dict) and "Ref" in v and v["Ref"] in parameters:
+            return str(parameters[v["Ref"]])
+        return v if isinstance(v, str) else "resolved-at-deploy"
+
+    for logical_id in _functions(template):
+        variables = function_properties(template, logical_id)["Environment"]["Variables"]
+        settings = {
+            n.removeprefix("STRATUS_").lower(): value(v)
+            for n, v in variables.items()
+            if n.startswith("STRATUS_")
+        }
+        assert set(settings) - fields == set(), f"{logical_id}: no such setting"
+        assert load_settings(**settings).env == stage
+
+
+def test_functions_have_least_privilege_inline_policies(transformed: dict[str, Any]) -> None:
+    roles = [r for r in transformed["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    assert roles
+    for role in roles:
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                assert statement["Effect"] == "Allow"
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                assert not any(a == "*" or a.endswith(":*") for a in actions), policy["PolicyName"]
+                assert statement["Resource"] != "*", policy["PolicyName"]
+
+
+def test_outputs_name_what_operators_need(template: dict[str, Any]) -> None:
+    assert {
+        "DocumentsBucketName",
+        "IngestQueueUrl",
+        "IngestDeadLetterQueueUrl",
+        "IngestFunctionArn",
+        "RetrieveFunctionArn",
+        "DatabaseEndpoint",
+        "DatabaseSecretArn",
+    } <= set(template["Outputs"])

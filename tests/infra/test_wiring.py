@@ -1,0 +1,150 @@
+"""The wiring the design depends on: bucket -> queue -> ingest (with DLQ), the private network and the
+database, and the deploy configuration per stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratus.local.template import function_properties
+
+BUCKET_NAME = "${AWS::StackName}-documents-${AWS::AccountId}"
+
+
+def _props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    return template["Resources"][logical_id]["Properties"]
+
+
+def test_ingest_queue_outlives_the_function_and_redrives_to_the_dlq(template: dict[str, Any]) -> None:
+    queue, dlq = _props(template, "IngestQueue"), _props(template, "IngestDeadLetterQueue")
+    timeout = function_properties(template, "IngestFunction")["Timeout"]
+
+    # A message stays invisible while its batch may still be running, with room for retries.
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["MessageRetentionPeriod"] > queue.get("MessageRetentionPeriod", 4 * 24 * 3600)
+
+
+def test_ingest_consumes_the_queue_with_partial_batch_failures(
+    template: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    events = function_properties(template, "IngestFunction")["Events"]
+    (sqs,) = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+    assert sqs["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert sqs["BatchSize"] == 10
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 0 < sqs["MaximumBatchingWindowInSeconds"] <= 300
+
+    (mapping,) = [
+        r["Properties"]
+        for r in transformed["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    assert mapping["FunctionName"] == {"Ref": "IngestFunction"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_bucket_notifies_the_queue_of_tenant_objects_created_and_removed(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["DocumentsBucket"]
+    configs = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+
+    assert {c["Event"] for c in configs} == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    for c in configs:
+        assert c["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+        assert c["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "tenants/"}]
+    # S3 validates the destination when the notification is set: the queue policy must exist first.
+    assert "IngestQueuePolicy" in (
+        [bucket["DependsOn"]] if isinstance(bucket["DependsOn"], str) else bucket["DependsOn"]
+    )
+    assert bucket["Properties"]["BucketName"] == {"Fn::Sub": BUCKET_NAME}
+
+
+def test_only_this_stacks_bucket_may_send_to_the_queue(template: dict[str, Any]) -> None:
+    policy = _props(template, "IngestQueuePolicy")
+    (statement,) = policy["PolicyDocument"]["Statement"]
+
+    assert policy["Queues"] == [{"Ref": "IngestQueue"}]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    # The ARN is built from the bucket's name string, not !GetAtt DocumentsBucket.Arn (a cycle).
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}"
+    }
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_bucket_is_private_and_encrypted(template: dict[str, Any]) -> None:
+    bucket = _props(template, "DocumentsBucket")
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+
+
+def test_database_is_aurora_serverless_v2_with_pgvector_08(template: dict[str, Any]) -> None:
+    cluster, instance = _props(template, "DatabaseCluster"), _props(template, "DatabaseInstance")
+
+    assert cluster["Engine"] == "aurora-postgresql"
+    major, minor = (int(x) for x in str(cluster["EngineVersion"]).split(".")[:2])
+    assert (major, minor) >= (16, 6)  # first 16.x with pgvector 0.8 (iterative index scans)
+    assert {"MinCapacity", "MaxCapacity"} <= set(cluster["ServerlessV2ScalingConfiguration"])
+    assert cluster["StorageEncrypted"] is True
+    assert cluster["DeletionProtection"] == {"Fn::If": ["IsProd", True, False]}
+    assert template["Resources"]["DatabaseCluster"]["DeletionPolicy"] == "Snapshot"
+    assert instance["DBInstanceClass"] == "db.serverless"
+    assert instance["DBClusterIdentifier"] == {"Ref": "DatabaseCluster"}
+    assert instance["PubliclyAccessible"] is False
+
+
+def test_database_accepts_postgres_from_the_functions_only(template: dict[str, Any]) -> None:
+    (rule,) = _props(template, "DatabaseSecurityGroup")["SecurityGroupIngress"]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 5432, 5432)
+    assert rule["SourceSecurityGroupId"] == {"Ref": "FunctionSecurityGroup"}
+    assert "CidrIp" not in rule
+
+
+def test_private_subnets_span_two_availability_zones(template: dict[str, Any]) -> None:
+    azs = [_props(template, s)["AvailabilityZone"] for s in ("PrivateSubnetA", "PrivateSubnetB")]
+    assert azs == [{"Fn::Select": [0, {"Fn::GetAZs": ""}]}, {"Fn::Select": [1, {"Fn::GetAZs": ""}]}]
+    subnets = [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+    assert _props(template, "DatabaseSubnetGroup")["SubnetIds"] == subnets
+    assert template["Globals"]["Function"]["VpcConfig"]["SubnetIds"] == subnets
+
+
+def test_functions_reach_aws_through_endpoints_not_a_nat(template: dict[str, Any]) -> None:
+    types = {r["Type"] for r in template["Resources"].values()}
+    assert not {"AWS::EC2::NatGateway", "AWS::EC2::InternetGateway"} & types
+
+    endpoints = {
+        r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1]: r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::EC2::VPCEndpoint"
+    }
+    assert endpoints["s3"]["VpcEndpointType"] == "Gateway"
+    for service in ("secretsmanager", "sqs", "xray"):
+        assert endpoints[service]["VpcEndpointType"] == "Interface"
+        assert endpoints[service]["PrivateDnsEnabled"] is True
+        assert len(endpoints[service]["SubnetIds"]) == 2
+    assert _props(template, "Vpc")["EnableDnsHostnames"] is True
+
+
+def test_samconfig_deploys_dev_and_prod(samconfig: dict[str, Any]) -> None:
+    for stage in ("dev", "prod"):
+        deploy = samconfig[stage]["deploy"]["parameters"]
+        assert samconfig[stage]["global"]["parameters"]["stack_name"] == f"stratus-{stage}"
+        assert samconfig[stage]["global"]["parameters"]["region"]
+        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        assert f"Stage={stage}" in deploy["parameter_overrides"].split()
+        assert deploy["resolve_s3"] is True
+    assert samconfig["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+
+
+def test_samconfig_overrides_only_declared_parameters(
+    template: dict[str, Any], samconfig: dict[str, Any]
+) -> None:
+    for stage in ("dev", "prod"):
+        for pair in samconfig[stage]["deploy"]["parameters"]["parameter_overrides"].split():
+            name, _, value = pair.partition("=")
+            parameter = template["Parameters"][name]
+            assert value in [str(v) for v in parameter.get("AllowedValues", [value])], pair

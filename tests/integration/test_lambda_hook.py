@@ -1,0 +1,112 @@
+"""Guards the private moto API the local stack relies on to route Lambda invocations to local handlers.
+
+If moto renames or reshapes `LambdaFunction._invoke_lambda`, these tests fail loudly instead of every
+local invocation silently trying to start Docker.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stratus.config import PROJECT_ROOT, load_settings
+from stratus.local.stack import LocalStack
+
+HANDLER = textwrap.dedent(
+    """\
+    import os
+
+    def handler(event, context):
+        if event.get("fail"):
+            raise RuntimeError("asked to fail")
+        return {
+            "echo": event,
+            "function_name": context.function_name,
+            "memory": context.memory_limit_in_mb,
+            "request_id": context.aws_request_id,
+            "remaining_ms": context.get_remaining_time_in_millis(),
+            "arn": context.invoked_function_arn,
+            "bucket": os.environ.get("STRATUS_DOCUMENTS_BUCKET"),
+        }
+    """
+)
+
+
+def test_moto_invoke_hook_signature_is_what_the_local_stack_replaces() -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    sig = inspect.signature(LambdaFunction._invoke_lambda)
+    assert list(sig.parameters) == ["self", "event"], f"moto changed _invoke_lambda: {sig}"
+    assert "tuple[str, bool, str]" in str(sig.return_annotation), f"moto changed its result: {sig}"
+    # moto's public invoke path must still go through it.
+    assert "self._invoke_lambda(" in inspect.getsource(LambdaFunction.invoke)
+
+
+@pytest.fixture
+def echo_stack(pg_url: str, tmp_path: Path):
+    code = tmp_path / "echo"
+    code.mkdir()
+    (code / "app.py").write_text(HANDLER)
+    template = {
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Globals": {"Function": {"Runtime": "python3.12", "Timeout": 30}},
+        "Resources": {
+            "EchoFunction": {"Type": "AWS::Serverless::Function",
+                             "Properties": {"CodeUri": str(code), "Handler": "app.handler", "MemorySize": 256}},
+            "DocumentsBucket": {"Type": "AWS::S3::Bucket",
+                                "Properties": {"BucketName": {"Fn::Sub": "${AWS::StackName}-docs"}}},
+            "Unemulated": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
+        },
+    }
+    path = tmp_path / "template.yaml"
+    path.write_text(json.dumps(template))  # JSON is YAML, and long-form intrinsics need no tags
+    settings = load_settings(data_dir=PROJECT_ROOT / ".stratus" / "test-hook")
+    with LocalStack(settings, template_path=path) as stack:
+        yield stack
+
+
+def test_invoke_through_boto3_reaches_the_local_handler(echo_stack: LocalStack) -> None:
+    # Given a function created in moto from the template
+    name = echo_stack.function_name("EchoFunction")
+    assert echo_stack.resources is not None and "Unemulated" in echo_stack.resources.skipped
+
+    # When it is invoked through the Lambda API
+    result = echo_stack.client("lambda").invoke(FunctionName=name, Payload=b'{"hello": "world"}',
+                                                LogType="Tail")
+
+    # Then the local handler ran in this process, with a Lambda-shaped context and the stack's settings
+    assert "FunctionError" not in result
+    body = json.loads(result["Payload"].read())
+    assert body["echo"] == {"hello": "world"}
+    assert body["function_name"] == name == "stratus-local-EchoFunction"
+    assert body["memory"] == 256
+    assert 0 < body["remaining_ms"] <= 30_000
+    assert body["arn"].endswith(f":function:{name}")
+    assert body["bucket"] == "stratus-local-docs"
+    assert body["request_id"] in base64.b64decode(result["LogResult"]).decode()
+
+
+def test_handler_exception_is_a_function_error(echo_stack: LocalStack) -> None:
+    result = echo_stack.client("lambda").invoke(
+        FunctionName=echo_stack.function_name("EchoFunction"), Payload=b'{"fail": true}')
+
+    assert result["FunctionError"]
+    error = json.loads(result["Payload"].read())
+    assert error["errorType"] == "RuntimeError"
+    assert error["errorMessage"] == "asked to fail"
+    assert any("asked to fail" in line for line in error["stackTrace"])
+
+
+def test_hook_is_removed_when_the_stack_stops(pg_url: str, tmp_path: Path, echo_stack: LocalStack) -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    from stratus.local import lambdas
+
+    assert LambdaFunction._invoke_lambda is lambdas._invoke_local
+    echo_stack.stop()
+    assert LambdaFunction._invoke_lambda is not lambdas._invoke_local

@@ -1,0 +1,245 @@
+"""Retrieval on the real database: BM25 arithmetic, tenant isolation, filters, the HNSW plan, the handler."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stratus.config import load_settings
+from stratus.db import chunks as chunk_store
+from stratus.db import documents
+from stratus.db.connection import connect, tenant_transaction
+from stratus.embeddings import get_embedder
+from stratus.errors import InvalidInput
+from stratus.ingest.models import ChunkDraft, SourceObject
+from stratus.retrieval.models import RetrieveRequest
+from stratus.retrieval.service import retrieve
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "all-MiniLM-L6-v2-int8"
+
+
+def _store(conn, tenant_id: str, key: str, texts: list[str], *, vectors=None, metadata=None) -> str:
+    """One document whose chunks are `texts`, embedded for real unless `vectors` is given."""
+    if vectors is None:
+        vectors = get_embedder(MODEL).embed(texts)
+    drafts = [
+        ChunkDraft(ordinal=i, text=t, token_count=len(t.split()), title=key, metadata=(metadata or {}))
+        for i, t in enumerate(texts)
+    ]
+    with tenant_transaction(tenant_id, conn):
+        documents.ensure_tenant(conn, tenant_id)
+        doc = documents.lock_document(conn, tenant_id, key)
+        documents.replace_version(
+            conn, doc, SourceObject(tenant_id=tenant_id, key=key), title=key, content_hash=uuid.uuid4().hex,
+            chunks=drafts, embeddings=np.asarray(vectors, dtype=np.float32), embedding_model=MODEL,
+        )
+    return doc.id
+
+
+def _analyze(pg_url: str) -> None:
+    # Statistics as a real deployment has them (only the table owner may ANALYZE).
+    with connect(pg_url, app_role=False) as owner:
+        owner.execute("ANALYZE chunks")
+        owner.commit()
+
+
+def _ask(conn, tenant_id: str, query: str, mode: str = "hybrid", k: int = 10, filters=None, **settings):
+    request = RetrieveRequest.model_validate(
+        {"tenant_id": tenant_id, "query": query, "mode": mode, "k": k, "filters": filters or {}}
+    )
+    return retrieve(request, conn=conn, settings=load_settings(**settings))
+
+
+def test_bm25_scores_match_a_hand_computation(db, tenant_id: str) -> None:
+    # Given three chunks whose lexemes are plain words (lengths 3, 2 and 1; avgdl = 2)
+    _store(db, tenant_id, "a.txt", ["cat cat dog"])
+    _store(db, tenant_id, "b.txt", ["dog bird"])
+    _store(db, tenant_id, "c.txt", ["fish"])
+    # When we search for "cats and dogs" (stemmed to cat, dog; "and" is a stopword)
+    res = _ask(db, tenant_id, "cats and dogs", mode="lexical")
+    # Then the scores are BM25 (k1 = 1.2, b = 0.75, Lucene idf) over N = 3, df(cat) = 1, df(dog) = 2
+    k1, b, avgdl = 1.2, 0.75, 2.0
+    idf_cat, idf_dog = math.log(1 + 2.5 / 1.5), math.log(1 + 1.5 / 2.5)
+
+    def term(idf: float, tf: int, dl: int) -> float:
+        return idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
+
+    expected = {"a.txt": term(idf_cat, 2, 3) + term(idf_dog, 1, 3), "b.txt": term(idf_dog, 1, 2)}
+    got = {h.source_key: h.score for h in res.hits}
+    assert got.keys() == expected.keys()
+    for key, score in expected.items():
+        assert got[key] == pytest.approx(score, rel=1e-9)
+    assert [h.source_key for h in res.hits] == ["a.txt", "b.txt"]
+    assert res.hits[0].lexical_rank == 1 and res.hits[0].dense_rank is None and res.lexical_exact
+
+
+SMALL_CORPUS = [
+    "Rotate the API key from the admin console before it expires; expired keys return 401.",
+    "The ingest queue retries a failed message three times before moving it to the dead letter queue.",
+    "Vector search uses an HNSW index with cosine distance; raise ef_search for better recall.",
+    "Budgets cap a tenant's monthly spend; requests over budget fail with error code budget_exceeded.",
+    "Rate limits apply per key: the gateway answers 429 with a retry-after header when a key is over limit.",
+    "Documents uploaded to the bucket are chunked, embedded and indexed; deleting the object removes them.",
+    "The dead letter queue keeps messages for fourteen days so an operator can inspect and redrive them.",
+    "An expired or revoked key cannot be used again; create a new key and update your clients.",
+    "Cosine similarity compares the direction of two vectors; the index stores normalised embeddings.",
+    "Monthly budget reports show spend per tenant, per model and per key, with cost in US dollars.",
+    "Retry with exponential backoff when the provider returns 429 or 503, honouring retry-after.",
+    "Guardrails redact personal data such as email addresses and phone numbers before the model sees them.",
+]
+
+
+def test_bm25_ranking_agrees_with_bm25s(db, tenant_id: str) -> None:
+    bm25s = pytest.importorskip("bm25s")
+    for i, text in enumerate(SMALL_CORPUS):
+        _store(db, tenant_id, f"doc-{i:02d}.txt", [text], vectors=np.eye(384, dtype=np.float32)[[i]])
+    # bm25s indexes the very same tokens: each chunk's lexemes repeated by their position count.
+    with tenant_transaction(tenant_id, db):
+        rows = db.execute(
+            "SELECT d.source_key, u.lexeme, coalesce(array_length(u.positions, 1), 1) FROM chunks c"
+            " JOIN documents d ON d.id = c.document_id, unnest(c.lexemes) u ORDER BY d.source_key, u.lexeme"
+        ).fetchall()
+    keys = sorted({r[0] for r in rows})
+    tokens: dict[str, list[str]] = {k: [] for k in keys}
+    for key, lexeme, tf in rows:
+        tokens[key] += [lexeme] * tf
+    reference = bm25s.BM25(method="lucene", k1=1.2, b=0.75)
+    reference.index([tokens[k] for k in keys], show_progress=False)
+
+    for query in ["expired key", "dead letter queue retries", "429 retry-after", "cosine index recall",
+                  "monthly budget per tenant"]:
+        with tenant_transaction(tenant_id, db):
+            q_tokens = chunk_store.query_lexemes(db, query)
+        ref_scores = reference.get_scores(q_tokens)
+        expected = {keys[i]: float(s) for i, s in enumerate(ref_scores) if s > 0}
+        res = _ask(db, tenant_id, query, mode="lexical", k=len(SMALL_CORPUS))
+        got = {h.source_key: h.score for h in res.hits}
+        assert got.keys() == expected.keys(), query
+        # Same ranking; bm25s' Lucene variant omits the constant (k1 + 1) factor.
+        for key in got:
+            assert got[key] == pytest.approx(expected[key] * 2.2, rel=1e-5), (query, key)
+        ranked = sorted(expected, key=lambda k: (-expected[k], k))
+        assert [h.source_key for h in res.hits] == ranked, query
+
+
+def test_another_tenants_chunks_are_never_returned(db, tenant_id: str) -> None:
+    # Given two tenants holding identical documents
+    other = f"t-{uuid.uuid4().hex[:12]}"
+    texts = SMALL_CORPUS[:6]
+    vectors = get_embedder(MODEL).embed(texts)
+    mine = _store(db, tenant_id, "shared.txt", texts, vectors=vectors)
+    theirs = _store(db, other, "shared.txt", texts, vectors=vectors)
+    for mode in ("lexical", "dense", "hybrid"):
+        # When each tenant searches in every mode
+        for tenant, own in ((tenant_id, mine), (other, theirs)):
+            res = _ask(db, tenant, "rotate an expired API key", mode=mode, k=20)
+            # Then each sees its own chunks (all six by vector) and nothing else
+            assert res.hits, mode
+            if mode != "lexical":
+                assert len(res.hits) == 6, mode
+            assert {h.document_id for h in res.hits} == {own}, mode
+
+
+def test_filters_still_return_k_results_with_iterative_scans(db, pg_url: str, tenant_id: str) -> None:
+    # Given 1000 chunks of noise and 12 chunks in the one document (and language) we filter on
+    rng = np.random.default_rng(7)
+    noise = rng.normal(size=(1000, 384)).astype(np.float32)
+    for i in range(5):
+        _store(db, tenant_id, f"bulk/{i}.txt", [f"filler text number {j}" for j in range(200)],
+               vectors=noise[i * 200:(i + 1) * 200], metadata={"lang": "fr"})
+    wanted = _store(db, tenant_id, "guides/keys.md", SMALL_CORPUS, metadata={"lang": "en"})
+    _analyze(pg_url)
+    query_vec = get_embedder(MODEL).embed(["how do I rotate keys"])[0]
+    en_only = chunk_store.ChunkScope(metadata={"lang": "en"})
+    # Steer the planner to the HNSW path (the only one that yields rows in distance order).
+    db.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+    db.commit()
+    try:
+        with tenant_transaction(tenant_id, db):
+            assert "chunks_embedding_minilm" in chunk_store.explain_dense(db, tenant_id, MODEL, en_only)
+            # Control: without iterative scans, a small ef_search finds fewer than k rows that pass the filter.
+            query, params = chunk_store.dense_statement(MODEL, en_only)
+            db.execute("SET LOCAL hnsw.iterative_scan = off; SET LOCAL hnsw.ef_search = 10")
+            params.update(qvec=query_vec, tenant=tenant_id, limit=10)
+            assert len(db.execute(query, params).fetchall()) < 10
+        # When we retrieve through the service (iterative scans on) with the same tiny ef_search
+        for filters in ({"document_ids": [wanted]}, {"source_key_prefix": "guides/"}, {"metadata": {"lang": "en"}}):
+            for mode in ("dense", "hybrid"):
+                res = _ask(db, tenant_id, "how do I rotate keys", mode=mode, k=10, filters=filters,
+                           hnsw_ef_search=10)
+                # Then we still get k results, all inside the filter
+                assert len(res.hits) == 10, (filters, mode)
+                assert {h.document_id for h in res.hits} == {wanted}, (filters, mode)
+                if mode == "dense":  # re-sorted by distance after the relaxed-order scan
+                    assert [h.dense_rank for h in res.hits] == list(range(1, 11))
+                    assert all(a.dense_score >= b.dense_score for a, b in zip(res.hits, res.hits[1:], strict=False))
+    finally:
+        db.rollback()
+        db.execute("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort")
+        db.commit()
+    # A filter that matches nothing returns nothing (not everything)
+    assert _ask(db, tenant_id, "keys", filters={"source_key_prefix": "nope/"}).hits == []
+    assert _ask(db, tenant_id, "keys", filters={"metadata": {"lang": "de"}}).hits == []
+    assert _ask(db, tenant_id, "keys", filters={"source_key_prefix": "guides/%"}).hits == []  # % is literal
+
+
+def test_dense_query_uses_the_hnsw_index(db, pg_url: str, tenant_id: str) -> None:
+    # Given a tenant large enough that an index beats a scan (planner statistics up to date)
+    rng = np.random.default_rng(3)
+    noise = rng.normal(size=(1000, 384)).astype(np.float32)
+    _store(db, tenant_id, "bulk.txt", [f"row {i}" for i in range(1000)], vectors=noise)
+    _analyze(pg_url)
+    with tenant_transaction(tenant_id, db):
+        # Then the query, as written, is planned on the partial expression index
+        plan = chunk_store.explain_dense(db, tenant_id, MODEL, chunk_store.ChunkScope())
+        assert "Index Scan using chunks_embedding_minilm" in plan, plan
+
+
+def test_invalid_requests_name_the_field() -> None:
+    from stratus.retrieval.models import parse_request
+
+    cases = {
+        "mode": {"tenant_id": "acme", "query": "x", "mode": "fuzzy"},
+        "filters.document_ids.0": {"tenant_id": "acme", "query": "x", "filters": {"document_ids": ["nope"]}},
+        "filters.colour": {"tenant_id": "acme", "query": "x", "filters": {"colour": "red"}},
+        "k": {"tenant_id": "acme", "query": "x", "k": 0},
+        "query": {"tenant_id": "acme", "query": "   "},
+        "tenant_id": {"tenant_id": "Not A Tenant", "query": "x"},
+    }
+    for field, event in cases.items():
+        with pytest.raises(InvalidInput) as err:
+            parse_request(event)
+        assert err.value.field == field, (field, err.value.message)
+        assert field in err.value.message
+
+
+def test_handler_round_trip(pg_url: str, tenant_id: str) -> None:
+    import importlib.util
+
+    conn = connect(pg_url)
+    try:
+        _store(conn, tenant_id, "handbook/keys.md", SMALL_CORPUS)
+    finally:
+        conn.close()
+    event = json.loads((ROOT / "events" / "retrieve.json").read_text())
+    event["tenant_id"] = tenant_id
+    spec = importlib.util.spec_from_file_location("retrieve_app", ROOT / "functions" / "retrieve" / "app.py")
+    assert spec and spec.loader
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+
+    out = app.handler(event, None)
+
+    json.dumps(out)  # plain JSON for Step Functions
+    assert out["mode"] == event["mode"] and 0 < len(out["hits"]) <= event["k"]
+    top = out["hits"][0]
+    assert top["source_key"] == "handbook/keys.md" and "expired" in top["text"].lower()
+    assert set(out["timings_ms"]) >= {"embed", "lexical", "dense", "fuse", "fetch", "total"}
+    with pytest.raises(InvalidInput):
+        app.handler({**event, "mode": "nope"}, None)
