@@ -102,11 +102,15 @@ def test_handler_exception_is_a_function_error(echo_stack: LocalStack) -> None:
     assert any("asked to fail" in line for line in error["stackTrace"])
 
 
-def test_hook_is_removed_when_the_stack_stops(pg_url: str, tmp_path: Path, echo_stack: LocalStack) -> None:
+def test_hook_is_removed_when_the_stack_stops(echo_stack: LocalStack) -> None:
     from moto.awslambda.models import LambdaFunction
 
     from stratus.local import lambdas
 
+    assert LambdaFunction._invoke_lambda is lambdas._invoke_local
+    # moto's state and the hook are process-wide: a second stack is refused, not silently merged
+    with pytest.raises(RuntimeError, match="already running"):
+        LocalStack(echo_stack.settings, template_path=echo_stack.template_path).start()
     assert LambdaFunction._invoke_lambda is lambdas._invoke_local
     echo_stack.stop()
     assert LambdaFunction._invoke_lambda is not lambdas._invoke_local

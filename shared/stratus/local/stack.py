@@ -99,6 +99,7 @@ class LocalStack:
         self._env = EnvOverlay()
         self._clients: dict[str, Any] = {}
         self._state_file = self.settings.data_dir / "stack.json"
+        self._state_written = False
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -155,8 +156,9 @@ class LocalStack:
                 lambdas.unregister(fn.name)
             lambdas.uninstall_hook()
             self.resources = None
-        if self._state_file.exists() and _read_state(self._state_file).get("pid") == os.getpid():
+        if self._state_written:
             self._state_file.unlink(missing_ok=True)
+            self._state_written = False
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -247,6 +249,7 @@ class LocalStack:
             "region": self.region,
             **{var: os.environ.get(var) for var in _OUTPUTS},
         }, indent=2))
+        self._state_written = True
 
 
 def running_stack(settings: Settings | None = None) -> dict[str, Any] | None:

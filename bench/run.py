@@ -1,0 +1,70 @@
+"""`make bench`: every benchmark in one run, on this machine, results in bench/results/.
+
+    python -m bench.run [cold_start ingest retrieval]   (default: all)
+
+BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
+scaled retrieval tables. The embedded PostgreSQL used here is private to the run and deleted after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+from bench.common import RESULTS, ROOT, machine
+
+
+def _summary() -> None:
+    lines = ["# Benchmark results", "", f"Machine: `{json.dumps(machine())}`", ""]
+    for path in sorted(RESULTS.glob("*.json")):
+        data = json.loads(path.read_text())
+        data.pop("machine", None)
+        lines += [f"## {path.stem}", "", "```json", json.dumps(data, indent=2), "```", ""]
+    (RESULTS / "SUMMARY.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv) or {"cold_start", "ingest", "retrieval"}
+    if "cold_start" in wanted:
+        from bench import cold_start
+
+        cold_start.main()
+    if wanted & {"ingest", "retrieval"}:
+        from stratus.config import reset_settings
+        from stratus.db.migrate import migrate
+        from stratus.local.postgres import start_embedded
+
+        work = ROOT / ".stratus" / "bench"
+        shutil.rmtree(work, ignore_errors=True)
+        server = start_embedded(work / "pg", delete_on_stop=True)
+        try:
+            migrate(server.url)
+            os.environ["DATABASE_URL"] = server.url
+            reset_settings()
+            from bench import ingest_throughput, retrieval_scale
+            from bench.corpus import write_corpus
+
+            pages = write_corpus(work / "corpus", limit=int(os.environ.get("BENCH_PAGES", "24")))
+            ingest_throughput.main(pages, rounds=3)
+            if "retrieval" in wanted:
+                sizes = tuple(int(s) for s in os.environ.get("BENCH_SIZES", "10000,100000").split(","))
+                from stratus.db.connection import connect
+
+                with connect(server.url, app_role=False) as conn:
+                    base = conn.execute(
+                        "SELECT tenant_id FROM chunks GROUP BY tenant_id ORDER BY count(*) DESC LIMIT 1"
+                    ).fetchone()[0]
+                retrieval_scale.main(server.url, base, sizes=sizes)
+        finally:
+            from stratus.db.connection import close_connection
+
+            close_connection()
+            server.stop()
+    _summary()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,77 @@
+"""`stratus demo` end to end: a subprocess that starts the stack, ingests the corpus and ranks chunks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STRATUS = Path(sys.executable).with_name("stratus")
+CORPUS = ROOT / "examples" / "corpus"
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Inside the project: the embedded server opens up the parents of its data folder when run as root.
+    path = ROOT / ".stratus" / f"e2e-{uuid.uuid4().hex[:8]}"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "AWS_", "MOTO_"))}
+    env.pop("DATABASE_URL", None)  # the command starts its own embedded PostgreSQL
+    return {**env, "STRATUS_DATA_DIR": str(data_dir)}
+
+
+def test_demo_ingests_the_corpus_and_prints_ranked_chunks(data_dir: Path) -> None:
+    run = subprocess.run([str(STRATUS), "demo"], env=_env(data_dir), capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    documents = sorted(p.name for p in CORPUS.iterdir() if p.is_file())
+    assert f"tenant demo: {len(documents)} ingested, 0 unchanged, 0 failed" in out
+    # Every query prints its ranked chunks with document, heading path and the three scores.
+    blocks = out.split("\nQ: ")[1:]
+    assert len(blocks) == 4
+    for block in blocks:
+        assert "  1. " in block and "fused " in block and "| lexical " in block and "| dense " in block
+    pricing = next(b for b in blocks if b.startswith("How much does the Team plan cost"))
+    first_hit = pricing.split("  2. ")[0]
+    assert "pricing.html  [Parcelo pricing > Team]" in first_hit and "149 euros" in first_hit
+    retention = next(b for b in blocks if b.startswith("How long are tracking events kept"))
+    assert "security-policy.md  [Security policy > Data retention]" in retention.split("  2. ")[0]
+    # It stopped what it started: no embedded server is left running on the data folder.
+    assert not (data_dir / "pg" / "postmaster.pid").exists()
+    assert not (data_dir / "stack.json").exists()
+
+
+def test_sigterm_stops_everything_the_demo_started(data_dir: Path) -> None:
+    proc = subprocess.Popen([str(STRATUS), "demo"], env=_env(data_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        # Wait until the stack is up (the first line), then ask it to stop.
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("Local stack up"), line + (proc.stderr.read() if proc.stderr else "")
+        assert (data_dir / "pg" / "postmaster.pid").exists()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 130
+    deadline = time.monotonic() + 10
+    while (data_dir / "pg" / "postmaster.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not (data_dir / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL left running"
+    assert not (data_dir / "stack.json").exists()
