@@ -37,17 +37,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
     import json
+    from contextlib import ExitStack
+
+    from stratus.config import get_settings
+    from stratus.evals.retrieval import MODES, run_retrieval_eval
 
     for name, path in (("--corpus", args.corpus), ("--queries", args.queries)):
         if not path.exists():
             raise UsageError(f"{name}: {path} does not exist")
-    try:
-        from stratus.evals.retrieval import evaluate_retrieval
-    except ImportError as err:
-        raise UsageError(f"retrieval evaluation is not available in this build: {err}") from None
-    modes = ["lexical", "dense", "hybrid"] if args.mode == "all" else [args.mode]
-    for result in evaluate_retrieval(corpus=args.corpus, queries=args.queries, modes=modes, k=args.k):
-        print(json.dumps(result, default=str), flush=True)
+    modes = MODES if args.mode == "all" else (args.mode,)
+    settings = get_settings()
+    with ExitStack() as running:
+        if not settings.database_url and settings.env == "local":
+            # The evaluation needs a database: the local stack's embedded PostgreSQL, migrated.
+            from stratus.local.commands import function_output
+            from stratus.local.stack import LocalStack
+
+            running.enter_context(function_output(settings, args.verbose))
+            running.enter_context(LocalStack(settings, start_pollers=False))
+        results = run_retrieval_eval(args.corpus, args.queries, modes, keep_tenant=args.keep_tenant)
+    for row in results:
+        print(json.dumps(row), flush=True)
     return 0
 
 
@@ -76,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--corpus", type=Path, required=True, help="folder of documents")
     retrieval.add_argument("--queries", type=Path, required=True, help="JSONL file of queries and judgements")
     retrieval.add_argument("--mode", choices=["lexical", "dense", "hybrid", "all"], default="all")
-    retrieval.add_argument("-k", type=int, default=10, help="cut-off for the metrics")
+    retrieval.add_argument("--keep-tenant", action="store_true", help="leave the eval tenant's data in place")
     retrieval.set_defaults(func=_cmd_eval_retrieval)
     return parser
 

@@ -88,6 +88,12 @@ def _adjust_stats(conn: psycopg.Connection, tenant_id: str, document_id: str, ve
         conn.execute("DELETE FROM lexical_terms WHERE tenant_id = %s AND df <= 0", [tenant_id])
 
 
+def _lexical_text(chunk: ChunkDraft) -> str:
+    """What BM25 indexes: the document title and heading path give every chunk its context words."""
+    context = dict.fromkeys(p for p in [chunk.title, *chunk.heading_path] if p)  # the H1 is often the title
+    return " \n".join([*context, chunk.text])
+
+
 def _remove_version(conn: psycopg.Connection, doc: DocumentState) -> None:
     if doc.version > 0:
         _adjust_stats(conn, doc.tenant_id, doc.id, doc.version, -1)
@@ -122,7 +128,7 @@ def replace_version(
                     "tenant": doc.tenant_id, "doc": doc.id, "ver": version, "ordinal": c.ordinal,
                     "text": c.text, "title": c.title, "headings": list(c.heading_path), "page": c.page,
                     "meta": Jsonb(c.metadata), "tokens": c.token_count,
-                    "lex": " \n".join([*(h for h in c.heading_path), c.text]) if c.heading_path else c.text,
+                    "lex": _lexical_text(c),
                     "model": embedding_model, "emb": np.asarray(e, dtype=np.float32),
                 }
                 for c, e in zip(chunks, embeddings, strict=True)

@@ -123,6 +123,9 @@ def ingest_into(target: Target, root: Path, tenant_id: str, prefix: str, *, time
 
 
 def run_ingest(path: Path, tenant_id: str, prefix: str, *, timeout: float, verbose: bool) -> int:
+    from stratus.local.folder_ingest import plan
+
+    plan(path, tenant_id, prefix)  # bad arguments fail before anything starts
     settings = get_settings()
     with function_output(settings, verbose) as out, ingest_target(settings) as target:
         report = ingest_into(target, path, tenant_id, prefix, timeout=timeout, out=out)
