@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from stratus.db import documents
-from stratus.db.connection import connect, tenant_transaction
+from stratus.db.connection import tenant_transaction
 from stratus.db.migrate import migrate
 
 
@@ -65,3 +65,25 @@ def test_writing_into_another_tenant_is_refused(db: psycopg.Connection, tenant_i
                 "INSERT INTO documents (tenant_id, source_key, status) VALUES (%s, 'x.md', 'pending')",
                 [tenant_id],
             )
+
+
+def test_search_view_is_bound_to_the_tenant_like_the_policy(db: psycopg.Connection, tenant_id: str) -> None:
+    import numpy as np
+
+    from stratus.ingest.models import ChunkDraft, SourceObject
+
+    with tenant_transaction(tenant_id, db):
+        doc = documents.lock_document(db, tenant_id, "view.md")
+        documents.replace_version(
+            db, doc, SourceObject(tenant_id, "view.md"), title="View", content_hash="h",
+            chunks=[ChunkDraft(0, "confidential merger plans", 3)],
+            embeddings=np.ones((1, 384), dtype=np.float32) / np.sqrt(384), embedding_model="all-MiniLM-L6-v2-int8",
+        )
+        assert db.execute("SELECT count(*) FROM chunk_search").fetchone() == (1,)
+    with tenant_transaction("someone-else", db):
+        assert db.execute("SELECT count(*) FROM chunk_search").fetchone() == (0,)
+        assert db.execute(
+            "SELECT count(*) FROM chunk_search WHERE lexemes @@ 'merger'::tsquery").fetchone() == (0,)
+    db.rollback()
+    assert db.execute("SELECT count(*) FROM chunk_search").fetchone() == (0,)
+    db.rollback()

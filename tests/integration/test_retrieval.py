@@ -29,7 +29,7 @@ def _store(conn, tenant_id: str, key: str, texts: list[str], *, vectors=None, me
     if vectors is None:
         vectors = get_embedder(MODEL).embed(texts)
     drafts = [
-        ChunkDraft(ordinal=i, text=t, token_count=len(t.split()), title=key, metadata=(metadata or {}))
+        ChunkDraft(ordinal=i, text=t, token_count=len(t.split()), metadata=(metadata or {}))
         for i, t in enumerate(texts)
     ]
     with tenant_transaction(tenant_id, conn):

@@ -98,7 +98,8 @@ def bm25_search(
 ) -> list[tuple[int, float]]:
     """Top `limit` (chunk id, BM25 score) among chunks containing any of `match_terms`.
 
-    Candidates come from the GIN index; each is scored on every term in `idf` with tf taken from its
+    Candidates come from the GIN index (through the `chunk_search` view; see migration 0002); each is
+    scored on every term in `idf` with tf taken from its
     tsvector positions and its length from `lexeme_count`.
     """
     if not match_terms or avg_length <= 0:
@@ -106,7 +107,8 @@ def bm25_search(
     filters, params = scope.clauses()
     query = sql.SQL(
         "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(idfs)s::float8[])),"
-        " cand AS (SELECT c.id, c.lexemes, c.lexeme_count FROM chunks c"
+        # chunk_search: the tenant-bound view that lets @@ use the GIN index (migration 0002).
+        " cand AS (SELECT c.id, c.lexemes, c.lexeme_count FROM chunk_search c"
         "   WHERE c.tenant_id = %(tenant)s AND c.lexemes @@ %(tsq)s::tsquery{filters})"
         " SELECT cand.id, sum(q.idf * t.tf * (%(k1)s + 1)"
         "   / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * cand.lexeme_count / %(avgdl)s))) AS score"
