@@ -66,9 +66,10 @@ def main(admin_url: str, base_tenant: str, sizes: tuple[int, ...] = (10_000, 100
         results["sizes"][str(size)] = entry
     conn.close()
     results["targets"] = {"hybrid_p50_ms_at_100k": 20, "hnsw_recall_at_10": 0.95}
-    results["note"] = ("Scaled data: vectors are real MiniLM embeddings of real chunks plus N(0, 0.02) noise, "
-                       "re-normalised; texts mix sentences of two real chunks. The 10k tenant shares the "
-                       "table and HNSW index with the 100k tenant (tenant filter active).")
+    results["note"] = ("Scaled data: each synthetic chunk mixes two real chunks (2/3 + 1/3 of their sentences; "
+                       "the same mix of their real MiniLM embeddings plus N(0, 0.01) noise, re-normalised). "
+                       "The 10k tenant shares the table and HNSW index with the 100k tenant (tenant filter "
+                       "active).")
     record("retrieval_scale", results)
     return results
 

@@ -1,8 +1,9 @@
 """Scale-up data for retrieval benchmarks, honest about what is real.
 
 Embedding 100k chunks of real text takes hours on 2 cores, so a large table is built from a few
-thousand REAL chunks (text and embedding, as ingested): each synthetic chunk is a real chunk's vector
-plus small Gaussian noise (re-normalised), and its text mixes sentences of two real chunks. Vectors
+thousand REAL chunks (text and embedding, as ingested): each synthetic chunk's text mixes sentences of
+two real chunks (two thirds of one, a third of the other) and its vector is the same mix of their real
+embeddings plus small Gaussian noise, re-normalised. Vectors
 keep the clustered structure of real text (uniform random vectors would not: HNSW recall on those is
 meaningless), and lexical statistics stay realistic. The rows go straight in with COPY, the HNSW index
 is built afterwards (as one would for a bulk load), and the tenant's BM25 statistics are recomputed.
@@ -33,13 +34,17 @@ def load_base(conn: psycopg.Connection, tenant_id: str) -> tuple[list[str], np.n
     return texts, vectors
 
 
-def synthesize(texts: list[str], vectors: np.ndarray, n: int, *, noise: float = 0.02,
+def synthesize(texts: list[str], vectors: np.ndarray, n: int, *, noise: float = 0.01,
                seed: int = 7) -> tuple[list[str], np.ndarray, list[int]]:
     """n chunks around the real ones; returns texts, unit vectors, and the section label (0-9) of each."""
     rng = np.random.default_rng(seed)
     base = rng.integers(0, len(texts), size=n)
     other = rng.integers(0, len(texts), size=n)
-    out_vecs = vectors[base] + rng.normal(0, noise, size=(n, vectors.shape[1])).astype(np.float32)
+    # The vector follows the text's make-up (two thirds of one real chunk, one third of another) plus
+    # noise: neighbours spread the way mixed real text does, instead of tight balls of near-duplicates
+    # (which no real corpus has and which HNSW's neighbour pruning handles badly).
+    out_vecs = (2 / 3) * vectors[base] + (1 / 3) * vectors[other]
+    out_vecs += rng.normal(0, noise, size=(n, vectors.shape[1])).astype(np.float32)
     out_vecs /= np.linalg.norm(out_vecs, axis=1, keepdims=True)
     sentences = [_SENTENCE.split(t) for t in texts]
     out_texts = []

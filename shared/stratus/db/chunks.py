@@ -108,11 +108,14 @@ def bm25_search(
     query = sql.SQL(
         "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(idfs)s::float8[])),"
         # chunk_search: the tenant-bound view that lets @@ use the GIN index (migration 0002).
-        " cand AS (SELECT c.id, c.lexemes, c.lexeme_count FROM chunk_search c"
+        # setweight + ts_filter keep only the query's lexemes (in C), so the SQL-level unnest below
+        # touches a handful of entries per candidate instead of its whole tsvector.
+        " cand AS (SELECT c.id, ts_filter(setweight(c.lexemes, 'A', %(terms)s::text[]), '{{a}}') AS qv,"
+        "   c.lexeme_count FROM chunk_search c"
         "   WHERE c.tenant_id = %(tenant)s AND c.lexemes @@ %(tsq)s::tsquery{filters})"
         " SELECT cand.id, sum(q.idf * t.tf * (%(k1)s + 1)"
         "   / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * cand.lexeme_count / %(avgdl)s))) AS score"
-        " FROM cand CROSS JOIN LATERAL unnest(cand.lexemes) u"
+        " FROM cand CROSS JOIN LATERAL unnest(cand.qv) u"
         " JOIN q ON q.term = u.lexeme"
         " CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t"
         " GROUP BY cand.id ORDER BY score DESC, cand.id LIMIT %(limit)s"
