@@ -15,6 +15,7 @@ import psycopg
 
 from bench.common import record, summary_ms
 from bench.synthetic import hnsw_recall, load_base, load_table, synthesize
+from stratus.config import get_settings
 from stratus.db.connection import connect
 from stratus.embeddings import get_embedder
 from stratus.retrieval.models import RetrieveRequest
@@ -49,7 +50,8 @@ def main(admin_url: str, base_tenant: str, sizes: tuple[int, ...] = (10_000, 100
     queries = make_queries(texts, n_queries)
     embedder = get_embedder("all-MiniLM-L6-v2-int8")
     qvecs = embedder.embed(queries)
-    results: dict = {"base_real_chunks": len(texts), "queries": len(queries), "sizes": {}}
+    results: dict = {"base_real_chunks": len(texts), "queries": len(queries),
+                     "hnsw_ef_search_default": get_settings().hnsw_ef_search, "sizes": {}}
     for size in sizes:
         tenant = f"bench-{size // 1000}k"
         syn_texts, syn_vecs, sections = synthesize(texts, vectors, size)
@@ -59,9 +61,12 @@ def main(admin_url: str, base_tenant: str, sizes: tuple[int, ...] = (10_000, 100
             entry["latency"][mode] = latency(tenant, queries, mode, conn)
             print(f"{size:>7} {mode:<8} p50 {entry['latency'][mode]['with_query_embedding']['p50_ms']} ms"
                   f" (db only {entry['latency'][mode]['excluding_query_embedding']['p50_ms']} ms)")
-        entry["hnsw_recall_at_10"]["tenant_filter_only"] = round(hnsw_recall(conn, tenant, qvecs[:50]), 4)
-        entry["hnsw_recall_at_10"]["tenant_and_metadata_filter"] = round(
-            hnsw_recall(conn, tenant, qvecs[:50], section="s3"), 4)
+        for ef in (100, 200, 400):  # the recall/latency knob; the default is settings.hnsw_ef_search
+            entry["hnsw_recall_at_10"][f"ef_search={ef}"] = {
+                "tenant_filter_only": round(hnsw_recall(conn, tenant, qvecs[:50], ef_search=ef), 4),
+                "tenant_and_metadata_filter": round(
+                    hnsw_recall(conn, tenant, qvecs[:50], ef_search=ef, section="s3"), 4),
+            }
         print(f"{size:>7} HNSW recall@10 {entry['hnsw_recall_at_10']}")
         results["sizes"][str(size)] = entry
     conn.close()

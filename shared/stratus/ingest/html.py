@@ -1,4 +1,4 @@
-"""HTML -> title and blocks with beautifulsoup4 (imported on first use; the stdlib parser, no lxml).
+"""HTML -> title and blocks with beautifulsoup4 on the lxml parser (imported on first use; ~2x the stdlib parser).
 
 Headings h1-h6 set the heading path; script, style, nav, footer and similar chrome are dropped.
 """
@@ -21,7 +21,7 @@ _WS = re.compile(r"\s+")
 def extract_html(text: str) -> ExtractedDocument:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(text.replace(_MARK, " "), "html.parser")
+    soup = BeautifulSoup(text.replace(_MARK, " "), "lxml")
     title = _WS.sub(" ", soup.title.get_text()).strip() if soup.title else ""
     for tag in soup.find_all(_DROP):
         tag.decompose()
