@@ -1,4 +1,4 @@
-"""Shared helpers for benchmarks: machine description, percentiles, recording results."""
+"""Shared helpers for benchmarks: machine description, latency summaries, recording results."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from stratus.evals.retrieval import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -44,16 +46,6 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(), "packages": versions, "commit": commit,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100]."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def summary_ms(samples_s: list[float]) -> dict[str, float]:

@@ -23,8 +23,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated PostgreSQL: DATABASE_URL if set, else an embedded server for this test session."""
-    from stratus.config import reset_settings
     from stratus.db.migrate import migrate
+    from stratus.local.stack import EnvOverlay
 
     url = os.environ.get("DATABASE_URL")
     server = None
@@ -35,18 +35,15 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server = start_embedded(ROOT / ".stratus" / f"test-pg-{os.getpid()}", delete_on_stop=True)
         url = server.url
     migrate(url)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    reset_settings()
+    env = EnvOverlay()  # sets DATABASE_URL and refreshes cached settings; restores both afterwards
+    env.set({"DATABASE_URL": url})
     try:
         yield url
     finally:
         from stratus.db.connection import close_connection
 
         close_connection()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        reset_settings()
+        env.restore()
         if server is not None:
             server.stop()
 

@@ -8,15 +8,14 @@ nothing. Keys arrive URL-encoded (`/` as `%2F`, space as `+`) and are decoded he
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from stratus.errors import InvalidInput
+from stratus.tenants import TENANT_ID
 
-TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KEY_PREFIX = "tenants/"
 
 

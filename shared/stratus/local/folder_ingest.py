@@ -15,8 +15,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from stratus.errors import InvalidInput
-from stratus.ingest.events import KEY_PREFIX, TENANT_ID
+from stratus.ingest.events import KEY_PREFIX
 from stratus.ingest.extract import KINDS
+from stratus.tenants import TENANT_ID
 
 _CONTENT_TYPES = {"markdown": "text/markdown", "text": "text/plain", "html": "text/html", "pdf": "application/pdf"}
 

@@ -8,9 +8,10 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from stratus.errors import InvalidInput
+from stratus.tenants import TENANT_ID_PATTERN
 
 Mode = Literal["lexical", "dense", "hybrid"]
-TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # Scalars only: equality on a chunk's metadata key (`metadata @> {"key": value}`).
 MetadataValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
