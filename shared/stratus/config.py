@@ -10,7 +10,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +68,46 @@ class Settings(BaseSettings):
     # (sum of document frequencies); the rest of the terms still count in every candidate's score.
     bm25_max_postings: int = Field(default=20000, ge=100)
     reranker: Literal["none"] = "none"
+
+    # Models (llm/). The catalog maps aliases to ordered deployments with prices (llm/models.yaml).
+    models_file: Path = Path(__file__).with_name("llm") / "models.yaml"  # shipped in the layer
+    # auto: the offline provider answers everything in local mode when no provider is configured;
+    # offline: always; hosted: never (a deployment without credentials then fails the request).
+    provider_mode: Literal["auto", "offline", "hosted"] = "auto"
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("STRATUS_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("STRATUS_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    )
+    # On AWS: a Secrets Manager secret holding {"openai": "...", "anthropic": "..."}.
+    provider_secret_arn: str | None = None
+    bedrock_enabled: bool = False  # local mode: use Bedrock (IAM credentials) rather than the offline provider
+    bedrock_endpoint_url: str | None = None  # a Bedrock runtime endpoint override (VPC endpoint, tests)
+    # Routing: retries per deployment before falling back, exponential backoff with full jitter capped at
+    # retry_max_backoff_s (a retry-after header wins when it fits the deadline), an overall deadline,
+    # and a circuit breaker that skips a deployment for breaker_cooldown_s after breaker_failures
+    # consecutive failures.
+    retry_attempts: int = Field(default=2, ge=0, le=10)
+    retry_base_backoff_s: float = Field(default=0.25, ge=0)
+    retry_max_backoff_s: float = Field(default=8.0, ge=0)
+    generation_deadline_s: float = Field(default=60.0, gt=0, le=900)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, ge=0)
+
+    # Prompts: the versioned files that are the registry's source of truth (synced into the database).
+    # Unset: the repository's prompts/, or the copy packaged into the Lambda layer.
+    prompts_dir: Path | None = None
+    auto_sync_prompts: bool = True
+    default_rag_prompt: str = "rag-answer"
+    default_chat_prompt: str = "chat"
+
+    # Response cache: exact, and semantic above a cosine similarity (question embeddings), per tenant,
+    # prompt version, model alias and the chunks the answer used.
+    cache_enabled: bool = True
+    cache_ttl_s: int = Field(default=86400, ge=0)
+    cache_semantic: bool = True
+    cache_similarity: float = Field(default=0.95, gt=0, le=1)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

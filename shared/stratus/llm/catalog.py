@@ -1,0 +1,129 @@
+"""The model catalog: deployments (a model at a provider, with its price and limits) and aliases
+(ordered lists of deployments to try). Loaded from a YAML file (settings.models_file); a tenant may
+override an alias with its own ordered list of the catalog's deployments.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
+
+from stratus.errors import InvalidInput, NotFound
+
+ProviderName = Literal["openai", "anthropic", "bedrock", "offline"]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+DEFAULT_CATALOG = Path(__file__).with_name("models.yaml")
+OFFLINE = "offline"
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)  # None: same as input
+
+
+class Deployment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    provider: ProviderName
+    model: str  # the provider's model id
+    price: Price
+    base_url: str | None = None  # OpenAI/Anthropic-compatible endpoint, or a Bedrock endpoint override
+    region: str | None = None  # Bedrock
+    api_key: SecretStr | None = None  # filled from settings at load; never in the YAML
+    timeout_s: float = Field(default=30.0, gt=0, le=900)  # one attempt
+    context_window: int = Field(default=128_000, ge=256)
+    max_output_tokens: int = Field(default=4096, ge=1)
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployments: dict[Name, Deployment]
+    aliases: dict[Name, Annotated[list[Name], Field(min_length=1)]]
+    default_alias: Name
+
+    @model_validator(mode="after")
+    def _check(self) -> Catalog:
+        for alias, names in self.aliases.items():
+            for name in names:
+                if name not in self.deployments:
+                    raise ValueError(f"aliases.{alias}: unknown deployment {name!r}")
+        if self.default_alias not in self.aliases:
+            raise ValueError(f"default_alias: {self.default_alias!r} is not an alias")
+        return self
+
+    def deployments_for(self, alias: str, override: list[str] | None = None) -> list[Deployment]:
+        """The ordered deployments to try for `alias` (a tenant's override wins)."""
+        if override is not None:
+            unknown = [n for n in override if n not in self.deployments]
+            if unknown:
+                raise InvalidInput(f"model override for {alias!r} names unknown deployments: {unknown}",
+                                   field="model")
+            return [self.deployments[n] for n in override]
+        if alias in self.aliases:
+            return [self.deployments[n] for n in self.aliases[alias]]
+        if alias in self.deployments:  # a deployment may be addressed directly
+            return [self.deployments[alias]]
+        raise NotFound(f"unknown model {alias!r}; known aliases: {', '.join(sorted(self.aliases))}", field="model")
+
+
+def parse_catalog(data: object, *, source: str = "<catalog>", credentials: dict[str, SecretStr | None] | None = None,
+                  offline_only: bool = False) -> Catalog:
+    """Validate a catalog document. `credentials` (provider -> key) fill in api keys; with
+    `offline_only`, every alias is answered by the offline deployment (local mode without keys)."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{source}: a mapping with deployments and aliases is expected", field="catalog")
+    raw = dict(data)
+    deployments = {name: {**(spec or {}), "name": name} for name, spec in (raw.get("deployments") or {}).items()}
+    for name, spec in deployments.items():
+        key = (credentials or {}).get(str(spec.get("provider")))
+        if key is not None and "api_key" not in spec:
+            spec["api_key"] = key
+    raw["deployments"] = deployments
+    if offline_only:
+        deployments.setdefault(OFFLINE, {"name": OFFLINE, "provider": "offline", "model": "stratus-offline-extractive",
+                                         "price": {"input": 0, "output": 0}})
+        raw["aliases"] = {alias: [OFFLINE] for alias in (raw.get("aliases") or {})} | {OFFLINE: [OFFLINE]}
+    try:
+        return Catalog.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        first = ".".join(str(p) for p in err.errors()[0]["loc"])
+        raise InvalidInput(f"{source}: invalid model catalog: {problems}", field=first) from None
+
+
+@functools.cache
+def _load(path: Path, credentials: tuple[tuple[str, str | None], ...], offline_only: bool) -> Catalog:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise InvalidInput(f"{path}: cannot read the model catalog: {err}", field="models_file") from None
+    creds = {p: SecretStr(k) if k else None for p, k in credentials}
+    return parse_catalog(data, source=str(path), credentials=creds, offline_only=offline_only)
+
+
+def load_catalog(settings: object | None = None) -> Catalog:
+    """The catalog for these settings (cached). Local mode with no provider credentials configured
+    routes every alias to the offline provider, so `make demo` and CI never need a key."""
+    from stratus.config import get_settings
+
+    s = settings or get_settings()
+    creds = {
+        "openai": s.openai_api_key.get_secret_value() if s.openai_api_key else None,  # type: ignore[attr-defined]
+        "anthropic": s.anthropic_api_key.get_secret_value() if s.anthropic_api_key else None,  # type: ignore[attr-defined]
+    }
+    mode = s.provider_mode  # type: ignore[attr-defined]
+    offline_only = mode == "offline" or (
+        mode == "auto" and s.env == "local" and not any(creds.values()) and not s.bedrock_enabled  # type: ignore[attr-defined]
+    )
+    return _load(Path(s.models_file), tuple(sorted(creds.items())), offline_only)  # type: ignore[attr-defined]

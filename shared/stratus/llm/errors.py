@@ -1,0 +1,119 @@
+"""Provider failures, classified once by the adapters so the router can decide: retry, fall back, or stop.
+
+- retryable: the same deployment may succeed if asked again (after `retry_after` when given).
+- fallback: another deployment may succeed where this one failed.
+A failure that is neither (e.g. a malformed request) stops the request: no other model will accept it.
+"""
+
+from __future__ import annotations
+
+from stratus.errors import StratusError
+
+
+class ProviderError(StratusError):
+    code = "provider_error"
+    retryable = False
+    fallback = True
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 deployment: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.status = status
+        self.retry_after = retry_after
+        self.deployment = deployment
+
+    @property
+    def kind(self) -> str:
+        return self.code
+
+
+class RateLimited(ProviderError):
+    """429: honour retry-after, else back off; other deployments have their own limits."""
+
+    code = "rate_limited"
+    retryable = True
+
+
+class Overloaded(ProviderError):
+    """503 / Anthropic's 529: the provider is shedding load."""
+
+    code = "overloaded"
+    retryable = True
+
+
+class ServerError(ProviderError):
+    """Any other 5xx."""
+
+    code = "server_error"
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    code = "timeout"
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    """Connection refused or reset, DNS, TLS: nothing came back."""
+
+    code = "connection_error"
+    retryable = True
+
+
+class MalformedResponse(ProviderError):
+    """A 2xx whose body does not parse as the protocol says: never treated as an answer."""
+
+    code = "malformed_response"
+    retryable = True
+
+
+class StreamInterrupted(ProviderError):
+    """A stream ended or broke before its final event. Once text has reached the caller it cannot be
+    taken back, so the router falls back only if nothing was emitted yet."""
+
+    code = "stream_interrupted"
+    retryable = True
+
+
+class ContextLengthExceeded(ProviderError):
+    """The prompt does not fit this model; a deployment with a larger window may take it."""
+
+    code = "context_length_exceeded"
+    retryable = False
+
+
+class AuthenticationFailed(ProviderError):
+    """401/403: this deployment's credentials are wrong; retrying cannot help, another deployment may."""
+
+    code = "authentication_failed"
+    retryable = False
+
+
+class InvalidRequest(ProviderError):
+    """400/404/422 other than context length: the request itself is wrong for every deployment."""
+
+    code = "invalid_request"
+    retryable = False
+    fallback = False
+
+
+class DeadlineExceeded(ProviderError):
+    """The request's overall deadline passed before any deployment answered."""
+
+    code = "deadline_exceeded"
+    retryable = False
+    fallback = False
+
+
+class AllDeploymentsFailed(ProviderError):
+    """Every deployment of an alias failed (or was skipped by its circuit breaker); `attempts` says how."""
+
+    code = "all_deployments_failed"
+    retryable = False
+    fallback = False
+
+    def __init__(self, message: str, *, attempts: list | None = None, last: ProviderError | None = None) -> None:
+        super().__init__(message, status=last.status if last else None,
+                         retry_after=last.retry_after if last else None)
+        self.attempts = attempts or []
+        self.last = last
