@@ -85,7 +85,7 @@ def parse_catalog(data: object, *, source: str = "<catalog>", credentials: dict[
         raise InvalidInput(f"{source}: a mapping with deployments and aliases is expected", field="catalog")
     raw = dict(data)
     deployments = {name: {**(spec or {}), "name": name} for name, spec in (raw.get("deployments") or {}).items()}
-    for name, spec in deployments.items():
+    for spec in deployments.values():
         key = (credentials or {}).get(str(spec.get("provider")))
         if key is not None and "api_key" not in spec:
             spec["api_key"] = key

@@ -21,6 +21,7 @@ class ProviderError(StratusError):
         self.status = status
         self.retry_after = retry_after
         self.deployment = deployment
+        self.attempts: list = []  # filled by the router: every attempt of the request, for the trace
 
     @property
     def kind(self) -> str:

@@ -1,0 +1,58 @@
+"""A circuit breaker per deployment, shared by every request a warm process serves.
+
+After `failures` consecutive failures a deployment is skipped for `cooldown_s`; then one request may
+try it (half-open): success closes the circuit, failure opens it for another cooldown. State lives in
+the process (a Lambda container), which is what a breaker needs: it protects this container's latency
+from a deployment that keeps failing, without a shared store on the request path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class _State:
+    consecutive: int = 0
+    open_until: float = 0.0
+    trial_in_flight: bool = False
+
+
+class CircuitBreaker:
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self._states: dict[str, _State] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, name: str) -> bool:
+        """May this deployment be tried now? Claims the half-open trial when the cooldown has passed."""
+        with self._lock:
+            state = self._states.get(name)
+            if state is None or state.consecutive < self.failures:
+                return True
+            if self.clock() < state.open_until or state.trial_in_flight:
+                return False
+            state.trial_in_flight = True
+            return True
+
+    def success(self, name: str) -> None:
+        with self._lock:
+            self._states.pop(name, None)
+
+    def failure(self, name: str) -> None:
+        with self._lock:
+            state = self._states.setdefault(name, _State())
+            state.consecutive += 1
+            state.trial_in_flight = False
+            if state.consecutive >= self.failures:
+                state.open_until = self.clock() + self.cooldown_s
+
+    def is_open(self, name: str) -> bool:
+        with self._lock:
+            state = self._states.get(name)
+            return bool(state and state.consecutive >= self.failures and self.clock() < state.open_until)

@@ -1,0 +1,262 @@
+"""Routing a request for a model alias across its ordered deployments.
+
+For each deployment in order: skip it while its circuit is open or when it has no credentials; call it
+with a per-attempt timeout bounded by the request's overall deadline; on a retryable failure retry the
+same deployment with exponential backoff and full jitter (a `retry-after` from the provider wins when it
+is short enough to wait for), then fall back to the next deployment. Timeouts fall back at once: waiting
+again on a deployment that just used its whole timeout would spend the deadline on it. A failure no
+deployment can fix (a malformed request) stops the request. Every attempt is recorded for the trace;
+only the successful one is billed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from stratus.llm import errors
+from stratus.llm.breaker import CircuitBreaker
+from stratus.llm.catalog import Catalog, Deployment
+from stratus.llm.pricing import cost_usd
+from stratus.llm.providers.base import Provider, get_provider
+from stratus.llm.types import ChatRequest, Completion, StreamChunk, Usage
+
+_NEEDS_KEY = {"openai", "anthropic"}
+
+
+@dataclass
+class Attempt:
+    """One try of one deployment, as the trace shows it."""
+
+    deployment: str
+    provider: str
+    model: str
+    outcome: str  # "ok", an llm.errors code, "circuit_open" or "not_configured"
+    started_ms: float = 0.0  # since the request started
+    duration_ms: float = 0.0
+    status: int | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+    waited_ms: float = 0.0  # backoff slept before this attempt
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Routed:
+    completion: Completion
+    deployment: Deployment
+    attempts: list[Attempt]
+    cost_usd: float
+
+
+@dataclass
+class RoutedStream:
+    """Iterate for the chunks; once exhausted, `deployment`, `usage` and `cost_usd` describe the answer."""
+
+    _chunks: Iterator[StreamChunk]
+    attempts: list[Attempt] = field(default_factory=list)
+    deployment: Deployment | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    cost_usd: float = 0.0
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        return self._chunks
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 2  # retries of one deployment after its first try
+    base_backoff_s: float = 0.25
+    max_backoff_s: float = 8.0
+    deadline_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RetryPolicy:
+        return cls(attempts=settings.retry_attempts, base_backoff_s=settings.retry_base_backoff_s,
+                   max_backoff_s=settings.retry_max_backoff_s, deadline_s=settings.generation_deadline_s)
+
+
+_default_breaker: CircuitBreaker | None = None
+
+
+def default_breaker(settings: Any) -> CircuitBreaker:
+    """The process-wide breaker (shared by every request a warm container serves)."""
+    global _default_breaker
+    if _default_breaker is None:
+        _default_breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+    return _default_breaker
+
+
+class Router:
+    def __init__(self, catalog: Catalog, *, policy: RetryPolicy | None = None, breaker: CircuitBreaker | None = None,
+                 providers: Callable[[str], Provider] = get_provider, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, jitter: Callable[[], float] = random.random) -> None:
+        self.catalog = catalog
+        self.policy = policy or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker(5, 30.0, clock)
+        self.providers = providers
+        self.clock = clock
+        self.sleep = sleep
+        self.jitter = jitter
+
+    # --- one answer --------------------------------------------------------------------------------
+    def complete(self, alias: str, request: ChatRequest, *, override: list[str] | None = None,
+                 deadline_s: float | None = None) -> Routed:
+        run = _Run(self, alias, request, override, deadline_s)
+        for deployment in run.candidates():
+            provider = self.providers(deployment.provider)
+            while True:
+                timeout = run.begin(deployment)
+                try:
+                    completion = provider.complete(request, deployment, timeout=timeout)
+                except errors.ProviderError as err:
+                    if run.failed(deployment, err):
+                        continue  # retry this deployment
+                    break  # next deployment
+                run.succeeded(deployment)
+                return Routed(completion, deployment, run.attempts, cost_usd(deployment.price, completion.usage))
+        raise run.exhausted()
+
+    # --- a streamed answer -------------------------------------------------------------------------
+    def stream(self, alias: str, request: ChatRequest, *, override: list[str] | None = None,
+               deadline_s: float | None = None) -> RoutedStream:
+        """Falls back only until the first chunk reaches the caller; a break after that raises
+        StreamInterrupted (the caller has shown text that cannot be taken back)."""
+        run = _Run(self, alias, request, override, deadline_s)
+        result = RoutedStream(iter(()), run.attempts)
+        result._chunks = self._stream(run, request, result)
+        return result
+
+    def _stream(self, run: _Run, request: ChatRequest, result: RoutedStream) -> Iterator[StreamChunk]:
+        for deployment in run.candidates():
+            provider = self.providers(deployment.provider)
+            while True:
+                timeout = run.begin(deployment)
+                emitted = False
+                try:
+                    for chunk in provider.stream(request, deployment, timeout=timeout):
+                        if chunk.finish_reason is not None:
+                            result.usage = chunk.usage or Usage()
+                            result.model = chunk.model or deployment.model
+                        if chunk.text or chunk.tool_calls or chunk.finish_reason:
+                            emitted = True
+                        yield chunk
+                    if result.usage is None:  # an adapter must end with a final chunk; never pass a cut as done
+                        raise errors.StreamInterrupted("the stream ended without a final event",
+                                                       deployment=deployment.name)
+                except errors.ProviderError as err:
+                    if emitted:
+                        run.failed(deployment, err, may_retry=False)
+                        raise errors.StreamInterrupted(
+                            f"{deployment.name}: the stream broke after the answer had started ({err.message})",
+                            status=err.status, deployment=deployment.name) from err
+                    if run.failed(deployment, err):
+                        continue
+                    break
+                run.succeeded(deployment)
+                result.deployment = deployment
+                result.cost_usd = cost_usd(deployment.price, result.usage)
+                return
+        raise run.exhausted()
+
+
+class _Run:
+    """The bookkeeping of one routed request: deadline, attempts, backoff decisions."""
+
+    def __init__(self, router: Router, alias: str, request: ChatRequest, override: list[str] | None,
+                 deadline_s: float | None) -> None:
+        self.router = router
+        self.alias = alias
+        self.deployments = router.catalog.deployments_for(alias, override)
+        self.start = router.clock()
+        self.deadline = self.start + (deadline_s if deadline_s is not None else router.policy.deadline_s)
+        self.attempts: list[Attempt] = []
+        self.last: errors.ProviderError | None = None
+        self._tries = 0
+        self._wait_ms = 0.0
+        self._began = 0.0
+
+    def _ms(self, t: float) -> float:
+        return round((t - self.start) * 1000, 3)
+
+    def candidates(self) -> Iterator[Deployment]:
+        for deployment in self.deployments:
+            if deployment.provider in _NEEDS_KEY and deployment.api_key is None:
+                self._skip(deployment, "not_configured", "no API key is configured for this provider")
+                continue
+            if not self.router.breaker.allow(deployment.name):
+                self._skip(deployment, "circuit_open", "skipped: the deployment failed repeatedly")
+                continue
+            self._tries = 0
+            self._wait_ms = 0.0
+            yield deployment
+
+    def _skip(self, deployment: Deployment, outcome: str, why: str) -> None:
+        self.attempts.append(Attempt(deployment.name, deployment.provider, deployment.model, outcome,
+                                     started_ms=self._ms(self.router.clock()), error=why))
+
+    def begin(self, deployment: Deployment) -> float:
+        """The timeout for the next attempt; DeadlineExceeded when no time is left."""
+        now = self.router.clock()
+        remaining = self.deadline - now
+        if remaining <= 0:
+            err = errors.DeadlineExceeded(
+                f"the request's deadline passed after {len(self.attempts)} attempt(s)", deployment=deployment.name)
+            err.attempts = self.attempts
+            raise err
+        self._began = now
+        return min(deployment.timeout_s, remaining)
+
+    def succeeded(self, deployment: Deployment) -> None:
+        now = self.router.clock()
+        self.attempts.append(Attempt(deployment.name, deployment.provider, deployment.model, "ok",
+                                     started_ms=self._ms(self._began), duration_ms=round((now - self._began) * 1000, 3),
+                                     waited_ms=self._wait_ms))
+        self.router.breaker.success(deployment.name)
+
+    def failed(self, deployment: Deployment, err: errors.ProviderError, *, may_retry: bool = True) -> bool:
+        """Record a failed attempt; True to retry the same deployment (after sleeping), False to move on.
+        Raises when no deployment could succeed."""
+        now = self.router.clock()
+        err.deployment = err.deployment or deployment.name
+        self.attempts.append(Attempt(
+            deployment.name, deployment.provider, deployment.model, err.code, started_ms=self._ms(self._began),
+            duration_ms=round((now - self._began) * 1000, 3), status=err.status, error=err.message[:500],
+            retry_after_s=err.retry_after, waited_ms=self._wait_ms))
+        self.last = err
+        if not isinstance(err, errors.InvalidRequest | errors.ContextLengthExceeded):
+            self.router.breaker.failure(deployment.name)  # deployment health, not the request's fault
+        if not err.fallback:
+            err.attempts = self.attempts
+            raise err
+        self._tries += 1
+        if not (may_retry and err.retryable) or isinstance(err, errors.ProviderTimeout):
+            return False
+        if self._tries > self.router.policy.attempts:
+            return False
+        delay = self._delay(err)
+        if delay is None or now + delay >= self.deadline:
+            return False
+        if delay > 0:
+            self.router.sleep(delay)
+        self._wait_ms = round(delay * 1000, 3)
+        return True
+
+    def _delay(self, err: errors.ProviderError) -> float | None:
+        policy = self.router.policy
+        if err.retry_after is not None:
+            # A provider's explicit wait is honoured when it is short; a long one means "go elsewhere".
+            return err.retry_after if err.retry_after <= policy.max_backoff_s else None
+        ceiling = min(policy.max_backoff_s, policy.base_backoff_s * (2 ** (self._tries - 1)))
+        return ceiling * self.router.jitter()  # full jitter: spreads retries from concurrent callers
+
+    def exhausted(self) -> errors.AllDeploymentsFailed:
+        tried = ", ".join(f"{a.deployment}: {a.outcome}" for a in self.attempts) or "none"
+        return errors.AllDeploymentsFailed(f"no deployment of {self.alias!r} answered ({tried})",
+                                           attempts=self.attempts, last=self.last)
