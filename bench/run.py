@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
-    python -m bench.run [cold_start ingest retrieval]   (default: all)
+    python -m bench.run [cold_start ingest retrieval cache workflow]   (default: all)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables. The embedded PostgreSQL used here is private to the run and deleted after.
@@ -26,7 +26,7 @@ def _summary() -> None:
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"cold_start", "ingest", "retrieval"}
+    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow"}
     if "cold_start" in wanted:
         from bench import cold_start
 
@@ -65,6 +65,14 @@ def main(argv: list[str]) -> int:
 
             close_connection()
             server.stop()
+    if "cache" in wanted:
+        from bench import cache_hit
+
+        cache_hit.main()
+    if "workflow" in wanted:
+        from bench import workflow_overhead
+
+        workflow_overhead.main()
     _summary()
     return 0
 

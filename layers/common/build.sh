@@ -3,6 +3,7 @@
 #   build/python/<pinned runtime dependencies>   wheels for Lambda's platform, never compiled here
 #   build/python/stratus/                        the library from shared/stratus
 #   build/python/stratus/db/migrations/*.sql     the SQL migrations (migrate.py looks there first)
+#   build/python/stratus/prompts/bundled/        the prompt files (prompts/<name>/<version>.yaml)
 #
 # Usage: layers/common/build.sh [--code-only | --print-config]
 #   --code-only     refresh the stratus package and migrations only (offline; dependencies untouched)
@@ -53,6 +54,14 @@ rm -rf "$SITE/stratus"
 cp -R "$ROOT/shared/stratus" "$SITE/stratus"
 mkdir -p "$SITE/stratus/db/migrations"
 cp "$ROOT"/infra/db/migrations/*.sql "$SITE/stratus/db/migrations/"
+# The prompt files (the registry reads this bundled copy first): <name>/<version>.yaml only.
+rm -rf "$SITE/stratus/prompts/bundled"
+for f in "$ROOT"/prompts/*/*.yaml; do
+  [[ -e "$f" ]] || continue
+  dest="$SITE/stratus/prompts/bundled/$(basename "$(dirname "$f")")"
+  mkdir -p "$dest"
+  cp "$f" "$dest/"
+done
 find "$SITE" -name __pycache__ -type d -prune -exec rm -rf {} +
 find "$SITE" -name '*.pyc' -delete
 

@@ -35,6 +35,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(k=args.k, verbose=args.verbose)
 
 
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from stratus.aws.workflows import WorkflowFailed
+    from stratus.local.ask import run_ask
+
+    if not args.question.strip():
+        raise UsageError("QUESTION: must not be blank")
+    try:
+        return run_ask(args.question, args.tenant, mode=args.mode, model=args.model, prompt=args.prompt, k=args.k,
+                       as_json=args.json, verbose=args.verbose)
+    except WorkflowFailed as err:
+        print(f"stratus ask: {err.error}: {err.detail}", file=sys.stderr)
+        return EXIT_USAGE if err.error in ("InvalidInput", "NotFound") else EXIT_FAILED
+
+
 def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
     import json
     from contextlib import ExitStack
@@ -62,7 +76,8 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stratus", description="Stratus: local stack, ingestion, evals.")
+    parser = argparse.ArgumentParser(prog="stratus",
+                                     description="Stratus: local stack, ingestion, questions, prompts, evals.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the functions' logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -80,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-k", type=int, default=5, choices=range(1, 21), metavar="K", help="hits per query")
     demo.set_defaults(func=_cmd_demo)
 
+    ask = sub.add_parser("ask", help="answer a question through the query workflow",
+                         description="Runs the query workflow (Retrieve -> Generate, or Generate alone with"
+                         " --chat) and prints the answer, citations, usage, cost and the time of each step.")
+    ask.add_argument("question", metavar="QUESTION")
+    ask.add_argument("--tenant", required=True, help="tenant id")
+    ask.add_argument("--model", help="model alias (e.g. fast, smart); default: the prompt's")
+    ask.add_argument("--prompt", help="prompt name in the registry; default: rag-answer, or chat with --chat")
+    ask.add_argument("--chat", dest="mode", action="store_const", const="chat", default="rag",
+                     help="plain chat: no retrieval")
+    ask.add_argument("-k", type=int, choices=range(1, 51), metavar="K", help="passages to retrieve (1-50)")
+    ask.add_argument("--json", action="store_true", help="print the workflow's JSON result")
+    ask.set_defaults(func=_cmd_ask)
+
     evals = sub.add_parser("eval", help="offline evaluations")
     eval_sub = evals.add_subparsers(dest="suite", required=True, metavar="SUITE")
     retrieval = eval_sub.add_parser("retrieval", help="retrieval quality over a corpus and a query set")
@@ -88,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--mode", choices=["lexical", "dense", "hybrid", "all"], default="all")
     retrieval.add_argument("--keep-tenant", action="store_true", help="leave the eval tenant's data in place")
     retrieval.set_defaults(func=_cmd_eval_retrieval)
+
+    from stratus.prompts.commands import add_prompts_parser
+
+    add_prompts_parser(sub)
     return parser
 
 

@@ -3,9 +3,13 @@ database, and the deploy configuration per stage."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from stratus.local.template import function_properties
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BUCKET_NAME = "${AWS::StackName}-documents-${AWS::AccountId}"
 
@@ -113,8 +117,13 @@ def test_private_subnets_span_two_availability_zones(template: dict[str, Any]) -
 
 
 def test_functions_reach_aws_through_endpoints_not_a_nat(template: dict[str, Any]) -> None:
-    types = {r["Type"] for r in template["Resources"].values()}
-    assert not {"AWS::EC2::NatGateway", "AWS::EC2::InternetGateway"} & types
+    # Internet egress exists only when asked for (ProviderEgress=nat, for hosted model APIs); default none.
+    assert template["Parameters"]["ProviderEgress"]["Default"] == "none"
+    assert template["Conditions"]["HasNat"] == {"Fn::Equals": [{"Ref": "ProviderEgress"}, "nat"]}
+    egress = [lid for lid, r in template["Resources"].items()
+              if r["Type"] in ("AWS::EC2::NatGateway", "AWS::EC2::InternetGateway", "AWS::EC2::EIP")
+              or (r["Type"] == "AWS::EC2::Route" and "DestinationCidrBlock" in r["Properties"])]
+    assert egress and all(template["Resources"][lid].get("Condition") == "HasNat" for lid in egress)
 
     endpoints = {
         r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1]: r["Properties"]
@@ -122,7 +131,7 @@ def test_functions_reach_aws_through_endpoints_not_a_nat(template: dict[str, Any
         if r["Type"] == "AWS::EC2::VPCEndpoint"
     }
     assert endpoints["s3"]["VpcEndpointType"] == "Gateway"
-    for service in ("secretsmanager", "sqs", "xray"):
+    for service in ("secretsmanager", "sqs", "xray", "bedrock-runtime"):
         assert endpoints[service]["VpcEndpointType"] == "Interface"
         assert endpoints[service]["PrivateDnsEnabled"] is True
         assert len(endpoints[service]["SubnetIds"]) == 2
@@ -148,3 +157,29 @@ def test_samconfig_overrides_only_declared_parameters(
             name, _, value = pair.partition("=")
             parameter = template["Parameters"][name]
             assert value in [str(v) for v in parameter.get("AllowedValues", [value])], pair
+
+
+def test_state_machine_definition_and_substitutions_resolve(template: dict[str, Any]) -> None:
+    import re
+
+    props = _props(template, "QueryStateMachine")
+    asl_path = ROOT / props["DefinitionUri"]
+    definition = json.loads(asl_path.read_text())
+    placeholders = set(re.findall(r"\$\{(\w+)\}", asl_path.read_text()))
+    substitutions = props["DefinitionSubstitutions"]
+    assert placeholders == set(substitutions), "every ${X} in the ASL has a substitution and vice versa"
+    for name, value in substitutions.items():
+        target = value["Fn::GetAtt"][0]
+        assert template["Resources"][target]["Type"] == "AWS::Serverless::Function", name
+    # every Task runs one of the substituted functions, and each is allowed to be invoked by the role
+    tasks = [s for s in definition["States"].values() if s["Type"] == "Task"]
+    assert {t["Resource"] for t in tasks} == {f"${{{n}}}" for n in substitutions}
+    invokable = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"] if "LambdaInvokePolicy" in p}
+    assert invokable == {v["Fn::GetAtt"][0] for v in substitutions.values()}
+    # every Next / Default / Catch target names a state
+    states = set(definition["States"])
+    for state in definition["States"].values():
+        targets = [state.get("Next"), state.get("Default")]
+        targets += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
+        assert {t for t in targets if t} <= states
+    assert definition["StartAt"] in states

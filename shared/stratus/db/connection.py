@@ -6,6 +6,7 @@ every unit of work runs in `tenant_transaction`, which binds `app.tenant_id` for
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator
@@ -29,20 +30,20 @@ def database_url(settings: Settings | None = None) -> str:
     if settings.database_url:
         return settings.database_url
     if settings.database_secret_arn:
-        return _url_from_secret(settings)
+        return _url_from_secret(settings.database_secret_arn, settings.database_name)
     raise ConfigError(
         "DATABASE_URL is not set: run through the local stack (`stratus dev`) or point it at PostgreSQL"
     )
 
 
-def _url_from_secret(settings: Settings) -> str:
+@functools.cache
+def _url_from_secret(secret_arn: str, database_name: str) -> str:
+    """Read once per container: every connection and cold-start task asks for the URL."""
     from stratus.aws.clients import client  # boto3 only on this path
 
-    secret = json.loads(
-        client("secretsmanager").get_secret_value(SecretId=settings.database_secret_arn)["SecretString"]
-    )
+    secret = json.loads(client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
-    dbname = secret.get("dbname") or settings.database_name
+    dbname = secret.get("dbname") or database_name
     return f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/{dbname}?sslmode=require"
 
 

@@ -122,6 +122,11 @@ def load_catalog(settings: object | None = None) -> Catalog:
         "openai": s.openai_api_key.get_secret_value() if s.openai_api_key else None,  # type: ignore[attr-defined]
         "anthropic": s.anthropic_api_key.get_secret_value() if s.anthropic_api_key else None,  # type: ignore[attr-defined]
     }
+    if s.provider_secret_arn:  # type: ignore[attr-defined]
+        from stratus.aws.secrets import json_secret
+
+        stored = json_secret(s.provider_secret_arn)  # type: ignore[attr-defined]
+        creds = {p: creds[p] or stored.get(p) for p in creds}
     mode = s.provider_mode  # type: ignore[attr-defined]
     offline_only = mode == "offline" or (
         mode == "auto" and s.env == "local" and not any(creds.values()) and not s.bedrock_enabled  # type: ignore[attr-defined]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -145,17 +144,16 @@ def run_demo(*, corpus: Path = DEMO_CORPUS, queries: tuple[str, ...] = DEMO_QUER
                         idle=lambda: all(p.idle() for p in stack.pollers))
         report = ingest_into(target, corpus, DEMO_TENANT, "", timeout=timeout, out=out)
         print("\n".join(report.lines()), file=out, flush=True)
-        retrieve = stack.function_name("RetrieveFunction")
+        from stratus.aws.workflows import WorkflowFailed
+        from stratus.local.ask import ask, format_answer
+
         for query in queries:
-            payload = {"tenant_id": DEMO_TENANT, "query": query, "k": k, "mode": "hybrid"}
-            answer = stack.client("lambda", read_timeout=300).invoke(
-                FunctionName=retrieve, Payload=json.dumps(payload).encode())
-            body = json.loads(answer["Payload"].read() or b"null")
-            if "FunctionError" in answer:
-                print(f"\nretrieve failed for {query!r}: {body.get('errorType')}: {body.get('errorMessage')}",
-                      file=out, flush=True)
+            try:
+                answer = ask(query, DEMO_TENANT, k=k)
+            except WorkflowFailed as err:
+                print(f"\nthe query workflow failed for {query!r}: {err}", file=out, flush=True)
                 return 1
-            print("\n" + "\n".join(format_hits(query, body)), file=out, flush=True)
+            print("\n" + "\n".join(format_answer(query, answer)), file=out, flush=True)
     return 0
 
 
@@ -166,25 +164,3 @@ def _where(url: str | None) -> str:
         return "(none)"
     parts = urlsplit(url)
     return parse_qs(parts.query).get("host", [parts.hostname or ""])[0]
-
-
-def format_hits(query: str, response: dict[str, Any], width: int = 100) -> list[str]:
-    """Ranked chunks with document, heading path and the lexical/dense/fused scores."""
-    lines = [f"Q: {query}  ({response.get('mode')}, {response.get('timings_ms', {}).get('total', 0):.0f} ms)"]
-    for rank, hit in enumerate(response.get("hits", []), 1):
-        where = " > ".join(hit.get("heading_path") or []) or (hit.get("title") or "")
-        lines.append(f"  {rank}. {hit['source_key']}  [{where}]")
-        lines.append(f"     fused {hit['score']:.4f} | lexical {_score(hit, 'lexical')} | dense {_score(hit, 'dense')}")
-        text = " ".join(str(hit.get("text", "")).split())
-        lines.append(f"     {text[:width]}{'...' if len(text) > width else ''}")
-    if not response.get("hits"):
-        lines.append("  (no results)")
-    return lines
-
-
-def _score(hit: dict[str, Any], retriever: str) -> str:
-    score, rank = hit.get(f"{retriever}_score"), hit.get(f"{retriever}_rank")
-    if score is None:  # the nested shape {"scores": {...}, "ranks": {...}} is accepted too
-        score, rank = (hit.get("scores") or {}).get(retriever), (hit.get("ranks") or {}).get(retriever)
-    return "-" if score is None else f"{score:.3f} (#{rank})"
-

@@ -1,6 +1,7 @@
 """Creates moto resources from template.yaml's own resource definitions.
 
-Supported: S3 buckets (name, versioning, queue/Lambda notifications with key filters), SQS queues
+Supported: S3 buckets (name, versioning, queue/Lambda notifications with key filters), Step Functions state machines
+(DefinitionUri + DefinitionSubstitutions), SQS queues
 (name, FIFO, VisibilityTimeout, MessageRetentionPeriod, DelaySeconds, MaximumMessageSize,
 ReceiveMessageWaitTimeSeconds, RedrivePolicy), SQS queue policies, and SAM functions (created in moto
 with a placeholder zip and routed to the local handler; their SQS events become local pollers).
@@ -69,6 +70,7 @@ class StackBuilder:
             "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::S3::Bucket": self._bucket,
             "AWS::Serverless::Function": self._function,
+            "AWS::Serverless::StateMachine": self._state_machine,
         }
         self._role_arn: str | None = None
         self._pending_events: list[tuple[str, str, dict[str, Any]]] = []
@@ -200,6 +202,32 @@ class StackBuilder:
             if event.get("Type") == "SQS":
                 self._pending_events.append((logical_id, event_id, event.get("Properties") or {}))
         log.info("function %s -> %s (%s)", logical_id, name, fn.path)
+
+    # --- Step Functions ------------------------------------------------------------------------------
+    def _state_machine(self, logical_id: str, props: dict[str, Any]) -> None:
+        """The definition file with its ${Name} placeholders replaced by DefinitionSubstitutions, as SAM does."""
+        import re
+
+        uri = props.get("DefinitionUri")
+        if not isinstance(uri, str):
+            raise TemplateError(f"{logical_id}: a DefinitionUri file is required locally")
+        path = (self.template_dir / uri).resolve()
+        if not path.is_file():
+            raise TemplateError(f"{logical_id}: DefinitionUri {path} does not exist")
+        given = self.resolver.resolve(props.get("DefinitionSubstitutions") or {})
+        substitutions = {k: str(v) for k, v in given.items()}
+        text = path.read_text()
+        missing = sorted(set(re.findall(r"\$\{(\w+)\}", text)) - set(substitutions))
+        if missing:
+            raise TemplateError(f"{logical_id}: no DefinitionSubstitutions for {', '.join(missing)}")
+        definition = re.sub(r"\$\{(\w+)\}", lambda m: substitutions[m.group(1)], text)
+        json.loads(definition)  # a broken file fails here, naming the resource, not inside moto
+        name = self._physical_name(logical_id, props.get("Name"))
+        kind = str(self.resolver.resolve(props.get("Type", "STANDARD")))
+        arn = self.clients["stepfunctions"].create_state_machine(
+            name=name, definition=definition, roleArn=self._lambda_role(), type=kind)["stateMachineArn"]
+        self.resolver.created(logical_id, arn, Arn=arn, Name=name)
+        log.info("state machine %s -> %s (%s)", logical_id, name, kind)
 
     def _lambda_role(self) -> str:
         if self._role_arn is None:

@@ -37,6 +37,7 @@ ACCOUNT_ID = "123456789012"  # moto's default account
 _OUTPUTS = {
     "STRATUS_DOCUMENTS_BUCKET": ("DocumentsBucket", "Ref"),
     "STRATUS_INGEST_QUEUE_URL": ("IngestQueue", "QueueUrl"),
+    "STRATUS_QUERY_STATE_MACHINE_ARN": ("QueryStateMachine", "Arn"),
 }
 
 
@@ -130,7 +131,7 @@ class LocalStack:
         resolver = Resolver(template, stack_name=STACK_NAME, region=self.region, account_id=ACCOUNT_ID,
                             parameters=self.parameters)
         self.resources = StackBuilder(template, self.template_path.parent, resolver, {
-            name: self.client(name) for name in ("s3", "sqs", "lambda", "iam")
+            name: self.client(name) for name in ("s3", "sqs", "lambda", "iam", "stepfunctions")
         }).build()
         for fn in self.resources.functions.values():
             lambdas.register(fn)

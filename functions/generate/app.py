@@ -1,0 +1,22 @@
+"""Generate task (Step Functions): the workflow state (request + retrieval) -> answer with citations, usage, cost.
+
+Provider SDKs, the embedding runtime and the database driver's first connection load on first use, so
+the cold start pays only for settings and the typed models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratus.config import get_settings
+from stratus.generation.models import GenerateTask, parse_model
+from stratus.generation.service import generate
+
+get_settings()  # a bad configuration fails at cold start, naming the variable
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # Errors propagate with their class as the Lambda error type (InvalidInput, AllDeploymentsFailed...):
+    # the state machine's Retry/Catch decide on them by name.
+    task = parse_model(GenerateTask, event, "generate request")
+    return generate(task).model_dump(mode="json")

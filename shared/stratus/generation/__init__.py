@@ -1,0 +1,1 @@
+"""Answer generation: prompt from the registry, response cache, routed model call, citations, accounting."""

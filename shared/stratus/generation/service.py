@@ -1,0 +1,212 @@
+"""Generate one answer: resolve the prompt version, consult the response cache, call the routed model,
+attach citations, and record tokens, cost and attempts.
+
+Database work happens in two short tenant transactions (before and after the model call): a
+transaction is never held open while a provider is thinking.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from stratus.config import Settings, get_settings
+from stratus.db import generations as generation_rows
+from stratus.db.connection import get_connection, tenant_transaction
+from stratus.generation.citations import citations_for
+from stratus.generation.models import CacheInfo, GenerateResponse, GenerateTask, PromptRef
+from stratus.llm import errors as llm_errors
+from stratus.llm.catalog import load_catalog
+from stratus.llm.router import RetryPolicy, Router, default_breaker
+from stratus.llm.types import ChatRequest, ContextPassage, Message, Usage
+
+_routers: dict[int, Router] = {}
+
+
+def get_router(settings: Settings | None = None) -> Router:
+    """The router for the configured catalog, reused across warm invocations (its breaker too)."""
+    s = settings or get_settings()
+    catalog = load_catalog(s)
+    router = _routers.get(id(catalog))
+    if router is None:
+        router = Router(catalog, policy=RetryPolicy.from_settings(s), breaker=default_breaker(s))
+        _routers.clear()
+        _routers[id(catalog)] = router
+    return router
+
+
+def passages_from(task: GenerateTask) -> list[ContextPassage]:
+    if task.retrieval is None:
+        return []
+    return [
+        ContextPassage(number=i, chunk_id=h.chunk_id, document_id=h.document_id, document_version=h.document_version,
+                       source_key=h.source_key, title=h.title, text=h.text, score=h.score)
+        for i, h in enumerate(task.retrieval.hits, start=1)
+    ]
+
+
+def _question(task: GenerateTask) -> str:
+    if task.query:
+        return task.query
+    for message in reversed(task.messages):
+        if message.role == "user":
+            return message.text()
+    return task.messages[-1].text()
+
+
+def _cache_question(task: GenerateTask) -> tuple[str, bool]:
+    """What the cache keys on, and whether it is one question (matchable by meaning); a conversation is
+    matched exactly only, since a "yes" means nothing without its history. RAG prompts ignore a client's
+    system messages, so they do not key; in plain chat they shape the answer, so they do."""
+    from stratus.cache.keys import conversation_text, is_single_question
+
+    if task.mode == "rag":
+        turns = [m for m in task.messages if m.role != "system"]
+        single = is_single_question(turns)
+        return (_question(task) if single else conversation_text(turns)), single
+    return conversation_text(list(task.messages)), is_single_question(list(task.messages))
+
+
+def generate(task: GenerateTask, *, settings: Settings | None = None, router: Router | None = None,
+             conn: Any = None) -> GenerateResponse:
+    from stratus import cache
+    from stratus.prompts import ensure_prompts_synced, resolve_prompt
+
+    s = settings or get_settings()
+    router = router or get_router(s)
+    conn = conn or get_connection()  # applies pending migrations on a cold start
+    ensure_prompts_synced()  # publishes the packaged prompt files once per process (no-op when current)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    if task.retrieval is not None:
+        timings["retrieve"] = float(task.retrieval.timings_ms.get("total", 0.0))
+    passages = passages_from(task)
+    if task.mode == "rag" and task.retrieval is None:
+        from stratus.errors import InvalidInput
+
+        raise InvalidInput("a RAG generation needs the Retrieve task's result", field="retrieval")
+    prompt_name = task.prompt or (s.default_rag_prompt if task.mode == "rag" else s.default_chat_prompt)
+
+    with tenant_transaction(task.tenant_id, conn):
+        t = time.perf_counter()
+        prompt = resolve_prompt(conn, task.tenant_id, prompt_name, label=task.prompt_label,
+                                version=task.prompt_version)
+        alias = task.model or prompt.model or router.catalog.default_alias
+        override = generation_rows.model_override(conn, task.tenant_id, alias)
+        router.catalog.deployments_for(alias, override)  # an unknown model fails before any work
+        request = _chat_request(task, prompt, passages)
+        timings["prompt"] = _ms(t)
+        use_cache = s.cache_enabled and task.cache and not request.tools
+        scope = cache.CacheScope(task.tenant_id, prompt.content_hash, alias, cache.params_hash(request))
+        question, single = _cache_question(task)
+        semantic = s.cache_semantic and single
+        embedding = None
+        hit = None
+        if use_cache:
+            if semantic:
+                t = time.perf_counter()
+                embedding = cache.embed_question(question, s.embedding_model)
+                timings["embed"] = _ms(t)
+            t = time.perf_counter()
+            hit = cache.lookup(conn, scope, question, passages, embedding, semantic=semantic,
+                               threshold=s.cache_similarity, embedding_model=s.embedding_model)
+            timings["cache"] = _ms(t)
+
+    prompt_ref = PromptRef(name=prompt.name, version=prompt.version, hash=prompt.content_hash, label=task.prompt_label)
+    if hit is not None:
+        stored = hit.response
+        text = cache.renumber_citations(stored["text"], hit.renumbering)  # passages may come in another order
+        response = GenerateResponse(
+            request_id=task.request_id, tenant_id=task.tenant_id, mode=task.mode, text=text,
+            finish_reason=stored.get("finish_reason", "stop"),
+            citations=citations_for(text, passages), model_alias=alias, deployment=None,
+            provider=stored.get("provider"), model=stored.get("model"), offline=stored.get("provider") == "offline",
+            prompt=prompt_ref, usage=Usage(), cost_usd=0.0,
+            cache=CacheInfo(status=f"hit_{hit.kind}", similarity=round(float(hit.similarity), 4),
+                            entry_id=hit.entry_id),
+            chunk_ids=[p.chunk_id for p in passages], timings_ms=timings)
+        return _finish(conn, task, response, started)
+
+    t = time.perf_counter()
+    try:
+        routed = router.complete(alias, request, override=override)
+    except llm_errors.ProviderError as err:
+        timings["generate"] = _ms(t)
+        _record_failure(conn, task, alias, prompt_ref, err, passages, timings, started)
+        raise
+    timings["generate"] = _ms(t)
+    completion = routed.completion
+    citations = citations_for(completion.text, passages)
+    response = GenerateResponse(
+        request_id=task.request_id, tenant_id=task.tenant_id, mode=task.mode, text=completion.text,
+        finish_reason=completion.finish_reason, tool_calls=completion.tool_calls, citations=citations,
+        model_alias=alias, deployment=routed.deployment.name, provider=completion.provider, model=completion.model,
+        offline=completion.provider == "offline", prompt=prompt_ref, usage=completion.usage,
+        cost_usd=routed.cost_usd, cache=CacheInfo(status="miss" if use_cache else "bypass"),
+        attempts=[a.as_dict() for a in routed.attempts], chunk_ids=[p.chunk_id for p in passages], timings_ms=timings)
+    cacheable = use_cache and s.cache_ttl_s > 0 and completion.finish_reason == "stop" and not completion.tool_calls
+    return _finish(conn, task, response, started, store=(scope, question, passages, embedding) if cacheable else None)
+
+
+def _chat_request(task: GenerateTask, prompt: Any, passages: list[ContextPassage]) -> ChatRequest:
+    if task.mode == "rag":
+        variables = {"question": _question(task),
+                     "passages": [{"number": p.number, "title": p.title, "source_key": p.source_key, "text": p.text}
+                                  for p in passages]}
+        history = [m for m in task.messages[:-1] if m.role != "system"]
+    else:
+        variables, history = {}, list(task.messages)
+    messages: list[Message] = prompt.render(variables, history)
+    params = {**(prompt.parameters or {}), **task.parameters.model_dump(exclude_none=True)}
+    return ChatRequest(messages=messages, context=passages or None, **params)
+
+
+def _finish(conn: Any, task: GenerateTask, response: GenerateResponse, started: float,
+            store: tuple[Any, str, list[ContextPassage], Any] | None = None) -> GenerateResponse:
+    from stratus import cache
+
+    s = get_settings()
+    t = time.perf_counter()
+    with tenant_transaction(task.tenant_id, conn):
+        if store is not None:
+            scope, question, passages, embedding = store
+            entry = cache.store(conn, scope, question, passages, [c.chunk_id for c in response.citations], embedding,
+                                {"text": response.text, "finish_reason": response.finish_reason,
+                                 "provider": response.provider, "model": response.model,
+                                 "deployment": response.deployment},
+                                ttl_s=s.cache_ttl_s, embedding_model=s.embedding_model)
+            response.cache.entry_id = entry
+        response.timings_ms["record"] = _ms(t)
+        response.timings_ms["total"] = _ms(started)
+        generation_rows.record_generation(conn, _row(task, response, status="ok"))
+    return response
+
+
+def _record_failure(conn: Any, task: GenerateTask, alias: str, prompt: PromptRef, err: llm_errors.ProviderError,
+                    passages: list[ContextPassage], timings: dict[str, float], started: float) -> None:
+    timings["total"] = _ms(started)
+    with tenant_transaction(task.tenant_id, conn):
+        generation_rows.record_generation(conn, {
+            "tenant_id": task.tenant_id, "request_id": task.request_id, "mode": task.mode, "model_alias": alias,
+            "prompt_name": prompt.name, "prompt_version": prompt.version, "prompt_hash": prompt.hash,
+            "status": "failed", "error_code": err.code, "cache_status": "miss", "cost_usd": 0,
+            "latency_ms": timings["total"], "chunk_ids": [p.chunk_id for p in passages], "cited_chunk_ids": [],
+            "attempts": [a.as_dict() for a in err.attempts],
+        })
+
+
+def _row(task: GenerateTask, r: GenerateResponse, *, status: str) -> dict[str, Any]:
+    return {
+        "tenant_id": task.tenant_id, "request_id": task.request_id, "mode": task.mode, "model_alias": r.model_alias,
+        "deployment": r.deployment, "provider": r.provider, "model": r.model, "prompt_name": r.prompt.name,
+        "prompt_version": r.prompt.version, "prompt_hash": r.prompt.hash, "status": status, "error_code": None,
+        "cache_status": r.cache.status, "cache_similarity": r.cache.similarity,
+        "input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens,
+        "cached_input_tokens": r.usage.cached_input_tokens, "cost_usd": r.cost_usd,
+        "latency_ms": r.timings_ms.get("total", 0.0), "chunk_ids": r.chunk_ids,
+        "cited_chunk_ids": [c.chunk_id for c in r.citations], "attempts": r.attempts,
+    }
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

@@ -1,0 +1,285 @@
+"""Anthropic Messages through the official SDK.
+
+Translation from our (OpenAI-shaped) messages: system/developer turns become the `system` parameter,
+assistant tool calls become tool_use blocks, tool turns become tool_result blocks in a user turn, and
+consecutive turns of one role are merged (the API wants user and assistant to alternate). A
+`json_schema` response_format becomes output_config.format (structured outputs).
+
+Not sent: `seed` (the Messages API has none), `json_object` response formats (no schema to give; asking
+for JSON is then the prompt's job), and `temperature`/`top_p`: the current Messages API and SDK no longer
+take sampling parameters, and sending them through extra_body would make the request fail.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx2
+
+from stratus.llm import errors as e
+from stratus.llm.catalog import Deployment
+from stratus.llm.providers._classify import describe, for_status, malformed, parse_arguments
+from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
+
+_FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
+                                    "max_tokens": "length", "model_context_window_exceeded": "length",
+                                    "tool_use": "tool_calls", "refusal": "content_filter"}
+# An error type inside a 200 stream (the `error` event) -> the status the same error has over HTTP.
+_TYPE_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500, "timeout_error": 504,
+                "authentication_error": 401, "permission_error": 403, "not_found_error": 404,
+                "request_too_large": 413, "invalid_request_error": 400}
+
+
+def _image(part: dict[str, Any], field: str) -> dict[str, Any]:
+    url = str((part.get("image_url") or {}).get("url") or "")
+    if url.startswith("data:") and ";base64," in url:
+        media_type, _, data = url[5:].partition(";base64,")
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise e.InvalidRequest(f"{field}: an image must be a data: URL or an http(s) URL", field=field)
+
+
+def _blocks(content: str | list[dict[str, Any]] | None, field: str) -> list[dict[str, Any]]:
+    if content is None or content == "":
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    blocks = []
+    for j, part in enumerate(content):
+        kind = part.get("type")
+        if kind == "text":
+            blocks.append({"type": "text", "text": str(part.get("text", ""))})
+        elif kind == "image_url":
+            blocks.append(_image(part, f"{field}[{j}]"))
+        else:
+            where = f"{field}[{j}].type"
+            raise e.InvalidRequest(f"{where}: {kind!r} has no Anthropic equivalent", field=where)
+    return blocks
+
+
+def _tools(request: ChatRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if request.tools:
+        tools = []
+        for i, tool in enumerate(request.tools):
+            fn = tool.get("function") or {}
+            if tool.get("type") != "function" or not fn.get("name"):
+                raise e.InvalidRequest(f"tools[{i}]: only function tools with a name are supported",
+                                       field=f"tools[{i}]")
+            spec = {"name": fn["name"], "input_schema": fn.get("parameters") or {"type": "object", "properties": {}}}
+            if fn.get("description"):
+                spec["description"] = fn["description"]
+            tools.append(spec)
+        out["tools"] = tools
+    choice = request.tool_choice
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if not name:
+            raise e.InvalidRequest("tool_choice.function.name is required", field="tool_choice")
+        out["tool_choice"] = {"type": "tool", "name": name}
+    elif choice is not None:
+        mapped = {"auto": "auto", "none": "none", "required": "any"}.get(choice)
+        if mapped is None:
+            raise e.InvalidRequest(f"tool_choice: {choice!r} is not auto, none or required", field="tool_choice")
+        out["tool_choice"] = {"type": mapped}
+    return out
+
+
+def _output_config(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not response_format or response_format.get("type") != "json_schema":
+        return None
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    if not isinstance(schema, dict):
+        raise e.InvalidRequest("response_format.json_schema.schema: a JSON schema object is required",
+                               field="response_format.json_schema.schema")
+    return {"format": {"type": "json_schema", "schema": schema}}
+
+
+def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for i, m in enumerate(request.messages):
+        field = f"messages[{i}].content"
+        if m.role in ("system", "developer"):
+            system.append(m.text())
+            continue
+        if m.role == "tool":
+            if not m.tool_call_id:
+                raise e.InvalidRequest(f"messages[{i}].tool_call_id is required for a tool turn",
+                                       field=f"messages[{i}].tool_call_id")
+            role, blocks = "user", [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text()}]
+        else:
+            role, blocks = m.role, _blocks(m.content, field)
+            for j, call in enumerate(m.tool_calls or []):
+                args = parse_arguments(call.arguments, field=f"messages[{i}].tool_calls[{j}].arguments")
+                blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": args})
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += blocks
+        else:
+            turns.append({"role": role, "content": blocks})
+    # Anthropic requires max_tokens; without one the deployment's output limit applies.
+    params: dict[str, Any] = {"model": deployment.model, "messages": turns,
+                              "max_tokens": request.max_tokens or deployment.max_output_tokens}
+    if system:
+        params["system"] = "\n\n".join(system)
+    optional = {"stop_sequences": request.stop, "metadata": {"user_id": request.user} if request.user else None,
+                "output_config": _output_config(request.response_format)}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params | _tools(request)
+
+
+def _usage(data: Any, deployment: Deployment) -> Usage:
+    if not isinstance(data, dict) or not isinstance(data.get("input_tokens"), int):
+        raise malformed(deployment.name, "usage.input_tokens is missing")
+    read = int(data.get("cache_read_input_tokens") or 0)
+    written = int(data.get("cache_creation_input_tokens") or 0)
+    # input_tokens counts only the uncached part; ours counts every prompt token.
+    return Usage(input_tokens=data["input_tokens"] + read + written, output_tokens=int(data.get("output_tokens") or 0),
+                 cached_input_tokens=read)
+
+
+def parse_message(data: Any, deployment: Deployment) -> Completion:
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list) or not data.get("stop_reason"):
+        raise malformed(deployment.name, "a message needs content and stop_reason")
+    text, calls = [], []
+    for block in data["content"]:
+        if block.get("type") == "text":
+            text.append(str(block.get("text") or ""))
+        elif block.get("type") == "tool_use":
+            calls.append(ToolCall(id=str(block.get("id")), name=str(block.get("name")),
+                                  arguments=json.dumps(block.get("input") or {})))
+    return Completion(text="".join(text), tool_calls=calls, finish_reason=_FINISH.get(data["stop_reason"], "stop"),
+                      usage=_usage(data.get("usage"), deployment), provider="anthropic",
+                      model=str(data.get("model") or deployment.model), response_id=data.get("id"))
+
+
+class StreamAssembler:
+    """Folds Messages stream events into StreamChunks; complete once message_stop has arrived."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.tool_index: dict[int, int] = {}  # content block index -> tool call ordinal
+        self.usage: dict[str, Any] = {}
+        self.finish: FinishReason | None = None
+        self.model: str | None = None
+        self.stopped = False
+
+    def feed(self, data: dict[str, Any]) -> StreamChunk | None:
+        kind = data.get("type")
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self.model = message.get("model")
+            self.usage.update(message.get("usage") or {})
+        elif kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                ordinal = self.tool_index.setdefault(int(data.get("index", 0)), len(self.tool_index))
+                start = ToolCallDelta(index=ordinal, id=block.get("id"), name=block.get("name"))
+                return StreamChunk(tool_calls=[start])
+            if block.get("text"):
+                return StreamChunk(text=block["text"])
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return StreamChunk(text=str(delta.get("text") or ""))
+            if delta.get("type") == "input_json_delta":
+                ordinal = self.tool_index.get(int(data.get("index", 0)), 0)
+                return StreamChunk(tool_calls=[ToolCallDelta(index=ordinal, arguments=delta.get("partial_json") or "")])
+        elif kind == "message_delta":
+            stop = (data.get("delta") or {}).get("stop_reason")
+            if stop:
+                self.finish = _FINISH.get(stop, "stop")
+            # message_delta carries cumulative counts; keep the start's input counts where it omits them.
+            self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+        elif kind == "message_stop":
+            self.stopped = True
+        return None
+
+    def final(self) -> StreamChunk:
+        if not self.stopped or self.finish is None:
+            raise e.StreamInterrupted(f"{self.deployment.name}: stream ended before message_stop",
+                                      deployment=self.deployment.name)
+        return StreamChunk(finish_reason=self.finish, usage=_usage(self.usage, self.deployment),
+                           model=self.model or self.deployment.model)
+
+
+def classify(err: Exception, deployment: Deployment) -> e.ProviderError:
+    name = deployment.name
+    if isinstance(err, e.ProviderError):
+        return err
+    if isinstance(err, anthropic.APITimeoutError):
+        return e.ProviderTimeout(f"{name}: timed out", deployment=name)
+    if isinstance(err, anthropic.APIConnectionError | httpx2.TransportError):
+        return e.ProviderUnavailable(f"{name}: connection failed: {err}", deployment=name)
+    if isinstance(err, anthropic.APIStatusError):
+        status = err.status_code
+        if status < 400:  # an `error` event inside a 200 stream: the status its type has over HTTP
+            status = _TYPE_STATUS.get(str(err.type), 500)
+        message = describe(err.body, str(err))
+        # Anthropic signals an oversized prompt only in the message ("prompt is too long: N tokens > M maximum").
+        too_long = status in (400, 413) and "prompt is too long" in message.lower()
+        return for_status(status, f"{name}: {message}", deployment=name, headers=err.response.headers,
+                          context_length=too_long)
+    if isinstance(err, anthropic.APIResponseValidationError):
+        return malformed(name, str(err), err.status_code)
+    if isinstance(err, ValueError):
+        return malformed(name, f"body does not parse: {err}")
+    return e.ProviderError(f"{name}: {type(err).__name__}: {err}", deployment=name)
+
+
+_CAUGHT = (anthropic.AnthropicError, httpx2.HTTPError, ValueError)
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str | None, str], anthropic.Anthropic] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, deployment: Deployment) -> anthropic.Anthropic:
+        if deployment.api_key is None:
+            raise e.AuthenticationFailed(f"{deployment.name}: no API key configured (STRATUS_ANTHROPIC_API_KEY)",
+                                         deployment=deployment.name, field="api_key")
+        key = (deployment.base_url, deployment.api_key.get_secret_value())
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = anthropic.Anthropic(api_key=key[1], base_url=key[0], max_retries=0,
+                                                         timeout=deployment.timeout_s)
+            return self._clients[key]
+
+    def complete(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Completion:
+        params = build_params(request, deployment)
+        try:
+            message = self._client(deployment).messages.create(**params, timeout=timeout)
+            data = message.to_dict(mode="json") if hasattr(message, "to_dict") else message
+        except _CAUGHT as err:
+            raise classify(err, deployment) from err
+        return parse_message(data, deployment)
+
+    def stream(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Iterator[StreamChunk]:
+        params = build_params(request, deployment) | {"stream": True}
+        try:
+            events = self._client(deployment).messages.create(**params, timeout=timeout)
+        except _CAUGHT as err:
+            raise classify(err, deployment) from err
+        assembler = StreamAssembler(deployment)
+        try:
+            with events:
+                for event in events:
+                    data = event.to_dict(mode="json") if hasattr(event, "to_dict") else event
+                    if not isinstance(data, dict):
+                        raise malformed(deployment.name, "a stream event is not an object")
+                    chunk = assembler.feed(data)
+                    if chunk is not None:
+                        yield chunk
+        except (anthropic.APIConnectionError, httpx2.TransportError) as err:
+            raise e.StreamInterrupted(f"{deployment.name}: stream broke: {err}", deployment=deployment.name) from err
+        except _CAUGHT as err:
+            raise classify(err, deployment) from err
+        yield assembler.final()

@@ -1,0 +1,186 @@
+"""OpenAI Chat Completions through the official SDK (also any OpenAI-compatible endpoint via base_url).
+
+The SDK's own retries are off: the router retries and falls back with the whole picture. Every SDK or
+transport failure leaves this module as an llm.errors.ProviderError.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import openai
+
+from stratus.llm import errors as e
+from stratus.llm.catalog import Deployment
+from stratus.llm.providers._classify import describe, for_status, malformed
+from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
+
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
+                                    "function_call": "tool_calls", "content_filter": "content_filter"}
+
+
+def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+    """The Chat Completions arguments for a request. Roles and content parts (images included) pass through
+    unchanged: our message model is OpenAI's. request.context is already rendered into the messages."""
+    messages = []
+    for m in request.messages:
+        msg: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.name:
+            msg["name"] = m.name
+        if m.tool_calls:
+            msg["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+        if m.tool_call_id:
+            msg["tool_call_id"] = m.tool_call_id
+        messages.append(msg)
+    params: dict[str, Any] = {"model": deployment.model, "messages": messages}
+    optional = {
+        # max_completion_tokens replaces the deprecated max_tokens (reasoning models refuse the old name).
+        "max_completion_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
+        "stop": request.stop, "seed": request.seed, "tools": request.tools, "tool_choice": request.tool_choice,
+        "response_format": request.response_format, "user": request.user,
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
+def _usage(data: Any, deployment: Deployment) -> Usage:
+    if not isinstance(data, dict) or not isinstance(data.get("prompt_tokens"), int):
+        raise malformed(deployment.name, "usage.prompt_tokens is missing")
+    details = data.get("prompt_tokens_details") or {}
+    return Usage(input_tokens=data["prompt_tokens"], output_tokens=int(data.get("completion_tokens") or 0),
+                 cached_input_tokens=int(details.get("cached_tokens") or 0))
+
+
+def parse_completion(data: Any, deployment: Deployment) -> Completion:
+    """A chat.completion body -> Completion; a body without a choice, finish reason or usage is malformed."""
+    if not isinstance(data, dict) or not data.get("choices") or not isinstance(data["choices"][0], dict):
+        raise malformed(deployment.name, "no choices")
+    choice = data["choices"][0]
+    message = choice.get("message")
+    if not isinstance(message, dict) or not choice.get("finish_reason"):
+        raise malformed(deployment.name, "choices[0] lacks a message or finish_reason")
+    try:
+        calls = [ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments") or "")
+                 for c in message.get("tool_calls") or [] if c.get("type", "function") == "function"]
+    except (KeyError, TypeError):
+        raise malformed(deployment.name, "a tool call lacks id or function.name") from None
+    return Completion(text=message.get("content") or "", tool_calls=calls,
+                      finish_reason=_FINISH.get(choice["finish_reason"], "stop"),
+                      usage=_usage(data.get("usage"), deployment), provider="openai",
+                      model=str(data.get("model") or deployment.model), response_id=data.get("id"))
+
+
+class StreamAssembler:
+    """Folds chat.completion.chunk bodies into StreamChunks and knows whether the stream completed:
+    a complete stream has a finish_reason and (with include_usage) a usage chunk."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.finish: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+
+    def feed(self, data: dict[str, Any]) -> StreamChunk | None:
+        self.model = self.model or data.get("model")
+        if data.get("usage"):
+            self.usage = _usage(data["usage"], self.deployment)
+        choices = data.get("choices") or []
+        if not choices:
+            return None
+        delta = choices[0].get("delta") or {}
+        if choices[0].get("finish_reason"):
+            self.finish = _FINISH.get(choices[0]["finish_reason"], "stop")
+        calls = [ToolCallDelta(index=c.get("index", 0), id=c.get("id"), name=(c.get("function") or {}).get("name"),
+                               arguments=(c.get("function") or {}).get("arguments") or "")
+                 for c in delta.get("tool_calls") or []]
+        text = delta.get("content") or ""
+        return StreamChunk(text=text, tool_calls=calls) if text or calls else None
+
+    def final(self) -> StreamChunk:
+        if self.finish is None or self.usage is None:
+            missing = "finish_reason" if self.finish is None else "the usage chunk"
+            raise e.StreamInterrupted(f"{self.deployment.name}: stream ended before {missing}",
+                                      deployment=self.deployment.name)
+        return StreamChunk(finish_reason=self.finish, usage=self.usage, model=self.model or self.deployment.model)
+
+
+def classify(err: Exception, deployment: Deployment) -> e.ProviderError:
+    name = deployment.name
+    if isinstance(err, e.ProviderError):
+        return err
+    if isinstance(err, openai.APITimeoutError):
+        return e.ProviderTimeout(f"{name}: timed out", deployment=name)
+    if isinstance(err, openai.APIConnectionError | httpx2.TransportError):
+        return e.ProviderUnavailable(f"{name}: connection failed: {err}", deployment=name)
+    if isinstance(err, openai.APIStatusError):
+        return for_status(err.status_code, f"{name}: {describe(err.body, str(err))}", deployment=name,
+                          headers=err.response.headers, context_length=err.code == "context_length_exceeded")
+    if isinstance(err, openai.APIResponseValidationError):
+        return malformed(name, str(err), err.status_code)
+    if isinstance(err, openai.APIError):  # an error object sent inside a 200 stream
+        body = err.body if isinstance(err.body, dict) else {}
+        status = {"rate_limit_exceeded": 429, "context_length_exceeded": 400}.get(str(body.get("code")), 500)
+        if body.get("type") == "invalid_request_error" and status == 500:
+            status = 400
+        return for_status(status, f"{name}: {describe(err.body, str(err))}", deployment=name,
+                          context_length=status == 400 and body.get("code") == "context_length_exceeded")
+    if isinstance(err, ValueError):  # JSON that does not decode (a broken body or SSE event)
+        return malformed(name, f"body does not parse: {err}")
+    return e.ProviderError(f"{name}: {type(err).__name__}: {err}", deployment=name)
+
+
+_CAUGHT = (openai.OpenAIError, httpx2.HTTPError, ValueError)
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str | None, str], openai.OpenAI] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, deployment: Deployment) -> openai.OpenAI:
+        if deployment.api_key is None:
+            raise e.AuthenticationFailed(f"{deployment.name}: no API key configured (STRATUS_OPENAI_API_KEY)",
+                                         deployment=deployment.name, field="api_key")
+        key = (deployment.base_url, deployment.api_key.get_secret_value())
+        with self._lock:
+            if key not in self._clients:  # one client (and connection pool) per endpoint and key
+                self._clients[key] = openai.OpenAI(api_key=key[1], base_url=key[0], max_retries=0,
+                                                   timeout=deployment.timeout_s)
+            return self._clients[key]
+
+    def complete(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Completion:
+        params = build_params(request, deployment)
+        try:
+            response = self._client(deployment).chat.completions.create(**params, timeout=timeout)
+            data = response.to_dict(mode="json") if hasattr(response, "to_dict") else response
+        except _CAUGHT as err:
+            raise classify(err, deployment) from err
+        return parse_completion(data, deployment)
+
+    def stream(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Iterator[StreamChunk]:
+        params = build_params(request, deployment) | {"stream": True, "stream_options": {"include_usage": True}}
+        try:
+            events = self._client(deployment).chat.completions.create(**params, timeout=timeout)
+        except _CAUGHT as err:
+            raise classify(err, deployment) from err
+        assembler = StreamAssembler(deployment)
+        try:
+            with events:
+                for event in events:
+                    data = event.to_dict(mode="json") if hasattr(event, "to_dict") else event
+                    if not isinstance(data, dict):
+                        raise malformed(deployment.name, "a stream event is not an object")
+                    chunk = assembler.feed(data)
+                    if chunk is not None:
+                        yield chunk
+        except (openai.APIConnectionError, httpx2.TransportError) as err:  # timeouts included: the stream broke
+            raise e.StreamInterrupted(f"{deployment.name}: stream broke: {err}", deployment=deployment.name) from err
+        except _CAUGHT as err:
+            raise classify(err, deployment) from err
+        yield assembler.final()
