@@ -1,4 +1,4 @@
-"""`stratus demo` end to end: a subprocess that starts the stack, ingests the corpus and ranks chunks."""
+"""`stratus demo` end to end: a subprocess that starts the stack, ingests the corpus and answers questions."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _env(data_dir: Path) -> dict[str, str]:
     return {**env, "STRATUS_DATA_DIR": str(data_dir)}
 
 
-def test_demo_ingests_the_corpus_and_prints_ranked_chunks(data_dir: Path) -> None:
+def test_demo_ingests_the_corpus_and_prints_cited_answers(data_dir: Path) -> None:
     run = subprocess.run([str(STRATUS), "demo"], env=_env(data_dir), capture_output=True, text=True,
                          timeout=300, cwd=ROOT)
 
@@ -41,16 +41,16 @@ def test_demo_ingests_the_corpus_and_prints_ranked_chunks(data_dir: Path) -> Non
     out = run.stdout
     documents = sorted(p.name for p in CORPUS.iterdir() if p.is_file())
     assert f"tenant demo: {len(documents)} ingested, 0 unchanged, 0 failed" in out
-    # Every query prints its ranked chunks with document, heading path and the three scores.
+    # Every question went through the workflow and prints an answer, its citations, usage, cost and timings.
     blocks = out.split("\nQ: ")[1:]
     assert len(blocks) == 4
     for block in blocks:
-        assert "  1. " in block and "fused " in block and "| lexical " in block and "| dense " in block
+        assert "\nA: " in block and "offline extractive provider" in block
+        assert "| cache " in block and "tokens in " in block and "cost $" in block and "workflow overhead" in block
     pricing = next(b for b in blocks if b.startswith("How much does the Team plan cost"))
-    first_hit = pricing.split("  2. ")[0]
-    assert "pricing.html  [Parcelo pricing > Team]" in first_hit and "149 euros" in first_hit
+    assert "149 euros" in pricing and "] pricing.html (v1" in pricing
     retention = next(b for b in blocks if b.startswith("How long are tracking events kept"))
-    assert "security-policy.md  [Security policy > Data retention]" in retention.split("  2. ")[0]
+    assert "18 months" in retention and "] security-policy.md (v1" in retention
     # It stopped what it started: no embedded server is left running on the data folder.
     assert not (data_dir / "pg" / "postmaster.pid").exists()
     assert not (data_dir / "stack.json").exists()

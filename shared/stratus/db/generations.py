@@ -32,8 +32,13 @@ _COLUMNS = ("tenant_id", "request_id", "mode", "model_alias", "deployment", "pro
             "cited_chunk_ids", "attempts")
 
 
+_DEFAULTS: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0, "cost_usd": 0,
+                             "chunk_ids": [], "cited_chunk_ids": [], "attempts": []}
+
+
 def record_generation(conn: psycopg.Connection, row: dict[str, Any]) -> int:
     """Insert one generation; a retried task with the same request id updates the row (at-least-once)."""
+    row = {**_DEFAULTS, **{k: v for k, v in row.items() if v is not None}}
     values = [Jsonb(row[c]) if c == "attempts" else row.get(c) for c in _COLUMNS]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c not in ("tenant_id", "request_id"))
     placeholders = ", ".join(["%s"] * len(_COLUMNS))

@@ -116,11 +116,13 @@ def _stem(word: str) -> str:
 
 
 def content_terms(text: str) -> set[str]:
-    """Stemmed content words; identifiers keep their underscores, dotted names split into parts."""
+    """Stemmed content words; identifiers keep their underscores, dotted names split into parts, and a
+    hyphenated word counts whole and by its parts (`Parcelo-Signature` matches "signature")."""
     terms = set()
     for word in _WORD.findall(text.lower().replace(".", " ")):
-        if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
-            terms.add(_stem(word))
+        for term in (word, *word.split("-")) if "-" in word else (word,):
+            if term not in _STOPWORDS and (len(term) > 1 or term.isdigit()):
+                terms.add(_stem(term))
     return terms
 
 
