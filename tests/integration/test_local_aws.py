@@ -42,6 +42,8 @@ def _copy_template(tmp_path: Path, template: dict[str, Any]) -> Path:
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = str(PROJECT_ROOT / resource["Properties"]["CodeUri"])
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            resource["Properties"]["DefinitionUri"] = str(PROJECT_ROOT / resource["Properties"]["DefinitionUri"])
     path = tmp_path / "template.yaml"
     path.write_text(json.dumps(template))  # JSON is YAML; intrinsics are already in their long form
     return path

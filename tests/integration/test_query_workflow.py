@@ -3,6 +3,7 @@ local Retrieve and Generate handlers (offline provider), with the cache and the 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +118,14 @@ def test_another_tenant_gets_nothing_from_this_tenants_documents(corpus_tenant: 
         documents.ensure_tenant(db, other)
     out = ask("How much does the Team plan cost per month?", other)
     assert out["citations"] == [] and out["chunk_ids"] == [] and "149" not in out["text"]
+
+
+def test_the_state_machine_comes_from_the_template_with_its_substitutions(stack: LocalStack) -> None:
+    assert stack.resources is not None
+    arn = stack.resources.ref("QueryStateMachine", "Arn")
+    described = stack.client("stepfunctions").describe_state_machine(stateMachineArn=arn)
+    assert described["type"] == "EXPRESS" and "${" not in described["definition"]
+    tasks = {name: state["Resource"] for name, state in json.loads(described["definition"])["States"].items()
+             if state["Type"] == "Task"}
+    assert tasks == {"Retrieve": stack.resources.ref("RetrieveFunction", "Arn"),
+                     "Generate": stack.resources.ref("GenerateFunction", "Arn")}
