@@ -129,3 +129,9 @@ def test_the_state_machine_comes_from_the_template_with_its_substitutions(stack:
              if state["Type"] == "Task"}
     assert tasks == {"Retrieve": stack.resources.ref("RetrieveFunction", "Arn"),
                      "Generate": stack.resources.ref("GenerateFunction", "Arn")}
+
+
+def test_an_unknown_tenant_is_not_found(stack: LocalStack) -> None:
+    with pytest.raises(WorkflowFailed) as caught:
+        ask("Anything?", f"nobody-{uuid.uuid4().hex[:8]}")
+    assert caught.value.error == "NotFound" and "unknown tenant" in caught.value.detail

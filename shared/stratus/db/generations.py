@@ -9,6 +9,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 
+def tenant_exists(conn: psycopg.Connection, tenant_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM tenants WHERE id = %s", [tenant_id]).fetchone() is not None
+
+
 def model_override(conn: psycopg.Connection, tenant_id: str, alias: str) -> list[str] | None:
     row = conn.execute("SELECT deployments FROM tenant_model_overrides WHERE tenant_id = %s AND alias = %s",
                        [tenant_id, alias]).fetchone()

@@ -89,6 +89,10 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
 
     with tenant_transaction(task.tenant_id, conn):
         t = time.perf_counter()
+        if not generation_rows.tenant_exists(conn, task.tenant_id):
+            from stratus.errors import NotFound
+
+            raise NotFound(f"unknown tenant {task.tenant_id!r}", field="tenant_id")
         prompt = resolve_prompt(conn, task.tenant_id, prompt_name, label=task.prompt_label,
                                 version=task.prompt_version)
         alias = task.model or prompt.model or router.catalog.default_alias
