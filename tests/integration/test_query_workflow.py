@@ -135,3 +135,19 @@ def test_an_unknown_tenant_is_not_found(stack: LocalStack) -> None:
     with pytest.raises(WorkflowFailed) as caught:
         ask("Anything?", f"nobody-{uuid.uuid4().hex[:8]}")
     assert caught.value.error == "NotFound" and "unknown tenant" in caught.value.detail
+
+
+@pytest.mark.parametrize("event", ["generate_chat.json", "query_rag.json"])
+def test_the_sample_events_run(stack: LocalStack, event: str) -> None:
+    payload = json.loads((ROOT / "events" / event).read_text())
+    payload["tenant_id"] = f"ev-{uuid.uuid4().hex[:8]}"
+    payload["request_id"] = f"req-{uuid.uuid4().hex}"
+    _ingest(payload["tenant_id"], "api-reference.md", (CORPUS / "api-reference.md").read_bytes())
+    if payload["mode"] == "chat":  # the generate task alone, invoked like Step Functions would
+        answer = stack.client("lambda").invoke(FunctionName=stack.function_name("GenerateFunction"),
+                                               Payload=json.dumps(payload).encode())
+        assert "FunctionError" not in answer
+        out = json.loads(answer["Payload"].read())
+    else:  # the workflow input
+        out = run_workflow(payload).output
+    assert out["request_id"] == payload["request_id"] and out["text"]
