@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,17 +60,28 @@ def db(pg_url: str) -> Iterator[object]:
         conn.close()
 
 
-@pytest.fixture
-def tenant_id(pg_url: str) -> str:
-    """A fresh tenant, created and ready for documents."""
+def create_tenant(url: str, prefix: str = "t") -> str:
+    """A fresh tenant row, ready for documents; returns its id."""
     from stratus.db import documents
     from stratus.db.connection import connect, tenant_transaction
 
-    tid = f"t-{uuid.uuid4().hex[:12]}"
-    conn = connect(pg_url)
+    tid = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    conn = connect(url)
     try:
         with tenant_transaction(tid, conn):
             documents.ensure_tenant(conn, tid)
     finally:
         conn.close()
     return tid
+
+
+@pytest.fixture
+def new_tenant(pg_url: str) -> Callable[[], str]:
+    """Creates another fresh tenant each time it is called (for isolation tests)."""
+    return lambda: create_tenant(pg_url)
+
+
+@pytest.fixture
+def tenant_id(pg_url: str) -> str:
+    """A fresh tenant, created and ready for documents."""
+    return create_tenant(pg_url)

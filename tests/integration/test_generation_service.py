@@ -4,7 +4,7 @@ SDKs to loopback provider servers with injected faults, and the generation recor
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -139,7 +139,8 @@ def test_context_length_falls_back_to_the_larger_window(
 
 
 def test_a_repeated_question_is_served_from_cache_with_zero_provider_tokens(
-        router: Router, ups: tuple[OpenAIUpstream, AnthropicUpstream], db: Any, tenant_id: str) -> None:
+        router: Router, ups: tuple[OpenAIUpstream, AnthropicUpstream], db: Any, tenant_id: str,
+        new_tenant: Callable[[], str]) -> None:
     openai_up, _ = ups
     settings = load_settings()
     first = generate(_chat(tenant_id, "What is our support email?"), router=router, conn=db, settings=settings)
@@ -149,11 +150,7 @@ def test_a_repeated_question_is_served_from_cache_with_zero_provider_tokens(
     assert again.usage.total_tokens == 0 and again.cost_usd == 0 and again.deployment is None
     assert len(openai_up.requests) == 1
     # Another tenant asking the same never sees this tenant's entry.
-    other = f"t-{uuid.uuid4().hex[:12]}"
-    from stratus.db import documents
-
-    with tenant_transaction(other, db):
-        documents.ensure_tenant(db, other)
+    other = new_tenant()
     theirs = generate(_chat(other, "What is our support email?"), router=router, conn=db, settings=settings)
     assert theirs.cache.status == "miss" and len(openai_up.requests) == 2
 

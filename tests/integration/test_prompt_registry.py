@@ -46,20 +46,6 @@ def write(root: Path, name: str, version: int, text: str) -> Path:
     return root
 
 
-def other_tenant(pg_url: str) -> str:
-    from stratus.db import documents
-    from stratus.db.connection import connect, tenant_transaction
-
-    tid = f"t-{uuid.uuid4().hex[:12]}"
-    conn = connect(pg_url)
-    try:
-        with tenant_transaction(tid, conn):
-            documents.ensure_tenant(conn, tid)
-    finally:
-        conn.close()
-    return tid
-
-
 def test_sync_publishes_labels_production_and_is_idempotent(admin, db, tenant_id, name, tmp_path) -> None:
     write(tmp_path, name, 1, body("one"))
     write(tmp_path, name, 2, body("two"))
@@ -141,10 +127,10 @@ def test_promoting_to_the_current_version_changes_nothing(admin, name, tmp_path)
         rollback(admin, name, "staging")
 
 
-def test_a_tenant_label_wins_and_other_tenants_do_not_see_it(pg_url, admin, db, tenant_id, name, tmp_path) -> None:
+def test_a_tenant_label_wins_and_other_tenants_do_not_see_it(admin, db, tenant_id, new_tenant, name, tmp_path) -> None:
     write(tmp_path, name, 1, body("one"))
     sync_prompts(admin, write(tmp_path, name, 2, body("two")))  # production -> v2 globally
-    neighbour = other_tenant(pg_url)
+    neighbour = new_tenant()
 
     # When the tenant pins production to v1 (the application role may write its own tenant's labels)
     promote(db, name, 1, "production", tenant_id=tenant_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +110,9 @@ def test_an_unknown_model_fails_with_not_found(corpus_tenant: str) -> None:
     assert caught.value.error == "NotFound" and "no-such-model" in caught.value.detail
 
 
-def test_another_tenant_gets_nothing_from_this_tenants_documents(corpus_tenant: str, db: Any) -> None:
-    other = f"wf-{uuid.uuid4().hex[:10]}"
-    from stratus.db import documents
-
-    with tenant_transaction(other, db):
-        documents.ensure_tenant(db, other)
-    out = ask("How much does the Team plan cost per month?", other)
+def test_another_tenant_gets_nothing_from_this_tenants_documents(corpus_tenant: str,
+                                                                new_tenant: Callable[[], str]) -> None:
+    out = ask("How much does the Team plan cost per month?", new_tenant())
     assert out["citations"] == [] and out["chunk_ids"] == [] and "149" not in out["text"]
 
 

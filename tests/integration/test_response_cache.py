@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,9 +9,8 @@ import pytest
 from stratus.cache import CacheScope, embed_question, lookup, purge_expired, renumber_citations, store
 from stratus.cache.calibrate import PAIRS, curve, load_pairs, similarities
 from stratus.config import get_settings
-from stratus.db import documents
 from stratus.db import response_cache as rows
-from stratus.db.connection import connect, tenant_transaction
+from stratus.db.connection import tenant_transaction
 from stratus.errors import InvalidInput
 from stratus.llm.types import ContextPassage
 
@@ -49,11 +47,8 @@ def _lookup(conn, scope: CacheScope, question: str, passages=V1, **kw):  # noqa:
 
 
 @pytest.fixture
-def other_tenant(pg_url: str) -> str:
-    tid = f"t-{uuid.uuid4().hex[:12]}"
-    with connect(pg_url) as conn, tenant_transaction(tid, conn):
-        documents.ensure_tenant(conn, tid)
-    return tid
+def other_tenant(new_tenant) -> str:  # noqa: ANN001
+    return new_tenant()
 
 
 def test_exact_hit_ignores_case_and_whitespace(db, tenant_id: str) -> None:  # noqa: ANN001

@@ -14,9 +14,9 @@ from stratus.errors import InvalidInput
 from stratus.llm.types import FinishReason, Message, ToolCall, Usage
 from stratus.retrieval.models import Mode as RetrievalMode
 from stratus.retrieval.models import RetrievalFilters, RetrieveResponse
-from stratus.tenants import TENANT_ID_PATTERN
+from stratus.tenants import TenantId
+from stratus.validation import describe_errors
 
-TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]{0,63}$")]
 QueryMode = Literal["rag", "chat"]
@@ -119,11 +119,8 @@ def parse_model(model: type[BaseModel], event: object, what: str) -> Any:
     try:
         return model.model_validate(event)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or what
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in err.errors()[:5])
+        problems, field = describe_errors(err, empty=what, limit=5)
         raise InvalidInput(f"invalid {what}: {problems}", field=field) from None
-
 
 def new_query(question: str, tenant_id: str, *, mode: QueryMode = "rag", model: str | None = None,
               prompt: str | None = None, k: int | None = None, request_id: str | None = None,

@@ -129,7 +129,7 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
             cache=CacheInfo(status=f"hit_{hit.kind}", similarity=round(float(hit.similarity), 4),
                             entry_id=hit.entry_id),
             chunk_ids=[p.chunk_id for p in passages], timings_ms=timings)
-        return _finish(conn, task, response, started)
+        return _finish(conn, s, task, response, started)
 
     t = time.perf_counter()
     try:
@@ -149,7 +149,8 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
         cost_usd=routed.cost_usd, cache=CacheInfo(status="miss" if use_cache else "bypass"),
         attempts=[a.as_dict() for a in routed.attempts], chunk_ids=[p.chunk_id for p in passages], timings_ms=timings)
     cacheable = use_cache and s.cache_ttl_s > 0 and completion.finish_reason == "stop" and not completion.tool_calls
-    return _finish(conn, task, response, started, store=(scope, question, passages, embedding) if cacheable else None)
+    store = (scope, question, passages, embedding) if cacheable else None
+    return _finish(conn, s, task, response, started, store=store)
 
 
 def _chat_request(task: GenerateTask, prompt: Any, passages: list[ContextPassage]) -> ChatRequest:
@@ -165,11 +166,10 @@ def _chat_request(task: GenerateTask, prompt: Any, passages: list[ContextPassage
     return ChatRequest(messages=messages, context=passages or None, **params)
 
 
-def _finish(conn: Any, task: GenerateTask, response: GenerateResponse, started: float,
+def _finish(conn: Any, s: Settings, task: GenerateTask, response: GenerateResponse, started: float,
             store: tuple[Any, str, list[ContextPassage], Any] | None = None) -> GenerateResponse:
     from stratus import cache
 
-    s = get_settings()
     t = time.perf_counter()
     with tenant_transaction(task.tenant_id, conn):
         if store is not None:

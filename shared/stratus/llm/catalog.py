@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
 
 from stratus.errors import InvalidInput, NotFound
+from stratus.validation import describe_errors
 
 ProviderName = Literal["openai", "anthropic", "bedrock", "offline"]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -97,8 +98,7 @@ def parse_catalog(data: object, *, source: str = "<catalog>", credentials: dict[
     try:
         return Catalog.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-        first = ".".join(str(p) for p in err.errors()[0]["loc"])
+        problems, first = describe_errors(err, empty="")
         raise InvalidInput(f"{source}: invalid model catalog: {problems}", field=first) from None
 
 

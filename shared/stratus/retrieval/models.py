@@ -8,10 +8,10 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from stratus.errors import InvalidInput
-from stratus.tenants import TENANT_ID_PATTERN
+from stratus.tenants import TenantId
+from stratus.validation import describe_errors
 
 Mode = Literal["lexical", "dense", "hybrid"]
-TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # Scalars only: equality on a chunk's metadata key (`metadata @> {"key": value}`).
 MetadataValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
@@ -84,7 +84,5 @@ def parse_request(event: object) -> RetrieveRequest:
     try:
         return RetrieveRequest.model_validate(event)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "request"
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in err.errors())
+        problems, field = describe_errors(err, empty="request")
         raise InvalidInput(f"invalid retrieve request: {problems}", field=field) from None

@@ -13,7 +13,6 @@ take sampling parameters, and sending them through extra_body would make the req
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ import httpx2
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
 from stratus.llm.providers._classify import describe, for_status, malformed, parse_arguments
+from stratus.llm.providers._clients import SdkClients
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
@@ -239,19 +239,9 @@ class AnthropicProvider:
     name = "anthropic"
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str | None, str], anthropic.Anthropic] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, deployment: Deployment) -> anthropic.Anthropic:
-        if deployment.api_key is None:
-            raise e.AuthenticationFailed(f"{deployment.name}: no API key configured (STRATUS_ANTHROPIC_API_KEY)",
-                                         deployment=deployment.name, field="api_key")
-        key = (deployment.base_url, deployment.api_key.get_secret_value())
-        with self._lock:
-            if key not in self._clients:
-                self._clients[key] = anthropic.Anthropic(api_key=key[1], base_url=key[0], max_retries=0,
-                                                         timeout=deployment.timeout_s)
-            return self._clients[key]
+        self._pool = SdkClients(anthropic.Anthropic, "STRATUS_ANTHROPIC_API_KEY")
+        self._clients = self._pool.by_key
+        self._client = self._pool.get
 
     def complete(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Completion:
         params = build_params(request, deployment)

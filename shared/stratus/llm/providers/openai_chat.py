@@ -6,7 +6,6 @@ transport failure leaves this module as an llm.errors.ProviderError.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ import openai
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
 from stratus.llm.providers._classify import describe, for_status, malformed
+from stratus.llm.providers._clients import SdkClients
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
@@ -140,19 +140,9 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str | None, str], openai.OpenAI] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, deployment: Deployment) -> openai.OpenAI:
-        if deployment.api_key is None:
-            raise e.AuthenticationFailed(f"{deployment.name}: no API key configured (STRATUS_OPENAI_API_KEY)",
-                                         deployment=deployment.name, field="api_key")
-        key = (deployment.base_url, deployment.api_key.get_secret_value())
-        with self._lock:
-            if key not in self._clients:  # one client (and connection pool) per endpoint and key
-                self._clients[key] = openai.OpenAI(api_key=key[1], base_url=key[0], max_retries=0,
-                                                   timeout=deployment.timeout_s)
-            return self._clients[key]
+        self._pool = SdkClients(openai.OpenAI, "STRATUS_OPENAI_API_KEY")
+        self._clients = self._pool.by_key
+        self._client = self._pool.get
 
     def complete(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Completion:
         params = build_params(request, deployment)
