@@ -112,6 +112,19 @@ class Settings(BaseSettings):
     # from 0.92 up; 0.94 leaves a margin because the set is small.
     cache_similarity: float = Field(default=0.94, gt=0, le=1)
 
+    # Gateway (HTTP API). Requests over a limit get 413 (body) or 400 (messages, max tokens) naming it.
+    # API Gateway refuses payloads over 10 MB and Lambda over 6 MB; the gateway's own limit sits below both.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(default=256, ge=1, le=10_000)
+    max_output_tokens: int = Field(default=32_768, ge=1)  # a request's max_tokens ceiling
+    # Default rate limits (requests and tokens per minute); a tenant's or key's own limits replace them.
+    # Tokens count the prompt estimate plus max_tokens at admission, settled to the real usage after.
+    tenant_requests_per_minute: int = Field(default=600, ge=1)
+    tenant_tokens_per_minute: int = Field(default=1_000_000, ge=1)
+    key_requests_per_minute: int | None = Field(default=None, ge=1)  # None: only the tenant's limit applies
+    key_tokens_per_minute: int | None = Field(default=None, ge=1)
+    gateway_chat_prompt: str = "passthrough"  # plain chat completions: the caller's messages as sent
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_max_tokens:
