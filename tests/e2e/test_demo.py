@@ -1,4 +1,5 @@
-"""`stratus demo` end to end: a subprocess that starts the stack, ingests the corpus and answers questions."""
+"""`stratus demo` end to end: a subprocess that starts the stack and its gateway, ingests the corpus, asks
+through HTTP with the openai SDK, updates a document and asks again."""
 
 from __future__ import annotations
 
@@ -41,14 +42,20 @@ def test_demo_ingests_the_corpus_and_prints_cited_answers(data_dir: Path) -> Non
     out = run.stdout
     documents = sorted(p.name for p in CORPUS.iterdir() if p.is_file())
     assert f"tenant demo: {len(documents)} ingested, 0 unchanged, 0 failed" in out
-    # Every question went through the workflow and prints an answer, its citations, usage, cost and timings.
+    # Every question went through the gateway (one streamed), with citations, usage, cost and timings.
+    assert "API key for tenant demo: sk-stratus-" in out
     blocks = out.split("\nQ: ")[1:]
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for block in blocks:
-        assert "\nA: " in block and "offline extractive provider" in block
-        assert "| cache " in block and "tokens in " in block and "cost $" in block and "workflow overhead" in block
-    pricing = next(b for b in blocks if b.startswith("How much does the Team plan cost"))
-    assert "149 euros" in pricing and "] pricing.html (v1" in pricing
+        assert ("\nA: " in block or "\nA (streamed): " in block) and "offline extractive provider" in block
+        assert "| cache " in block and "tokens in " in block and "cost $" in block and "| gateway " in block
+    assert sum("\nA (streamed): " in b for b in blocks) == 1 and "| first chunk " in out
+    pricing = [b for b in blocks if b.startswith("How much does the Team plan cost")]
+    assert len(pricing) == 2
+    assert "149 euros" in pricing[0] and "] pricing.html (v1" in pricing[0]
+    # The document changed through the documents API; the same question now cites the new version.
+    assert "Updated pricing.html through the documents API: now version 2" in out
+    assert "169 euros" in pricing[1] and "] pricing.html (v2" in pricing[1] and "cache miss" in pricing[1]
     retention = next(b for b in blocks if b.startswith("How long are tracking events kept"))
     assert "18 months" in retention and "] security-policy.md (v1" in retention
     # It stopped what it started: no embedded server is left running on the data folder.

@@ -24,6 +24,8 @@ EXPECTED_RESOURCES = {
     "IngestFunction": "AWS::Serverless::Function",
     "RetrieveFunction": "AWS::Serverless::Function",
     "GenerateFunction": "AWS::Serverless::Function",
+    "GatewayFunction": "AWS::Serverless::Function",
+    "GatewayApi": "AWS::Serverless::HttpApi",
     "QueryStateMachine": "AWS::Serverless::StateMachine",
     "ProviderSecret": "AWS::SecretsManager::Secret",
     "DocumentsBucket": "AWS::S3::Bucket",
@@ -177,4 +179,6 @@ def test_outputs_name_what_operators_need(template: dict[str, Any]) -> None:
         "RetrieveFunctionArn",
         "DatabaseEndpoint",
         "DatabaseSecretArn",
+        "GatewayUrl",
+        "QueryStateMachineArn",
     } <= set(template["Outputs"])

@@ -75,3 +75,33 @@ def get_object(bucket: str, key: str, *, max_bytes: int | None = None) -> Stored
     finally:
         body.close()
     return StoredObject(head, data)
+
+
+@dataclass(frozen=True)
+class PresignedUpload:
+    url: str
+    method: str
+    headers: dict[str, str]  # what the upload must send: they are part of the signature
+    expires_in: int
+
+
+def presign_put(bucket: str, key: str, *, content_type: str, size_bytes: int | None = None,
+                expires_in: int = 900) -> PresignedUpload:
+    """A URL that lets its holder PUT exactly one object, `key`, for `expires_in` seconds.
+
+    Signed with SigV4 (botocore would presign with SigV2 in us-east-1), so the Content-Type, and the
+    Content-Length when `size_bytes` is given, are part of the signature: S3 refuses an upload of
+    another type or size. Presigning is local computation; it needs no call to S3.
+    """
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
+    if size_bytes is not None:
+        params["ContentLength"] = size_bytes
+    s3v4 = client("s3", signature_version="s3v4")
+    url = _call(f"presign PUT s3://{bucket}/{key}", lambda: s3v4.generate_presigned_url(
+        "put_object", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"))
+    return PresignedUpload(url=url, method="PUT", headers={"Content-Type": content_type}, expires_in=expires_in)
+
+
+def delete_object(bucket: str, key: str) -> None:
+    """Delete (or, in a versioned bucket, hide behind a delete marker) one object; absent is fine."""
+    _call(f"DELETE s3://{bucket}/{key}", lambda: client("s3").delete_object(Bucket=bucket, Key=key))

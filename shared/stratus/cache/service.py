@@ -15,7 +15,7 @@ is in every key as well.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -51,20 +51,23 @@ def lookup(
     scope: CacheScope,
     question: str,
     passages: Sequence[ContextPassage],
-    embedding: np.ndarray | None,
+    embedding: np.ndarray | Callable[[], np.ndarray] | None,
     *,
     semantic: bool,
     threshold: float,
     now: datetime | None = None,
     embedding_model: str | None = None,
 ) -> CacheHit | None:
-    """The cached answer for this request, or None. Counts the hit on the entry."""
+    """The cached answer for this request, or None. Counts the hit on the entry. `embedding` may be a
+    function: it is called only when the exact lookup misses (an exact hit never pays for embedding)."""
     if not 0 < threshold <= 1:
         raise InvalidInput(f"cache similarity threshold must be in (0, 1], got {threshold}", field="threshold")
     fingerprint = context_fingerprint(passages)
     row = rows.find_exact(conn, scope.tenant_id, exact_key(scope, question, fingerprint), now)
     kind: Literal["exact", "semantic"] = "exact"
     if row is None and semantic and embedding is not None:
+        if callable(embedding):
+            embedding = embedding()
         row = rows.find_similar(
             conn, scope.tenant_id, scope.key,
             embedding_model=embedding_model or get_settings().embedding_model,

@@ -97,3 +97,9 @@ def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None) -
     with conn.transaction():
         conn.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant_id])
         yield conn
+
+
+def relax_commit(conn: psycopg.Connection) -> None:
+    """This transaction's commit does not wait for the WAL flush: for records (traces, generation rows,
+    cache entries, rate counters) whose last few a database crash may lose; never for documents or keys."""
+    conn.execute("SELECT set_config('synchronous_commit', 'off', true)")

@@ -196,3 +196,32 @@ def list_documents(conn: psycopg.Connection, tenant_id: str) -> list[dict[str, o
 def delete_tenant(conn: psycopg.Connection, tenant_id: str) -> None:
     """Drop a tenant and, by cascade, all its documents, chunks and statistics (evals, tests)."""
     conn.execute("DELETE FROM tenants WHERE id = %s", [tenant_id])
+
+
+# What the documents API shows (never content hashes, etags or the source bookkeeping).
+_LISTED = ("id, source_key, title, status, version, chunk_count, size_bytes, content_type, error,"
+           " created_at, updated_at")
+
+
+def _rows(cur: psycopg.Cursor) -> list[dict[str, object]]:
+    names = [d.name for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def document_by_id(conn: psycopg.Connection, tenant_id: str, document_id: str) -> dict[str, object] | None:
+    """One document as the API lists it; None when it is not this tenant's (or does not exist)."""
+    cur = conn.execute(f"SELECT {_LISTED} FROM documents WHERE tenant_id = %s AND id = %s",
+                       [tenant_id, document_id])
+    rows = _rows(cur)
+    return rows[0] if rows else None
+
+
+def page_documents(conn: psycopg.Connection, tenant_id: str, *, statuses: Sequence[str], limit: int,
+                   after_key: str | None = None) -> list[dict[str, object]]:
+    """Up to `limit` documents in key order, after `after_key` (keyset pagination: stable under inserts)."""
+    cur = conn.execute(
+        f"SELECT {_LISTED} FROM documents WHERE tenant_id = %s AND status = ANY(%s)"
+        " AND (%s::text IS NULL OR source_key > %s) ORDER BY source_key LIMIT %s",
+        [tenant_id, list(statuses), after_key, after_key, limit],
+    )
+    return _rows(cur)

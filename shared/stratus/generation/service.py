@@ -8,11 +8,13 @@ transaction is never held open while a provider is thinking.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from stratus.config import Settings, get_settings
 from stratus.db import generations as generation_rows
-from stratus.db.connection import get_connection, tenant_transaction
+from stratus.db.connection import get_connection, relax_commit, tenant_transaction
 from stratus.generation.citations import citations_for
 from stratus.generation.models import CacheInfo, GenerateResponse, GenerateTask, PromptRef
 from stratus.llm import errors as llm_errors
@@ -67,14 +69,37 @@ def _cache_question(task: GenerateTask) -> tuple[str, bool]:
     return conversation_text(list(task.messages)), is_single_question(list(task.messages))
 
 
-def generate(task: GenerateTask, *, settings: Settings | None = None, router: Router | None = None,
-             conn: Any = None) -> GenerateResponse:
+@dataclass
+class Prepared:
+    """What is known before the model is called: the rendered request, the cache's verdict, and how to
+    store the answer. Shared by `generate` and the streamed generation (stratus.generation.streaming)."""
+
+    alias: str
+    override: list[str] | None
+    request: ChatRequest
+    prompt_ref: PromptRef
+    passages: list[ContextPassage]
+    timings: dict[str, float]
+    started: float
+    use_cache: bool
+    scope: Any = None
+    question: str = ""
+    embedding: Any = None
+    hit: Any = None
+
+    def store_args(self, completion_ok: bool, s: Settings) -> tuple[Any, str, list[ContextPassage], Any] | None:
+        """The cache store's arguments when this answer may be cached (complete, text only)."""
+        if self.use_cache and s.cache_ttl_s > 0 and completion_ok:
+            return self.scope, self.question, self.passages, self.embedding
+        return None
+
+
+def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any) -> Prepared:
+    """Resolve the prompt and model, render the request and consult the cache, in one short tenant
+    transaction. NotFound (tenant, model) and InvalidInput surface here, before any model is called."""
     from stratus import cache
     from stratus.prompts import ensure_prompts_synced, resolve_prompt
 
-    s = settings or get_settings()
-    router = router or get_router(s)
-    conn = conn or get_connection()  # applies pending migrations on a cold start
     ensure_prompts_synced()  # publishes the packaged prompt files once per process (no-op when current)
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -101,56 +126,88 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
         request = _chat_request(task, prompt, passages)
         timings["prompt"] = _ms(t)
         use_cache = s.cache_enabled and task.cache and not request.tools
-        scope = cache.CacheScope(task.tenant_id, prompt.content_hash, alias, cache.params_hash(request))
-        question, single = _cache_question(task)
-        semantic = s.cache_semantic and single
-        embedding = None
-        hit = None
+        prep = Prepared(alias=alias, override=override, request=request, passages=passages, timings=timings,
+                        started=started, use_cache=use_cache,
+                        prompt_ref=PromptRef(name=prompt.name, version=prompt.version, hash=prompt.content_hash,
+                                             label=task.prompt_label))
         if use_cache:
-            if semantic:
-                t = time.perf_counter()
-                embedding = cache.embed_question(question, s.embedding_model)
-                timings["embed"] = _ms(t)
+            prep.scope = cache.CacheScope(task.tenant_id, prompt.content_hash, alias, cache.params_hash(request))
+            prep.question, single = _cache_question(task)
+            semantic = s.cache_semantic and single
+
+            def embed() -> Any:  # only when the exact lookup misses; kept for storing the answer
+                e = time.perf_counter()
+                prep.embedding = cache.embed_question(prep.question, s.embedding_model)
+                timings["embed"] = _ms(e)
+                return prep.embedding
+
             t = time.perf_counter()
-            hit = cache.lookup(conn, scope, question, passages, embedding, semantic=semantic,
-                               threshold=s.cache_similarity, embedding_model=s.embedding_model)
-            timings["cache"] = _ms(t)
+            prep.hit = cache.lookup(conn, prep.scope, prep.question, passages, embed if semantic else None,
+                                    semantic=semantic, threshold=s.cache_similarity,
+                                    embedding_model=s.embedding_model)
+            timings["cache"] = round(_ms(t) - timings.get("embed", 0.0), 3)
+    return prep
 
-    prompt_ref = PromptRef(name=prompt.name, version=prompt.version, hash=prompt.content_hash, label=task.prompt_label)
-    if hit is not None:
-        stored = hit.response
-        text = cache.renumber_citations(stored["text"], hit.renumbering)  # passages may come in another order
-        response = GenerateResponse(
-            request_id=task.request_id, tenant_id=task.tenant_id, mode=task.mode, text=text,
-            finish_reason=stored.get("finish_reason", "stop"),
-            citations=citations_for(text, passages), model_alias=alias, deployment=None,
-            provider=stored.get("provider"), model=stored.get("model"), offline=stored.get("provider") == "offline",
-            prompt=prompt_ref, usage=Usage(), cost_usd=0.0,
-            cache=CacheInfo(status=f"hit_{hit.kind}", similarity=round(float(hit.similarity), 4),
-                            entry_id=hit.entry_id),
-            chunk_ids=[p.chunk_id for p in passages], timings_ms=timings)
-        return _finish(conn, s, task, response, started)
 
+def cached_response(task: GenerateTask, prep: Prepared) -> GenerateResponse:
+    """The answer a cache hit gives (its citations renumbered to this request's passage order)."""
+    from stratus import cache
+
+    hit = prep.hit
+    stored = hit.response
+    text = cache.renumber_citations(stored["text"], hit.renumbering)  # passages may come in another order
+    return GenerateResponse(
+        request_id=task.request_id, tenant_id=task.tenant_id, mode=task.mode, text=text,
+        finish_reason=stored.get("finish_reason", "stop"),
+        citations=citations_for(text, prep.passages), model_alias=prep.alias, deployment=None,
+        provider=stored.get("provider"), model=stored.get("model"), offline=stored.get("provider") == "offline",
+        prompt=prep.prompt_ref, usage=Usage(), cost_usd=0.0,
+        cache=CacheInfo(status=f"hit_{hit.kind}", similarity=round(float(hit.similarity), 4), entry_id=hit.entry_id),
+        chunk_ids=[p.chunk_id for p in prep.passages], timings_ms=prep.timings)
+
+
+def generate(task: GenerateTask, *, settings: Settings | None = None, router: Router | None = None,
+             conn: Any = None, defer: list[Callable[[Any], None]] | None = None) -> GenerateResponse:
+    """One answer. With `defer`, the writes that follow the answer (cache store, generation row) are
+    appended to it as functions of a connection instead of run now: a caller that has already answered
+    its client (the gateway's after-response task) runs them off the critical path."""
+    s = settings or get_settings()
+    router = router or get_router(s)
+    conn = conn or get_connection()  # applies pending migrations on a cold start
+    prep = prepare(task, s, router, conn)
+    if prep.hit is not None:
+        return _finish_or_defer(conn, s, task, cached_response(task, prep), prep.started, None, defer)
+
+    timings = prep.timings
     t = time.perf_counter()
     try:
-        routed = router.complete(alias, request, override=override)
+        routed = router.complete(prep.alias, prep.request, override=prep.override)
     except llm_errors.ProviderError as err:
         timings["generate"] = _ms(t)
-        _record_failure(conn, task, alias, prompt_ref, err, passages, timings, started)
+        record_failure(conn, task, prep, err)
         raise
     timings["generate"] = _ms(t)
     completion = routed.completion
-    citations = citations_for(completion.text, passages)
     response = GenerateResponse(
         request_id=task.request_id, tenant_id=task.tenant_id, mode=task.mode, text=completion.text,
-        finish_reason=completion.finish_reason, tool_calls=completion.tool_calls, citations=citations,
-        model_alias=alias, deployment=routed.deployment.name, provider=completion.provider, model=completion.model,
-        offline=completion.provider == "offline", prompt=prompt_ref, usage=completion.usage,
-        cost_usd=routed.cost_usd, cache=CacheInfo(status="miss" if use_cache else "bypass"),
-        attempts=[a.as_dict() for a in routed.attempts], chunk_ids=[p.chunk_id for p in passages], timings_ms=timings)
-    cacheable = use_cache and s.cache_ttl_s > 0 and completion.finish_reason == "stop" and not completion.tool_calls
-    store = (scope, question, passages, embedding) if cacheable else None
-    return _finish(conn, s, task, response, started, store=store)
+        finish_reason=completion.finish_reason, tool_calls=completion.tool_calls,
+        citations=citations_for(completion.text, prep.passages), model_alias=prep.alias,
+        deployment=routed.deployment.name, provider=completion.provider, model=completion.model,
+        offline=completion.provider == "offline", prompt=prep.prompt_ref, usage=completion.usage,
+        cost_usd=routed.cost_usd, cache=CacheInfo(status="miss" if prep.use_cache else "bypass"),
+        attempts=[a.as_dict() for a in routed.attempts], chunk_ids=[p.chunk_id for p in prep.passages],
+        timings_ms=timings)
+    complete = completion.finish_reason == "stop" and not completion.tool_calls
+    return _finish_or_defer(conn, s, task, response, prep.started, prep.store_args(complete, s), defer)
+
+
+def _finish_or_defer(conn: Any, s: Settings, task: GenerateTask, response: GenerateResponse, started: float,
+                     store: Any, defer: list[Callable[[Any], None]] | None) -> GenerateResponse:
+    if defer is None:
+        return finish(conn, s, task, response, started, store=store)
+    response.timings_ms["total"] = _ms(started)
+    defer.append(lambda later: finish(later, s, task, response, started, store=store, keep_total=True))
+    return response
 
 
 def _chat_request(task: GenerateTask, prompt: Any, passages: list[ContextPassage]) -> ChatRequest:
@@ -166,12 +223,16 @@ def _chat_request(task: GenerateTask, prompt: Any, passages: list[ContextPassage
     return ChatRequest(messages=messages, context=passages or None, **params)
 
 
-def _finish(conn: Any, s: Settings, task: GenerateTask, response: GenerateResponse, started: float,
-            store: tuple[Any, str, list[ContextPassage], Any] | None = None) -> GenerateResponse:
+def finish(conn: Any, s: Settings, task: GenerateTask, response: GenerateResponse, started: float,
+           store: tuple[Any, str, list[ContextPassage], Any] | None = None, *,
+           keep_total: bool = False) -> GenerateResponse:
     from stratus import cache
 
     t = time.perf_counter()
     with tenant_transaction(task.tenant_id, conn):
+        # A cache entry and a generation row are records, not money: a database crash may lose the last
+        # few, in exchange for not waiting on the WAL flush (as admission and traces do).
+        relax_commit(conn)
         if store is not None:
             scope, question, passages, embedding = store
             entry = cache.store(conn, scope, question, passages, [c.chunk_id for c in response.citations], embedding,
@@ -181,20 +242,23 @@ def _finish(conn: Any, s: Settings, task: GenerateTask, response: GenerateRespon
                                 ttl_s=s.cache_ttl_s, embedding_model=s.embedding_model)
             response.cache.entry_id = entry
         response.timings_ms["record"] = _ms(t)
-        response.timings_ms["total"] = _ms(started)
+        if not keep_total:
+            response.timings_ms["total"] = _ms(started)
         generation_rows.record_generation(conn, _row(task, response, status="ok"))
     return response
 
 
-def _record_failure(conn: Any, task: GenerateTask, alias: str, prompt: PromptRef, err: llm_errors.ProviderError,
-                    passages: list[ContextPassage], timings: dict[str, float], started: float) -> None:
-    timings["total"] = _ms(started)
+def record_failure(conn: Any, task: GenerateTask, prep: Prepared, err: llm_errors.ProviderError) -> None:
+    timings = prep.timings
+    timings["total"] = _ms(prep.started)
+    prompt = prep.prompt_ref
     with tenant_transaction(task.tenant_id, conn):
+        relax_commit(conn)
         generation_rows.record_generation(conn, {
-            "tenant_id": task.tenant_id, "request_id": task.request_id, "mode": task.mode, "model_alias": alias,
+            "tenant_id": task.tenant_id, "request_id": task.request_id, "mode": task.mode, "model_alias": prep.alias,
             "prompt_name": prompt.name, "prompt_version": prompt.version, "prompt_hash": prompt.hash,
             "status": "failed", "error_code": err.code, "cache_status": "miss", "cost_usd": 0,
-            "latency_ms": timings["total"], "chunk_ids": [p.chunk_id for p in passages], "cited_chunk_ids": [],
+            "latency_ms": timings["total"], "chunk_ids": [p.chunk_id for p in prep.passages], "cited_chunk_ids": [],
             "attempts": [a.as_dict() for a in err.attempts],
         })
 

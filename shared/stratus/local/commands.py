@@ -1,4 +1,4 @@
-"""What `stratus ingest` and `stratus demo` do; cli.py parses arguments and calls these lazily."""
+"""What `stratus ingest` does (and the demo reuses); cli.py parses arguments and calls these lazily."""
 
 from __future__ import annotations
 
@@ -130,37 +130,3 @@ def run_ingest(path: Path, tenant_id: str, prefix: str, *, timeout: float, verbo
         report = ingest_into(target, path, tenant_id, prefix, timeout=timeout, out=out)
         print("\n".join(report.lines()), file=out, flush=True)
     return 1 if report.failed else 0
-
-
-def run_demo(*, corpus: Path = DEMO_CORPUS, queries: tuple[str, ...] = DEMO_QUERIES, k: int = 5,
-             timeout: float = 300, verbose: bool = False) -> int:
-    from stratus.local.stack import LocalStack
-
-    settings = get_settings()
-    with function_output(settings, verbose) as out, LocalStack(settings) as stack:
-        print(f"Local stack up: moto at {stack.endpoint_url}, PostgreSQL {_where(stack.database_url)}",
-              file=out, flush=True)
-        target = Target(stack.client("s3"), stack.documents_bucket, "local stack",
-                        idle=lambda: all(p.idle() for p in stack.pollers))
-        report = ingest_into(target, corpus, DEMO_TENANT, "", timeout=timeout, out=out)
-        print("\n".join(report.lines()), file=out, flush=True)
-        from stratus.aws.workflows import WorkflowFailed
-        from stratus.local.ask import ask, format_answer
-
-        for query in queries:
-            try:
-                answer = ask(query, DEMO_TENANT, k=k)
-            except WorkflowFailed as err:
-                print(f"\nthe query workflow failed for {query!r}: {err}", file=out, flush=True)
-                return 1
-            print("\n" + "\n".join(format_answer(query, answer)), file=out, flush=True)
-    return 0
-
-
-def _where(url: str | None) -> str:
-    from urllib.parse import parse_qs, urlsplit
-
-    if not url:
-        return "(none)"
-    parts = urlsplit(url)
-    return parse_qs(parts.query).get("host", [parts.hostname or ""])[0]

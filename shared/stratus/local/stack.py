@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -77,19 +78,25 @@ def _refresh() -> None:
 class LocalStack:
     """Starts everything in `__enter__`, stops what it started in `__exit__` (also on Ctrl-C).
 
-    One at a time per process: moto's state and the Lambda hook are process-wide.
+    One at a time per process: moto's state and the Lambda hook are process-wide. With
+    `serve_gateway`, the gateway app is also served over HTTP (uvicorn on 127.0.0.1:`gateway_port`,
+    0 = any free port) once the resources exist, so it sees the stack's endpoint, database and ARNs.
     """
 
     _active: LocalStack | None = None
 
     def __init__(self, settings: Settings | None = None, *, template_path: Path | None = None,
                  start_pollers: bool = True, retry_delay_s: int = 1,
-                 parameters: dict[str, str] | None = None) -> None:
+                 parameters: dict[str, str] | None = None, serve_gateway: bool = False,
+                 gateway_port: int = 0) -> None:
         self.settings = settings or get_settings()
         self.template_path = Path(template_path or self.settings.template_path).resolve()
         self.start_pollers = start_pollers
         self.retry_delay_s = retry_delay_s
         self.parameters = parameters
+        self.serve_gateway = serve_gateway
+        self.gateway_port = gateway_port
+        self.gateway: Any = None  # a GatewayServer while serving
         self.region = self.settings.aws_region
         self.database_url: str | None = None
         self.endpoint_url: str | None = None
@@ -145,10 +152,15 @@ class LocalStack:
                                        self.region, retry_delay_s=self.retry_delay_s)
                     poller.start()
                     self.pollers.append(poller)
+        if self.serve_gateway:
+            self._start_gateway()
         self._write_state()
         log.info("local stack up: %s (moto %s)", self.template_path.name, self.endpoint_url)
 
     def stop(self) -> None:
+        if self.gateway is not None:  # first: in-flight requests still need the database and moto
+            self.gateway.stop()
+            self.gateway = None
         for poller in self.pollers:
             poller.stop()
         self.pollers = []
@@ -166,6 +178,8 @@ class LocalStack:
         from stratus.db.connection import close_connection
 
         close_connection()
+        if "stratus.gateway.deps" in sys.modules:  # its idle connections point at this database
+            sys.modules["stratus.gateway.deps"].close_idle()
         if self._pg is not None:
             self._pg.stop()
             self._pg = None
@@ -188,6 +202,18 @@ class LocalStack:
         applied = migrate(self.database_url)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+
+    def _start_gateway(self) -> None:
+        from stratus.gateway.app import create_app
+        from stratus.local.server import GatewayServer
+
+        self.gateway = GatewayServer(create_app(), port=self.gateway_port).start()
+        log.info("gateway at %s", self.gateway.url)
+
+    @property
+    def gateway_url(self) -> str | None:
+        """http://127.0.0.1:<port> while the gateway is served, else None."""
+        return self.gateway.url if self.gateway is not None else None
 
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -249,6 +275,7 @@ class LocalStack:
             "pid": os.getpid(), "endpoint_url": self.endpoint_url, "database_url": self.database_url,
             "region": self.region,
             **{var: os.environ.get(var) for var in _OUTPUTS},
+            **({"gateway_url": self.gateway_url} if self.gateway is not None else {}),
         }, indent=2))
         self._state_written = True
 

@@ -1,0 +1,214 @@
+"""The FastAPI application: OpenAI-compatible inference, documents and administration.
+
+Served by Mangum on Lambda (functions/gateway/app.py) and by uvicorn locally. Cross-cutting work sits
+in one pure ASGI middleware (cheap: no BaseHTTPMiddleware task per request): the request id, the body
+size limit and the last-resort error response. Every error leaves in OpenAI's shape (errors.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import import_module
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stratus.config import Settings, get_settings
+from stratus.errors import StratusError
+from stratus.gateway import errors
+from stratus.gateway.context import context_of, finish_task, new_context, request_id_from
+
+log = logging.getLogger(__name__)
+
+VERSION = "1.0.0"
+# Routers by module; documents and admin plug in when their modules are present.
+_ROUTERS = ("models", "chat", "embeddings", "documents", "admin")
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    s = settings or get_settings()
+    app = FastAPI(title="Stratus", version=VERSION, openapi_url="/openapi.json",
+                  description="OpenAI-compatible LLM gateway with retrieval-augmented answers, per tenant.")
+    app.state.settings = s
+    for name in _ROUTERS:
+        try:
+            module = import_module(f"stratus.gateway.routes.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"stratus.gateway.routes.{name}":
+                raise  # a router that exists but cannot import is a bug, not an absent feature
+            continue
+        app.include_router(module.router)
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_exception_handler(errors.APIError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StratusError, _domain_error)
+    _add_provider_handler(app)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=s.max_body_bytes)
+    return app
+
+
+def error_response(request: Request, err: errors.APIError) -> JSONResponse:
+    """The error in OpenAI's shape; the request's trace (and the release of what admission reserved)
+    follows in the background."""
+    ctx = context_of(request)
+    ctx.trace.update(status="error", status_code=err.status, error_code=err.code or err.type,
+                     error_message=err.message[:500])
+    if err.status >= 500:
+        log.error("request %s failed: %s", ctx.request_id, err.message)
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers, background=finish_task(ctx))
+
+
+# --- exception handlers ------------------------------------------------------------------------------
+async def _api_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, errors.APIError)
+    return error_response(request, err)
+
+
+async def _domain_error(request: Request, err: Exception) -> JSONResponse:
+    mapped = errors.from_exception(err)
+    return error_response(request, mapped)
+
+
+def _add_provider_handler(app: FastAPI) -> None:
+    from stratus.llm.errors import ProviderError  # no SDK imports: the error taxonomy only
+
+    app.add_exception_handler(ProviderError, _domain_error)
+
+
+async def _validation_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, RequestValidationError)
+    mapped = validation_error(err.errors())
+    return error_response(request, mapped)
+
+
+def validation_error(problems: Any) -> errors.APIError:
+    """422 naming the first bad field as a dotted path (`messages.0.role`), with up to three problems."""
+    items = list(problems)
+    if not items:
+        return errors.unprocessable("the request body is invalid")
+    parts, first = [], None
+    for item in items[:3]:
+        loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        # Union members appear in the location as their type names; they say nothing to a caller.
+        loc = [p for p in loc if not p.startswith(("function-", "tagged-union", "list[", "str", "dict["))]
+        path = ".".join(loc) or "body"
+        first = first or path
+        parts.append(f"{path}: {item.get('msg', 'invalid')}")
+    more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
+    return errors.unprocessable("invalid request body: " + "; ".join(parts) + more, param=first)
+
+
+async def _http_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, StarletteHTTPException)
+    if err.status_code == 404:
+        mapped = errors.not_found(f"no route {request.method} {request.url.path}", code="unknown_url")
+    elif err.status_code == 405:
+        mapped = errors.APIError(405, f"method {request.method} is not allowed on {request.url.path}",
+                                 code="method_not_allowed")
+    else:
+        mapped = errors.APIError(err.status_code, str(err.detail), code=None)
+    return error_response(request, mapped)
+
+
+# --- middleware --------------------------------------------------------------------------------------
+class GatewayMiddleware:
+    """Request id in and out, the body size limit (on Content-Length and on the bytes read), and a JSON
+    500 for anything unexpected (logged with the request id, no internals in the response)."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        ctx = new_context(scope, request_id_from(headers.get("x-request-id")))
+        rid = ctx.request_id.encode()
+        started = False
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                present = {k.lower() for k, _ in message.get("headers", ())}
+                extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()
+                         if k.encode("latin-1") not in present]
+                message["headers"] = [*message.get("headers", ()), *extra, (b"x-request-id", rid)]
+            await send(message)
+
+        try:
+            if scope.get("method") in _BODY_METHODS:
+                body = await self._read_body(headers.get("content-length"), receive)
+                if body is None:
+                    await self._send_error(self._too_large(), send_with_id)
+                    return
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send_with_id)
+        except Exception as err:  # noqa: BLE001 - the last resort: answer in the API's shape, log the rest
+            mapped = errors.from_exception(err)
+            if mapped.status >= 500:
+                log.exception("request %s failed", ctx.request_id)
+            if started:
+                raise  # the response is under way; the server closes it
+            ctx.trace.update(status="error", status_code=mapped.status, error_code=mapped.code,
+                             error_message=mapped.message[:500])
+            await self._send_error(mapped, send_with_id)
+            task = finish_task(ctx)
+            if task is not None:
+                await task()
+
+    async def _read_body(self, content_length: str | None, receive: Any) -> bytes | None:
+        """The whole body, or None when it is over the limit (declared or actually sent)."""
+        if content_length is not None and content_length.isdigit() and int(content_length) > self.max_body_bytes:
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _too_large(self) -> errors.APIError:
+        return errors.too_large(f"the request body is larger than max_body_bytes ({self.max_body_bytes} bytes)",
+                                param="max_body_bytes")
+
+    @staticmethod
+    async def _send_error(err: errors.APIError, send: Any) -> None:
+        body = json.dumps(err.body()).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.encode(), v.encode()) for k, v in err.headers.items()]
+        await send({"type": "http.response.start", "status": err.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """A receive() that yields the body already read, then defers to the server (disconnect)."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,346 @@
+"""Chat completions in OpenAI's shapes: what a model id means, the completion object, the streamed
+chunks, and the mapping of a failed query workflow to the API's errors.
+
+Model ids: `<alias>` or a deployment name is plain chat (the caller's messages, prompt
+settings.gateway_chat_prompt); `rag/<alias>` answers from the tenant's documents with citations.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from stratus import errors as domain
+from stratus.gateway import errors
+from stratus.llm.types import StreamChunk
+
+RAG_PREFIX = "rag/"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    requested: str  # the id the caller sent (echoed in responses)
+    mode: str  # "chat" | "rag"
+    alias: str  # a catalog alias or deployment name
+
+
+def parse_model_id(model: str) -> ModelChoice:
+    if model.startswith(RAG_PREFIX):
+        return ModelChoice(model, "rag", model[len(RAG_PREFIX):])
+    return ModelChoice(model, "chat", model)
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage_object(usage: Any) -> dict[str, Any]:
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens}}
+
+
+def citations_object(response: Any) -> list[dict[str, Any]]:
+    return [c.model_dump(mode="json") for c in response.citations]
+
+
+def stratus_object(response: Any, request_id: str, timings_ms: dict[str, float]) -> dict[str, Any]:
+    cache = response.cache
+    return {"request_id": request_id, "cache": cache.status, "cache_similarity": cache.similarity,
+            "prompt": {"name": response.prompt.name, "version": response.prompt.version},
+            "model_alias": response.model_alias, "deployment": response.deployment, "provider": response.provider,
+            "offline": response.offline, "timings_ms": timings_ms, "cost_usd": response.cost_usd}
+
+
+def completion_object(response: Any, *, model: str, request_id: str, timings_ms: dict[str, float]) -> dict[str, Any]:
+    """OpenAI's chat.completion for a GenerateResponse, plus `citations` and `stratus` extension fields."""
+    message: dict[str, Any] = {"role": "assistant", "content": response.text or None, "refusal": None}
+    if response.tool_calls:
+        message["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in response.tool_calls]
+    elif not response.text:
+        message["content"] = ""
+    return {
+        "id": completion_id(), "object": "chat.completion", "created": int(time.time()), "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason, "logprobs": None}],
+        "usage": usage_object(response.usage),
+        "citations": citations_object(response),
+        "stratus": stratus_object(response, request_id, timings_ms),
+    }
+
+
+class ChunkWriter:
+    """Builds the chat.completion.chunk objects of one stream (same id and created on every chunk)."""
+
+    def __init__(self, model: str) -> None:
+        self.id = completion_id()
+        self.created = int(time.time())
+        self.model = model
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "system_fingerprint": None, "choices": choices, **extra}
+
+    def role(self) -> dict[str, Any]:
+        return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
+                             "logprobs": None}])
+
+    def delta(self, chunk: StreamChunk) -> dict[str, Any] | None:
+        delta: dict[str, Any] = {}
+        if chunk.text:
+            delta["content"] = chunk.text
+        if chunk.tool_calls:
+            delta["tool_calls"] = [_tool_call_delta(d) for d in chunk.tool_calls]
+        if not delta:
+            return None
+        return self._chunk([{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}])
+
+    def final(self, finish_reason: str, response: Any, request_id: str,
+              timings_ms: dict[str, float]) -> dict[str, Any]:
+        """The chunk with finish_reason; citations and the stratus object travel on it."""
+        return self._chunk([{"index": 0, "delta": {}, "finish_reason": finish_reason, "logprobs": None}],
+                           citations=citations_object(response),
+                           stratus=stratus_object(response, request_id, timings_ms))
+
+    def usage(self, usage: Any) -> dict[str, Any]:
+        return self._chunk([], usage=usage_object(usage))
+
+
+def _tool_call_delta(d: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"index": d.index, "function": {"arguments": d.arguments}}
+    if d.id:
+        out["id"] = d.id
+        out["type"] = "function"
+    if d.name:
+        out["function"]["name"] = d.name
+    return out
+
+
+# --- the query workflow's failures --------------------------------------------------------------------
+_DOMAIN = {"InvalidInput": domain.InvalidInput, "NotFound": domain.NotFound, "Forbidden": domain.Forbidden,
+           "Unsupported": domain.Unsupported, "TooLarge": domain.TooLarge, "TransientError": domain.TransientError}
+
+
+def workflow_error(err: Any) -> errors.APIError:
+    """The API error for a WorkflowFailed: the failing task's error name says which domain error it was."""
+    from stratus.llm import errors as llm
+
+    name = err.error
+    detail = err.detail or name
+    if name in _DOMAIN:
+        field = "model" if name == "NotFound" and "model" in detail else None
+        return errors.from_exception(_DOMAIN[name](detail, field=field))
+    provider_error = getattr(llm, name, None)
+    if isinstance(provider_error, type) and issubclass(provider_error, llm.ProviderError):
+        if issubclass(provider_error, llm.ContextLengthExceeded):
+            return errors.invalid_request(detail, param="messages", code="context_length_exceeded")
+        if issubclass(provider_error, llm.DeadlineExceeded | llm.ProviderTimeout):
+            return errors.APIError(504, detail, type="api_error", code=provider_error.code)
+        return errors.APIError(502, detail, type="api_error", code=provider_error.code)
+    if name.startswith("States.Timeout"):
+        return errors.APIError(504, "the query workflow timed out", type="api_error", code="timeout")
+    return errors.from_exception(err)
+
+
+# --- the flow ---------------------------------------------------------------------------------------
+CHARS_PER_TOKEN = 4  # a conservative prompt estimate for admission; settled to the real count after
+
+
+def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
+    """POST /v1/chat/completions: limits, model, admission, then the answer (JSON or SSE)."""
+    from starlette.responses import JSONResponse
+
+    from stratus.gateway.context import admit_or_raise, finish_task
+    from stratus.generation.service import get_router
+
+    body.refuse_unsupported()
+    check_limits(body, s)
+    choice = parse_model_id(body.model)
+    router = get_router(s)
+    deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found costs nothing
+    max_out = body.output_limit or min(max(d.max_output_tokens for d in deployments), s.max_output_tokens)
+    prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
+    if choice.mode == "rag":  # the retrieved passages join the prompt
+        prompt_tokens += (body.stratus.k or s.retrieval_k) * s.chunk_max_tokens
+    admit_or_raise(conn, ctx, who, estimated_tokens=prompt_tokens + max_out,
+                   max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s)
+    task = _task(body, ctx, who, choice, s)
+    if body.stream:
+        return _stream(body, ctx, task, choice, conn, s, router)
+    if choice.mode == "rag":
+        response = _run_workflow(task, ctx)
+    else:
+        from stratus.generation.service import generate
+
+        t = time.perf_counter()
+        response = generate(task, settings=s, router=router, conn=conn, defer=ctx.deferred)
+        ctx.step("generation", t)
+    _account(ctx, response, streamed=False)
+    payload = completion_object(response, model=choice.requested, request_id=ctx.request_id,
+                                timings_ms=_timings(ctx, response))
+    return JSONResponse(payload, background=finish_task(ctx))
+
+
+def check_limits(body: Any, s: Any) -> None:
+    if len(body.messages) > s.max_messages:
+        raise errors.invalid_request(f"messages: {len(body.messages)} messages is over the limit max_messages "
+                                     f"({s.max_messages})", param="messages", code="too_many_messages")
+    limit = body.output_limit
+    if limit is not None and limit > s.max_output_tokens:
+        field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+        raise errors.invalid_request(f"{field}: {limit} is over the limit max_output_tokens "
+                                     f"({s.max_output_tokens})", param=field, code="max_tokens_too_large")
+
+
+def _deployments(conn: Any, tenant_id: str, choice: ModelChoice, router: Any) -> list[Any]:
+    from stratus.db import generations
+    from stratus.db.connection import tenant_transaction
+
+    with tenant_transaction(tenant_id, conn):
+        override = generations.model_override(conn, tenant_id, choice.alias)
+    try:
+        return router.catalog.deployments_for(choice.alias, override)
+    except domain.NotFound:
+        raise errors.not_found(f"model {choice.requested!r} does not exist; GET /v1/models lists the models",
+                               param="model", code="model_not_found") from None
+
+
+def _max_cost(deployments: list[Any], prompt_tokens: int, max_out: int) -> float:
+    """The worst case the budget must hold: the most expensive deployment the router might reach."""
+    from stratus.llm.pricing import cost_usd
+    from stratus.llm.types import Usage
+
+    usage = Usage(input_tokens=prompt_tokens, output_tokens=max_out)
+    return max(cost_usd(d.price, usage) for d in deployments)
+
+
+def _task(body: Any, ctx: Any, who: Any, choice: ModelChoice, s: Any) -> Any:
+    from stratus.generation.models import GenerateTask, parse_model
+
+    messages = [m.as_domain() for m in body.messages]
+    opts = body.stratus
+    fields: dict[str, Any] = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "mode": choice.mode,
+                              "messages": messages, "model": choice.alias, "cache": opts.cache,
+                              "parameters": body.parameters(body.output_limit)}
+    if opts.prompt_label:
+        fields["prompt_label"] = opts.prompt_label
+    if choice.mode == "rag":
+        fields["prompt"] = opts.prompt
+        fields["query"] = _question(body)
+        retrieval: dict[str, Any] = {"k": opts.k}
+        if opts.retrieval_mode:
+            retrieval["mode"] = opts.retrieval_mode
+        if opts.filters:
+            retrieval["filters"] = opts.filters
+        fields["retrieval_options"] = retrieval
+    else:
+        fields["prompt"] = opts.prompt or s.gateway_chat_prompt
+    return parse_model(GenerateTask, fields, "chat completion request")
+
+
+def _question(body: Any) -> str:
+    for m in reversed(body.messages):
+        if m.role == "user":
+            text = m.content if isinstance(m.content, str) else "".join(
+                str(p.get("text", "")) for p in m.content or () if p.get("type") == "text")
+            if text.strip():
+                return text[:4000]
+    raise errors.invalid_request("messages: a RAG model needs a user message with text to search for",
+                                 param="messages")
+
+
+def _run_workflow(task: Any, ctx: Any) -> Any:
+    """Non-streamed RAG: the query workflow (retrieve, then generate), as every other client runs it."""
+    from stratus.aws.workflows import WorkflowFailed, run_workflow
+    from stratus.generation.models import GenerateResponse
+
+    t = time.perf_counter()
+    try:
+        result = run_workflow(task.model_dump(mode="json", exclude={"retrieval"}))
+    except WorkflowFailed as err:
+        raise workflow_error(err) from None
+    ctx.step("workflow", t)
+    return GenerateResponse.model_validate(result.output)
+
+
+def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: Any, router: Any) -> Any:
+    """Streamed chat or RAG, in-process (a workflow cannot stream). Retrieval, the prompt, the cache and
+    the first model chunk happen before the response starts, so their failures are plain JSON errors."""
+    from starlette.responses import StreamingResponse
+
+    from stratus.gateway import sse
+    from stratus.gateway.context import finish_task
+    from stratus.generation.streaming import stream_generate
+
+    if choice.mode == "rag":
+        task = _retrieve(task, conn, s, ctx)
+    t = time.perf_counter()
+    generation = stream_generate(task, settings=s, router=router, conn=conn)
+    chunks = iter(generation)
+    first = next(chunks, None)
+    ctx.step("first_chunk", t)
+    writer = ChunkWriter(choice.requested)
+
+    def events() -> Any:
+        yield sse.event(writer.role())
+        try:
+            for chunk in _prepend(first, chunks):
+                if chunk.finish_reason is None:
+                    data = writer.delta(chunk)
+                    if data is not None:
+                        yield sse.event(data)
+                    continue
+                response = generation.response
+                delta = writer.delta(chunk)
+                if delta is not None:
+                    yield sse.event(delta)
+                _account(ctx, response, streamed=True)
+                yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id, _timings(ctx, response)))
+                if body.include_usage:
+                    yield sse.event(writer.usage(response.usage))
+            yield sse.DONE
+        except Exception as err:  # noqa: BLE001 - after the first byte, an error event is the only way to say it
+            mapped = errors.from_exception(err)
+            ctx.trace.update(status="error", status_code=mapped.status, error_code=mapped.code,
+                             error_message=mapped.message[:500], streamed=True)
+            yield sse.error_event(mapped.body())
+
+    return StreamingResponse(events(), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS, background=finish_task(ctx))
+
+
+def _prepend(first: Any, rest: Any) -> Any:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _retrieve(task: Any, conn: Any, s: Any, ctx: Any) -> Any:
+    from stratus.retrieval.models import parse_request
+    from stratus.retrieval.service import retrieve
+
+    opts = task.retrieval_options
+    t = time.perf_counter()
+    request = parse_request({"tenant_id": task.tenant_id, "query": task.query, "k": opts.k, "mode": opts.mode,
+                             "filters": opts.filters.model_dump(mode="json", exclude_none=True)})
+    result = retrieve(request, conn=conn, settings=s)
+    ctx.step("retrieval", t)
+    return task.model_copy(update={"retrieval": result})
+
+
+def _account(ctx: Any, response: Any, *, streamed: bool) -> None:
+    """What settles the reservation and fills the trace."""
+    ctx.spent_tokens = response.usage.input_tokens + response.usage.output_tokens
+    ctx.spent_usd = response.cost_usd
+    ctx.trace.update(model_alias=response.model_alias, deployment=response.deployment, provider=response.provider,
+                     prompt_name=response.prompt.name, prompt_version=response.prompt.version,
+                     input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens,
+                     cost_usd=response.cost_usd, cache_status=response.cache.status, chunk_ids=response.chunk_ids,
+                     timings_ms=dict(response.timings_ms), streamed=streamed)
+
+
+def _timings(ctx: Any, response: Any) -> dict[str, float]:
+    return {**response.timings_ms, **ctx.timings_ms, "gateway": ctx.elapsed_ms()}

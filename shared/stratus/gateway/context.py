@@ -1,0 +1,130 @@
+"""Per-request state the gateway carries from the edge to the trace row: the request id, when it
+started, step timings, who called, and the trace fields routes fill in as they learn them.
+
+It lives in the ASGI scope (`scope["state"]["stratus"]`), so pure-ASGI middleware, dependencies,
+routes and exception handlers all see the same object without a context variable crossing threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from stratus.gateway.keys import Principal
+
+log = logging.getLogger(__name__)
+
+# A client's own id is echoed only when it is short and plain: it lands in logs, headers and traces.
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_from(header: str | None) -> str:
+    if header and _SANE_ID.match(header):
+        return header
+    return f"req_{uuid.uuid4().hex}"
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    route: str
+    method: str
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)  # TraceRecord fields set by the route
+    headers: dict[str, str] = field(default_factory=dict)  # added to the response (x-ratelimit-*)
+    admitted: bool = False  # admission reserved tokens/budget: settle them after the response
+    spent_tokens: int = 0  # what settles the reservation (0 releases it: a failed request costs nothing)
+    spent_usd: float = 0.0
+    finished: bool = False  # settle + trace scheduled (once per request)
+    deferred: list[Any] = field(default_factory=list)  # writes that wait for the response: f(conn) -> None
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    def step(self, name: str, since: float) -> None:
+        self.timings_ms[name] = round((time.perf_counter() - since) * 1000, 3)
+
+
+def new_context(scope: dict[str, Any], request_id: str) -> RequestContext:
+    ctx = RequestContext(request_id=request_id, route=scope.get("path", ""), method=scope.get("method", ""))
+    scope.setdefault("state", {})["stratus"] = ctx
+    return ctx
+
+
+def context_of(request: Request) -> RequestContext:
+    """The request's context (set by the middleware; created here if the app runs without it)."""
+    state = request.scope.setdefault("state", {})
+    ctx = state.get("stratus")
+    if ctx is None:
+        ctx = new_context(request.scope, request_id_from(request.headers.get("x-request-id")))
+    return ctx
+
+
+# --- admission and the after-response work ----------------------------------------------------------
+def admit_or_raise(conn: Any, ctx: RequestContext, principal: Principal, *, estimated_tokens: int,
+                   max_cost_usd: float, settings: Any) -> None:
+    """Count the request against the key's and tenant's limits and reserve its worst-case cost; 429
+    (rate_limited or budget_exhausted, with x-ratelimit-* and retry-after) when refused."""
+    from stratus.gateway import errors
+    from stratus.gateway.admission import admit
+
+    t = time.perf_counter()
+    decision = admit(conn, principal, request_id=ctx.request_id, estimated_tokens=estimated_tokens,
+                     max_cost_usd=max_cost_usd, settings=settings)
+    ctx.step("admit", t)
+    ctx.headers.update(decision.headers)
+    if not decision.admitted:
+        if decision.reason == "budget":
+            raise errors.budget_exhausted(decision.message, headers=decision.headers)
+        raise errors.rate_limited(decision.message, kind=decision.reason or "requests",
+                                  retry_after_s=decision.retry_after_s, headers=decision.headers)
+    ctx.admitted = True
+
+
+def after_response(ctx: RequestContext) -> None:
+    """Settle the reservation to what the request really used, then write its trace. Runs after the
+    response has been sent (a background task); never raises: the caller already has its answer."""
+    from stratus.gateway.admission import settle
+    from stratus.gateway.deps import lease
+    from stratus.gateway.traces import TraceRecord, record_trace
+
+    who = ctx.principal
+    if who is None:
+        return  # no tenant (401 or earlier): nothing to settle, nowhere to trace
+    try:
+        with lease() as conn:
+            for write in ctx.deferred:  # the generation row and cache entry of an answer already sent
+                try:
+                    write(conn)
+                except Exception:  # noqa: BLE001 - a lost record must not cost the settle and the trace
+                    log.exception("request %s: a deferred write failed", ctx.request_id)
+                    conn.rollback()
+            if ctx.admitted:
+                settle(conn, who, request_id=ctx.request_id, tokens=ctx.spent_tokens, cost_usd=ctx.spent_usd)
+            fields = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "key_prefix": who.key_prefix,
+                      "route": ctx.route, "method": ctx.method, "latency_ms": ctx.elapsed_ms(),
+                      "status": "ok", "status_code": 200, **ctx.trace}
+            fields["timings_ms"] = {**fields.get("timings_ms", {}), **ctx.timings_ms}
+            known = TraceRecord.model_fields
+            record_trace(TraceRecord(**{k: v for k, v in fields.items() if k in known and v is not None}), conn)
+    except Exception:  # noqa: BLE001 - the response is sent; a failed settle expires with its reservation
+        log.exception("request %s: settling or tracing failed", ctx.request_id)
+
+
+def finish_task(ctx: RequestContext) -> Any:
+    """The response's background task (once per request); None when another response took it."""
+    from starlette.background import BackgroundTask
+
+    if ctx.finished or ctx.principal is None:
+        return None
+    ctx.finished = True
+    return BackgroundTask(after_response, ctx)

@@ -1,0 +1,194 @@
+"""The OpenAI request bodies the gateway accepts, validated at the edge.
+
+Policy for OpenAI parameters Stratus does not implement (documented in docs, tested):
+- sampling knobs that providers treat differently (presence_penalty, frequency_penalty, logit_bias,
+  parallel_tool_calls, store, metadata, service_tier, reasoning_effort, prediction) are accepted and
+  ignored, so clients written for OpenAI keep working;
+- parameters whose result Stratus cannot deliver are refused with 400 naming them: n > 1,
+  logprobs / top_logprobs, audio output;
+- names that are not OpenAI parameters at all are refused (422), so a typo does not pass silently.
+Stratus's own options travel in the `stratus` object (the SDK's `extra_body={"stratus": {...}}`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from stratus.gateway import errors
+
+ModelId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    arguments: str = ""
+
+
+class ToolCallIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class ChatMessage(BaseModel):
+    # Fields a client echoes back from an earlier completion (refusal, annotations, audio) are ignored.
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: Annotated[str, StringConstraints(max_length=128)] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _parts_have_types(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for i, part in enumerate(value):
+                if not isinstance(part.get("type"), str):
+                    raise ValueError(f"content part {i} needs a string 'type'")
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise ValueError(f"content part {i} of type 'text' needs a string 'text'")
+        return value
+
+    def as_domain(self) -> dict[str, Any]:
+        """The stratus.llm.types.Message fields."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name:
+            out["name"] = self.name
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+                                 for c in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class StratusOptions(_Body):
+    """Stratus's extensions (`extra_body={"stratus": {...}}`)."""
+
+    prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]{0,63}$")] | None = None
+    prompt_label: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None = None
+    k: int | None = Field(default=None, ge=1, le=50)
+    retrieval_mode: Literal["hybrid", "vector", "lexical"] | None = None
+    filters: dict[str, Any] | None = None
+    cache: bool = True
+
+
+class ChatCompletionRequest(_Body):
+    model: ModelId
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    user: Annotated[str, StringConstraints(max_length=256)] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: Annotated[list[dict[str, Any]], Field(max_length=128)] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    # Accepted and ignored (see the module docstring).
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    parallel_tool_calls: bool | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
+    reasoning_effort: str | None = None
+    prediction: dict[str, Any] | None = None
+    stratus: StratusOptions = StratusOptions()
+
+    @property
+    def output_limit(self) -> int | None:
+        """max_completion_tokens (the current name) wins over max_tokens (the deprecated one)."""
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def refuse_unsupported(self) -> None:
+        """400 naming a parameter whose behaviour Stratus cannot deliver."""
+        if self.n not in (None, 1):
+            raise errors.invalid_request("n: only one choice per request is supported (n=1)", param="n",
+                                         code="unsupported_value")
+        if self.logprobs or self.top_logprobs:
+            raise errors.invalid_request("logprobs are not supported", param="logprobs", code="unsupported_value")
+        if self.audio is not None or (self.modalities and set(self.modalities) - {"text"}):
+            raise errors.invalid_request("only text output is supported", param="modalities",
+                                         code="unsupported_value")
+        if self.stream_options is not None and not self.stream:
+            raise errors.invalid_request("stream_options is only allowed with stream: true", param="stream_options")
+
+    def parameters(self, max_tokens: int | None) -> dict[str, Any]:
+        """stratus.generation.models.Parameters fields (unset ones come from the prompt)."""
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        values = {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p, "stop": stop,
+                  "seed": self.seed, "tools": self.tools, "tool_choice": self.tool_choice,
+                  "response_format": self.response_format, "user": self.user}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def prompt_chars(self) -> int:
+        """Characters the model will read (text parts, tool calls, tool schemas): a token estimate's input."""
+        total = 0
+        for m in self.messages:
+            if isinstance(m.content, str):
+                total += len(m.content)
+            elif m.content:
+                total += sum(len(str(p.get("text", ""))) for p in m.content)
+            total += sum(len(c.function.name) + len(c.function.arguments) for c in m.tool_calls or ())
+        if self.tools:
+            total += sum(len(str(t)) for t in self.tools)
+        return total
+
+
+EMBEDDING_DIMENSIONS = 384
+
+
+class EmbeddingRequest(_Body):
+    model: ModelId
+    # Token arrays are OpenAI-legal but belong to OpenAI's tokenizer; they are refused with 400 (`texts`).
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+    def texts(self, max_inputs: int) -> list[str]:
+        """The inputs as strings; 400 naming `input` or `dimensions` otherwise."""
+        if self.dimensions is not None and self.dimensions != EMBEDDING_DIMENSIONS:
+            raise errors.invalid_request(f"dimensions: this model has {EMBEDDING_DIMENSIONS} dimensions; "
+                                         "other sizes are not supported", param="dimensions",
+                                         code="unsupported_value")
+        values = [self.input] if isinstance(self.input, str) else list(self.input)
+        if not values:
+            raise errors.invalid_request("input must not be empty", param="input")
+        if not all(isinstance(v, str) for v in values):
+            raise errors.invalid_request("input: token arrays are not supported; send text", param="input",
+                                         code="unsupported_value")
+        if len(values) > max_inputs:
+            raise errors.invalid_request(f"input: at most {max_inputs} texts per request", param="input")
+        for i, v in enumerate(values):
+            if not v.strip():
+                raise errors.invalid_request(f"input.{i} is empty", param="input")
+        return values  # type: ignore[return-value]

@@ -1,0 +1,201 @@
+"""/v1/admin (scope "admin"): tenants, their keys, limits and budgets, usage, traces and model overrides;
+and /v1/traces/{request_id}, where a tenant reads its own traces (scope "inference").
+
+An admin key belongs to a tenant too, but these routes act on the tenant named in the path: each
+operation binds THAT tenant in its own transaction, so RLS still scopes every statement to one tenant.
+Timestamps are Unix seconds and money is a float of US dollars, as in OpenAI's API.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from stratus.gateway import errors
+from stratus.gateway.deps import Conn, require
+from stratus.tenants import TenantId
+
+router = APIRouter()
+admin = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
+Inference = Annotated[Any, Depends(require("inference"))]
+Scope = Literal["inference", "documents", "admin"]
+PerMinute = Annotated[int | None, Field(default=None, ge=1)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantCreate(_Body):
+    id: TenantId
+    name: str = Field(default="", max_length=200)
+
+
+class LimitsUpdate(_Body):
+    """Only the fields sent change; null puts one back to the default (budget_usd null: no budget)."""
+
+    requests_per_minute: PerMinute
+    tokens_per_minute: PerMinute
+    key_requests_per_minute: PerMinute
+    key_tokens_per_minute: PerMinute
+    budget_usd: float | None = Field(default=None, ge=0)
+    budget_period: Literal["day", "month"] = "month"
+
+
+class KeyCreate(_Body):
+    name: str = Field(default="", max_length=200)
+    scopes: list[Scope] = Field(default=["inference", "documents"], min_length=1)
+    requests_per_minute: PerMinute
+    tokens_per_minute: PerMinute
+
+
+class ModelOverride(_Body):
+    deployments: list[str] = Field(min_length=1, max_length=16)
+
+
+# --- tenants -----------------------------------------------------------------------------------------
+@admin.post("/tenants", status_code=201)
+def create_tenant(body: TenantCreate, conn: Conn, response: Response) -> dict[str, Any]:
+    """201 with the new tenant; 200 with the existing one, unchanged, when the id is taken."""
+    from stratus.gateway import tenancy
+
+    tenant = tenancy.create_tenant(conn, body.id, body.name)
+    if not tenant["created"]:
+        response.status_code = 200
+    return _public({"object": "tenant", **tenant})
+
+
+@admin.get("/tenants")
+def list_tenants(conn: Conn) -> dict[str, Any]:
+    from stratus.gateway import tenancy
+
+    return {"object": "list", "data": [_public({"object": "tenant", **t}) for t in tenancy.list_tenants(conn)]}
+
+
+@admin.get("/tenants/{tenant_id}")
+def get_tenant(tenant_id: str, conn: Conn) -> dict[str, Any]:
+    """The tenant with the limits in force for it."""
+    from stratus.db import tenants as store
+    from stratus.db.connection import tenant_transaction
+    from stratus.gateway import tenancy
+
+    limits = tenancy.get_limits(conn, tenant_id)  # NotFound for an unknown tenant
+    with tenant_transaction(tenant_id, conn):
+        tenant = store.get_tenant(conn, tenant_id)
+    return _public({"object": "tenant", **(tenant or {}), "limits": limits})
+
+
+@admin.put("/tenants/{tenant_id}/limits")
+def set_limits(tenant_id: str, body: LimitsUpdate, conn: Conn) -> dict[str, Any]:
+    from stratus.gateway import tenancy
+
+    return _public(tenancy.set_limits(conn, tenant_id, **body.model_dump(exclude_unset=True)))
+
+
+@admin.get("/tenants/{tenant_id}/limits")
+def get_limits(tenant_id: str, conn: Conn) -> dict[str, Any]:
+    from stratus.gateway import tenancy
+
+    return _public(tenancy.get_limits(conn, tenant_id))
+
+
+@admin.get("/tenants/{tenant_id}/usage")
+def get_usage(tenant_id: str, conn: Conn) -> dict[str, Any]:
+    from stratus.gateway import tenancy
+
+    return _public(tenancy.usage(conn, tenant_id))
+
+
+# --- keys --------------------------------------------------------------------------------------------
+@admin.post("/tenants/{tenant_id}/keys", status_code=201)
+def create_key(tenant_id: str, body: KeyCreate, conn: Conn) -> dict[str, Any]:
+    """The new key; its plaintext (`key`) is in this response only and cannot be shown again."""
+    from stratus.gateway import keys
+
+    plaintext, info = keys.create_key(conn, tenant_id, name=body.name, scopes=tuple(dict.fromkeys(body.scopes)),
+                                      requests_per_minute=body.requests_per_minute,
+                                      tokens_per_minute=body.tokens_per_minute)
+    return {**_key(info), "key": plaintext}
+
+
+@admin.get("/tenants/{tenant_id}/keys")
+def list_keys(tenant_id: str, conn: Conn) -> dict[str, Any]:
+    from stratus.gateway import keys
+
+    return {"object": "list", "data": [_key(k) for k in keys.list_keys(conn, tenant_id)]}
+
+
+@admin.delete("/tenants/{tenant_id}/keys/{key_id}")
+def revoke_key(tenant_id: str, key_id: str, conn: Conn) -> dict[str, Any]:
+    """Revokes the key (by id or prefix); it gets 401 from its next request on."""
+    from stratus.gateway import keys
+
+    return _key(keys.revoke_key(conn, tenant_id, key_id))
+
+
+# --- traces ------------------------------------------------------------------------------------------
+@admin.get("/tenants/{tenant_id}/traces")
+def list_traces(tenant_id: str, conn: Conn, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    from stratus.gateway import traces
+
+    return {"object": "list", "data": _public(traces.list_traces(conn, tenant_id, limit=limit))}
+
+
+@admin.get("/tenants/{tenant_id}/traces/{request_id}")
+def get_tenant_trace(tenant_id: str, request_id: str, conn: Conn) -> dict[str, Any]:
+    return _trace(conn, tenant_id, request_id)
+
+
+@router.get("/v1/traces/{request_id}", tags=["traces"])
+def get_own_trace(request_id: str, who: Inference, conn: Conn) -> dict[str, Any]:
+    """One of the caller's own requests; another tenant's request id is not found."""
+    return _trace(conn, who.tenant_id, request_id)
+
+
+def _trace(conn: Any, tenant_id: str, request_id: str) -> dict[str, Any]:
+    from stratus.gateway import traces
+
+    found = traces.get_trace(conn, tenant_id, request_id)
+    if found is None:
+        raise errors.not_found(f"no trace for request {request_id!r}", param="request_id")
+    return _public(found)
+
+
+# --- model overrides ---------------------------------------------------------------------------------
+@admin.put("/tenants/{tenant_id}/models/{alias}")
+def set_model_override(tenant_id: str, alias: str, body: ModelOverride, conn: Conn) -> dict[str, Any]:
+    """This tenant's own ordered deployments for `alias` (each must be in the model catalog)."""
+    from stratus.gateway import overrides
+
+    return overrides.set_override(conn, tenant_id, alias, body.deployments)
+
+
+@admin.delete("/tenants/{tenant_id}/models/{alias}")
+def clear_model_override(tenant_id: str, alias: str, conn: Conn) -> dict[str, Any]:
+    from stratus.gateway import overrides
+
+    return overrides.clear_override(conn, tenant_id, alias)
+
+
+router.include_router(admin)
+
+
+def _key(info: Any) -> dict[str, Any]:
+    return {"object": "api_key", **_public(dict(vars(info)))}
+
+
+def _public(value: Any) -> Any:
+    """Timestamps as Unix seconds and numeric columns as floats, all the way down."""
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_public(v) for v in value]
+    return value

@@ -1,0 +1,42 @@
+"""GET /v1/models and /v1/models/{id}: the catalog's aliases and deployments, `rag/<alias>` assistants
+and the embedding model. Listing is free: authenticated, not rate limited."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from stratus.gateway import errors
+from stratus.gateway.chat import RAG_PREFIX
+from stratus.gateway.deps import require
+from stratus.gateway.routes.embeddings import embedding_model_ids
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+Caller = Annotated[Any, Depends(require("inference"))]
+_CREATED = 1735689600  # catalog entries have no creation time; a fixed date keeps the list stable
+
+
+def model_ids(settings: Any) -> list[str]:
+    from stratus.llm.catalog import load_catalog
+
+    catalog = load_catalog(settings)
+    aliases = sorted(catalog.aliases)
+    return [*aliases, *(f"{RAG_PREFIX}{a}" for a in aliases), *sorted(set(catalog.deployments) - set(aliases)),
+            *embedding_model_ids(settings)]
+
+
+def _model(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "stratus"}
+
+
+@router.get("/models", summary="List the models")
+def list_models(request: Request, who: Caller) -> dict[str, Any]:
+    return {"object": "list", "data": [_model(m) for m in model_ids(request.app.state.settings)]}
+
+
+@router.get("/models/{model_id:path}", summary="Describe one model")
+def get_model(model_id: str, request: Request, who: Caller) -> dict[str, Any]:
+    if model_id not in model_ids(request.app.state.settings):
+        raise errors.not_found(f"model {model_id!r} does not exist", param="model", code="model_not_found")
+    return _model(model_id)
