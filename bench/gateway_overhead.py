@@ -348,7 +348,8 @@ def _median(runs: list[dict], key: str) -> float | None:
 
 def measure_cached(target: Target) -> dict[str, Any]:
     """Requests/s of one repeated question with the cache on (the first request fills it)."""
-    cached = Target(target.name, target.base_url, target.api_key, target.model)  # no {"cache": false}
+    cached = Target(target.name, target.base_url, target.api_key, target.model,
+                    extra={"stratus": {"cache": True}})  # plain chat consults the cache when asked
     load(cached, concurrency=1, requests=1, repeat_question=True)
     load(cached, concurrency=16, requests=WARMUP * 2, repeat_question=True)
     res = load(cached, concurrency=16, requests=CACHED_REQUESTS, repeat_question=True)

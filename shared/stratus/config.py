@@ -7,11 +7,11 @@ missing value fails at cold start with a message that names the variable.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,16 +20,25 @@ class ConfigError(RuntimeError):
     """A setting is missing or invalid; the message names the environment variable."""
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STRATUS_", extra="ignore", frozen=True)
+# Settings whose variables are not STRATUS_<NAME>: the first one set wins.
+ENV_NAMES = {
+    "database_url": ("DATABASE_URL", "STRATUS_DATABASE_URL"),
+    "aws_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "openai_api_key": ("STRATUS_OPENAI_API_KEY", "OPENAI_API_KEY"),
+    "anthropic_api_key": ("STRATUS_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+}
+
+
+class Settings(BaseModel):
+    # A plain model read from the environment by `load_settings` (pydantic-settings did the same at
+    # about 65 ms of every cold start); values arrive as strings and are validated in lax mode.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     env: Literal["local", "dev", "prod"] = "local"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Database. Unset in local mode: the local stack starts embedded PostgreSQL and sets it.
-    database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("DATABASE_URL", "STRATUS_DATABASE_URL")
-    )
+    database_url: str | None = None
     # On AWS the URL is assembled from the Aurora secret (host, port, username, password, dbname).
     database_secret_arn: str | None = None
     database_name: str = "stratus"
@@ -37,9 +46,7 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
 
     # AWS resources.
-    aws_region: str = Field(
-        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
-    )
+    aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = None  # moto in local mode; unset on AWS
     documents_bucket: str | None = None
     ingest_queue_url: str | None = None
@@ -75,12 +82,8 @@ class Settings(BaseSettings):
     # auto: the offline provider answers everything in local mode when no provider is configured;
     # offline: always; hosted: never (a deployment without credentials then fails the request).
     provider_mode: Literal["auto", "offline", "hosted"] = "auto"
-    openai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("STRATUS_OPENAI_API_KEY", "OPENAI_API_KEY")
-    )
-    anthropic_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("STRATUS_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
-    )
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
     # On AWS: a Secrets Manager secret holding {"openai": "...", "anthropic": "..."}.
     provider_secret_arn: str | None = None
     bedrock_enabled: bool = False  # local mode: use Bedrock (IAM credentials) rather than the offline provider
@@ -124,6 +127,9 @@ class Settings(BaseSettings):
     key_requests_per_minute: int | None = Field(default=None, ge=1)  # None: only the tenant's limit applies
     key_tokens_per_minute: int | None = Field(default=None, ge=1)
     gateway_chat_prompt: str = "passthrough"  # plain chat completions: the caller's messages as sent
+    # Plain chat completions consult the response cache only when asked (extra_body stratus.cache=true)
+    # or when this is on; RAG answers always do unless asked not to.
+    gateway_chat_cache: bool = False
     # X-Ray tracing of the gateway (the template turns it on with Tracing: Active). The X-Ray SDK costs
     # ~400 ms of import, so it loads only when this is on, on the first invocation.
     tracing: bool = False
@@ -143,18 +149,33 @@ class Settings(BaseSettings):
         return self
 
 
+def env_names(field: str) -> tuple[str, ...]:
+    return ENV_NAMES.get(field, (f"STRATUS_{field.upper()}",))
+
+
+def _from_environment() -> dict[str, str]:
+    values = {}
+    for field in Settings.model_fields:
+        for name in env_names(field):
+            if name in os.environ:
+                values[field] = os.environ[name]
+                break
+    return values
+
+
 def _describe(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"])
-        name = f"STRATUS_{loc.upper()}" if loc and loc != "database_url" else (loc.upper() or "settings")
+        name = env_names(loc)[0] if loc in Settings.model_fields else (loc.upper() or "settings")
         parts.append(f"{name}: {e['msg']}")
     return "invalid configuration: " + "; ".join(parts)
 
 
 def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; keyword arguments (field names) take precedence."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings.model_validate({**_from_environment(), **overrides})
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
 

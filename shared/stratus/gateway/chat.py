@@ -161,7 +161,7 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
     check_limits(body, s)
     choice = parse_model_id(body.model)
     router = get_router(s)
-    deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found costs nothing
+    override, deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found: free
     max_out = body.output_limit or min(max(d.max_output_tokens for d in deployments), s.max_output_tokens)
     prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
     if choice.mode == "rag":  # the retrieved passages join the prompt
@@ -170,14 +170,15 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
                    max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s)
     task = _task(body, ctx, who, choice, s)
     if body.stream:
-        return _stream(body, ctx, task, choice, conn, s, router)
+        return _stream(body, ctx, task, choice, conn, s, router, override)
     if choice.mode == "rag":
         response = _run_workflow(task, ctx)
     else:
-        from stratus.generation.service import generate
+        from stratus.generation.service import Known, generate
 
         t = time.perf_counter()
-        response = generate(task, settings=s, router=router, conn=conn, defer=ctx.deferred)
+        known = Known(tenant_exists=True, alias=choice.alias, override=override)  # the key's tenant exists
+        response = generate(task, settings=s, router=router, conn=conn, defer=ctx.deferred, known=known)
         ctx.step("generation", t)
     _account(ctx, response, streamed=False)
     payload = completion_object(response, model=choice.requested, request_id=ctx.request_id,
@@ -196,14 +197,15 @@ def check_limits(body: Any, s: Any) -> None:
                                      f"({s.max_output_tokens})", param=field, code="max_tokens_too_large")
 
 
-def _deployments(conn: Any, tenant_id: str, choice: ModelChoice, router: Any) -> list[Any]:
+def _deployments(conn: Any, tenant_id: str, choice: ModelChoice, router: Any) -> tuple[list[str] | None, list[Any]]:
+    """The tenant's override for the alias (if any) and the deployments the router may try."""
     from stratus.db import generations
     from stratus.db.connection import tenant_transaction
 
     with tenant_transaction(tenant_id, conn):
         override = generations.model_override(conn, tenant_id, choice.alias)
     try:
-        return router.catalog.deployments_for(choice.alias, override)
+        return override, router.catalog.deployments_for(choice.alias, override)
     except domain.NotFound:
         raise errors.not_found(f"model {choice.requested!r} does not exist; GET /v1/models lists the models",
                                param="model", code="model_not_found") from None
@@ -224,7 +226,7 @@ def _task(body: Any, ctx: Any, who: Any, choice: ModelChoice, s: Any) -> Any:
     messages = [m.as_domain() for m in body.messages]
     opts = body.stratus
     fields: dict[str, Any] = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "mode": choice.mode,
-                              "messages": messages, "model": choice.alias, "cache": opts.cache,
+                              "messages": messages, "model": choice.alias, "cache": _use_cache(opts, choice, s),
                               "parameters": body.parameters(body.output_limit)}
     if opts.prompt_label:
         fields["prompt_label"] = opts.prompt_label
@@ -240,6 +242,12 @@ def _task(body: Any, ctx: Any, who: Any, choice: ModelChoice, s: Any) -> Any:
     else:
         fields["prompt"] = opts.prompt or s.gateway_chat_prompt
     return parse_model(GenerateTask, fields, "chat completion request")
+
+
+def _use_cache(opts: Any, choice: ModelChoice, s: Any) -> bool:
+    if opts.cache is not None:
+        return bool(opts.cache)
+    return choice.mode == "rag" or s.gateway_chat_cache
 
 
 def _question(body: Any) -> str:
@@ -267,19 +275,22 @@ def _run_workflow(task: Any, ctx: Any) -> Any:
     return GenerateResponse.model_validate(result.output)
 
 
-def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: Any, router: Any) -> Any:
+def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: Any, router: Any,
+            override: list[str] | None) -> Any:
     """Streamed chat or RAG, in-process (a workflow cannot stream). Retrieval, the prompt, the cache and
     the first model chunk happen before the response starts, so their failures are plain JSON errors."""
     from starlette.responses import StreamingResponse
 
     from stratus.gateway import sse
     from stratus.gateway.context import finish_task
+    from stratus.generation.service import Known
     from stratus.generation.streaming import stream_generate
 
     if choice.mode == "rag":
         task = _retrieve(task, conn, s, ctx)
     t = time.perf_counter()
-    generation = stream_generate(task, settings=s, router=router, conn=conn)
+    known = Known(tenant_exists=True, alias=choice.alias, override=override)
+    generation = stream_generate(task, settings=s, router=router, conn=conn, known=known)
     chunks = iter(generation)
     first = next(chunks, None)
     ctx.step("first_chunk", t)

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 _idle: list[Any] = []
 _idle_lock = threading.Lock()
-_MAX_IDLE = 8  # a warm Lambda serves one request at a time; local serving keeps a few
+# A warm Lambda serves one request at a time; local serving under load needs one per worker thread and
+# after-response task (closing and reopening one costs a connect and the vector type lookup).
+_MAX_IDLE = 48
 
 
 @contextmanager

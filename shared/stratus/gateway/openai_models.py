@@ -82,9 +82,11 @@ class StratusOptions(_Body):
     prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]{0,63}$")] | None = None
     prompt_label: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None = None
     k: int | None = Field(default=None, ge=1, le=50)
-    retrieval_mode: Literal["hybrid", "vector", "lexical"] | None = None
+    retrieval_mode: Literal["hybrid", "lexical", "dense"] | None = None
     filters: dict[str, Any] | None = None
-    cache: bool = True
+    # None: RAG answers use the response cache; plain chat only when STRATUS_GATEWAY_CHAT_CACHE is on
+    # (an OpenAI client asking twice at temperature 0.7 expects two samples, not one stored answer).
+    cache: bool | None = None
 
 
 class ChatCompletionRequest(_Body):

@@ -94,7 +94,20 @@ class Prepared:
         return None
 
 
-def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any) -> Prepared:
+@dataclass(frozen=True)
+class Known:
+    """What a caller has already read in this request (the gateway authenticates the tenant and looks up
+    its model override before admission), so generation does not read it again."""
+
+    tenant_exists: bool = False
+    alias: str | None = None
+    override: list[str] | None = None
+
+
+NOTHING_KNOWN = Known()
+
+
+def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: Known = NOTHING_KNOWN) -> Prepared:
     """Resolve the prompt and model, render the request and consult the cache, in one short tenant
     transaction. NotFound (tenant, model) and InvalidInput surface here, before any model is called."""
     from stratus import cache
@@ -114,14 +127,15 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any) -> Prepa
 
     with tenant_transaction(task.tenant_id, conn):
         t = time.perf_counter()
-        if not generation_rows.tenant_exists(conn, task.tenant_id):
+        if not known.tenant_exists and not generation_rows.tenant_exists(conn, task.tenant_id):
             from stratus.errors import NotFound
 
             raise NotFound(f"unknown tenant {task.tenant_id!r}", field="tenant_id")
         prompt = resolve_prompt(conn, task.tenant_id, prompt_name, label=task.prompt_label,
                                 version=task.prompt_version)
         alias = task.model or prompt.model or router.catalog.default_alias
-        override = generation_rows.model_override(conn, task.tenant_id, alias)
+        override = known.override if known.alias == alias else generation_rows.model_override(
+            conn, task.tenant_id, alias)
         router.catalog.deployments_for(alias, override)  # an unknown model fails before any work
         request = _chat_request(task, prompt, passages)
         timings["prompt"] = _ms(t)
@@ -167,14 +181,16 @@ def cached_response(task: GenerateTask, prep: Prepared) -> GenerateResponse:
 
 
 def generate(task: GenerateTask, *, settings: Settings | None = None, router: Router | None = None,
-             conn: Any = None, defer: list[Callable[[Any], None]] | None = None) -> GenerateResponse:
+             conn: Any = None, defer: list[Callable[[Any], None]] | None = None,
+             known: Known = NOTHING_KNOWN) -> GenerateResponse:
     """One answer. With `defer`, the writes that follow the answer (cache store, generation row) are
     appended to it as functions of a connection instead of run now: a caller that has already answered
-    its client (the gateway's after-response task) runs them off the critical path."""
+    its client (the gateway's after-response task) runs them off the critical path. `known` skips the
+    reads the caller has already done."""
     s = settings or get_settings()
     router = router or get_router(s)
     conn = conn or get_connection()  # applies pending migrations on a cold start
-    prep = prepare(task, s, router, conn)
+    prep = prepare(task, s, router, conn, known)
     if prep.hit is not None:
         return _finish_or_defer(conn, s, task, cached_response(task, prep), prep.started, None, defer)
 

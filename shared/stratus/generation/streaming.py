@@ -19,6 +19,8 @@ from stratus.config import Settings, get_settings
 from stratus.generation.citations import citations_for
 from stratus.generation.models import CacheInfo, GenerateResponse, GenerateTask
 from stratus.generation.service import (
+    NOTHING_KNOWN,
+    Known,
     Prepared,
     cached_response,
     finish,
@@ -110,13 +112,13 @@ class StreamedGeneration:
 
 
 def stream_generate(task: GenerateTask, *, settings: Settings | None = None, router: Router | None = None,
-                    conn: Any = None, record_conn: Any = None) -> StreamedGeneration:
+                    conn: Any = None, record_conn: Any = None, known: Known = NOTHING_KNOWN) -> StreamedGeneration:
     """Prepare on `conn` now; the stream records on `record_conn` (None: the consuming thread's own)."""
     from stratus.db.connection import get_connection
 
     s = settings or get_settings()
     router = router or get_router(s)
-    prep = prepare(task, s, router, conn or get_connection())
+    prep = prepare(task, s, router, conn or get_connection(), known)
     return StreamedGeneration(task, prep, s, router, record_conn)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +82,10 @@ def _check_label(label: str) -> None:
 
 
 @contextmanager
-def _unit(conn: store.Connection, tenant_id: str | None) -> Iterator[store.Connection]:
+def _unit(conn: store.Connection, tenant_id: str | None, *, read_only: bool = False) -> Iterator[store.Connection]:
+    """A transaction for the registry's work, or the caller's (checked to be bound to the same tenant).
+    Reads join the caller's transaction without a savepoint: the generation path resolves a prompt per
+    request, and every round trip shows in its latency."""
     if not store.in_transaction(conn):
         if tenant_id is None:
             with conn.transaction():
@@ -97,7 +100,7 @@ def _unit(conn: store.Connection, tenant_id: str | None) -> Iterator[store.Conne
             raise RuntimeError(f"the caller's transaction is bound to tenant {bound!r}, not {tenant_id!r}")
         if not bound:
             conn.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant_id])
-    with conn.transaction():
+    with nullcontext() if read_only else conn.transaction():
         yield conn
 
 
@@ -197,7 +200,7 @@ def resolve_prompt(conn: store.Connection, tenant_id: str, name: str, *, label: 
     tenant's own label wins over the global one). NotFound names the prompt and the label."""
     _check_name(name)
     _check_label(label)
-    with _unit(conn, tenant_id):
+    with _unit(conn, tenant_id, read_only=True):
         if version is not None:
             stored = store.get_version(conn, name, version)
             if stored is None:

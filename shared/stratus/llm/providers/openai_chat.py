@@ -147,8 +147,10 @@ class OpenAIProvider:
     def complete(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Completion:
         params = build_params(request, deployment)
         try:
-            response = self._client(deployment).chat.completions.create(**params, timeout=timeout)
-            data = response.to_dict(mode="json") if hasattr(response, "to_dict") else response
+            # The SDK's request path (auth, timeouts, typed errors) without its typed-parameter transform
+            # and response models: we read the JSON ourselves, and those two cost about 0.6 ms a call.
+            data = self._client(deployment).post("/chat/completions", body=params, cast_to=object,
+                                                 options={"timeout": timeout})
         except _CAUGHT as err:
             raise classify(err, deployment) from err
         return parse_completion(data, deployment)
