@@ -38,3 +38,13 @@ def key_for(url: str, tenant_id: str, scopes: Iterable[str] = ("inference", "doc
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def fresh_rate_window(margin_s: float = 8.0) -> None:
+    """Rate limits count in UTC minute windows: a test that fills one must not straddle a rollover."""
+    import time
+    from datetime import UTC, datetime
+
+    left = 60 - (datetime.now(UTC).second + datetime.now(UTC).microsecond / 1e6)
+    if left < margin_s:
+        time.sleep(left + 0.05)

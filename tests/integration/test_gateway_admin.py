@@ -134,7 +134,9 @@ def test_traces_are_read_by_admins_and_by_their_own_tenant_only(client: TestClie
     assert own.status_code == 200 and own.json()["chunk_ids"] == [4, 5] and own.json()["model_alias"] == "fast"
     assert client.get(f"/v1/admin/tenants/{owner}/traces/{request_id}", headers=admin).json() == own.json()
     listed = client.get(f"/v1/admin/tenants/{owner}/traces", params={"limit": 5}, headers=admin).json()["data"]
-    assert [t["request_id"] for t in listed] == [request_id]
+    # The recorded trace, and the owner's own read of it (every authenticated request is traced).
+    assert request_id in [t["request_id"] for t in listed] and {t["tenant_id"] for t in listed} == {owner}
+    assert {t["route"] for t in listed} == {"/v1/chat/completions", f"/v1/traces/{request_id}"}
 
     # Another tenant's key, or the right id under another tenant, finds nothing
     assert client.get(f"/v1/traces/{request_id}", headers=auth(other_key)).status_code == 404

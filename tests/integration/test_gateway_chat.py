@@ -19,7 +19,7 @@ from stratus.gateway.app import create_app
 from stratus.gateway.traces import get_trace
 from stratus.local.server import GatewayServer
 from stratus.local.upstreams import Fault, OpenAIUpstream
-from tests.integration.gateway_support import tenant_with_key
+from tests.integration.gateway_support import fresh_rate_window, tenant_with_key
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
@@ -161,8 +161,24 @@ def test_the_raw_stream_ends_with_done(server: GatewayServer, up: OpenAIUpstream
     assert events[-1] == "data: [DONE]" and all(e.startswith("data: ") for e in events)
 
 
+def _usage(pg_url: str, tenant_id: str) -> dict[str, Any]:
+    """The tenant's usage once nothing is in flight (settlement runs after the response)."""
+    from stratus.gateway.tenancy import usage
+
+    conn = connect(pg_url)
+    try:
+        for _ in range(100):
+            found = usage(conn, tenant_id)
+            if not found["in_flight"]:
+                return found
+            time.sleep(0.02)
+    finally:
+        conn.close()
+    raise AssertionError(f"tenant {tenant_id} still has requests in flight")
+
+
 def test_a_break_after_the_first_byte_is_an_error_event_and_never_a_silent_end(
-        server: GatewayServer, up: OpenAIUpstream, tenant: tuple[str, str]) -> None:
+        server: GatewayServer, up: OpenAIUpstream, tenant: tuple[str, str], pg_url: str) -> None:
     up.inject(Fault.cut_stream(after_chunks=2))
     stream = sdk(server, tenant[1]).chat.completions.create(model="fast", messages=ask("a b c d e f g"), stream=True)
     received = []
@@ -171,6 +187,11 @@ def test_a_break_after_the_first_byte_is_an_error_event_and_never_a_silent_end(
             received.append(chunk)
     assert received, "the failure came after the first byte"
     assert "stream" in str(caught.value.message).lower()
+    # The provider was paid from the first byte on: a cut stream settles at its reservation, not at zero.
+    usage = _usage(pg_url, tenant[0])
+    assert usage["spent_usd"] > 0 and usage["reserved_usd"] == 0
+    row = trace(pg_url, tenant[0], stream.response.headers["x-request-id"])
+    assert row["status"] == "error" and row["error_code"] == "stream_interrupted" and row["streamed"]
     up.inject(Fault.cut_stream(after_chunks=2))
     with httpx2.stream("POST", f"{server.url}/v1/chat/completions", json={
             "model": "fast", "messages": ask("a b c d e f g"), "stream": True},
@@ -251,6 +272,7 @@ def test_over_the_rate_limit_is_429_with_retry_after_and_ratelimit_headers(serve
                                                                            up: OpenAIUpstream) -> None:
     _, key = tenant_with_key(pg_url, "gw", requests_per_minute=2)
     client = sdk(server, key)
+    fresh_rate_window()
     for _ in range(2):
         client.chat.completions.create(model="fast", messages=ask("hi"))
     with pytest.raises(openai.RateLimitError) as caught:
@@ -276,6 +298,27 @@ def test_an_exhausted_budget_is_insufficient_quota_and_calls_nothing(server: Gat
     with pytest.raises(openai.RateLimitError) as caught:
         sdk(server, key).chat.completions.create(model="fast", messages=ask("hi"))
     assert caught.value.code == "insufficient_quota" and up.requests == []
+    assert caught.value.response.headers["x-should-retry"] == "false"  # the SDK does not retry it
+
+
+def test_every_authenticated_request_is_traced_not_only_completions(server: GatewayServer, pg_url: str,
+                                                                    tenant: tuple[str, str]) -> None:
+    r = httpx2.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {tenant[1]}"})
+    assert r.status_code == 200
+    row = trace(pg_url, tenant[0], r.headers["x-request-id"])
+    assert row["route"] == "/v1/models" and row["status_code"] == 200 and row["status"] == "ok"
+    missing = httpx2.get(f"{server.url}/v1/models/no-such-model", headers={"Authorization": f"Bearer {tenant[1]}"})
+    assert missing.status_code == 404
+    assert trace(pg_url, tenant[0], missing.headers["x-request-id"])["status_code"] == 404
+
+
+def test_a_reused_request_id_is_echoed_and_does_not_collide(server: GatewayServer, up: OpenAIUpstream,
+                                                           tenant: tuple[str, str]) -> None:
+    client = sdk(server, tenant[1])
+    for _ in range(2):  # a client retrying with its own id gets an answer each time, not a 400
+        raw = client.chat.completions.with_raw_response.create(
+            model="fast", messages=ask("hi"), extra_headers={"x-request-id": "client-retry-7"})
+        assert raw.headers["x-request-id"] == "client-retry-7" and raw.parse().choices[0].message.content
 
 
 def test_unknown_routes_are_404_in_the_openai_shape_and_health_needs_no_key(server: GatewayServer) -> None:

@@ -44,13 +44,19 @@ def run_workflow(payload: dict[str, Any], *, state_machine_arn: str | None = Non
     arn = state_machine_arn or settings.query_state_machine_arn
     if not arn:
         raise StratusError("STRATUS_QUERY_STATE_MACHINE_ARN is not set: no query workflow to run")
-    sfn = client("stepfunctions", read_timeout=int(timeout_s) + 5)  # a synchronous run lasts as long as the workflow
+    # A synchronous run lasts as long as the workflow; the caller's deadline bounds the wait.
+    sfn = client("stepfunctions", read_timeout=max(1, int(timeout_s)))
     name = name or f"q-{uuid.uuid4().hex}"
     started = time.perf_counter()
     if settings.env == "local":
         response = _start_and_wait(sfn, arn, name, payload, timeout_s)
     else:
-        response = sfn.start_sync_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))
+        from botocore.exceptions import ReadTimeoutError
+
+        try:
+            response = sfn.start_sync_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))
+        except ReadTimeoutError:
+            raise TransientError(f"the workflow did not finish within {timeout_s:.0f} s") from None
     elapsed = round((time.perf_counter() - started) * 1000, 3)
     status = response["status"]
     if status != "SUCCEEDED":

@@ -10,6 +10,7 @@ crashed Lambda) expires after RESERVATION_TTL and stops counting.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,8 @@ from stratus.gateway.keys import Principal
 # Longer than any request can run behind API Gateway (29 s) or Lambda (15 min is the hard cap, the
 # gateway's timeout is far lower), so only abandoned reservations expire.
 RESERVATION_TTL = timedelta(minutes=10)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,8 +68,12 @@ def settle(conn: store.Connection, principal: Principal, *, request_id: str, tok
            now: datetime | None = None) -> None:
     """The request's real tokens and cost replace its reservation; a second call for it changes nothing."""
     with tenant_transaction(principal.tenant_id, conn):
-        store.settle(conn, tenant_id=principal.tenant_id, request_id=request_id, tokens=max(0, int(tokens)),
-                     cost_usd=max(0.0, float(cost_usd)), now=now)
+        found = store.settle(conn, tenant_id=principal.tenant_id, request_id=request_id, tokens=max(0, int(tokens)),
+                             cost_usd=max(0.0, float(cost_usd)), now=now)
+    if not found and (tokens or cost_usd):
+        # Settled already, or it expired first (a request that outlived RESERVATION_TTL): its use goes uncounted.
+        log.warning("no live reservation %s of tenant %s: %d tokens, %.6f USD not counted", request_id,
+                    principal.tenant_id, tokens, cost_usd)
 
 
 def rate_limit_headers(f: dict[str, Any], reset_s: float) -> dict[str, str]:

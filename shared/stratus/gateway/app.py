@@ -142,6 +142,7 @@ class GatewayMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                ctx.status_code = int(message.get("status", 200))
                 present = {k.lower() for k, _ in message.get("headers", ())}
                 extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()
                          if k.encode("latin-1") not in present]
@@ -156,6 +157,11 @@ class GatewayMiddleware:
                     return
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_with_id)
+            # Routes that answer without a background task of their own (models, documents, admin) are
+            # traced here, once the response has gone out; chat and embeddings have already scheduled theirs.
+            task = finish_task(ctx)
+            if task is not None:
+                await task()
         except Exception as err:  # noqa: BLE001 - the last resort: answer in the API's shape, log the rest
             mapped = errors.from_exception(err)
             if mapped.status >= 500:

@@ -172,7 +172,7 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
     if body.stream:
         return _stream(body, ctx, task, choice, conn, s, router, override)
     if choice.mode == "rag":
-        response = _run_workflow(task, ctx)
+        response = _run_workflow(task, ctx, s.generation_deadline_s)
     else:
         from stratus.generation.service import Known, generate
 
@@ -261,14 +261,17 @@ def _question(body: Any) -> str:
                                  param="messages")
 
 
-def _run_workflow(task: Any, ctx: Any) -> Any:
+def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     """Non-streamed RAG: the query workflow (retrieve, then generate), as every other client runs it."""
     from stratus.aws.workflows import WorkflowFailed, run_workflow
     from stratus.generation.models import GenerateResponse
 
     t = time.perf_counter()
     try:
-        result = run_workflow(task.model_dump(mode="json", exclude={"retrieval"}))
+        # Within the gateway's own deadline: a workflow that outlives the Lambda would leave the request
+        # unanswered in our shape, unsettled and untraced.
+        result = run_workflow(task.model_dump(mode="json", exclude={"retrieval"}),
+                              timeout_s=deadline_s)
     except WorkflowFailed as err:
         raise workflow_error(err) from None
     ctx.step("workflow", t)
@@ -282,7 +285,7 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
     from starlette.responses import StreamingResponse
 
     from stratus.gateway import sse
-    from stratus.gateway.context import finish_task
+    from stratus.gateway.context import bill_worst_case, finish_task
     from stratus.generation.service import Known
     from stratus.generation.streaming import stream_generate
 
@@ -290,10 +293,12 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
         task = _retrieve(task, conn, s, ctx)
     t = time.perf_counter()
     known = Known(tenant_exists=True, alias=choice.alias, override=override)
-    generation = stream_generate(task, settings=s, router=router, conn=conn, known=known)
+    # Records on the request's own leased connection (held until the response and its task are done).
+    generation = stream_generate(task, settings=s, router=router, conn=conn, record_conn=conn, known=known)
     chunks = iter(generation)
     first = next(chunks, None)
     ctx.step("first_chunk", t)
+    bill_worst_case(ctx)
     writer = ChunkWriter(choice.requested)
 
     def events() -> Any:

@@ -42,6 +42,12 @@ class RequestContext:
     trace: dict[str, Any] = field(default_factory=dict)  # TraceRecord fields set by the route
     headers: dict[str, str] = field(default_factory=dict)  # added to the response (x-ratelimit-*)
     admitted: bool = False  # admission reserved tokens/budget: settle them after the response
+    # The reservation's own key: a client may reuse its x-request-id (a retry while the first attempt
+    # still runs), and that must not collide with a reservation not yet settled.
+    reservation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    reserved_tokens: int = 0
+    reserved_usd: float = 0.0
+    status_code: int | None = None  # as sent to the client
     spent_tokens: int = 0  # what settles the reservation (0 releases it: a failed request costs nothing)
     spent_usd: float = 0.0
     finished: bool = False  # settle + trace scheduled (once per request)
@@ -78,7 +84,7 @@ def admit_or_raise(conn: Any, ctx: RequestContext, principal: Principal, *, esti
     from stratus.gateway.admission import admit
 
     t = time.perf_counter()
-    decision = admit(conn, principal, request_id=ctx.request_id, estimated_tokens=estimated_tokens,
+    decision = admit(conn, principal, request_id=ctx.reservation_id, estimated_tokens=estimated_tokens,
                      max_cost_usd=max_cost_usd, settings=settings)
     ctx.step("admit", t)
     ctx.headers.update(decision.headers)
@@ -88,6 +94,13 @@ def admit_or_raise(conn: Any, ctx: RequestContext, principal: Principal, *, esti
         raise errors.rate_limited(decision.message, kind=decision.reason or "requests",
                                   retry_after_s=decision.retry_after_s, headers=decision.headers)
     ctx.admitted = True
+    ctx.reserved_tokens, ctx.reserved_usd = decision.reserved_tokens, decision.reserved_usd
+
+
+def bill_worst_case(ctx: RequestContext) -> None:
+    """From the first streamed byte on, the provider is being paid: until the stream's last chunk says
+    what it really cost, a cut (client gone, provider broke) settles at what was reserved, not at zero."""
+    ctx.spent_tokens, ctx.spent_usd = ctx.reserved_tokens, ctx.reserved_usd
 
 
 def after_response(ctx: RequestContext) -> None:
@@ -109,10 +122,11 @@ def after_response(ctx: RequestContext) -> None:
                     log.exception("request %s: a deferred write failed", ctx.request_id)
                     conn.rollback()
             if ctx.admitted:
-                settle(conn, who, request_id=ctx.request_id, tokens=ctx.spent_tokens, cost_usd=ctx.spent_usd)
+                settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens, cost_usd=ctx.spent_usd)
+            code = ctx.status_code or 200
             fields = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "key_prefix": who.key_prefix,
                       "route": ctx.route, "method": ctx.method, "latency_ms": ctx.elapsed_ms(),
-                      "status": "ok", "status_code": 200, **ctx.trace}
+                      "status": "ok" if code < 400 else "error", "status_code": code, **ctx.trace}
             fields["timings_ms"] = {**fields.get("timings_ms", {}), **ctx.timings_ms}
             known = TraceRecord.model_fields
             record_trace(TraceRecord(**{k: v for k, v in fields.items() if k in known and v is not None}), conn)

@@ -64,7 +64,9 @@ def rate_limited(message: str, *, kind: str, retry_after_s: float, headers: dict
 
 def budget_exhausted(message: str, *, headers: dict[str, str] | None = None) -> APIError:
     # OpenAI's quota error: 429 with type/code insufficient_quota (the SDK raises RateLimitError).
-    return APIError(429, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
+    # x-should-retry: the SDKs would otherwise retry a 429, and an exhausted budget does not refill in seconds.
+    return APIError(429, message, type="insufficient_quota", code="insufficient_quota",
+                    headers={**(headers or {}), "x-should-retry": "false"})
 
 
 def from_exception(err: Exception) -> APIError:
