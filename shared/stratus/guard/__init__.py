@@ -1,0 +1,5 @@
+"""Guardrails: detectors that score text on the way in (user input, retrieved chunks) and on the way out.
+
+Each detector is a measured component (labelled data, a threshold chosen on a validation split, figures
+recorded next to its artifact); policy decisions (block, redact, flag, off) are made by the caller.
+"""

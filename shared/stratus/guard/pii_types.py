@@ -1,0 +1,45 @@
+"""Value types shared by the PII rail and its detector adapters (no heavy imports)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# The entity types the PII rail knows; each is also the label inside its placeholder (<EMAIL_1>).
+ENTITIES: tuple[str, ...] = (
+    "CREDIT_CARD",
+    "IBAN",
+    "EMAIL",
+    "PHONE",
+    "US_SSN",
+    "IP_ADDRESS",
+    "PERSON",
+    "LOCATION",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detected entity: `text` is `source[start:end]`; `score` is the recognizer's confidence."""
+
+    type: str
+    start: int
+    end: int
+    score: float
+    text: str
+
+
+@dataclass(slots=True)
+class Redaction:
+    """Text with PII replaced by placeholders, and placeholder -> original value for `restore`.
+
+    The mapping is the request's secret: it never goes to a provider or into a trace."""
+
+    text: str
+    mapping: dict[str, str] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+
+class Detector(Protocol):
+    def __call__(self, text: str, entities: Sequence[str]) -> list[Finding]: ...

@@ -1,0 +1,83 @@
+"""The PII rail with the real offline analyzer (Presidio + en_core_web_sm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stratus.guard.pii import detect, redact, reredact, restore
+from stratus.guard.pii_eval import evaluate, load_cases
+
+CASES = Path(__file__).resolve().parents[2] / "evals" / "guard" / "pii_cases.jsonl"
+
+# Floors recorded from the measured figures on our own set (see the report in pii_eval); a change
+# that drops below them is a regression. Checksum-validated types must stay exact.
+FLOORS = {"recall": 0.95, "precision": 0.85, "fpr": 0.20}
+EXACT = ("CREDIT_CARD", "IBAN", "EMAIL", "US_SSN")
+
+
+def types(text: str) -> list[tuple[str, str]]:
+    return [(f.type, f.text) for f in detect(text)]
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005"],
+)
+def test_valid_cards_are_found(number: str) -> None:
+    assert ("CREDIT_CARD", number) in types(f"Charge card {number} today.")
+
+
+@pytest.mark.parametrize("number", ["4111 1111 1111 1112", "5500-0000-0000-0005", "378282246310006"])
+def test_cards_failing_luhn_are_not(number: str) -> None:
+    assert [t for t, _ in types(f"Charge card {number} today.")] == []
+
+
+def test_iban_is_mod97_validated() -> None:
+    assert types("Pay DE89 3704 0044 0532 0130 00 now") == [("IBAN", "DE89 3704 0044 0532 0130 00")]
+    assert types("Pay DE89 3704 0044 0532 0130 01 now") == []
+    assert types("Pay GB82WEST12345698765433 now") == []
+
+
+def test_emails_phones_names_ssn_ip() -> None:
+    found = types(
+        "Maria Garcia (maria.garcia@example.com, +44 7911 123456) asked about SSN 536-22-1847 "
+        "and a login from 203.0.113.77."
+    )
+    assert ("PERSON", "Maria Garcia") in found
+    assert ("EMAIL", "maria.garcia@example.com") in found
+    assert ("PHONE", "+44 7911 123456") in found
+    assert ("US_SSN", "536-22-1847") in found
+    assert ("IP_ADDRESS", "203.0.113.77") in found
+
+
+def test_order_numbers_versions_and_dates_are_not_pii() -> None:
+    assert types("Order #123-456-7890 shipped on 2024-03-05; upgrade 3.12.1 to 3.13.0.") == []
+
+
+def test_email_validation_is_offline() -> None:
+    # An unknown suffix fails validation from the bundled public suffix snapshot, without a fetch.
+    assert types("write to a@b.notarealtld") == []
+    assert types("write to a@b.co.uk") == [("EMAIL", "a@b.co.uk")]
+
+
+def test_round_trip_through_a_model_answer() -> None:
+    request = redact("I'm Sarah Connor, email sarah.connor@example.com. Where is my refund?")
+    assert "Sarah Connor" not in request.text and "sarah.connor@example.com" not in request.text
+    answer = "Dear <PERSON_1>, the refund went to <EMAIL_1>. Ask Thomas Becker at +1 415 555 0199."
+    out = reredact(answer, request.mapping)
+    assert "Thomas Becker" not in out.text and "+1 415 555 0199" not in out.text
+    restored = restore(out.text, request.mapping)
+    assert restored.startswith("Dear Sarah Connor, the refund went to sarah.connor@example.com.")
+    assert "Thomas Becker" not in restored
+
+
+def test_eval_set_stays_above_its_floors() -> None:
+    report = evaluate(load_cases(CASES), lambda text: redact(text).findings)
+    assert report.overall.recall >= FLOORS["recall"], report
+    assert report.overall.precision >= FLOORS["precision"], report
+    assert report.false_positive_rate <= FLOORS["fpr"], report
+    for kind in EXACT:
+        score = report.per_type[kind]
+        assert (score.precision, score.recall) == (1.0, 1.0), score
