@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
-    python -m bench.run [cold_start ingest retrieval cache workflow gateway]   (default: all)
+    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard]   (default: all)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables. The embedded PostgreSQL used here is private to the run and deleted after.
@@ -28,7 +28,7 @@ def _summary() -> None:
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway"}
+    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard"}
     if "cold_start" in wanted:
         from bench import cold_start
 
@@ -81,6 +81,10 @@ def main(argv: list[str]) -> int:
         from bench import gateway_overhead
 
         gateway_overhead.main()
+    if "guard" in wanted:
+        from bench import guard_latency
+
+        guard_latency.main()
     _summary()
     return 0
 

@@ -152,12 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--mode", choices=["lexical", "dense", "hybrid", "all"], default="all")
     retrieval.add_argument("--keep-tenant", action="store_true", help="leave the eval tenant's data in place")
     retrieval.set_defaults(func=_cmd_eval_retrieval)
+    from stratus.guard.commands import add_eval_guard_parser, add_guard_parser
+
+    add_eval_guard_parser(eval_sub)
 
     from stratus.gateway.commands import add_keys_parser
     from stratus.prompts.commands import add_prompts_parser
 
     add_prompts_parser(sub)
     add_keys_parser(sub)  # `stratus keys` and `stratus tenants`
+    add_guard_parser(sub)
     return parser
 
 
