@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from stratus.guard.injection import InjectionModel, binary_metrics, data_sha256, load_hard_set, load_split
+from stratus.guard.injection import (
+    BENIGN_CHAT,
+    InjectionModel,
+    binary_metrics,
+    data_sha256,
+    load_hard_set,
+    load_split,
+)
 
 MARGIN = 0.01  # a handful of texts either way; a real regression moves these figures by more
 TARGET_RECALL, TARGET_FPR = 0.90, 0.03  # issue 5: recall >= 0.90 at a false-positive rate <= 0.03
@@ -40,3 +47,11 @@ def test_hard_set_does_not_regress(model: InjectionModel) -> None:
     recorded = model.metadata["metrics"]["hard_set"]
     assert m["recall"] >= recorded["recall"] - MARGIN, (m, recorded)
     assert m["fpr"] <= recorded["fpr"] + MARGIN, (m, recorded)
+
+
+def test_benign_chat_openers_do_not_regress(model: InjectionModel) -> None:
+    # Greetings and thanks were v1's worst false positives; the recorded share of flagged openers may not grow.
+    texts, labels = load_hard_set(BENIGN_CHAT)
+    assert not labels.any() and len(texts) >= 30
+    m = binary_metrics(model.score(texts) >= model.threshold, labels)
+    assert m["fpr"] <= model.metadata["metrics"]["benign_chat"]["fpr"] + MARGIN, m

@@ -1,8 +1,8 @@
 """Prompt-injection and jailbreak detection: a classifier we train ourselves (scripts/train_injection.py).
 
 The model is a logistic regression over hashed word + char n-gram TF-IDF features (stratus.guard.features),
-stored as plain numpy arrays in models/injection-v1.npz with its metadata (threshold chosen on the
-validation split, training-data hash, parameters, measured figures) in models/injection-v1.json.
+stored as plain numpy arrays in models/injection-v2.npz with its metadata (threshold chosen on the
+validation split, training-data hash, parameters, measured figures) in models/injection-v2.json.
 Scoring needs numpy only; the artifact is read on first use, not at import, to keep cold starts short.
 
 Two additions to the classifier, both of which can only raise a score (they never replace it):
@@ -32,8 +32,11 @@ import numpy as np
 from stratus.guard import features as F
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODEL_DIR / "injection-v1"
-HARD_SET = Path(__file__).resolve().parents[3] / "evals" / "guard" / "injection_hard_negatives.jsonl"
+DEFAULT_MODEL = MODEL_DIR / "injection-v2"
+EVALS = Path(__file__).resolve().parents[3] / "evals" / "guard"
+HARD_SET = EVALS / "injection_hard_negatives.jsonl"
+# Ordinary chat openers (greetings, thanks, short questions), all benign: written before any model scored them.
+BENIGN_CHAT = EVALS / "benign_chat.jsonl"
 SPLITS = ("train", "validation", "test")
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

@@ -77,12 +77,14 @@ def _injection_load() -> None:
 
 
 def _injection_evaluate() -> list[Measurement]:
-    from stratus.guard.injection import load_hard_set, load_split
+    from stratus.guard.injection import BENIGN_CHAT, load_hard_set, load_split
 
     texts, labels = load_split("test")
     out = [_measure_binary("injection", "s-labs-test", texts, [bool(x) for x in labels], _injection_check)]
     texts, labels = load_hard_set()
     out.append(_measure_binary("injection", "hard-set", texts, [bool(x) for x in labels], _injection_check))
+    texts, labels = load_hard_set(BENIGN_CHAT)  # all benign: only fpr is meaningful
+    out.append(_measure_binary("injection", "benign-chat", texts, [bool(x) for x in labels], _injection_check))
     return out
 
 

@@ -1,4 +1,5 @@
-"""/v1/admin (scope "admin"): tenants, their keys, limits and budgets, usage, traces and model overrides;
+"""/v1/admin (scope "admin"): tenants, their keys, limits and budgets, usage, traces, model overrides
+and guard policies;
 and /v1/traces/{request_id}, where a tenant reads its own traces (scope "inference").
 
 An admin key belongs to a tenant too, but these routes act on the tenant named in the path: each
@@ -179,6 +180,32 @@ def clear_model_override(tenant_id: str, alias: str, conn: Conn) -> dict[str, An
     from stratus.gateway import overrides
 
     return overrides.clear_override(conn, tenant_id, alias)
+
+
+# --- guard policy ------------------------------------------------------------------------------------
+class GuardPolicyUpdate(_Body):
+    """Changes per rail, e.g. {"rails": {"injection": {"action": "block", "threshold": 0.6}}}; rails not
+    named keep what they had. `replace` drops earlier changes first (back to the defaults plus these)."""
+
+    rails: dict[str, dict[str, Any]]
+    replace: bool = False
+
+
+@admin.get("/tenants/{tenant_id}/guard")
+def get_guard_policy(tenant_id: str, conn: Conn) -> dict[str, Any]:
+    from stratus.gateway import tenancy
+    from stratus.guard.policy import load_policy
+
+    tenancy.get_limits(conn, tenant_id)  # NotFound for an unknown tenant
+    return {"object": "guard_policy", "tenant_id": tenant_id, **load_policy(conn, tenant_id).model_dump()}
+
+
+@admin.put("/tenants/{tenant_id}/guard")
+def set_guard_policy(tenant_id: str, body: GuardPolicyUpdate, conn: Conn) -> dict[str, Any]:
+    from stratus.guard.policy import set_policy
+
+    policy = set_policy(conn, tenant_id, body.rails, replace=body.replace)
+    return {"object": "guard_policy", "tenant_id": tenant_id, **policy.model_dump()}
 
 
 router.include_router(admin)

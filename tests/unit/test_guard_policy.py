@@ -1,0 +1,41 @@
+"""Guard policies: defaults, a tenant's changes on top, and changes that name what is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from stratus.errors import InvalidInput
+from stratus.guard.policy import ALLOWED, DEFAULTS, effective, validate_overrides
+
+
+def test_the_defaults_cover_every_rail_and_flag_injection_rather_than_block() -> None:
+    policy = effective()
+    assert set(policy.rails) == set(ALLOWED) == set(DEFAULTS)
+    assert policy.rail("injection").action == "flag"  # its false positives on ordinary chat are known
+    assert policy.rail("pii").action == "redact" and policy.rail("canary").action == "block"
+    assert all(r.threshold is None for r in policy.rails.values())
+
+
+def test_a_tenants_changes_apply_on_top_of_the_defaults() -> None:
+    policy = effective({"injection": {"action": "block", "threshold": 0.7}, "groundedness": {"action": "off"}})
+    assert policy.rail("injection").action == "block" and policy.rail("injection").threshold == 0.7
+    assert not policy.enabled("groundedness") and policy.enabled("pii")
+    assert policy.rail("pii") == DEFAULTS["pii"]
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"toxicity-x": {"action": "block"}}, "rails.toxicity-x"),
+    ({"injection": {"action": "redact"}}, "rails.injection.action"),  # only PII can be redacted
+    ({"context_injection": {"action": "block"}}, "rails.context_injection.action"),
+    ({"pii": {"threshold": 1.5}}, "rails.pii.threshold"),
+    ({"pii": {"colour": "red"}}, "rails.pii.colour"),
+    ({"pii": "redact"}, "rails.pii"),
+])
+def test_a_bad_change_names_its_field(changes: dict, field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate_overrides(changes)
+    assert caught.value.field == field
+
+
+def test_only_action_and_threshold_are_stored() -> None:
+    assert validate_overrides({"pii": {"action": "block"}}) == {"pii": {"action": "block"}}
