@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from stratus.config import Settings, get_settings
@@ -108,9 +108,14 @@ def _budget_message(principal: Principal, f: dict[str, Any], cost: float) -> str
             f" may cost up to ${cost:.4f}. Raise the budget or wait for the next {f['budget_period']}.")
 
 
+def period_start(period: str, now: datetime) -> date:
+    """The first UTC day of the budget period (a day, or the month) that `now` falls in."""
+    today = now.astimezone(UTC).date()
+    return today if period == "day" else today.replace(day=1)
+
+
 def _period_end(period: str, now: datetime) -> datetime:
-    now = now.astimezone(UTC)
-    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    start = period_start(period, now)
     if period == "day":
-        return day + timedelta(days=1)
-    return datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
+        return datetime(start.year, start.month, start.day, tzinfo=UTC) + timedelta(days=1)
+    return datetime(start.year + (start.month == 12), start.month % 12 + 1, 1, tzinfo=UTC)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from typing import Any
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -93,32 +91,10 @@ def _amount(value: str) -> Any:
     return amount
 
 
-@contextmanager
-def _connection() -> Iterator[Any]:
-    from stratus.config import get_settings
-    from stratus.db.connection import connect, database_url
-    from stratus.db.migrate import migrate
+def _connection() -> Any:
+    from stratus.local.commands import command_connection
 
-    settings = get_settings()
-    with ExitStack() as opened:
-        url = settings.database_url
-        if not url and settings.env == "local":
-            from stratus.local.stack import running_stack
-
-            state = running_stack(settings)
-            if state is not None:
-                url = str(state["database_url"])
-            else:
-                from stratus.local.postgres import start_embedded
-
-                server = start_embedded(settings.data_dir / "pg")
-                opened.callback(server.stop)
-                url = server.url
-        url = url or database_url(settings)
-        migrate(url)
-        conn = connect(url)  # the application role: every operation binds the tenant it concerns
-        opened.callback(conn.close)
-        yield conn
+    return command_connection()  # the application role: every operation binds the tenant it concerns
 
 
 def _run(command: str, body: Any) -> int:

@@ -14,6 +14,7 @@ from stratus.config import Settings, get_settings
 from stratus.db import tenants as store
 from stratus.db.connection import tenant_transaction
 from stratus.errors import InvalidInput, NotFound
+from stratus.gateway import admission
 from stratus.tenants import TENANT_ID, TENANT_ID_PATTERN
 
 _RATE_LIMITS = ("requests_per_minute", "tokens_per_minute", "key_requests_per_minute", "key_tokens_per_minute")
@@ -78,7 +79,7 @@ def usage(conn: store.Connection, tenant_id: str, *, now: datetime | None = None
     now = (now or datetime.now(UTC)).astimezone(UTC)
     limits = get_limits(conn, tenant_id, settings)
     window = now.replace(second=0, microsecond=0)
-    period_start = now.date() if limits["budget_period"] == "day" else now.date().replace(day=1)
+    period_start = admission.period_start(limits["budget_period"], now)
     with tenant_transaction(tenant_id, conn):
         requests, tokens = store.window_counts(conn, tenant_id, "tenant", window)
         spent, settled_requests, settled_tokens = store.spend_since(conn, tenant_id, period_start)

@@ -138,7 +138,7 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
             conn, task.tenant_id, alias)
         router.catalog.deployments_for(alias, override)  # an unknown model fails before any work
         request = _chat_request(task, prompt, passages)
-        timings["prompt"] = _ms(t)
+        timings["prompt"] = ms_since(t)
         use_cache = s.cache_enabled and task.cache and not request.tools
         prep = Prepared(alias=alias, override=override, request=request, passages=passages, timings=timings,
                         started=started, use_cache=use_cache,
@@ -152,14 +152,14 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
             def embed() -> Any:  # only when the exact lookup misses; kept for storing the answer
                 e = time.perf_counter()
                 prep.embedding = cache.embed_question(prep.question, s.embedding_model)
-                timings["embed"] = _ms(e)
+                timings["embed"] = ms_since(e)
                 return prep.embedding
 
             t = time.perf_counter()
             prep.hit = cache.lookup(conn, prep.scope, prep.question, passages, embed if semantic else None,
                                     semantic=semantic, threshold=s.cache_similarity,
                                     embedding_model=s.embedding_model)
-            timings["cache"] = round(_ms(t) - timings.get("embed", 0.0), 3)
+            timings["cache"] = round(ms_since(t) - timings.get("embed", 0.0), 3)
     return prep
 
 
@@ -199,10 +199,10 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
     try:
         routed = router.complete(prep.alias, prep.request, override=prep.override)
     except llm_errors.ProviderError as err:
-        timings["generate"] = _ms(t)
+        timings["generate"] = ms_since(t)
         record_failure(conn, task, prep, err)
         raise
-    timings["generate"] = _ms(t)
+    timings["generate"] = ms_since(t)
     completion = routed.completion
     response = GenerateResponse(
         request_id=task.request_id, tenant_id=task.tenant_id, mode=task.mode, text=completion.text,
@@ -221,7 +221,7 @@ def _finish_or_defer(conn: Any, s: Settings, task: GenerateTask, response: Gener
                      store: Any, defer: list[Callable[[Any], None]] | None) -> GenerateResponse:
     if defer is None:
         return finish(conn, s, task, response, started, store=store)
-    response.timings_ms["total"] = _ms(started)
+    response.timings_ms["total"] = ms_since(started)
     defer.append(lambda later: finish(later, s, task, response, started, store=store, keep_total=True))
     return response
 
@@ -257,16 +257,16 @@ def finish(conn: Any, s: Settings, task: GenerateTask, response: GenerateRespons
                                  "deployment": response.deployment},
                                 ttl_s=s.cache_ttl_s, embedding_model=s.embedding_model)
             response.cache.entry_id = entry
-        response.timings_ms["record"] = _ms(t)
+        response.timings_ms["record"] = ms_since(t)
         if not keep_total:
-            response.timings_ms["total"] = _ms(started)
+            response.timings_ms["total"] = ms_since(started)
         generation_rows.record_generation(conn, _row(task, response, status="ok"))
     return response
 
 
 def record_failure(conn: Any, task: GenerateTask, prep: Prepared, err: llm_errors.ProviderError) -> None:
     timings = prep.timings
-    timings["total"] = _ms(prep.started)
+    timings["total"] = ms_since(prep.started)
     prompt = prep.prompt_ref
     with tenant_transaction(task.tenant_id, conn):
         relax_commit(conn)
@@ -292,5 +292,5 @@ def _row(task: GenerateTask, r: GenerateResponse, *, status: str) -> dict[str, A
     }
 
 
-def _ms(since: float) -> float:
+def ms_since(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)

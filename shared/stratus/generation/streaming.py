@@ -25,6 +25,7 @@ from stratus.generation.service import (
     cached_response,
     finish,
     get_router,
+    ms_since,
     prepare,
     record_failure,
 )
@@ -87,10 +88,10 @@ class StreamedGeneration:
                 _collect_calls(calls, chunk.tool_calls)
                 yield chunk
         except llm_errors.ProviderError as err:
-            prep.timings["generate"] = _ms(t)
+            prep.timings["generate"] = ms_since(t)
             record_failure(self._connection(), task, prep, err)
             raise
-        prep.timings["generate"] = _ms(t)
+        prep.timings["generate"] = ms_since(t)
         assert final is not None and routed.deployment is not None  # the router raises on a cut stream
         answer = "".join(text)
         tool_calls = [ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"]) for _, c in sorted(calls.items())]
@@ -143,7 +144,3 @@ def _collect_calls(calls: dict[int, dict[str, str]], deltas: list[ToolCallDelta]
         call["id"] = d.id or call["id"]
         call["name"] = d.name or call["name"]
         call["arguments"] += d.arguments
-
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -130,3 +130,33 @@ def run_ingest(path: Path, tenant_id: str, prefix: str, *, timeout: float, verbo
         report = ingest_into(target, path, tenant_id, prefix, timeout=timeout, out=out)
         print("\n".join(report.lines()), file=out, flush=True)
     return 1 if report.failed else 0
+
+
+@contextmanager
+def command_connection(*, app_role: bool = True) -> Iterator[Any]:
+    """A migrated connection for a command: DATABASE_URL, a running local stack's database, the embedded
+    server (started for the command and stopped after) in local mode, or the deployed stack's database.
+    `app_role=False` keeps the login role (the prompt registry publishes with it)."""
+    from stratus.db.connection import connect, database_url
+    from stratus.db.migrate import migrate
+
+    settings = get_settings()
+    with ExitStack() as opened:
+        url = settings.database_url
+        if not url and settings.env == "local":
+            from stratus.local.stack import running_stack
+
+            state = running_stack(settings)
+            if state is not None:
+                url = str(state["database_url"])
+            else:
+                from stratus.local.postgres import start_embedded
+
+                server = start_embedded(settings.data_dir / "pg")
+                opened.callback(server.stop)
+                url = server.url
+        url = url or database_url(settings)
+        migrate(url)  # a no-op when current; a command may run before any function's cold start
+        conn = connect(url, app_role=app_role)
+        opened.callback(conn.close)
+        yield conn

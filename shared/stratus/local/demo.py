@@ -25,6 +25,7 @@ UPDATED_QUESTION = "How much does the Team plan cost per month?"
 
 def run_demo(*, corpus: Path = DEMO_CORPUS, queries: tuple[str, ...] = DEMO_QUERIES, timeout: float = 300,
              verbose: bool = False) -> int:
+    from stratus.local.dev import create_dev_key
     from stratus.local.stack import LocalStack
 
     settings = get_settings()
@@ -34,7 +35,7 @@ def run_demo(*, corpus: Path = DEMO_CORPUS, queries: tuple[str, ...] = DEMO_QUER
                         idle=lambda: all(p.idle() for p in stack.pollers))
         report = ingest_into(target, corpus, DEMO_TENANT, "", timeout=timeout, out=out)
         say(out, "\n".join(report.lines()))
-        key = demo_key(DEMO_TENANT)
+        key = create_dev_key(DEMO_TENANT, key_name="demo")  # the tenant exists once its documents are in
         say(out, f"API key for tenant {DEMO_TENANT}: {key[:22]}... (created now, shown once)")
         client = openai_client(f"{stack.gateway_url}/v1", key)
         for i, question in enumerate(queries):
@@ -53,17 +54,6 @@ def run_demo(*, corpus: Path = DEMO_CORPUS, queries: tuple[str, ...] = DEMO_QUER
 
 def say(out: TextIO, text: str) -> None:
     print(text, file=out, flush=True)
-
-
-def demo_key(tenant_id: str) -> str:
-    """A fresh key for the demo tenant (the tenant exists once its documents are ingested)."""
-    from stratus.db.connection import get_connection
-    from stratus.gateway import keys, tenancy
-
-    conn = get_connection()
-    tenancy.create_tenant(conn, tenant_id, name="Demo tenant", exist_ok=True)
-    plaintext, _ = keys.create_key(conn, tenant_id, name="demo")
-    return plaintext
 
 
 def openai_client(base_url: str, key: str) -> Any:

@@ -69,7 +69,7 @@ def _serve(stack: Any) -> int:
     return 1
 
 
-def create_dev_key(tenant_id: str) -> str:
+def create_dev_key(tenant_id: str, key_name: str = KEY_NAME) -> str:
     """Ensure the tenant exists and return a fresh key for it (inference and documents scopes)."""
     from stratus.db.connection import get_connection
     from stratus.gateway.keys import DEFAULT_SCOPES, create_key
@@ -77,7 +77,7 @@ def create_dev_key(tenant_id: str) -> str:
 
     conn = get_connection()
     create_tenant(conn, tenant_id)  # an existing tenant (a reused data folder) is kept as it is
-    plaintext, _ = create_key(conn, tenant_id, name=KEY_NAME, scopes=DEFAULT_SCOPES)
+    plaintext, _ = create_key(conn, tenant_id, name=key_name, scopes=DEFAULT_SCOPES)
     return plaintext
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,32 +108,10 @@ def _folder(value: Path | None) -> Path | None:
 # --- database ------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _registry_connection() -> Iterator[Any]:
-    from stratus.config import get_settings
-    from stratus.db.connection import connect, database_url
-    from stratus.db.migrate import migrate
+def _registry_connection() -> Any:
+    from stratus.local.commands import command_connection
 
-    settings = get_settings()
-    with ExitStack() as opened:
-        url = settings.database_url
-        if not url and settings.env == "local":
-            from stratus.local.stack import running_stack
-
-            state = running_stack(settings)
-            if state is not None:
-                url = str(state["database_url"])
-            else:
-                from stratus.local.postgres import start_embedded
-
-                server = start_embedded(settings.data_dir / "pg")
-                opened.callback(server.stop)
-                url = server.url
-        url = url or database_url(settings)
-        migrate(url)  # a no-op when current; the registry's tables may be newer than the last cold start
-        conn = connect(url, app_role=False)
-        opened.callback(conn.close)
-        yield conn
+    return command_connection(app_role=False)
 
 
 def _run(action: str, body: Any) -> int:
