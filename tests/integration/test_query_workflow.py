@@ -123,8 +123,10 @@ def test_the_state_machine_comes_from_the_template_with_its_substitutions(stack:
     assert described["type"] == "EXPRESS" and "${" not in described["definition"]
     tasks = {name: state["Resource"] for name, state in json.loads(described["definition"])["States"].items()
              if state["Type"] == "Task"}
-    assert tasks == {"Retrieve": stack.resources.ref("RetrieveFunction", "Arn"),
-                     "Generate": stack.resources.ref("GenerateFunction", "Arn")}
+    guard = stack.resources.ref("GuardFunction", "Arn")
+    assert tasks == {"GuardInput": guard, "Retrieve": stack.resources.ref("RetrieveFunction", "Arn"),
+                     "GuardContext": guard, "Generate": stack.resources.ref("GenerateFunction", "Arn"),
+                     "GuardOutput": guard}
 
 
 def test_an_unknown_tenant_is_not_found(stack: LocalStack) -> None:

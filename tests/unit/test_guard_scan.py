@@ -128,8 +128,8 @@ def test_select_rails_accepts_names_in_order_and_names_unknown_ones() -> None:
     assert [r.name for r in select_rails(None)] == list(RAILS)
     assert [r.name for r in select_rails("pii, injection,pii")] == ["pii", "injection"]
     assert [r.name for r in select_rails(["injection"])] == ["injection"]
-    with pytest.raises(InvalidInput, match=r"unknown rail\(s\) \['toxicity'\]") as err:
-        select_rails("injection,toxicity")
+    with pytest.raises(InvalidInput, match=r"unknown rail\(s\) \['sentiment'\]") as err:
+        select_rails("injection,sentiment")
     assert err.value.field == "rails"
     with pytest.raises(InvalidInput, match="unknown rail"):
         select_rails("injection,")

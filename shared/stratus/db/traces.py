@@ -11,14 +11,16 @@ from stratus.db.connection import relax_commit
 
 Connection = psycopg.Connection
 
+_JSON = ("timings_ms", "guard")
 COLUMNS = ("request_id", "tenant_id", "key_prefix", "route", "method", "status_code", "model_alias", "deployment",
            "provider", "prompt_name", "prompt_version", "input_tokens", "output_tokens", "cost_usd", "cache_status",
-           "chunk_ids", "timings_ms", "latency_ms", "status", "error_code", "error_message", "streamed", "created_at")
+           "chunk_ids", "timings_ms", "latency_ms", "status", "error_code", "error_message", "streamed", "created_at",
+           "guard")
 
 
 def insert_trace(conn: Connection, row: dict[str, Any]) -> None:
     relax_commit(conn)  # bookkeeping written after the response: no need to wait for the WAL flush
-    values = [Jsonb(row[c]) if c == "timings_ms" else row[c] for c in COLUMNS]
+    values = [Jsonb(row.get(c)) if c in _JSON and row.get(c) is not None else row.get(c) for c in COLUMNS]
     conn.execute(f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})", values)
 
 

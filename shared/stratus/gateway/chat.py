@@ -51,7 +51,8 @@ def stratus_object(response: Any, request_id: str, timings_ms: dict[str, float])
     return {"request_id": request_id, "cache": cache.status, "cache_similarity": cache.similarity,
             "prompt": {"name": response.prompt.name, "version": response.prompt.version},
             "model_alias": response.model_alias, "deployment": response.deployment, "provider": response.provider,
-            "offline": response.offline, "timings_ms": timings_ms, "cost_usd": response.cost_usd}
+            "offline": response.offline, "timings_ms": timings_ms, "cost_usd": response.cost_usd,
+            "guard": response.guard.model_dump(mode="json") if response.guard is not None else None}
 
 
 def completion_object(response: Any, *, model: str, request_id: str, timings_ms: dict[str, float]) -> dict[str, Any]:
@@ -169,21 +170,51 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
     admit_or_raise(conn, ctx, who, estimated_tokens=prompt_tokens + max_out,
                    max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s)
     task = _task(body, ctx, who, choice, s)
-    if body.stream:
-        return _stream(body, ctx, task, choice, conn, s, router, override)
-    if choice.mode == "rag":
-        response = _run_workflow(task, ctx, s.generation_deadline_s)
+    if choice.mode == "rag" and not body.stream:
+        response = _run_workflow(task, ctx, s.generation_deadline_s)  # the workflow runs the rails
     else:
+        task = _guard_input(task, conn, ctx)  # in-process, as the workflow's GuardInput would
+        if body.stream:
+            return _stream(body, ctx, task, choice, conn, s, router, override)
         from stratus.generation.service import Known, generate
+        from stratus.guard.stages import guard_output
 
         t = time.perf_counter()
         known = Known(tenant_exists=True, alias=choice.alias, override=override)  # the key's tenant exists
         response = generate(task, settings=s, router=router, conn=conn, defer=ctx.deferred, known=known)
         ctx.step("generation", t)
+        t = time.perf_counter()
+        response = guard_output(task, response)
+        ctx.step("guard_output", t)
     _account(ctx, response, streamed=False)
+    _guard_verdict(ctx, response.guard)  # after accounting: an answer blocked on the way out was paid for
     payload = completion_object(response, model=choice.requested, request_id=ctx.request_id,
                                 timings_ms=_timings(ctx, response))
     return JSONResponse(payload, background=finish_task(ctx))
+
+
+# --- guard rails -------------------------------------------------------------------------------------
+def _guard_input(task: Any, conn: Any, ctx: Any) -> Any:
+    """The input rails in-process (plain and streamed chat): injection, PII redaction, the canary.
+    Blocked: 400 guard_<rail> before any provider is called, so nothing is billed."""
+    from stratus.guard.policy import cached_policy
+    from stratus.guard.stages import guard_input
+
+    t = time.perf_counter()
+    task = guard_input(task, cached_policy(conn, task.tenant_id))
+    ctx.step("guard_input", t)
+    _guard_verdict(ctx, task.guard)
+    return task
+
+
+def _guard_verdict(ctx: Any, guard: Any) -> None:
+    """Put the rails' verdicts on the trace; a block becomes the API's error."""
+    if guard is None:
+        return
+    summary = guard.summary() if hasattr(guard, "summary") else guard
+    ctx.trace["guard"] = summary.model_dump(mode="json")
+    if summary.blocked is not None:
+        raise errors.guard_blocked(summary.blocked)
 
 
 def check_limits(body: Any, s: Any) -> None:
@@ -275,22 +306,37 @@ def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     except WorkflowFailed as err:
         raise workflow_error(err) from None
     ctx.step("workflow", t)
-    return GenerateResponse.model_validate(result.output)
+    output = result.output
+    if "text" not in output:  # the input rails stopped the workflow: it returns the request's state
+        from stratus.guard.state import GuardState
+
+        if output.get("guard"):
+            _guard_verdict(ctx, GuardState.model_validate(output["guard"]))
+        raise errors.APIError(500, "the query workflow ended without an answer", type="api_error")
+    return GenerateResponse.model_validate(output)
 
 
 def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: Any, router: Any,
             override: list[str] | None) -> Any:
-    """Streamed chat or RAG, in-process (a workflow cannot stream). Retrieval, the prompt, the cache and
-    the first model chunk happen before the response starts, so their failures are plain JSON errors."""
+    """Streamed chat or RAG, in-process (a workflow cannot stream). Retrieval, the context rails, the
+    prompt, the cache and the first model chunk happen before the response starts, so their failures are
+    plain JSON errors. The output rails hold each sentence back until they have passed it
+    (stratus.guard.streaming); a block after the first byte ends the stream with an error event."""
     from starlette.responses import StreamingResponse
 
     from stratus.gateway import sse
     from stratus.gateway.context import bill_worst_case, finish_task
-    from stratus.generation.service import Known
+    from stratus.generation.service import Known, passages_from
     from stratus.generation.streaming import stream_generate
+    from stratus.guard.stages import guard_context, system_prompt
+    from stratus.guard.streaming import GuardedStream
 
     if choice.mode == "rag":
         task = _retrieve(task, conn, s, ctx)
+        t = time.perf_counter()
+        task = guard_context(task)
+        ctx.step("guard_context", t)
+        _guard_verdict(ctx, task.guard)
     t = time.perf_counter()
     known = Known(tenant_exists=True, alias=choice.alias, override=override)
     # Records on the request's own leased connection (held until the response and its task are done).
@@ -300,27 +346,35 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
     ctx.step("first_chunk", t)
     bill_worst_case(ctx)
     writer = ChunkWriter(choice.requested)
+    guard = GuardedStream(task.guard, passages_from(task), system_prompt(task)) if task.guard else None
 
     def events() -> Any:
         yield sse.event(writer.role())
         try:
             for chunk in _prepend(first, chunks):
+                if guard is not None and chunk.text:
+                    chunk = chunk.model_copy(update={"text": guard.feed(chunk.text)})
+                if guard is not None and chunk.finish_reason is not None:
+                    tail = guard.finish(generation.response.text)
+                    chunk = chunk.model_copy(update={"text": chunk.text + tail})
+                if guard is not None and guard.blocked is not None:
+                    _guard_verdict(ctx, guard.summary())  # raises: the block's error event below
+                data = writer.delta(chunk)
+                if data is not None:
+                    yield sse.event(data)
                 if chunk.finish_reason is None:
-                    data = writer.delta(chunk)
-                    if data is not None:
-                        yield sse.event(data)
                     continue
                 response = generation.response
-                delta = writer.delta(chunk)
-                if delta is not None:
-                    yield sse.event(delta)
+                if guard is not None:
+                    response = response.model_copy(update={"guard": guard.summary()})
+                    ctx.trace["guard"] = response.guard.model_dump(mode="json")
                 _account(ctx, response, streamed=True)
                 yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id, _timings(ctx, response)))
                 if body.include_usage:
                     yield sse.event(writer.usage(response.usage))
             yield sse.DONE
         except Exception as err:  # noqa: BLE001 - after the first byte, an error event is the only way to say it
-            mapped = errors.from_exception(err)
+            mapped = err if isinstance(err, errors.APIError) else errors.from_exception(err)
             ctx.trace.update(status="error", status_code=mapped.status, error_code=mapped.code,
                              error_message=mapped.message[:500], streamed=True)
             yield sse.error_event(mapped.body())
@@ -340,7 +394,9 @@ def _retrieve(task: Any, conn: Any, s: Any, ctx: Any) -> Any:
 
     opts = task.retrieval_options
     t = time.perf_counter()
-    request = parse_request({"tenant_id": task.tenant_id, "query": task.query, "k": opts.k, "mode": opts.mode,
+    # The unredacted question: retrieval runs inside the stack; only the provider sees placeholders.
+    query = task.guard.search_query if task.guard is not None and task.guard.search_query else task.query
+    request = parse_request({"tenant_id": task.tenant_id, "query": query, "k": opts.k, "mode": opts.mode,
                              "filters": opts.filters.model_dump(mode="json", exclude_none=True)})
     result = retrieve(request, conn=conn, settings=s)
     ctx.step("retrieval", t)

@@ -69,6 +69,19 @@ def budget_exhausted(message: str, *, headers: dict[str, str] | None = None) -> 
                     headers={**(headers or {}), "x-should-retry": "false"})
 
 
+def guard_blocked(verdict: Any) -> APIError:
+    """A rail refused the request (input) or its answer (output): 400 with code `guard_<rail>`, the
+    OpenAI shape, so clients can tell which rail and why without parsing the message."""
+    direction = "the request" if verdict.stage == "input" else "the answer"
+    if verdict.rail == "groundedness":
+        why = f"support {verdict.score:.2f} is under {verdict.threshold:.2f}"
+    else:
+        why = f"score {verdict.score:.2f} is at or over {verdict.threshold:.2f}" if verdict.threshold is not None \
+            else f"score {verdict.score:.2f}"
+    return APIError(400, f"the {verdict.rail} guard rail blocked {direction}: {why}",
+                    param="messages" if verdict.stage == "input" else None, code=f"guard_{verdict.rail}")
+
+
 def from_exception(err: Exception) -> APIError:
     """The API error for a domain or provider failure; anything unexpected is a 500 without internals."""
     from stratus.llm import errors as llm

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from stratus.errors import InvalidInput
+from stratus.guard.state import GuardState, GuardSummary
 from stratus.llm.types import FinishReason, Message, ToolCall, Usage
 from stratus.retrieval.models import Mode as RetrievalMode
 from stratus.retrieval.models import RetrievalFilters, RetrieveResponse
@@ -61,6 +62,7 @@ class QueryRequest(_Strict):
     parameters: Parameters = Parameters()
     retrieval_options: RetrievalOptions = RetrievalOptions()
     cache: bool = True
+    guard: GuardState | None = None  # set by the input rails; None: no rail has run (e.g. a direct call)
 
 
 class GenerateTask(QueryRequest):
@@ -112,6 +114,7 @@ class GenerateResponse(BaseModel):
     attempts: list[dict[str, Any]] = []
     chunk_ids: list[int] = []  # the passages the prompt was built from
     timings_ms: dict[str, float] = {}
+    guard: GuardSummary | None = None  # the rails' verdicts (set by the output rails)
 
 
 def parse_model(model: type[BaseModel], event: object, what: str) -> Any:

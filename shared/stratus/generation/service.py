@@ -235,6 +235,10 @@ def _chat_request(task: GenerateTask, prompt: Any, passages: list[ContextPassage
     else:
         variables, history = {}, list(task.messages)
     messages: list[Message] = prompt.render(variables, history)
+    if task.guard is not None and task.guard.canary:
+        from stratus.guard.rails import canary_message
+
+        messages = canary_message(messages, task.guard.canary, caller=task.messages)
     params = {**(prompt.parameters or {}), **task.parameters.model_dump(exclude_none=True)}
     return ChatRequest(messages=messages, context=passages or None, **params)
 

@@ -26,6 +26,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "context_injection": ("drop", "fence", "flag", "off"),
     "canary": ("block", "flag", "off"),
     "groundedness": ("block", "flag", "off"),
+    "toxicity": ("block", "flag", "off"),
 }
 
 
@@ -34,6 +35,10 @@ class RailPolicy(BaseModel):
 
     action: str
     threshold: Score | None = None  # None: the rail's own calibrated threshold
+    # PII only: whether the caller's own values replace their placeholders in the answer (None: yes),
+    # and which entity types count (None: REQUEST_ENTITIES).
+    restore: bool | None = None
+    entities: list[str] | None = None
 
 
 DEFAULTS: dict[str, RailPolicy] = {
@@ -42,7 +47,14 @@ DEFAULTS: dict[str, RailPolicy] = {
     "context_injection": RailPolicy(action="fence"),
     "canary": RailPolicy(action="block"),
     "groundedness": RailPolicy(action="flag"),
+    "toxicity": RailPolicy(action="flag"),  # block once measured on real labelled data
 }
+
+
+# What the request rails redact by default: every type the PII rail knows except LOCATION. Places are
+# rarely personal on their own ("pricing in Germany"), and the NER model also takes unknown product
+# names for places; redacting them costs answers more than it protects. A tenant can add it back.
+REQUEST_ENTITIES: tuple[str, ...] = ("CREDIT_CARD", "IBAN", "EMAIL", "PHONE", "US_SSN", "IP_ADDRESS", "PERSON")
 
 
 class GuardPolicy(BaseModel):
@@ -55,6 +67,18 @@ class GuardPolicy(BaseModel):
 
     def enabled(self, name: str) -> bool:
         return self.rails[name].action != "off"
+
+    def public(self) -> dict[str, Any]:
+        """As the admin API shows it: every rail's action and threshold, and the PII rail's options with
+        their effective values."""
+        rails: dict[str, Any] = {}
+        for name, rail in self.rails.items():
+            shown: dict[str, Any] = {"action": rail.action, "threshold": rail.threshold}
+            if name == "pii":
+                shown["restore"] = rail.restore is not False
+                shown["entities"] = list(rail.entities) if rail.entities is not None else list(REQUEST_ENTITIES)
+            rails[name] = shown
+        return {"rails": rails}
 
 
 def validate_overrides(overrides: Any) -> dict[str, dict[str, Any]]:
@@ -77,7 +101,17 @@ def validate_overrides(overrides: Any) -> dict[str, dict[str, Any]]:
         if merged["action"] not in ALLOWED[name]:
             raise InvalidInput(f"rail {name!r} can {', '.join(ALLOWED[name])}; not {merged['action']!r}",
                                field=f"rails.{name}.action")
-        checked[name] = {k: v for k, v in change.items() if k in ("action", "threshold")}
+        for option in ("restore", "entities"):
+            if merged.get(option) is not None and name != "pii":
+                raise InvalidInput(f"{option} is an option of the pii rail only", field=f"rails.{name}.{option}")
+        if merged.get("entities") is not None:
+            from stratus.guard.pii_types import ENTITIES
+
+            unknown = sorted(set(merged["entities"]) - set(ENTITIES))
+            if unknown:
+                raise InvalidInput(f"unknown PII entities {unknown}; known: {', '.join(ENTITIES)}",
+                                   field="rails.pii.entities")
+        checked[name] = {k: v for k, v in change.items() if k in ("action", "threshold", "restore", "entities")}
     return checked
 
 
@@ -96,6 +130,27 @@ def load_policy(conn: Any, tenant_id: str) -> GuardPolicy:
         return effective(store.get_overrides(conn, tenant_id))
 
 
+# Per process: tenant -> (read at, policy). A change reaches other warm processes within the TTL; the
+# process that stores a change forgets its copy at once.
+POLICY_TTL_S = 10.0
+_cache: dict[str, tuple[float, GuardPolicy]] = {}
+
+
+def cached_policy(conn: Any, tenant_id: str, *, ttl_s: float = POLICY_TTL_S) -> GuardPolicy:
+    """load_policy, remembered for `ttl_s` seconds: the gateway reads it on every chat request."""
+    import time
+
+    now = time.monotonic()
+    hit = _cache.get(tenant_id)
+    if hit is not None and now - hit[0] < ttl_s:
+        return hit[1]
+    policy = load_policy(conn, tenant_id)
+    if len(_cache) > 10_000:  # bounded: a long-lived process serving many tenants
+        _cache.clear()
+    _cache[tenant_id] = (now, policy)
+    return policy
+
+
 def set_policy(conn: Any, tenant_id: str, overrides: Any, *, replace: bool = False) -> GuardPolicy:
     """Store a tenant's changes (merged into what it had, or replacing it) and return the result."""
     from stratus.db import guard_policies as store
@@ -110,4 +165,5 @@ def set_policy(conn: Any, tenant_id: str, overrides: Any, *, replace: bool = Fal
         current = {} if replace else store.get_overrides(conn, tenant_id)
         merged = {name: {**current.get(name, {}), **changes.get(name, {})} for name in {*current, *changes}}
         store.set_overrides(conn, tenant_id, merged)
-        return effective(merged)
+    _cache.pop(tenant_id, None)
+    return effective(merged)

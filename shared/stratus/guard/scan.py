@@ -121,11 +121,44 @@ def _pii_evaluate() -> list[Measurement]:
                         report.p50_ms, report.p95_ms)]
 
 
+# --- toxicity ---------------------------------------------------------------------------------------
+
+
+def _toxicity_check(text: str) -> RailResult:
+    from stratus.guard.toxicity import get_classifier
+
+    assessed = get_classifier().assess_one(text)
+    return RailResult("block" if assessed.flagged else "pass", assessed.score,
+                      {"sentence": assessed.sentence} if assessed.sentence else {})
+
+
+def _toxicity_load() -> None:
+    from stratus.guard.toxicity import get_classifier
+
+    get_classifier().model  # noqa: B018 - reads the artifact
+
+
+def _toxicity_evaluate() -> list[Measurement]:
+    from stratus.guard.injection import BENIGN_CHAT, load_hard_set
+    from stratus.guard.toxicity import CASES
+    from stratus.guard.training import load_labelled_jsonl
+
+    _toxicity_load()  # the first call's model load is not a per-input latency
+    # No registry package ships English labelled toxicity data: our own held-out set is the test set.
+    texts, labels = load_labelled_jsonl(CASES, "toxic")
+    out = [_measure_binary("toxicity", "toxicity-cases", texts, [bool(x) for x in labels], _toxicity_check)]
+    texts, labels = load_hard_set(BENIGN_CHAT)  # all benign: only fpr is meaningful
+    out.append(_measure_binary("toxicity", "benign-chat", texts, [bool(x) for x in labels], _toxicity_check))
+    return out
+
+
 RAILS: dict[str, Rail] = {
     "injection": Rail("injection", _injection_check, _injection_load, _injection_evaluate,
                       "prompt injection / jailbreak classifier; over threshold -> block"),
     "pii": Rail("pii", _pii_check, _pii_load, _pii_evaluate,
                 "Presidio PII detection; any finding -> redact (score = highest finding)"),
+    "toxicity": Rail("toxicity", _toxicity_check, _toxicity_load, _toxicity_evaluate,
+                     "toxicity classifier on answers (whole text and each sentence); over threshold -> block"),
 }
 
 

@@ -36,6 +36,10 @@ def ask(question: str, tenant_id: str, *, mode: str = "rag", model: str | None =
     query = new_query(question, tenant_id, mode=mode, model=model, prompt=prompt, k=k)  # type: ignore[arg-type]
     result = run_workflow(query.model_dump(mode="json"))
     output = result.output
+    if "text" not in output:  # the input rails stopped the run: keep the verdicts, not the request's state
+        guard = output.get("guard") or {}
+        output = {"request_id": output.get("request_id"), "tenant_id": tenant_id, "text": "",
+                  "guard": {"verdicts": guard.get("verdicts", []), "blocked": guard.get("blocked")}}
     steps = output.get("timings_ms", {})
     tasks = steps.get("retrieve", 0.0) + steps.get("total", 0.0)
     output["workflow_ms"] = {"wall": result.duration_ms, "tasks": round(tasks, 3),
@@ -45,6 +49,11 @@ def ask(question: str, tenant_id: str, *, mode: str = "rag", model: str | None =
 
 def format_answer(question: str, out: dict[str, Any], width: int = 100) -> list[str]:
     lines = [f"Q: {question}"]
+    guard = out.get("guard") or {}
+    blocked = guard.get("blocked")
+    if blocked:
+        return [*lines, f"A: (blocked by the {blocked['rail']} guard rail on the {blocked['stage']}: "
+                        f"score {blocked['score']:.2f}, threshold {blocked['threshold']})"]
     label = " (offline extractive provider: sentences quoted from your documents, not a language model)" \
         if out.get("offline") else ""
     lines += textwrap.wrap(f"A: {out.get('text', '')}", width, subsequent_indent="   ")
@@ -52,6 +61,9 @@ def format_answer(question: str, out: dict[str, Any], width: int = 100) -> list[
         lines.append(f"  {label.strip()}")
     for c in out.get("citations", []):
         lines.append(f"  [{c['number']}] {c['source_key']} (v{c['document_version']}, chunk {c['chunk_id']})")
+    hits = [f"{v['rail']} ({v['action']})" for v in guard.get("verdicts", []) if v["action"] != "pass"]
+    if hits:
+        lines.append(f"  guard: {', '.join(hits)}")
     usage = out.get("usage", {})
     cache = out.get("cache", {})
     cache_note = cache.get("status", "-")

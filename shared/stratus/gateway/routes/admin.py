@@ -197,7 +197,7 @@ def get_guard_policy(tenant_id: str, conn: Conn) -> dict[str, Any]:
     from stratus.guard.policy import load_policy
 
     tenancy.get_limits(conn, tenant_id)  # NotFound for an unknown tenant
-    return {"object": "guard_policy", "tenant_id": tenant_id, **load_policy(conn, tenant_id).model_dump()}
+    return {"object": "guard_policy", "tenant_id": tenant_id, **load_policy(conn, tenant_id).public()}
 
 
 @admin.put("/tenants/{tenant_id}/guard")
@@ -205,7 +205,7 @@ def set_guard_policy(tenant_id: str, body: GuardPolicyUpdate, conn: Conn) -> dic
     from stratus.guard.policy import set_policy
 
     policy = set_policy(conn, tenant_id, body.rails, replace=body.replace)
-    return {"object": "guard_policy", "tenant_id": tenant_id, **policy.model_dump()}
+    return {"object": "guard_policy", "tenant_id": tenant_id, **policy.public()}
 
 
 router.include_router(admin)

@@ -1,0 +1,99 @@
+"""The guard stages over the query workflow's typed state: what the guard function runs for GuardInput,
+GuardContext and GuardOutput, and what the gateway runs in-process for plain and streamed chat.
+
+- input: QueryRequest -> the same request with its messages and query redacted and `guard` set
+  (`guard.blocked` when a rail refused it: the workflow stops there);
+- context: GenerateTask with `retrieval` -> the same task with flagged chunks dropped or fenced;
+- output: (GenerateTask, GenerateResponse) -> the response as the caller may see it, with `guard` set
+  to the verdicts of the whole request. A blocked answer keeps no text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratus.generation.models import GenerateResponse, GenerateTask, QueryRequest
+from stratus.guard import rails
+from stratus.guard.policy import GuardPolicy
+from stratus.guard.state import GuardSummary
+
+
+def guard_input(request: QueryRequest, policy: GuardPolicy) -> QueryRequest:
+    state = rails.start(policy, search_query=request.query)
+    messages, query, state = rails.check_input(request.messages, request.query, state)
+    return request.model_copy(update={"messages": messages, "query": query, "guard": state})
+
+
+def guard_context(task: GenerateTask) -> GenerateTask:
+    if task.guard is None or task.retrieval is None:
+        return task
+    hits, state = rails.check_context(task.retrieval.hits, task.guard)
+    messages, query, state = rails.unredact_known(task.messages, task.query, state, [h.text for h in hits])
+    retrieval = task.retrieval.model_copy(update={"hits": hits})
+    return task.model_copy(update={"retrieval": retrieval, "guard": state, "messages": messages, "query": query})
+
+
+def guard_output(task: GenerateTask, response: GenerateResponse) -> GenerateResponse:
+    from stratus.generation.citations import citations_for
+    from stratus.generation.service import passages_from
+
+    state = task.guard
+    if state is None:
+        return response
+    if state.blocked is not None:
+        return blocked_response(response, state.summary())
+    passages = passages_from(task)
+    text, state = rails.check_output(response.text, state, passages=passages, system_prompt=system_prompt(task))
+    if state.blocked is not None:
+        return blocked_response(response, state.summary())
+    update: dict[str, Any] = {"text": text, "guard": state.summary()}
+    if text != response.text:
+        update["citations"] = citations_for(text, passages)
+    return response.model_copy(update=update)
+
+
+def blocked_response(response: GenerateResponse, summary: GuardSummary) -> GenerateResponse:
+    """What a blocked answer leaves: no text, no tool calls, the verdicts (usage and cost stay: the
+    provider was paid)."""
+    return response.model_copy(update={"text": "", "tool_calls": [], "citations": [],
+                                       "finish_reason": "content_filter", "guard": summary})
+
+
+def system_prompt(task: GenerateTask) -> str | None:
+    """The caller's own system prompt in plain chat (a RAG prompt ignores it and carries the canary)."""
+    if task.mode == "rag":
+        return None
+    texts = [m.text() for m in task.messages if m.role in ("system", "developer")]
+    return "\n".join(texts) or None
+
+
+STAGES = ("input", "context", "output")
+
+
+def run_stage(event: Any, *, conn: Any = None) -> dict[str, Any]:
+    """The guard function's work: {"stage": ..., "state": <workflow state>} -> the state the workflow
+    goes on with (the final response, for the output stage). Invalid input raises InvalidInput naming
+    the field; a policy decision never raises."""
+    from stratus.errors import InvalidInput
+    from stratus.generation.models import parse_model
+
+    if not isinstance(event, dict) or event.get("stage") not in STAGES:
+        raise InvalidInput(f"stage must be one of {', '.join(STAGES)}", field="stage")
+    state = event.get("state")
+    if not isinstance(state, dict):
+        raise InvalidInput("state must be the workflow's state object", field="state")
+    stage = event["stage"]
+    if stage == "input":
+        from stratus.db.connection import get_connection
+        from stratus.guard.policy import cached_policy
+
+        request = parse_model(QueryRequest, state, "guard input")
+        policy = cached_policy(conn or get_connection(), request.tenant_id)
+        return guard_input(request, policy).model_dump(mode="json")
+    if stage == "context":
+        task = parse_model(GenerateTask, state, "guard context")
+        return guard_context(task).model_dump(mode="json")
+    fields = dict(state)
+    response = parse_model(GenerateResponse, fields.pop("response", None), "guard output response")
+    task = parse_model(GenerateTask, fields, "guard output")
+    return guard_output(task, response).model_dump(mode="json")
