@@ -45,12 +45,16 @@ lint: venv
 bench: venv
 	$(BIN)/python -m bench.run
 
-# Builds the Lambda layer folder (layers/common/build) that template.yaml's CommonLayer points at.
+# Builds the Lambda layer folders (layers/{common,guard,ingest}/build) that template.yaml's CommonLayer,
+# GuardLayer and IngestLayer point at; each build fails when a function's layers together pass Lambda's
+# size limit (layers/lib.sh), so the last one checks every set.
+LAYERS := common guard ingest
+
 build: venv
-	bash layers/common/build.sh
+	for layer in $(LAYERS); do bash layers/$$layer/build.sh || exit 1; done
 
 deploy: build
 	sam deploy --config-env $(ENV)
 
 clean:
-	rm -rf .stratus layers/common/build .pytest_cache
+	rm -rf .stratus $(LAYERS:%=layers/%/build) .pytest_cache

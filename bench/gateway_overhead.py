@@ -190,7 +190,7 @@ def start_litellm(upstream_url: str, work: Path) -> tuple[Server, Target]:
 
 
 # --- Stratus -------------------------------------------------------------------------------------------
-def start_stratus(upstream_url: str, database_url: str, work: Path) -> tuple[Server, Target]:
+def start_stratus(upstream_url: str, database_url: str, work: Path) -> tuple[Server, Target, Target]:
     catalog = work / "models.yaml"
     catalog.write_text(
         f"default_alias: {MODEL}\n"
@@ -210,7 +210,10 @@ def start_stratus(upstream_url: str, database_url: str, work: Path) -> tuple[Ser
                STRATUS_TENANT_REQUESTS_PER_MINUTE="10000000", STRATUS_TENANT_TOKENS_PER_MINUTE="1000000000",
                STRATUS_KEY_REQUESTS_PER_MINUTE="10000000", STRATUS_KEY_TOKENS_PER_MINUTE="1000000000",
                AWS_DEFAULT_REGION="us-east-1", PYTHONPATH=str(ROOT / "shared"))
-    key = _create_tenant_and_key(database_url)
+    # Like for like with LiteLLM (no guardrails there): the compared tenant has every guard rail off; a
+    # second tenant on the same server keeps the default rails, to measure what they add.
+    key = _create_tenant_and_key(database_url, guard_rails=False)
+    guarded_key = _create_tenant_and_key(database_url, guard_rails=True)
     port = _free_port()
     server = _spawn("stratus", [sys.executable, "-m", "uvicorn", "stratus.gateway.app:create_app", "--factory",
                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "uvloop",
@@ -221,10 +224,11 @@ def start_stratus(upstream_url: str, database_url: str, work: Path) -> tuple[Ser
     except PeerUnavailable as err:
         server.stop()
         raise RuntimeError(str(err)) from None
-    return server, Target("stratus", f"http://127.0.0.1:{port}/v1", key, MODEL)
+    url = f"http://127.0.0.1:{port}/v1"
+    return server, Target("stratus", url, key, MODEL), Target("stratus+guard", url, guarded_key, MODEL)
 
 
-def _create_tenant_and_key(database_url: str) -> str:
+def _create_tenant_and_key(database_url: str, *, guard_rails: bool) -> str:
     from stratus.db.connection import connect
     from stratus.gateway import tenancy
     from stratus.gateway.keys import create_key
@@ -237,6 +241,10 @@ def _create_tenant_and_key(database_url: str) -> str:
         plaintext, _ = create_key(conn, tenant, name="bench", requests_per_minute=10_000_000,
                                   tokens_per_minute=1_000_000_000)
         conn.commit()
+        if not guard_rails:
+            from stratus.guard.policy import DEFAULTS, set_policy
+
+            set_policy(conn, tenant, {name: {"action": "off"} for name in DEFAULTS})
     return plaintext
 
 
@@ -333,6 +341,9 @@ def measure_overhead(targets: list[Target]) -> dict[str, Any]:
                 "overhead_mean_ms": _median(runs, "mean_ms"), "requests_per_s": _median(runs, "rps"),
                 "errors": sum(x["errors"] for x in runs), "rounds": runs,
             }
+        if "stratus" in level and "stratus+guard" in level:
+            s, g = level["stratus"]["overhead_p50_ms"], level["stratus+guard"]["overhead_p50_ms"]
+            level["guard_rails_p50_ms"] = round(g - s, 2) if s is not None and g is not None else None
         if "stratus" in level and "litellm" in level:
             for p in ("p50", "p99"):
                 s, lite = level["stratus"][f"overhead_{p}_ms"], level["litellm"][f"overhead_{p}_ms"]
@@ -377,7 +388,10 @@ def run(database_url: str, work: Path) -> dict[str, Any]:
         "connection per thread; non-streamed chat completion, distinct short question, max_tokens 32",
         "cores_shared_by_client_gateways_upstream_and_postgres": os.cpu_count(),
         "stratus": "uvicorn 1 worker (uvloop, httptools); API key auth, key + tenant rate limits (high), tenant "
-                   "budget (large), traces on; cache off per request (stratus.cache=false)",
+                   "budget (large), traces on; cache off per request (stratus.cache=false); guard rails off "
+                   "(LiteLLM runs none)",
+        "stratus+guard": "the same server and settings, a tenant on the default guard policy (input: injection, "
+                         "PII; output: canary, toxicity, PII)",
         "litellm": f"{LITELLM}, 1 worker, master-key auth, no database (its per-key limits, budgets and spend "
                    "logs need one)",
     }
@@ -385,10 +399,10 @@ def run(database_url: str, work: Path) -> dict[str, Any]:
         upstream, upstream_url = start_upstream(work)
         servers.append(upstream)
         direct = Target("direct", upstream_url, "sk-loopback", UPSTREAM_MODEL)
-        stratus_server, stratus = start_stratus(upstream_url, database_url, work)
+        stratus_server, stratus, guarded = start_stratus(upstream_url, database_url, work)
         servers.append(stratus_server)
-        stratus.extra = {"stratus": {"cache": False}}
-        targets = [direct, stratus]
+        stratus.extra = guarded.extra = {"stratus": {"cache": False}}
+        targets = [direct, stratus, guarded]
         try:
             lite_server, lite = start_litellm(upstream_url, work)
             servers.append(lite_server)

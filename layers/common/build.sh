@@ -4,47 +4,42 @@
 #   build/python/stratus/                        the library from shared/stratus
 #   build/python/stratus/db/migrations/*.sql     the SQL migrations (migrate.py looks there first)
 #   build/python/stratus/prompts/bundled/        the prompt files (prompts/<name>/<version>.yaml)
+# The dependencies are trimmed as every layer's are (layers/trim.sh); the document parsers the ingest
+# function alone needs are in IngestLayer (layers/ingest), the guard's detectors in GuardLayer.
+# layers/common/check.sh builds the same layer for this machine and runs it with only the layers on sys.path.
 #
-# Usage: layers/common/build.sh [--code-only | --print-config]
+# Usage: layers/common/build.sh [--native | --code-only | --print-config]
+#   --native        build for the interpreter $PIP runs, on this platform, instead of Lambda's (check scripts)
 #   --code-only     refresh the stratus package and migrations only (offline; dependencies untouched)
 #   --print-config  print the build settings (the infra tests check them against template.yaml)
-# LAYER_BUILD_DIR overrides the output folder (default: layers/common/build).
+# LAYER_BUILD_DIR overrides the output folder (default: layers/common/build); GUARD_BUILD_DIR and
+# INGEST_BUILD_DIR the other layers' builds the per-function size check counts (default: layers/<name>/build).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+LAYER=common
 BUILD_DIR="${LAYER_BUILD_DIR:-$HERE/build}"
 SITE="$BUILD_DIR/python"  # Lambda puts a layer's python/ on sys.path
-PYTHON_VERSION="3.12"
-ARCHITECTURE="arm64"
-# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any of these wheel tags loads there.
-PLATFORMS=(manylinux2014_aarch64 manylinux_2_28_aarch64 manylinux_2_34_aarch64)
-# Lambda's limit for a function and all its layers, unzipped; leave room for the function code.
-MAX_LAYER_MB=240
-PIP="${PIP:-python3 -m pip}"
+# Target (Python, architecture, wheel platforms), install, sizes and the per-function limit (layers/lib.sh).
+source "$HERE/../lib.sh"
 
 mode="${1:-full}"
 case "$mode" in
-  full|--code-only) ;;
+  full|--native|--code-only) ;;
   --print-config)
-    echo "BUILD_DIR=$BUILD_DIR"
-    echo "PYTHON_VERSION=$PYTHON_VERSION"
-    echo "ARCHITECTURE=$ARCHITECTURE"
-    echo "PLATFORMS=${PLATFORMS[*]}"
+    print_target_config
     exit 0
     ;;
-  *) echo "usage: $0 [--code-only | --print-config]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--native | --code-only | --print-config]" >&2; exit 2 ;;
 esac
 
-if [[ "$mode" == full ]]; then
+if [[ "$mode" != --code-only ]]; then
   rm -rf "$BUILD_DIR"
   mkdir -p "$SITE"
-  platform_args=()
-  for p in "${PLATFORMS[@]}"; do platform_args+=(--platform "$p"); done
-  # --no-deps: requirements.txt is the complete, pinned closure (see its header for what is left out).
-  $PIP install --quiet --disable-pip-version-check --no-compile --no-deps \
-    --only-binary=:all: --implementation cp --python-version "$PYTHON_VERSION" --abi "cp${PYTHON_VERSION/./}" \
-    "${platform_args[@]}" --target "$SITE" -r "$HERE/requirements.txt"
+  install_requirements "$SITE" "$HERE/requirements.txt"
+  installed_mb=$(size_mb "$BUILD_DIR")
+  trim_layer "$SITE"
 else
   mkdir -p "$SITE"
 fi
@@ -65,9 +60,7 @@ done
 find "$SITE" -name __pycache__ -type d -prune -exec rm -rf {} +
 find "$SITE" -name '*.pyc' -delete
 
-size_mb=$(du -sm "$BUILD_DIR" | cut -f1)
-echo "layer content: $BUILD_DIR (${size_mb} MB unzipped)"
-if [[ "$mode" == full && "$size_mb" -gt "$MAX_LAYER_MB" ]]; then
-  echo "layer is ${size_mb} MB; Lambda allows 250 MB unzipped for a function and its layers" >&2
-  exit 1
-fi
+layer_mb=$(size_mb "$BUILD_DIR")
+echo "layer content: $BUILD_DIR (${layer_mb} MiB unzipped${installed_mb:+; ${installed_mb} MiB before trimming})"
+[[ "$mode" == full ]] || exit 0
+check_function_limits

@@ -58,6 +58,8 @@ def test_demo_ingests_the_corpus_and_prints_cited_answers(data_dir: Path) -> Non
     assert "169 euros" in pricing[1] and "] pricing.html (v2" in pricing[1] and "cache miss" in pricing[1]
     retention = next(b for b in blocks if b.startswith("How long are tracking events kept"))
     assert "18 months" in retention and "] security-policy.md (v1" in retention
+    assert out.count("\n  guard: ") == 5  # every answer shows its verdicts
+    assert "Refused: 400 guard_injection: the injection guard rail blocked the request" in out
     # It stopped what it started: no embedded server is left running on the data folder.
     assert not (data_dir / "pg" / "postmaster.pid").exists()
     assert not (data_dir / "stack.json").exists()

@@ -1,8 +1,11 @@
-"""CommonLayer: the build recipe targets what the template declares, its pins follow requirements.lock,
-its dependency list is closed, and the packaged library finds its migrations."""
+"""CommonLayer, GuardLayer and IngestLayer: the build recipes target what the template declares, their pins
+follow requirements.lock, their dependency lists are closed (an add-on layer's together with CommonLayer's,
+as they share one sys.path) and disjoint, the size check covers every function's set of layers, the
+packaged library finds its migrations, and the trimming removes nothing the pinned packages import."""
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import os
 import re
@@ -11,13 +14,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from stratus.local.template import function_properties, resources_of_type
 
 from .conftest import ROOT
 
 LAYER = ROOT / "layers" / "common"
 BUILD_SH = LAYER / "build.sh"
+GUARD_LAYER = ROOT / "layers" / "guard"
+GUARD_BUILD_SH = GUARD_LAYER / "build.sh"
+INGEST_LAYER = ROOT / "layers" / "ingest"
+# Layers that load beside CommonLayer in some functions only: logical ID -> folder.
+ADD_ON_LAYERS = {"GuardLayer": GUARD_LAYER, "IngestLayer": INGEST_LAYER}
 
 # What the python3.12 Lambda runtime already puts on sys.path (boto3 and its dependencies); shipping
 # our own copy would cost ~35 MB of the 250 MB a function and its layers may use.
@@ -49,9 +60,9 @@ def _pins(path: Path) -> dict[str, str]:
     return pins
 
 
-def _build_config(**env: str) -> dict[str, str]:
+def _build_config(script: Path = BUILD_SH, **env: str) -> dict[str, str]:
     out = subprocess.run(
-        ["bash", str(BUILD_SH), "--print-config"],
+        ["bash", str(script), "--print-config"],
         check=True,
         capture_output=True,
         text=True,
@@ -81,19 +92,24 @@ def test_layer_pins_follow_the_lock() -> None:
     assert drift == {}, "layer pin -> lock pin"
 
 
-def test_layer_dependency_list_is_closed() -> None:
-    # Given the layer is installed with --no-deps, every dependency must be listed or accounted for.
-    layer = set(_pins(LAYER / "requirements.txt"))
-    missing = {}
+def _unlisted_dependencies(layer: set[str], available: set[str]) -> dict[str, list[str]]:
+    """Dependencies (for Lambda's platform) of the layer's packages that are neither listed nor available."""
+    missing: dict[str, list[str]] = {}
     for name in sorted(layer):
         for spec in importlib.metadata.requires(name) or []:
             req = Requirement(spec)
             if req.marker and not req.marker.evaluate(LAMBDA_MARKERS):
                 continue
             dep = canonicalize_name(req.name)
-            if dep not in layer | PROVIDED_BY_RUNTIME | set(DELIBERATELY_OMITTED):
+            if dep not in layer | available:
                 missing.setdefault(name, []).append(dep)
-    assert missing == {}
+    return missing
+
+
+def test_layer_dependency_list_is_closed() -> None:
+    # Given the layer is installed with --no-deps, every dependency must be listed or accounted for.
+    layer = set(_pins(LAYER / "requirements.txt"))
+    assert _unlisted_dependencies(layer, PROVIDED_BY_RUNTIME | set(DELIBERATELY_OMITTED)) == {}
     assert not layer & PROVIDED_BY_RUNTIME
 
 
@@ -132,3 +148,208 @@ def test_packaged_library_carries_its_migrations(tmp_path: Path) -> None:
 def _site_packages() -> list[str]:
     """The venv's third-party packages, but not its editable `stratus` (that would shadow the layer)."""
     return [p for p in sys.path if p.endswith("site-packages")]
+
+
+# Add-on layers (GuardLayer, IngestLayer) ----------------------------------------------------------------
+
+# Declared by an add-on layer's packages, not shipped, with the reason.
+GUARD_DELIBERATELY_OMITTED = {
+    "setuptools": "spaCy and thinc declare it; only the setup.py that `spacy package` generates imports it",
+}
+# IngestLayer's top-level modules, and the one stratus module that imports each (on first use). lxml and
+# soupsieve are imported by none: beautifulsoup4 loads them (BeautifulSoup(text, "lxml"), soup.select).
+INGEST_LAYER_MODULES = {"bs4", "lxml", "pypdf", "soupsieve"}
+INGEST_LAYER_IMPORTERS = {"bs4": {"stratus.ingest.html"}, "pypdf": {"stratus.ingest.pdf"}}
+
+
+@pytest.mark.parametrize("folder", ADD_ON_LAYERS.values(), ids=ADD_ON_LAYERS)
+def test_add_on_layer_builds_for_the_same_runtime_as_common(folder: Path) -> None:
+    common, layer = _build_config(), _build_config(folder / "build.sh")
+
+    assert Path(layer["BUILD_DIR"]) == folder / "build"
+    # The layers load into the same functions: same Python, architecture, wheel platforms and limits.
+    keys = ("PYTHON_VERSION", "ARCHITECTURE", "PLATFORMS", "MAX_FUNCTION_MB", "LAYER_SETS")
+    assert {k: layer[k] for k in keys} == {k: common[k] for k in keys}
+    assert int(common["MAX_FUNCTION_MB"]) < 250
+
+
+def _function_layer_sets(template: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """Each function's layers (Globals' then its own), as logical IDs."""
+    return {
+        logical_id: frozenset(ref["Ref"] for ref in function_properties(template, logical_id)["Layers"])
+        for logical_id, _ in resources_of_type(template, "AWS::Serverless::Function")
+    }
+
+
+def test_size_check_covers_every_functions_layers(template: dict[str, Any]) -> None:
+    # The builds fail when a set in LAYER_SETS passes MAX_FUNCTION_MB: the sets must be the template's.
+    names = {"common": "CommonLayer", "guard": "GuardLayer", "ingest": "IngestLayer"}
+    checked = {frozenset(names[n] for n in s.split("+")) for s in _build_config()["LAYER_SETS"].split()}
+
+    assert set(_function_layer_sets(template).values()) == checked
+
+
+@pytest.mark.parametrize("logical_id", ADD_ON_LAYERS)
+def test_add_on_layer_matches_the_template(template: dict[str, Any], logical_id: str) -> None:
+    resources = template["Resources"]
+    if logical_id not in resources:
+        pytest.skip(f"template.yaml declares no {logical_id} yet")
+    layer, common = resources[logical_id]["Properties"], resources["CommonLayer"]["Properties"]
+    config = _build_config(ADD_ON_LAYERS[logical_id] / "build.sh")
+
+    assert Path(config["BUILD_DIR"]) == (ROOT / layer["ContentUri"]).resolve()
+    assert layer["CompatibleRuntimes"] == common["CompatibleRuntimes"]
+    assert layer["CompatibleArchitectures"] == common["CompatibleArchitectures"]
+    # An add-on layer carries no stratus code and no shared dependencies: it only works beside CommonLayer.
+    for function, layers in _function_layer_sets(template).items():
+        if logical_id in layers:
+            assert "CommonLayer" in layers, function
+
+
+def test_ingest_layer_is_attached_to_the_ingest_function_only(template: dict[str, Any]) -> None:
+    with_parsers = {f for f, layers in _function_layer_sets(template).items() if "IngestLayer" in layers}
+    assert with_parsers == {"IngestFunction"}
+
+
+@pytest.mark.parametrize("folder", ADD_ON_LAYERS.values(), ids=ADD_ON_LAYERS)
+def test_add_on_layer_pins_follow_the_lock(folder: Path) -> None:
+    lock = _pins(ROOT / "requirements.lock")
+    layer = _pins(folder / "requirements.txt")
+
+    drift = {name: (version, lock.get(name)) for name, version in layer.items() if lock.get(name) != version}
+    assert layer and drift == {}, "layer pin -> lock pin"
+
+
+def test_no_package_is_in_two_layers_or_the_runtime() -> None:
+    # Layers share one sys.path: a package in two would be shipped twice, and whichever layer comes first
+    # would decide its version.
+    layers = {"CommonLayer": LAYER, **ADD_ON_LAYERS}
+    owners: dict[str, list[str]] = {}
+    for logical_id, folder in layers.items():
+        for name in _pins(folder / "requirements.txt"):
+            owners.setdefault(name, []).append(logical_id)
+    assert {name: where for name, where in owners.items() if len(where) > 1} == {}
+    assert set(owners) & PROVIDED_BY_RUNTIME == set()
+
+
+@pytest.mark.parametrize("folder", ADD_ON_LAYERS.values(), ids=ADD_ON_LAYERS)
+def test_add_on_layer_dependency_list_is_closed_with_common(folder: Path) -> None:
+    layer = set(_pins(folder / "requirements.txt"))
+    available = set(_pins(LAYER / "requirements.txt")) | PROVIDED_BY_RUNTIME | set(GUARD_DELIBERATELY_OMITTED)
+    assert _unlisted_dependencies(layer, available) == {}
+
+
+def test_only_the_ingest_path_imports_the_ingest_layers_parsers() -> None:
+    # CommonLayer no longer ships the parsers: every other function must run without them, so the one
+    # module that needs each imports it inside the function that parses (cold starts stay light too).
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "shared" / "stratus").rglob("*.py"):
+        relative = path.relative_to(ROOT / "shared").with_suffix("")
+        module = ".".join(relative.parts).removesuffix(".__init__")
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        top_level = _module_level_imports(tree, package)
+        for name in _imported_modules_of(tree, package):
+            root = name.split(".")[0]
+            if root in INGEST_LAYER_MODULES:
+                assert name not in top_level, f"{module} imports {name} at module level"
+                found.setdefault(root, set()).add(module)
+    assert found == INGEST_LAYER_IMPORTERS
+    # And those are all IngestLayer ships
+    shipped = {
+        entry.parts[0].removesuffix(".py")
+        for name in _pins(INGEST_LAYER / "requirements.txt")
+        for entry in importlib.metadata.distribution(name).files or []
+        if entry.suffix in {".py", ".so"} and not entry.parts[0].endswith((".dist-info", ".data", ".."))
+    }
+    assert shipped == INGEST_LAYER_MODULES
+
+
+def _module_level_imports(tree: ast.Module, package: str) -> set[str]:
+    """The imports that run when the module is imported: all but those inside functions."""
+    imports: list[ast.stmt] = []
+    pending: list[ast.AST] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            imports.append(node)
+        elif not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            pending.extend(ast.iter_child_nodes(node))
+    return _imported_modules_of(ast.Module(body=imports, type_ignores=[]), package)
+
+
+def _imported_modules(path: Path, package: str) -> set[str]:
+    """Absolute names of the modules a source file imports (relative imports resolved; docstrings ignored)."""
+    return _imported_modules_of(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), package)
+
+
+def _imported_modules_of(tree: ast.AST, package: str) -> set[str]:
+    here = package.split(".")
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parent = here[: len(here) - node.level + 1] if node.level else []
+            base = ".".join([*parent, node.module] if node.module else parent)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _layer_sources(folder: Path) -> list[tuple[Path, str, str]]:
+    """Each .py file a layer ships (the venv's copies of the same pins): path, module, package."""
+    files = []
+    for name in _pins(folder / "requirements.txt"):
+        dist = importlib.metadata.distribution(name)
+        for entry in dist.files or []:
+            if entry.suffix == ".py" and "tests" not in entry.parts:
+                module = ".".join(entry.with_suffix("").parts).removesuffix(".__init__")
+                package = module if entry.name == "__init__.py" else module.rpartition(".")[0]
+                files.append((Path(dist.locate_file(entry)), module, package))
+    return files
+
+
+def test_guard_layer_trim_removes_nothing_that_is_imported() -> None:
+    # Given what the build trims: the spaCy language packages not kept (spacy/lang/<code>/, not the
+    # spacy/lang/*.py modules), phonenumbers modules with their data
+    config = _build_config(GUARD_BUILD_SH)
+    sources = _layer_sources(GUARD_LAYER)
+    kept = {f"spacy.lang.{code}" for code in config["KEEP_LANGS"].split()}
+    languages = {package for _, _, package in sources if re.fullmatch(r"spacy\.lang\.\w+", package)}
+    phonenumbers = {f"phonenumbers.{m}" for pair in config["PHONENUMBERS_DROPPED"].split() for m in pair.split(":")}
+    dropped = (languages - kept) | phonenumbers
+
+    def trimmed(module: str) -> bool:
+        return any(module == d or module.startswith(d + ".") for d in dropped)
+
+    # Then no file that stays imports a trimmed module (spaCy imports the model's language dynamically)
+    needs: dict[str, list[str]] = {}
+    for path, module, package in sources:
+        if not trimmed(module):
+            for imported in filter(trimmed, _imported_modules(path, package)):
+                needs.setdefault(imported, []).append(module)
+    assert needs == {}, "trimmed module -> modules that import it"
+    # And the check is not vacuous: the modules it guards exist in the pinned packages
+    assert kept < languages and "spacy.lang.de" in dropped
+    assert {"phonenumbers.geocoder", "phonenumbers.geodata"} <= {module for _, module, _ in sources}
+
+
+@pytest.mark.parametrize("folder", [LAYER, *ADD_ON_LAYERS.values()], ids=["CommonLayer", *ADD_ON_LAYERS])
+def test_trim_removes_no_tests_package_that_is_imported(folder: Path) -> None:
+    # Given the tests folders layers/trim.sh removes (as packages: numpy/_core/tests -> numpy._core.tests;
+    # a tests.py module, as jinja2's, stays)
+    removed = set()
+    for name in _pins(folder / "requirements.txt"):
+        for entry in importlib.metadata.distribution(name).files or []:
+            if "tests" in entry.parts[:-1]:
+                removed.add(".".join(entry.parts[: entry.parts.index("tests") + 1]))
+
+    # Then no module that stays imports one
+    needs: dict[str, list[str]] = {}
+    for path, module, package in _layer_sources(folder):
+        for name in _imported_modules(path, package):
+            if any(name == r or name.startswith(r + ".") for r in removed):
+                needs.setdefault(name, []).append(module)
+    assert needs == {}, "removed module -> modules that import it"
+    assert folder != LAYER or "numpy._core.tests" in removed  # not vacuous where it matters most

@@ -21,6 +21,7 @@ ALLOWED_LINT_FINDINGS: dict[str, str] = {}
 # Logical IDs other code (the local stack, the state machine substitutions, docs) refers to by name.
 EXPECTED_RESOURCES = {
     "CommonLayer": "AWS::Serverless::LayerVersion",
+    "IngestLayer": "AWS::Serverless::LayerVersion",
     "IngestFunction": "AWS::Serverless::Function",
     "RetrieveFunction": "AWS::Serverless::Function",
     "GenerateFunction": "AWS::Serverless::Function",

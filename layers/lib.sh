@@ -1,0 +1,103 @@
+# Shared by the layer builds (sourced: layers/<name>/build.sh and the check scripts): the Lambda target
+# every layer is built for, installing a layer's pinned requirements, sizes, and Lambda's size limit for
+# each function's set of layers.
+#
+# Before sourcing, a build sets LAYER (its name: common, guard, ingest), BUILD_DIR and mode (full: for
+# Lambda; --native: for the interpreter $PIP runs, on this platform, as the check scripts do).
+# LAYERS_ROOT, the layers/ folder; <NAME>_BUILD_DIR (COMMON_BUILD_DIR ...) overrides where another layer's
+# build is looked for by the combined size check (default: layers/<name>/build).
+
+LAYERS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PYTHON_VERSION="3.12"
+ARCHITECTURE="arm64"
+# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any of these wheel tags loads there.
+PLATFORMS=(manylinux2014_aarch64 manylinux_2_28_aarch64 manylinux_2_34_aarch64)
+# Sizes are the files' bytes in MiB, as Lambda counts them (du's block counts read ~10% higher).
+# Lambda allows 250 MiB unzipped for a function and all its layers; the functions' own code is under
+# 1 MiB (the library is in CommonLayer), 5 MiB are left for it.
+MAX_FUNCTION_MB=245
+# The distinct sets of layers template.yaml gives its functions (tests/infra checks they are the same):
+# every function has CommonLayer (Globals); GuardFunction and GatewayFunction add GuardLayer,
+# IngestFunction adds IngestLayer.
+LAYER_SETS=(common common+guard common+ingest)
+# What the python3.12 Lambda runtime already puts on sys.path; no layer ships them.
+RUNTIME_PROVIDED=(boto3 botocore s3transfer jmespath python-dateutil six urllib3)
+PIP="${PIP:-python3 -m pip}"
+
+print_target_config() {
+  echo "BUILD_DIR=$BUILD_DIR"
+  echo "PYTHON_VERSION=$PYTHON_VERSION"
+  echo "ARCHITECTURE=$ARCHITECTURE"
+  echo "PLATFORMS=${PLATFORMS[*]}"
+  echo "MAX_FUNCTION_MB=$MAX_FUNCTION_MB"
+  echo "LAYER_SETS=${LAYER_SETS[*]}"
+}
+
+# install_requirements SITE REQUIREMENTS: the pinned wheels, for Lambda's platform unless mode is --native.
+# --no-deps: each requirements.txt is its layer's complete, pinned closure (see its header).
+install_requirements() {
+  local site="$1" requirements="$2" target_args=() p
+  if [[ "$mode" != --native ]]; then
+    target_args=(--implementation cp --python-version "$PYTHON_VERSION" --abi "cp${PYTHON_VERSION/./}")
+    for p in "${PLATFORMS[@]}"; do target_args+=(--platform "$p"); done
+  fi
+  $PIP install --quiet --disable-pip-version-check --no-compile --no-deps --only-binary=:all: \
+    "${target_args[@]}" --target "$site" -r "$requirements"
+}
+
+# trim_layer SITE: the trimming every layer gets (layers/trim.sh), with this machine's strip in --native mode.
+trim_layer() {
+  if [[ "$mode" == --native ]]; then bash "$LAYERS_ROOT/trim.sh" --native "$1"; else bash "$LAYERS_ROOT/trim.sh" "$1"; fi
+}
+
+# Unzipped size in MiB, rounded up: the sum of the files' sizes (what Lambda counts), whatever du's flavour.
+size_mb() {
+  python3 -c 'import os, sys; print(-(-sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(sys.argv[1])
+    for f in fs if not os.path.islink(os.path.join(d, f))) // 2**20))' "$1"
+}
+
+# Where layer $1's build is: this build's BUILD_DIR for its own layer, else <NAME>_BUILD_DIR or the default.
+layer_build_dir() {
+  local name="$1" var
+  if [[ "$name" == "$LAYER" ]]; then echo "$BUILD_DIR"; return; fi
+  var="$(tr '[:lower:]' '[:upper:]' <<<"$name")_BUILD_DIR"
+  echo "${!var:-$LAYERS_ROOT/$name/build}"
+}
+
+# Fails when a function's layers together pass MAX_FUNCTION_MB. Checks every set that contains this layer;
+# a set with a layer not built yet is reported and skipped (`make build` builds them all, then each checks).
+check_function_limits() {
+  local set name dir size total failed=0 sizes missing
+  for set in "${LAYER_SETS[@]}"; do
+    [[ "+$set+" == *"+$LAYER+"* ]] || continue
+    total=0 sizes="" missing=""
+    for name in ${set//+/ }; do
+      dir="$(layer_build_dir "$name")"
+      if [[ ! -d "$dir/python" ]]; then missing="$name ($dir)"; break; fi
+      size="$(size_mb "$dir")"
+      total=$((total + size)) sizes="$sizes${sizes:+ + }$name $size"
+    done
+    if [[ -n "$missing" ]]; then
+      echo "functions with layers $set: not checked, $missing is not built"
+      continue
+    fi
+    echo "functions with layers $set: $sizes = $total MiB (at most $MAX_FUNCTION_MB)"
+    if [[ "$total" -gt "$MAX_FUNCTION_MB" ]]; then
+      echo "layers $set are $total MiB, over $MAX_FUNCTION_MB MiB: such a function cannot be created" \
+        "(Lambda allows 250 MiB unzipped for a function and its layers)" >&2
+      failed=1
+    fi
+  done
+  return "$failed"
+}
+
+# install_runtime_provided DIR LOCK: what the Lambda runtime provides, pinned from requirements.lock
+# (the check scripts put it on sys.path beside the layers, as Lambda does).
+install_runtime_provided() {
+  local dir="$1" lock="$2" name pins=()
+  for name in "${RUNTIME_PROVIDED[@]}"; do
+    pins+=("$(grep -i -E "^${name//-/[-_]}==" "$lock")")
+  done
+  $PIP install --quiet --disable-pip-version-check --no-compile --no-deps --only-binary=:all: \
+    --target "$dir" "${pins[@]}"
+}

@@ -1,0 +1,20 @@
+"""The guard latency benchmark's probes, run once each (the figures themselves come from `make bench`):
+the guard function's cold start and first use in a fresh interpreter, and the warm timing helper."""
+
+from __future__ import annotations
+
+from bench import guard_latency as gl
+
+
+def test_the_handler_probe_times_the_import_and_the_first_input_and_output_stages() -> None:
+    imported, first_input, first_output = gl._fresh(gl.HANDLER_PROBE, str(gl.ROOT / "functions" / "guard" / "app.py"),
+                                                    "Hello, I am Ada Lovelace.", "Hi Ada.")
+    assert 0 < imported < first_input  # the detectors load on first use, not at import
+    assert first_output > 0
+
+
+def test_warm_reports_the_median_of_runs() -> None:
+    calls = []
+    figures = gl._warm(calls.append, "text", 2, 3)
+    assert len(calls) == 1 + 2 * 3  # one untimed warm-up call
+    assert figures["runs"] == 2 and figures["rounds"] == 3 and 0 <= figures["p50_ms"] <= figures["p95_ms"]
