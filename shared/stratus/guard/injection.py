@@ -1,8 +1,11 @@
 """Prompt-injection and jailbreak detection: a classifier we train ourselves (scripts/train_injection.py).
 
 The model is a logistic regression over hashed word + char n-gram TF-IDF features (stratus.guard.features),
-stored as plain numpy arrays in models/injection-v2.npz with its metadata (threshold chosen on the
-validation split, training-data hash, parameters, measured figures) in models/injection-v2.json.
+stored as plain numpy arrays in models/injection-v3.npz with its metadata (thresholds, training-data
+hashes, parameters, measured figures) in models/injection-v3.json. Two thresholds: `threshold` for
+what a caller sends (chosen on S-Labs validation prompts) and `context_threshold` for retrieved chunks
+(chosen on clean vs. spliced documentation, evals/guard/injection_indirect.jsonl), because documents
+are scored in sentence windows and ordinary imperative prose sits higher than ordinary chat.
 Scoring needs numpy only; the artifact is read on first use, not at import, to keep cold starts short.
 
 Two additions to the classifier, both of which can only raise a score (they never replace it):
@@ -32,11 +35,13 @@ import numpy as np
 from stratus.guard import features as F
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODEL_DIR / "injection-v2"
+DEFAULT_MODEL = MODEL_DIR / "injection-v3"
 EVALS = Path(__file__).resolve().parents[3] / "evals" / "guard"
 HARD_SET = EVALS / "injection_hard_negatives.jsonl"
 # Ordinary chat openers (greetings, thanks, short questions), all benign: written before any model scored them.
 BENIGN_CHAT = EVALS / "benign_chat.jsonl"
+# Documentation pieces, clean (0) and with an attack spliced in (1): scripts/build_injection_indirect.py.
+INDIRECT_SET = EVALS / "injection_indirect.jsonl"
 SPLITS = ("train", "validation", "test")
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -61,6 +66,12 @@ class InjectionModel:
     idf: np.ndarray  # float32, one per hashed bucket
     threshold: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    # For retrieved chunks; an artifact without one (v2) uses the input threshold.
+    context_threshold: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.context_threshold < 0:
+            self.context_threshold = self.threshold
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> InjectionModel:
@@ -72,7 +83,9 @@ class InjectionModel:
         metadata = json.loads(meta.read_text(encoding="utf-8"))
         if weights.shape != idf.shape or weights.shape[0] != metadata["params"]["buckets"]:
             raise ValueError(f"injection model {npz}: weights/idf shapes do not match params.buckets")
-        return cls(weights=weights, bias=bias, idf=idf, threshold=float(metadata["threshold"]), metadata=metadata)
+        threshold = float(metadata["threshold"])
+        return cls(weights=weights, bias=bias, idf=idf, threshold=threshold, metadata=metadata,
+                   context_threshold=float(metadata.get("context_threshold", threshold)))
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -114,14 +127,20 @@ def _sigmoid(z: float) -> float:
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
+def sentence_windows(text: str) -> list[str]:
+    """The windows a long text is also scored in (training uses them too, so docs' sentences are seen)."""
+    if len(text.split()) <= _WINDOW_MIN_WORDS:
+        return []
+    sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+    if len(sentences) < 2:
+        return []
+    # Single sentences and adjacent pairs: an instruction may span a sentence break.
+    windows = sentences + [a + " " + b for a, b in zip(sentences, sentences[1:], strict=False)]
+    return windows[:_MAX_WINDOWS]
+
+
 def _views(text: str) -> list[tuple[str, str]]:
-    views: list[tuple[str, str]] = []
-    if len(text.split()) > _WINDOW_MIN_WORDS:
-        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
-        if len(sentences) > 1:
-            # Single sentences and adjacent pairs: an instruction may span a sentence break.
-            windows = sentences + [a + " " + b for a, b in zip(sentences, sentences[1:], strict=False)]
-            views += [("window", w) for w in windows[:_MAX_WINDOWS]]
+    views: list[tuple[str, str]] = [("window", w) for w in sentence_windows(text)]
     for run in _BASE64_RUN.findall(text):
         decoded = _decode_base64(run)
         if decoded:
@@ -164,6 +183,11 @@ class InjectionDetector:
     def threshold(self) -> float:
         return self.model.threshold
 
+    @property
+    def context_threshold(self) -> float:
+        """The threshold for retrieved chunks (documents), chosen on the indirect-injection validation split."""
+        return self.model.context_threshold
+
     def score(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.score(texts)
 
@@ -203,6 +227,24 @@ def load_hard_set(path: Path = HARD_SET) -> tuple[list[str], np.ndarray]:
             labels.append(int(row["label"]))
         except (ValueError, KeyError) as exc:
             raise ValueError(f"{path}:{n}: expected a JSON object with 'text' and 'label' ({exc})") from exc
+    return texts, np.array(labels, dtype=np.int8)
+
+
+def load_indirect(split: str, path: Path = INDIRECT_SET) -> tuple[list[str], np.ndarray]:
+    """One split ("validation" or "test") of the indirect-injection set as texts and 0/1 labels."""
+    if split not in ("validation", "test"):
+        raise ValueError(f"indirect split must be 'validation' or 'test', got {split!r}")
+    texts, labels = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if row["split"] == split:
+                texts.append(str(row["text"]))
+                labels.append(int(row["label"]))
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"{path}:{n}: expected a JSON object with 'split', 'text' and 'label' ({exc})") from exc
     return texts, np.array(labels, dtype=np.int8)
 
 

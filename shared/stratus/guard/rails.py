@@ -204,7 +204,7 @@ def check_context(hits: Sequence[Any], state: GuardState) -> tuple[list[Any], Gu
         return hits, state
     detector = get_detector()
     rail = policy.rail("context_injection")
-    threshold = rail.threshold if rail.threshold is not None else detector.threshold
+    threshold = rail.threshold if rail.threshold is not None else detector.context_threshold
     scores = detector.assess([h.text for h in hits])
     flagged = [h.chunk_id for h, s in zip(hits, scores, strict=True) if s.score >= threshold]
     kept: list[Any] = []

