@@ -33,7 +33,7 @@ def main() -> None:
     embedder = get_embedder(settings.embedding_model)
     model = InjectionModel.load(args.model)
     print(f"{args.model.name}: context threshold {model.context_threshold:.4f}, input threshold {model.threshold:.4f}")
-    for root in args.dirs:
+    for root in (d.resolve() for d in args.dirs):
         total = flagged_ctx = flagged_in = 0
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             doc = extract(path.read_bytes(), path.name)
@@ -48,7 +48,8 @@ def main() -> None:
                     snippet = " ".join(chunk.text.split())[:90]
                     print(f"  flagged {path.relative_to(root)} #{chunk.ordinal} {result.score:.3f} "
                           f"({result.view}): {snippet}")
-        print(f"{root.relative_to(ROOT)}: {flagged_ctx}/{total} chunks over the context threshold "
+        name = root.relative_to(ROOT) if root.is_relative_to(ROOT) else root
+        print(f"{name}: {flagged_ctx}/{total} chunks over the context threshold "
               f"({flagged_in} over the input threshold)")
 
 

@@ -44,3 +44,18 @@ def test_the_toxicity_training_script_writes_a_model_that_scores(tmp_path: Path)
     civil, insult = classifier.assess(["Thanks, the invoice arrived this morning.",
                                        "You are a worthless idiot and everyone hates you."])
     assert insult.score > civil.score
+
+
+def test_the_indirect_injection_set_rebuilds_identically(tmp_path: Path) -> None:
+    out = tmp_path / "indirect.jsonl"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_injection_indirect.py"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert out.read_bytes() == (ROOT / "evals" / "guard" / "injection_indirect.jsonl").read_bytes()
+
+
+def test_the_corpus_report_counts_flagged_chunks_per_folder() -> None:
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "injection_corpus_report.py"), "examples/corpus"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "examples/corpus: 0/" in run.stdout and "chunks over the context threshold" in run.stdout
