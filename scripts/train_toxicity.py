@@ -35,9 +35,7 @@ from stratus.guard.training import (
 
 def scores_of(model: InjectionModel, texts: list[str]) -> np.ndarray:
     """Scored exactly as at run time (whole text and sentences), so the threshold fits what runs."""
-    classifier = ToxicityClassifier()
-    classifier._model = model  # noqa: SLF001 - an in-memory model, not yet saved
-    return np.array([s.score for s in classifier.assess(texts)], dtype=np.float64)
+    return np.array([s.score for s in ToxicityClassifier.wrapping(model).assess(texts)], dtype=np.float64)
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ def test_instruction_hidden_in_a_long_document_is_found_by_windows(model: Inject
 
 def test_artifact_loads_deterministically_and_lazily() -> None:
     detector = InjectionDetector()
-    assert detector._model is None  # nothing read until first use (cold start)
+    assert not detector._model.loaded  # nothing read until first use (cold start)
     first = detector.score([ATTACK, BENIGN])
     again = InjectionModel.load().score([ATTACK, BENIGN])
     assert np.array_equal(first, again)

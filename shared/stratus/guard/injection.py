@@ -24,7 +24,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from stratus.guard import features as F
+from stratus.guard.lazy import Lazy
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODEL_DIR / "injection-v3"
@@ -163,21 +163,18 @@ class InjectionDetector:
     """Loads the artifact on first use (thread-safe) and scores texts against its threshold."""
 
     def __init__(self, stem: Path = DEFAULT_MODEL, threshold: float | None = None) -> None:
-        self._stem = stem
-        self._threshold = threshold
-        self._model: InjectionModel | None = None
-        self._lock = threading.Lock()
+        self._model = Lazy(lambda: self._load(stem, threshold))
+
+    @staticmethod
+    def _load(stem: Path, threshold: float | None) -> InjectionModel:
+        model = InjectionModel.load(stem)
+        if threshold is not None:  # a tenant policy's own threshold
+            model.threshold = threshold
+        return model
 
     @property
     def model(self) -> InjectionModel:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    model = InjectionModel.load(self._stem)
-                    if self._threshold is not None:  # a tenant policy's own threshold
-                        model.threshold = self._threshold
-                    self._model = model
-        return self._model
+        return self._model.get()
 
     @property
     def threshold(self) -> float:
@@ -217,34 +214,28 @@ def binary_metrics(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float
 
 def load_hard_set(path: Path = HARD_SET) -> tuple[list[str], np.ndarray]:
     """Our own labelled hard cases: JSON lines {"id", "text", "label": 0|1, "kind"}."""
-    texts, labels = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            texts.append(str(row["text"]))
-            labels.append(int(row["label"]))
-        except (ValueError, KeyError) as exc:
-            raise ValueError(f"{path}:{n}: expected a JSON object with 'text' and 'label' ({exc})") from exc
-    return texts, np.array(labels, dtype=np.int8)
+    return _labelled(path, lambda row: True, "'text' and 'label'")
 
 
 def load_indirect(split: str, path: Path = INDIRECT_SET) -> tuple[list[str], np.ndarray]:
     """One split ("validation" or "test") of the indirect-injection set as texts and 0/1 labels."""
     if split not in ("validation", "test"):
         raise ValueError(f"indirect split must be 'validation' or 'test', got {split!r}")
+    return _labelled(path, lambda row: row["split"] == split, "'split', 'text' and 'label'")
+
+
+def _labelled(path: Path, keep: Any, expected: str) -> tuple[list[str], np.ndarray]:
     texts, labels = [], []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            if row["split"] == split:
+            if keep(row):
                 texts.append(str(row["text"]))
                 labels.append(int(row["label"]))
         except (ValueError, KeyError) as exc:
-            raise ValueError(f"{path}:{n}: expected a JSON object with 'split', 'text' and 'label' ({exc})") from exc
+            raise ValueError(f"{path}:{n}: expected a JSON object with {expected} ({exc})") from exc
     return texts, np.array(labels, dtype=np.int8)
 
 

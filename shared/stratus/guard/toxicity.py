@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from stratus.guard.lazy import Lazy
 
 if TYPE_CHECKING:
     from stratus.guard.injection import InjectionModel
@@ -53,18 +54,18 @@ class ToxicityClassifier:
     """Loads the artifact on first use (thread-safe) and scores texts against its threshold."""
 
     def __init__(self, stem: Path = DEFAULT_MODEL, threshold: float | None = None) -> None:
-        self._stem = stem
-        self._threshold = threshold
-        self._model: InjectionModel | None = None
-        self._lock = threading.Lock()
+        self._model = Lazy(lambda: load_model(stem, threshold))
+
+    @classmethod
+    def wrapping(cls, model: InjectionModel) -> ToxicityClassifier:
+        """A classifier over an in-memory model (training scores candidates before any is saved)."""
+        classifier = cls()
+        classifier._model = Lazy(lambda: model)
+        return classifier
 
     @property
     def model(self) -> InjectionModel:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = load_model(self._stem, self._threshold)
-        return self._model
+        return self._model.get()
 
     @property
     def threshold(self) -> float:
