@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stratus-installed
 ENV ?= dev
 
-.PHONY: venv demo dev test test-unit test-integration test-infra lint bench build deploy clean
+.PHONY: venv chromium demo dev test test-unit test-integration test-infra lint bench build deploy clean
 
 venv: $(STAMP)
 
@@ -25,7 +25,14 @@ demo: venv
 dev: venv
 	$(BIN)/stratus dev
 
-test: venv
+# Headless Chromium renders `stratus report` in tests/e2e/test_report.py: the Debian package, installed
+# when no chromium is on PATH (as root, or through sudo).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q chromium || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
+
+test: venv chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

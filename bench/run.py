@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
-    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard]   (default: all)
+    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval]   (default: all)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables. The embedded PostgreSQL used here is private to the run and deleted after.
@@ -28,7 +28,7 @@ def _summary() -> None:
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard"}
+    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval"}
     if "cold_start" in wanted:
         from bench import cold_start
 
@@ -85,6 +85,10 @@ def main(argv: list[str]) -> int:
         from bench import guard_latency
 
         guard_latency.main()
+    if "eval" in wanted:
+        from bench import eval_sampler
+
+        eval_sampler.main()
     _summary()
     return 0
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/build_injection_indirect.py     # rewrites the committed file byte for byte
 
-Benign documentation pieces (the README text of the packages pinned in requirements.lock and
+Benign documentation pieces (the README text of the packages pinned in evals/guard/doc_sources.lock and
 installed at that version under a permissive licence, plus the stdlib's module docstrings; see
 stratus.guard.training) from the VALIDATION and TEST sources only, each twice: as is (label 0) and
 with one attack from the S-Labs split of the same name spliced in at a random sentence boundary
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stratus.guard.injection import INDIRECT_SET, load_split
-from stratus.guard.training import doc_pieces, package_documents, splice, split_of, stdlib_documents
+from stratus.guard.training import DOC_SOURCES, doc_pieces, package_documents, splice, split_of, stdlib_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 5
@@ -49,7 +49,7 @@ def build(lock: Path, seed: int = SEED) -> list[dict[str, object]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lock", type=Path, default=ROOT / "requirements.lock")
+    ap.add_argument("--lock", type=Path, default=DOC_SOURCES)
     ap.add_argument("--out", type=Path, default=INDIRECT_SET)
     args = ap.parse_args()
     rows = build(args.lock)

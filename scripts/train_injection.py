@@ -13,7 +13,7 @@ still picks the threshold and S-Labs test is still the held-out figure.
 
 v2 flagged ordinary documentation in the context rail ("## Rate limits", "wait ... before retrying"):
 no training text looked like docs. v3 adds to TRAINING benign documentation pieces (50-400 words, like
-retrieved chunks) from the README text of the packages pinned in requirements.lock (installed at that
+retrieved chunks) from the README text of the packages pinned in evals/guard/doc_sources.lock (installed at that
 version, permissive licence only; name, version and sha256 of every text recorded in the artifact) and
 from the stdlib's module docstrings, taken from the TRAIN sources only (sources are split by name, see
 stratus.guard.training.split_of), with the same pieces carrying a spliced train-split attack as
@@ -53,6 +53,7 @@ from stratus.guard.injection import (
     sentence_windows,
 )
 from stratus.guard.training import (
+    DOC_SOURCES,
     doc_pieces,
     files_sha256,
     package_documents,
@@ -104,7 +105,7 @@ def load_doc_train(lock: Path, attacks: list[str], spliced: bool,
                 texts.append(splice(piece, attacks[int(rng.integers(len(attacks)))], rng))
                 labels.append(1)
     record = {
-        "source": "long descriptions (README) of the packages in requirements.lock, installed at the locked "
+        "source": "long descriptions (README) of the packages in the sources lock, installed at the locked "
                   "version, permissive licences only (MIT, BSD, Apache, ISC, PSF, Zlib, CC0; no copyleft), "
                   "and the stdlib's module docstrings (PSF); train sources only, training only",
         "lock_sha256": files_sha256([lock]), "seed": DOC_SEED, "spliced_positives": spliced,
@@ -134,7 +135,7 @@ def main() -> None:
                          "S-Labs test recall fell below 0.90, so off)")
     ap.add_argument("--context-fpr", type=float, default=0.01,
                     help="FPR allowed on clean docs of the indirect validation split (the context threshold)")
-    ap.add_argument("--lock", type=Path, default=ROOT / "requirements.lock")
+    ap.add_argument("--lock", type=Path, default=DOC_SOURCES)
     ap.add_argument("--out", type=Path, default=MODEL_DIR / "injection-v3")
     args = ap.parse_args()
     started = time.perf_counter()

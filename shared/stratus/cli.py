@@ -100,6 +100,22 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_run(args: argparse.Namespace) -> int:
+    from stratus.evals.gold import available_suites
+    from stratus.evals.gold_commands import run_command
+
+    suites = available_suites()
+    if args.gold_suite is not None and args.gold_suite not in suites:
+        raise UsageError(f"--suite: no gold suite {args.gold_suite!r} (have: {', '.join(suites) or 'none'})")
+    chosen = [args.gold_suite] if args.gold_suite else suites
+    if args.out is not None and len(chosen) > 1:
+        raise UsageError("--out: one file per suite; choose one with --suite")
+    if not args.thresholds.is_file():
+        raise UsageError(f"--thresholds: {args.thresholds} is not a file")
+    return run_command(chosen, as_json=args.json, out_file=args.out, thresholds=args.thresholds,
+                       verbose=args.verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stratus",
                                      description="Stratus: local stack, ingestion, questions, prompts, evals.")
@@ -152,9 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--mode", choices=["lexical", "dense", "hybrid", "all"], default="all")
     retrieval.add_argument("--keep-tenant", action="store_true", help="leave the eval tenant's data in place")
     retrieval.set_defaults(func=_cmd_eval_retrieval)
+    from stratus.evals.gold import THRESHOLDS
+
+    run = eval_sub.add_parser("run", help="gold question sets through the query workflow, scored against floors",
+                              description="Runs evals/gold/<suite>.jsonl (all suites by default) through the"
+                              " local query workflow; exit 1 naming each metric below its floor in"
+                              " evals/gold/thresholds.json. See docs/evals.md.")
+    run.add_argument("--suite", dest="gold_suite", metavar="NAME", help="one suite (a prompt name, e.g. rag-answer)")
+    run.add_argument("--json", action="store_true", help="print the JSON result instead of the table")
+    run.add_argument("--out", type=Path, metavar="FILE", help="JSON result file (default .stratus/evals/<suite>.json)")
+    run.add_argument("--thresholds", type=Path, default=THRESHOLDS, help="floors per suite (JSON)")
+    run.set_defaults(func=_cmd_eval_run)
     from stratus.guard.commands import add_eval_guard_parser, add_guard_parser
 
     add_eval_guard_parser(eval_sub)
+    from stratus.evals.commands import add_eval_sample_parser
+
+    add_eval_sample_parser(eval_sub)
 
     from stratus.gateway.commands import add_keys_parser
     from stratus.prompts.commands import add_prompts_parser
@@ -162,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_prompts_parser(sub)
     add_keys_parser(sub)  # `stratus keys` and `stratus tenants`
     add_guard_parser(sub)
+    from stratus.evals.report_command import add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 

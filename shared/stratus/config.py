@@ -133,6 +133,23 @@ class Settings(BaseModel):
     # X-Ray tracing of the gateway (the template turns it on with Tracing: Active). The X-Ray SDK costs
     # ~400 ms of import, so it loads only when this is on, on the first invocation.
     tracing: bool = False
+    # Online evaluation: the share of requests whose content is kept (PII-redacted) and scored by the
+    # scheduled sampler; which ones is a function of the request id, so reruns pick the same ones.
+    # CloudWatch metrics as embedded-metric-format log lines (on in the template; off locally, where
+    # stdout belongs to the commands).
+    emit_metrics: bool = False
+    eval_sample_rate: float = Field(default=0.02, ge=0, le=1)
+    eval_judge_model: str = "fast"  # the alias the LLM judge runs on (offline provider: the offline judge)
+    eval_latency_target_ms: float = Field(default=8000, gt=0)  # a sampled answer slower than this fails
+    eval_cost_target_usd: float = Field(default=0.02, gt=0)  # ... or costlier than this
+    # A run's mean for a prompt version and metric that drops this much under the trailing baseline (the
+    # previous eval_baseline_runs runs' means) with at least eval_min_samples samples is a regression.
+    eval_regression_drop: float = Field(default=0.1, gt=0, le=1)
+    eval_baseline_runs: int = Field(default=5, ge=1)
+    eval_min_samples: int = Field(default=5, ge=1)
+    # Bounds one run's work per tenant: over it, a hash-chosen subset of the window is scored and the rest
+    # is counted as unscored (the sample of a sample), not carried to the next run.
+    eval_max_samples_per_run: int = Field(default=2000, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

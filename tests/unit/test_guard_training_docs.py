@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from stratus.guard.training import doc_pieces, is_permissive, locked_packages, splice, split_of
+from stratus.guard.training import (
+    DOC_SOURCES,
+    doc_pieces,
+    files_sha256,
+    is_permissive,
+    locked_packages,
+    splice,
+    split_of,
+)
 
 
 def test_licence_filter_keeps_permissive_and_drops_copyleft() -> None:
@@ -47,3 +57,11 @@ def test_splice_inserts_the_attack_whole_at_a_sentence_boundary() -> None:
     assert attack in out and out.replace(attack, "").split() == doc.split()
     assert out.split(attack)[0].rstrip().endswith(".")  # never inside a sentence
     assert splice("no boundary", attack, np.random.default_rng(0)) == "no boundary " + attack
+
+
+
+def test_the_doc_sources_lock_is_the_one_injection_v3_was_trained_on() -> None:
+    from stratus.guard.injection import MODEL_DIR
+
+    meta = json.loads((MODEL_DIR / "injection-v3.json").read_text())
+    assert files_sha256([DOC_SOURCES]) == meta["doc_training_data"]["lock_sha256"]

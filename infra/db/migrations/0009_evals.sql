@@ -20,6 +20,9 @@ CREATE TABLE eval_samples (
   cited_chunk_ids  bigint[] NOT NULL DEFAULT '{}',
   latency_ms       real NOT NULL DEFAULT 0,
   cost_usd         numeric(14, 10) NOT NULL DEFAULT 0,
+  -- What was checked on the unredacted text before it was redacted (e.g. PII types in the answer as
+  -- the caller saw it), and the guard's verdicts.
+  facts            jsonb NOT NULL DEFAULT '{}',
   PRIMARY KEY (tenant_id, request_id)
 );
 CREATE INDEX eval_samples_time ON eval_samples (created_at);

@@ -92,11 +92,16 @@ def close_connection() -> None:
 def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
     """A transaction in which only `tenant_id`'s rows are visible or writable."""
     conn = conn or get_connection()
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        conn.rollback()
+    ensure_idle(conn)
     with conn.transaction():
         conn.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant_id])
         yield conn
+
+
+def ensure_idle(conn: psycopg.Connection) -> None:
+    """Roll back a transaction a failed statement left open, so the connection can be used again."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
 
 
 def relax_commit(conn: psycopg.Connection) -> None:

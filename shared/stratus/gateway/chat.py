@@ -188,6 +188,7 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
         ctx.step("guard_output", t)
     _account(ctx, response, streamed=False)
     _guard_verdict(ctx, response.guard)  # after accounting: an answer blocked on the way out was paid for
+    _keep_sample(ctx, task, response, s)
     payload = completion_object(response, model=choice.requested, request_id=ctx.request_id,
                                 timings_ms=_timings(ctx, response))
     return JSONResponse(payload, background=finish_task(ctx))
@@ -215,6 +216,21 @@ def _guard_verdict(ctx: Any, guard: Any) -> None:
     ctx.trace["guard"] = summary.model_dump(mode="json")
     if summary.blocked is not None:
         raise errors.guard_blocked(summary.blocked)
+
+
+def _keep_sample(ctx: Any, task: Any, response: Any, s: Any) -> None:
+    """For the requests online evaluation samples: keep their content (redacted) after the response."""
+    from stratus.evals.sampling import is_sampled
+
+    if not is_sampled(ctx.request_id, s.eval_sample_rate) or response.tool_calls:
+        return
+    from stratus.evals.samples import record_sample
+
+    question = task.query or next((m.text() for m in reversed(task.messages) if m.role == "user"), "")
+    latency = ctx.elapsed_ms()
+    ctx.deferred.append(lambda conn: record_sample(conn, tenant_id=task.tenant_id, request_id=ctx.request_id,
+                                                   mode=task.mode, question=question, response=response,
+                                                   latency_ms=latency))
 
 
 def check_limits(body: Any, s: Any) -> None:
@@ -369,6 +385,7 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
                     response = response.model_copy(update={"guard": guard.summary()})
                     ctx.trace["guard"] = response.guard.model_dump(mode="json")
                 _account(ctx, response, streamed=True)
+                _keep_sample(ctx, task, response, s)
                 yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id, _timings(ctx, response)))
                 if body.include_usage:
                     yield sse.event(writer.usage(response.usage))

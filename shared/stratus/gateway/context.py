@@ -52,6 +52,7 @@ class RequestContext:
     spent_usd: float = 0.0
     finished: bool = False  # settle + trace scheduled (once per request)
     deferred: list[Any] = field(default_factory=list)  # writes that wait for the response: f(conn) -> None
+    emit_metrics: bool = False  # SpendUsd and LatencyMs as EMF log lines after the response (settings)
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -62,6 +63,8 @@ class RequestContext:
 
 def new_context(scope: dict[str, Any], request_id: str) -> RequestContext:
     ctx = RequestContext(request_id=request_id, route=scope.get("path", ""), method=scope.get("method", ""))
+    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+    ctx.emit_metrics = bool(getattr(settings, "emit_metrics", False))
     scope.setdefault("state", {})["stratus"] = ctx
     return ctx
 
@@ -130,8 +133,20 @@ def after_response(ctx: RequestContext) -> None:
             fields["timings_ms"] = {**fields.get("timings_ms", {}), **ctx.timings_ms}
             known = TraceRecord.model_fields
             record_trace(TraceRecord(**{k: v for k, v in fields.items() if k in known and v is not None}), conn)
+        _emit_metrics(ctx)
     except Exception:  # noqa: BLE001 - the response is sent; a failed settle expires with its reservation
         log.exception("request %s: settling or tracing failed", ctx.request_id)
+
+
+def _emit_metrics(ctx: RequestContext) -> None:
+    """Spend and latency as CloudWatch metrics (EMF log lines) where the settings turn them on: the
+    template's spend and latency alarms and its dashboard read them."""
+    if not ctx.emit_metrics:
+        return
+    from stratus.evals.metrics import Metric, emit
+
+    emit([Metric("SpendUsd", round(ctx.spent_usd, 8)), Metric("LatencyMs", ctx.elapsed_ms(), "Milliseconds")],
+         service="gateway")
 
 
 def finish_task(ctx: RequestContext) -> Any:

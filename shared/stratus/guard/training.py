@@ -135,6 +135,12 @@ def is_permissive(licences: Sequence[str]) -> bool:
     return not _COPYLEFT.search(joined) or " OR " in joined
 
 
+# The package list the documentation data is drawn from: requirements.lock as it was when injection-v3 was
+# trained (its sha256 is the artifact's lock_sha256). A copy, so that adding a dependency to the project
+# does not change the training data or the indirect-injection set.
+DOC_SOURCES = Path(__file__).resolve().parents[3] / "evals" / "guard" / "doc_sources.lock"
+
+
 def locked_packages(lock: Path) -> list[tuple[str, str]]:
     """(name, version) of every `name==version` line of a requirements lock file."""
     out = []

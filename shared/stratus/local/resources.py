@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +41,34 @@ class SqsEventSource:
     enabled: bool = True
 
 
+class Schedule:
+    """A function's schedule event: `rate(N unit)` as a period."""
+
+    def __init__(self, logical_id: str, function_name: str, expression: str) -> None:
+        self.logical_id = logical_id
+        self.function_name = function_name
+        self.expression = expression
+        self.period_s = rate_seconds(expression)
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float:
+    """Seconds between runs of `rate(15 minutes)`; cron(...) is not run locally (ValueError says so)."""
+    match = _RATE.match(expression.strip())
+    if match is None:
+        raise ValueError(f"schedule {expression!r}: only rate(N minutes|hours|days) runs locally")
+    return int(match.group(1)) * _UNIT_S[match.group(2).rstrip("s")]
+
+
 @dataclass
 class CreatedStack:
     resolver: Resolver
     functions: dict[str, LocalFunction] = field(default_factory=dict)  # by logical id
     event_sources: list[SqsEventSource] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)  # EventBridge schedules (run by stratus.local.scheduler)
     queue_urls: dict[str, str] = field(default_factory=dict)  # arn -> url
     skipped: list[str] = field(default_factory=list)
 
@@ -201,6 +225,12 @@ class StackBuilder:
         for event_id, event in (props.get("Events") or {}).items():
             if event.get("Type") == "SQS":
                 self._pending_events.append((logical_id, event_id, event.get("Properties") or {}))
+            elif event.get("Type") == "Schedule":
+                expression = str(self.resolver.resolve((event.get("Properties") or {}).get("Schedule")))
+                try:
+                    self.stack.schedules.append(Schedule(logical_id, name, expression))
+                except ValueError as err:
+                    raise TemplateError(f"{logical_id}.Events.{event_id}: {err}") from None
         log.info("function %s -> %s (%s)", logical_id, name, fn.path)
 
     # --- Step Functions ------------------------------------------------------------------------------

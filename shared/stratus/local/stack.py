@@ -102,6 +102,7 @@ class LocalStack:
         self.endpoint_url: str | None = None
         self.resources: CreatedStack | None = None
         self.pollers: list[SqsPoller] = []
+        self.schedules: list[Any] = []  # ScheduleRunners for the template's rate(...) schedules
         self._pg: Any = None
         self._moto: Any = None
         self._env = EnvOverlay()
@@ -152,6 +153,7 @@ class LocalStack:
                                        self.region, retry_delay_s=self.retry_delay_s)
                     poller.start()
                     self.pollers.append(poller)
+            self._start_schedules()
         if self.serve_gateway:
             self._start_gateway()
         self._write_state()
@@ -161,6 +163,9 @@ class LocalStack:
         if self.gateway is not None:  # first: in-flight requests still need the database and moto
             self.gateway.stop()
             self.gateway = None
+        for runner in self.schedules:
+            runner.stop()
+        self.schedules = []
         for poller in self.pollers:
             poller.stop()
         self.pollers = []
@@ -188,6 +193,21 @@ class LocalStack:
         with _active_lock:
             if LocalStack._active is self:
                 LocalStack._active = None
+
+    def _start_schedules(self) -> None:
+        from stratus.local.scheduler import ScheduleRunner
+
+        assert self.resources is not None
+        for schedule in self.resources.schedules:
+            runner = ScheduleRunner(schedule, self.client("lambda", read_timeout=900), self.region, ACCOUNT_ID)
+            self.schedules.append(runner.start())
+
+    def schedule(self, logical_id: str) -> Any:
+        """The runner of a function's schedule (started with the pollers), e.g. to run it now."""
+        for runner in self.schedules:
+            if runner.schedule.logical_id == logical_id:
+                return runner
+        raise KeyError(f"no schedule runs {logical_id} (start_pollers=False starts none)")
 
     def _start_database(self) -> None:
         from stratus.db.migrate import migrate

@@ -35,11 +35,15 @@ def add_prompts_parser(sub: Any) -> None:
     sync.add_argument("--dir", type=Path, help="prompt folder (default: STRATUS_PROMPTS_DIR or prompts/)")
     sync.set_defaults(func=_cmd_sync)
 
-    promote = cmds.add_parser("promote", help="point a label at a published version")
+    promote = cmds.add_parser("promote", help="point a label at a published version",
+                              description="Runs the prompt's gold suite (evals/gold/NAME.jsonl, when there is"
+                              " one) on VERSION first and refuses when a threshold is missed.")
     promote.add_argument("name", metavar="NAME")
     promote.add_argument("version", metavar="VERSION")
     promote.add_argument("--label", default="production", help="label to move (default: production)")
     promote.add_argument("--tenant", help="move this tenant's own label instead of the global one")
+    promote.add_argument("--force", action="store_true", help="promote without the gold suite gate")
+    promote.add_argument("--thresholds", type=Path, help="the gate's floors (default evals/gold/thresholds.json)")
     promote.set_defaults(func=_cmd_promote)
 
     rollback = cmds.add_parser("rollback", help="move a label back to its previous version")
@@ -169,6 +173,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _cmd_promote(args: argparse.Namespace) -> int:
     name, version = _name(args.name), _version(args.version, "VERSION")
     label, tenant = _label(args.label), _tenant(args.tenant)
+    from stratus.evals.gold_commands import promotion_gate
+
+    if args.thresholds is not None and not args.thresholds.is_file():
+        raise _usage(f"--thresholds: {args.thresholds} is not a file")
+    if not promotion_gate(name, version, force=args.force, verbose=args.verbose, thresholds=args.thresholds):
+        return EXIT_FAILED
 
     def body() -> None:
         from stratus.prompts.registry import promote

@@ -1,0 +1,24 @@
+"""Eval sampler (EventBridge schedule): score the requests sampled since the last run, store the scores
+and per-prompt aggregates, flag regressions and input drift, and emit the figures as CloudWatch metrics
+(embedded metric format in the function's log).
+
+The embedder, the guard's scorers and Powertools load on the first run, not at cold start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratus.config import get_settings
+from stratus.evals.sampler import run_sampler
+
+get_settings()  # a bad configuration fails at cold start, naming the variable
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from stratus.evals.metrics import emit
+
+    result = run_sampler()
+    emit(result.metrics, service="eval_sampler")
+    return {"run_id": result.run_id, "window_from": result.window_from.isoformat(),
+            "window_to": result.window_to.isoformat(), **result.summary()}

@@ -1,0 +1,204 @@
+"""One run of online evaluation: score the requests sampled since the last finished run.
+
+1. The window is (end of the last finished run, now]. A run that crashed left no finished row, so the
+   next run takes the same window again; scores are keyed by (tenant, request, metric), so the repeat
+   rewrites them and nothing is counted twice.
+2. For each tenant, each sample in the window gets the deterministic checks (stratus.evals.checks) and the
+   judge (stratus.evals.judge); every score is stored at once.
+3. Per tenant, prompt version and metric: the window's mean (aggregates), compared with the trailing
+   baseline (the previous runs' means for that prompt); a drop past `eval_regression_drop` with enough
+   samples is a regression.
+4. Input drift: the questions of the last day (at least the window) against those of the week before.
+5. The run is marked done with its summary; the caller emits its metrics (EMF on Lambda).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stratus.evals.checks import Score, run_checks
+from stratus.evals.metrics import Metric
+
+log = logging.getLogger(__name__)
+
+FIRST_WINDOW = timedelta(days=1)  # the first run ever looks back this far
+# A sample's created_at is its insert transaction's start; the window ends this long before now so that a
+# sample still committing when a run reads is in the next run's window, not lost between two.
+SETTLE = timedelta(seconds=10)
+# Drift compares the last day of questions (a 15-minute window at a 2% sample holds too few) with the
+# week before it; consecutive runs see overlapping days, which is what a trend line of drift wants.
+DRIFT_RECENT = timedelta(days=1)
+DRIFT_BASELINE = timedelta(days=7)
+DRIFT_MAX_QUESTIONS = 2000
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    window_from: datetime
+    window_to: datetime
+    samples: int = 0
+    scores: int = 0
+    judge_failures: int = 0
+    score_errors: int = 0
+    unscored: int = 0  # samples over eval_max_samples_per_run in a tenant's window: left out of this run
+    regressions: list[dict[str, Any]] = field(default_factory=list)
+    drift: dict[str, Any] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"samples": self.samples, "scores": self.scores, "judge_failures": self.judge_failures,
+                "score_errors": self.score_errors, "unscored": self.unscored, "regressions": self.regressions,
+                "drift": self.drift, "seconds": round(self.seconds, 3)}
+
+
+def run_sampler(*, settings: Any = None, conn: Any = None, now: datetime | None = None, router: Any = None,
+                tenants: list[str] | None = None, since: datetime | None = None) -> RunResult:
+    """One run over (since or the end of the last finished run, now - SETTLE]; `tenants` limits it (default:
+    all); `now` sets the window's end."""
+    from stratus.config import get_settings
+    from stratus.db import evals as store
+    from stratus.db.connection import ensure_idle, get_connection
+    from stratus.generation.service import get_router
+
+    s = settings or get_settings()
+    conn = conn or get_connection()
+    router = router or get_router(s)
+    started = time.perf_counter()
+    window_to = now or datetime.now(UTC) - SETTLE
+    with conn.transaction():
+        window_from = since or store.last_window_end(conn) or window_to - FIRST_WINDOW
+        run_id = store.start_run(conn, window_from, window_to)
+    result = RunResult(run_id, window_from, window_to)
+    try:
+        for tenant_id in tenants if tenants is not None else _tenants(conn):
+            _score_tenant(conn, tenant_id, result, s, router)
+        result.seconds = time.perf_counter() - started
+        result.metrics.extend(_run_metrics(result))
+        with conn.transaction():
+            store.finish_run(conn, run_id, "done", result.summary())
+    except Exception:
+        ensure_idle(conn)
+        with conn.transaction():
+            store.finish_run(conn, run_id, "failed", result.summary())
+        raise
+    return result
+
+
+def _tenants(conn: Any) -> list[str]:
+    from stratus.db.tenants import list_tenants
+
+    with conn.transaction():
+        return [t["id"] for t in list_tenants(conn)]
+
+
+def _score_tenant(conn: Any, tenant_id: str, result: RunResult, s: Any, router: Any) -> None:
+    from stratus.db import evals as store
+    from stratus.db.connection import tenant_transaction
+
+    with tenant_transaction(tenant_id, conn):
+        samples, in_window = store.samples_between(conn, tenant_id, result.window_from, result.window_to,
+                                                   s.eval_max_samples_per_run)
+    result.unscored += in_window - len(samples)
+    for sample in samples:
+        scores = _score_sample(conn, tenant_id, sample, s, router)
+        with tenant_transaction(tenant_id, conn):
+            for sc in scores:
+                store.upsert_score(conn, {"tenant_id": tenant_id, "request_id": sample["request_id"],
+                                          "metric": sc.metric, "score": sc.score, "passed": sc.passed,
+                                          "scorer": sc.scorer, "error": sc.error, "details": sc.details,
+                                          "run_id": result.run_id, "prompt_name": sample["prompt_name"],
+                                          "prompt_version": sample["prompt_version"]})
+        result.samples += 1
+        result.scores += sum(sc.error is None for sc in scores)
+        result.score_errors += sum(sc.error is not None for sc in scores)
+        result.judge_failures += sum(sc.error is not None and sc.scorer.startswith("judge") for sc in scores)
+    _aggregate(conn, tenant_id, result, s)
+    if samples:
+        result.drift[tenant_id] = _drift(conn, tenant_id, result)
+
+
+def _score_sample(conn: Any, tenant_id: str, sample: dict[str, Any], s: Any, router: Any) -> list[Score]:
+    from stratus.db import evals as store
+    from stratus.db.connection import tenant_transaction
+    from stratus.evals.judge import CRITERIA, judge
+    from stratus.llm.types import ContextPassage
+
+    with tenant_transaction(tenant_id, conn):
+        texts = store.chunk_texts(conn, tenant_id, list(sample["chunk_ids"] or []))
+    # Numbered as the prompt numbered them: the order the chunks were given to the model.
+    passages = [ContextPassage(number=i, chunk_id=cid, document_id="", document_version=0, source_key="",
+                               text=texts[cid]) for i, cid in enumerate(sample["chunk_ids"] or [], start=1)
+                if cid in texts]
+    scores = run_checks(sample, passages, s)
+    verdict = judge(sample["question"], sample["answer"], passages, conn=conn, tenant_id=tenant_id, settings=s,
+                    router=router)
+    for criterion in CRITERIA:
+        if verdict.error is not None:
+            scores.append(Score(f"judge_{criterion}", None, None, scorer=verdict.scorer, error=verdict.error))
+        else:
+            value = verdict.scores[criterion]
+            scores.append(Score(f"judge_{criterion}", value, value >= 0.5, scorer=verdict.scorer,
+                                details={"reason": verdict.reason[:300]}))
+    return scores
+
+
+def _aggregate(conn: Any, tenant_id: str, result: RunResult, s: Any) -> None:
+    from stratus.db import evals as store
+    from stratus.db.connection import tenant_transaction
+
+    with tenant_transaction(tenant_id, conn):
+        for row in store.window_means(conn, tenant_id, result.window_from, result.window_to):
+            mean = float(row["mean"]) if row["mean"] is not None else None
+            baseline, runs = store.baseline_mean(conn, tenant_id, row["prompt_name"], row["metric"],
+                                                 result.window_to, s.eval_baseline_runs)
+            store.upsert_aggregate(conn, {"run_id": result.run_id, "tenant_id": tenant_id,
+                                          "prompt_name": row["prompt_name"], "prompt_version": row["prompt_version"],
+                                          "metric": row["metric"], "n": int(row["n"]), "mean": mean,
+                                          "failures": int(row["failures"]), "window_to": result.window_to})
+            dims = {"Prompt": f"{row['prompt_name']}@{row['prompt_version']}", "Metric": row["metric"]}
+            if mean is not None:
+                result.metrics.append(Metric("EvalScore", round(mean, 4), dimensions=dims))
+            if (mean is not None and baseline is not None and int(row["n"]) >= s.eval_min_samples
+                    and baseline - mean > s.eval_regression_drop):
+                result.regressions.append({"tenant_id": tenant_id, "prompt": dims["Prompt"], "metric": row["metric"],
+                                           "mean": round(mean, 4), "baseline": round(baseline, 4),
+                                           "baseline_runs": runs, "n": int(row["n"])})
+
+
+def _drift(conn: Any, tenant_id: str, result: RunResult) -> dict[str, Any]:
+    """The last day's questions (or the window's, if longer) against the week before (stratus.evals.drift)."""
+    from stratus.db import evals as store
+    from stratus.db.connection import tenant_transaction
+
+    split = min(result.window_from, result.window_to - DRIFT_RECENT)
+    with tenant_transaction(tenant_id, conn):
+        recent = store.questions_between(conn, tenant_id, split, result.window_to, DRIFT_MAX_QUESTIONS)
+        baseline = store.questions_between(conn, tenant_id, split - DRIFT_BASELINE, split, DRIFT_MAX_QUESTIONS)
+    from stratus.embeddings import get_embedder
+    from stratus.evals.drift import measure_drift
+
+    embedder = get_embedder("all-MiniLM-L6-v2-int8")
+    base_vectors = embedder.embed(baseline) if baseline else _no_vectors(embedder)
+    recent_vectors = embedder.embed(recent) if recent else _no_vectors(embedder)
+    return measure_drift(base_vectors, recent_vectors, recent).to_json()
+
+
+def _no_vectors(embedder: Any) -> Any:
+    import numpy as np
+
+    return np.zeros((0, embedder.dimensions), dtype=np.float32)
+
+
+def _run_metrics(result: RunResult) -> list[Metric]:
+    out = [Metric("EvalSamples", result.samples, "Count"), Metric("EvalJudgeFailures", result.judge_failures, "Count"),
+           Metric("EvalRegressions", len(result.regressions), "Count"),
+           Metric("EvalRunSeconds", round(result.seconds, 3), "Seconds")]
+    drifted = sum(1 for d in result.drift.values() if d.get("drifted"))
+    out.append(Metric("EvalDriftedTenants", drifted, "Count"))
+    return out
