@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.common import ROOT, record
 
-ROUNDS = int(os.environ.get("BENCH_EVAL_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_EVAL_ROUNDS", "5"))
 REQUESTS_PER_DAY = 1_000_000
 JUDGE_OUTPUT_TOKENS = 60
 LAMBDA_ARM_USD_PER_GB_S = 0.0000133334  # us-east-1, arm64
@@ -107,7 +107,7 @@ def run(url: str, *, copies: int | None = None, rounds_n: int = ROUNDS) -> dict[
     with connect(url) as conn, tenant_transaction(tenant, conn):
         ensure_tenant(conn, tenant)
     started = datetime.now(UTC) - timedelta(seconds=1)
-    n = seed_samples(url, tenant, copies=copies or int(os.environ.get("BENCH_EVAL_COPIES", "3")))
+    n = seed_samples(url, tenant, copies=copies or int(os.environ.get("BENCH_EVAL_COPIES", "10")))
     s = load_settings(database_url=url)
     rounds = []
     conn = connect(url)
