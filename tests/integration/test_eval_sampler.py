@@ -150,13 +150,22 @@ def test_a_drop_under_the_trailing_baseline_is_a_regression(pg_url: str, conn: A
     tenant, _ = tenant_with_key(pg_url, "evr")
     base = datetime.now(UTC) - timedelta(days=2)
     s = settings.model_copy(update={"eval_min_samples": 1, "eval_baseline_runs": 3})
+    runs = {}
     with conn.transaction():
-        run = store.start_run(conn, base - timedelta(hours=4), base - timedelta(hours=1))
+        for h in (3, 2):
+            runs[h] = store.start_run(conn, base - timedelta(hours=h + 1), base - timedelta(hours=h))
+            store.finish_run(conn, runs[h], "done", {})
+        crashed = store.start_run(conn, base - timedelta(hours=1), base - timedelta(minutes=30))
+        store.finish_run(conn, crashed, "failed", {})
     with tenant_transaction(tenant, conn):
         for h in (3, 2):  # two earlier windows where the prompt scored 0.9
-            store.upsert_aggregate(conn, {"run_id": run, "tenant_id": tenant, "prompt_name": "chat",
+            store.upsert_aggregate(conn, {"run_id": runs[h], "tenant_id": tenant, "prompt_name": "chat",
                                           "prompt_version": 1, "metric": "latency", "n": 10, "mean": 0.9,
                                           "failures": 0, "window_to": base - timedelta(hours=h)})
+        # A run that failed part-way aggregated a window its rerun aggregates again: not in the baseline.
+        store.upsert_aggregate(conn, {"run_id": crashed, "tenant_id": tenant, "prompt_name": "chat",
+                                      "prompt_version": 1, "metric": "latency", "n": 10, "mean": 0.0,
+                                      "failures": 0, "window_to": base - timedelta(minutes=30)})
     now = base + timedelta(minutes=5)
     with tenant_transaction(tenant, conn):
         store.insert_sample(conn, {"tenant_id": tenant, "request_id": "slow", "mode": "chat", "prompt_name": "chat",
@@ -165,6 +174,7 @@ def test_a_drop_under_the_trailing_baseline_is_a_regression(pg_url: str, conn: A
     result = run_sampler(settings=s, conn=conn, tenants=[tenant], now=now, since=base - timedelta(minutes=1))
     regression = next(r for r in result.regressions if r["metric"] == "latency")
     assert regression["prompt"] == "chat@2" and regression["mean"] == 0.0 and regression["baseline"] == 0.9
+    assert regression["baseline_runs"] == 2
 
 
 def _jsonl(name: str) -> list[dict[str, Any]]:

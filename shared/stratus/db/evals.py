@@ -119,9 +119,11 @@ def upsert_aggregate(conn: Connection, row: dict[str, Any]) -> None:
 def baseline_mean(conn: Connection, tenant_id: str, prompt_name: str, metric: str, before: datetime,
                   runs: int) -> tuple[float | None, int]:
     """The mean of the previous `runs` windows' means for a prompt (any version) and metric, and how many
-    windows that is: the trailing baseline a run is compared with."""
+    windows that is: the trailing baseline a run is compared with. Only finished runs count: a run that
+    crashed or timed out may have aggregated part of a window that its rerun aggregates again."""
     row = conn.execute(
-        "SELECT avg(mean), count(*) FROM (SELECT mean FROM eval_aggregates WHERE tenant_id = %s AND prompt_name = %s "
-        "AND metric = %s AND window_to < %s AND mean IS NOT NULL AND n > 0 ORDER BY window_to DESC LIMIT %s) t",
+        "SELECT avg(mean), count(*) FROM (SELECT a.mean FROM eval_aggregates a JOIN eval_runs r ON r.id = a.run_id "
+        "AND r.status = 'done' WHERE a.tenant_id = %s AND a.prompt_name = %s AND a.metric = %s AND a.window_to < %s "
+        "AND a.mean IS NOT NULL AND a.n > 0 ORDER BY a.window_to DESC LIMIT %s) t",
         (tenant_id, prompt_name, metric, before, runs)).fetchone()
     return (float(row[0]) if row and row[0] is not None else None), int(row[1] if row else 0)

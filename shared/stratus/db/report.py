@@ -90,9 +90,10 @@ def guard_actions(conn: Connection, tenant_id: str, since: datetime, until: date
 def eval_aggregates(conn: Connection, tenant_id: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT run_id, prompt_name, prompt_version, metric, n, mean, failures, window_to FROM eval_aggregates "
-            "WHERE tenant_id = %(tenant)s AND window_to >= %(since)s AND window_to < %(until)s "
-            "ORDER BY window_to, prompt_name, prompt_version, metric", _params(tenant_id, since, until))
+            "SELECT a.run_id, a.prompt_name, a.prompt_version, a.metric, a.n, a.mean, a.failures, a.window_to "
+            "FROM eval_aggregates a JOIN eval_runs r ON r.id = a.run_id AND r.status = 'done' "
+            "WHERE a.tenant_id = %(tenant)s AND a.window_to >= %(since)s AND a.window_to < %(until)s "
+            "ORDER BY a.window_to, a.prompt_name, a.prompt_version, a.metric", _params(tenant_id, since, until))
         return cur.fetchall()
 
 
