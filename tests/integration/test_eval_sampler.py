@@ -1,6 +1,8 @@
 """Online evaluation end to end: the gateway keeps the content of sampled requests (PII-redacted), the
 sampler scores them (checks and the offline judge), a rerun of the same window counts nothing twice, a
-judge that answers garbage is recorded as a failure rather than a zero, a drop under the trailing
+hosted judge's verdict
+(over the real OpenAI wire) is validated and stored, one that answers garbage is recorded as a failure
+rather than a zero, a drop under the trailing
 baseline is a regression, and the template's schedule runs the eval_sampler function locally."""
 
 from __future__ import annotations
@@ -75,9 +77,10 @@ def _ask(client: TestClient, headers: dict[str, str], question: str) -> str:
 
 def _scores(conn: Any, tenant: str) -> dict[tuple[str, str], dict[str, Any]]:
     with tenant_transaction(tenant, conn):
-        rows = conn.execute("SELECT request_id, metric, score, passed, scorer, error, run_id FROM eval_scores "
+        rows = conn.execute("SELECT request_id, metric, score, passed, scorer, error, run_id, details FROM eval_scores "
                             "WHERE tenant_id = %s", (tenant,)).fetchall()
-    return {(r[0], r[1]): {"score": r[2], "passed": r[3], "scorer": r[4], "error": r[5], "run": r[6]} for r in rows}
+    return {(r[0], r[1]): {"score": r[2], "passed": r[3], "scorer": r[4], "error": r[5], "run": r[6], "details": r[7]}
+            for r in rows}
 
 
 def test_sampled_requests_are_kept_redacted_scored_once_and_aggregated(client: TestClient, settings: Settings,
@@ -116,11 +119,12 @@ def test_sampled_requests_are_kept_redacted_scored_once_and_aggregated(client: T
     assert {m.name for m in again.metrics} >= {"EvalScore", "EvalSamples", "EvalRegressions"}
 
 
-def test_a_judge_that_does_not_answer_json_is_a_recorded_failure_not_a_zero(pg_url: str, conn: Any,
-                                                                           tmp_path: Path) -> None:
+def _hosted_judge_run(pg_url: str, conn: Any, tmp_path: Path, answer: str) -> tuple[dict[Any, Any], Any]:
+    """One sample judged by a hosted judge: the OpenAI SDK against the loopback server, which echoes the
+    rendered rubric back ("Echo: Question: ... Answer to grade: <answer>")."""
     from stratus.generation.service import get_router
 
-    with OpenAIUpstream() as upstream:  # answers "Echo: ...": not a verdict
+    with OpenAIUpstream() as upstream:
         catalog = {"default_alias": "fast",
                    "deployments": {"offline": {"provider": "offline", "model": "stratus-offline-extractive",
                                                "price": {"input": 0, "output": 0}},
@@ -135,15 +139,33 @@ def test_a_judge_that_does_not_answer_json_is_a_recorded_failure_not_a_zero(pg_u
         with tenant_transaction(tenant, conn):
             store.insert_sample(conn, {"tenant_id": tenant, "request_id": "r-judge", "mode": "chat",
                                        "prompt_name": "chat", "prompt_version": 1, "question": "What is 2+2?",
-                                       "answer": "It is 4.", "latency_ms": 10.0, "cost_usd": 0.0,
+                                       "answer": answer, "latency_ms": 10.0, "cost_usd": 0.0,
                                        "created_at": now - timedelta(seconds=1)})
         result = run_sampler(settings=s, conn=conn, tenants=[tenant], now=now, since=now - timedelta(minutes=1),
                              router=get_router(s))
-    scores = _scores(conn, tenant)
+    return _scores(conn, tenant), result
+
+
+def test_a_judge_that_does_not_answer_json_is_a_recorded_failure_not_a_zero(pg_url: str, conn: Any,
+                                                                           tmp_path: Path) -> None:
+    scores, result = _hosted_judge_run(pg_url, conn, tmp_path, "It is 4.")
     judged = scores[("r-judge", "judge_faithfulness")]
     assert judged["score"] is None and judged["passed"] is None and "no JSON object" in judged["error"]
     assert judged["scorer"] == "judge-rubric@1" and result.judge_failures == 2
+    assert result.judge_cost_usd > 0  # a failed verdict was still a paid call
     assert scores[("r-judge", "latency")]["passed"] is True  # the checks still ran
+
+
+def test_a_hosted_judges_verdict_is_validated_and_stored_on_the_unit_scale(pg_url: str, conn: Any,
+                                                                           tmp_path: Path) -> None:
+    # The loopback server echoes the rubric, so the verdict it returns is the one this answer carries.
+    scores, result = _hosted_judge_run(pg_url, conn, tmp_path,
+                                       '{"faithfulness": 4, "relevance": 2, "reason": "partly off topic"}')
+    assert result.judge_failures == 0 and result.judge_cost_usd > 0
+    faithful, relevant = scores[("r-judge", "judge_faithfulness")], scores[("r-judge", "judge_relevance")]
+    assert (faithful["score"], faithful["passed"], faithful["scorer"]) == (0.75, True, "judge-rubric@1")
+    assert (relevant["score"], relevant["passed"]) == (0.25, False)
+    assert relevant["details"]["reason"] == "partly off topic"
 
 
 def test_a_drop_under_the_trailing_baseline_is_a_regression(pg_url: str, conn: Any, settings: Settings) -> None:

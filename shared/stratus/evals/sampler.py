@@ -46,6 +46,7 @@ class RunResult:
     judge_failures: int = 0
     score_errors: int = 0
     unscored: int = 0  # samples over eval_max_samples_per_run in a tenant's window: left out of this run
+    judge_cost_usd: float = 0.0  # what the hosted judge's calls cost (the price table's figure)
     regressions: list[dict[str, Any]] = field(default_factory=list)
     drift: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
@@ -53,7 +54,8 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         return {"samples": self.samples, "scores": self.scores, "judge_failures": self.judge_failures,
-                "score_errors": self.score_errors, "unscored": self.unscored, "regressions": self.regressions,
+                "score_errors": self.score_errors, "unscored": self.unscored,
+                "judge_cost_usd": round(self.judge_cost_usd, 6), "regressions": self.regressions,
                 "drift": self.drift, "seconds": round(self.seconds, 3)}
 
 
@@ -106,7 +108,8 @@ def _score_tenant(conn: Any, tenant_id: str, result: RunResult, s: Any, router: 
                                                    s.eval_max_samples_per_run)
     result.unscored += in_window - len(samples)
     for sample in samples:
-        scores = _score_sample(conn, tenant_id, sample, s, router)
+        scores, judge_cost = _score_sample(conn, tenant_id, sample, s, router)
+        result.judge_cost_usd += judge_cost
         with tenant_transaction(tenant_id, conn):
             for sc in scores:
                 store.upsert_score(conn, {"tenant_id": tenant_id, "request_id": sample["request_id"],
@@ -123,7 +126,8 @@ def _score_tenant(conn: Any, tenant_id: str, result: RunResult, s: Any, router: 
         result.drift[tenant_id] = _drift(conn, tenant_id, result)
 
 
-def _score_sample(conn: Any, tenant_id: str, sample: dict[str, Any], s: Any, router: Any) -> list[Score]:
+def _score_sample(conn: Any, tenant_id: str, sample: dict[str, Any], s: Any,
+                  router: Any) -> tuple[list[Score], float]:
     from stratus.db import evals as store
     from stratus.db.connection import tenant_transaction
     from stratus.evals.judge import CRITERIA, judge
@@ -145,7 +149,7 @@ def _score_sample(conn: Any, tenant_id: str, sample: dict[str, Any], s: Any, rou
             value = verdict.scores[criterion]
             scores.append(Score(f"judge_{criterion}", value, value >= 0.5, scorer=verdict.scorer,
                                 details={"reason": verdict.reason[:300]}))
-    return scores
+    return scores, verdict.cost_usd
 
 
 def _aggregate(conn: Any, tenant_id: str, result: RunResult, s: Any) -> None:
@@ -198,7 +202,8 @@ def _no_vectors(embedder: Any) -> Any:
 def _run_metrics(result: RunResult) -> list[Metric]:
     out = [Metric("EvalSamples", result.samples, "Count"), Metric("EvalJudgeFailures", result.judge_failures, "Count"),
            Metric("EvalRegressions", len(result.regressions), "Count"),
-           Metric("EvalRunSeconds", round(result.seconds, 3), "Seconds")]
+           Metric("EvalRunSeconds", round(result.seconds, 3), "Seconds"),
+           Metric("EvalJudgeCostUsd", round(result.judge_cost_usd, 6))]
     drifted = sum(1 for d in result.drift.values() if d.get("drifted"))
     out.append(Metric("EvalDriftedTenants", drifted, "Count"))
     return out
