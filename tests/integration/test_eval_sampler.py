@@ -1,9 +1,8 @@
 """Online evaluation end to end: the gateway keeps the content of sampled requests (PII-redacted), the
 sampler scores them (checks and the offline judge), a rerun of the same window counts nothing twice, a
-hosted judge's verdict
-(over the real OpenAI wire) is validated and stored, one that answers garbage is recorded as a failure
-rather than a zero, a drop under the trailing
-baseline is a regression, and the template's schedule runs the eval_sampler function locally."""
+hosted judge's verdict (over the real OpenAI wire) is validated and stored while one that answers garbage
+is recorded as a failure rather than a zero, a drop under the trailing baseline is a regression, and the
+template's schedule runs the eval_sampler function locally."""
 
 from __future__ import annotations
 
