@@ -12,7 +12,7 @@ import pytest
 from stratus.llm import extractive
 from stratus.llm.catalog import Deployment, Price
 from stratus.llm.errors import InvalidRequest
-from stratus.llm.providers.offline import NO_ANSWER, NO_CONTEXT, OfflineProvider
+from stratus.llm.providers.offline import NO_ANSWER, NO_CONTEXT, OfflineProvider, _question
 from stratus.llm.types import ChatRequest, ContextPassage, Message
 
 CASES = Path(__file__).resolve().parents[2] / "evals" / "offline" / "cases.jsonl"
@@ -164,6 +164,18 @@ def test_question_rendered_with_its_context_is_still_matched(provider):
     plain = ChatRequest(messages=[Message(role="user", content="How long is parental leave?")], context=context)
     assert provider.complete(request, DEPLOYMENT, timeout=30).text == provider.complete(plain, DEPLOYMENT,
                                                                                          timeout=30).text
+
+
+def test_a_passage_inside_another_is_not_left_in_the_question(provider):
+    # Overlapping chunks: passage 1 is the first sentence of passage 2. Removing passage 1's text first
+    # would leave the rest of passage 2 ("The leave can be taken ...") to be matched as the question.
+    first = PARENTAL_LEAVE.split(". ")[0] + "."
+    context = [passage(1, first), passage(2, PARENTAL_LEAVE), passage(3, EXPENSES)]
+    content = (f"Passages:\n[1] leave.txt\n{first}\n\n[2] leave.txt\n{PARENTAL_LEAVE}\n\n[3] expenses.html\n"
+               f"{EXPENSES}\n\nQuestion: How far ahead should flights be booked?")
+    request = ChatRequest(messages=[Message(role="user", content=content)], context=context)
+    assert _question(request) == "How far ahead should flights be booked?"
+    assert citations(provider.complete(request, DEPLOYMENT, timeout=30).text) == {3}
 
 
 def test_a_request_without_user_text_is_invalid(provider):

@@ -115,7 +115,9 @@ def _question(request: ChatRequest) -> str:
     text = users[-1].text()
     if not request.context:
         return text.strip()
-    for passage in request.context:
+    # Longest first: a passage can hold another (overlapping chunks, a section and its first paragraph);
+    # removing the shorter one first would leave the rest of the longer one in the "question".
+    for passage in sorted(request.context, key=lambda p: len(p.text), reverse=True):
         text = text.replace(passage.text, "\n")
     markers = {f"[{p.number}]" for p in request.context}
     lines = [_LABEL.sub("", line).strip() for line in text.split("\n")
