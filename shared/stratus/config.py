@@ -150,6 +150,10 @@ class Settings(BaseModel):
     # Bounds one run's work per tenant: over it, a hash-chosen subset of the window is scored and the rest
     # is counted as unscored (the sample of a sample), not carried to the next run.
     eval_max_samples_per_run: int = Field(default=2000, ge=1)
+    # Hosted judge calls in flight at once (they wait on the provider, not the CPU): 2,000 samples at about
+    # 1 s a call take some 250 s at 8, inside the function's 900 s timeout. Keep it under the judge
+    # deployment's rate limit.
+    eval_judge_concurrency: int = Field(default=8, ge=1, le=64)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -118,9 +118,10 @@ def test_sampled_requests_are_kept_redacted_scored_once_and_aggregated(client: T
     assert {m.name for m in again.metrics} >= {"EvalScore", "EvalSamples", "EvalRegressions"}
 
 
-def _hosted_judge_run(pg_url: str, conn: Any, tmp_path: Path, answer: str) -> tuple[dict[Any, Any], Any]:
-    """One sample judged by a hosted judge: the OpenAI SDK against the loopback server, which echoes the
-    rendered rubric back ("Echo: Question: ... Answer to grade: <answer>")."""
+def _hosted_judge_run(pg_url: str, conn: Any, tmp_path: Path, answers: list[str],
+                      wrap: Any = None) -> tuple[dict[Any, Any], Any]:
+    """Samples r-judge-0.. (one per answer) judged by a hosted judge: the OpenAI SDK against the loopback
+    server, which echoes the rendered rubric back ("Echo: Question: ... Answer to grade: <answer>")."""
     from stratus.generation.service import get_router
 
     with OpenAIUpstream() as upstream:
@@ -132,39 +133,68 @@ def _hosted_judge_run(pg_url: str, conn: Any, tmp_path: Path, answer: str) -> tu
                    "aliases": {"fast": ["offline"], "judge": ["loop"]}}
         (tmp_path / "models.yaml").write_text(json.dumps(catalog))
         s = load_settings(database_url=pg_url, models_file=str(tmp_path / "models.yaml"), eval_judge_model="judge",
-                          openai_api_key="sk-loop", provider_mode="hosted", retry_attempts=0)
+                          openai_api_key="sk-loop", provider_mode="hosted", retry_attempts=0,
+                          eval_judge_concurrency=4)
         tenant, _ = tenant_with_key(pg_url, "evj")
         now = datetime.now(UTC)
         with tenant_transaction(tenant, conn):
-            store.insert_sample(conn, {"tenant_id": tenant, "request_id": "r-judge", "mode": "chat",
-                                       "prompt_name": "chat", "prompt_version": 1, "question": "What is 2+2?",
-                                       "answer": answer, "latency_ms": 10.0, "cost_usd": 0.0,
-                                       "created_at": now - timedelta(seconds=1)})
+            for i, answer in enumerate(answers):
+                store.insert_sample(conn, {"tenant_id": tenant, "request_id": f"r-judge-{i}", "mode": "chat",
+                                           "prompt_name": "chat", "prompt_version": 1, "question": "What is 2+2?",
+                                           "answer": answer, "latency_ms": 10.0, "cost_usd": 0.0,
+                                           "created_at": now - timedelta(seconds=1)})
+        router = get_router(s)
         result = run_sampler(settings=s, conn=conn, tenants=[tenant], now=now, since=now - timedelta(minutes=1),
-                             router=get_router(s))
+                             router=wrap(router) if wrap else router)
     return _scores(conn, tenant), result
 
 
 def test_a_judge_that_does_not_answer_json_is_a_recorded_failure_not_a_zero(pg_url: str, conn: Any,
                                                                            tmp_path: Path) -> None:
-    scores, result = _hosted_judge_run(pg_url, conn, tmp_path, "It is 4.")
-    judged = scores[("r-judge", "judge_faithfulness")]
+    scores, result = _hosted_judge_run(pg_url, conn, tmp_path, ["It is 4."])
+    judged = scores[("r-judge-0", "judge_faithfulness")]
     assert judged["score"] is None and judged["passed"] is None and "no JSON object" in judged["error"]
     assert judged["scorer"] == "judge-rubric@1" and result.judge_failures == 2
     assert result.judge_cost_usd > 0  # a failed verdict was still a paid call
-    assert scores[("r-judge", "latency")]["passed"] is True  # the checks still ran
+    assert scores[("r-judge-0", "latency")]["passed"] is True  # the checks still ran
 
 
 def test_a_hosted_judges_verdict_is_validated_and_stored_on_the_unit_scale(pg_url: str, conn: Any,
                                                                            tmp_path: Path) -> None:
     # The loopback server echoes the rubric, so the verdict it returns is the one this answer carries.
     scores, result = _hosted_judge_run(pg_url, conn, tmp_path,
-                                       '{"faithfulness": 4, "relevance": 2, "reason": "partly off topic"}')
+                                       ['{"faithfulness": 4, "relevance": 2, "reason": "partly off topic"}'])
     assert result.judge_failures == 0 and result.judge_cost_usd > 0
-    faithful, relevant = scores[("r-judge", "judge_faithfulness")], scores[("r-judge", "judge_relevance")]
+    faithful, relevant = scores[("r-judge-0", "judge_faithfulness")], scores[("r-judge-0", "judge_relevance")]
     assert (faithful["score"], faithful["passed"], faithful["scorer"]) == (0.75, True, "judge-rubric@1")
     assert (relevant["score"], relevant["passed"]) == (0.25, False)
     assert relevant["details"]["reason"] == "partly off topic"
+
+
+class _Gathering:
+    """A router that holds each call until `parties` calls are waiting together, then lets them all on:
+    calls made one at a time break the barrier (after its timeout) instead of passing it."""
+
+    def __init__(self, router: Any, parties: int) -> None:
+        import threading
+
+        self.catalog, self._router = router.catalog, router
+        self._barrier = threading.Barrier(parties, timeout=20)
+
+    def complete(self, alias: str, request: Any) -> Any:
+        self._barrier.wait()
+        return self._router.complete(alias, request)
+
+
+def test_hosted_judge_calls_run_side_by_side_and_each_verdict_stays_with_its_sample(pg_url: str, conn: Any,
+                                                                                    tmp_path: Path) -> None:
+    answers = [json.dumps({"faithfulness": 1 + i % 5, "relevance": 5 - i % 5, "reason": f"sample {i}"})
+               for i in range(8)]
+    scores, result = _hosted_judge_run(pg_url, conn, tmp_path, answers, wrap=lambda r: _Gathering(r, 4))
+    assert result.samples == 8 and result.judge_failures == 0
+    for i in range(8):
+        assert scores[(f"r-judge-{i}", "judge_faithfulness")]["score"] == (i % 5) / 4
+        assert scores[(f"r-judge-{i}", "judge_relevance")]["details"]["reason"] == f"sample {i}"
 
 
 def test_a_drop_under_the_trailing_baseline_is_a_regression(pg_url: str, conn: Any, settings: Settings) -> None:

@@ -60,32 +60,52 @@ def to_unit(score: int) -> float:
     return (score - 1) / 4
 
 
-def judge(question: str, answer: str, passages: list[Any], *, conn: Any, tenant_id: str, settings: Any,
-          router: Any) -> Judgement:
-    """Grade one sample. `passages` are ContextPassages (number, text)."""
+@dataclass
+class Judge:
+    """The judge for one tenant's samples. The rubric is resolved once, from the database; grading then
+    needs no database, so hosted calls (bound by the provider's latency) can run side by side."""
+
+    settings: Any
+    router: Any
+    prompt: Any = None  # the resolved judge-rubric version; None: the offline judge
+
+    @property
+    def hosted(self) -> bool:
+        return self.prompt is not None
+
+    def grade(self, question: str, answer: str, passages: list[Any]) -> Judgement:
+        """Grade one sample. `passages` are ContextPassages (number, text)."""
+        if self.prompt is None:
+            return offline_judge(question, answer, passages)
+        from stratus.llm.errors import ProviderError
+        from stratus.llm.types import ChatRequest
+
+        scorer = f"{JUDGE_PROMPT}@{self.prompt.version}"
+        variables = {"question": question, "answer": answer,
+                     "passages": [{"number": p.number, "text": p.text} for p in passages]}
+        request = ChatRequest(messages=self.prompt.render(variables, []), **(self.prompt.parameters or {}))
+        try:
+            routed = self.router.complete(self.settings.eval_judge_model, request)
+        except ProviderError as err:
+            return Judgement(scorer, error=f"judge call failed: {err.code}")
+        try:
+            verdict = parse_verdict(routed.completion.text)
+        except ValueError as err:
+            return Judgement(scorer, error=str(err), cost_usd=routed.cost_usd)
+        return Judgement(scorer, {c: to_unit(getattr(verdict, c)) for c in CRITERIA}, verdict.reason,
+                         cost_usd=routed.cost_usd)
+
+
+def load_judge(conn: Any, tenant_id: str, *, settings: Any, router: Any) -> Judge:
+    """The judge for `tenant_id` (call inside its tenant transaction): the offline judge when every
+    deployment of the judge's alias is the offline provider, else the tenant's judge-rubric version."""
     deployments = router.catalog.deployments_for(settings.eval_judge_model)
     if all(d.provider == "offline" for d in deployments):
-        return offline_judge(question, answer, passages)
-    from stratus.llm.errors import ProviderError
-    from stratus.llm.types import ChatRequest
+        return Judge(settings, router)
     from stratus.prompts import ensure_prompts_synced, resolve_prompt
 
     ensure_prompts_synced()  # publishes the packaged prompt files once per process
-    prompt = resolve_prompt(conn, tenant_id, JUDGE_PROMPT)
-    scorer = f"{JUDGE_PROMPT}@{prompt.version}"
-    variables = {"question": question, "answer": answer,
-                 "passages": [{"number": p.number, "text": p.text} for p in passages]}
-    request = ChatRequest(messages=prompt.render(variables, []), **(prompt.parameters or {}))
-    try:
-        routed = router.complete(settings.eval_judge_model, request)
-    except ProviderError as err:
-        return Judgement(scorer, error=f"judge call failed: {err.code}")
-    try:
-        verdict = parse_verdict(routed.completion.text)
-    except ValueError as err:
-        return Judgement(scorer, error=str(err), cost_usd=routed.cost_usd)
-    return Judgement(scorer, {c: to_unit(getattr(verdict, c)) for c in CRITERIA}, verdict.reason,
-                     cost_usd=routed.cost_usd)
+    return Judge(settings, router, resolve_prompt(conn, tenant_id, JUDGE_PROMPT))
 
 
 def offline_judge(question: str, answer: str, passages: list[Any]) -> Judgement:

@@ -4,7 +4,8 @@
    next run takes the same window again; scores are keyed by (tenant, request, metric), so the repeat
    rewrites them and nothing is counted twice.
 2. For each tenant, each sample in the window gets the deterministic checks (stratus.evals.checks) and the
-   judge (stratus.evals.judge); every score is stored at once.
+   judge (stratus.evals.judge; a hosted judge's calls run `eval_judge_concurrency` at a time); each
+   sample's scores are stored as soon as they are known.
 3. Per tenant, prompt version and metric: the window's mean (aggregates), compared with the trailing
    baseline (the previous runs' means for that prompt); a drop past `eval_regression_drop` with enough
    samples is a regression.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,46 +104,70 @@ def _tenants(conn: Any) -> list[str]:
 def _score_tenant(conn: Any, tenant_id: str, result: RunResult, s: Any, router: Any) -> None:
     from stratus.db import evals as store
     from stratus.db.connection import tenant_transaction
+    from stratus.evals.judge import load_judge
 
     with tenant_transaction(tenant_id, conn):
         samples, in_window = store.samples_between(conn, tenant_id, result.window_from, result.window_to,
                                                    s.eval_max_samples_per_run)
+        judge = load_judge(conn, tenant_id, settings=s, router=router)
+        passages = [_passages(conn, tenant_id, sample) for sample in samples]
     result.unscored += in_window - len(samples)
-    for sample in samples:
-        scores, judge_cost = _score_sample(conn, tenant_id, sample, s, router)
-        result.judge_cost_usd += judge_cost
-        with tenant_transaction(tenant_id, conn):
-            for sc in scores:
-                store.upsert_score(conn, {"tenant_id": tenant_id, "request_id": sample["request_id"],
-                                          "metric": sc.metric, "score": sc.score, "passed": sc.passed,
-                                          "scorer": sc.scorer, "error": sc.error, "details": sc.details,
-                                          "run_id": result.run_id, "prompt_name": sample["prompt_name"],
-                                          "prompt_version": sample["prompt_version"]})
-        result.samples += 1
-        result.scores += sum(sc.error is None for sc in scores)
-        result.score_errors += sum(sc.error is not None for sc in scores)
-        result.judge_failures += sum(sc.error is not None and sc.scorer.startswith("judge") for sc in scores)
+    work = list(zip(samples, passages, strict=True))
+
+    def score(item: tuple[dict[str, Any], list[Any]]) -> tuple[list[Score], float]:
+        return _score_sample(item[0], item[1], s, judge)
+
+    # A hosted judge waits on the provider: its calls run side by side. The offline judge is CPU work.
+    workers = min(s.eval_judge_concurrency, len(work)) if judge.hosted else 1
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="judge") if workers > 1 else None
+    try:
+        scored = pool.map(score, work) if pool else map(score, work)
+        for sample, (scores, judge_cost) in zip(samples, scored, strict=True):  # stored in order as they finish
+            _store_scores(conn, tenant_id, sample, scores, result)
+            result.judge_cost_usd += judge_cost
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     _aggregate(conn, tenant_id, result, s)
     if samples:
         result.drift[tenant_id] = _drift(conn, tenant_id, result)
 
 
-def _score_sample(conn: Any, tenant_id: str, sample: dict[str, Any], s: Any,
-                  router: Any) -> tuple[list[Score], float]:
+def _passages(conn: Any, tenant_id: str, sample: dict[str, Any]) -> list[Any]:
+    """The chunks the answer was generated from, numbered as the prompt numbered them (the order they were
+    given to the model); chunks of a document replaced since are gone."""
     from stratus.db import evals as store
-    from stratus.db.connection import tenant_transaction
-    from stratus.evals.judge import CRITERIA, judge
     from stratus.llm.types import ContextPassage
 
+    texts = store.chunk_texts(conn, tenant_id, list(sample["chunk_ids"] or []))
+    return [ContextPassage(number=i, chunk_id=cid, document_id="", document_version=0, source_key="",
+                           text=texts[cid]) for i, cid in enumerate(sample["chunk_ids"] or [], start=1)
+            if cid in texts]
+
+
+def _store_scores(conn: Any, tenant_id: str, sample: dict[str, Any], scores: list[Score], result: RunResult) -> None:
+    from stratus.db import evals as store
+    from stratus.db.connection import tenant_transaction
+
     with tenant_transaction(tenant_id, conn):
-        texts = store.chunk_texts(conn, tenant_id, list(sample["chunk_ids"] or []))
-    # Numbered as the prompt numbered them: the order the chunks were given to the model.
-    passages = [ContextPassage(number=i, chunk_id=cid, document_id="", document_version=0, source_key="",
-                               text=texts[cid]) for i, cid in enumerate(sample["chunk_ids"] or [], start=1)
-                if cid in texts]
+        for sc in scores:
+            store.upsert_score(conn, {"tenant_id": tenant_id, "request_id": sample["request_id"],
+                                      "metric": sc.metric, "score": sc.score, "passed": sc.passed,
+                                      "scorer": sc.scorer, "error": sc.error, "details": sc.details,
+                                      "run_id": result.run_id, "prompt_name": sample["prompt_name"],
+                                      "prompt_version": sample["prompt_version"]})
+    result.samples += 1
+    result.scores += sum(sc.error is None for sc in scores)
+    result.score_errors += sum(sc.error is not None for sc in scores)
+    result.judge_failures += sum(sc.error is not None and sc.scorer.startswith("judge") for sc in scores)
+
+
+def _score_sample(sample: dict[str, Any], passages: list[Any], s: Any, judge: Any) -> tuple[list[Score], float]:
+    """The checks and the judge's verdict for one sample, and what the judge's call cost. No database."""
+    from stratus.evals.judge import CRITERIA
+
     scores = run_checks(sample, passages, s)
-    verdict = judge(sample["question"], sample["answer"], passages, conn=conn, tenant_id=tenant_id, settings=s,
-                    router=router)
+    verdict = judge.grade(sample["question"], sample["answer"], passages)
     for criterion in CRITERIA:
         if verdict.error is not None:
             scores.append(Score(f"judge_{criterion}", None, None, scorer=verdict.scorer, error=verdict.error))
