@@ -58,7 +58,7 @@ def _seed_traces(url: str, tenant: str, rng: random.Random, count: int) -> list[
 
 
 def _seed_evals(url: str, tenants: list[str]) -> None:
-    """Four finished sampler runs, six hours apart: aggregates per tenant, drift per tenant in the summary."""
+    """Four finished sampler runs, six hours apart: aggregates and drift per tenant."""
     from psycopg.types.json import Jsonb
 
     from stratus.db.connection import connect, tenant_transaction
@@ -73,9 +73,11 @@ def _seed_evals(url: str, tenants: list[str]) -> None:
                 run_id = conn.execute(
                     "INSERT INTO eval_runs (window_from, window_to, status, finished_at, summary) "
                     "VALUES (%s, %s, 'done', %s, %s) RETURNING id",
-                    (window_to - timedelta(hours=6), window_to, window_to, Jsonb({"drift": drift}))).fetchone()[0]
+                    (window_to - timedelta(hours=6), window_to, window_to, Jsonb({}))).fetchone()[0]
             for t_index, tenant in enumerate(tenants):
                 with tenant_transaction(tenant, conn):
+                    conn.execute("INSERT INTO eval_drift (run_id, tenant_id, window_to, report) "
+                                 "VALUES (%s, %s, %s, %s)", (run_id, tenant, window_to, Jsonb(drift[tenant])))
                     for version in (1, 2):
                         for metric, base in (("judge_faithfulness", 0.8), ("citations_retrieved", 0.9)):
                             conn.execute(

@@ -87,3 +87,15 @@ def test_search_view_is_bound_to_the_tenant_like_the_policy(db: psycopg.Connecti
     db.rollback()
     assert db.execute("SELECT count(*) FROM chunk_search").fetchone() == (0,)
     db.rollback()
+
+
+def test_every_table_with_a_tenant_id_has_row_level_security(pg_url: str) -> None:
+    """A new tenant-owned table that forgets its policy would be readable across tenants by the app role."""
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') "
+            "AND a.attname = 'tenant_id' AND NOT a.attisdropped").fetchall()
+    tables = dict(rows)
+    assert {"documents", "traces", "eval_samples", "eval_drift"} <= set(tables)
+    assert sorted(name for name, secured in tables.items() if not secured) == []

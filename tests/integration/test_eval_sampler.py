@@ -258,12 +258,20 @@ def test_a_run_reports_drift_of_the_last_day_against_the_week_before(pg_url: str
     assert result.samples == 1
     drift = result.drift[tenant]
     assert drift["status"] == "ok" and drift["drifted"] is shifted, drift
+    with tenant_transaction(tenant, conn):
+        (report,) = conn.execute("SELECT report FROM eval_drift WHERE run_id = %s AND tenant_id = %s",
+                                 (result.run_id, tenant)).fetchone()
+    assert report["drifted"] is shifted and report["centroid_shift"] == drift["centroid_shift"]
     if shifted:
-        assert drift["examples"] and all(e["text"] in recent for e in drift["examples"])
+        assert report["examples"] and all(e["text"] in recent for e in report["examples"])
         assert next(m for m in result.metrics if m.name == "EvalDriftedTenants").value >= 1
     with conn.transaction():
         stored = store.get_run(conn, result.run_id)
+    # The run's summary is read across tenants: figures, no questions.
     assert stored is not None and stored["summary"]["drift"][tenant]["drifted"] is shifted
+    assert "examples" not in stored["summary"]["drift"][tenant]
+    with tenant_transaction("some-other-tenant", conn):  # RLS: another tenant sees none of it
+        assert conn.execute("SELECT count(*) FROM eval_drift WHERE run_id = %s", (result.run_id,)).fetchone() == (0,)
 
 
 def test_over_the_cap_a_hash_chosen_subset_is_scored_and_the_rest_counted(pg_url: str, conn: Any,
@@ -295,3 +303,50 @@ def test_only_rate_schedules_run_locally() -> None:
     assert rate_seconds("rate(1 hour)") == 3600 and rate_seconds("rate(2 days)") == 172_800
     with pytest.raises(ValueError, match="only rate"):
         rate_seconds("cron(0 12 * * ? *)")
+
+
+@pytest.mark.parametrize("ample_checks", [2, 1], ids=["between-tenants", "inside-a-tenant"])
+def test_a_run_near_its_deadline_stops_as_partial_and_the_next_run_resumes_its_window(
+        pg_url: str, conn: Any, settings: Settings, ample_checks: int) -> None:
+    tenants = [tenant_with_key(pg_url, f"evd{i}")[0] for i in range(3)]
+    with conn.transaction():
+        latest = store.last_finished_run(conn)
+    # This test's window must be the latest finished one (the resume reads the latest run of all).
+    end = max(datetime.now(UTC), latest["window_to"] if latest else datetime.now(UTC)) + timedelta(seconds=1)
+    for tenant in tenants:
+        _seed_questions(conn, tenant, ["How do I rotate my API key?", "What does the Team plan cost?"],
+                        end - timedelta(seconds=5), tenant)
+    calls = iter(range(1000))
+    # Time left, as the handler reads it from the Lambda context: checked before a tenant and before each
+    # further sample. Ample for 2 checks: the first tenant (2 samples) is done, the run stops before the
+    # second. For 1: the run stops after the first tenant's first sample, and that tenant is not done.
+    time_left = lambda: 600.0 if next(calls) < ample_checks else 5.0  # noqa: E731
+    done_first = 1 if ample_checks == 2 else 0
+    runs = []
+    try:
+        first = run_sampler(settings=settings, conn=conn, tenants=tenants, now=end, since=end - timedelta(minutes=1),
+                            time_left=time_left)
+        runs.append(first.run_id)
+        assert (first.tenants_done, first.tenants_left, first.samples) == (tenants[:done_first], 3 - done_first,
+                                                                           1 + done_first)
+        with conn.transaction():
+            assert store.get_run(conn, first.run_id)["status"] == "partial"
+        resumed = run_sampler(settings=settings, conn=conn, tenants=tenants)
+        runs.append(resumed.run_id)
+        assert resumed.resumed and (resumed.window_from, resumed.window_to) == (first.window_from, first.window_to)
+        assert resumed.samples == 6 - 2 * done_first and resumed.tenants_left == 0  # not a done tenant again
+        assert sorted(resumed.tenants_done) == sorted(tenants)
+        with conn.transaction():
+            assert store.get_run(conn, resumed.run_id)["status"] == "done"
+        after = run_sampler(settings=settings, conn=conn, tenants=tenants, now=end + timedelta(minutes=1))
+        runs.append(after.run_id)
+        assert not after.resumed and after.window_from == end and after.samples == 0
+        with tenant_transaction(tenants[0], conn):  # each tenant aggregated once, by the run that scored it
+            aggregated = conn.execute("SELECT DISTINCT run_id FROM eval_aggregates WHERE tenant_id = %s",
+                                      (tenants[0],)).fetchall()
+        assert aggregated == [(first.run_id if done_first else resumed.run_id,)]
+    finally:  # later tests take their windows from the latest finished run: leave none of these behind
+        with connect(pg_url, app_role=False) as owner, owner.transaction():
+            for table in ("eval_scores", "eval_aggregates", "eval_drift"):
+                owner.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (runs,))
+            owner.execute("DELETE FROM eval_runs WHERE id = ANY(%s)", (runs,))

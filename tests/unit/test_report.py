@@ -1,5 +1,5 @@
 """The report's pure parts: the window, percentiles from merged histograms, merging eval aggregates across
-tenants, reading drift from run summaries, and the page's empty sections."""
+tenants, reading drift per tenant, and the page's empty sections."""
 
 from __future__ import annotations
 
@@ -67,15 +67,14 @@ def test_eval_means_are_weighted_by_samples_and_failures_are_not_zeros() -> None
     assert points[0].mean == pytest.approx(0.8)
 
 
-def test_drift_is_read_per_tenant_or_for_all_traffic_and_is_optional() -> None:
-    runs = [{"window_to": NOW, "summary": {}},
-            {"window_to": NOW, "summary": {"drift": {"centroid_shift": 0.1, "far_share": 0.3, "drifted": True,
-                                                     "examples": [{"text": "q1"}, "q2"]}}},
-            {"window_to": NOW, "summary": {"drift": {"a": {"centroid_shift": 0.01, "far_share": 0.04},
-                                                     "other": {"centroid_shift": 0.5},
-                                                     "b": {"status": "insufficient data", "drifted": False}}}}]
-    points = drift_points(runs, {"a", "b"})
-    assert [(p.scope, p.drifted, p.examples) for p in points] == [("all", True, ["q1", "q2"]), ("a", False, [])]
+def test_drift_is_read_per_tenant_in_time_order_and_unmeasured_runs_are_skipped() -> None:
+    later = NOW + timedelta(hours=1)
+    rows = [{"tenant": "b", "window_to": later, "report": {"centroid_shift": 0.1, "far_share": 0.3, "drifted": True,
+                                                           "examples": [{"text": "q1"}, "q2"]}},
+            {"tenant": "a", "window_to": NOW, "report": {"centroid_shift": 0.01, "far_share": 0.04}},
+            {"tenant": "a", "window_to": later, "report": {"status": "insufficient_data", "drifted": False}}]
+    points = drift_points(rows)
+    assert [(p.scope, p.drifted, p.examples) for p in points] == [("a", False, []), ("b", True, ["q1", "q2"])]
 
 
 def test_sections_without_data_say_so() -> None:

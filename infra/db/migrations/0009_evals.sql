@@ -33,10 +33,13 @@ CREATE TABLE eval_runs (
   finished_at    timestamptz,
   window_from    timestamptz NOT NULL,  -- samples created after this ...
   window_to      timestamptz NOT NULL,  -- ... and up to this
-  status         text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done', 'failed')),
+  -- partial: stopped at the function's deadline; the next run resumes the same window for the tenants
+  -- not in tenants_done. A finished run (done or partial) has each listed tenant scored and aggregated.
+  status         text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done', 'partial', 'failed')),
+  tenants_done   text[] NOT NULL DEFAULT '{}',
   summary        jsonb NOT NULL DEFAULT '{}'  -- counts, regressions, drift (no request content)
 );
-CREATE INDEX eval_runs_done ON eval_runs (window_to DESC) WHERE status = 'done';
+CREATE INDEX eval_runs_finished ON eval_runs (window_to DESC, id DESC) WHERE status IN ('done', 'partial');
 
 CREATE TABLE eval_scores (
   tenant_id       text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
@@ -69,10 +72,20 @@ CREATE TABLE eval_aggregates (
 );
 CREATE INDEX eval_aggregates_series ON eval_aggregates (tenant_id, prompt_name, metric, window_to);
 
+-- Input drift per tenant and run: the figures and example questions (PII-redacted), so under RLS.
+CREATE TABLE eval_drift (
+  run_id     bigint NOT NULL REFERENCES eval_runs (id),
+  tenant_id  text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+  window_to  timestamptz NOT NULL,
+  report     jsonb NOT NULL,
+  PRIMARY KEY (run_id, tenant_id)
+);
+CREATE INDEX eval_drift_series ON eval_drift (tenant_id, window_to);
+
 DO $$
 DECLARE t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['eval_samples', 'eval_scores', 'eval_aggregates'] LOOP
+  FOREACH t IN ARRAY ARRAY['eval_samples', 'eval_scores', 'eval_aggregates', 'eval_drift'] LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
     EXECUTE format(
@@ -83,6 +96,7 @@ BEGIN
 END
 $$;
 
--- eval_runs holds no tenant data: the sampler's own bookkeeping (windows, counts, drift figures).
-GRANT SELECT, INSERT, UPDATE, DELETE ON eval_samples, eval_scores, eval_aggregates TO stratus_app;
+-- eval_runs holds no request content: the sampler's own bookkeeping (windows, counts, the ids of the
+-- tenants a run completed, drift flags per tenant); examples and scores are in the tables above, under RLS.
+GRANT SELECT, INSERT, UPDATE, DELETE ON eval_samples, eval_scores, eval_aggregates, eval_drift TO stratus_app;
 GRANT SELECT, INSERT, UPDATE ON eval_runs TO stratus_app;

@@ -59,9 +59,12 @@ def chunk_texts(conn: Connection, tenant_id: str, chunk_ids: list[int]) -> dict[
 
 
 # --- runs ---------------------------------------------------------------------------------------------
-def last_window_end(conn: Connection) -> datetime | None:
-    row = conn.execute("SELECT max(window_to) FROM eval_runs WHERE status = 'done'").fetchone()
-    return row[0] if row else None
+def last_finished_run(conn: Connection) -> dict[str, Any] | None:
+    """The latest run that finished its window (done) or stopped at its deadline (partial)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT id, window_from, window_to, status, tenants_done FROM eval_runs "
+                    "WHERE status IN ('done', 'partial') ORDER BY window_to DESC, id DESC LIMIT 1")
+        return cur.fetchone()
 
 
 def start_run(conn: Connection, window_from: datetime, window_to: datetime) -> int:
@@ -71,9 +74,10 @@ def start_run(conn: Connection, window_from: datetime, window_to: datetime) -> i
     return int(row[0])
 
 
-def finish_run(conn: Connection, run_id: int, status: str, summary: dict[str, Any]) -> None:
-    conn.execute("UPDATE eval_runs SET status = %s, finished_at = now(), summary = %s WHERE id = %s",
-                 (status, Jsonb(summary), run_id))
+def finish_run(conn: Connection, run_id: int, status: str, summary: dict[str, Any],
+               tenants_done: list[str] | None = None) -> None:
+    conn.execute("UPDATE eval_runs SET status = %s, finished_at = now(), summary = %s, tenants_done = %s "
+                 "WHERE id = %s", (status, Jsonb(summary), sorted(tenants_done or []), run_id))
 
 
 def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
@@ -119,11 +123,18 @@ def upsert_aggregate(conn: Connection, row: dict[str, Any]) -> None:
 def baseline_mean(conn: Connection, tenant_id: str, prompt_name: str, metric: str, before: datetime,
                   runs: int) -> tuple[float | None, int]:
     """The mean of the previous `runs` windows' means for a prompt (any version) and metric, and how many
-    windows that is: the trailing baseline a run is compared with. Only finished runs count: a run that
-    crashed or timed out may have aggregated part of a window that its rerun aggregates again."""
+    windows that is: the trailing baseline a run is compared with. Only finished runs count (done, or
+    partial: a tenant is listed there once aggregated): a run that crashed may have aggregated part of a
+    window that its rerun aggregates again."""
     row = conn.execute(
         "SELECT avg(mean), count(*) FROM (SELECT a.mean FROM eval_aggregates a JOIN eval_runs r ON r.id = a.run_id "
-        "AND r.status = 'done' WHERE a.tenant_id = %s AND a.prompt_name = %s AND a.metric = %s AND a.window_to < %s "
-        "AND a.mean IS NOT NULL AND a.n > 0 ORDER BY a.window_to DESC LIMIT %s) t",
+        "AND r.status IN ('done', 'partial') WHERE a.tenant_id = %s AND a.prompt_name = %s AND a.metric = %s "
+        "AND a.window_to < %s AND a.mean IS NOT NULL AND a.n > 0 ORDER BY a.window_to DESC LIMIT %s) t",
         (tenant_id, prompt_name, metric, before, runs)).fetchone()
     return (float(row[0]) if row and row[0] is not None else None), int(row[1] if row else 0)
+
+
+def upsert_drift(conn: Connection, run_id: int, tenant_id: str, window_to: datetime, report: dict[str, Any]) -> None:
+    conn.execute("INSERT INTO eval_drift (run_id, tenant_id, window_to, report) VALUES (%s, %s, %s, %s) "
+                 "ON CONFLICT (run_id, tenant_id) DO UPDATE SET report = EXCLUDED.report",
+                 (run_id, tenant_id, window_to, Jsonb(report)))

@@ -1,5 +1,6 @@
 """Read-only queries behind `stratus report` (SQL adapter). Tenant-owned tables are read inside the caller's
-tenant transaction (RLS); eval_runs is the sampler's own bookkeeping and holds no tenant data.
+tenant transaction (RLS), eval_aggregates and eval_drift joined to eval_runs (no request content) to keep
+finished runs only.
 
 Everything is aggregated in the database, so a report over millions of traces moves kilobytes: latencies
 come back as log-scale histograms (counts per bucket) that the caller merges across tenants before taking
@@ -91,17 +92,19 @@ def eval_aggregates(conn: Connection, tenant_id: str, since: datetime, until: da
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT a.run_id, a.prompt_name, a.prompt_version, a.metric, a.n, a.mean, a.failures, a.window_to "
-            "FROM eval_aggregates a JOIN eval_runs r ON r.id = a.run_id AND r.status = 'done' "
+            "FROM eval_aggregates a JOIN eval_runs r ON r.id = a.run_id AND r.status IN ('done', 'partial') "
             "WHERE a.tenant_id = %(tenant)s AND a.window_to >= %(since)s AND a.window_to < %(until)s "
             "ORDER BY a.window_to, a.prompt_name, a.prompt_version, a.metric", _params(tenant_id, since, until))
         return cur.fetchall()
 
 
-def eval_runs(conn: Connection, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """The sampler's finished runs whose window ended in [since, until)."""
+def eval_drift(conn: Connection, tenant_id: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """The drift measured for a tenant by the sampler's finished runs whose window ended in [since, until)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT id, window_from, window_to, status, summary FROM eval_runs WHERE status = 'done' "
-                    "AND window_to >= %s AND window_to < %s ORDER BY window_to, id", (since, until))
+        cur.execute(
+            "SELECT d.window_to, d.report FROM eval_drift d JOIN eval_runs r ON r.id = d.run_id "
+            "AND r.status IN ('done', 'partial') WHERE d.tenant_id = %(tenant)s AND d.window_to >= %(since)s "
+            "AND d.window_to < %(until)s ORDER BY d.window_to", _params(tenant_id, since, until))
         return cur.fetchall()
 
 

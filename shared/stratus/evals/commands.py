@@ -33,5 +33,5 @@ def _cmd_sample(args: argparse.Namespace) -> int:
               f"(baseline {r['baseline']:.3f} over {r['baseline_runs']} runs, n {r['n']})")
     for tenant, drift in result.drift.items():
         if drift.get("drifted"):
-            print(f"  drift: tenant {tenant}: {json.dumps({k: v for k, v in drift.items() if k != 'examples'})}")
+            print(f"  drift: tenant {tenant}: {json.dumps(drift)} (examples: stratus report)")
     return 0

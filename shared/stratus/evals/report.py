@@ -3,8 +3,8 @@ publish: latency percentiles per step, cost per tenant and model, cache hit rate
 verdicts per rail, online eval scores over time per prompt version, and input drift.
 
 Reads every tenant (or the ones asked for) through its own tenant transaction, so the report sees exactly
-what RLS lets each tenant's requests see; only the tenant list and eval_runs (no tenant data) are read
-across tenants. A section without data says so instead of drawing an empty chart.
+what RLS lets each tenant's requests see; only the tenant list and eval_runs (no request content: used to
+keep finished runs) are read across tenants. A section without data says so instead of drawing an empty chart.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def collect(conn: Any, since: datetime, until: datetime, tenants: Sequence[str] 
     cache: dict[datetime, Counter[str]] = defaultdict(Counter)
     guard: dict[str, Counter[str]] = defaultdict(Counter)
     aggregates: list[dict[str, Any]] = []
+    drift: list[dict[str, Any]] = []
     for tenant in tenants:
         with tenant_transaction(tenant, conn):
             data.tenants[tenant] = store.request_totals(conn, tenant, since, until)
@@ -118,13 +119,12 @@ def collect(conn: Any, since: datetime, until: datetime, tenants: Sequence[str] 
             for rail, action, count in store.guard_actions(conn, tenant, since, until):
                 guard[rail][action] += count
             aggregates += store.eval_aggregates(conn, tenant, since, until)
-    with conn.transaction():
-        runs = store.eval_runs(conn, since, until)
+            drift += [{"tenant": tenant, **row} for row in store.eval_drift(conn, tenant, since, until)]
     data.latency = latency_percentiles(histogram)
     data.cache = dict(sorted(cache.items()))
     data.guard = dict(sorted(guard.items()))
     data.evals = merge_aggregates(aggregates)
-    data.drift = drift_points(runs, set(tenants))
+    data.drift = drift_points(drift)
     return data
 
 
@@ -166,27 +166,18 @@ def merge_aggregates(rows: list[dict[str, Any]]) -> list[EvalPoint]:
     return sorted(points, key=lambda p: (p.metric, p.prompt, p.window_to))
 
 
-def drift_points(runs: list[dict[str, Any]], tenants: set[str]) -> list[DriftPoint]:
-    """Drift as the sampler stored it in eval_runs.summary["drift"]: one report for all traffic, or one per
-    tenant ({tenant: report}). Optional: runs without it (or with too little data to measure) are skipped."""
+def drift_points(rows: list[dict[str, Any]]) -> list[DriftPoint]:
+    """Drift as the sampler stored it in eval_drift ({tenant, window_to, report}), in time order. Runs with
+    too little data to measure ("insufficient_data": no figures) are skipped."""
     points = []
-    for run in runs:
-        drift = (run.get("summary") or {}).get("drift")
-        if not isinstance(drift, dict):
+    for row in sorted(rows, key=lambda r: (r["window_to"], r["tenant"])):
+        report = row["report"] if isinstance(row.get("report"), dict) else {}
+        shift, far = _number(report.get("centroid_shift")), _number(report.get("far_share"))
+        if shift is None and far is None:
             continue
-        scoped = [("all", drift)] if _is_drift(drift) else [
-            (str(k), v) for k, v in sorted(drift.items()) if k in tenants and isinstance(v, dict) and _is_drift(v)]
-        for scope, report in scoped:
-            shift, far = _number(report.get("centroid_shift")), _number(report.get("far_share"))
-            if shift is None and far is None:
-                continue  # e.g. "insufficient data"
-            points.append(DriftPoint(run["window_to"], scope, shift, far, bool(report.get("drifted")),
-                                     [_example_text(e) for e in report.get("examples") or []][:5]))
+        points.append(DriftPoint(row["window_to"], row["tenant"], shift, far, bool(report.get("drifted")),
+                                 [_example_text(e) for e in report.get("examples") or []][:5]))
     return points
-
-
-def _is_drift(value: dict[str, Any]) -> bool:
-    return any(k in value for k in ("centroid_shift", "far_share", "drifted"))
 
 
 def _number(value: Any) -> float | None:

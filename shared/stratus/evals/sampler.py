@@ -2,7 +2,9 @@
 
 1. The window is (end of the last finished run, now]. A run that crashed left no finished row, so the
    next run takes the same window again; scores are keyed by (tenant, request, metric), so the repeat
-   rewrites them and nothing is counted twice.
+   rewrites them and nothing is counted twice. A run that nears the function's deadline stops between
+   samples and finishes as "partial" with the tenants it completed; the next run resumes that window for
+   the others before it moves on.
 2. For each tenant, each sample in the window gets the deterministic checks (stratus.evals.checks) and the
    judge (stratus.evals.judge; a hosted judge's calls run `eval_judge_concurrency` at a time); each
    sample's scores are stored as soon as they are known.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +39,9 @@ SETTLE = timedelta(seconds=10)
 DRIFT_RECENT = timedelta(days=1)
 DRIFT_BASELINE = timedelta(days=7)
 DRIFT_MAX_QUESTIONS = 2000
+# A run stops this long before its deadline: room for the finishing writes (a tenant cut short is not
+# aggregated; its window is resumed by the next run).
+STOP_MARGIN_S = 30.0
 
 
 @dataclass
@@ -49,6 +55,9 @@ class RunResult:
     score_errors: int = 0
     unscored: int = 0  # samples over eval_max_samples_per_run in a tenant's window: left out of this run
     judge_cost_usd: float = 0.0  # what the hosted judge's calls cost (the price table's figure)
+    resumed: bool = False  # this run continues a partial run's window
+    tenants_done: list[str] = field(default_factory=list)  # scored and aggregated (this run or the one resumed)
+    tenants_left: int = 0  # not reached before the deadline: the next run resumes them
     regressions: list[dict[str, Any]] = field(default_factory=list)
     drift: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
@@ -57,14 +66,18 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         return {"samples": self.samples, "scores": self.scores, "judge_failures": self.judge_failures,
                 "score_errors": self.score_errors, "unscored": self.unscored,
-                "judge_cost_usd": round(self.judge_cost_usd, 6), "regressions": self.regressions,
+                "judge_cost_usd": round(self.judge_cost_usd, 6), "resumed": self.resumed,
+                "tenants_done": len(self.tenants_done), "tenants_left": self.tenants_left,
+                "regressions": self.regressions,
                 "drift": self.drift, "seconds": round(self.seconds, 3)}
 
 
 def run_sampler(*, settings: Any = None, conn: Any = None, now: datetime | None = None, router: Any = None,
-                tenants: list[str] | None = None, since: datetime | None = None) -> RunResult:
-    """One run over (since or the end of the last finished run, now - SETTLE]; `tenants` limits it (default:
-    all); `now` sets the window's end."""
+                tenants: list[str] | None = None, since: datetime | None = None,
+                time_left: Callable[[], float] | None = None) -> RunResult:
+    """One run over (since or the end of the last finished run, now - SETTLE], or the rest of a partial
+    run's window; `tenants` limits it (default: all); `now` sets the window's end; `time_left` (seconds
+    until the function's deadline) lets it stop in time."""
     from stratus.config import get_settings
     from stratus.db import evals as store
     from stratus.db.connection import ensure_idle, get_connection
@@ -74,24 +87,44 @@ def run_sampler(*, settings: Any = None, conn: Any = None, now: datetime | None 
     conn = conn or get_connection()
     router = router or get_router(s)
     started = time.perf_counter()
-    window_to = now or datetime.now(UTC) - SETTLE
     with conn.transaction():
-        window_from = since or store.last_window_end(conn) or window_to - FIRST_WINDOW
+        window_from, window_to, carried = _window(store.last_finished_run(conn), since, now)
         run_id = store.start_run(conn, window_from, window_to)
-    result = RunResult(run_id, window_from, window_to)
+    result = RunResult(run_id, window_from, window_to, resumed=carried is not None,
+                       tenants_done=sorted(carried or []))
+
+    def out_of_time() -> bool:
+        return time_left is not None and time_left() < STOP_MARGIN_S
+
     try:
-        for tenant_id in tenants if tenants is not None else _tenants(conn):
-            _score_tenant(conn, tenant_id, result, s, router)
+        todo = [t for t in (tenants if tenants is not None else _tenants(conn)) if t not in result.tenants_done]
+        for i, tenant_id in enumerate(todo):
+            if out_of_time() or not _score_tenant(conn, tenant_id, result, s, router, out_of_time):
+                result.tenants_left = len(todo) - i
+                break
+            result.tenants_done.append(tenant_id)
         result.seconds = time.perf_counter() - started
         result.metrics.extend(_run_metrics(result))
         with conn.transaction():
-            store.finish_run(conn, run_id, "done", result.summary())
+            store.finish_run(conn, run_id, "partial" if result.tenants_left else "done", result.summary(),
+                             result.tenants_done)
     except Exception:
         ensure_idle(conn)
         with conn.transaction():
             store.finish_run(conn, run_id, "failed", result.summary())
         raise
     return result
+
+
+def _window(last: dict[str, Any] | None, since: datetime | None,
+            now: datetime | None) -> tuple[datetime, datetime, list[str] | None]:
+    """(from, to, tenants already done): a partial run's window is resumed, unless `since` names one."""
+    if since is None and last is not None and last["status"] == "partial":
+        return last["window_from"], last["window_to"], list(last["tenants_done"])
+    window_to = now or datetime.now(UTC) - SETTLE
+    if since is not None:
+        return since, window_to, None
+    return (last["window_to"] if last else window_to - FIRST_WINDOW), window_to, None
 
 
 def _tenants(conn: Any) -> list[str]:
@@ -101,7 +134,10 @@ def _tenants(conn: Any) -> list[str]:
         return [t["id"] for t in list_tenants(conn)]
 
 
-def _score_tenant(conn: Any, tenant_id: str, result: RunResult, s: Any, router: Any) -> None:
+def _score_tenant(conn: Any, tenant_id: str, result: RunResult, s: Any, router: Any,
+                  out_of_time: Callable[[], bool]) -> bool:
+    """Score, aggregate and measure drift for one tenant; False when the deadline came first (its scores so
+    far are kept, it is not aggregated, and the next run resumes it)."""
     from stratus.db import evals as store
     from stratus.db.connection import tenant_transaction
     from stratus.evals.judge import load_judge
@@ -120,17 +156,23 @@ def _score_tenant(conn: Any, tenant_id: str, result: RunResult, s: Any, router: 
     # A hosted judge waits on the provider: its calls run side by side. The offline judge is CPU work.
     workers = min(s.eval_judge_concurrency, len(work)) if judge.hosted else 1
     pool = ThreadPoolExecutor(workers, thread_name_prefix="judge") if workers > 1 else None
+    finished = False
     try:
         scored = pool.map(score, work) if pool else map(score, work)
-        for sample, (scores, judge_cost) in zip(samples, scored, strict=True):  # stored in order as they finish
+        for i, sample in enumerate(samples):  # stored in order as they finish
+            if i and out_of_time():  # (the caller checked before the first)
+                return False
+            scores, judge_cost = next(scored)
             _store_scores(conn, tenant_id, sample, scores, result)
             result.judge_cost_usd += judge_cost
+        finished = True
     finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
+        if pool:  # on a stop, calls not yet started are cancelled and those in flight are not waited for
+            pool.shutdown(wait=finished, cancel_futures=True)
     _aggregate(conn, tenant_id, result, s)
     if samples:
         result.drift[tenant_id] = _drift(conn, tenant_id, result)
+    return True
 
 
 def _passages(conn: Any, tenant_id: str, sample: dict[str, Any]) -> list[Any]:
@@ -202,7 +244,8 @@ def _aggregate(conn: Any, tenant_id: str, result: RunResult, s: Any) -> None:
 
 
 def _drift(conn: Any, tenant_id: str, result: RunResult) -> dict[str, Any]:
-    """The last day's questions (or the window's, if longer) against the week before (stratus.evals.drift)."""
+    """The last day's questions (or the window's, if longer) against the week before (stratus.evals.drift),
+    stored in eval_drift; returns the figures without the example questions."""
     from stratus.db import evals as store
     from stratus.db.connection import tenant_transaction
 
@@ -216,7 +259,11 @@ def _drift(conn: Any, tenant_id: str, result: RunResult) -> dict[str, Any]:
     embedder = get_embedder("all-MiniLM-L6-v2-int8")
     base_vectors = embedder.embed(baseline) if baseline else _no_vectors(embedder)
     recent_vectors = embedder.embed(recent) if recent else _no_vectors(embedder)
-    return measure_drift(base_vectors, recent_vectors, recent).to_json()
+    report = measure_drift(base_vectors, recent_vectors, recent).to_json()
+    with tenant_transaction(tenant_id, conn):  # with its example questions, under RLS
+        store.upsert_drift(conn, result.run_id, tenant_id, result.window_to, report)
+    # The run's summary (eval_runs, read across tenants) keeps the figures, not the questions.
+    return {k: v for k, v in report.items() if k != "examples"}
 
 
 def _no_vectors(embedder: Any) -> Any:
@@ -232,4 +279,5 @@ def _run_metrics(result: RunResult) -> list[Metric]:
            Metric("EvalJudgeCostUsd", round(result.judge_cost_usd, 6))]
     drifted = sum(1 for d in result.drift.values() if d.get("drifted"))
     out.append(Metric("EvalDriftedTenants", drifted, "Count"))
+    out.append(Metric("EvalTenantsLeft", result.tenants_left, "Count"))
     return out
