@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,12 @@ STRATUS = Path(sys.executable).with_name("stratus")
 GOLD = ROOT / "evals" / "gold"
 
 
-def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(data_dir: Path, *args: str, prompts: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "AWS_", "MOTO_"))}
     env.pop("DATABASE_URL", None)
     env["STRATUS_DATA_DIR"] = str(data_dir)
+    if prompts is not None:
+        env["STRATUS_PROMPTS_DIR"] = str(prompts)
     return subprocess.run([str(STRATUS), *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
@@ -86,6 +89,29 @@ def test_promote_refuses_on_a_regression_unless_forced(tmp_path: Path) -> None:
     assert "skipped the rag-answer gold suite gate" in forced.stdout
     assert "rag-answer gated: unset -> v1" in forced.stdout
     assert "gated=v1" in _run(data, "prompts", "list").stdout
+
+
+def test_promote_refuses_a_version_that_does_worse_than_the_one_the_label_serves(tmp_path: Path) -> None:
+    data, prompts = tmp_path / "data", tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    # v2: the same prompt with answers cut at 8 tokens, so some must_include phrases and citations are lost.
+    v1 = (prompts / "rag-answer" / "1.yaml").read_text()
+    assert "max_tokens: 700" in v1
+    (prompts / "rag-answer" / "2.yaml").write_text(v1.replace("max_tokens: 700", "max_tokens: 8"))
+    no_floors = tmp_path / "no-floors.json"
+    no_floors.write_text(json.dumps({"rag-answer": {}}))  # only the comparison can refuse
+    first = _run(data, "prompts", "promote", "rag-answer", "1", "--label", "gated", "--thresholds", str(no_floors),
+                 prompts=prompts)
+    assert first.returncode == 0, first.stderr
+
+    worse = _run(data, "prompts", "promote", "rag-answer", "2", "--label", "gated", "--thresholds", str(no_floors),
+                 prompts=prompts)
+
+    assert worse.returncode == 1, worse.stdout
+    assert "regression: rag-answer/answerable must_include" in worse.stderr and "(v1, " in worse.stderr
+    assert "passed on v1, fail on v2: answerable-" in worse.stderr
+    assert "refusing to promote rag-answer v2" in worse.stderr
+    assert "gated=v1" in _run(data, "prompts", "list", prompts=prompts).stdout  # the label did not move
 
 
 def test_eval_sample_runs_the_sampler_once_and_reports_its_window(tmp_path: Path) -> None:

@@ -14,9 +14,11 @@ from stratus.evals.gold import (
     GoldCase,
     GoldSetError,
     Outcome,
+    SuiteResult,
     aggregate,
     available_suites,
     check_thresholds,
+    compare_versions,
     corpus_sources,
     declines,
     is_refusal,
@@ -132,6 +134,28 @@ def test_aggregates_average_each_metric_over_the_cases_it_applies_to() -> None:
     assert agg["out_of_scope"] == {"n": 2, "passed": 1, "pass_rate": 0.5, "citations": None, "refusal": 0.5,
                                    "must_include": None}
     assert list(agg) == ["all", "answerable", "out_of_scope"]
+
+
+def test_a_candidate_that_loses_a_case_the_served_version_passes_is_a_regression() -> None:
+    from dataclasses import replace
+
+    def run(version: int, answers: list[str]) -> SuiteResult:
+        cases = [replace(score_case(ANSWERABLE, Outcome(a, ((7, "pricing.html"),), (7,))), id=f"a-{i}")
+                 for i, a in enumerate(answers)]
+        cases.append(replace(score_case(OUT_OF_SCOPE, Outcome(NO_ANSWER)), id="o-1"))
+        return SuiteResult("rag-answer", version, cases, aggregate(cases), 1.0)
+
+    served = run(1, ["149 euros [1].", "149 euros [1].", "It is billed monthly [1]."])
+    same = run(2, ["149 euros [1].", "It is billed monthly [1].", "149 euros [1]."])  # one lost, one gained
+    worse = run(2, ["149 euros [1].", "It is billed monthly [1].", "It is billed monthly [1]."])
+
+    assert compare_versions("rag-answer", served, same) == []
+    problems = compare_versions("rag-answer", served, worse)
+    assert "regression: rag-answer/answerable must_include 0.333 < 0.667 (v1, 1 case(s) fewer)" in problems
+    assert "regression: rag-answer/all pass_rate 0.500 < 0.750 (v1, 1 case(s) fewer)" in problems
+    assert problems[-1] == "passed on v1, fail on v2: a-1"
+    assert not any("out_of_scope" in p or "citations" in p for p in problems)
+    assert compare_versions("rag-answer", served, served) == []
 
 
 def test_missed_floors_are_named_by_suite_group_and_metric() -> None:

@@ -257,6 +257,35 @@ def check_thresholds(suite: str, aggregates: dict[str, dict[str, Any]],
     return problems
 
 
+def compare_versions(suite: str, current: SuiteResult, candidate: SuiteResult) -> list[str]:
+    """A promotion's second gate: one line per group and metric where the candidate passes fewer cases than
+    the version the label serves now (any case: both ran on the same machine and corpus, so a lost case is
+    the prompt's doing or a model's noise, and --force is there for the latter), then the cases that passed
+    on the current version and fail on the candidate. Empty: no regression."""
+    problems = []
+    for group, row in candidate.aggregates.items():
+        before = current.aggregates.get(group)
+        if before is None:
+            continue
+        for metric in METRICS:
+            passed_now, passed_before = _passed(candidate.cases, group, metric), _passed(current.cases, group, metric)
+            if passed_now < passed_before:
+                problems.append(f"regression: {suite}/{group} {metric} {row[metric]:.3f} < {before[metric]:.3f} "
+                                f"(v{current.prompt_version}, {passed_before - passed_now} case(s) fewer)")
+    was = {c.id for c in current.cases if c.passed}
+    lost = [c.id for c in candidate.cases if c.id in was and not c.passed]
+    if problems and lost:  # what to look at; a case lost and another gained is not a regression
+        problems.append(f"passed on v{current.prompt_version}, fail on v{candidate.prompt_version}: {', '.join(lost)}")
+    return problems
+
+
+def _passed(cases: Sequence[CaseResult], group: str, metric: str) -> int:
+    rows = [c for c in cases if group in ("all", c.kind)]
+    if metric == "pass_rate":
+        return sum(c.passed for c in rows)
+    return sum(bool(c.scores.get(metric)) for c in rows)
+
+
 # ---- running ------------------------------------------------------------------------------------------
 
 

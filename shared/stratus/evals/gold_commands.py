@@ -10,7 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from stratus.evals.gold import THRESHOLDS, CaseResult, GoldSetError, case_line, run_suite, suite_path
+from stratus.evals.gold import (
+    THRESHOLDS,
+    CaseResult,
+    GoldSetError,
+    case_line,
+    compare_versions,
+    run_suite,
+    suite_path,
+)
 
 
 @contextmanager
@@ -55,22 +63,33 @@ def run_command(suites: Sequence[str], *, as_json: bool, out_file: Path | None, 
 
 
 def promotion_gate(name: str, version: int, *, force: bool, verbose: bool = False,
-                   thresholds: Path | None = None) -> bool:
+                   thresholds: Path | None = None, current: int | None = None) -> bool:
     """Whether `stratus prompts promote NAME VERSION` may go on: the prompt's suite, when there is one, run
-    on that version must meet its floors. `force` promotes anyway and says that the gate was skipped."""
+    on that version must meet its floors and, when the label serves another version now (`current`), must
+    not pass fewer cases than that version does on the same run. `force` promotes anyway and says that the
+    gate was skipped."""
     if not suite_path(name).exists():
         return True  # no gold set for this prompt: nothing to gate on
     if force:
         print(f"--force: skipped the {name} gold suite gate")
         return True
+    compare = current is not None and current != version
     with local_stack(verbose) as terminal:
         print(f"evaluating {name} v{version} on its gold suite before promoting ...", file=terminal, flush=True)
         result = run_suite(name, thresholds=thresholds or THRESHOLDS, prompt_version=version)
         print("\n".join(result.summary_lines()), file=terminal, flush=True)
-    if result.problems:
-        for line in result.problems:
+        problems = list(result.problems)
+        if compare:
+            print(f"... and v{current}, the version the label serves now, to compare", file=terminal, flush=True)
+            served = run_suite(name, thresholds=None, prompt_version=current)
+            print("\n".join(served.summary_lines()), file=terminal, flush=True)
+            problems += compare_versions(name, served, result)
+    if problems:
+        for line in problems:
             print(line, file=sys.stderr)
-        print(f"refusing to promote {name} v{version}: its gold suite missed a threshold (--force to promote"
+        print(f"refusing to promote {name} v{version}: its gold suite missed a threshold or did worse than "
+              f"v{current} (--force to promote anyway)" if compare else
+              f"refusing to promote {name} v{version}: its gold suite missed a threshold (--force to promote"
               " anyway)", file=sys.stderr)
         return False
     return True

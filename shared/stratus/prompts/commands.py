@@ -177,7 +177,9 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
     if args.thresholds is not None and not args.thresholds.is_file():
         raise _usage(f"--thresholds: {args.thresholds} is not a file")
-    if not promotion_gate(name, version, force=args.force, verbose=args.verbose, thresholds=args.thresholds):
+    current = None if args.force else _current_version(name, label, tenant)
+    if not promotion_gate(name, version, force=args.force, verbose=args.verbose, thresholds=args.thresholds,
+                          current=current):
         return EXIT_FAILED
 
     def body() -> None:
@@ -187,6 +189,18 @@ def _cmd_promote(args: argparse.Namespace) -> int:
             print(promote(conn, name, version, label, tenant).describe())
 
     return _run("promote", body)
+
+
+def _current_version(name: str, label: str, tenant: str | None) -> int | None:
+    """What the label serves now (the gate compares the candidate with it); None when unset or unreadable."""
+    from stratus.errors import NotFound
+    from stratus.prompts.registry import current_version
+
+    try:
+        with _registry_connection() as conn:
+            return current_version(conn, name, label, tenant)
+    except NotFound:
+        return None
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:

@@ -210,6 +210,14 @@ def resolve_prompt(conn: store.Connection, tenant_id: str, name: str, *, label: 
     return _from_store(stored)
 
 
+def current_version(conn: store.Connection, name: str, label: str, tenant_id: str | None = None) -> int | None:
+    """The version `label` (global, or the tenant's own) points at now; None when it is unset."""
+    _check_name(name)
+    _check_label(label)
+    with _unit(conn, tenant_id, read_only=True):
+        return store.label_version(conn, name, label, tenant_id)
+
+
 def promote(conn: store.Connection, name: str, version: int, label: str, tenant_id: str | None = None
             ) -> LabelChange:
     """Point `label` (global, or the tenant's own) at a published version."""
