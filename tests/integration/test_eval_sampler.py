@@ -350,3 +350,43 @@ def test_a_run_near_its_deadline_stops_as_partial_and_the_next_run_resumes_its_w
             for table in ("eval_scores", "eval_aggregates", "eval_drift"):
                 owner.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (runs,))
             owner.execute("DELETE FROM eval_runs WHERE id = ANY(%s)", (runs,))
+
+
+class _LambdaContext:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.mark.parametrize("emit", [True, False])
+def test_the_handler_stops_at_the_lambda_deadline_and_emits_its_metrics_when_configured(
+        pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, emit: bool) -> None:
+    import importlib.util
+
+    from stratus.config import reset_settings
+
+    tenant_with_key(pg_url, "evh")  # at least one tenant for the run to leave
+    monkeypatch.setenv("STRATUS_EMIT_METRICS", "true" if emit else "false")
+    reset_settings()
+    spec = importlib.util.spec_from_file_location("eval_sampler_app", ROOT / "functions" / "eval_sampler" / "app.py")
+    assert spec and spec.loader
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    capsys.readouterr()
+    out: dict[str, Any] = {}
+    try:
+        # 5 s left: under the stop margin, so the run leaves every tenant to the next one.
+        out = app.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, _LambdaContext(5000))
+        json.dumps(out)
+        assert out["samples"] == 0 and out["tenants_left"] >= 1 and out["tenants_done"] == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        names = {m["Name"] for doc in lines for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        assert names == ({"EvalSamples", "EvalJudgeFailures", "EvalRegressions", "EvalRunSeconds", "EvalJudgeCostUsd",
+                          "EvalDriftedTenants", "EvalTenantsLeft"} if emit else set())
+    finally:  # a partial run would be resumed by the next test's default window: remove it
+        monkeypatch.delenv("STRATUS_EMIT_METRICS")
+        reset_settings()
+        with connect(pg_url, app_role=False) as owner, owner.transaction():
+            owner.execute("DELETE FROM eval_runs WHERE id = %s", (out.get("run_id"),))
