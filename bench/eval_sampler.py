@@ -12,14 +12,13 @@ measured on the same samples (the rendered `judge-rubric` prompt); its reply is 
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import ROOT, record
+from bench.common import ROOT, database, record
 
 ROUNDS = int(os.environ.get("BENCH_EVAL_ROUNDS", "5"))
 REQUESTS_PER_DAY = 1_000_000
@@ -148,29 +147,12 @@ def run(url: str, *, copies: int | None = None, rounds_n: int = ROUNDS) -> dict[
 
 
 def main(url: str | None = None) -> dict[str, Any]:
-    server = None
-    url = url or os.environ.get("DATABASE_URL")
-    if url is None:
-        from stratus.db.migrate import migrate
-        from stratus.local.postgres import start_embedded
-
-        work = ROOT / ".stratus" / "bench-eval"
-        shutil.rmtree(work, ignore_errors=True)
-        server = start_embedded(work / "pg", delete_on_stop=True)
-        url = server.url
-        migrate(url)
-    try:
-        os.environ["DATABASE_URL"] = url  # ingestion and the registry use the process's settings
+    with database(url, ROOT / ".stratus" / "bench-eval" / "pg") as db_url:
+        os.environ["DATABASE_URL"] = db_url  # ingestion and the registry use the process's settings
         from stratus.config import reset_settings
 
         reset_settings()
-        result = run(url)
-    finally:
-        if server is not None:
-            from stratus.db.connection import close_connection
-
-            close_connection()
-            server.stop()
+        result = run(db_url)
     record("eval_sampler", result)
     print(f"eval sampler: {result['samples_per_s_median']} samples/s (offline judge); at 1M requests/day: "
           f"{result['cost_at_1m_requests_per_day']['judge_by_deployment']}")

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, record, summary_ms
+from bench.common import ROOT, database, record, summary_ms
 
 LITELLM = "litellm[proxy]==1.106.2"
 PEER_VENV = ROOT / ".stratus" / "peers" / "litellm-venv"  # outside .stratus/bench, which bench.run wipes
@@ -429,20 +429,8 @@ def main(url: str | None = None) -> dict[str, Any]:
     work = ROOT / ".stratus" / "bench-gateway"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    server = None
-    url = url or os.environ.get("DATABASE_URL")
-    if url is None:
-        from stratus.db.migrate import migrate
-        from stratus.local.postgres import start_embedded
-
-        server = start_embedded(work / "pg", delete_on_stop=True)
-        url = server.url
-        migrate(url)
-    try:
-        result = run(url, work)
-    finally:
-        if server is not None:
-            server.stop()
+    with database(url, work / "pg") as db_url:
+        result = run(db_url, work)
     record("gateway_overhead", result)
     return result
 

@@ -133,11 +133,11 @@ class Settings(BaseModel):
     # X-Ray tracing of the gateway (the template turns it on with Tracing: Active). The X-Ray SDK costs
     # ~400 ms of import, so it loads only when this is on, on the first invocation.
     tracing: bool = False
-    # Online evaluation: the share of requests whose content is kept (PII-redacted) and scored by the
-    # scheduled sampler; which ones is a function of the request id, so reruns pick the same ones.
     # CloudWatch metrics as embedded-metric-format log lines (on in the template; off locally, where
     # stdout belongs to the commands).
     emit_metrics: bool = False
+    # Online evaluation: the share of requests whose content is kept (PII-redacted) and scored by the
+    # scheduled sampler; which ones is a function of the request id, so reruns pick the same ones.
     eval_sample_rate: float = Field(default=0.02, ge=0, le=1)
     eval_judge_model: str = "fast"  # the alias the LLM judge runs on (offline provider: the offline judge)
     eval_latency_target_ms: float = Field(default=8000, gt=0)  # a sampled answer slower than this fails

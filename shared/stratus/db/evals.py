@@ -12,6 +12,10 @@ from psycopg.types.json import Jsonb
 
 Connection = psycopg.Connection
 
+# A finished run: it completed its window (done) or stopped at its deadline having completed each tenant it
+# lists (partial). Runs still "running" (or killed) and "failed" ones may hold part of a tenant's window.
+FINISHED = "status IN ('done', 'partial')"
+
 SAMPLE_COLUMNS = ("tenant_id", "request_id", "created_at", "mode", "model_alias", "prompt_name", "prompt_version",
                   "question", "answer", "chunk_ids", "cited_chunk_ids", "latency_ms", "cost_usd", "facts")
 
@@ -63,7 +67,7 @@ def last_finished_run(conn: Connection) -> dict[str, Any] | None:
     """The latest run that finished its window (done) or stopped at its deadline (partial)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SELECT id, window_from, window_to, status, tenants_done FROM eval_runs "
-                    "WHERE status IN ('done', 'partial') ORDER BY window_to DESC, id DESC LIMIT 1")
+                    f"WHERE {FINISHED} ORDER BY window_to DESC, id DESC LIMIT 1")
         return cur.fetchone()
 
 
@@ -128,7 +132,7 @@ def baseline_mean(conn: Connection, tenant_id: str, prompt_name: str, metric: st
     window that its rerun aggregates again."""
     row = conn.execute(
         "SELECT avg(mean), count(*) FROM (SELECT a.mean FROM eval_aggregates a JOIN eval_runs r ON r.id = a.run_id "
-        "AND r.status IN ('done', 'partial') WHERE a.tenant_id = %s AND a.prompt_name = %s AND a.metric = %s "
+        f"AND r.{FINISHED} WHERE a.tenant_id = %s AND a.prompt_name = %s AND a.metric = %s "
         "AND a.window_to < %s AND a.mean IS NOT NULL AND a.n > 0 ORDER BY a.window_to DESC LIMIT %s) t",
         (tenant_id, prompt_name, metric, before, runs)).fetchone()
     return (float(row[0]) if row and row[0] is not None else None), int(row[1] if row else 0)

@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from stratus.db.evals import FINISHED
+
 Connection = psycopg.Connection
 
 # Bucket b holds latencies in [BASE**b, BASE**(b+1)) ms: a percentile read from the merged histogram is within
@@ -92,7 +94,7 @@ def eval_aggregates(conn: Connection, tenant_id: str, since: datetime, until: da
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT a.run_id, a.prompt_name, a.prompt_version, a.metric, a.n, a.mean, a.failures, a.window_to "
-            "FROM eval_aggregates a JOIN eval_runs r ON r.id = a.run_id AND r.status IN ('done', 'partial') "
+            f"FROM eval_aggregates a JOIN eval_runs r ON r.id = a.run_id AND r.{FINISHED} "
             "WHERE a.tenant_id = %(tenant)s AND a.window_to >= %(since)s AND a.window_to < %(until)s "
             "ORDER BY a.window_to, a.prompt_name, a.prompt_version, a.metric", _params(tenant_id, since, until))
         return cur.fetchall()
@@ -103,7 +105,7 @@ def eval_drift(conn: Connection, tenant_id: str, since: datetime, until: datetim
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT d.window_to, d.report FROM eval_drift d JOIN eval_runs r ON r.id = d.run_id "
-            "AND r.status IN ('done', 'partial') WHERE d.tenant_id = %(tenant)s AND d.window_to >= %(since)s "
+            f"AND r.{FINISHED} WHERE d.tenant_id = %(tenant)s AND d.window_to >= %(since)s "
             "AND d.window_to < %(until)s ORDER BY d.window_to", _params(tenant_id, since, until))
         return cur.fetchall()
 

@@ -39,7 +39,7 @@ def run_checks(sample: dict[str, Any], passages: list[Any], settings: Any) -> li
         consistent = (not cited) if declined else bool(cited)
         out.append(Score("refusal_consistent", 1.0 if consistent else 0.0, consistent,
                          details={"declined": declined, "cited": len(cited)}))
-        out.append(_groundedness(sample["answer"], passages, len(chunk_ids)))
+        out.append(_groundedness(sample["answer"], declined, passages, len(chunk_ids)))
     facts = sample.get("facts") or {}
     if "answer_pii" in facts:
         leaked = facts["answer_pii"]
@@ -56,11 +56,10 @@ def _target(metric: str, value: float, target: float, unit: str) -> Score:
     return Score(metric, 1.0 if ok else 0.0, ok, details={f"{metric}_{unit}": value, f"target_{unit}": target})
 
 
-def _groundedness(answer: str, passages: list[Any], expected: int) -> Score:
+def _groundedness(answer: str, declined: bool, passages: list[Any], expected: int) -> Score:
     from stratus.guard.grounding import groundedness
-    from stratus.guard.rails import declines
 
-    if declines(answer):
+    if declined:
         return Score("groundedness", 1.0, True, details={"declined": True})
     if expected and not passages:
         return Score("groundedness", None, None, error="the passages are no longer stored (document replaced)")

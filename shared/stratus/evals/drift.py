@@ -54,6 +54,7 @@ MAX_EXAMPLES = 5
 EXAMPLE_CHARS = 200
 SEED = 20240611
 DUPLICATE_COSINE = 0.8  # rewordings and near variants of a question count once (see _distinct_rows)
+EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"  # the vectors DUPLICATE_COSINE and the measurements were taken with
 
 RULE = (f"drifted when far_count >= {MIN_FAR_COUNT} and far_share >= {FAR_RATIO:g} x null_share and "
         f"P(Binomial(recent_distinct, null_share) >= far_count) < {ALPHA:g}, or when centroid_shift exceeds "
@@ -87,7 +88,7 @@ class DriftReport:
     rule: str = RULE
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON types, rounded, for eval_runs.summary."""
+        """Plain JSON types, rounded, for eval_drift."""
         out = asdict(self)
         for key, value in out.items():
             if isinstance(value, float):
@@ -246,7 +247,7 @@ def _null_shift(base: np.ndarray, n_recent: int) -> float:
 
 
 def _examples(sims: np.ndarray, far: np.ndarray, texts: Sequence[str], limit: int) -> list[FarExample]:
-    """The farthest recent questions, distinct texts only, shortened for the run summary."""
+    """The farthest recent questions, distinct texts only, shortened for storage."""
     out: list[FarExample] = []
     seen: set[str] = set()
     for i in np.argsort(sims, kind="stable"):

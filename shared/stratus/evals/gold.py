@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stratus.errors import InvalidInput
+from stratus.evals.jsonl import jsonl_objects
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLD_DIR = ROOT / "evals" / "gold"
@@ -101,30 +102,19 @@ def suite_path(suite: str, gold_dir: Path = GOLD_DIR) -> Path:
 def load_suite(path: Path, sources: Iterable[str] | None = None) -> list[GoldCase]:
     """Validated cases; `sources` (the corpus keys), when given, must hold every expected citation."""
     known = set(sources) if sources is not None else None
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise GoldSetError(f"{path}: cannot read the suite: {err}", field="suite") from None
     cases, seen = [], set()
-    for n, line in enumerate(lines, start=1):
-        if line.strip():
-            case = _parse_case(line, f"{path}:{n}", known)
-            if case.id in seen:
-                raise GoldSetError(f"{path}:{n}: duplicate case id {case.id!r}", field="id")
-            seen.add(case.id)
-            cases.append(case)
+    for where, obj in jsonl_objects(path, error=GoldSetError, field="suite", what="the suite"):
+        case = _parse_case(obj, where, known)
+        if case.id in seen:
+            raise GoldSetError(f"{where}: duplicate case id {case.id!r}", field="id")
+        seen.add(case.id)
+        cases.append(case)
     if not cases:
         raise GoldSetError(f"{path}: no cases", field="suite")
     return cases
 
 
-def _parse_case(line: str, where: str, known: set[str] | None) -> GoldCase:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise GoldSetError(f"{where}: invalid JSON: {err.msg}", field="suite") from None
-    if not isinstance(obj, dict):
-        raise GoldSetError(f"{where}: expected a JSON object", field="suite")
+def _parse_case(obj: dict[str, Any], where: str, known: set[str] | None) -> GoldCase:
     unknown = set(obj) - {"id", "question", "kind", "expect", "must_include"}
     if unknown:
         raise GoldSetError(f"{where}: unknown field(s) {sorted(unknown)}", field=sorted(unknown)[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -63,16 +63,17 @@ def run_command(suites: Sequence[str], *, as_json: bool, out_file: Path | None, 
 
 
 def promotion_gate(name: str, version: int, *, force: bool, verbose: bool = False,
-                   thresholds: Path | None = None, current: int | None = None) -> bool:
+                   thresholds: Path | None = None, served: Callable[[], int | None] | None = None) -> bool:
     """Whether `stratus prompts promote NAME VERSION` may go on: the prompt's suite, when there is one, run
-    on that version must meet its floors and, when the label serves another version now (`current`), must
-    not pass fewer cases than that version does on the same run. `force` promotes anyway and says that the
-    gate was skipped."""
+    on that version must meet its floors and, when the label serves another version now (`served()`, asked
+    only when the suite runs), must not pass fewer cases than that version does on the same run. `force`
+    promotes anyway and says that the gate was skipped."""
     if not suite_path(name).exists():
         return True  # no gold set for this prompt: nothing to gate on
     if force:
         print(f"--force: skipped the {name} gold suite gate")
         return True
+    current = served() if served is not None else None
     compare = current is not None and current != version
     with local_stack(verbose) as terminal:
         print(f"evaluating {name} v{version} on its gold suite before promoting ...", file=terminal, flush=True)
@@ -87,9 +88,8 @@ def promotion_gate(name: str, version: int, *, force: bool, verbose: bool = Fals
     if problems:
         for line in problems:
             print(line, file=sys.stderr)
-        print(f"refusing to promote {name} v{version}: its gold suite missed a threshold or did worse than "
-              f"v{current} (--force to promote anyway)" if compare else
-              f"refusing to promote {name} v{version}: its gold suite missed a threshold (--force to promote"
-              " anyway)", file=sys.stderr)
+        reason = f"missed a threshold or did worse than v{current}" if compare else "missed a threshold"
+        print(f"refusing to promote {name} v{version}: its gold suite {reason} (--force to promote anyway)",
+              file=sys.stderr)
         return False
     return True

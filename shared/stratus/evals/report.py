@@ -73,7 +73,7 @@ class EvalPoint:
 @dataclass
 class DriftPoint:
     window_to: datetime
-    scope: str  # "all", or the tenant the sampler measured
+    scope: str  # the tenant the sampler measured
     centroid_shift: float | None
     far_share: float | None
     drifted: bool

@@ -14,7 +14,7 @@ from typing import Any
 def add_report_parser(sub: Any) -> None:
     report = sub.add_parser(
         "report", help="write a static HTML report: latency, cost, cache, guard, eval scores, drift",
-        description="Reads traces, eval aggregates and eval runs (each tenant through its own tenant transaction)"
+        description="Reads traces, eval aggregates and drift (each tenant through its own tenant transaction)"
         " and writes DIR/index.html with one PNG per chart. Sections without data say so.")
     report.add_argument("--since", default="7d", help="start: a duration before now (30m, 24h, 7d, 2w) or an ISO"
                         " date/time, UTC unless it names a zone (default 7d)")

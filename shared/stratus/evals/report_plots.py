@@ -56,12 +56,8 @@ def plot_cost(data: ReportData, out: Path) -> str | None:
     models = sorted({row["model"] for row in data.cost})
     spend = {(row["tenant"], row["model"]): row["cost_usd"] for row in data.cost}
     fig, ax = _figure(max(2.5, 0.5 * len(tenants) + 1.5))
-    left = [0.0] * len(tenants)
-    for model in models:
-        widths = [spend.get((t, model), 0.0) for t in tenants]
-        ax.barh(tenants, widths, left=left, label=model)
-        left = [a + b for a, b in zip(left, widths, strict=True)]
-    for y, total in enumerate(left):
+    totals = _stacked_barh(ax, tenants, [(m, [spend.get((t, m), 0.0) for t in tenants], None) for m in models])
+    for y, total in enumerate(totals):
         ax.annotate(f"${total:,.4f}", (total, y), xytext=(4, 0), textcoords="offset points", va="center")
     ax.invert_yaxis()
     ax.margins(x=0.12)  # room for the totals' labels
@@ -103,13 +99,9 @@ def plot_guard(data: ReportData, out: Path) -> str | None:
         return None
     rails = list(data.guard)
     fig, ax = _figure(max(2.5, 0.45 * len(rails) + 1.5))
-    left = [0] * len(rails)
     actions = [a for a in ACTION_COLOURS if any(data.guard[r][a] for r in rails)]
     actions += sorted({a for r in rails for a in data.guard[r]} - set(actions))  # actions added later
-    for action in actions:
-        widths = [data.guard[r][action] for r in rails]
-        ax.barh(rails, widths, left=left, label=action, color=ACTION_COLOURS.get(action))
-        left = [a + b for a, b in zip(left, widths, strict=True)]
+    _stacked_barh(ax, rails, [(a, [data.guard[r][a] for r in rails], ACTION_COLOURS.get(a)) for a in actions])
     ax.invert_yaxis()
     ax.set_xlabel("verdicts (one per rail and stage of a request)")
     ax.set_title("Guard verdicts per rail")
@@ -165,6 +157,16 @@ def plot_drift(data: ReportData, out: Path) -> str | None:
     shift_ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("Input drift per sampler run (red X: the run flagged drift)")
     return _save(fig, out, "drift.png")
+
+
+def _stacked_barh(ax: Any, rows: list[str], segments: list[tuple[str, list[float], str | None]]) -> list[float]:
+    """One horizontal bar per row, stacked from (label, widths, colour) segments (colour None: the default
+    cycle); returns each row's total."""
+    left = [0.0] * len(rows)
+    for label, widths, colour in segments:
+        ax.barh(rows, widths, left=left, label=label, color=colour)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    return left
 
 
 def _figure(height: float, rows: int = 1, cols: int = 1) -> tuple[Any, Any]:

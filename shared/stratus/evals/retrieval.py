@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratus.errors import InvalidInput
+from stratus.evals.jsonl import jsonl_objects
 
 MODES = ("lexical", "dense", "hybrid")
 CORPUS_SUFFIXES = {".txt", ".md", ".html", ".htm", ".pdf"}
@@ -95,22 +96,9 @@ def corpus_files(corpus_dir: Path) -> dict[str, Path]:
 
 def load_queries(queries_file: Path, corpus_keys: Iterable[str]) -> list[EvalQuery]:
     keys = set(corpus_keys)
-    try:
-        lines = queries_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise EvalInputError(f"{queries_file}: cannot read queries file: {err}", field="queries") from None
     queries: list[EvalQuery] = []
     seen: set[str] = set()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{queries_file}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise EvalInputError(f"{where}: invalid JSON: {err.msg}", field="queries") from None
-        if not isinstance(obj, dict):
-            raise EvalInputError(f"{where}: expected a JSON object", field="queries")
+    for where, obj in jsonl_objects(queries_file, error=EvalInputError, field="queries", what="queries file"):
         for name, kind in (("id", str), ("query", str), ("relevant", list)):
             if name not in obj:
                 raise EvalInputError(f"{where}: missing field {name!r}", field=name)

@@ -254,9 +254,9 @@ def _drift(conn: Any, tenant_id: str, result: RunResult) -> dict[str, Any]:
         recent = store.questions_between(conn, tenant_id, split, result.window_to, DRIFT_MAX_QUESTIONS)
         baseline = store.questions_between(conn, tenant_id, split - DRIFT_BASELINE, split, DRIFT_MAX_QUESTIONS)
     from stratus.embeddings import get_embedder
-    from stratus.evals.drift import measure_drift
+    from stratus.evals.drift import EMBEDDING_MODEL, measure_drift
 
-    embedder = get_embedder("all-MiniLM-L6-v2-int8")
+    embedder = get_embedder(EMBEDDING_MODEL)
     base_vectors = embedder.embed(baseline) if baseline else _no_vectors(embedder)
     recent_vectors = embedder.embed(recent) if recent else _no_vectors(embedder)
     report = measure_drift(base_vectors, recent_vectors, recent).to_json()

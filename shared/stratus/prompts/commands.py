@@ -177,9 +177,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
     if args.thresholds is not None and not args.thresholds.is_file():
         raise _usage(f"--thresholds: {args.thresholds} is not a file")
-    current = None if args.force else _current_version(name, label, tenant)
     if not promotion_gate(name, version, force=args.force, verbose=args.verbose, thresholds=args.thresholds,
-                          current=current):
+                          served=lambda: _current_version(name, label, tenant)):
         return EXIT_FAILED
 
     def body() -> None:
