@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stratus-installed
 ENV ?= dev
 
-.PHONY: venv chromium demo dev test test-unit test-integration test-infra lint bench build deploy clean
+.PHONY: venv tools chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda lint bench build deploy clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,19 @@ $(STAMP): requirements.lock pyproject.toml scripts/pgvector-portable.sh
 demo: venv
 	$(BIN)/stratus demo
 
+# Tools in their own virtualenv (checkov pins dependencies that conflict with the app's), from the pinned
+# requirements-tools.txt; tests/infra/test_checkov.py runs checkov from here.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.stratus-installed
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): requirements-tools.txt
+	test -x $(TOOLS)/bin/python || $(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(TOOLS)/bin/pip install -q -r requirements-tools.txt
+	touch $(TOOLS_STAMP)
+
 dev: venv
 	$(BIN)/stratus dev
 
@@ -32,24 +45,37 @@ chromium:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
 	  $$SUDO apt-get install -y -q chromium || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
 
-test: venv chromium
+# PgBouncer in transaction mode stands in for RDS Proxy (stratus.local.pgbouncer; tests/integration/
+# test_db_pgbouncer.py, the Lambda contract tier, `make bench`): the Debian package, installed when missing
+# (Debian puts it in /usr/sbin, which is not on every PATH).
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q pgbouncer || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q pgbouncer; }; }
+
+test: venv tools chromium pgbouncer
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 test-unit: venv
 	$(BIN)/pytest -q -m unit
 
-test-integration: venv
+test-integration: venv pgbouncer
 	$(BIN)/pytest -q -m integration
 
-test-infra: venv
+test-infra: venv tools
 	$(BIN)/pytest -q -m infra
+
+# Each function in its own process under the real Lambda Runtime Interface Client (tests/lambda_contract);
+# the first run builds the layers for this machine (a few minutes), later runs reuse them.
+test-lambda: venv pgbouncer
+	$(BIN)/pytest -q -m lambda_contract
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check . || true
 
-bench: venv
+bench: venv pgbouncer
 	$(BIN)/python -m bench.run
 
 # Builds the Lambda layer folders (layers/{common,guard,ingest}/build) that template.yaml's CommonLayer,

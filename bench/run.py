@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
-    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval]   (default: all)
+    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db]   (default: all)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables. The embedded PostgreSQL used here is private to the run and deleted after.
@@ -28,7 +28,7 @@ def _summary() -> None:
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval"}
+    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval", "db"}
     if "cold_start" in wanted:
         from bench import cold_start
 
@@ -89,6 +89,10 @@ def main(argv: list[str]) -> int:
         from bench import eval_sampler
 
         eval_sampler.main()
+    if "db" in wanted:
+        from bench import db_connections
+
+        db_connections.main()
     _summary()
     return 0
 

@@ -1,4 +1,5 @@
-"""Shared fixtures. Tiers are folders (unit/integration/e2e/infra); each test gets its folder's marker."""
+"""Shared fixtures. Tiers are folders (unit/integration/e2e/infra/lambda_contract); each test gets its
+folder's marker."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TIERS = ("unit", "integration", "e2e", "infra")
+TIERS = ("unit", "integration", "e2e", "infra", "lambda_contract")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,7 +51,8 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def db(pg_url: str) -> Iterator[object]:
-    """An application connection (role stratus_app, RLS applies)."""
+    """An application connection: logged in as stratus_app (DATABASE_URL's server, the user swapped), RLS
+    applies."""
     from stratus.db.connection import connect
 
     conn = connect(pg_url)

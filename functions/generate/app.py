@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.config import get_settings
 from stratus.generation.models import GenerateTask, parse_model
 from stratus.generation.service import generate
+from stratus.observability import observe
 
-get_settings()  # a bad configuration fails at cold start, naming the variable
+obs = observe("generate")  # a bad configuration fails at cold start, naming the variable
 
 
+@obs.handler(correlation_id=lambda event: event.get("request_id"))
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # Errors propagate with their class as the Lambda error type (InvalidInput, AllDeploymentsFailed...):
     # the state machine's Retry/Catch decide on them by name.

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.config import get_settings
 from stratus.guard.stages import run_stage
+from stratus.observability import observe
 
-get_settings()  # a bad configuration fails at cold start, naming the variable
+obs = observe("guard")  # a bad configuration fails at cold start, naming the variable
 
 
+@obs.handler(correlation_id=lambda event: event["state"].get("request_id"))
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # InvalidInput (naming the field) propagates: the state machine's Catch routes it.
     return run_stage(event)

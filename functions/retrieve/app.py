@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.config import get_settings
+from stratus.observability import observe
 from stratus.retrieval.models import parse_request
 from stratus.retrieval.service import retrieve
 
-get_settings()  # a bad configuration fails at cold start, naming the variable
+obs = observe("retrieve")  # a bad configuration fails at cold start, naming the variable
 
 
+@obs.handler(correlation_id=lambda event: event.get("request_id"))
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # InvalidInput (naming the field) propagates: the state machine's Catch routes it.
     request = parse_request(event)

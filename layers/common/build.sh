@@ -4,8 +4,16 @@
 #   build/python/stratus/                        the library from shared/stratus
 #   build/python/stratus/db/migrations/*.sql     the SQL migrations (migrate.py looks there first)
 #   build/python/stratus/prompts/bundled/        the prompt files (prompts/<name>/<version>.yaml)
-# The dependencies are trimmed as every layer's are (layers/trim.sh); the document parsers the ingest
-# function alone needs are in IngestLayer (layers/ingest), the guard's detectors in GuardLayer.
+# The dependencies are trimmed as every layer's are (layers/trim.sh), after dropping what the embedder never
+# loads from onnxruntime (ONNXRUNTIME_DROPPED below):
+#   - capi/libonnxruntime.so.*, the runtime's C API library (26 MiB) for programs that link it: the Python
+#     binding (onnxruntime_pybind11_state) has the runtime built in and needs only system libraries; the
+#     build fails if a shipped library still names it (a dynamic dependency is a string in the binary);
+#   - the model tooling packages transformers/, quantization/ and tools/ (3.6 MiB; conversion and
+#     optimisation scripts that need the `onnx` package, which no layer ships; `import onnxruntime` does
+#     not import them).
+# The document parsers the ingest function alone needs are in IngestLayer (layers/ingest), the guard's
+# detectors in GuardLayer.
 # layers/common/check.sh builds the same layer for this machine and runs it with only the layers on sys.path.
 #
 # Usage: layers/common/build.sh [--native | --code-only | --print-config]
@@ -23,22 +31,40 @@ BUILD_DIR="${LAYER_BUILD_DIR:-$HERE/build}"
 SITE="$BUILD_DIR/python"  # Lambda puts a layer's python/ on sys.path
 # Target (Python, architecture, wheel platforms), install, sizes and the per-function limit (layers/lib.sh).
 source "$HERE/../lib.sh"
+# onnxruntime's files and folders dropped (paths under onnxruntime/, globs allowed).
+ONNXRUNTIME_DROPPED=('capi/libonnxruntime.so*' transformers quantization tools)
 
 mode="${1:-full}"
 case "$mode" in
   full|--native|--code-only) ;;
   --print-config)
     print_target_config
+    echo "ONNXRUNTIME_DROPPED=${ONNXRUNTIME_DROPPED[*]}"
     exit 0
     ;;
   *) echo "usage: $0 [--native | --code-only | --print-config]" >&2; exit 2 ;;
 esac
+
+# What the embedder never loads from onnxruntime (see the header), before the trimming every layer gets.
+trim_onnxruntime() {
+  local site="$1" dropped path users
+  for dropped in "${ONNXRUNTIME_DROPPED[@]}"; do
+    for path in "$site"/onnxruntime/$dropped; do rm -rf "$path"; done
+  done
+  # No library left may load the C API library (a NEEDED entry or a dlopen name is a string in the file).
+  users="$(find "$site" -type f \( -name '*.so' -o -name '*.so.*' \) -exec grep -l -a -F libonnxruntime.so {} + || true)"
+  if [[ -n "$users" ]]; then
+    echo "these libraries name libonnxruntime.so, which the build drops:" $users >&2
+    exit 1
+  fi
+}
 
 if [[ "$mode" != --code-only ]]; then
   rm -rf "$BUILD_DIR"
   mkdir -p "$SITE"
   install_requirements "$SITE" "$HERE/requirements.txt"
   installed_mb=$(size_mb "$BUILD_DIR")
+  trim_onnxruntime "$SITE"
   trim_layer "$SITE"
 else
   mkdir -p "$SITE"

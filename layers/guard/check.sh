@@ -50,12 +50,14 @@ loaded_s = time.perf_counter() - started
 print(f"redacted: {result.text!r} (first call, model load included: {loaded_s:.1f} s)")
 assert result.text == "Call <PERSON_1> at <PHONE_1>", result.text
 
+import click  # noqa: E402
 import phonenumbers  # noqa: E402
 import spacy  # noqa: E402
 import stratus  # noqa: E402
 
 assert spacy.__file__.startswith(guard) and phonenumbers.__file__.startswith(guard)
-assert stratus.__file__.startswith(common)
+# click (spaCy's CLI, through typer) is CommonLayer's: uvicorn needs it too.
+assert stratus.__file__.startswith(common) and click.__file__.startswith(common)
 # What was trimmed is really gone (so the call above ran without it).
 assert importlib.util.find_spec("phonenumbers.geocoder") is None
 assert importlib.util.find_spec("spacy.lang.de") is None

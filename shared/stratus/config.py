@@ -37,12 +37,25 @@ class Settings(BaseModel):
     env: Literal["local", "dev", "prod"] = "local"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # Database. Unset in local mode: the local stack starts embedded PostgreSQL and sets it.
+    # Database. Two logins: the owner (migrations, publishing prompts, local set-up) and the application
+    # role `database_app_user`, to which Row Level Security applies (every request-path connection).
+    # The owner's URL: unset in local mode (the local stack starts embedded PostgreSQL and sets it).
     database_url: str | None = None
-    # On AWS the URL is assembled from the Aurora secret (host, port, username, password, dbname).
+    # On AWS the owner's URL is assembled from the Aurora master secret (host, port, username, password,
+    # dbname); only the deploy-time migration function is given it.
     database_secret_arn: str | None = None
     database_name: str = "stratus"
-    # Apply pending migrations on a process's first connection (cold start); races are safe.
+    database_app_user: str = Field(default="stratus_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # Application connections, first match wins: this URL as given; else RDS Proxy at this hostname, logged
+    # in as database_app_user with a fresh IAM auth token per connection (TLS required); else DATABASE_URL
+    # with its user swapped for database_app_user and its password dropped (the embedded server trusts
+    # local logins; give any other server's stratus_app a password and set STRATUS_DATABASE_APP_URL).
+    database_app_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+    database_proxy_endpoint: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+    database_port: int = Field(default=5432, ge=1, le=65535)  # the proxy's port
+    # Apply pending migrations on a process's first connection (local mode; races are safe). The template
+    # turns it off: on AWS the DatabaseMigrations custom resource applies them at deploy time.
     auto_migrate: bool = True
 
     # AWS resources.
@@ -161,8 +174,10 @@ class Settings(BaseModel):
             raise ValueError("STRATUS_CHUNK_OVERLAP_TOKENS must be smaller than STRATUS_CHUNK_MAX_TOKENS")
         if self.env != "local":
             missing = []
-            if not (self.database_url or self.database_secret_arn):
-                missing.append("DATABASE_URL or STRATUS_DATABASE_SECRET_ARN")
+            if not (self.database_url or self.database_secret_arn or self.database_app_url
+                    or self.database_proxy_endpoint):
+                missing.append("STRATUS_DATABASE_PROXY_ENDPOINT, STRATUS_DATABASE_APP_URL, "
+                               "DATABASE_URL or STRATUS_DATABASE_SECRET_ARN")
             if not self.documents_bucket:
                 missing.append("STRATUS_DOCUMENTS_BUCKET")
             if missing:

@@ -59,7 +59,9 @@ def test_the_http_api_has_no_cors_logs_access_and_throttles(template: dict[str, 
     assert props["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["GatewayAccessLogGroup", "Arn"]}
     assert "$context.requestId" in props["AccessLogSettings"]["Format"]
     assert "authorization" not in props["AccessLogSettings"]["Format"].lower()  # keys stay out of the logs
-    assert template["Resources"]["GatewayAccessLogGroup"]["Properties"]["RetentionInDays"] > 0
+    # Access logs expire: 30 days in dev, 90 in prod (tests/infra/test_observability.py checks every group).
+    assert template["Resources"]["GatewayAccessLogGroup"]["Properties"]["RetentionInDays"] == {
+        "Fn::If": ["IsProd", 90, 30]}
     throttling = props["DefaultRouteSettings"]
     assert throttling["ThrottlingRateLimit"] > 0 and throttling["ThrottlingBurstLimit"] > 0
 
@@ -113,11 +115,11 @@ def test_the_gateway_writes_documents_only_in_tenant_space(transformed: dict[str
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "tenants/*"}}
 
 
-def test_the_gateway_reads_both_secrets_and_may_call_bedrock(template: dict[str, Any]) -> None:
+def test_the_gateway_reads_the_provider_secret_and_may_call_bedrock(template: dict[str, Any]) -> None:
     policies = _gateway(template)["Policies"]
     secrets = {p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]["Ref"]
                for p in policies if "AWSSecretsManagerGetSecretValuePolicy" in p}
-    assert secrets == {"DatabaseSecret", "ProviderSecret"}
+    assert secrets == {"ProviderSecret"}  # the database: stratus_app through RDS Proxy (DatabaseConnectPolicy)
     bedrock = [s for p in policies for s in p.get("Statement", []) if s.get("Sid") == "InvokeBedrockModels"]
     generate = [s for p in function_properties(template, "GenerateFunction")["Policies"]
                 for s in p.get("Statement", []) if s.get("Sid") == "InvokeBedrockModels"]

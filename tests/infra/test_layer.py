@@ -1,11 +1,14 @@
 """CommonLayer, GuardLayer and IngestLayer: the build recipes target what the template declares, their pins
 follow requirements.lock, their dependency lists are closed (an add-on layer's together with CommonLayer's,
-as they share one sys.path) and disjoint, the size check covers every function's set of layers, the
-packaged library finds its migrations, and the trimming removes nothing the pinned packages import."""
+as they share one sys.path) and disjoint, the size check covers every function's set of layers and keeps
+20 MiB of Lambda's 250 MiB free in each (layers not built here, as the gateway's Lambda Web Adapter,
+counted), the gateway's layers carry uvicorn, the packaged library finds its migrations, and the trimming
+removes nothing the pinned packages import."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import importlib.metadata
 import os
 import re
@@ -37,6 +40,13 @@ PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "python-da
 DELIBERATELY_OMITTED = {
     "huggingface-hub": "tokenizers needs it only to download from the hub; the tokenizer is read from a file",
 }
+# Lambda's limit for a function's code and all its layers, unzipped, and what each function keeps free of it
+# (so a dependency bump does not break the deploy).
+LAMBDA_LIMIT_MB = 250
+HEADROOM_MB = 20
+# Functions that load layers not built here, with the MiB the size check must keep for them: the gateway
+# is served by uvicorn behind the AWS Lambda Web Adapter, an extension layer of AWS's (~5 MiB).
+EXTERNAL_LAYERS_MB = {"GatewayFunction": 6}
 LAMBDA_MARKERS = {
     "python_version": "3.12",
     "python_full_version": "3.12.0",
@@ -168,25 +178,92 @@ def test_add_on_layer_builds_for_the_same_runtime_as_common(folder: Path) -> Non
 
     assert Path(layer["BUILD_DIR"]) == folder / "build"
     # The layers load into the same functions: same Python, architecture, wheel platforms and limits.
-    keys = ("PYTHON_VERSION", "ARCHITECTURE", "PLATFORMS", "MAX_FUNCTION_MB", "LAYER_SETS")
+    keys = ("PYTHON_VERSION", "ARCHITECTURE", "PLATFORMS", "MAX_FUNCTION_MB", "LAYER_SETS", "RESERVED_MB")
     assert {k: layer[k] for k in keys} == {k: common[k] for k in keys}
-    assert int(common["MAX_FUNCTION_MB"]) < 250
+
+
+def test_size_limit_keeps_the_headroom(template: dict[str, Any]) -> None:
+    # The builds fail when a function's layers pass MAX_FUNCTION_MB (less its set's reserve): with the
+    # function's own code, that must leave at least HEADROOM_MB of Lambda's limit free.
+    config = _build_config()
+    limit, code = int(config["MAX_FUNCTION_MB"]), int(config["CODE_MB"])
+
+    assert int(config["LAMBDA_LIMIT_MB"]) == LAMBDA_LIMIT_MB
+    assert int(config["HEADROOM_MB"]) >= HEADROOM_MB
+    assert limit + code + HEADROOM_MB <= LAMBDA_LIMIT_MB
+    # And CODE_MB covers every function's own code (CodeUri)
+    for logical_id, _ in resources_of_type(template, "AWS::Serverless::Function"):
+        folder = ROOT / function_properties(template, logical_id)["CodeUri"]
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+        assert size <= code * 2**20, logical_id
+
+
+def _function_layers(template: dict[str, Any]) -> dict[str, tuple[frozenset[str], list[Any]]]:
+    """Each function's layers (Globals' then its own): the logical IDs of the template's own layers, and
+    the others (layer ARNs, parameters: layers not built here)."""
+    ours = {logical_id for logical_id, _ in resources_of_type(template, "AWS::Serverless::LayerVersion")}
+    layers = {}
+    for logical_id, _ in resources_of_type(template, "AWS::Serverless::Function"):
+        built, external = set(), []
+        for entry in function_properties(template, logical_id).get("Layers", []):
+            if isinstance(entry, dict) and entry.get("Ref") in ours:
+                built.add(entry["Ref"])
+            else:
+                external.append(entry)
+        layers[logical_id] = (frozenset(built), external)
+    return layers
 
 
 def _function_layer_sets(template: dict[str, Any]) -> dict[str, frozenset[str]]:
-    """Each function's layers (Globals' then its own), as logical IDs."""
-    return {
-        logical_id: frozenset(ref["Ref"] for ref in function_properties(template, logical_id)["Layers"])
-        for logical_id, _ in resources_of_type(template, "AWS::Serverless::Function")
-    }
+    """Each function's layers built here, as logical IDs."""
+    return {function: built for function, (built, _) in _function_layers(template).items()}
+
+
+LAYER_NAMES = {"common": "CommonLayer", "guard": "GuardLayer", "ingest": "IngestLayer"}
+
+
+def _checked_sets(config: dict[str, str]) -> dict[frozenset[str], int]:
+    """The sets of layers the builds check, each with the MiB its limit keeps for layers not built here."""
+    reserved = dict(entry.split(":") for entry in config["RESERVED_MB"].split())
+    assert set(reserved) <= set(config["LAYER_SETS"].split()), "a reserve for a set that is not checked"
+    sets = config["LAYER_SETS"].split()
+    return {frozenset(LAYER_NAMES[n] for n in s.split("+")): int(reserved.get(s, 0)) for s in sets}
 
 
 def test_size_check_covers_every_functions_layers(template: dict[str, Any]) -> None:
-    # The builds fail when a set in LAYER_SETS passes MAX_FUNCTION_MB: the sets must be the template's.
-    names = {"common": "CommonLayer", "guard": "GuardLayer", "ingest": "IngestLayer"}
-    checked = {frozenset(names[n] for n in s.split("+")) for s in _build_config()["LAYER_SETS"].split()}
+    # The builds fail when a set in LAYER_SETS passes its limit: the sets must be the template's.
+    checked = _checked_sets(_build_config())
 
-    assert set(_function_layer_sets(template).values()) == checked
+    assert set(_function_layer_sets(template).values()) == set(checked)
+
+
+def test_size_check_keeps_room_for_layers_not_built_here(template: dict[str, Any]) -> None:
+    checked = _checked_sets(_build_config())
+    layers = _function_layers(template)
+
+    # A function that loads a layer of someone else's must be accounted for
+    with_external = {function for function, (_, external) in layers.items() if external}
+    assert with_external <= set(EXTERNAL_LAYERS_MB), "functions with layers not built here"
+    # And its set's limit keeps room for it (the gateway's Lambda Web Adapter, before the template adds it)
+    for function, reserve in EXTERNAL_LAYERS_MB.items():
+        assert checked[layers[function][0]] >= reserve, function
+
+
+def test_gateway_layers_carry_uvicorn_without_extras(template: dict[str, Any]) -> None:
+    # The Lambda Web Adapter runs the gateway under uvicorn: a layer the gateway has ships it, with the
+    # lock's pin; none ships the [standard] extras (uvicorn runs on asyncio and h11 without them).
+    folders = {"CommonLayer": LAYER, **ADD_ON_LAYERS}
+    shipped = {
+        name: version
+        for logical_id in _function_layer_sets(template)["GatewayFunction"]
+        for name, version in _pins(folders[logical_id] / "requirements.txt").items()
+    }
+    lock = _pins(ROOT / "requirements.lock")
+
+    assert shipped["uvicorn"] == lock["uvicorn"]
+    assert {"h11", "click"} <= set(shipped)
+    every_layer = {name for folder in folders.values() for name in _pins(folder / "requirements.txt")}
+    assert every_layer & {"uvloop", "httptools", "watchfiles", "websockets", "wsproto"} == set()
 
 
 @pytest.mark.parametrize("logical_id", ADD_ON_LAYERS)
@@ -333,6 +410,54 @@ def test_guard_layer_trim_removes_nothing_that_is_imported() -> None:
     # And the check is not vacuous: the modules it guards exist in the pinned packages
     assert kept < languages and "spacy.lang.de" in dropped
     assert {"phonenumbers.geocoder", "phonenumbers.geodata"} <= {module for _, module, _ in sources}
+
+
+# Imports of what CommonLayer's build drops from onnxruntime that stay, inside functions the embedder never
+# calls: importing module -> imported module, with the reason.
+ONNXRUNTIME_DROPPED_IMPORTS_ALLOWED = {
+    ("onnxruntime", "onnxruntime.transformers.machine_info"): "print_debug_info(), and with CUDA only",
+}
+
+
+def test_common_layer_trim_removes_nothing_that_is_imported() -> None:
+    # Given what CommonLayer's build drops from onnxruntime: the C API library and the model tooling packages
+    dropped = _build_config()["ONNXRUNTIME_DROPPED"].split()
+    packages = {f"onnxruntime.{d}" for d in dropped if "/" not in d and "*" not in d}
+    files = [
+        str(entry)
+        for entry in importlib.metadata.distribution("onnxruntime").files or []
+        if any(fnmatch.fnmatch(str(entry), f"onnxruntime/{d}") for d in dropped if "*" in d)
+    ]
+    sources = [source for source in _layer_sources(LAYER) if source[1].split(".")[0] == "onnxruntime"]
+
+    def trimmed(module: str) -> bool:
+        return any(module == d or module.startswith(d + ".") for d in packages)
+
+    # Then no module that stays imports a dropped one when it is imported, and only the known functions do
+    at_import: dict[str, list[str]] = {}
+    in_functions = set()
+    for path, module, package in sources:
+        if trimmed(module):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for imported in filter(trimmed, _module_level_imports(tree, package)):
+            at_import.setdefault(imported, []).append(module)
+        in_functions |= {(module, imported) for imported in filter(trimmed, _imported_modules_of(tree, package))}
+    assert at_import == {}, "dropped module -> modules that import it"
+    unexpected = {
+        (module, imported)
+        for module, imported in in_functions
+        if not any(
+            module == allowed_in and (imported == allowed or imported.startswith(allowed + "."))
+            for allowed_in, allowed in ONNXRUNTIME_DROPPED_IMPORTS_ALLOWED
+        )
+    }
+    assert unexpected == set(), "(module, dropped module it imports in a function)"
+    # No Python file names the C API library (the build checks the shared libraries)
+    assert not [path for path, *_ in sources if "libonnxruntime.so" in path.read_text(encoding="utf-8")]
+    # And the check is not vacuous: what it drops exists in the pinned package
+    assert files and {"onnxruntime.transformers", "onnxruntime.quantization", "onnxruntime.tools"} <= packages
+    assert packages <= {module for _, module, _ in sources}
 
 
 @pytest.mark.parametrize("folder", [LAYER, *ADD_ON_LAYERS.values()], ids=["CommonLayer", *ADD_ON_LAYERS])

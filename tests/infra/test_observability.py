@@ -110,3 +110,124 @@ def test_the_eval_sampler_runs_on_its_schedule_one_run_at_a_time(template: dict[
                                                          default)
     assert props["ReservedConcurrentExecutions"] == 1  # a run takes the window after the last finished one
     assert props["Timeout"] == 900
+
+
+# --- logs, the alarm topic and the alarms on AWS's own metrics ------------------------------------------
+
+def _resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in template["Resources"].items() if r["Type"] == type_}
+
+
+def test_every_function_logs_json_into_its_own_group_with_retention(template: dict[str, Any]) -> None:
+    log_groups = _resources(template, "AWS::Logs::LogGroup")
+    levels = template["Mappings"]["LambdaLogLevel"]
+    for logical_id in _resources(template, "AWS::Serverless::Function"):
+        logging = function_properties(template, logical_id)["LoggingConfig"]
+        assert logging["LogFormat"] == "JSON", logical_id
+        assert logging["ApplicationLogLevel"] == {"Fn::FindInMap": ["LambdaLogLevel", {"Ref": "LogLevel"},
+                                                                    "Application"]}
+        group = logging["LogGroup"]["Ref"]
+        assert group in log_groups, logical_id
+        # Named by the stack, not by !Ref of the function: the function waits for its group (no cycle).
+        assert "Fn::Sub" in log_groups[group]["Properties"]["LogGroupName"], group
+    # Every LogLevel has a Lambda level, and none filters out INFO: EMF metric lines carry no "level" and
+    # Lambda counts them as INFO, so a WARN floor would silently drop every Stratus metric.
+    assert set(levels) == set(template["Parameters"]["LogLevel"]["AllowedValues"])
+    assert {v["Application"] for v in levels.values()} <= {"DEBUG", "INFO"}
+
+
+def test_every_log_group_expires_and_is_encrypted_with_the_stack_key(template: dict[str, Any]) -> None:
+    groups = _resources(template, "AWS::Logs::LogGroup")
+    assert len(groups) >= 8  # six functions, the access log, the workflow
+    for logical_id, group in groups.items():
+        props = group["Properties"]
+        assert props["RetentionInDays"] == {"Fn::If": ["IsProd", 90, 30]}, logical_id
+        assert props["KmsKeyId"] == {"Fn::GetAtt": ["ObservabilityKey", "Arn"]}, logical_id
+
+
+def test_the_stack_key_lets_logs_and_alarms_use_it(template: dict[str, Any]) -> None:
+    key = template["Resources"]["ObservabilityKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    services = {}
+    for statement in key["KeyPolicy"]["Statement"]:
+        service = statement["Principal"].get("Service")
+        if service is not None:
+            services[json.dumps(service)] = statement
+    logs = services[json.dumps({"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"})]
+    assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]  # this account's groups only
+    # The AWS-managed aws/sns key cannot be used by CloudWatch alarms: the topic needs a customer key
+    # whose policy lets cloudwatch.amazonaws.com encrypt for it.
+    alarms = services[json.dumps("cloudwatch.amazonaws.com")]
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(alarms["Action"])
+    topic = template["Resources"]["AlarmTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "ObservabilityKey"}
+
+
+def test_every_alarm_notifies_the_alarm_topic(template: dict[str, Any]) -> None:
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 9
+    for logical_id, alarm in alarms.items():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        assert props.get("OKActions", [{"Ref": "AlarmTopic"}]) == [{"Ref": "AlarmTopic"}], logical_id
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert re.fullmatch(template["Parameters"]["AlarmEmail"]["AllowedPattern"], "")
+    assert re.fullmatch(template["Parameters"]["AlarmEmail"]["AllowedPattern"], "ops@example.com")
+
+
+def _metrics_of(template: dict[str, Any], logical_id: str) -> list[dict[str, Any]]:
+    return [m for m in _alarm_metrics(template) if m["alarm"] == logical_id]
+
+
+def test_metric_math_alarms_return_one_series_from_defined_ids(template: dict[str, Any]) -> None:
+    for logical_id, alarm in _resources(template, "AWS::CloudWatch::Alarm").items():
+        queries = alarm["Properties"].get("Metrics")
+        if not queries:
+            continue
+        ids = {q["Id"] for q in queries}
+        assert [q.get("ReturnData", True) for q in queries].count(True) == 1, logical_id
+        for query in queries:
+            if "Expression" in query:
+                names = set(re.findall(r"\b[a-z][a-z0-9_]*\b", query["Expression"])) - {"FILL", "IF", "MAX"}
+                assert names <= ids, (logical_id, names - ids)
+
+
+def test_the_database_connections_alarm_watches_the_writer(template: dict[str, Any]) -> None:
+    (metric,) = _metrics_of(template, "DatabaseConnectionsAlarm")
+    assert (metric["Namespace"], metric["MetricName"]) == ("AWS/RDS", "DatabaseConnections")
+    assert metric["Dimensions"] == [{"Name": "DBClusterIdentifier", "Value": {"Ref": "DatabaseCluster"}},
+                                    {"Name": "Role", "Value": "WRITER"}]
+    props = template["Resources"]["DatabaseConnectionsAlarm"]["Properties"]
+    assert props["Threshold"] == {"Ref": "DatabaseConnectionsAlarmThreshold"}
+    # The default is ~80% of max_connections at the default DatabaseMaxCapacity (4 ACU: 823 connections).
+    assert template["Parameters"]["DatabaseMaxCapacity"]["Default"] == 4
+    assert 0.7 * 823 <= template["Parameters"]["DatabaseConnectionsAlarmThreshold"]["Default"] <= 0.9 * 823
+
+
+def test_the_workflow_alarm_counts_failures_and_timeouts_of_the_query_workflow(template: dict[str, Any]) -> None:
+    metrics = _metrics_of(template, "QueryWorkflowFailureAlarm")
+    assert {m["MetricName"] for m in metrics} == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsStarted"}
+    for metric in metrics:
+        assert metric["Namespace"] == "AWS/States"
+        assert metric["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "QueryStateMachine"}}]
+
+
+def test_the_throttles_alarm_covers_the_request_path_and_ingestion(template: dict[str, Any]) -> None:
+    metrics = _metrics_of(template, "LambdaThrottlesAlarm")
+    assert all((m["Namespace"], m["MetricName"]) == ("AWS/Lambda", "Throttles") for m in metrics)
+    functions = {m["Dimensions"][0]["Value"]["Ref"] for m in metrics}
+    every = set(_resources(template, "AWS::Serverless::Function"))
+    # The sampler's single reserved execution throttles an overlapping scheduled run by design; MigrateFunction
+    # runs once per deploy, for CloudFormation, which fails the deploy on a throttle.
+    assert functions == every - {"EvalSamplerFunction", "MigrateFunction"}
+
+
+def test_the_scheduled_sampler_has_a_dead_letter_queue_with_an_alarm(template: dict[str, Any]) -> None:
+    props = function_properties(template, "EvalSamplerFunction")
+    assert props["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["EvalSamplerDeadLetterQueue",
+                                                                                     "Arn"]}}
+    (metric,) = _metrics_of(template, "EvalSamplerDeadLetterAlarm")
+    assert metric["Dimensions"] == [{"Name": "QueueName",
+                                     "Value": {"Fn::GetAtt": ["EvalSamplerDeadLetterQueue", "QueueName"]}}]

@@ -101,11 +101,14 @@ def test_database_is_aurora_serverless_v2_with_pgvector_08(template: dict[str, A
     assert instance["PubliclyAccessible"] is False
 
 
-def test_database_accepts_postgres_from_the_functions_only(template: dict[str, Any]) -> None:
-    (rule,) = _props(template, "DatabaseSecurityGroup")["SecurityGroupIngress"]
-    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 5432, 5432)
-    assert rule["SourceSecurityGroupId"] == {"Ref": "FunctionSecurityGroup"}
-    assert "CidrIp" not in rule
+def test_database_accepts_postgres_from_the_functions_and_their_proxy_only(template: dict[str, Any]) -> None:
+    rules = _props(template, "DatabaseSecurityGroup")["SecurityGroupIngress"]
+    for rule in rules:
+        assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 5432, 5432)
+        assert "CidrIp" not in rule
+    # The functions' group for MigrateFunction (the owner's login); the app functions come through RDS Proxy.
+    assert [r["SourceSecurityGroupId"] for r in rules] == [{"Ref": "FunctionSecurityGroup"},
+                                                          {"Ref": "DatabaseProxySecurityGroup"}]
 
 
 def test_private_subnets_span_two_availability_zones(template: dict[str, Any]) -> None:

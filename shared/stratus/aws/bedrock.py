@@ -13,6 +13,9 @@ from typing import Any
 
 from stratus.config import get_settings
 
+# As for the other providers (stratus.llm.providers._clients): a connect that takes longer will not succeed.
+CONNECT_TIMEOUT_S = 2.0
+
 
 def _timeout_step(timeout: float) -> float:
     return math.ceil(timeout * 10) / 10 if timeout < 2 else float(math.ceil(timeout))
@@ -26,7 +29,7 @@ def _client(region: str, endpoint_url: str | None, read_timeout: float) -> Any:
     return boto3.session.Session().client(
         "bedrock-runtime", region_name=region, endpoint_url=endpoint_url,
         config=Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=read_timeout,
-                      connect_timeout=min(read_timeout, 5.0), tcp_keepalive=True),
+                      connect_timeout=min(read_timeout, CONNECT_TIMEOUT_S), tcp_keepalive=True),
     )
 
 

@@ -1,13 +1,13 @@
 """Running the query workflow (Step Functions) and reading its result.
 
-On AWS the state machine is Express and runs synchronously (StartSyncExecution). The local emulator
-has no synchronous API, so locally the same definition is started and polled; the result has the same
-shape either way.
+The state machine is Express and runs synchronously (StartSyncExecution), on AWS and locally (the
+local stack teaches moto that call: stratus.local.sync_executions).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +31,12 @@ class WorkflowFailed(StratusError):
         self.detail = detail
 
 
+class WorkflowTimedOut(TransientError):
+    """The workflow did not finish within the caller's deadline (or its own TimeoutSeconds)."""
+
+    code = "workflow_timeout"
+
+
 @dataclass
 class WorkflowResult:
     output: dict[str, Any]
@@ -40,43 +46,32 @@ class WorkflowResult:
 
 def run_workflow(payload: dict[str, Any], *, state_machine_arn: str | None = None, name: str | None = None,
                  timeout_s: float = 300.0) -> WorkflowResult:
+    """Runs the Express workflow synchronously, waiting at most `timeout_s` (the caller's remaining time).
+
+    The SDK never retries the call: a run that outlived the wait is still going, and a retry would start a
+    second one. The state machine's own TimeoutSeconds (below the gateway's) and the deadline each task
+    receives stop the run itself.
+    """
     settings = get_settings()
     arn = state_machine_arn or settings.query_state_machine_arn
     if not arn:
         raise StratusError("STRATUS_QUERY_STATE_MACHINE_ARN is not set: no query workflow to run")
-    # A synchronous run lasts as long as the workflow; the caller's deadline bounds the wait.
-    sfn = client("stepfunctions", read_timeout=max(1, int(timeout_s)))
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    sfn = client("stepfunctions", read_timeout=max(1, math.ceil(timeout_s)), max_attempts=1)
     name = name or f"q-{uuid.uuid4().hex}"
     started = time.perf_counter()
-    if settings.env == "local":
-        response = _start_and_wait(sfn, arn, name, payload, timeout_s)
-    else:
-        from botocore.exceptions import ReadTimeoutError
-
-        try:
-            response = sfn.start_sync_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))
-        except ReadTimeoutError:
-            raise TransientError(f"the workflow did not finish within {timeout_s:.0f} s") from None
+    try:
+        response = sfn.start_sync_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))
+    except (ReadTimeoutError, ConnectTimeoutError):
+        raise WorkflowTimedOut(f"the workflow did not finish within {timeout_s:.1f} s") from None
     elapsed = round((time.perf_counter() - started) * 1000, 3)
     status = response["status"]
+    if status == "TIMED_OUT":
+        raise WorkflowTimedOut(f"the workflow passed its time limit ({response.get('cause') or 'States.Timeout'})")
     if status != "SUCCEEDED":
         raise WorkflowFailed(response.get("error") or status, response.get("cause") or "")
     return WorkflowResult(json.loads(response["output"]), response["executionArn"], elapsed)
-
-
-def _start_and_wait(sfn: Any, arn: str, name: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    execution = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"]
-    deadline = time.monotonic() + timeout_s
-    delay = 0.002
-    while True:
-        described = sfn.describe_execution(executionArn=execution)
-        if described["status"] != "RUNNING":
-            return described
-        if time.monotonic() > deadline:
-            sfn.stop_execution(executionArn=execution, error="Timeout", cause="the caller stopped waiting")
-            raise TransientError(f"the workflow did not finish within {timeout_s:.0f} s")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
 
 
 def _cause_message(cause: str) -> str:

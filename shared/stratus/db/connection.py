@@ -1,7 +1,17 @@
-"""Connections to PostgreSQL (embedded locally, Aurora on AWS).
+"""Connections to PostgreSQL (embedded locally, Aurora through RDS Proxy on AWS).
 
-Application connections switch to the `stratus_app` role, to which Row Level Security applies, and
-every unit of work runs in `tenant_transaction`, which binds `app.tenant_id` for that transaction only.
+Two logins, never mixed on one connection:
+- application connections (`connect()`, `get_connection()`) log in as the application role
+  (`stratus_app`, NOSUPERUSER NOBYPASSRLS), to which Row Level Security applies; nothing switches roles,
+  so there is no owner session for a `RESET ROLE` to fall back to. Where they go is `app_conninfo()`:
+  STRATUS_DATABASE_APP_URL, else RDS Proxy with a fresh IAM auth token (AWS), else DATABASE_URL with the
+  user swapped (local).
+- the owner (`connect(url, app_role=False)`, `database_url()`): migrations, publishing prompts, local
+  set-up. On AWS only the deploy-time migration function has it (the master secret).
+
+Every unit of work runs in `tenant_transaction`, which binds `app.tenant_id` for that transaction only,
+and no code sets session state: a transaction pooler (PgBouncer, RDS Proxy) may hand each transaction
+to another server connection.
 """
 
 from __future__ import annotations
@@ -9,23 +19,31 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from stratus.config import ConfigError, Settings, get_settings
 
-APP_ROLE = "stratus_app"
+APP_ROLE = "stratus_app"  # the default of STRATUS_DATABASE_APP_USER, created by the migrations
+# A connection idle longer than this is checked with a round trip before it is reused: RDS Proxy closes
+# client connections idle past its IdleClientTimeout, and a frozen Lambda may sleep through that.
+REVALIDATE_AFTER_S = 300.0
 
 _local = threading.local()
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
+_last_used: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
 
 
 def database_url(settings: Settings | None = None) -> str:
+    """The owner's URL (migrations, prompt publishing, local set-up): never for request-path work."""
     settings = settings or get_settings()
     if settings.database_url:
         return settings.database_url
@@ -47,31 +65,110 @@ def _url_from_secret(secret_arn: str, database_name: str) -> str:
     return f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/{dbname}?sslmode=require"
 
 
+def app_url(url: str, user: str = APP_ROLE) -> str:
+    """The same server and database as `url` (a URL or key=value conninfo), logged in as `user`, with
+    the password dropped: the owner's password is no password for the application role."""
+    params = conninfo_to_dict(url)
+    params.pop("password", None)
+    params["user"] = user
+    return make_conninfo(**params)
+
+
+def app_conninfo(url: str | None = None, settings: Settings | None = None) -> str:
+    """Where an application connection goes, as the application role.
+
+    `url` given: that server, as the application role (`app_url`). Otherwise the first configured of:
+    STRATUS_DATABASE_APP_URL as given; RDS Proxy (STRATUS_DATABASE_PROXY_ENDPOINT) with a new IAM auth
+    token, which lasts 15 minutes, so one is made per connection; DATABASE_URL as the application role.
+    The master secret is never used here.
+    """
+    settings = settings or get_settings()
+    if url:
+        return app_url(url, settings.database_app_user)
+    if settings.database_app_url:
+        return settings.database_app_url
+    if settings.database_proxy_endpoint:
+        return _proxy_conninfo(settings)
+    if settings.database_url:
+        return app_url(settings.database_url, settings.database_app_user)
+    raise ConfigError(
+        "no application database: set STRATUS_DATABASE_PROXY_ENDPOINT (AWS), STRATUS_DATABASE_APP_URL or "
+        "DATABASE_URL (run through the local stack, `stratus dev`)"
+    )
+
+
+def _proxy_conninfo(settings: Settings) -> str:
+    from stratus.aws.clients import client  # boto3 only on this path
+
+    host, port, user = settings.database_proxy_endpoint, settings.database_port, settings.database_app_user
+    # Signed locally (SigV4 presign with the function's role): no network call.
+    token = client("rds").generate_db_auth_token(
+        DBHostname=host, Port=port, DBUsername=user, Region=settings.aws_region
+    )
+    return make_conninfo(host=host, port=port, dbname=settings.database_name, user=user, password=token,
+                         sslmode="require", connect_timeout=10)
+
+
 def connect(url: str | None = None, *, app_role: bool = True) -> psycopg.Connection:
-    """Open a connection. `app_role=False` keeps the login role (migrations, local set-up)."""
-    # prepare_threshold=None: plans depend on per-transaction settings (ef_search, iterative scans).
-    conn = psycopg.connect(url or database_url(), prepare_threshold=None, autocommit=False)
-    if app_role:
-        conn.execute(f"SET ROLE {APP_ROLE}")
-        register_vector(conn)
-        conn.commit()
+    """Open a connection: as the application role (`app_conninfo(url)`), or with `app_role=False` as the
+    owner at `url` (default DATABASE_URL or the master secret) for migrations and local set-up."""
+    # prepare_threshold=None: no server-side prepared statements (session state a transaction pooler
+    # would lose or pin), and plans depend on per-transaction settings (ef_search, iterative scans).
+    if not app_role:
+        return psycopg.connect(url or database_url(), prepare_threshold=None, autocommit=False)
+    conn = psycopg.connect(app_conninfo(url), prepare_threshold=None, autocommit=False)
+    register_vector(conn)  # looks the vector type up (a read in its own transaction)
+    conn.commit()
+    _last_used[conn] = time.monotonic()
     return conn
+
+
+def open_app_connection() -> psycopg.Connection:
+    """A new application connection, after applying pending migrations once per process if
+    STRATUS_AUTO_MIGRATE is on (local mode; the template turns it off)."""
+    _ensure_schema()
+    return connect()
+
+
+def reusable(conn: psycopg.Connection | None) -> bool:
+    """Whether a kept connection may serve another unit of work. One idle past REVALIDATE_AFTER_S is
+    checked with a round trip (the proxy may have closed it) and closed if that fails."""
+    if conn is None or conn.closed:
+        return False
+    if conn.broken:
+        conn.close()
+        return False
+    now = time.monotonic()
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # never touch one in use
+    if idle and now - _last_used.get(conn, now) > REVALIDATE_AFTER_S:
+        try:
+            conn.execute("SELECT 1")
+            conn.rollback()
+        except psycopg.Error:
+            conn.close()
+            return False
+    _last_used[conn] = now
+    return True
 
 
 def get_connection() -> psycopg.Connection:
     """A connection reused across invocations of a warm Lambda (one per thread), reopened if broken."""
     conn: psycopg.Connection | None = getattr(_local, "conn", None)
-    if conn is None or conn.closed or conn.broken:
-        url = database_url()
-        _ensure_schema(url)
-        conn = connect(url)
+    if not reusable(conn):
+        conn = open_app_connection()
         _local.conn = conn
+    assert conn is not None
     return conn
 
 
-def _ensure_schema(url: str) -> None:
-    """Cold starts apply pending migrations (once per process); concurrent starts serialise on a lock."""
-    if url in _migrated or not get_settings().auto_migrate:
+def _ensure_schema(url: str | None = None) -> None:
+    """Applies pending migrations with the owner's login, once per process, when STRATUS_AUTO_MIGRATE is
+    on; concurrent starts serialise on a lock. On AWS migrations run at deploy time instead."""
+    settings = get_settings()
+    if not settings.auto_migrate:
+        return
+    url = url or database_url(settings)
+    if url in _migrated:
         return
     with _migrate_lock:
         if url not in _migrated:

@@ -148,6 +148,7 @@ def workflow_error(err: Any) -> errors.APIError:
 
 
 # --- the flow ---------------------------------------------------------------------------------------
+WORKFLOW_MARGIN_S = 1.5  # tasks stop calling models this long before the gateway stops waiting
 CHARS_PER_TOKEN = 4  # a conservative prompt estimate for admission; settled to the real count after
 
 
@@ -310,15 +311,23 @@ def _question(body: Any) -> str:
 
 def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     """Non-streamed RAG: the query workflow (retrieve, then generate), as every other client runs it."""
-    from stratus.aws.workflows import WorkflowFailed, run_workflow
+    from stratus.aws.workflows import WorkflowFailed, WorkflowTimedOut, run_workflow
     from stratus.generation.models import GenerateResponse
 
     t = time.perf_counter()
+    # The gateway's remaining time bounds everything under it: the wait for the workflow, and (a little
+    # earlier, so the answer still comes back through the output rails) every task's model calls. A
+    # workflow that outlived the gateway would leave the request unanswered, unsettled and untraced.
+    budget_s = deadline_s - ctx.elapsed_ms() / 1000
+    if budget_s <= WORKFLOW_MARGIN_S:
+        raise errors.APIError(504, "the request's deadline passed before the workflow started",
+                              type="api_error", code="timeout")
+    payload = task.model_dump(mode="json", exclude={"retrieval"})
+    payload["deadline_ms"] = int((time.time() + budget_s - WORKFLOW_MARGIN_S) * 1000)
     try:
-        # Within the gateway's own deadline: a workflow that outlives the Lambda would leave the request
-        # unanswered in our shape, unsettled and untraced.
-        result = run_workflow(task.model_dump(mode="json", exclude={"retrieval"}),
-                              timeout_s=deadline_s)
+        result = run_workflow(payload, timeout_s=budget_s)
+    except WorkflowTimedOut as err:
+        raise errors.APIError(504, str(err), type="api_error", code="timeout") from None
     except WorkflowFailed as err:
         raise workflow_error(err) from None
     ctx.step("workflow", t)

@@ -34,14 +34,12 @@ _MAX_IDLE = 48
 @contextmanager
 def lease() -> Iterator[psycopg.Connection]:
     """An app-role connection used by this caller alone until the block ends."""
-    from stratus.db.connection import _ensure_schema, connect, database_url
+    from stratus.db.connection import open_app_connection, reusable
 
     with _idle_lock:
         conn = _idle.pop() if _idle else None
-    if conn is None or conn.closed or conn.broken:
-        url = database_url()
-        _ensure_schema(url)  # a cold start applies pending migrations once per process
-        conn = connect(url)
+    if not reusable(conn):
+        conn = open_app_connection()  # as stratus_app; locally a cold start migrates first
     try:
         yield conn
     finally:

@@ -63,6 +63,9 @@ class QueryRequest(_Strict):
     retrieval_options: RetrievalOptions = RetrievalOptions()
     cache: bool = True
     guard: GuardState | None = None  # set by the input rails; None: no rail has run (e.g. a direct call)
+    # When the caller stops waiting (epoch milliseconds): no task calls a provider past it. None: the
+    # task's own deadline setting only.
+    deadline_ms: int | None = Field(default=None, ge=0)
 
 
 class GenerateTask(QueryRequest):

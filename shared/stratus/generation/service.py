@@ -197,7 +197,8 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
     timings = prep.timings
     t = time.perf_counter()
     try:
-        routed = router.complete(prep.alias, prep.request, override=prep.override)
+        routed = router.complete(prep.alias, prep.request, override=prep.override,
+                                 deadline_s=time_left(task, s))
     except llm_errors.ProviderError as err:
         timings["generate"] = ms_since(t)
         record_failure(conn, task, prep, err)
@@ -215,6 +216,17 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
         timings_ms=timings)
     complete = completion.finish_reason == "stop" and not completion.tool_calls
     return _finish_or_defer(conn, s, task, response, prep.started, prep.store_args(complete, s), defer)
+
+
+def time_left(task: GenerateTask, s: Settings) -> float:
+    """Seconds the model call may take: the generation deadline, cut to the caller's when it has one (a
+    workflow task must not keep calling, and paying, providers after the gateway stopped waiting)."""
+    budget = s.generation_deadline_s
+    if task.deadline_ms is not None:
+        budget = min(budget, task.deadline_ms / 1000 - time.time())
+    if budget <= 0:
+        raise llm_errors.DeadlineExceeded("the caller's deadline passed before the model was called")
+    return budget
 
 
 def _finish_or_defer(conn: Any, s: Settings, task: GenerateTask, response: GenerateResponse, started: float,

@@ -95,6 +95,7 @@ class StackBuilder:
             "AWS::S3::Bucket": self._bucket,
             "AWS::Serverless::Function": self._function,
             "AWS::Serverless::StateMachine": self._state_machine,
+            "AWS::SecretsManager::Secret": self._secret,
         }
         self._role_arn: str | None = None
         self._pending_events: list[tuple[str, str, dict[str, Any]]] = []
@@ -162,6 +163,27 @@ class StackBuilder:
         for url in props.get("Queues", []):
             self.clients["sqs"].set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
         self.resolver.created(logical_id, logical_id)
+
+    # --- Secrets Manager ----------------------------------------------------------------------------
+    def _secret(self, logical_id: str, props: dict[str, Any]) -> None:
+        """The secret with its SecretString, or one generated as CloudFormation would (GenerateSecretString)."""
+        import secrets as random
+
+        props = self.resolver.resolve(props)
+        name = self._physical_name(logical_id, props.get("Name"))
+        value = props.get("SecretString")
+        generate = props.get("GenerateSecretString")
+        if value is None and generate is not None:
+            password = random.token_urlsafe(int(generate.get("PasswordLength", 32)))[:int(generate.get(
+                "PasswordLength", 32))]
+            if "SecretStringTemplate" in generate:
+                value = json.dumps({**json.loads(generate["SecretStringTemplate"]),
+                                    generate["GenerateStringKey"]: password})
+            else:
+                value = password
+        created = self.clients["secretsmanager"].create_secret(Name=name, SecretString=value or "{}")
+        self.resolver.created(logical_id, created["ARN"], Id=created["ARN"])
+        log.info("secret %s -> %s", logical_id, name)
 
     # --- S3 ----------------------------------------------------------------------------------------
     def _bucket(self, logical_id: str, props: dict[str, Any]) -> None:

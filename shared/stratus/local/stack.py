@@ -139,7 +139,7 @@ class LocalStack:
         resolver = Resolver(template, stack_name=STACK_NAME, region=self.region, account_id=ACCOUNT_ID,
                             parameters=self.parameters)
         self.resources = StackBuilder(template, self.template_path.parent, resolver, {
-            name: self.client(name) for name in ("s3", "sqs", "lambda", "iam", "stepfunctions")
+            name: self.client(name) for name in ("s3", "sqs", "lambda", "iam", "stepfunctions", "secretsmanager")
         }).build()
         for fn in self.resources.functions.values():
             lambdas.register(fn)
@@ -238,6 +238,9 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from stratus.local import sync_executions
+
+        sync_executions.install()  # the gateway runs the query workflow with StartSyncExecution, as on AWS
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per moto request
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()

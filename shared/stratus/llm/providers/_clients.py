@@ -11,9 +11,20 @@ from stratus.llm.catalog import Deployment
 
 Client = TypeVar("Client")
 
+# A connect that takes longer than this will not succeed (no egress, a dead endpoint): give up early so
+# the router's fallback still fits the request's deadline. Reads keep the whole attempt's timeout.
+CONNECT_TIMEOUT_S = 2.0
+
+
+def attempt_timeout(timeout_type: Callable[..., object], timeout: float) -> object:
+    """The SDK's Timeout (openai.Timeout / anthropic.Timeout) for one attempt: a short connect phase."""
+    return timeout_type(timeout, connect=min(timeout, CONNECT_TIMEOUT_S))
+
 
 class SdkClients(Generic[Client]):
-    def __init__(self, sdk_client: Callable[..., Client], key_setting: str) -> None:
+    def __init__(self, sdk_client: Callable[..., Client], key_setting: str,
+                 timeout_type: Callable[..., object]) -> None:
+        self._timeout_type = timeout_type
         self._sdk_client = sdk_client  # openai.OpenAI or anthropic.Anthropic: the same constructor keywords
         self._key_setting = key_setting
         self.by_key: dict[tuple[str | None, str], Client] = {}
@@ -28,5 +39,6 @@ class SdkClients(Generic[Client]):
             if key not in self.by_key:  # one client (and connection pool) per endpoint and key
                 # SDK retries off: the router retries and falls back, and counts every attempt.
                 self.by_key[key] = self._sdk_client(api_key=key[1], base_url=key[0], max_retries=0,
-                                                    timeout=deployment.timeout_s)
+                                                    timeout=attempt_timeout(self._timeout_type,
+                                                                            deployment.timeout_s))
             return self.by_key[key]

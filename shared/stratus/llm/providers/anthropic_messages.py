@@ -22,7 +22,7 @@ import httpx2
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
 from stratus.llm.providers._classify import describe, for_status, malformed, parse_arguments
-from stratus.llm.providers._clients import SdkClients
+from stratus.llm.providers._clients import SdkClients, attempt_timeout
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
@@ -239,14 +239,15 @@ class AnthropicProvider:
     name = "anthropic"
 
     def __init__(self) -> None:
-        self._pool = SdkClients(anthropic.Anthropic, "STRATUS_ANTHROPIC_API_KEY")
+        self._pool = SdkClients(anthropic.Anthropic, "STRATUS_ANTHROPIC_API_KEY", anthropic.Timeout)
         self._clients = self._pool.by_key
         self._client = self._pool.get
 
     def complete(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Completion:
         params = build_params(request, deployment)
         try:
-            message = self._client(deployment).messages.create(**params, timeout=timeout)
+            message = self._client(deployment).messages.create(
+                **params, timeout=attempt_timeout(anthropic.Timeout, timeout))
             data = message.to_dict(mode="json") if hasattr(message, "to_dict") else message
         except _CAUGHT as err:
             raise classify(err, deployment) from err
@@ -255,7 +256,8 @@ class AnthropicProvider:
     def stream(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Iterator[StreamChunk]:
         params = build_params(request, deployment) | {"stream": True}
         try:
-            events = self._client(deployment).messages.create(**params, timeout=timeout)
+            events = self._client(deployment).messages.create(
+                **params, timeout=attempt_timeout(anthropic.Timeout, timeout))
         except _CAUGHT as err:
             raise classify(err, deployment) from err
         assembler = StreamAssembler(deployment)

@@ -15,7 +15,7 @@ import openai
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
 from stratus.llm.providers._classify import describe, for_status, malformed
-from stratus.llm.providers._clients import SdkClients
+from stratus.llm.providers._clients import SdkClients, attempt_timeout
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
@@ -140,7 +140,7 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self) -> None:
-        self._pool = SdkClients(openai.OpenAI, "STRATUS_OPENAI_API_KEY")
+        self._pool = SdkClients(openai.OpenAI, "STRATUS_OPENAI_API_KEY", openai.Timeout)
         self._clients = self._pool.by_key
         self._client = self._pool.get
 
@@ -150,7 +150,7 @@ class OpenAIProvider:
             # The SDK's request path (auth, timeouts, typed errors) without its typed-parameter transform
             # and response models: we read the JSON ourselves, and those two cost about 0.6 ms a call.
             data = self._client(deployment).post("/chat/completions", body=params, cast_to=object,
-                                                 options={"timeout": timeout})
+                                                 options={"timeout": attempt_timeout(openai.Timeout, timeout)})
         except _CAUGHT as err:
             raise classify(err, deployment) from err
         return parse_completion(data, deployment)
@@ -158,7 +158,8 @@ class OpenAIProvider:
     def stream(self, request: ChatRequest, deployment: Deployment, *, timeout: float) -> Iterator[StreamChunk]:
         params = build_params(request, deployment) | {"stream": True, "stream_options": {"include_usage": True}}
         try:
-            events = self._client(deployment).chat.completions.create(**params, timeout=timeout)
+            events = self._client(deployment).chat.completions.create(
+                **params, timeout=attempt_timeout(openai.Timeout, timeout))
         except _CAUGHT as err:
             raise classify(err, deployment) from err
         assembler = StreamAssembler(deployment)

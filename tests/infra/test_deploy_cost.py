@@ -1,0 +1,69 @@
+"""The cost table in docs/deploy.md is what scripts/deploy_cost.py computes from today's template.yaml and
+bench/results (a change to a function's memory, the capacity range or a benchmark makes it stale), and
+the script reads the template's wiring rather than a copy of it."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from .conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "deploy_cost.py"
+
+
+@pytest.fixture(scope="module")
+def cost() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("deploy_cost", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_the_cost_table_in_the_deploy_doc_is_current() -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--check"], cwd=ROOT, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_fails_on_a_stale_table_and_a_write_fixes_it(cost: ModuleType, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a copy of the doc whose table was edited by hand
+    doc = tmp_path / "deploy.md"
+    doc.write_text((ROOT / "docs" / "deploy.md").read_text().replace("| **total** |", "| **sum** |"))
+    monkeypatch.setattr(cost, "DOC", doc)
+
+    # Then --check fails, a plain run rewrites only the block, and --check passes again
+    assert cost.main(["--check"]) == 1
+    assert cost.main([]) == 0
+    assert cost.main(["--check"]) == 0
+    assert doc.read_text() == (ROOT / "docs" / "deploy.md").read_text()
+
+
+def test_a_rag_request_runs_the_workflow_tasks_in_the_asl_order(cost: ModuleType) -> None:
+    assert cost.rag_path(cost.load_stack("prod")) == [
+        ("GuardInput", "GuardFunction"), ("Retrieve", "RetrieveFunction"), ("GuardContext", "GuardFunction"),
+        ("Generate", "GenerateFunction"), ("GuardOutput", "GuardFunction"),
+    ]
+
+
+def test_the_stage_and_egress_parameters_change_the_lines(cost: ModuleType) -> None:
+    def lines(**parameters: str) -> dict[str, float]:
+        stack = cost.load_stack("prod")
+        stack.parameters |= parameters
+        return {line.name: line.usd for line in cost.estimate(stack, 1_000_000, 0.3)[0]}
+
+    prod, dev = lines(), lines(Stage="dev")
+    assert "prod" == cost.load_stack("prod").parameters["Stage"]
+    assert prod["Aurora Serverless v2"] == pytest.approx(2 * dev["Aurora Serverless v2"])  # the reader
+    assert prod["NAT gateway"] == 0 and lines(ProviderEgress="nat")["NAT gateway"] > 32  # 730 h at 0.045
+    assert all(usd >= 0 for usd in prod.values())

@@ -1,0 +1,146 @@
+"""What Lambda gives a function, rebuilt from the repository: its layers, its runtime, its environment.
+
+- Layers: the same build recipes and trimming the deploy uses (layers/<name>/build.sh), built for this
+  machine (`--native`, as layers/*/check.sh do) and cached by the hash of their recipe; the library in
+  CommonLayer is refreshed from shared/stratus on every run (`--code-only`).
+- Runtime: what the python3.12 runtime puts on sys.path besides the layers (boto3 and its dependencies)
+  plus the Runtime Interface Client, pinned from requirements.lock.
+- Environment: template.yaml's Globals and the function's own variables, resolved against the local
+  stack's resources for a stage, plus the variables Lambda itself sets. Values the template points at
+  resources that are not emulated (the database secret or proxy) must be overridden explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stratus.local.cfn import Unresolvable
+from stratus.local.template import function_properties
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = ROOT / "layers"
+# What the Lambda runtime provides (layers/lib.sh RUNTIME_PROVIDED) and the RIC with its dependencies.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3",
+                    "awslambdaric", "simplejson", "snapshot-restore-py")
+
+
+def _pins(names: tuple[str, ...]) -> list[str]:
+    lock = (ROOT / "requirements.lock").read_text().splitlines()
+    pins = []
+    for name in names:
+        pattern = re.compile(rf"^{re.sub(r'[-_]', '[-_]', name)}==", re.I)
+        found = [line for line in lock if pattern.match(line)]
+        if not found:
+            raise LookupError(f"{name} is not pinned in requirements.lock")
+        pins.append(found[0])
+    return pins
+
+
+def _digest(paths: list[Path], extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for path in paths:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "ingest")) -> dict[str, Path]:
+    """Layer name -> its build folder (holding python/), native builds cached across runs."""
+    env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
+    shared = [LAYERS / "lib.sh", LAYERS / "trim.sh"]
+    out = {}
+    for name in names:
+        recipe = sorted(p for p in (LAYERS / name).iterdir() if p.is_file())
+        folder = cache / f"{name}-{_digest(shared + recipe, sys.version)}"
+        if not (folder / "python").is_dir():
+            subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--native"], check=True,
+                           env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)
+        elif name == "common":  # the library changes more often than its dependencies
+            subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--code-only"], check=True,
+                           env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)
+        out[name] = folder
+    return out
+
+
+def build_runtime(cache: Path) -> Path:
+    """boto3 (as the runtime ships it) and awslambdaric, installed for this interpreter."""
+    pins = _pins(RUNTIME_PACKAGES)
+    folder = cache / f"runtime-{_digest([], ' '.join(pins) + sys.version)}"
+    if not folder.is_dir():
+        tmp = folder.with_suffix(".tmp")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--no-deps", "--only-binary=:all:", "--target", str(tmp), *pins], check=True)
+        tmp.rename(folder)
+    return folder
+
+
+@dataclass
+class FunctionSpec:
+    """A template function as Lambda would run it."""
+
+    logical_id: str
+    name: str
+    code_dir: Path
+    handler: str
+    memory_mb: int
+    timeout_s: float
+    layers: list[str]  # logical ids, in order
+    environment: dict[str, str]
+    tracing: bool
+
+
+def layer_folder(logical_id: str, template: dict[str, Any], builds: dict[str, Path]) -> Path:
+    """A LayerVersion's ContentUri (layers/<name>/build/) mapped to this machine's build of <name>."""
+    uri = template["Resources"][logical_id]["Properties"]["ContentUri"]
+    name = Path(uri).parts[1]
+    return builds[name] / "python"
+
+
+def function_spec(template: dict[str, Any], logical_id: str, resolver: Any, name: str,
+                  overrides: dict[str, str]) -> FunctionSpec:
+    """The function's configuration from the template (Globals merged), its variables resolved."""
+    props = function_properties(template, logical_id)
+    variables = dict((props.get("Environment") or {}).get("Variables") or {})
+    environment: dict[str, str] = {}
+    unresolved = []
+    for key, value in variables.items():
+        if key in overrides:
+            continue
+        try:
+            environment[key] = str(resolver.resolve(value))
+        except Unresolvable as err:
+            unresolved.append(f"{key} ({err})")
+    if unresolved:
+        raise AssertionError(f"{logical_id}: variables that point at resources not emulated here must be "
+                             f"overridden by the contract tier: {', '.join(unresolved)}")
+    environment.update(overrides)
+    layers = [ref["Ref"] for ref in props.get("Layers") or [] if isinstance(ref, dict) and "Ref" in ref]
+    return FunctionSpec(
+        logical_id=logical_id, name=name, code_dir=(ROOT / str(props["CodeUri"])).resolve(),
+        handler=str(props["Handler"]), memory_mb=int(resolver.resolve(props.get("MemorySize", 128))),
+        timeout_s=float(resolver.resolve(props.get("Timeout", 3))), layers=layers, environment=environment,
+        tracing=resolver.resolve(props.get("Tracing")) == "Active",
+    )
+
+
+def lambda_variables(spec: FunctionSpec, *, region: str, runtime_api: str, xray_daemon: str) -> dict[str, str]:
+    """The reserved variables Lambda sets in every python3.12 environment."""
+    variables = {
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/12/06/[$LATEST]contract", "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12", "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+        "LAMBDA_TASK_ROOT": str(spec.code_dir), "LAMBDA_RUNTIME_DIR": "/var/runtime", "_HANDLER": spec.handler,
+        "TZ": ":UTC", "LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
+    }
+    if spec.tracing:
+        variables |= {"AWS_XRAY_DAEMON_ADDRESS": xray_daemon, "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+                      "_AWS_XRAY_DAEMON_ADDRESS": xray_daemon.split(":")[0],
+                      "_AWS_XRAY_DAEMON_PORT": xray_daemon.split(":")[1]}
+    return variables

@@ -1,0 +1,164 @@
+"""The six functions as Lambda runs them: own process, real RIC, only their layers, the template's
+environment for the dev stage, tracing on, the template's timeout as the deadline."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.integration.gateway_support import tenant_with_key
+from tests.lambda_contract.process import FunctionProcess
+from tests.lambda_contract.runtime_api import new_trace_header
+from tests.lambda_contract.xray import XRayCollector
+
+ROOT = Path(__file__).resolve().parents[2]
+PLACEHOLDER = "sk-stratus-REPLACE_WITH_A_KEY"
+
+
+def _event(name: str, **replace: str) -> Any:
+    text = (ROOT / "events" / name).read_text()
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return json.loads(text)
+
+
+def _ok(invocation: Any, process: FunctionProcess) -> Any:
+    assert invocation.error_type is None, f"{invocation.error_type}: {invocation.body[:2000]!r}\n" \
+                                          f"{process.log_text()[-3000:]}"
+    return invocation.payload
+
+
+def test_each_process_sees_only_its_layers_and_the_template_environment(functions: dict[str, FunctionProcess]
+                                                                         ) -> None:
+    for logical_id, process in functions.items():
+        env = process.environment()
+        assert env["STRATUS_ENV"] == "dev" and env["STRATUS_TRACING"] == "true", logical_id
+        assert env["AWS_XRAY_DAEMON_ADDRESS"] and env["AWS_LAMBDA_FUNCTION_NAME"] == process.spec.name
+        paths = process.sys_path
+        assert paths[0] == str(process.spec.code_dir) and all(".venv" not in p for p in paths), paths
+        assert any(p.endswith("python") and "common-" in p for p in paths)
+    assert any("guard-" in p for p in functions["GatewayFunction"].sys_path)
+    assert not any("guard-" in p for p in functions["RetrieveFunction"].sys_path)
+    assert any("ingest-" in p for p in functions["IngestFunction"].sys_path)
+
+
+def test_the_gateway_answers_api_gateway_events_with_tracing_on(functions: dict[str, FunctionProcess],
+                                                               contract_stack: Any, xray: XRayCollector) -> None:
+    # Given a tenant with a key, when API Gateway invokes the gateway with a trace header
+    _, key = tenant_with_key(contract_stack.database_url, "lc")
+    gateway = functions["GatewayFunction"]
+    trace = new_trace_header()
+    invocation = gateway.invoke(_event("gateway_models.json", **{PLACEHOLDER: key}), trace_header=trace)
+    response = _ok(invocation, gateway)
+    # Then the response is the model, and the invocation's subsegments reached X-Ray with its trace id
+    assert response["statusCode"] == 200, response
+    assert json.loads(response["body"])["id"] == "rag/fast"
+    docs = xray.for_trace(trace, names={"## handler"})
+    assert "## handler" in {d.get("name") for d in docs}, [d.get("name") for d in docs]
+    assert gateway.cold_starts and gateway.cold_starts[0].init_ms > 0
+    # and a bad key is the OpenAI error shape, not a crash
+    denied = _ok(gateway.invoke(_event("gateway_models.json", **{PLACEHOLDER: "sk-stratus-wrong"})), gateway)
+    assert denied["statusCode"] == 401 and json.loads(denied["body"])["error"]["code"] == "invalid_api_key"
+
+
+def test_task_functions_answer_and_trace(functions: dict[str, FunctionProcess], contract_stack: Any,
+                                         xray: XRayCollector) -> None:
+    tenant, _ = tenant_with_key(contract_stack.database_url, "lc")
+    retrieve = functions["RetrieveFunction"]
+    trace = new_trace_header()
+    result = _ok(retrieve.invoke({**_event("retrieve.json"), "tenant_id": tenant}, trace_header=trace), retrieve)
+    assert result["hits"] == [] and result["mode"] == "hybrid"
+    assert "## handler" in {d.get("name") for d in xray.for_trace(trace, names={"## handler"})}
+
+    generate = functions["GenerateFunction"]
+    answer = _ok(generate.invoke({**_event("generate_chat.json"), "tenant_id": tenant,
+                                  "request_id": f"req-{uuid.uuid4().hex}"}), generate)
+    assert answer["text"] and answer["provider"] == "offline"
+
+    guard = functions["GuardFunction"]
+    state = {**_event("generate_chat.json"), "tenant_id": tenant, "request_id": f"req-{uuid.uuid4().hex}"}
+    verdict = _ok(guard.invoke({"stage": "input", "state": state}), guard)
+    assert verdict["guard"]["blocked"] is None
+
+
+def test_a_task_error_is_reported_as_lambda_reports_it(functions: dict[str, FunctionProcess]) -> None:
+    retrieve = functions["RetrieveFunction"]
+    invocation = retrieve.invoke({"tenant_id": "acme", "query": "", "k": 5})
+    assert invocation.error_type == "Unhandled"  # the header the RIC sends for a handler's exception
+    error = invocation.payload
+    assert error["errorType"] == "InvalidInput" and "query" in error["errorMessage"]
+
+
+def test_a_deadline_passed_ends_the_environment(functions: dict[str, FunctionProcess], contract_stack: Any) -> None:
+    # The eval sampler on its scheduled event, given less time than a cold start takes: Lambda kills it.
+    sampler = functions["EvalSamplerFunction"]
+    event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": "2026-12-06T00:00:00Z", "region": contract_stack.region,
+             "resources": [], "detail": {}}
+    timed_out = sampler.invoke(event, timeout_s=0.05)
+    assert timed_out.error_type == "Sandbox.Timedout" and sampler.proc is None
+    # and the next invocation starts a new environment and runs the schedule
+    started = time.monotonic()
+    summary = _ok(sampler.invoke(event), sampler)
+    assert summary["run_id"] and time.monotonic() - started < sampler.spec.timeout_s
+
+
+def _chat_event(key: str, body: dict[str, Any]) -> Any:
+    event = _event("gateway_chat.json", **{PLACEHOLDER: key})
+    event["body"] = json.dumps(body)
+    event["headers"]["x-request-id"] = f"lc-{uuid.uuid4().hex[:12]}"
+    return event
+
+
+def test_an_upload_is_ingested_and_answered_through_the_workflow(functions: dict[str, FunctionProcess],
+                                                                 contract_stack: Any, xray: XRayCollector) -> None:
+    # Given a document uploaded to the bucket: S3 -> SQS -> the ingest function's process
+    tenant, key = tenant_with_key(contract_stack.database_url, "lc")
+    text = (ROOT / "examples" / "corpus" / "security-policy.md").read_bytes()
+    contract_stack.client("s3").put_object(Bucket=contract_stack.documents_bucket,
+                                           Key=f"tenants/{tenant}/security-policy.md", Body=text)
+    assert contract_stack.wait_for_ingestion(timeout=120)
+    assert functions["IngestFunction"].cold_starts, "the ingest process never ran"
+    # When the gateway gets a RAG question: StartSyncExecution -> guard, retrieve, generate processes
+    trace = new_trace_header()
+    invocation = functions["GatewayFunction"].invoke(_chat_event(key, {
+        "model": "rag/fast", "messages": [{"role": "user", "content": "How often are API keys rotated?"}]}),
+        trace_header=trace)
+    response = _ok(invocation, functions["GatewayFunction"])
+    # Then the answer cites the uploaded document, and each task of the workflow ran in its own process
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    assert body["citations"] and all("security-policy" in c["source_key"] for c in body["citations"])
+    for task in ("GuardFunction", "RetrieveFunction", "GenerateFunction"):
+        assert functions[task].api.invocations, f"{task} was not invoked in its process"
+    assert "## handler" in {d.get("name") for d in xray.for_trace(trace, names={"## handler"})}
+
+
+def test_generate_never_calls_a_model_past_the_callers_deadline(functions: dict[str, FunctionProcess],
+                                                                contract_stack: Any) -> None:
+    # The workflow hands every task the gateway's deadline (deadline_ms); a task that starts after it
+    # fails at once with DeadlineExceeded (the state machine's Catch ends the run), calling no model.
+    tenant, _ = tenant_with_key(contract_stack.database_url, "lc")
+    generate = functions["GenerateFunction"]
+    task = {**_event("generate_chat.json"), "tenant_id": tenant, "request_id": f"req-{uuid.uuid4().hex}",
+            "deadline_ms": int(time.time() * 1000) - 1}
+    invocation = generate.invoke(task)
+    assert invocation.error_type == "Unhandled"
+    assert invocation.payload["errorType"] == "DeadlineExceeded", invocation.payload
+
+
+def test_application_connections_go_through_the_pooler_as_the_app_role(functions: dict[str, FunctionProcess],
+                                                                       contract_stack: Any) -> None:
+    import psycopg
+
+    # Every request-path function was told to reach the database through PgBouncer as stratus_app.
+    for logical_id in ("GatewayFunction", "RetrieveFunction", "GenerateFunction", "GuardFunction",
+                       "IngestFunction", "EvalSamplerFunction"):
+        assert functions[logical_id].environment()["STRATUS_DATABASE_APP_URL"] == contract_stack.pooler.url
+    # and the server saw no more connections from it than the pool holds
+    with psycopg.connect(contract_stack.database_url) as owner:
+        held = owner.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'stratus_app'").fetchone()[0]
+    assert held <= contract_stack.pooler.pool_size
