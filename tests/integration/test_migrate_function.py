@@ -7,10 +7,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,49 +16,17 @@ import psycopg
 import pytest
 
 from stratus.aws import custom_resource
+from tests.integration.cfn_support import ResponseUrl
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class _ResponseUrl:
-    """A loopback stand-in for the presigned S3 URL: records each PUT; answers `statuses` in turn, then 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.statuses: list[int] = []
-        self.received = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                owner.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-                status = owner.statuses.pop(0) if owner.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                if status == 200:
-                    owner.received.set()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stack%7CDatabaseMigrations?X-Amz-Signature=x"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def answers(self) -> list[dict[str, Any]]:
-        return [r["body"] for r in self.requests]
-
-
 @pytest.fixture
-def response_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[_ResponseUrl]:
+def response_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[ResponseUrl]:
     monkeypatch.setattr(custom_resource, "send", functools.partial(custom_resource.send, backoff_s=0.01))
-    server = _ResponseUrl()
+    server = ResponseUrl()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.stop()
 
 
 class _Context:
@@ -90,7 +56,7 @@ def _event(name: str, url: str) -> dict[str, Any]:
     return json.loads((ROOT / "events" / f"migrate_{name}.json").read_text()) | {"ResponseURL": url}
 
 
-def test_create_migrates_publishes_the_prompts_and_answers_success(pg_url: str, response_url: _ResponseUrl) -> None:
+def test_create_migrates_publishes_the_prompts_and_answers_success(pg_url: str, response_url: ResponseUrl) -> None:
     event = _event("create", response_url.url)
 
     assert _app().handler(event, _Context()) is None
@@ -110,7 +76,7 @@ def test_create_migrates_publishes_the_prompts_and_answers_success(pg_url: str, 
         assert conn.execute("SELECT count(*) FROM prompt_versions").fetchone()[0] > 0
 
 
-def test_delete_answers_success_without_touching_the_database(response_url: _ResponseUrl,
+def test_delete_answers_success_without_touching_the_database(response_url: ResponseUrl,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import stratus.db.migrate
 
@@ -122,7 +88,7 @@ def test_delete_answers_success_without_touching_the_database(response_url: _Res
 
 
 def test_a_failed_migration_answers_failed_with_the_error_and_the_log_stream(
-        pg_url: str, response_url: _ResponseUrl, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_url: str, response_url: ResponseUrl, monkeypatch: pytest.MonkeyPatch) -> None:
     import stratus.db.migrate
 
     def broken(url: str) -> list[str]:
@@ -137,7 +103,7 @@ def test_a_failed_migration_answers_failed_with_the_error_and_the_log_stream(
     assert _Context.log_stream_name in answer["Reason"]
 
 
-def test_work_still_running_near_the_deadline_answers_failed_once(response_url: _ResponseUrl) -> None:
+def test_work_still_running_near_the_deadline_answers_failed_once(response_url: ResponseUrl) -> None:
     @custom_resource.custom_resource(physical_id="slow")
     def slow(event: dict[str, Any], context: Any) -> dict[str, str]:
         time.sleep(2.5)
@@ -150,7 +116,7 @@ def test_work_still_running_near_the_deadline_answers_failed_once(response_url: 
     assert answer["Status"] == "FAILED" and "timed out" in answer["Reason"]
 
 
-def test_the_answer_is_retried_until_s3_takes_it(response_url: _ResponseUrl) -> None:
+def test_the_answer_is_retried_until_s3_takes_it(response_url: ResponseUrl) -> None:
     response_url.statuses = [503, 500]
 
     @custom_resource.custom_resource(physical_id="retried")
@@ -163,7 +129,7 @@ def test_the_answer_is_retried_until_s3_takes_it(response_url: _ResponseUrl) -> 
     assert response_url.answers[-1]["Data"] == {"Answer": "42"}
 
 
-def test_an_unknown_request_type_is_answered_failed(response_url: _ResponseUrl) -> None:
+def test_an_unknown_request_type_is_answered_failed(response_url: ResponseUrl) -> None:
     @custom_resource.custom_resource(physical_id="x")
     def work(event: dict[str, Any], context: Any) -> None:
         pytest.fail("not for an unknown request type")

@@ -47,7 +47,9 @@ def xray() -> Iterator[XRayCollector]:
     collector.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack (one LocalStack per process) stops when this tier's tests end, so tiers that
+# start their own stack can run after it in the same session.
+@pytest.fixture(scope="package")
 def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict[str, Any],
                    xray: XRayCollector) -> Iterator[Any]:
     """The local stack with every template function running in its own RIC process."""
@@ -72,14 +74,11 @@ def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict
             "STRATUS_PROVIDER_MODE": "offline",
         }
         stack.pooler = pooler
-        dropped = {"STRATUS_DATABASE_SECRET_ARN", "STRATUS_DATABASE_PROXY_ENDPOINT"}
+        unset = frozenset({"STRATUS_DATABASE_SECRET_ARN", "STRATUS_DATABASE_PROXY_ENDPOINT"})
         processes: dict[str, FunctionProcess] = {}
         for logical_id in FUNCTIONS:
             name = stack.function_name(logical_id)
-            spec = function_spec(template, logical_id, stack.resources.resolver, name,
-                                 {**overrides, **{k: "" for k in dropped}})
-            for key in dropped:
-                spec.environment.pop(key, None)
+            spec = function_spec(template, logical_id, stack.resources.resolver, name, overrides, unset)
             layers = [layer_folder(layer, template, lambda_builds["layers"]) for layer in spec.layers]
             process = FunctionProcess(spec, layers, lambda_builds["runtime"], region=stack.region,
                                       xray_daemon=xray.address, logs=data / f"{logical_id}.log")
@@ -94,7 +93,7 @@ def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict
                 process.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def functions(contract_stack: Any) -> dict[str, FunctionProcess]:
     return contract_stack.processes
 
@@ -103,31 +102,16 @@ def _deploy_migrations(migrate: FunctionProcess) -> dict[str, Any]:
     """What a deploy runs before the stack is ready: the DatabaseMigrations custom resource's Create, its
     answer PUT to the presigned ResponseURL (here a loopback server) as CloudFormation would receive it."""
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    answers: list[dict[str, Any]] = []
+    from tests.integration.cfn_support import ResponseUrl
 
-    class ResponseUrl(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
-            answers.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), ResponseUrl)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    response_url = ResponseUrl()
     try:
         event = json.loads((ROOT / "events" / "migrate_create.json").read_text())
-        event["ResponseURL"] = f"http://127.0.0.1:{server.server_address[1]}/response?X-Amz-Signature=contract"
-        invocation = migrate.invoke(event)
+        invocation = migrate.invoke({**event, "ResponseURL": response_url.url})
     finally:
-        server.shutdown()
-        server.server_close()
+        response_url.stop()
+    answers = response_url.answers
     assert invocation.error_type is None and answers, (invocation.body, migrate.log_text()[-3000:])
     assert answers[0]["Status"] == "SUCCESS", answers[0]
     return answers[0]

@@ -103,14 +103,15 @@ def layer_folder(logical_id: str, template: dict[str, Any], builds: dict[str, Pa
 
 
 def function_spec(template: dict[str, Any], logical_id: str, resolver: Any, name: str,
-                  overrides: dict[str, str]) -> FunctionSpec:
-    """The function's configuration from the template (Globals merged), its variables resolved."""
+                  overrides: dict[str, str], unset: frozenset[str] = frozenset()) -> FunctionSpec:
+    """The function's configuration from the template (Globals merged), its variables resolved, `overrides`
+    replacing (or adding) variables and the `unset` ones left out."""
     props = function_properties(template, logical_id)
     variables = dict((props.get("Environment") or {}).get("Variables") or {})
     environment: dict[str, str] = {}
     unresolved = []
     for key, value in variables.items():
-        if key in overrides:
+        if key in overrides or key in unset:
             continue
         try:
             environment[key] = str(resolver.resolve(value))

@@ -43,7 +43,6 @@ class Invocation:
     deadline_ms: int = 0
     function_arn: str = ""
     client_context: str = ""
-    handed_out_at: float | None = None  # monotonic: when /next delivered it
     # Outcome.
     done: threading.Event = field(default_factory=threading.Event)
     body: bytes = b""
@@ -51,7 +50,6 @@ class Invocation:
     streamed: bool = False
     chunks: list[tuple[float, bytes]] = field(default_factory=list)  # (monotonic arrival, bytes)
     trailers: dict[str, str] = field(default_factory=dict)
-    finished_at: float | None = None
 
     @property
     def payload(self) -> Any:
@@ -73,7 +71,6 @@ class RuntimeApi:
         self.init_error: dict[str, Any] | None = None
         self.init_error_type: str | None = None
         self.first_next_at: float | None = None  # monotonic: the environment finished its init
-        self.polls = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="runtime-api", daemon=True)
@@ -116,11 +113,9 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path != f"{PREFIX}/invocation/next":
                 return self._answer(404, {"errorMessage": f"unknown path {self.path}", "errorType": "NotFound"})
-            api.polls += 1
             if api.first_next_at is None:
                 api.first_next_at = time.monotonic()
             invocation = api._events.get()  # blocks, as Lambda does, until there is an event
-            invocation.handed_out_at = time.monotonic()
             body = json.dumps(invocation.event).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -158,7 +153,6 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
                     invocation.error_type = error
             else:
                 invocation.body = self._read_body()
-            invocation.finished_at = time.monotonic()
             invocation.done.set()
             self._answer(202, {"status": "OK"})
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-NAMESPACE = "Stratus"
+from stratus.observability import NAMESPACE  # one namespace for every metric the stack emits
 
 
 @dataclass

@@ -174,8 +174,8 @@ class StackBuilder:
         value = props.get("SecretString")
         generate = props.get("GenerateSecretString")
         if value is None and generate is not None:
-            password = random.token_urlsafe(int(generate.get("PasswordLength", 32)))[:int(generate.get(
-                "PasswordLength", 32))]
+            length = int(generate.get("PasswordLength", 32))
+            password = random.token_urlsafe(length)[:length]
             if "SecretStringTemplate" in generate:
                 value = json.dumps({**json.loads(generate["SecretStringTemplate"]),
                                     generate["GenerateStringKey"]: password})
