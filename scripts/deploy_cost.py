@@ -5,9 +5,11 @@
     .venv/bin/python scripts/deploy_cost.py --print    # print the table, change nothing
 
 Read from template.yaml (with samconfig.toml's parameter overrides for --env): each function's MemorySize
-(Globals applied), the query workflow's type and its task states (the ASL), the API's type, the Aurora
-capacity parameters and the instances the stage creates, RDS Proxy if present, the NAT condition, the
-interface endpoints and their subnets, alarms, keys and secrets. Durations come from bench/results/*.json;
+(Globals applied), the query workflow's type and its task states (the ASL), the API's type (HTTP API or REST
+API, and whether its integrations stream), the Aurora capacity parameters and the instances the stage
+creates, RDS Proxy if present, the NAT gateways the stage creates, the interface endpoints and their subnets,
+alarms, keys and secrets. Durations come from bench/results/*.json (cold starts: bench/cold_start.py's init
+through the Runtime Interface Client);
 where nothing was measured the figure is a named assumption below. Each line of the table says which.
 Prices are us-east-1 list prices without free tiers. Stdlib and PyYAML only (with stratus.local.template).
 """
@@ -35,13 +37,21 @@ PRICES_CHECKED = "2026-12-06"
 LAMBDA_ARM_GB_S = 0.0000133334  # aws.amazon.com/lambda/pricing: Arm, first 7.5 billion GB-s a month
 LAMBDA_REQUEST = 0.20 / 1e6  # same page; INIT (cold start) duration is billed like invocation time
 HTTP_API_REQUEST = 1.00 / 1e6  # aws.amazon.com/api-gateway/pricing: HTTP API, first 300 M a month, per 512 KB
+HTTP_API_TIER = 300e6
 REST_API_REQUEST = 3.50 / 1e6  # same page: REST API, first 333 M a month
+REST_API_TIER = 333e6
+# REST API response streaming (responseTransferMode STREAM): a streamed response is billed as one request per
+# 10 MB, rounded up, so only bytes past the first 10 MB of a response cost more (another request each 10 MB).
+STREAM_BILLING_MB = 10
 SFN_EXPRESS_REQUEST = 1.00 / 1e6  # aws.amazon.com/step-functions/pricing: Express workflows
 SFN_EXPRESS_GB_S = 0.06 / 3600  # same page: first 1,000 GB-hours; duration rounded up to 100 ms, memory to 64 MB
 SFN_STANDARD_TRANSITION = 0.025 / 1000  # same page: Standard workflows, per state transition
 AURORA_ACU_HOUR = 0.12  # aws.amazon.com/rds/aurora/pricing: Serverless v2, Aurora Standard
-RDS_PROXY_ACU_HOUR = 0.015  # aws.amazon.com/rds/proxy/pricing: for Aurora Serverless v2, per ACU-hour,
-RDS_PROXY_MIN_ACU = 8  # ... with a minimum charge of 8 ACUs
+# aws.amazon.com/rds/proxy/pricing: in front of provisioned instances 0.015 per vCPU-hour (at least 2 vCPUs);
+# in front of Aurora Serverless v2 (this template) 0.015 per ACU-hour of the capacity it fronts (every
+# instance of the cluster), with a minimum charge of 8 ACUs.
+RDS_PROXY_ACU_HOUR = 0.015
+RDS_PROXY_MIN_ACU = 8
 NAT_HOUR, NAT_GB = 0.045, 0.045  # aws.amazon.com/vpc/pricing: NAT gateway hour, data processed
 ENDPOINT_AZ_HOUR, ENDPOINT_GB = 0.01, 0.01  # aws.amazon.com/privatelink/pricing: interface endpoint per AZ
 LOGS_INGEST_GB = 0.50  # aws.amazon.com/cloudwatch/pricing: Standard log ingestion (Lambda's first tier too)
@@ -61,6 +71,7 @@ PLATFORM_LOG_BYTES = 700  # platform.start + platform.report as JSON, per invoca
 GATEWAY_LOG_BYTES = 900  # the gateway's EMF line (latency, spend, tokens) and its request log, per request
 ENDPOINT_KB_PER_RAG = 12  # StartSyncExecution request and result through the sync-states endpoint
 PROVIDER_KB_PER_REQUEST = 10  # prompt and answer to an internet provider (through the NAT when there is one)
+RESPONSE_KB = 10  # a chat or RAG answer as the API returns it: far under the 10 MB a streamed request includes
 XRAY_RESERVOIR_PER_S, XRAY_RATE = 1.0, 0.05  # X-Ray's default sampling rule: 1 request/s, then 5%
 
 HOURS_PER_MONTH = 730
@@ -212,19 +223,42 @@ def estimate(stack: Stack, requests_per_day: float, rag_share: float) -> tuple[l
     return lines, traffic
 
 
+def _gateway_api(stack: Stack) -> tuple[str, dict[str, Any]]:
+    """The template's one API Gateway API: (its type, its properties)."""
+    (api,) = [r for r in stack.template["Resources"].values()
+              if r["Type"] in ("AWS::Serverless::HttpApi", "AWS::Serverless::Api")]
+    return api["Type"], api.get("Properties") or {}
+
+
+def _streams(value: Any) -> bool:
+    """Whether an API's definition has an integration with responseTransferMode STREAM."""
+    if isinstance(value, dict):
+        return value.get("responseTransferMode") == "STREAM" or any(_streams(v) for v in value.values())
+    return isinstance(value, list) and any(_streams(v) for v in value)
+
+
 def _api(stack: Stack, traffic: Traffic) -> Line:
-    (api_type,) = {r["Type"] for r in stack.template["Resources"].values()
-                   if r["Type"] in ("AWS::Serverless::HttpApi", "AWS::Serverless::Api")}
+    api_type, props = _gateway_api(stack)
     http = api_type == "AWS::Serverless::HttpApi"
-    price = HTTP_API_REQUEST if http else REST_API_REQUEST
-    return Line(f"API Gateway ({'HTTP' if http else 'REST'} API)", f"{traffic.month / 1e6:.1f} M requests",
-                traffic.month * price, f"{api_type} in template.yaml", {"chat": price, "rag": price})
+    price, tier = (HTTP_API_REQUEST, HTTP_API_TIER) if http else (REST_API_REQUEST, REST_API_TIER)
+    if traffic.month > tier:
+        raise SystemExit(f"{traffic.month / 1e6:.0f} M requests a month pass the first price tier ({tier / 1e6:.0f} M)")
+    source = f"{api_type} in template.yaml: {price * 1e6:.2f} USD per million (first {tier / 1e6:.0f} M a month)"
+    name = f"API Gateway ({'HTTP' if http else 'REST'} API"
+    if not http and _streams(props.get("DefinitionBody")):
+        name += ", response streaming"
+        extra = max(0, math.ceil(RESPONSE_KB / 1024 / STREAM_BILLING_MB) - 1)  # further requests per response
+        source += (f"; streamed responses count one request per {STREAM_BILLING_MB} MB, answers of "
+                   f"~{RESPONSE_KB} KB add {extra}")
+        price *= 1 + extra
+    return Line(name + ")", f"{traffic.month / 1e6:.1f} M requests", traffic.month * price, source,
+                {"chat": price, "rag": price})
 
 
 def _lambdas(stack: Stack, traffic: Traffic) -> list[Line]:
     """Per function: invocations x (duration + cold starts) x memory, and the request price."""
     gateway = bench("gateway_overhead")["overhead"]["concurrency_1"]
-    cold = bench("cold_start")["functions"]
+    cold = bench("cold_start")["functions"]  # by logical id: init through the RIC (or the Web Adapter)
     pii_load_s = bench("guard_latency")["first_use"]["pii"]["load_ms"] / 1e3
     seconds: dict[str, dict[str, float]] = {"GatewayFunction": {
         "chat": gateway["stratus+guard"]["overhead_p50_ms"] / 1e3 + PROVIDER_SECONDS,
@@ -236,7 +270,7 @@ def _lambdas(stack: Stack, traffic: Traffic) -> list[Line]:
     for function, run in seconds.items():
         props = function_properties(stack.template, function)
         gb, folder = stack.memory_gb(function), props["CodeUri"].rstrip("/").split("/")[-1]
-        init_s = cold[folder]["process_ms"] / 1e3
+        init_s = _init_seconds(cold, function)
         if {"Ref": "GuardLayer"} in props["Layers"]:
             init_s += pii_load_s  # the PII model loads on the first invocation
         n = invocations[function]
@@ -247,7 +281,7 @@ def _lambdas(stack: Stack, traffic: Traffic) -> list[Line]:
         lines.append(Line(f"Lambda {folder} ({gb * 1024:.0f} MB arm64)",
                           f"{count / 1e6:.1f} M invocations, {average_ms:,.0f} ms average",
                           traffic.chat * per["chat"] + traffic.rag * per["rag"],
-                          f"cold_start {folder} process_ms at {COLD_START_SHARE:.0%} of invocations; "
+                          f"cold_start {function} init median at {COLD_START_SHARE:.0%} of invocations; "
                           + _duration_source(function, traffic), per))
     sampler = bench("eval_sampler")["cost_at_1m_requests_per_day"]
     gb = stack.memory_gb("EvalSamplerFunction")
@@ -256,6 +290,15 @@ def _lambdas(stack: Stack, traffic: Traffic) -> list[Line]:
                       f"eval_sampler scoring seconds at a {sampler['sample_rate']:.0%} sample "
                       "(the hosted judge is the provider's bill)"))
     return lines
+
+
+def _init_seconds(cold: dict[str, Any], function: str) -> float:
+    """The function's measured init (process start -> first /next, median), in seconds."""
+    init = cold.get(function, {}).get("init_ms", {})
+    if "median" not in init:
+        raise SystemExit(f"bench/results/cold_start.json has no init for {function}: run `python -m bench.run "
+                         "cold_start`")
+    return float(init["median"]) / 1e3
 
 
 def _duration_source(function: str, traffic: Traffic) -> str:
@@ -297,8 +340,9 @@ def _database(stack: Stack, traffic: Traffic) -> list[Line]:
     billed_acu = max(writer_acu * instances, RDS_PROXY_MIN_ACU)
     proxy_usd = billed_acu * HOURS_PER_MONTH * RDS_PROXY_ACU_HOUR
     if stack.resources("AWS::RDS::DBProxy"):
-        proxy = Line("RDS Proxy", f"{billed_acu:.1f} ACU billed", proxy_usd,
-                     f"the cluster's ACUs, at least {RDS_PROXY_MIN_ACU}")
+        proxy = Line("RDS Proxy", f"{billed_acu:.1f} ACU x {HOURS_PER_MONTH} hours", proxy_usd,
+                     f"AWS::RDS::DBProxy in template.yaml: {RDS_PROXY_ACU_HOUR} USD per ACU-hour of the Aurora "
+                     f"Serverless v2 capacity it fronts (every instance), billed at {RDS_PROXY_MIN_ACU} ACU at least")
     else:
         proxy = Line("RDS Proxy", "none in template.yaml", 0.0,
                      f"one in front of this cluster would bill {proxy_usd:,.2f} USD")
@@ -314,13 +358,17 @@ def _network(stack: Stack, traffic: Traffic) -> list[Line]:
                   f"{endpoint_gb:,.0f} GB", az_hours * ENDPOINT_AZ_HOUR + endpoint_gb * ENDPOINT_GB,
                   "AWS::EC2::VPCEndpoint (Interface) x SubnetIds in template.yaml")]
     nat_gb = traffic.month * PROVIDER_KB_PER_REQUEST / 1e6
-    nat_usd = HOURS_PER_MONTH * NAT_HOUR + nat_gb * NAT_GB
-    if stack.resources("AWS::EC2::NatGateway"):
-        lines.append(Line("NAT gateway", f"{HOURS_PER_MONTH} hours, {nat_gb:,.0f} GB", nat_usd,
-                          "ProviderEgress=nat; provider traffic assumed"))
+    nats = len(stack.resources("AWS::EC2::NatGateway"))
+    if nats:
+        lines.append(Line("NAT gateway", f"{nats} x {HOURS_PER_MONTH} hours, {nat_gb:,.0f} GB",
+                          nats * HOURS_PER_MONTH * NAT_HOUR + nat_gb * NAT_GB,
+                          "ProviderEgress=nat: the NAT gateways the stage creates; provider traffic assumed"))
     else:
+        with_nat = Stack(stack.template, {**stack.parameters, "ProviderEgress": "nat"}, stack.env)
+        would = len(with_nat.resources("AWS::EC2::NatGateway"))
+        nat_usd = would * HOURS_PER_MONTH * NAT_HOUR + nat_gb * NAT_GB
         lines.append(Line("NAT gateway", f"none (ProviderEgress={stack.parameters['ProviderEgress']})", 0.0,
-                          f"ProviderEgress=nat would add {nat_usd:,.2f} USD"))
+                          f"ProviderEgress=nat would add {nat_usd:,.2f} USD ({would} NAT gateway(s))"))
     return lines
 
 
@@ -344,8 +392,9 @@ def _observability(stack: Stack, traffic: Traffic) -> list[Line]:
 
 
 def _access_log_bytes(stack: Stack) -> int:
-    api = next(r for r in stack.template["Resources"].values() if r["Type"] == "AWS::Serverless::HttpApi")
-    return len(api["Properties"]["AccessLogSettings"]["Format"])  # a placeholder is about as long as its value
+    _, props = _gateway_api(stack)
+    settings = props.get("AccessLogSettings") or props.get("AccessLogSetting")  # HTTP API / REST API
+    return len(settings["Format"]) if settings else 0  # a placeholder is about as long as its value
 
 
 def render(stack: Stack, requests_per_day: float, rag_share: float) -> str:
@@ -357,7 +406,7 @@ def render(stack: Stack, requests_per_day: float, rag_share: float) -> str:
         BEGIN,
         "<!-- generated by scripts/deploy_cost.py: edit the script, not this table -->",
         f"**{requests_per_day:,.0f} requests a day** ({traffic.month / 1e6:.1f} M a month, {traffic.rps:.1f}/s "
-        f"on average), {1 - rag_share:.0%} plain chat and {rag_share:.0%} RAG, non-streamed; the `{stack.env}` "
+        f"on average), {1 - rag_share:.0%} plain chat and {rag_share:.0%} RAG; the `{stack.env}` "
         f"stack of samconfig.toml ({overrides}); us-east-1 list prices of {PRICES_CHECKED}, no free tier.",
         "",
         "| line | quantity a month | USD a month | figures used |",
@@ -376,7 +425,10 @@ def render(stack: Stack, requests_per_day: float, rag_share: float) -> str:
         f"{DB_CPU_MS_PER_REQUEST:g} ms of database CPU per request besides retrieval; {ACU_PER_VCPU} ACU per busy "
         f"vCPU, held at {ACU_UTILISATION:.0%} busy; {PLATFORM_LOG_BYTES} log bytes per invocation and "
         f"{GATEWAY_LOG_BYTES} more per request; {ENDPOINT_KB_PER_RAG} KB per RAG request through the "
-        f"sync-states endpoint; {PROVIDER_KB_PER_REQUEST} KB per request to a provider over a NAT.",
+        f"sync-states endpoint; {PROVIDER_KB_PER_REQUEST} KB per request to a provider over a NAT; answers of "
+        f"{RESPONSE_KB} KB, far under the {STREAM_BILLING_MB} MB a streamed REST API response is billed by "
+        "(and under the 6 MB of a streamed Lambda response that is free), so streaming adds nothing; a streamed "
+        "answer keeps the gateway running as long as a non-streamed one (the same provider time).",
         END,
     ]
     return "\n".join(out) + "\n"

@@ -20,4 +20,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # Errors propagate with their class as the Lambda error type (InvalidInput, AllDeploymentsFailed...):
     # the state machine's Retry/Catch decide on them by name.
     task = parse_model(GenerateTask, event, "generate request")
-    return generate(task).model_dump(mode="json")
+    obs.annotate(tenant_id=task.tenant_id, request_id=task.request_id, mode=task.mode)
+    response = generate(task)  # subsegments: prompt, cache_lookup, model_call > provider_attempt..., record
+    obs.annotate(cache_hit=response.cache.status.startswith("hit"), provider=response.provider,
+                 deployment=response.deployment)
+    return response.model_dump(mode="json")

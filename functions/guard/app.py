@@ -19,4 +19,10 @@ obs = observe("guard")  # a bad configuration fails at cold start, naming the va
 @obs.handler(correlation_id=lambda event: event["state"].get("request_id"))
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # InvalidInput (naming the field) propagates: the state machine's Catch routes it.
-    return run_stage(event)
+    state = event.get("state") if isinstance(event, dict) else None
+    if isinstance(state, dict):
+        obs.annotate(stage=event["stage"] if isinstance(event.get("stage"), str) else None,
+                     tenant_id=state.get("tenant_id"), request_id=state.get("request_id"))
+    result = run_stage(event)  # a subsegment per rail: rail_injection, rail_pii, rail_context_injection...
+    obs.annotate(blocked=(result.get("guard") or {}).get("blocked") is not None)
+    return result

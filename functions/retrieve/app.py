@@ -18,4 +18,7 @@ obs = observe("retrieve")  # a bad configuration fails at cold start, naming the
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # InvalidInput (naming the field) propagates: the state machine's Catch routes it.
     request = parse_request(event)
-    return retrieve(request).model_dump(mode="json")
+    obs.annotate(tenant_id=request.tenant_id, request_id=request.request_id, mode=request.mode)
+    response = retrieve(request)  # a subsegment per stage: embed_query, filters, lexical, dense, fusion...
+    obs.annotate(hits=len(response.hits))
+    return response.model_dump(mode="json")

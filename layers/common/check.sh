@@ -74,11 +74,10 @@ import anthropic  # noqa: E402
 import openai  # noqa: E402
 from aws_lambda_powertools import Logger  # noqa: E402, F401
 from fastapi import FastAPI  # noqa: E402, F401
-from mangum import Mangum  # noqa: E402, F401
 
 openai.OpenAI(api_key="sk-check", base_url="http://127.0.0.1:9")
 anthropic.Anthropic(api_key="sk-check", base_url="http://127.0.0.1:9")
-print(f"openai {openai.__version__}, anthropic {anthropic.__version__}, fastapi, mangum, powertools import")
+print(f"openai {openai.__version__}, anthropic {anthropic.__version__}, fastapi, powertools import")
 
 # uvicorn, as the gateway will run behind the Lambda Web Adapter: default settings pick what is installed.
 import socket  # noqa: E402

@@ -101,6 +101,10 @@ class Settings(BaseModel):
     provider_secret_arn: str | None = None
     bedrock_enabled: bool = False  # local mode: use Bedrock (IAM credentials) rather than the offline provider
     bedrock_endpoint_url: str | None = None  # a Bedrock runtime endpoint override (VPC endpoint, tests)
+    # The functions' route to the internet (the template's ProviderEgress). none: deployments that need the
+    # public internet (OpenAI, Anthropic) are never tried, and a model with no other deployment fails at once
+    # naming it (llm/catalog.py). nat, or unset (local mode): every deployment may be tried.
+    provider_egress: Literal["none", "nat"] | None = None
     # Routing: retries per deployment before falling back, exponential backoff with full jitter capped at
     # retry_max_backoff_s (a retry-after header wins when it fits the deadline), an overall deadline,
     # and a circuit breaker that skips a deployment for breaker_cooldown_s after breaker_failures
@@ -109,6 +113,8 @@ class Settings(BaseModel):
     retry_base_backoff_s: float = Field(default=0.25, ge=0)
     retry_max_backoff_s: float = Field(default=8.0, ge=0)
     generation_deadline_s: float = Field(default=60.0, gt=0, le=900)
+    # A streamed answer's whole run (the client sees tokens all along); on Lambda also cut to the invocation.
+    stream_deadline_s: float = Field(default=300.0, gt=0, le=900)
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, ge=0)
 
@@ -128,7 +134,7 @@ class Settings(BaseModel):
     # from 0.92 up; 0.94 leaves a margin because the set is small.
     cache_similarity: float = Field(default=0.94, gt=0, le=1)
 
-    # Gateway (HTTP API). Requests over a limit get 413 (body) or 400 (messages, max tokens) naming it.
+    # Gateway (the HTTP API). Requests over a limit get 413 (body) or 400 (messages, max tokens) naming it.
     # API Gateway refuses payloads over 10 MB and Lambda over 6 MB; the gateway's own limit sits below both.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_messages: int = Field(default=256, ge=1, le=10_000)

@@ -9,8 +9,10 @@ Logs are JSON (Powertools Logger) with the function's correlation id, and the li
 write through the same formatter. Metrics are CloudWatch EMF lines, flushed after each invocation,
 only when `STRATUS_EMIT_METRICS` is on (the template turns it on; locally stdout belongs to the commands).
 Tracing follows `STRATUS_TRACING` (on in the template, where functions run with `Tracing: Active`): the
-handler runs inside Powertools' `capture_lambda_handler` subsegment, and `obs.step(name)` records a
-subsegment per step. Off, the X-Ray SDK is never imported (it costs ~250 ms of cold start).
+handler runs inside Powertools' `capture_lambda_handler` subsegment, `obs.step(name)` records a
+subsegment per step, and the library's own steps (`stratus.spans.span`, e.g. retrieval's lexical and dense
+searches, each provider attempt) record theirs through the same Tracer, which `observe` installs there.
+Off, the X-Ray SDK is never imported (it costs ~250 ms of cold start) and spans are no-ops.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
+from stratus import spans
 from stratus.config import get_settings
 
 NAMESPACE = "Stratus"
@@ -68,15 +71,21 @@ class Observability:
         return decorate
 
     @contextmanager
-    def step(self, name: str, **annotations: str | int | float | bool) -> Iterator[None]:
+    def step(self, name: str, **annotations: spans.Annotation) -> Iterator[spans.Span]:
         """A named subsegment around one step of the work (no-op without tracing)."""
-        if self.tracer is None:
-            yield
-            return
-        with self.tracer.provider.in_subsegment(f"## {name}") as subsegment:
-            for key, value in annotations.items():
-                subsegment.put_annotation(key, value)
-            yield
+        provider = self.tracer.provider if self.tracer is not None else None
+        with spans.open_span(provider, name, annotations) as opened:
+            yield opened
+
+    def annotate(self, **annotations: spans.Annotation) -> None:
+        """Annotates the innermost open subsegment (`## handler` in a handler's body): tenant, request, mode,
+        outcome. Indexed by X-Ray; ids and labels only, never prompt text. No-op without tracing."""
+        spans.annotate_with(self.tracer.provider if self.tracer is not None else None, annotations)
+
+    def flush_metrics(self) -> None:
+        """Writes this invocation's metrics (what `handler` does after a plain handler returns)."""
+        if self.emit_metrics:
+            self.metrics.flush_metrics()
 
     def count(self, name: str, value: float = 1) -> None:
         """Adds to a Count metric of this invocation (sent with the others when the handler returns)."""
@@ -105,4 +114,6 @@ def observe(service: str) -> Observability:
         from aws_lambda_powertools import Tracer  # imports the X-Ray SDK
 
         tracer = Tracer(service=service)
+        if not tracer.disabled:  # off outside Lambda (no LAMBDA_TASK_ROOT), as Powertools decides
+            spans.install(tracer.provider)  # the library's steps (stratus.spans) become subsegments too
     return Observability(service, logger, metrics, tracer, settings.emit_metrics)

@@ -67,3 +67,45 @@ def test_the_stage_and_egress_parameters_change_the_lines(cost: ModuleType) -> N
     assert prod["Aurora Serverless v2"] == pytest.approx(2 * dev["Aurora Serverless v2"])  # the reader
     assert prod["NAT gateway"] == 0 and lines(ProviderEgress="nat")["NAT gateway"] > 32  # 730 h at 0.045
     assert all(usd >= 0 for usd in prod.values())
+
+
+def test_nat_gateways_are_counted_one_per_az_in_prod_and_one_in_dev(cost: ModuleType) -> None:
+    def nat(stage: str, egress: str) -> float:
+        stack = cost.load_stack("prod")
+        stack.parameters |= {"Stage": stage, "ProviderEgress": egress}
+        traffic = cost.Traffic(1_000_000, 0.3, [], {})  # _network reads the request counts only
+        (line,) = [ln for ln in cost._network(stack, traffic) if ln.name == "NAT gateway"]
+        return line.usd
+
+    # the same provider bytes are processed either way; prod pays a second NAT gateway's hours
+    assert nat("prod", "nat") - nat("dev", "nat") == pytest.approx(cost.HOURS_PER_MONTH * cost.NAT_HOUR)
+    assert nat("prod", "none") == nat("dev", "none") == 0
+
+
+def test_the_api_line_prices_the_api_the_template_declares(cost: ModuleType) -> None:
+    def api_line(stack: object) -> object:
+        return next(line for line in cost.estimate(stack, 1_000_000, 0.3)[0] if line.name.startswith("API Gateway"))
+
+    # Given the template's REST API with response streaming: 3.50 USD per million, nothing more for ~10 KB answers
+    stack = cost.load_stack("prod")
+    month = 1_000_000 * cost.DAYS_PER_MONTH
+    rest = api_line(stack)
+    assert rest.name == "API Gateway (REST API, response streaming)" and rest.usd == pytest.approx(month * 3.5e-6)
+    # When the same API is declared as an HTTP API, it is priced at 1.00 USD per million
+    (lid,) = [k for k, r in stack.template["Resources"].items() if r["Type"] == "AWS::Serverless::Api"]
+    api = stack.template["Resources"][lid]
+    props = dict(api["Properties"])
+    props["AccessLogSettings"] = props.pop("AccessLogSetting")
+    stack.template["Resources"][lid] = {**api, "Type": "AWS::Serverless::HttpApi", "Properties": props}
+    http = api_line(stack)
+    assert http.name == "API Gateway (HTTP API)" and http.usd == pytest.approx(month * 1e-6)
+
+
+def test_rds_proxy_bills_the_capacity_it_fronts_at_8_acu_at_least(cost: ModuleType) -> None:
+    def proxy(**parameters: str) -> float:
+        stack = cost.load_stack("prod")
+        stack.parameters |= parameters
+        return next(line.usd for line in cost.estimate(stack, 1_000_000, 0.3)[0] if line.name == "RDS Proxy")
+
+    assert proxy(DatabaseMaxCapacity="2") == pytest.approx(8 * 730 * 0.015)  # 2 instances x 2 ACU: the minimum
+    assert proxy() > 8 * 730 * 0.015

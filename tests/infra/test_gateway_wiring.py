@@ -1,5 +1,6 @@
-"""The gateway's wiring: one HTTP API routing everything to GatewayFunction within API Gateway's 30 s, the
-rights it needs (sync workflow runs, tenant document writes) and no more, and no dependency cycle."""
+"""The gateway's wiring: one REST API whose catch-all routes reach GatewayFunction through a streaming
+Lambda proxy integration, the Web Adapter in front of the app, the function ending before API Gateway gives
+up, the rights it needs (sync workflow runs, tenant document writes) and no more, and no dependency cycle."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ from typing import Any
 
 from stratus.local.template import function_properties, resources_of_type
 
-# API Gateway's integration timeout for HTTP APIs cannot exceed 30 s.
-HTTP_API_MAX_INTEGRATION_MS = 30_000
+# A streamed integration may run up to 15 minutes (buffered ones stop at 29 s).
+STREAM_MAX_INTEGRATION_MS = 900_000
+ADAPTER_LAYER = "layer:LambdaAdapterLayerArm64:"
 
 
 def _gateway(template: dict[str, Any]) -> dict[str, Any]:
     return function_properties(template, "GatewayFunction")
+
+
+def _integrations(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    paths = template["Resources"]["GatewayApi"]["Properties"]["DefinitionBody"]["paths"]
+    return {path: methods["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"]
+            for path, methods in paths.items()}
 
 
 def _statements(transformed: dict[str, Any], role: str) -> list[dict[str, Any]]:
@@ -25,58 +33,70 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return action if isinstance(action, list) else [action]
 
 
-def test_every_path_and_method_reaches_the_gateway_function(template: dict[str, Any]) -> None:
-    events = _gateway(template)["Events"]
-    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()}
-    assert routes == {("ANY", "/"), ("ANY", "/{proxy+}")}
-    for event in events.values():
-        assert event["Type"] == "HttpApi"
-        assert event["Properties"]["ApiId"] == {"Ref": "GatewayApi"}
-        assert event["Properties"]["TimeoutInMillis"] <= HTTP_API_MAX_INTEGRATION_MS
+def test_every_path_and_method_streams_from_the_gateway_function(template: dict[str, Any]) -> None:
+    integrations = _integrations(template)
+    assert set(integrations) == {"/", "/{proxy+}"}
+    for integration in integrations.values():
+        assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST")
+        assert integration["responseTransferMode"] == "STREAM"
+        uri = integration["uri"]["Fn::Sub"]
+        # InvokeWithResponseStream: its own API version and action in the integration URI
+        assert uri.endswith("/2021-11-15/functions/${GatewayFunction.Arn}/response-streaming-invocations"), uri
+        assert integration["timeoutInMillis"] <= STREAM_MAX_INTEGRATION_MS
+    assert "Events" not in template["Resources"]["GatewayFunction"]["Properties"]  # the API owns the routes
+
+
+def test_api_gateway_may_invoke_the_gateway_and_nothing_else(transformed: dict[str, Any]) -> None:
+    permissions = [r["Properties"] for r in transformed["Resources"].values() if r["Type"] == "AWS::Lambda::Permission"]
+    from_api = [p for p in permissions if p["Principal"] == "apigateway.amazonaws.com"]
+    assert [p["FunctionName"] for p in from_api] == [{"Ref": "GatewayFunction"}]
+    assert from_api[0]["Action"] == "lambda:InvokeFunction"  # the action InvokeWithResponseStream checks
+    assert "${GatewayApi}" in from_api[0]["SourceArn"]["Fn::Sub"]
+
+
+def test_the_web_adapter_serves_the_app_and_streams(template: dict[str, Any]) -> None:
+    props = _gateway(template)
+    variables = props["Environment"]["Variables"]
+    assert props["Handler"] == "run.sh" and props["CodeUri"] == "functions/gateway/"
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert variables["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
+    adapter = [layer for layer in props["Layers"] if isinstance(layer, dict) and ADAPTER_LAYER in str(layer)]
+    assert len(adapter) == 1 and "arn:${AWS::Partition}:lambda:${AWS::Region}:753240598075:" in adapter[0]["Fn::Sub"]
 
 
 def test_the_function_ends_before_api_gateway_gives_up(template: dict[str, Any]) -> None:
     props = _gateway(template)
-    integration_s = min(e["Properties"]["TimeoutInMillis"] for e in props["Events"].values()) / 1000
-    assert props["Handler"] == "app.handler" and props["CodeUri"] == "functions/gateway/"
+    integration_s = min(i["timeoutInMillis"] for i in _integrations(template).values()) / 1000
     assert props["Timeout"] < integration_s
-    # In-process generation (plain chat) stops before the function is killed, so the caller gets an error
-    # in the API's shape rather than API Gateway's bare 503.
-    assert float(props["Environment"]["Variables"]["STRATUS_GENERATION_DEADLINE_S"]) < props["Timeout"]
+    # Answers stop before the function is killed, so the caller gets the gateway's own typed error: a
+    # non-streamed one at the generation deadline, a stream at the stream deadline.
+    variables = props["Environment"]["Variables"]
+    assert float(variables["STRATUS_GENERATION_DEADLINE_S"]) < float(variables["STRATUS_STREAM_DEADLINE_S"])
+    assert float(variables["STRATUS_STREAM_DEADLINE_S"]) < props["Timeout"]
 
 
 def test_the_gateway_traces_when_lambda_tracing_is_active(template: dict[str, Any]) -> None:
     props = _gateway(template)
     assert props["Tracing"] == "Active"
     assert props["Environment"]["Variables"]["STRATUS_TRACING"] == "true"
+    assert template["Resources"]["GatewayApi"]["Properties"]["TracingEnabled"] is True
 
 
-def test_the_http_api_has_no_cors_logs_access_and_throttles(template: dict[str, Any]) -> None:
+def test_the_api_has_no_cors_logs_access_and_throttles(template: dict[str, Any]) -> None:
     api = template["Resources"]["GatewayApi"]
-    assert api["Type"] == "AWS::Serverless::HttpApi"
+    assert api["Type"] == "AWS::Serverless::Api"
     props = api["Properties"]
-    assert "CorsConfiguration" not in props
-    assert props["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["GatewayAccessLogGroup", "Arn"]}
-    assert "$context.requestId" in props["AccessLogSettings"]["Format"]
-    assert "authorization" not in props["AccessLogSettings"]["Format"].lower()  # keys stay out of the logs
+    assert "Cors" not in props and props["EndpointConfiguration"] == {"Type": "REGIONAL"}
+    assert props["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["GatewayAccessLogGroup", "Arn"]}
+    assert "$context.requestId" in props["AccessLogSetting"]["Format"]
+    assert "authorization" not in props["AccessLogSetting"]["Format"].lower()  # keys stay out of the logs
     # Access logs expire: 30 days in dev, 90 in prod (tests/infra/test_observability.py checks every group).
     assert template["Resources"]["GatewayAccessLogGroup"]["Properties"]["RetentionInDays"] == {
         "Fn::If": ["IsProd", 90, 30]}
-    throttling = props["DefaultRouteSettings"]
+    (throttling,) = props["MethodSettings"]
+    assert (throttling["ResourcePath"], throttling["HttpMethod"]) == ("/*", "*")
     assert throttling["ThrottlingRateLimit"] > 0 and throttling["ThrottlingBurstLimit"] > 0
-
-
-def test_the_transformed_api_proxies_with_payload_v2(transformed: dict[str, Any]) -> None:
-    resources = transformed["Resources"]
-    paths = resources["GatewayApi"]["Properties"]["Body"]["paths"]
-    assert set(paths) == {"/", "/{proxy+}"}
-    for path in paths.values():
-        integration = path["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"]
-        assert (integration["type"], integration["payloadFormatVersion"]) == ("aws_proxy", "2.0")
-    permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
-    assert {p["FunctionName"]["Ref"] for p in permissions if p["Principal"] == "apigateway.amazonaws.com"} == {
-        "GatewayFunction"
-    }
 
 
 def test_only_the_gateway_knows_the_state_machine(template: dict[str, Any]) -> None:
@@ -136,6 +156,6 @@ def test_the_private_network_reaches_synchronous_step_functions(template: dict[s
     assert services["sync-states"]["PrivateDnsEnabled"] is True
 
 
-def test_the_gateway_url_is_an_output(template: dict[str, Any]) -> None:
+def test_the_gateway_url_is_the_stage_root(template: dict[str, Any]) -> None:
     url = template["Outputs"]["GatewayUrl"]["Value"]["Fn::Sub"]
-    assert url.startswith("https://${GatewayApi}.execute-api.") and url.endswith("/")
+    assert url == "https://${GatewayApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}/"

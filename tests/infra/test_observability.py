@@ -79,8 +79,10 @@ def test_every_stratus_metric_an_alarm_reads_is_emitted_with_its_dimensions(temp
     assert {a["alarm"] for a in alarms} >= {"GatewayErrorRateAlarm", "GatewayLatencyAlarm", "SpendAlarm",
                                             "EvalRegressionAlarm"}
     for metric in alarms:
-        if metric["Namespace"] == "AWS/ApiGateway":  # the HTTP API's own counts (5xx share)
-            assert metric["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "GatewayApi"}}], metric
+        if metric["Namespace"] == "AWS/ApiGateway":  # the REST API stage's own counts (5xx share)
+            assert metric["Dimensions"] == [
+                {"Name": "ApiName", "Value": template["Resources"]["GatewayApi"]["Properties"]["Name"]},
+                {"Name": "Stage", "Value": {"Ref": "Stage"}}], metric
         if metric["Namespace"] != NAMESPACE:
             continue
         dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}

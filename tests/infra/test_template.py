@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stratus.config import Settings, load_settings
-from stratus.local.template import function_properties, load_template, resources_of_type
+from stratus.local.template import behind_web_adapter, function_properties, load_template, resources_of_type
 
 from .conftest import ROOT, TEMPLATE, lint, sam_transform
 
@@ -29,7 +31,7 @@ EXPECTED_RESOURCES = {
     "EvalSamplerFunction": "AWS::Serverless::Function",
     "Dashboard": "AWS::CloudWatch::Dashboard",
     "EvalRegressionAlarm": "AWS::CloudWatch::Alarm",
-    "GatewayApi": "AWS::Serverless::HttpApi",
+    "GatewayApi": "AWS::Serverless::Api",
     "QueryStateMachine": "AWS::Serverless::StateMachine",
     "ProviderSecret": "AWS::SecretsManager::Secret",
     "DocumentsBucket": "AWS::S3::Bucket",
@@ -109,6 +111,12 @@ def _functions(template: dict[str, Any]) -> list[str]:
 def test_function_code_and_handler_resolve(template: dict[str, Any], logical_id: str) -> None:
     props = function_properties(template, logical_id)
     code = ROOT / props["CodeUri"]
+    if behind_web_adapter(props):  # the Handler is the start script the Web Adapter's bootstrap runs
+        script = code / props["Handler"]
+        assert script.is_file() and os.access(script, os.X_OK), f"{logical_id}: {script} must be executable"
+        module, attribute = re.search(r"uvicorn (\w+):(\w+)", script.read_text()).groups()  # type: ignore[union-attr]
+        assert attribute in _handler_names(code / f"{module}.py"), f"{logical_id}: {module}.py defines no {attribute}"
+        return
     module_name, _, attribute = props["Handler"].rpartition(".")
     module = code / Path(*module_name.split(".")).with_suffix(".py")
 

@@ -126,7 +126,8 @@ def test_functions_reach_aws_through_endpoints_not_a_nat(template: dict[str, Any
     egress = [lid for lid, r in template["Resources"].items()
               if r["Type"] in ("AWS::EC2::NatGateway", "AWS::EC2::InternetGateway", "AWS::EC2::EIP")
               or (r["Type"] == "AWS::EC2::Route" and "DestinationCidrBlock" in r["Properties"])]
-    assert egress and all(template["Resources"][lid].get("Condition") == "HasNat" for lid in egress)
+    assert egress and all(template["Resources"][lid].get("Condition") in ("HasNat", "HasNatPerAz") for lid in egress)
+    assert template["Conditions"]["HasNatPerAz"] == {"Fn::And": [{"Condition": "HasNat"}, {"Condition": "IsProd"}]}
 
     endpoints = {
         r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1]: r["Properties"]

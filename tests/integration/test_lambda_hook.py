@@ -10,7 +10,9 @@ import base64
 import inspect
 import json
 import textwrap
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,12 +41,25 @@ HANDLER = textwrap.dedent(
 
 def test_moto_invoke_hook_signature_is_what_the_local_stack_replaces() -> None:
     from moto.awslambda.models import LambdaFunction
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
-    sig = inspect.signature(LambdaFunction._invoke_lambda)
+    from stratus.local import lambdas, sync_executions
+
+    # moto's own methods (the hook may be installed by a stack still running in this process)
+    invoke_lambda = lambdas._original or LambdaFunction._invoke_lambda
+    invoke = lambdas._original_invoke or LambdaFunction.invoke
+    sig = inspect.signature(invoke_lambda)
     assert list(sig.parameters) == ["self", "event"], f"moto changed _invoke_lambda: {sig}"
     assert "tuple[str, bool, str]" in str(sig.return_annotation), f"moto changed its result: {sig}"
-    # moto's public invoke path must still go through it.
-    assert "self._invoke_lambda(" in inspect.getsource(LambdaFunction.invoke)
+    # moto's public invoke path must still go through it, with the request's headers (the trace header).
+    assert list(inspect.signature(invoke).parameters) == ["self", "body", "request_headers", "response_headers"]
+    assert "self._invoke_lambda(" in inspect.getsource(invoke)
+    # Step Functions' Lambda tasks: what sync_executions wraps to send the execution's trace header.
+    execute = sync_executions._execute or lambda_eval_utils.execute_lambda_function_integration
+    client_for = sync_executions._client_for or lambda_eval_utils.boto_client_for
+    assert list(inspect.signature(execute).parameters) == ["env", "parameters", "region", "state_credentials"]
+    assert list(inspect.signature(client_for).parameters) == ["region", "service", "state_credentials"]
+    assert "boto_client_for(" in inspect.getsource(lambda_eval_utils._invoke_lambda_function)
 
 
 @pytest.fixture
@@ -114,3 +129,50 @@ def test_hook_is_removed_when_the_stack_stops(echo_stack: LocalStack) -> None:
     assert LambdaFunction._invoke_lambda is lambdas._invoke_local
     echo_stack.stop()
     assert LambdaFunction._invoke_lambda is not lambdas._invoke_local
+
+
+class TraceRecorder:
+    """Stands for a registered function: records the trace header each invocation arrived with."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.headers: list[str | None] = []
+
+    def invoke(self, event: Any, *, region: str, account_id: str, trace_header: str | None = None
+               ) -> tuple[str, bool, str]:
+        self.headers.append(trace_header)
+        return json.dumps({"ok": True, **event}), False, ""
+
+
+def test_trace_headers_reach_the_function_from_invoke_and_from_a_step_functions_task(echo_stack: LocalStack
+                                                                                     ) -> None:
+    from stratus.local import lambdas
+
+    name = echo_stack.function_name("EchoFunction")
+    recorder = TraceRecorder(name)
+    lambdas.register(recorder)  # type: ignore[arg-type]
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    try:
+        # A direct Invoke with X-Amzn-Trace-Id (what the SQS poller sends for a traced message)
+        client = lambdas.carry_trace_headers(echo_stack.client("lambda"))
+        with lambdas.outgoing_trace_header(header):
+            client.invoke(FunctionName=name, Payload=b"{}")
+        client.invoke(FunctionName=name, Payload=b"{}")  # outside the block: no header
+        assert recorder.headers == [header, None]
+        # A state machine's Lambda task, in an execution started with a traceHeader (and one without)
+        from stratus.aws.clients import client as aws_client
+
+        sfn = aws_client("stepfunctions")  # as the gateway makes it (no "sync-" host prefix locally)
+        arn = echo_stack.resources.ref("EchoFunction", "Arn")  # type: ignore[union-attr]
+        machine = sfn.create_state_machine(
+            name=f"traced-{uuid.uuid4().hex[:8]}", type="EXPRESS", roleArn="arn:aws:iam::123456789012:role/sfn",
+            definition=json.dumps({"StartAt": "Call", "States": {
+                "Call": {"Type": "Task", "Resource": arn, "TimeoutSeconds": 10, "End": True}}}))["stateMachineArn"]
+        recorder.headers.clear()
+        traced = sfn.start_sync_execution(stateMachineArn=machine, input='{"n": 1}', traceHeader=header)
+        untraced = sfn.start_sync_execution(stateMachineArn=machine, input='{"n": 2}')
+        assert traced["status"] == untraced["status"] == "SUCCEEDED", (traced, untraced)
+        assert traced["traceHeader"] == header and "traceHeader" not in untraced
+        assert recorder.headers == [header, None]
+    finally:
+        lambdas.unregister(name)

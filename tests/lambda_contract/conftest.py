@@ -12,7 +12,14 @@ What the tier overrides in the template's environment, and why (everything else 
 - DATABASE_URL (the owner, for the migrate function) and STRATUS_DATABASE_APP_URL (stratus_app through
   PgBouncer in transaction mode, the stand-in for RDS Proxy): the embedded server instead of Aurora;
 - STRATUS_DATABASE_SECRET_ARN, STRATUS_DATABASE_PROXY_ENDPOINT: unset, as DATABASE_URL replaces them;
-- STRATUS_PROVIDER_MODE=offline: no provider can be reached from here; the offline provider answers.
+- STRATUS_PROVIDER_MODE=offline: no provider can be reached from here; the offline provider answers —
+  except in the gateway, whose `fast` alias is a loopback OpenAI server (its key stored in ProviderSecret,
+  as on AWS) so that streamed answers come from a real provider wire protocol at a pace a test can set,
+  with ProviderEgress as `nat` (the loopback server stands for the internet).
+
+Clients reach the gateway as on AWS: through GatewayApi's stage (tests/lambda_contract/api_gateway.py, a
+REST API with a streaming Lambda proxy integration), the gateway's own run.sh under uvicorn, and the
+tier's stand-in for the Lambda Web Adapter between the two (tests/lambda_contract/web_adapter.py).
 """
 
 from __future__ import annotations
@@ -24,14 +31,12 @@ from typing import Any
 
 import pytest
 
-from tests.lambda_contract.environment import build_layers, build_runtime, function_spec, layer_folder
+from stratus.local.upstreams import OpenAIUpstream
+from tests.lambda_contract.api_gateway import RestApiStage
+from tests.lambda_contract.environment import build_layers, build_runtime
 from tests.lambda_contract.process import FunctionProcess, ProcessBackedFunction
+from tests.lambda_contract.stack import CACHE, FUNCTIONS, ROOT, deploy_migrations, function_processes
 from tests.lambda_contract.xray import XRayCollector
-
-ROOT = Path(__file__).resolve().parents[2]
-CACHE = ROOT / ".stratus" / "lambda-contract"
-FUNCTIONS = ("GatewayFunction", "RetrieveFunction", "GenerateFunction", "GuardFunction", "IngestFunction",
-             "EvalSamplerFunction", "MigrateFunction")
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +52,18 @@ def xray() -> Iterator[XRayCollector]:
     collector.stop()
 
 
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[OpenAIUpstream]:
+    """The provider behind the gateway's `fast` alias; tests set `chunk_interval_s` to slow its streams."""
+    with OpenAIUpstream() as up:
+        yield up
+
+
 # Package scope: the stack (one LocalStack per process) stops when this tier's tests end, so tiers that
 # start their own stack can run after it in the same session.
 @pytest.fixture(scope="package")
 def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict[str, Any],
-                   xray: XRayCollector) -> Iterator[Any]:
+                   xray: XRayCollector, upstream: OpenAIUpstream) -> Iterator[Any]:
     """The local stack with every template function running in its own RIC process."""
     from stratus.config import load_settings
     from stratus.local import lambdas
@@ -65,27 +77,13 @@ def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict
 
     with LocalStack(settings, parameters={"Stage": "dev"}, retry_delay_s=1) as stack, \
             pgbouncer(stack.database_url, pool_size=4) as pooler:
-        overrides = {
-            "STRATUS_AWS_ENDPOINT_URL": stack.endpoint_url, "AWS_ACCESS_KEY_ID": "stratus-local",
-            "AWS_SECRET_ACCESS_KEY": "stratus-local", "AWS_SESSION_TOKEN": "contract",
-            # The owner login (only the migrate function uses it) and the application role's, through
-            # PgBouncer in transaction mode as RDS Proxy multiplexes it: nothing may rely on session state.
-            "DATABASE_URL": stack.database_url, "STRATUS_DATABASE_APP_URL": pooler.url,
-            "STRATUS_PROVIDER_MODE": "offline",
-        }
         stack.pooler = pooler
-        unset = frozenset({"STRATUS_DATABASE_SECRET_ARN", "STRATUS_DATABASE_PROXY_ENDPOINT"})
-        processes: dict[str, FunctionProcess] = {}
-        for logical_id in FUNCTIONS:
-            name = stack.function_name(logical_id)
-            spec = function_spec(template, logical_id, stack.resources.resolver, name, overrides, unset)
-            layers = [layer_folder(layer, template, lambda_builds["layers"]) for layer in spec.layers]
-            process = FunctionProcess(spec, layers, lambda_builds["runtime"], region=stack.region,
-                                      xray_daemon=xray.address, logs=data / f"{logical_id}.log")
-            processes[logical_id] = process
+        processes = function_processes(stack, pooler, template, lambda_builds, FUNCTIONS, xray_daemon=xray.address,
+                                       logs=data, extra={"GatewayFunction": _gateway_provider(stack, upstream, data)})
+        for process in processes.values():
             lambdas.register(ProcessBackedFunction(process))  # type: ignore[arg-type]
         stack.processes = processes
-        stack.migration = _deploy_migrations(processes["MigrateFunction"])
+        stack.migration = deploy_migrations(processes["MigrateFunction"])
         try:
             yield stack
         finally:
@@ -98,20 +96,25 @@ def functions(contract_stack: Any) -> dict[str, FunctionProcess]:
     return contract_stack.processes
 
 
-def _deploy_migrations(migrate: FunctionProcess) -> dict[str, Any]:
-    """What a deploy runs before the stack is ready: the DatabaseMigrations custom resource's Create, its
-    answer PUT to the presigned ResponseURL (here a loopback server) as CloudFormation would receive it."""
+@pytest.fixture(scope="package")
+def api(functions: dict[str, FunctionProcess]) -> Iterator[RestApiStage]:
+    """GatewayApi's `dev` stage: its `url` is the GatewayUrl output, `url + "v1"` the SDKs' base_url."""
+    stage = RestApiStage(functions["GatewayFunction"], stage="dev").start()
+    yield stage
+    stage.stop()
+
+
+def _gateway_provider(stack: Any, upstream: OpenAIUpstream, folder: Path) -> dict[str, str]:
+    """The gateway's `fast` alias on the loopback OpenAI server, its key in ProviderSecret as on AWS."""
     import json
 
-    from tests.integration.cfn_support import ResponseUrl
-
-    response_url = ResponseUrl()
-    try:
-        event = json.loads((ROOT / "events" / "migrate_create.json").read_text())
-        invocation = migrate.invoke({**event, "ResponseURL": response_url.url})
-    finally:
-        response_url.stop()
-    answers = response_url.answers
-    assert invocation.error_type is None and answers, (invocation.body, migrate.log_text()[-3000:])
-    assert answers[0]["Status"] == "SUCCESS", answers[0]
-    return answers[0]
+    catalog = {"default_alias": "fast",
+               "deployments": {"loop-openai": {"provider": "openai", "model": "gpt-loop", "base_url": upstream.base_url,
+                                               "timeout_s": 5, "max_output_tokens": 500,
+                                               "price": {"input": 2.0, "output": 8.0}}},
+               "aliases": {"fast": ["loop-openai"]}}
+    models = folder / "models.json"
+    models.write_text(json.dumps(catalog))  # JSON is YAML
+    secret = stack.resources.resolver.resolve({"Ref": "ProviderSecret"})
+    stack.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=json.dumps({"openai": "sk-loop"}))
+    return {"STRATUS_PROVIDER_MODE": "hosted", "STRATUS_MODELS_FILE": str(models), "STRATUS_PROVIDER_EGRESS": "nat"}

@@ -6,7 +6,8 @@
 - Runtime: what the python3.12 runtime puts on sys.path besides the layers (boto3 and its dependencies)
   plus the Runtime Interface Client, pinned from requirements.lock.
 - Environment: template.yaml's Globals and the function's own variables, resolved against the local
-  stack's resources for a stage, plus the variables Lambda itself sets. Values the template points at
+  stack's resources for a stage, plus the variables Lambda itself sets (including those its
+  LoggingConfig implies: AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL). Values the template points at
   resources that are not emulated (the database secret or proxy) must be overridden explicitly.
 """
 
@@ -93,6 +94,8 @@ class FunctionSpec:
     layers: list[str]  # logical ids, in order
     environment: dict[str, str]
     tracing: bool
+    log_format: str = "Text"  # LoggingConfig.LogFormat
+    application_log_level: str | None = None  # LoggingConfig.ApplicationLogLevel (JSON format only)
 
 
 def layer_folder(logical_id: str, template: dict[str, Any], builds: dict[str, Path]) -> Path:
@@ -122,16 +125,30 @@ def function_spec(template: dict[str, Any], logical_id: str, resolver: Any, name
                              f"overridden by the contract tier: {', '.join(unresolved)}")
     environment.update(overrides)
     layers = [ref["Ref"] for ref in props.get("Layers") or [] if isinstance(ref, dict) and "Ref" in ref]
+    logging = props.get("LoggingConfig") or {}
+    level = logging.get("ApplicationLogLevel")
     return FunctionSpec(
         logical_id=logical_id, name=name, code_dir=(ROOT / str(props["CodeUri"])).resolve(),
         handler=str(props["Handler"]), memory_mb=int(resolver.resolve(props.get("MemorySize", 128))),
         timeout_s=float(resolver.resolve(props.get("Timeout", 3))), layers=layers, environment=environment,
         tracing=resolver.resolve(props.get("Tracing")) == "Active",
+        log_format=str(_resolve(template, resolver, logging.get("LogFormat", "Text"))),
+        application_log_level=None if level is None else str(_resolve(template, resolver, level)),
     )
 
 
+def _resolve(template: dict[str, Any], resolver: Any, value: Any) -> Any:
+    """`resolver.resolve`, plus a top-level Fn::FindInMap over the template's Mappings (the local stack's
+    resolver has no FindInMap; the LoggingConfig reads its level from one)."""
+    if isinstance(value, dict) and set(value) == {"Fn::FindInMap"}:
+        name, top, second = (resolver.resolve(v) for v in value["Fn::FindInMap"])
+        return template["Mappings"][name][top][second]
+    return resolver.resolve(value)
+
+
 def lambda_variables(spec: FunctionSpec, *, region: str, runtime_api: str, xray_daemon: str) -> dict[str, str]:
-    """The reserved variables Lambda sets in every python3.12 environment."""
+    """The reserved variables Lambda sets in every python3.12 environment, and the log variables it sets
+    when the function's LoggingConfig has LogFormat JSON (the RIC and Powertools read them)."""
     variables = {
         "AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
@@ -140,6 +157,10 @@ def lambda_variables(spec: FunctionSpec, *, region: str, runtime_api: str, xray_
         "LAMBDA_TASK_ROOT": str(spec.code_dir), "LAMBDA_RUNTIME_DIR": "/var/runtime", "_HANDLER": spec.handler,
         "TZ": ":UTC", "LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
+    if spec.log_format == "JSON":
+        variables["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        if spec.application_log_level:
+            variables["AWS_LAMBDA_LOG_LEVEL"] = spec.application_log_level
     if spec.tracing:
         variables |= {"AWS_XRAY_DAEMON_ADDRESS": xray_daemon, "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
                       "_AWS_XRAY_DAEMON_ADDRESS": xray_daemon.split(":")[0],

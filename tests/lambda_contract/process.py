@@ -5,6 +5,10 @@ The process sees only what Lambda gives a python3.12 function: `python -S` (no s
 from the template plus Lambda's reserved variables. The template's Timeout is the invocation's
 deadline (Lambda-Runtime-Deadline-Ms); an invocation that passes it has its environment killed, as
 Lambda does, and the next one starts cold.
+
+A function that names the Lambda Web Adapter as its exec wrapper (the gateway) starts its handler
+script (run.sh, as the adapter's /opt/bootstrap does) instead of the RIC, on a port of its own, and the
+tier's WebAdapter plays the adapter's part between the Runtime API and the app.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stratus.local.template import WEB_ADAPTER_WRAPPER
 from tests.lambda_contract.environment import FunctionSpec, lambda_variables
 from tests.lambda_contract.runtime_api import Invocation, RuntimeApi
+from tests.lambda_contract.web_adapter import WebAdapter
 
 
 class FunctionTimedOut(AssertionError):
@@ -47,6 +53,12 @@ class FunctionProcess:
         self._started_at = 0.0
         self._cold = False  # the next invocation is the environment's first
         self._log_file: Any = None
+        self.adapter: WebAdapter | None = None
+        self.web_port = _free_port() if self.behind_web_adapter else None
+
+    @property
+    def behind_web_adapter(self) -> bool:
+        return self.spec.environment.get("AWS_LAMBDA_EXEC_WRAPPER") == WEB_ADAPTER_WRAPPER
 
     @property
     def sys_path(self) -> list[str]:
@@ -58,6 +70,9 @@ class FunctionProcess:
                                   xray_daemon=self.xray_daemon)}
         env["PYTHONPATH"] = os.pathsep.join(self.sys_path)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # Lambda's /opt is read-only
+        if self.behind_web_adapter:
+            env["AWS_LWA_PORT"] = str(self.web_port)  # one machine, many environments: a port each
+            env["PATH"] = f"{_python_shim(self.runtime.parent)}:{env['PATH']}"
         return env
 
     def start(self) -> None:
@@ -66,9 +81,21 @@ class FunctionProcess:
         self._log_file = self.logs.open("ab")
         self._started_at = time.monotonic()
         self._cold = True
+        if self.behind_web_adapter:  # /opt/bootstrap execs the handler script; the adapter polls the API
+            command = [str(self.spec.code_dir / self.spec.handler)]
+            env = self.environment()
+            self.adapter = WebAdapter(self.api.address, port=int(env["AWS_LWA_PORT"]),
+                                      readiness_path=env.get("AWS_LWA_READINESS_CHECK_PATH", "/"),
+                                      function={"function_name": env["AWS_LAMBDA_FUNCTION_NAME"],
+                                                "memory": int(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]),
+                                                "version": env["AWS_LAMBDA_FUNCTION_VERSION"],
+                                                "log_group": env["AWS_LAMBDA_LOG_GROUP_NAME"],
+                                                "log_stream": env["AWS_LAMBDA_LOG_STREAM_NAME"]},
+                                      streaming=env.get("AWS_LWA_INVOKE_MODE") == "response_stream").start()
+        else:
+            command = [sys.executable, "-S", "-m", "awslambdaric", self.spec.handler]
         self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", "awslambdaric", self.spec.handler],
-            cwd=self.spec.code_dir, env=self.environment(), stdin=subprocess.DEVNULL,
+            command, cwd=self.spec.code_dir, env=self.environment(), stdin=subprocess.DEVNULL,
             stdout=self._log_file, stderr=subprocess.STDOUT,
         )
 
@@ -77,6 +104,10 @@ class FunctionProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
+        if self.adapter is not None:
+            self.api.reset()  # releases the adapter's waiting /next
+            self.adapter.stop()
+            self.adapter = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -85,14 +116,16 @@ class FunctionProcess:
         self.stop()
         self.api.stop()
 
-    def invoke(self, event: Any, *, trace_header: str | None = None, timeout_s: float | None = None) -> Invocation:
-        """Runs one invocation; the result (or error) is on the returned Invocation."""
+    def invoke(self, event: Any, *, trace_header: str | None = None, timeout_s: float | None = None,
+               on_chunk: Any = None) -> Invocation:
+        """Runs one invocation; the result (or error) is on the returned Invocation. `on_chunk` receives a
+        streamed response's parts as they arrive (False: the caller left)."""
         if self.proc is None or self.proc.poll() is not None:
             self.stop()
             self.start()
         timeout_s = self.spec.timeout_s if timeout_s is None else timeout_s
         invocation = Invocation(event=event, function_arn=self._arn,
-                                deadline_ms=int((time.time() + timeout_s) * 1000))
+                                deadline_ms=int((time.time() + timeout_s) * 1000), on_chunk=on_chunk)
         if trace_header:
             invocation.trace_id = trace_header
         self.api.submit(invocation)
@@ -132,12 +165,34 @@ class ProcessBackedFunction:
         self.process = process
         self.name = process.spec.name
 
-    def invoke(self, event: Any, *, region: str, account_id: str) -> tuple[str, bool, str]:
-        try:
-            invocation = self.process.invoke(event)
+    def invoke(self, event: Any, *, region: str, account_id: str,
+               trace_header: str | None = None) -> tuple[str, bool, str]:
+        try:  # the caller's X-Ray header (a traced workflow's task, an SQS message's AWSTraceHeader)
+            invocation = self.process.invoke(event, trace_header=trace_header)
         except Exception as err:  # the harness itself failed: report it as the function's error
             return json.dumps({"errorMessage": str(err), "errorType": type(err).__name__,
                                "stackTrace": traceback.format_exception(err)}), True, ""
         if invocation.error_type:
             return invocation.body.decode() or "{}", True, ""
         return invocation.body.decode() or "null", False, ""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _python_shim(folder: Path) -> Path:
+    """A `python` first on PATH that runs this interpreter as Lambda's runs: no site-packages (`-S`), so
+    run.sh's `python -m uvicorn` finds only what the function's layers and the runtime provide."""
+    shim = folder / "bin"
+    shim.mkdir(parents=True, exist_ok=True)
+    script = shim / "python"
+    text = f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n'
+    if not script.exists() or script.read_text() != text:
+        script.write_text(text)
+        script.chmod(0o755)
+    return shim

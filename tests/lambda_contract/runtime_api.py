@@ -22,9 +22,11 @@ from __future__ import annotations
 import json
 import queue
 import re
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,6 +52,9 @@ class Invocation:
     streamed: bool = False
     chunks: list[tuple[float, bytes]] = field(default_factory=list)  # (monotonic arrival, bytes)
     trailers: dict[str, str] = field(default_factory=dict)
+    # Streaming: called with each part as it arrives; False means the caller has gone (API Gateway closed
+    # the client's connection), and the function's stream is cut as Lambda cuts it.
+    on_chunk: Callable[[bytes], bool] | None = None
 
     @property
     def payload(self) -> Any:
@@ -71,6 +76,7 @@ class RuntimeApi:
         self.init_error: dict[str, Any] | None = None
         self.init_error_type: str | None = None
         self.first_next_at: float | None = None  # monotonic: the environment finished its init
+        self.environment = 0  # bumped by reset(): a /next left waiting by a killed environment gives up
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="runtime-api", daemon=True)
@@ -96,6 +102,7 @@ class RuntimeApi:
 
     def reset(self) -> None:
         """A new environment (after a timeout or crash): pending events are dropped, init is measured again."""
+        self.environment += 1
         while not self._events.empty():
             self._events.get_nowait()
         self.first_next_at = None
@@ -115,7 +122,10 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
                 return self._answer(404, {"errorMessage": f"unknown path {self.path}", "errorType": "NotFound"})
             if api.first_next_at is None:
                 api.first_next_at = time.monotonic()
-            invocation = api._events.get()  # blocks, as Lambda does, until there is an event
+            invocation = self._next_event()
+            if invocation is None:
+                self.close_connection = True  # its environment is gone; the event waits for the new one
+                return
             body = json.dumps(invocation.event).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -151,10 +161,28 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
                 error = invocation.trailers.get("lambda-runtime-function-error-type")
                 if error:  # a stream that failed part-way reports it in the trailers
                     invocation.error_type = error
+                if invocation.error_type == "Client.Disconnected":
+                    invocation.done.set()
+                    return
             else:
                 invocation.body = self._read_body()
             invocation.done.set()
             self._answer(202, {"status": "OK"})
+
+        def _next_event(self) -> Invocation | None:
+            """Blocks, as Lambda does, until there is an event, unless this environment ends meanwhile."""
+            environment = api.environment
+            while True:
+                try:
+                    invocation = api._events.get(timeout=0.1)
+                except queue.Empty:
+                    if api.environment != environment:
+                        return None
+                    continue
+                if api.environment != environment:
+                    api._events.put(invocation)
+                    return None
+                return invocation
 
         def _read_body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -164,6 +192,12 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
         def _read_stream(self, invocation: Invocation) -> None:
             for chunk in self._chunks(invocation.trailers):
                 invocation.chunks.append((time.monotonic(), chunk))
+                if invocation.on_chunk is not None and not invocation.on_chunk(chunk):
+                    # The client left: the function's writes fail from here on, as on Lambda.
+                    invocation.error_type = "Client.Disconnected"
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    break
             invocation.body = b"".join(chunk for _, chunk in invocation.chunks)
 
         def _chunks(self, trailers: dict[str, str]) -> Any:

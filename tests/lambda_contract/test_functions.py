@@ -9,9 +9,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from openai import OpenAI
+
 from tests.integration.gateway_support import tenant_with_key
 from tests.lambda_contract.process import FunctionProcess
 from tests.lambda_contract.runtime_api import new_trace_header
+from tests.lambda_contract.web_adapter import http_response
 from tests.lambda_contract.xray import XRayCollector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,23 +48,27 @@ def test_each_process_sees_only_its_layers_and_the_template_environment(function
     assert any("ingest-" in p for p in functions["IngestFunction"].sys_path)
 
 
-def test_the_gateway_answers_api_gateway_events_with_tracing_on(functions: dict[str, FunctionProcess],
-                                                               contract_stack: Any, xray: XRayCollector) -> None:
-    # Given a tenant with a key, when API Gateway invokes the gateway with a trace header
+def test_the_gateway_streams_its_answer_to_rest_api_events_with_tracing_on(
+        functions: dict[str, FunctionProcess], contract_stack: Any, xray: XRayCollector) -> None:
+    # Given a tenant with a key, when API Gateway invokes the gateway with the event from events/ and a trace
     _, key = tenant_with_key(contract_stack.database_url, "lc")
     gateway = functions["GatewayFunction"]
     trace = new_trace_header()
     invocation = gateway.invoke(_event("gateway_models.json", **{PLACEHOLDER: key}), trace_header=trace)
-    response = _ok(invocation, gateway)
-    # Then the response is the model, and the invocation's subsegments reached X-Ray with its trace id
-    assert response["statusCode"] == 200, response
-    assert json.loads(response["body"])["id"] == "rag/fast"
+    assert invocation.error_type is None, gateway.log_text()[-3000:]
+    # Then the answer came back in streaming mode (prelude, delimiter, body), as the integration reads it
+    assert invocation.streamed
+    prelude, body = http_response(invocation.body)
+    assert prelude["statusCode"] == 200, body
+    assert json.loads(body)["id"] == "rag/fast"
+    # and the request was traced under the invocation's trace id
     docs = xray.for_trace(trace, names={"## handler"})
     assert "## handler" in {d.get("name") for d in docs}, [d.get("name") for d in docs]
     assert gateway.cold_starts and gateway.cold_starts[0].init_ms > 0
     # and a bad key is the OpenAI error shape, not a crash
-    denied = _ok(gateway.invoke(_event("gateway_models.json", **{PLACEHOLDER: "sk-stratus-wrong"})), gateway)
-    assert denied["statusCode"] == 401 and json.loads(denied["body"])["error"]["code"] == "invalid_api_key"
+    denied = gateway.invoke(_event("gateway_models.json", **{PLACEHOLDER: "sk-stratus-wrong"}))
+    prelude, body = http_response(denied.body)
+    assert prelude["statusCode"] == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
 
 
 def test_task_functions_answer_and_trace(functions: dict[str, FunctionProcess], contract_stack: Any,
@@ -106,15 +113,8 @@ def test_a_deadline_passed_ends_the_environment(functions: dict[str, FunctionPro
     assert summary["run_id"] and time.monotonic() - started < sampler.spec.timeout_s
 
 
-def _chat_event(key: str, body: dict[str, Any]) -> Any:
-    event = _event("gateway_chat.json", **{PLACEHOLDER: key})
-    event["body"] = json.dumps(body)
-    event["headers"]["x-request-id"] = f"lc-{uuid.uuid4().hex[:12]}"
-    return event
-
-
 def test_an_upload_is_ingested_and_answered_through_the_workflow(functions: dict[str, FunctionProcess],
-                                                                 contract_stack: Any, xray: XRayCollector) -> None:
+                                                                 contract_stack: Any, api: Any) -> None:
     # Given a document uploaded to the bucket: S3 -> SQS -> the ingest function's process
     tenant, key = tenant_with_key(contract_stack.database_url, "lc")
     text = (ROOT / "examples" / "corpus" / "security-policy.md").read_bytes()
@@ -122,19 +122,21 @@ def test_an_upload_is_ingested_and_answered_through_the_workflow(functions: dict
                                            Key=f"tenants/{tenant}/security-policy.md", Body=text)
     assert contract_stack.wait_for_ingestion(timeout=120)
     assert functions["IngestFunction"].cold_starts, "the ingest process never ran"
-    # When the gateway gets a RAG question: StartSyncExecution -> guard, retrieve, generate processes
-    trace = new_trace_header()
-    invocation = functions["GatewayFunction"].invoke(_chat_event(key, {
-        "model": "rag/fast", "messages": [{"role": "user", "content": "How often are API keys rotated?"}]}),
-        trace_header=trace)
-    response = _ok(invocation, functions["GatewayFunction"])
+    # When a client asks a RAG question through the API: StartSyncExecution -> guard, retrieve, generate
+    client = OpenAI(base_url=api.url + "v1", api_key=key, max_retries=0)
+    completion = client.chat.completions.create(
+        model="rag/fast", messages=[{"role": "user", "content": "How often are API keys rotated?"}])
     # Then the answer cites the uploaded document, and each task of the workflow ran in its own process
-    assert response["statusCode"] == 200, response["body"]
-    body = json.loads(response["body"])
-    assert body["citations"] and all("security-policy" in c["source_key"] for c in body["citations"])
+    citations = completion.model_extra["citations"]
+    assert citations and all("security-policy" in c["source_key"] for c in citations)
     for task in ("GuardFunction", "RetrieveFunction", "GenerateFunction"):
         assert functions[task].api.invocations, f"{task} was not invoked in its process"
-    assert "## handler" in {d.get("name") for d in xray.for_trace(trace, names={"## handler"})}
+    # and the streamed form of the same question answers from the same document, in the gateway's process
+    stream = client.chat.completions.create(model="rag/fast", stream=True, messages=[
+        {"role": "user", "content": "How often are API keys rotated?"}])
+    chunks = list(stream)
+    final = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert final and "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
 def test_generate_never_calls_a_model_past_the_callers_deadline(functions: dict[str, FunctionProcess],

@@ -1,7 +1,9 @@
 """Running the query workflow (Step Functions) and reading its result.
 
 The state machine is Express and runs synchronously (StartSyncExecution), on AWS and locally (the
-local stack teaches moto that call: stratus.local.sync_executions).
+local stack teaches moto that call: stratus.local.sync_executions). The caller's X-Ray trace header goes
+with it (`traceHeader`): with the state machine's tracing on, Step Functions records the run in that trace
+and passes it on to each task's Lambda invocation, so one request is one trace.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from stratus import spans
 from stratus.aws.clients import client
 from stratus.config import get_settings
 from stratus.errors import StratusError, TransientError
@@ -45,8 +48,12 @@ class WorkflowResult:
 
 
 def run_workflow(payload: dict[str, Any], *, state_machine_arn: str | None = None, name: str | None = None,
-                 timeout_s: float = 300.0) -> WorkflowResult:
+                 timeout_s: float = 300.0, trace_header: str | None = None) -> WorkflowResult:
     """Runs the Express workflow synchronously, waiting at most `timeout_s` (the caller's remaining time).
+
+    `trace_header` (X-Ray's `Root=...;Parent=...;Sampled=...`) defaults to the current invocation's
+    (stratus.spans.trace_header); a caller that got its trace from elsewhere (an HTTP request's
+    X-Amzn-Trace-Id) passes it.
 
     The SDK never retries the call: a run that outlived the wait is still going, and a retry would start a
     second one. The state machine's own TimeoutSeconds (below the gateway's) and the deadline each task
@@ -60,9 +67,11 @@ def run_workflow(payload: dict[str, Any], *, state_machine_arn: str | None = Non
 
     sfn = client("stepfunctions", read_timeout=max(1, math.ceil(timeout_s)), max_attempts=1)
     name = name or f"q-{uuid.uuid4().hex}"
+    trace_header = trace_header or spans.trace_header()
+    tracing = {"traceHeader": trace_header} if trace_header else {}
     started = time.perf_counter()
     try:
-        response = sfn.start_sync_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))
+        response = sfn.start_sync_execution(stateMachineArn=arn, name=name, input=json.dumps(payload), **tracing)
     except (ReadTimeoutError, ConnectTimeoutError):
         raise WorkflowTimedOut(f"the workflow did not finish within {timeout_s:.1f} s") from None
     elapsed = round((time.perf_counter() - started) * 1000, 3)

@@ -21,8 +21,8 @@ from stratus.db import limits as store
 from stratus.db.connection import tenant_transaction
 from stratus.gateway.keys import Principal
 
-# Longer than any request can run behind API Gateway (29 s) or Lambda (15 min is the hard cap, the
-# gateway's timeout is far lower), so only abandoned reservations expire.
+# Longer than any request can run on the gateway (its function's timeout is 120 s; Lambda's hard cap is
+# 15 min), so only abandoned reservations expire.
 RESERVATION_TTL = timedelta(minutes=10)
 
 log = logging.getLogger(__name__)

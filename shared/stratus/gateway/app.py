@@ -1,8 +1,9 @@
 """The FastAPI application: OpenAI-compatible inference, documents and administration.
 
-Served by Mangum on Lambda (functions/gateway/app.py) and by uvicorn locally. Cross-cutting work sits
-in one pure ASGI middleware (cheap: no BaseHTTPMiddleware task per request): the request id, the body
-size limit and the last-resort error response. Every error leaves in OpenAI's shape (errors.py).
+Served by uvicorn: on Lambda behind the Lambda Web Adapter (functions/gateway/run.sh), locally in
+`stratus dev`. Cross-cutting work sits in one pure ASGI middleware (cheap: no BaseHTTPMiddleware task per
+request): the request id, the body size limit and the last-resort error response. Every error leaves in
+OpenAI's shape (errors.py).
 """
 
 from __future__ import annotations

@@ -139,6 +139,8 @@ def workflow_error(err: Any) -> errors.APIError:
     if isinstance(provider_error, type) and issubclass(provider_error, llm.ProviderError):
         if issubclass(provider_error, llm.ContextLengthExceeded):
             return errors.invalid_request(detail, param="messages", code="context_length_exceeded")
+        if issubclass(provider_error, llm.ProviderEgressRequired):
+            return errors.from_exception(provider_error(detail, field="model"))
         if issubclass(provider_error, llm.DeadlineExceeded | llm.ProviderTimeout):
             return errors.APIError(504, detail, type="api_error", code=provider_error.code)
         return errors.APIError(502, detail, type="api_error", code=provider_error.code)
@@ -149,6 +151,7 @@ def workflow_error(err: Any) -> errors.APIError:
 
 # --- the flow ---------------------------------------------------------------------------------------
 WORKFLOW_MARGIN_S = 1.5  # tasks stop calling models this long before the gateway stops waiting
+CLIENT_CLOSED = 499  # the trace's status for a stream whose client left (nginx's convention)
 CHARS_PER_TOKEN = 4  # a conservative prompt estimate for admission; settled to the real count after
 
 
@@ -275,7 +278,10 @@ def _task(body: Any, ctx: Any, who: Any, choice: ModelChoice, s: Any) -> Any:
     opts = body.stratus
     fields: dict[str, Any] = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "mode": choice.mode,
                               "messages": messages, "model": choice.alias, "cache": _use_cache(opts, choice, s),
-                              "parameters": body.parameters(body.output_limit)}
+                              "parameters": body.parameters(body.output_limit),
+                              # No model call outlives the answer's budget, nor (on Lambda) the invocation.
+                              "deadline_ms": ctx.deadline_ms(s.stream_deadline_s if body.stream
+                                                             else s.generation_deadline_s)}
     if opts.prompt_label:
         fields["prompt_label"] = opts.prompt_label
     if choice.mode == "rag":
@@ -318,7 +324,7 @@ def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     # The gateway's remaining time bounds everything under it: the wait for the workflow, and (a little
     # earlier, so the answer still comes back through the output rails) every task's model calls. A
     # workflow that outlived the gateway would leave the request unanswered, unsettled and untraced.
-    budget_s = deadline_s - ctx.elapsed_ms() / 1000
+    budget_s = ctx.budget_s(deadline_s)
     if budget_s <= WORKFLOW_MARGIN_S:
         raise errors.APIError(504, "the request's deadline passed before the workflow started",
                               type="api_error", code="timeout")
@@ -347,8 +353,6 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
     prompt, the cache and the first model chunk happen before the response starts, so their failures are
     plain JSON errors. The output rails hold each sentence back until they have passed it
     (stratus.guard.streaming); a block after the first byte ends the stream with an error event."""
-    from starlette.responses import StreamingResponse
-
     from stratus.gateway import sse
     from stratus.gateway.context import bill_worst_case, finish_task
     from stratus.generation.service import Known, passages_from
@@ -372,11 +376,15 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
     bill_worst_case(ctx)
     writer = ChunkWriter(choice.requested)
     guard = GuardedStream(task.guard, passages_from(task), system_prompt(task)) if task.guard else None
+    deadline_s = (task.deadline_ms or 0) / 1000
 
     def events() -> Any:
         yield sse.event(writer.role())
         try:
             for chunk in _prepend(first, chunks):
+                if deadline_s and time.time() > deadline_s:
+                    raise errors.APIError(504, "the stream's deadline passed before the answer was complete",
+                                          type="api_error", code="timeout")
                 if guard is not None and chunk.text:
                     chunk = chunk.model_copy(update={"text": guard.feed(chunk.text)})
                 if guard is not None and chunk.finish_reason is not None:
@@ -399,13 +407,22 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
                 if body.include_usage:
                     yield sse.event(writer.usage(response.usage))
             yield sse.DONE
+        except GeneratorExit:  # the client left: the server stops iterating and closes this generator
+            # What the provider produced until now is paid for; its usage arrives only with the last chunk,
+            # so the request settles at what admission reserved (bill_worst_case), and the trace says so.
+            ctx.trace.update(status="error", status_code=CLIENT_CLOSED, error_code="client_closed",
+                             error_message="the client closed the connection before the answer was complete",
+                             streamed=True, cost_usd=ctx.spent_usd)
+            raise
         except Exception as err:  # noqa: BLE001 - after the first byte, an error event is the only way to say it
             mapped = err if isinstance(err, errors.APIError) else errors.from_exception(err)
             ctx.trace.update(status="error", status_code=mapped.status, error_code=mapped.code,
                              error_message=mapped.message[:500], streamed=True)
             yield sse.error_event(mapped.body())
+        finally:
+            chunks.close()  # stops the provider's stream (and its billing) if it is still running
 
-    return StreamingResponse(events(), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS, background=finish_task(ctx))
+    return sse.EventStream(events(), background=finish_task(ctx))
 
 
 def _prepend(first: Any, rest: Any) -> Any:

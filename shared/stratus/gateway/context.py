@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # A client's own id is echoed only when it is short and plain: it lands in logs, headers and traces.
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# On Lambda, work stops this long before the invocation's deadline: enough to send an error and settle.
+INVOCATION_MARGIN_S = 1.0
 
 
 def request_id_from(header: str | None) -> str:
@@ -53,6 +55,7 @@ class RequestContext:
     finished: bool = False  # settle + trace scheduled (once per request)
     deferred: list[Any] = field(default_factory=list)  # writes that wait for the response: f(conn) -> None
     emit_metrics: bool = False  # SpendUsd and LatencyMs as EMF log lines after the response (settings)
+    deadline_at: float | None = None  # epoch s: when Lambda ends this invocation (None: no such limit)
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -60,9 +63,22 @@ class RequestContext:
     def step(self, name: str, since: float) -> None:
         self.timings_ms[name] = round((time.perf_counter() - since) * 1000, 3)
 
+    def budget_s(self, limit_s: float) -> float:
+        """Seconds left of a `limit_s` budget counted from the request's start, cut to end INVOCATION_MARGIN_S
+        before the invocation's own deadline (so the answer, or its error, and the settle still happen)."""
+        left = limit_s - self.elapsed_ms() / 1000
+        if self.deadline_at is not None:
+            left = min(left, self.deadline_at - INVOCATION_MARGIN_S - time.time())
+        return left
+
+    def deadline_ms(self, limit_s: float) -> int:
+        """The same budget as an epoch-ms deadline, the form tasks and workflow payloads carry."""
+        return int((time.time() + self.budget_s(limit_s)) * 1000)
+
 
 def new_context(scope: dict[str, Any], request_id: str) -> RequestContext:
-    ctx = RequestContext(request_id=request_id, route=scope.get("path", ""), method=scope.get("method", ""))
+    ctx = RequestContext(request_id=request_id, route=scope.get("path", ""), method=scope.get("method", ""),
+                         deadline_at=scope.get("state", {}).get("deadline_at"))
     settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
     ctx.emit_metrics = bool(getattr(settings, "emit_metrics", False))
     scope.setdefault("state", {})["stratus"] = ctx

@@ -111,6 +111,12 @@ def _from_provider(err: Any) -> APIError:
     from stratus.llm import errors as llm
 
     last = err.last if isinstance(err, llm.AllDeploymentsFailed) and err.last is not None else err
+    if isinstance(last, llm.ProviderEgressRequired):
+        # The request is valid and names a known model; this deployment cannot serve it (no internet route
+        # to any of the model's providers). 503: the operator's fix, and a 5xx counts on the error-rate
+        # alarm where a 4xx would hide it. Not transient: the SDKs are told not to retry.
+        return APIError(503, err.message, type="api_error", code=last.code, param="model",
+                        headers={"x-should-retry": "false"})
     if isinstance(last, llm.ContextLengthExceeded):
         return invalid_request(err.message, param="messages", code="context_length_exceeded")
     if isinstance(last, llm.InvalidRequest):

@@ -36,6 +36,10 @@ def set_override(conn: Any, tenant_id: str, alias: str, deployments: Sequence[st
                            f" (known: {', '.join(sorted(catalog.deployments))})", field="deployments")
     if len(set(deployments)) != len(deployments):
         raise InvalidInput("deployments: a deployment is listed twice", field="deployments")
+    listed = [catalog.deployments[d] for d in deployments]
+    if listed and not any(catalog.reachable(d) for d in listed):  # ProviderEgress=none: it could never answer
+        raise InvalidInput(f"deployments: {catalog.egress_error(alias, listed, override=True).message}",
+                           field="deployments")
     with tenant_transaction(tenant_id, conn):
         _check_tenant(conn, tenant_id)
         generations.set_model_override(conn, tenant_id, alias, list(deployments))

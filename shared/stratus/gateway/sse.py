@@ -8,7 +8,14 @@ APIError (a client must never mistake a cut answer for a complete one).
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import AsyncIterator, Generator
 from typing import Any
+
+import anyio
+from starlette.background import BackgroundTask
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 DONE = b"data: [DONE]\n\n"
 MEDIA_TYPE = "text/event-stream"
@@ -23,3 +30,45 @@ def event(data: dict[str, Any]) -> bytes:
 def error_event(body: dict[str, Any]) -> bytes:
     """`body` is an APIError body ({"error": {...}})."""
     return event(body)
+
+
+class EventStream(StreamingResponse):
+    """An event stream produced by a plain generator, each step in the thread pool.
+
+    When the client leaves before the end, the generator is closed (GeneratorExit at the yield it waits
+    at, once a step under way has finished) before the background task runs: what the generator does on
+    its way out (stop the provider's stream, mark the trace) is done when the request is settled and
+    traced. The background task runs however the response ended.
+    """
+
+    def __init__(self, events: Generator[bytes, None, None], *, background: BackgroundTask | None = None) -> None:
+        self._events = events
+        self._lock = threading.Lock()  # one step at a time; close() waits for a step under way
+        self._complete = False
+        super().__init__(self._pump(), media_type=MEDIA_TYPE, headers=HEADERS, background=background)
+
+    async def _pump(self) -> AsyncIterator[bytes]:
+        while (data := await anyio.to_thread.run_sync(self._step)) is not None:
+            yield data
+
+    def _step(self) -> bytes | None:
+        with self._lock:
+            return next(self._events, None)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._events.close()
+
+    async def stream_response(self, send: Send) -> None:
+        await super().stream_response(send)
+        self._complete = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        background, self.background = self.background, None
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._complete:
+                await anyio.to_thread.run_sync(self._close)
+            if background is not None:
+                await background()

@@ -1,5 +1,6 @@
 """Generate one answer: resolve the prompt version, consult the response cache, call the routed model,
-attach citations, and record tokens, cost and attempts.
+attach citations, and record tokens, cost and attempts. In a traced Lambda each of those is a subsegment
+(`## prompt`, `## cache_lookup`, `## model_call` with one `## provider_attempt` per try, `## record`).
 
 Database work happens in two short tenant transactions (before and after the model call): a
 transaction is never held open while a provider is thinking.
@@ -21,6 +22,7 @@ from stratus.llm import errors as llm_errors
 from stratus.llm.catalog import load_catalog
 from stratus.llm.router import RetryPolicy, Router, default_breaker
 from stratus.llm.types import ChatRequest, ContextPassage, Message, Usage
+from stratus.spans import span
 
 _routers: dict[int, Router] = {}
 
@@ -127,17 +129,19 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
 
     with tenant_transaction(task.tenant_id, conn):
         t = time.perf_counter()
-        if not known.tenant_exists and not generation_rows.tenant_exists(conn, task.tenant_id):
-            from stratus.errors import NotFound
+        with span("prompt", prompt=prompt_name, label=task.prompt_label) as step:
+            if not known.tenant_exists and not generation_rows.tenant_exists(conn, task.tenant_id):
+                from stratus.errors import NotFound
 
-            raise NotFound(f"unknown tenant {task.tenant_id!r}", field="tenant_id")
-        prompt = resolve_prompt(conn, task.tenant_id, prompt_name, label=task.prompt_label,
-                                version=task.prompt_version)
-        alias = task.model or prompt.model or router.catalog.default_alias
-        override = known.override if known.alias == alias else generation_rows.model_override(
-            conn, task.tenant_id, alias)
-        router.catalog.deployments_for(alias, override)  # an unknown model fails before any work
-        request = _chat_request(task, prompt, passages)
+                raise NotFound(f"unknown tenant {task.tenant_id!r}", field="tenant_id")
+            prompt = resolve_prompt(conn, task.tenant_id, prompt_name, label=task.prompt_label,
+                                    version=task.prompt_version)
+            alias = task.model or prompt.model or router.catalog.default_alias
+            override = known.override if known.alias == alias else generation_rows.model_override(
+                conn, task.tenant_id, alias)
+            router.catalog.deployments_for(alias, override)  # an unknown model fails before any work
+            request = _chat_request(task, prompt, passages)
+            step.annotate(prompt_version=prompt.version, model_alias=alias)
         timings["prompt"] = ms_since(t)
         use_cache = s.cache_enabled and task.cache and not request.tools
         prep = Prepared(alias=alias, override=override, request=request, passages=passages, timings=timings,
@@ -151,14 +155,17 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
 
             def embed() -> Any:  # only when the exact lookup misses; kept for storing the answer
                 e = time.perf_counter()
-                prep.embedding = cache.embed_question(prep.question, s.embedding_model)
+                with span("cache_embed", model=s.embedding_model):
+                    prep.embedding = cache.embed_question(prep.question, s.embedding_model)
                 timings["embed"] = ms_since(e)
                 return prep.embedding
 
             t = time.perf_counter()
-            prep.hit = cache.lookup(conn, prep.scope, prep.question, passages, embed if semantic else None,
-                                    semantic=semantic, threshold=s.cache_similarity,
-                                    embedding_model=s.embedding_model)
+            with span("cache_lookup", semantic=semantic) as step:
+                prep.hit = cache.lookup(conn, prep.scope, prep.question, passages, embed if semantic else None,
+                                        semantic=semantic, threshold=s.cache_similarity,
+                                        embedding_model=s.embedding_model)
+                step.annotate(cache_hit=prep.hit is not None, cache_kind=prep.hit.kind if prep.hit else None)
             timings["cache"] = round(ms_since(t) - timings.get("embed", 0.0), 3)
     return prep
 
@@ -197,8 +204,11 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
     timings = prep.timings
     t = time.perf_counter()
     try:
-        routed = router.complete(prep.alias, prep.request, override=prep.override,
-                                 deadline_s=time_left(task, s))
+        with span("model_call", model_alias=prep.alias) as step:
+            routed = router.complete(prep.alias, prep.request, override=prep.override,
+                                     deadline_s=time_left(task, s))
+            step.annotate(provider=routed.deployment.provider, deployment=routed.deployment.name,
+                          attempts=len(routed.attempts))
     except llm_errors.ProviderError as err:
         timings["generate"] = ms_since(t)
         record_failure(conn, task, prep, err)
@@ -218,10 +228,11 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
     return _finish_or_defer(conn, s, task, response, prep.started, prep.store_args(complete, s), defer)
 
 
-def time_left(task: GenerateTask, s: Settings) -> float:
-    """Seconds the model call may take: the generation deadline, cut to the caller's when it has one (a
-    workflow task must not keep calling, and paying, providers after the gateway stopped waiting)."""
-    budget = s.generation_deadline_s
+def time_left(task: GenerateTask, s: Settings, limit_s: float | None = None) -> float:
+    """Seconds the model call may take: the generation deadline (`limit_s` when given), cut to the caller's
+    when it has one (a workflow task must not keep calling, and paying, providers after the gateway stopped
+    waiting)."""
+    budget = s.generation_deadline_s if limit_s is None else limit_s
     if task.deadline_ms is not None:
         budget = min(budget, task.deadline_ms / 1000 - time.time())
     if budget <= 0:
@@ -261,7 +272,7 @@ def finish(conn: Any, s: Settings, task: GenerateTask, response: GenerateRespons
     from stratus import cache
 
     t = time.perf_counter()
-    with tenant_transaction(task.tenant_id, conn):
+    with span("record", cache_store=store is not None), tenant_transaction(task.tenant_id, conn):
         # A cache entry and a generation row are records, not money: a database crash may lose the last
         # few, in exchange for not waiting on the WAL flush (as admission and traces do).
         relax_commit(conn)
@@ -284,7 +295,7 @@ def record_failure(conn: Any, task: GenerateTask, prep: Prepared, err: llm_error
     timings = prep.timings
     timings["total"] = ms_since(prep.started)
     prompt = prep.prompt_ref
-    with tenant_transaction(task.tenant_id, conn):
+    with span("record", error_code=err.code), tenant_transaction(task.tenant_id, conn):
         relax_commit(conn)
         generation_rows.record_generation(conn, {
             "tenant_id": task.tenant_id, "request_id": task.request_id, "mode": task.mode, "model_alias": prep.alias,

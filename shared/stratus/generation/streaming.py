@@ -28,6 +28,7 @@ from stratus.generation.service import (
     ms_since,
     prepare,
     record_failure,
+    time_left,
 )
 from stratus.llm import errors as llm_errors
 from stratus.llm.router import Router
@@ -73,7 +74,8 @@ class StreamedGeneration:
     def _from_model(self) -> Iterator[StreamChunk]:
         prep, task = self.prep, self.task
         t = time.perf_counter()
-        routed = self.router.stream(prep.alias, prep.request, override=prep.override)
+        routed = self.router.stream(prep.alias, prep.request, override=prep.override,
+                                    deadline_s=time_left(task, self.settings, self.settings.stream_deadline_s))
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         final: StreamChunk | None = None
@@ -91,6 +93,8 @@ class StreamedGeneration:
             prep.timings["generate"] = ms_since(t)
             record_failure(self._connection(), task, prep, err)
             raise
+        finally:
+            routed.close()  # closed early (the caller left): the provider stops now, not at the next GC
         prep.timings["generate"] = ms_since(t)
         assert final is not None and routed.deployment is not None  # the router raises on a cut stream
         answer = "".join(text)

@@ -10,18 +10,21 @@
 Each stage takes the GuardState the previous one returned and returns a new one with its verdicts
 appended; a blocking verdict sets `blocked` and later stages are not run. Nothing here raises for a
 policy decision: the caller (the guard function, the gateway) decides how a block is answered. Models
-load on first use (the guard function's cold start stays light).
+load on first use (the guard function's cold start stays light). In a traced Lambda each rail that runs is
+a `## rail_<name>` subsegment annotated with its stage and action (never the text it read).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from stratus.guard.policy import REQUEST_ENTITIES, GuardPolicy
 from stratus.guard.state import GuardState, Verdict
 from stratus.llm.types import ContextPassage, Message
+from stratus.spans import Span, span
 
 # The canary instruction joins the first system message; models asked to repeat their instructions
 # repeat it too, which is what the canary rail looks for.
@@ -63,6 +66,21 @@ def _decide(action: str, hit: bool) -> str:
     return action if hit else "pass"
 
 
+@contextmanager
+def _rail(stage: str, rail: str, *, on: bool = True) -> Iterator[Span]:
+    """One rail as the `## rail_<rail>` subsegment (`on=False`: untraced, e.g. each piece of a stream)."""
+    if not on:
+        yield Span()
+        return
+    with span(f"rail_{rail}", stage=stage, rail=rail) as step:
+        yield step
+
+
+def _noted(step: Span, verdict: Verdict) -> Verdict:
+    step.annotate(action=verdict.action, score=verdict.score)
+    return verdict
+
+
 # --- input ------------------------------------------------------------------------------------------
 
 
@@ -74,13 +92,15 @@ def check_input(messages: Sequence[Message], query: str | None, state: GuardStat
     messages = list(messages)
     verdicts = []
     if policy.enabled("injection"):
-        verdicts.append(_injection(messages, policy))
+        with _rail("input", "injection") as step:
+            verdicts.append(_noted(step, _injection(messages, policy)))
     if verdicts and verdicts[-1].action == "block":
         return messages, query, _record(state, *verdicts)
     vault = state.vault
     if policy.enabled("pii"):
-        messages, query, vault, verdict = _pii_input(messages, query, policy, vault)
-        verdicts.append(verdict)
+        with _rail("input", "pii") as step:
+            messages, query, vault, verdict = _pii_input(messages, query, policy, vault)
+            verdicts.append(_noted(step, verdict))
     new = _record(state, *verdicts)
     if policy.rail("pii").action == "redact":
         new = new.model_copy(update={"vault": vault})
@@ -202,10 +222,12 @@ def check_context(hits: Sequence[Any], state: GuardState) -> tuple[list[Any], Gu
     hits = list(hits)
     if not policy.enabled("context_injection") or not hits:
         return hits, state
-    detector = get_detector()
-    rail = policy.rail("context_injection")
-    threshold = rail.threshold if rail.threshold is not None else detector.context_threshold
-    scores = detector.assess([h.text for h in hits])
+    with _rail("context", "context_injection") as step:
+        detector = get_detector()
+        rail = policy.rail("context_injection")
+        threshold = rail.threshold if rail.threshold is not None else detector.context_threshold
+        scores = detector.assess([h.text for h in hits])
+        step.annotate(chunks=len(hits), flagged=sum(s.score >= threshold for s in scores))
     flagged = [h.chunk_id for h, s in zip(hits, scores, strict=True) if s.score >= threshold]
     kept: list[Any] = []
     for h, s in zip(hits, scores, strict=True):
@@ -231,20 +253,25 @@ def check_output(text: str, state: GuardState, *, passages: Sequence[ContextPass
     """The answer as the caller may see it, and the new state. `final=False` (a streamed piece) skips
     groundedness, which needs the whole answer; `seen` (streams) carries the placeholders given to new
     PII in earlier pieces, so one value keeps one placeholder across pieces (updated in place), and
-    `canary_text` is what the leak rail reads (everything generated so far, not just this piece)."""
+    `canary_text` is what the leak rail reads (everything generated so far, not just this piece). A piece
+    (final=False) is checked untraced: a subsegment per rail per piece would be noise."""
     policy = policy_of(state)
     verdicts: list[Verdict] = []
     if policy.enabled("canary"):
-        verdicts.append(_canary(canary_text or text, state.canary, system_prompt, policy))
+        with _rail("output", "canary", on=final) as step:
+            verdicts.append(_noted(step, _canary(canary_text or text, state.canary, system_prompt, policy)))
     if final and passages and policy.enabled("groundedness"):
-        verdicts.append(groundedness_verdict(text, passages, policy))
+        with _rail("output", "groundedness") as step:
+            verdicts.append(_noted(step, groundedness_verdict(text, passages, policy)))
     if "toxicity" in policy.rails and policy.enabled("toxicity"):
-        verdicts.append(_toxicity(text, policy))
+        with _rail("output", "toxicity", on=final) as step:
+            verdicts.append(_noted(step, _toxicity(text, policy)))
     if any(v.action == "block" for v in verdicts):
         return text, _record(state, *verdicts)
     if policy.enabled("pii"):
-        text, verdict = _pii_output(text, state, passages, policy, seen)
-        verdicts.append(verdict)
+        with _rail("output", "pii", on=final) as step:
+            text, verdict = _pii_output(text, state, passages, policy, seen)
+            verdicts.append(_noted(step, verdict))
     return text, _record(state, *verdicts)
 
 

@@ -16,6 +16,7 @@ from stratus.generation.models import GenerateResponse, GenerateTask, QueryReque
 from stratus.guard import rails
 from stratus.guard.policy import GuardPolicy
 from stratus.guard.state import GuardSummary
+from stratus.spans import span
 
 
 def guard_input(request: QueryRequest, policy: GuardPolicy) -> QueryRequest:
@@ -88,7 +89,8 @@ def run_stage(event: Any, *, conn: Any = None) -> dict[str, Any]:
         from stratus.guard.policy import cached_policy
 
         request = parse_model(QueryRequest, state, "guard input")
-        policy = cached_policy(conn or get_connection(), request.tenant_id)
+        with span("policy", tenant_id=request.tenant_id):
+            policy = cached_policy(conn or get_connection(), request.tenant_id)
         return guard_input(request, policy).model_dump(mode="json")
     if stage == "context":
         task = parse_model(GenerateTask, state, "guard context")

@@ -6,13 +6,15 @@
 Extraction, chunking and embedding run outside any transaction; the version swap runs in one
 tenant transaction with the document row locked, so readers see the old version or the new one,
 never half of either, and concurrent or out-of-order events for the same key cannot interleave.
+In a traced Lambda each stage is a subsegment: `## lookup`, `## extract`, `## chunk`, `## embed`, `## store`
+(`## record_failure`, `## remove` on those paths).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -27,6 +29,7 @@ from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientEr
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
 from stratus.ingest.models import IngestResult, SourceObject
+from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,12 @@ class _Clock:
         self.timings: dict[str, float] = {}
 
     @contextmanager
-    def stage(self, name: str) -> Any:
+    def stage(self, name: str, step: str | None = None, **annotations: str | int) -> Iterator[Span]:
+        """Adds the block's time to `name` and traces it as the `## <step or name>` subsegment."""
         start = time.perf_counter()
         try:
-            yield
+            with span(step or name, **annotations) as opened:
+                yield opened
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
@@ -90,14 +95,14 @@ def ingest_document(
     def result(status: str, **kw: Any) -> IngestResult:
         return IngestResult(status, tenant_id, key, timings=clock.timings, **kw)
 
-    with clock.stage("db"), tenant_transaction(tenant_id, conn) as c:
+    with clock.stage("db", "lookup", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
         documents.ensure_tenant(c, tenant_id)
         current = documents.get_document(c, tenant_id, key)
     if current is not None and documents.is_stale(current, source):
         return result("skipped", version=current.version, reason="stale: a newer version is already applied")
 
     try:
-        with clock.stage("extract"):
+        with clock.stage("extract", size=len(data)):
             doc = extract(data, key, content_type=source.content_type, max_bytes=settings.max_document_bytes)
     except PERMANENT as err:
         return _fail(tenant_id, key, source, err, confirm=confirm, conn=conn, clock=clock)
@@ -108,17 +113,18 @@ def ingest_document(
 
     if current is None or not unchanged(current):
         embedder = embedder or get_embedder(settings.embedding_model)
-        with clock.stage("chunk"):
+        with clock.stage("chunk") as step:
             chunks = chunk_document(
                 doc,
                 embedder,
                 max_tokens=settings.chunk_max_tokens,
                 overlap_tokens=settings.chunk_overlap_tokens,
             )
-        with clock.stage("embed"):
+            step.annotate(chunks=len(chunks))
+        with clock.stage("embed", model=settings.embedding_model):
             vectors = embed_texts(embedder, [ch.text for ch in chunks], settings.embed_batch_size)
 
-    with clock.stage("db"), tenant_transaction(tenant_id, conn) as c:
+    with clock.stage("db", "store", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
         locked = documents.lock_document(c, tenant_id, key)
         if documents.is_stale(locked, source):
             return result(
@@ -173,7 +179,7 @@ def _fail(
     clock: _Clock,
 ) -> IngestResult:
     reason = f"{err.code}: {err.message}"
-    with clock.stage("db"), tenant_transaction(tenant_id, conn) as c:
+    with clock.stage("db", "record_failure", error_code=err.code), tenant_transaction(tenant_id, conn) as c:
         documents.ensure_tenant(c, tenant_id)
         locked = documents.lock_document(c, tenant_id, key)
         if documents.is_stale(locked, source) or (confirm is not None and not confirm()):
@@ -206,7 +212,7 @@ def remove_document(
     without it, a removal older than the applied version (`removed_at`) is ignored.
     """
     clock = _Clock()
-    with clock.stage("db"), tenant_transaction(tenant_id, conn) as c:
+    with clock.stage("db", "remove", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
         current = documents.get_document(c, tenant_id, key)
         if current is None or current.status == "deleted":
             return IngestResult("skipped", tenant_id, key, reason="not indexed", timings=clock.timings)

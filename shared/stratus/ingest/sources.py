@@ -3,6 +3,7 @@
 Events say that something changed, not what the object now is: content always comes from a fresh
 GET, and a HEAD under the document lock confirms it is still current before a write. So duplicate,
 delayed and reordered events converge on the bucket's state and never roll a document back.
+In a traced Lambda each event is a `## document` subsegment (the object's GET is `## download` in it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from stratus.config import get_settings
 from stratus.errors import InvalidInput, NotFound, TooLarge
 from stratus.ingest.events import DocumentKey, ObjectEvent, split_key
 from stratus.ingest.models import IngestResult, SourceObject
+from stratus.spans import span
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,10 @@ def handle_object_event(event: ObjectEvent) -> IngestResult:
         # Retrying cannot fix a key outside tenants/<tenant_id>/: log it and let the message succeed.
         log.warning("skipping s3://%s/%s: %s", event.bucket, event.key, err.message)
         return IngestResult("skipped", "", event.key, reason=err.message)
-    if event.kind == "removed":
-        return _removed(event, doc)
-    return _created(event, doc)
+    with span("document", kind=event.kind, tenant_id=doc.tenant_id) as step:
+        result = _removed(event, doc) if event.kind == "removed" else _created(event, doc)
+        step.annotate(status=result.status, version=result.version)
+    return result
 
 
 def _source(doc: DocumentKey, head: s3.ObjectHead, event: ObjectEvent) -> SourceObject:
@@ -44,7 +47,8 @@ def _created(event: ObjectEvent, doc: DocumentKey) -> IngestResult:
 
     settings = get_settings()
     try:
-        obj = s3.get_object(event.bucket, event.key, max_bytes=settings.max_document_bytes)
+        with span("download"):
+            obj = s3.get_object(event.bucket, event.key, max_bytes=settings.max_document_bytes)
     except NotFound:
         return _removed(event, doc)  # deleted since the event was sent: its removal event may be behind
     except TooLarge as err:

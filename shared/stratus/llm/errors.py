@@ -106,6 +106,16 @@ class DeadlineExceeded(ProviderError):
     fallback = False
 
 
+class ProviderEgressRequired(ProviderError):
+    """Every deployment of the model needs the public internet and the functions have no route to it
+    (ProviderEgress=none): raised before any attempt, since each would only wait out its connect timeout.
+    An operator's fix (a NAT, or a Bedrock deployment), not the caller's and not a transient one."""
+
+    code = "provider_egress_required"
+    retryable = False
+    fallback = False
+
+
 class AllDeploymentsFailed(ProviderError):
     """Every deployment of an alias failed (or was skipped by its circuit breaker); `attempts` says how."""
 

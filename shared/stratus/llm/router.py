@@ -5,8 +5,9 @@ with a per-attempt timeout bounded by the request's overall deadline; on a retry
 same deployment with exponential backoff and full jitter (a `retry-after` from the provider wins when it
 is short enough to wait for), then fall back to the next deployment. Timeouts fall back at once: waiting
 again on a deployment that just used its whole timeout would spend the deadline on it. A failure no
-deployment can fix (a malformed request) stops the request. Every attempt is recorded for the trace;
-only the successful one is billed.
+deployment can fix (a malformed request) stops the request. Every attempt is recorded for the trace (and,
+in a traced Lambda, is a `## provider_attempt` subsegment annotated with its provider, deployment and
+outcome); only the successful one is billed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stratus.llm.catalog import Catalog, Deployment
 from stratus.llm.pricing import cost_usd
 from stratus.llm.providers.base import Provider, get_provider
 from stratus.llm.types import ChatRequest, Completion, StreamChunk, Usage
+from stratus.spans import span
 
 _NEEDS_KEY = {"openai", "anthropic"}
 
@@ -67,6 +69,13 @@ class RoutedStream:
 
     def __iter__(self) -> Iterator[StreamChunk]:
         return self._chunks
+
+    def close(self) -> None:
+        """Stops the provider's stream now (the caller left). The chunk generator and this object refer to
+        each other, so without this the connection would stay open until the cycle collector runs."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass(frozen=True)
@@ -113,10 +122,17 @@ class Router:
             provider = self.providers(deployment.provider)
             while True:
                 timeout = run.begin(deployment)
-                try:
-                    completion = provider.complete(request, deployment, timeout=timeout)
-                except errors.ProviderError as err:
-                    if run.failed(deployment, err):
+                with span("provider_attempt", provider=deployment.provider, deployment=deployment.name,
+                          model=deployment.model) as attempt:
+                    failure: errors.ProviderError | None = None
+                    try:
+                        completion = provider.complete(request, deployment, timeout=timeout)
+                        attempt.annotate(outcome="ok")
+                    except errors.ProviderError as err:
+                        failure = err
+                        attempt.annotate(outcome=err.code, status=err.status)
+                if failure is not None:
+                    if run.failed(deployment, failure):
                         continue  # retry this deployment
                     break  # next deployment
                 run.succeeded(deployment)

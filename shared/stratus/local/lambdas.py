@@ -5,6 +5,11 @@ moto's Lambda backend runs functions in Docker. The local stack replaces
 tests/integration/test_lambda_hook.py) so that every path that invokes a function — a direct
 `lambda.invoke`, a Step Functions task, an S3 or SQS trigger — runs functions/<name>/app.py here.
 Each function's module is loaded once (a warm container) under a unique module name, by file path.
+
+X-Ray trace headers travel as on AWS: an Invoke request's `X-Amzn-Trace-Id` header (a traced Step
+Functions task sends it, stratus.local.sync_executions; so does the SQS poller for a message with an
+AWSTraceHeader) reaches the function as its invocation's trace header (`trace_header=`). The in-process
+handlers run untraced and ignore it; the Lambda-contract tier's processes get it as Lambda-Runtime-Trace-Id.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,18 +71,25 @@ class LocalFunction:
     logical_id: str
     name: str
     code_dir: Path
-    handler: str  # "app.handler"
+    handler: str  # "app.handler" (a start script when web_app)
     memory_mb: int = 128
     timeout_s: float = 3.0
+    # Behind the Lambda Web Adapter: an HTTP app, which local mode serves over HTTP (stratus dev), not by invoke.
+    web_app: bool = False
     _fn: Callable[[Any, Any], Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def path(self) -> Path:
+        if self.web_app:
+            return self.code_dir / self.handler
         module, _, _ = self.handler.rpartition(".")
         return self.code_dir / (module.replace(".", "/") + ".py")
 
     def load(self) -> Callable[[Any, Any], Any]:
+        if self.web_app:
+            raise ImportError(f"{self.logical_id} is a web app behind the Lambda Web Adapter ({self.handler}): "
+                              "locally it answers over HTTP (stratus dev), not through a Lambda invoke")
         with self._lock:
             if self._fn is None:
                 module_name, _, attribute = self.handler.rpartition(".")
@@ -97,8 +110,10 @@ class LocalFunction:
                 self._fn = fn
             return self._fn
 
-    def invoke(self, event: Any, *, region: str, account_id: str) -> tuple[str, bool, str]:
-        """Run the handler: (payload JSON, errored, log text), the triple moto's backend expects."""
+    def invoke(self, event: Any, *, region: str, account_id: str,
+               trace_header: str | None = None) -> tuple[str, bool, str]:
+        """Run the handler: (payload JSON, errored, log text), the triple moto's backend expects. The trace
+        header is not used: in process, handlers run with tracing off."""
         context = LambdaContext(self.name, self.memory_mb, self.timeout_s, region, account_id)
         started = time.perf_counter()
         errored = False
@@ -124,7 +139,11 @@ class LocalFunction:
 
 _registry: dict[str, LocalFunction] = {}
 _original: Callable[..., tuple[str, bool, str]] | None = None
+_original_invoke: Callable[..., Any] | None = None
 _install_lock = threading.Lock()
+TRACE_HEADER = "X-Amzn-Trace-Id"
+_incoming = threading.local()  # the trace header of the Invoke request moto is serving on this thread
+_outgoing = threading.local()  # the trace header this thread's Invoke calls send (outgoing_trace_header)
 
 
 def _invoke_local(self: Any, event: Any = None) -> tuple[str, bool, str]:
@@ -134,7 +153,55 @@ def _invoke_local(self: Any, event: Any = None) -> tuple[str, bool, str]:
         return _original(self, event)
     if isinstance(event, str | bytes):
         event = json.loads(event) if event else {}
-    return fn.invoke({} if event is None else event, region=self.region, account_id=self.account_id)
+    header = getattr(_incoming, "trace_header", None)
+    tracing = {"trace_header": header} if header else {}
+    return fn.invoke({} if event is None else event, region=self.region, account_id=self.account_id, **tracing)
+
+
+def _invoke_with_headers(self: Any, body: str, request_headers: Any, response_headers: Any) -> Any:
+    """moto's LambdaFunction.invoke, remembering the request's trace header for `_invoke_local` (which
+    moto calls on this thread, without the headers)."""
+    assert _original_invoke is not None
+    previous = getattr(_incoming, "trace_header", None)  # an invoke nested in a handler (moto's decorator mode)
+    _incoming.trace_header = _header(request_headers, TRACE_HEADER)
+    try:
+        return _original_invoke(self, body, request_headers, response_headers)
+    finally:
+        _incoming.trace_header = previous
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:  # a plain dict (moto's decorator mode) keeps the sender's spelling
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return str(value) if value else None
+
+
+@contextmanager
+def outgoing_trace_header(header: str | None) -> Iterator[None]:
+    """Lambda Invoke calls made on this thread in the block, by a client `carry_trace_headers` prepared,
+    send `header` as X-Amzn-Trace-Id (as a traced AWS service invoking a function does)."""
+    previous = getattr(_outgoing, "trace_header", None)
+    _outgoing.trace_header = header
+    try:
+        yield
+    finally:
+        _outgoing.trace_header = previous
+
+
+def carry_trace_headers(lambda_client: Any) -> Any:
+    """Prepares a boto3 Lambda client to send this thread's `outgoing_trace_header` with each Invoke."""
+    lambda_client.meta.events.register("before-sign.lambda.Invoke", _add_trace_header,
+                                       unique_id="stratus-local-trace-header")
+    return lambda_client
+
+
+def _add_trace_header(request: Any, **_: Any) -> None:
+    header = getattr(_outgoing, "trace_header", None)
+    if header:
+        request.headers[TRACE_HEADER] = header
 
 
 def register(fn: LocalFunction) -> None:
@@ -147,20 +214,23 @@ def unregister(name: str) -> None:
 
 def install_hook() -> None:
     """Route moto Lambda invocations of registered functions to their local handlers."""
-    global _original
+    global _original, _original_invoke
     from moto.awslambda.models import LambdaFunction
 
     with _install_lock:
         if _original is None:
             _original = LambdaFunction._invoke_lambda
+            _original_invoke = LambdaFunction.invoke
             LambdaFunction._invoke_lambda = _invoke_local  # type: ignore[method-assign]
+            LambdaFunction.invoke = _invoke_with_headers  # type: ignore[method-assign]
 
 
 def uninstall_hook() -> None:
-    global _original
+    global _original, _original_invoke
     from moto.awslambda.models import LambdaFunction
 
     with _install_lock:
         if _original is not None and not _registry:
             LambdaFunction._invoke_lambda = _original  # type: ignore[method-assign]
-            _original = None
+            LambdaFunction.invoke = _original_invoke  # type: ignore[method-assign]
+            _original = _original_invoke = None

@@ -5,6 +5,9 @@ invocation path as every other trigger) with the SQS event Lambda would build, d
 succeeded and makes the rest visible again after a short delay. With ReportBatchItemFailures only the
 reported items are retried; a function error retries the whole batch, as on AWS. The queue's own
 redrive policy (moto applies it on receive) moves a message that keeps failing to the DLQ.
+
+A batch whose first message carries an X-Ray AWSTraceHeader (its sender was traced) is invoked with that
+header, so the function's segments join the sender's trace (moto's S3 notifications carry none).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from stratus.local.lambdas import carry_trace_headers, outgoing_trace_header
 from stratus.local.resources import SqsEventSource
 
 log = logging.getLogger(__name__)
@@ -60,7 +64,7 @@ class SqsPoller:
                  *, retry_delay_s: int = 1, wait_s: int = 1) -> None:
         self.source = source
         self.sqs = sqs
-        self.lambda_client = lambda_client
+        self.lambda_client = carry_trace_headers(lambda_client)
         self.region = region
         self.retry_delay_s = retry_delay_s
         self.wait_s = wait_s
@@ -102,8 +106,9 @@ class SqsPoller:
 
     def _handle(self, messages: list[dict[str, Any]]) -> None:
         event = lambda_sqs_event(messages, self.source, self.region)
-        result = self.lambda_client.invoke(FunctionName=self.source.function_name,
-                                           Payload=json.dumps(event).encode())
+        with outgoing_trace_header((messages[0].get("Attributes") or {}).get("AWSTraceHeader")):
+            result = self.lambda_client.invoke(FunctionName=self.source.function_name,
+                                               Payload=json.dumps(event).encode())
         self.invocations += 1
         errored = "FunctionError" in result
         payload = result["Payload"].read()

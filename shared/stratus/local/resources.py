@@ -21,7 +21,7 @@ from typing import Any
 
 from stratus.local.cfn import Resolver, Unresolvable, references
 from stratus.local.lambdas import LocalFunction
-from stratus.local.template import TemplateError, function_properties
+from stratus.local.template import TemplateError, behind_web_adapter, function_properties
 
 log = logging.getLogger(__name__)
 
@@ -228,12 +228,13 @@ class StackBuilder:
         name = self._physical_name(logical_id, props.get("FunctionName"))
         code_uri = self.resolver.resolve(props.get("CodeUri"))
         handler = self.resolver.resolve(props.get("Handler"))
-        if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
+        web_app = behind_web_adapter(props)
+        if not isinstance(code_uri, str) or not isinstance(handler, str) or ("." not in handler and not web_app):
             raise TemplateError(f"{logical_id}: CodeUri and Handler (module.function) are required locally")
         fn = LocalFunction(
             logical_id=logical_id, name=name, code_dir=(self.template_dir / code_uri).resolve(),
             handler=handler, memory_mb=int(self.resolver.resolve(props.get("MemorySize", 128))),
-            timeout_s=float(self.resolver.resolve(props.get("Timeout", 3))),
+            timeout_s=float(self.resolver.resolve(props.get("Timeout", 3))), web_app=web_app,
         )
         if not fn.path.is_file():
             raise TemplateError(f"{logical_id}: handler file {fn.path} does not exist")

@@ -1,7 +1,7 @@
 """The gateway served over HTTP in local mode: uvicorn in a background thread.
 
-On AWS the gateway is a Lambda behind API Gateway (Mangum); locally there is no API Gateway, so the
-same ASGI app is served by uvicorn on a loopback port. Unlike Lambda, this streams SSE for real.
+On AWS the gateway is uvicorn in a Lambda, behind the Lambda Web Adapter and API Gateway; locally the
+same ASGI app is served by uvicorn on a loopback port, in this process. Both stream SSE as it is written.
 
     server = GatewayServer(create_app()).start()   # port 0: any free port
     ...  # server.url == "http://127.0.0.1:<port>"

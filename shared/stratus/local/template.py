@@ -114,6 +114,15 @@ def function_properties(template: dict[str, Any], logical_id: str) -> dict[str, 
     return _merge(template.get("Globals", {}).get("Function", {}), resource.get("Properties", {}))
 
 
+WEB_ADAPTER_WRAPPER = "/opt/bootstrap"  # AWS_LAMBDA_EXEC_WRAPPER of a function behind the Lambda Web Adapter
+
+
+def behind_web_adapter(props: dict[str, Any]) -> bool:
+    """A function whose Handler is a start script for a web app that the Lambda Web Adapter forwards to."""
+    variables = (props.get("Environment") or {}).get("Variables") or {}
+    return variables.get("AWS_LAMBDA_EXEC_WRAPPER") == WEB_ADAPTER_WRAPPER
+
+
 def _is_intrinsic(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _INTRINSIC_KEYS
 

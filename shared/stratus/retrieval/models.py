@@ -41,6 +41,8 @@ class RetrieveRequest(_Strict):
     k: Annotated[int, Field(ge=1, le=100)] | None = None  # None: settings.retrieval_k
     mode: Mode = "hybrid"
     filters: RetrievalFilters = RetrievalFilters()
+    # The workflow's request id (logs and trace annotations only; retrieval does not depend on it).
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
 
     @field_validator("query")
     @classmethod

@@ -1,5 +1,5 @@
 """retrieve(): hybrid retrieval for one tenant — BM25 and HNSW candidates fused by RRF, optionally
-reranked, with the time each stage took."""
+reranked, with the time each stage took (and, in a traced Lambda, a subsegment per stage)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,16 @@ from stratus.retrieval import dense, lexical
 from stratus.retrieval.fusion import Fused, rrf
 from stratus.retrieval.models import Hit, RetrievalFilters, RetrieveRequest, RetrieveResponse
 from stratus.retrieval.rerank import get_reranker
+from stratus.spans import Span, span
 
 
 @contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+def _timed(timings: dict[str, float], stage: str, step: str | None = None, **annotations: str | int) -> Iterator[Span]:
+    """Times a stage into `timings` and traces it as the `## <step or stage>` subsegment."""
     start = time.perf_counter()
     try:
-        yield
+        with span(step or stage, **annotations) as opened:
+            yield opened
     finally:
         timings[stage] = round((time.perf_counter() - start) * 1000, 3)
 
@@ -56,7 +59,7 @@ def retrieve(
     vector = None
     if use_dense:  # embed before opening the transaction: no locks held during inference
         embedder = embedder or get_embedder(settings.embedding_model)
-        with _timed(timings, "embed"):
+        with _timed(timings, "embed", "embed_query", model=settings.embedding_model):
             vector = embedder.embed([request.query])[0]
 
     rankings: dict[str, list[tuple[int, float]]] = {}
@@ -65,26 +68,28 @@ def retrieve(
         with _timed(timings, "filters"):
             scope = _scope(tx, request.tenant_id, request.filters)
         if use_lexical:
-            with _timed(timings, "lexical"):
+            with _timed(timings, "lexical") as step:
                 result = lexical.search(
                     tx, request.tenant_id, request.query, scope, limit=depth, k1=settings.bm25_k1,
                     b=settings.bm25_b, max_postings=settings.bm25_max_postings,
                 )
+                step.annotate(candidates=len(result.hits), exact=result.exact)
             rankings["lexical"], lexical_exact = result.hits, result.exact
         if use_dense:
-            with _timed(timings, "dense"):
+            with _timed(timings, "dense") as step:
                 rankings["dense"] = dense.search(
                     tx, request.tenant_id, vector, settings.embedding_model, scope, limit=depth,
                     ef_search=settings.hnsw_ef_search,
                 )
-        with _timed(timings, "fuse"):
+                step.annotate(candidates=len(rankings["dense"]))
+        with _timed(timings, "fuse", "fusion"):
             keep = depth if reranker.name != "none" else k
             fused = rrf(rankings, k=settings.rrf_k, limit=keep)
         with _timed(timings, "fetch"):
             rows = chunk_store.fetch_chunks(tx, request.tenant_id, [f.chunk_id for f in fused])
 
     hits = [_hit(f, rows[f.chunk_id], request.mode) for f in fused if f.chunk_id in rows]
-    with _timed(timings, "rerank"):
+    with _timed(timings, "rerank", reranker=reranker.name):
         hits = reranker.rerank(request.query, hits, k)
     timings["total"] = round((time.perf_counter() - started) * 1000, 3)
     return RetrieveResponse(

@@ -1,5 +1,9 @@
 """GET /v1/models and /v1/models/{id}: the catalog's aliases and deployments, `rag/<alias>` assistants
-and the embedding model. Listing is free: authenticated, not rate limited."""
+and the embedding model. Listing is free: authenticated, not rate limited.
+
+Only what this deployment can serve is listed: with ProviderEgress=none an alias whose every deployment
+needs the internet (and such a deployment addressed directly) is left out, so a client choosing from the
+list never picks a model that fails with 503 provider_egress_required."""
 
 from __future__ import annotations
 
@@ -21,9 +25,9 @@ def model_ids(settings: Any) -> list[str]:
     from stratus.llm.catalog import load_catalog
 
     catalog = load_catalog(settings)
-    aliases = sorted(catalog.aliases)
-    return [*aliases, *(f"{RAG_PREFIX}{a}" for a in aliases), *sorted(set(catalog.deployments) - set(aliases)),
-            *embedding_model_ids(settings)]
+    aliases = sorted(a for a in catalog.aliases if catalog.servable(a))
+    deployments = sorted(d for d in set(catalog.deployments) - set(catalog.aliases) if catalog.servable(d))
+    return [*aliases, *(f"{RAG_PREFIX}{a}" for a in aliases), *deployments, *embedding_model_ids(settings)]
 
 
 def _model(model_id: str) -> dict[str, Any]:

@@ -238,8 +238,11 @@ class Upstream:
     base_path: ClassVar[str] = ""
 
     def __init__(self, *, latency_s: float = 0.0, cached_tokens: int = 0, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, chunk_interval_s: float = 0.0) -> None:
         self.latency_s = latency_s  # added before every answer (benchmarks)
+        self.chunk_interval_s = chunk_interval_s  # between streamed deltas: a model that takes its time
+        self.streams_completed = 0
+        self.streams_abandoned = 0  # the client closed the connection before the stream's end
         self.cached_tokens = cached_tokens  # reported as prompt-cache hits (capped at the input tokens)
         self._faults: deque[Fault] = deque()
         self._requests: list[RecordedRequest] = []
@@ -275,6 +278,7 @@ class Upstream:
         with self._lock:
             self._faults.clear()
             self._requests.clear()
+            self.streams_completed = self.streams_abandoned = 0
 
     def start(self) -> Self:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},

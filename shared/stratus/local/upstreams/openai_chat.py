@@ -131,18 +131,35 @@ class OpenAIUpstream(Upstream):
             deltas.append(chunk({"role": "assistant", "content": "", "refusal": None}))
             deltas += [chunk({"content": w}) for w in reply.words()]
         h.start_chunked("text/event-stream; charset=utf-8", {"x-request-id": rid})
+        try:
+            complete = self._send_deltas(h, deltas, fault, chunk, reply, base, include_usage)
+        except OSError:  # the caller went away: a real provider stops generating (and billing) here
+            with self._lock:
+                self.streams_abandoned += 1
+            h.close_connection = True
+            return
+        if complete:
+            with self._lock:
+                self.streams_completed += 1
+
+    def _send_deltas(self, h: _Handler, deltas: list[bytes], fault: Fault | None, chunk: Any, reply: Reply,
+                     base: dict[str, Any], include_usage: bool) -> bool:
+        """True when the whole stream went out; False when a fault (or the server stopping) cut it."""
         for i, data in enumerate(deltas):
+            if i and self.chunk_interval_s and self._stopping.wait(self.chunk_interval_s):
+                return False
             if fault is not None and i > fault.after_chunks:  # delta 0 only opens the assistant turn
                 if fault.kind == "stream_error":  # what the API sends when it fails after the headers
                     h.write_chunk(b"data: " + json.dumps(_error(fault.code)).encode() + b"\n\n")
                     h.end_chunked()
-                    return
+                    return False
                 h.close_connection = True
                 h.connection.shutdown(socket.SHUT_WR)  # no terminating chunk: an incomplete body
-                return
+                return False
             h.write_chunk(data)
         h.write_chunk(chunk({}, reply.finish))
         if include_usage:
             h.write_chunk(b"data: " + json.dumps(base | {"choices": [], "usage": _usage(reply)}).encode() + b"\n\n")
         h.write_chunk(b"data: [DONE]\n\n")
         h.end_chunked()
+        return True
