@@ -143,7 +143,11 @@ def _handler_for(stage: RestApiStage) -> type[BaseHTTPRequestHandler]:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
             event = stage.event(self.command, self.path[len(prefix):] or "/", headers, body)
             relay = _Relay(self)
-            invocation = stage.function.invoke(event, on_chunk=relay, timeout_s=stage.invoke_timeout_s)
+            # With tracing on, API Gateway continues a caller's X-Ray trace and invokes the function in it.
+            trace = self.headers.get("X-Amzn-Trace-Id")
+            invocation = stage.function.invoke(event, on_chunk=relay, timeout_s=stage.invoke_timeout_s,
+                                               trace_header=f"{trace};Sampled=1" if trace and "Sampled" not in trace
+                                               else trace)
             if relay.started:
                 relay.finish()
             elif invocation.error_type == "Sandbox.Timedout":

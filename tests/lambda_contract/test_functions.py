@@ -114,7 +114,8 @@ def test_a_deadline_passed_ends_the_environment(functions: dict[str, FunctionPro
 
 
 def test_an_upload_is_ingested_and_answered_through_the_workflow(functions: dict[str, FunctionProcess],
-                                                                 contract_stack: Any, api: Any) -> None:
+                                                                 contract_stack: Any, api: Any,
+                                                                 xray: XRayCollector) -> None:
     # Given a document uploaded to the bucket: S3 -> SQS -> the ingest function's process
     tenant, key = tenant_with_key(contract_stack.database_url, "lc")
     text = (ROOT / "examples" / "corpus" / "security-policy.md").read_bytes()
@@ -124,13 +125,19 @@ def test_an_upload_is_ingested_and_answered_through_the_workflow(functions: dict
     assert functions["IngestFunction"].cold_starts, "the ingest process never ran"
     # When a client asks a RAG question through the API: StartSyncExecution -> guard, retrieve, generate
     client = OpenAI(base_url=api.url + "v1", api_key=key, max_retries=0)
+    trace = new_trace_header()
     completion = client.chat.completions.create(
-        model="rag/fast", messages=[{"role": "user", "content": "How often are API keys rotated?"}])
+        model="rag/fast", messages=[{"role": "user", "content": "How often are API keys rotated?"}],
+        extra_headers={"X-Amzn-Trace-Id": trace})
     # Then the answer cites the uploaded document, and each task of the workflow ran in its own process
     citations = completion.model_extra["citations"]
     assert citations and all("security-policy" in c["source_key"] for c in citations)
     for task in ("GuardFunction", "RetrieveFunction", "GenerateFunction"):
         assert functions[task].api.invocations, f"{task} was not invoked in its process"
+    # all in the caller's trace: the gateway's own handler subsegment and each task's steps under its root
+    wanted = {"## handler", "## lexical", "## model_call", "## rail_injection"}
+    names = {d.get("name") for d in xray.for_trace(trace, names=wanted)}
+    assert wanted <= names, names
     # and the streamed form of the same question answers from the same document, in the gateway's process
     stream = client.chat.completions.create(model="rag/fast", stream=True, messages=[
         {"role": "user", "content": "How often are API keys rotated?"}])
