@@ -45,7 +45,7 @@ chromium:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
 	  $$SUDO apt-get install -y -q chromium || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
 
-# PgBouncer in transaction mode stands in for RDS Proxy (stratus.local.pgbouncer; tests/integration/
+# PgBouncer in transaction mode stands in for RDS Proxy (stratus_tools.local.pgbouncer; tests/integration/
 # test_db_pgbouncer.py, the Lambda contract tier, `make bench`): the Debian package, installed when missing
 # (Debian puts it in /usr/sbin, which is not on every PATH).
 pgbouncer:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, machine, record
-from stratus.evals.retrieval import percentile
+from stratus_tools.evals.retrieval import percentile
 from tests.lambda_contract.environment import build_layers, build_runtime, layer_folder
 from tests.lambda_contract.process import FunctionProcess
 from tests.lambda_contract.stack import CACHE, FUNCTIONS, deploy_migrations, function_processes
@@ -195,9 +195,9 @@ def contract_stack(work: Path, builds: dict[str, Any], names: tuple[str, ...]) -
     run first (MigrateFunction's Create: migrations and the prompt labels). No pollers or schedules: nothing
     may invoke a function behind the benchmark's back."""
     from stratus.config import load_settings
-    from stratus.local.pgbouncer import pgbouncer
-    from stratus.local.stack import LocalStack
-    from stratus.local.template import load_template
+    from stratus_tools.local.pgbouncer import pgbouncer
+    from stratus_tools.local.stack import LocalStack
+    from stratus_tools.local.template import load_template
     from tests.lambda_contract.xray import XRayCollector
 
     template = load_template(ROOT / "template.yaml")
@@ -232,7 +232,7 @@ def private_layers(work: Path) -> dict[str, Path]:
 
 
 def run(*, runs: int, names: tuple[str, ...], warm_up: bool = True, peer: bool = True) -> dict[str, Any]:
-    from stratus.local.template import load_template
+    from stratus_tools.local.template import load_template
     from tests.integration.cfn_support import ResponseUrl
 
     template = load_template(ROOT / "template.yaml")

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from stratus.evals.retrieval import percentile
+from stratus_tools.evals.retrieval import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -34,7 +34,7 @@ def database(url: str | None, pg_dir: Path) -> Iterator[str]:
         return
     from stratus.db.connection import close_connection
     from stratus.db.migrate import migrate
-    from stratus.local.postgres import start_embedded
+    from stratus_tools.local.postgres import start_embedded
 
     shutil.rmtree(pg_dir, ignore_errors=True)
     server = start_embedded(pg_dir, delete_on_stop=True)

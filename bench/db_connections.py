@@ -137,7 +137,7 @@ def run(server_url: str, *, clients: int = 200, pool_size: int = 4, transactions
     """The pooled figure (and, if `direct_clients`, that many clients without the pooler) against
     `server_url` (the owner's URL of a migrated database)."""
     from stratus.db.connection import app_url
-    from stratus.local.pgbouncer import pgbouncer, version
+    from stratus_tools.local.pgbouncer import pgbouncer, version
 
     tenants = _create_tenants(app_url(server_url), f"bench-db-{os.getpid()}-{int(time.time())}")
     result: dict[str, Any] = {"clients": clients, "pool_size": pool_size,

@@ -38,13 +38,13 @@ def seed_samples(url: str, tenant: str, copies: int) -> int:
     """Answer QUESTIONS (`copies` times, each a distinct request) and keep them as sampled requests."""
     from stratus.config import load_settings
     from stratus.db.connection import connect
+    from stratus.db.records import SourceObject
     from stratus.evals.samples import record_sample
-    from stratus.generation.models import GenerateTask, new_query
     from stratus.generation.service import generate
-    from stratus.ingest.models import SourceObject
     from stratus.ingest.pipeline import ingest_document
     from stratus.retrieval.models import parse_request
     from stratus.retrieval.service import retrieve
+    from stratus.workflow_state import GenerateTask, new_query
 
     s = load_settings(database_url=url, cache_enabled=False)
     for path in sorted((ROOT / "examples" / "corpus").iterdir()):

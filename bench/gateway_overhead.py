@@ -2,7 +2,7 @@
 
     python -m bench.gateway_overhead      (starts its own embedded PostgreSQL, upstream and gateways)
 
-The upstream (stratus.local.upstreams.OpenAIUpstream, its own process) answers every chat completion
+The upstream (tests.support.upstreams.OpenAIUpstream, its own process) answers every chat completion
 after a fixed delay. One client (httpx2, one keep-alive connection per thread) sends the same non-streamed
 chat completions to: the upstream directly (the baseline), the Stratus gateway (uvicorn, one worker, with
 API-key auth, key and tenant rate limits, a tenant budget and trace recording on; cache off per request)
@@ -55,7 +55,7 @@ UPSTREAM_MODEL = "gpt-4.1-mini"
 # The upstream in its own process, so its threads do not share the client's interpreter lock.
 _UPSTREAM = """
 import sys
-from stratus.local.upstreams import OpenAIUpstream
+from tests.support.upstreams import OpenAIUpstream
 up = OpenAIUpstream(latency_s=float(sys.argv[1])).start()
 print(up.port, flush=True)
 sys.stdin.read()  # serve until the parent closes our stdin
@@ -132,7 +132,7 @@ def _wait_ready(server: Server, url: str, timeout_s: float) -> None:
 
 
 def start_upstream(work: Path) -> tuple[Server, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "shared"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(ROOT), str(ROOT / "shared"))))  # tests.support, stratus
     server = _spawn("upstream", [sys.executable, "-c", _UPSTREAM, str(UPSTREAM_LATENCY_S)], env, work,
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     port = server.proc.stdout.readline().strip()

@@ -93,7 +93,7 @@ SYSTEM_PROMPT = ("You are the product assistant. Answer only from the numbered p
 
 LOAD_PROBE = """
 import sys, time
-from stratus.guard.scan import RAILS
+from stratus_tools.guard.scan import RAILS
 rail = RAILS[sys.argv[1]]
 t = time.perf_counter(); rail.load(); loaded = time.perf_counter() - t
 t = time.perf_counter(); rail.check(sys.argv[2]); first = time.perf_counter() - t
@@ -109,7 +109,7 @@ spec = importlib.util.spec_from_file_location("guard_handler", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 imported = time.perf_counter() - t
-from stratus.generation.models import GenerateResponse, GenerateTask, new_query
+from stratus.workflow_state import GenerateResponse, GenerateTask, new_query
 from stratus.guard.policy import effective
 from stratus.guard.stages import guard_input, guard_output
 t = time.perf_counter()
@@ -151,9 +151,9 @@ def _output_rails() -> tuple[dict[str, dict], int]:
     """Warm p50/p95 of each output rail and of all of them together on the long answer."""
     from stratus.embeddings import get_embedder
     from stratus.guard import grounding, output
-    from stratus.guard.scan import RAILS
     from stratus.llm import extractive
     from stratus.llm.types import ContextPassage
+    from stratus_tools.guard.scan import RAILS
 
     embedder = get_embedder(grounding.EMBEDDING_MODEL)
     passages = [ContextPassage(number=i, chunk_id=i, document_id=f"doc-{i}", document_version=1,
@@ -179,7 +179,7 @@ def _output_rails() -> tuple[dict[str, dict], int]:
 
 def main() -> dict:
     from stratus.embeddings import get_embedder
-    from stratus.guard.scan import RAILS, scan_text
+    from stratus_tools.guard.scan import RAILS, scan_text
 
     tokens = {"short": get_embedder("all-MiniLM-L6-v2-int8").count_tokens(SHORT),
               "long": get_embedder("all-MiniLM-L6-v2-int8").count_tokens(LONG)}

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from bench.common import record
 from stratus.config import get_settings
+from stratus.db.records import SourceObject
 from stratus.embeddings import get_embedder
 from stratus.ingest.chunking import chunk_document
 from stratus.ingest.extract import extract
-from stratus.ingest.models import SourceObject
 from stratus.ingest.pipeline import embed_texts, ingest_document
 
 

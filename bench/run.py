@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     if wanted & {"ingest", "retrieval"}:
         from stratus.config import reset_settings
         from stratus.db.migrate import migrate
-        from stratus.local.postgres import start_embedded
+        from stratus_tools.local.postgres import start_embedded
 
         work = ROOT / ".stratus" / "bench"
         shutil.rmtree(work, ignore_errors=True)

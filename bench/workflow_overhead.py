@@ -28,7 +28,7 @@ QUESTIONS = (
 
 
 def _measure(mode: str, tenant: str) -> dict:
-    from stratus.local.ask import ask
+    from stratus_tools.local.ask import ask
 
     overhead, wall, tasks = [], [], []
     for i in range(ROUNDS + 2):
@@ -45,8 +45,8 @@ def _measure(mode: str, tenant: str) -> dict:
 
 def main() -> dict:
     from stratus.config import load_settings
-    from stratus.local.commands import DEMO_CORPUS
-    from stratus.local.stack import EnvOverlay, LocalStack
+    from stratus_tools.local.commands import DEMO_CORPUS
+    from stratus_tools.local.stack import EnvOverlay, LocalStack
 
     work = ROOT / ".stratus" / "bench-workflow"
     shutil.rmtree(work, ignore_errors=True)
@@ -66,7 +66,7 @@ def main() -> dict:
 
 
 def _ingest(folder, tenant: str) -> None:
-    from stratus.ingest.models import SourceObject
+    from stratus.db.records import SourceObject
     from stratus.ingest.pipeline import ingest_document
 
     for path in sorted(folder.iterdir()):

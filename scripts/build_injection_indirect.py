@@ -4,7 +4,7 @@
 
 Benign documentation pieces (the README text of the packages pinned in evals/guard/doc_sources.lock and
 installed at that version under a permissive licence, plus the stdlib's module docstrings; see
-stratus.guard.training) from the VALIDATION and TEST sources only, each twice: as is (label 0) and
+stratus_tools.guard.training) from the VALIDATION and TEST sources only, each twice: as is (label 0) and
 with one attack from the S-Labs split of the same name spliced in at a random sentence boundary
 (label 1). Train sources never appear here: scripts/train_injection.py learns from them.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stratus.guard.injection import INDIRECT_SET, load_split
-from stratus.guard.training import DOC_SOURCES, doc_pieces, package_documents, splice, split_of, stdlib_documents
+from stratus_tools.guard.training import DOC_SOURCES, doc_pieces, package_documents, splice, split_of, stdlib_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 5

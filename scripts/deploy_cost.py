@@ -11,7 +11,7 @@ creates, RDS Proxy if present, the NAT gateways the stage creates, the interface
 alarms, keys and secrets. Durations come from bench/results/*.json (cold starts: bench/cold_start.py's init
 through the Runtime Interface Client);
 where nothing was measured the figure is a named assumption below. Each line of the table says which.
-Prices are us-east-1 list prices without free tiers. Stdlib and PyYAML only (with stratus.local.template).
+Prices are us-east-1 list prices without free tiers. Stdlib and PyYAML only (with stratus_tools.local.template).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stratus.local.template import function_properties, load_template
+from stratus_tools.local.template import function_properties, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "deploy.md"

@@ -16,7 +16,7 @@ no training text looked like docs. v3 adds to TRAINING benign documentation piec
 retrieved chunks) from the README text of the packages pinned in evals/guard/doc_sources.lock (installed at that
 version, permissive licence only; name, version and sha256 of every text recorded in the artifact) and
 from the stdlib's module docstrings, taken from the TRAIN sources only (sources are split by name, see
-stratus.guard.training.split_of), with the same pieces carrying a spliced train-split attack as
+stratus_tools.guard.training.split_of), with the same pieces carrying a spliced train-split attack as
 positives. A second threshold for retrieved chunks, "context_threshold", is chosen on the validation
 split of evals/guard/injection_indirect.jsonl (scripts/build_injection_indirect.py); its test split is
 a held-out figure.
@@ -52,7 +52,7 @@ from stratus.guard.injection import (
     load_split,
     sentence_windows,
 )
-from stratus.guard.training import (
+from stratus_tools.guard.training import (
     DOC_SOURCES,
     doc_pieces,
     files_sha256,

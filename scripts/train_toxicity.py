@@ -10,7 +10,7 @@ was written separately (no shared sentences, different wording of the same hard-
 scored once at the end; so is evals/guard/benign_chat.jsonl (all benign: its false-positive rate).
 
 Model: hashed word + char n-gram TF-IDF (stratus.guard.features) and class-balanced logistic regression
-(stratus.guard.training), the injection rail's model family; scored at run time by stratus.guard.toxicity.
+(stratus_tools.guard.training), the injection rail's model family; scored at run time by stratus.guard.toxicity.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from stratus.guard import features as F
 from stratus.guard.injection import BENIGN_CHAT, InjectionModel, binary_metrics, load_hard_set
 from stratus.guard.toxicity import CASES, DEFAULT_MODEL, TRAIN_SET, ToxicityClassifier
-from stratus.guard.training import (
+from stratus_tools.guard.training import (
     files_sha256,
     load_labelled_jsonl,
     stratified_split,

@@ -25,12 +25,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated PostgreSQL: DATABASE_URL if set, else an embedded server for this test session."""
     from stratus.db.migrate import migrate
-    from stratus.local.stack import EnvOverlay
+    from stratus_tools.local.stack import EnvOverlay
 
     url = os.environ.get("DATABASE_URL")
     server = None
     if not url:
-        from stratus.local.postgres import start_embedded
+        from stratus_tools.local.postgres import start_embedded
 
         # Inside the project (pgserver opens up the parent folders of its data dir when run as root).
         server = start_embedded(ROOT / ".stratus" / f"test-pg-{os.getpid()}", delete_on_stop=True)

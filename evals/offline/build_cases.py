@@ -24,9 +24,9 @@ import numpy as np
 
 from stratus.config import get_settings
 from stratus.embeddings import get_embedder
-from stratus.evals.retrieval import corpus_files, load_queries
 from stratus.ingest.chunking import chunk_document
 from stratus.ingest.extract import extract
+from stratus_tools.evals.retrieval import corpus_files, load_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "evals" / "retrieval" / "corpus"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from stratus.config import get_settings
 from stratus.embeddings import get_embedder
-from stratus.evals.retrieval import percentile
 from stratus.llm import extractive
+from stratus_tools.evals.retrieval import percentile
 
 HERE = Path(__file__).parent
 WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

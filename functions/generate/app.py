@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.generation.models import GenerateTask, parse_model
 from stratus.generation.service import generate
 from stratus.observability import observe
+from stratus.workflow_state import GenerateTask, parse_model
 
 obs = observe("generate")  # a bad configuration fails at cold start, naming the variable
 

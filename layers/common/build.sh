@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds CommonLayer's content (template.yaml: ContentUri layers/common/build/) for python3.12 on arm64:
 #   build/python/<pinned runtime dependencies>   wheels for Lambda's platform, never compiled here
-#   build/python/stratus/                        the library from shared/stratus
+#   build/python/stratus/                        the runtime library from shared/stratus (only: the tooling in
+#                                                shared/stratus_tools never ships; tests/infra/test_runtime_tooling.py)
 #   build/python/stratus/db/migrations/*.sql     the SQL migrations (migrate.py looks there first)
 #   build/python/stratus/prompts/bundled/        the prompt files (prompts/<name>/<version>.yaml)
 # The dependencies are trimmed as every layer's are (layers/trim.sh), after dropping what the embedder never

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from stratus.cli import main
 from stratus.db.connection import connect
 from stratus.gateway import keys
+from stratus_tools.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

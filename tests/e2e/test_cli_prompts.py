@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stratus.cli import main
+from stratus_tools.cli import main
 
 BODY = ("description: CLI test.\nmodel: fast\nvariables: [q]\n"
         "messages:\n  - {{role: user, content: '{text} {{{{ q }}}}'}}\n")

@@ -17,9 +17,9 @@ from typing import Any
 import openai
 import pytest
 
-from stratus.local.stack import EnvOverlay, LocalStack
-from stratus.local.upstreams import OpenAIUpstream
+from stratus_tools.local.stack import EnvOverlay, LocalStack
 from tests.integration.gateway_support import fresh_rate_window
+from tests.support.upstreams import OpenAIUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "examples" / "corpus"
@@ -52,7 +52,7 @@ def upstream() -> Iterator[OpenAIUpstream]:
 @pytest.fixture(scope="module")
 def stack(upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     from stratus.config import get_settings
-    from stratus.local.commands import Target, ingest_into
+    from stratus_tools.local.commands import Target, ingest_into
 
     data_dir = ROOT / ".stratus" / f"e2e-gw-{uuid.uuid4().hex[:8]}"
     catalog = tmp_path_factory.mktemp("catalog") / "models.yaml"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stratus.cli import main
+from stratus_tools.cli import main
 from tests.conftest import create_tenant
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -28,7 +28,7 @@ def _seed_traces(url: str, tenant: str, rng: random.Random, count: int) -> list[
     from stratus.db import traces as store
     from stratus.db.connection import connect, tenant_transaction
     from stratus.gateway.traces import TraceRecord
-    from stratus.guard.state import GuardSummary, Verdict
+    from stratus.workflow_state import GuardSummary, Verdict
 
     totals = []
     conn = connect(url)
@@ -171,7 +171,7 @@ def test_empty_window_says_so_and_draws_nothing(seeded: dict[str, Any], tmp_path
 
 def test_latency_percentiles_match_the_exact_ones(seeded: dict[str, Any], pg_url: str) -> None:
     from stratus.db.connection import connect
-    from stratus.evals.report import collect
+    from stratus_tools.evals.report import collect
 
     conn = connect(pg_url)
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stratus.local.template import load_template
+from stratus_tools.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

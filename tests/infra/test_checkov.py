@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stratus.local.template import resources_of_type
+from stratus_tools.local.template import resources_of_type
 
 from .conftest import ROOT, TEMPLATE
 

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from stratus.config import load_settings
-from stratus.local.template import function_properties, resources_of_type
+from stratus_tools.local.template import function_properties, resources_of_type
 
 from .conftest import ROOT
 

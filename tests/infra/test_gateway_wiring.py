@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.local.template import function_properties, resources_of_type
+from stratus_tools.local.template import function_properties, resources_of_type
 
 # A streamed integration may run up to 15 minutes (buffered ones stop at 29 s).
 STREAM_MAX_INTEGRATION_MS = 900_000

@@ -21,7 +21,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from stratus.local.template import function_properties, resources_of_type
+from stratus_tools.local.template import function_properties, resources_of_type
 
 from .conftest import ROOT
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from stratus.evals.metrics import NAMESPACE
-from stratus.local.resources import rate_seconds
-from stratus.local.template import function_properties
+from stratus_tools.local.resources import rate_seconds
+from stratus_tools.local.template import function_properties
 
 
 def _emitted(capsys: pytest.CaptureFixture[str]) -> set[tuple[str, frozenset[str], str]]:

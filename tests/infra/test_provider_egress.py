@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from stratus.config import load_settings
-from stratus.local.template import function_properties
+from stratus_tools.local.template import function_properties
 
 ANYWHERE = "0.0.0.0/0"
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from stratus.config import Settings, load_settings
-from stratus.local.template import behind_web_adapter, function_properties, load_template, resources_of_type
+from stratus_tools.local.template import behind_web_adapter, function_properties, load_template, resources_of_type
 
 from .conftest import ROOT, TEMPLATE, lint, sam_transform
 

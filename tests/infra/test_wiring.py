@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stratus.local.template import function_properties
+from stratus_tools.local.template import function_properties
 
 ROOT = Path(__file__).resolve().parents[2]
 

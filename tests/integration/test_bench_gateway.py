@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from bench import gateway_overhead as gw
-from stratus.local.upstreams import Fault, OpenAIUpstream
+from tests.support.upstreams import Fault, OpenAIUpstream
 
 
 def test_load_measures_every_request_at_the_client() -> None:

@@ -70,7 +70,7 @@ def test_writing_into_another_tenant_is_refused(db: psycopg.Connection, tenant_i
 def test_search_view_is_bound_to_the_tenant_like_the_policy(db: psycopg.Connection, tenant_id: str) -> None:
     import numpy as np
 
-    from stratus.ingest.models import ChunkDraft, SourceObject
+    from stratus.db.records import ChunkDraft, SourceObject
 
     with tenant_transaction(tenant_id, db):
         doc = documents.lock_document(db, tenant_id, "view.md")

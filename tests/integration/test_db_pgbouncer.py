@@ -14,7 +14,7 @@ import pytest
 
 from stratus.db import documents
 from stratus.db.connection import APP_ROLE, app_url, connect, tenant_transaction
-from stratus.local.pgbouncer import PgBouncer, find_pgbouncer, pgbouncer
+from stratus_tools.local.pgbouncer import PgBouncer, find_pgbouncer, pgbouncer
 
 
 def _require_pgbouncer() -> None:

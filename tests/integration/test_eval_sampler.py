@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from stratus.config import Settings, load_settings
 from stratus.db import evals as store
 from stratus.db.connection import connect, tenant_transaction
+from stratus.db.records import SourceObject
 from stratus.evals.sampler import SETTLE, run_sampler
 from stratus.evals.sampling import is_sampled, sample_point
-from stratus.ingest.models import SourceObject
 from stratus.ingest.pipeline import ingest_document
-from stratus.local.upstreams import OpenAIUpstream
 from tests.integration.gateway_support import auth, tenant_with_key
+from tests.support.upstreams import OpenAIUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICING = (ROOT / "examples" / "corpus" / "pricing.html").read_bytes()
@@ -288,7 +288,7 @@ def test_over_the_cap_a_hash_chosen_subset_is_scored_and_the_rest_counted(pg_url
 
 
 def test_the_templates_schedule_runs_the_eval_sampler_function_locally(pg_url: str) -> None:
-    from stratus.local.stack import LocalStack
+    from stratus_tools.local.stack import LocalStack
 
     with LocalStack(load_settings(data_dir=ROOT / ".stratus" / "test-eval-schedule")) as stack:
         runner = stack.schedule("EvalSamplerFunction")
@@ -298,7 +298,7 @@ def test_the_templates_schedule_runs_the_eval_sampler_function_locally(pg_url: s
 
 
 def test_only_rate_schedules_run_locally() -> None:
-    from stratus.local.resources import rate_seconds
+    from stratus_tools.local.resources import rate_seconds
 
     assert rate_seconds("rate(1 hour)") == 3600 and rate_seconds("rate(2 days)") == 172_800
     with pytest.raises(ValueError, match="only rate"):

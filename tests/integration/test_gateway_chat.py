@@ -17,9 +17,9 @@ from stratus.config import Settings, load_settings
 from stratus.db.connection import connect
 from stratus.gateway.app import create_app
 from stratus.gateway.traces import get_trace
-from stratus.local.server import GatewayServer
-from stratus.local.upstreams import Fault, OpenAIUpstream
+from stratus_tools.local.server import GatewayServer
 from tests.integration.gateway_support import fresh_rate_window, tenant_with_key
+from tests.support.upstreams import Fault, OpenAIUpstream
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",

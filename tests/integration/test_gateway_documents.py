@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from stratus.config import load_settings
-from stratus.ingest.models import SourceObject
+from stratus.db.records import SourceObject
 from stratus.ingest.pipeline import ingest_document
-from stratus.local.stack import LocalStack
+from stratus_tools.local.stack import LocalStack
 from tests.integration.gateway_support import auth, key_for, tenant_with_key
 
 ROOT = Path(__file__).resolve().parents[2]

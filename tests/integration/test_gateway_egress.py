@@ -14,9 +14,9 @@ import pytest
 
 from stratus.config import Settings, load_settings
 from stratus.gateway.app import create_app
-from stratus.local.server import GatewayServer
-from stratus.local.upstreams import BedrockUpstream, OpenAIUpstream
+from stratus_tools.local.server import GatewayServer
 from tests.integration.gateway_support import tenant_with_key
+from tests.support.upstreams import BedrockUpstream, OpenAIUpstream
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 
 from stratus.config import load_settings
 from stratus.db.connection import connect
+from stratus.db.records import SourceObject
 from stratus.gateway.traces import get_trace
-from stratus.ingest.models import SourceObject
 from stratus.ingest.pipeline import ingest_document
-from stratus.local.stack import LocalStack
+from stratus_tools.local.stack import LocalStack
 from tests.integration.gateway_support import auth, tenant_with_key
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,12 +12,12 @@ import pytest
 from stratus.config import load_settings
 from stratus.db import generations
 from stratus.db.connection import tenant_transaction
-from stratus.generation.models import GenerateTask, new_query
 from stratus.generation.service import generate
 from stratus.llm import errors
 from stratus.llm.catalog import parse_catalog
 from stratus.llm.router import RetryPolicy, Router
-from stratus.local.upstreams import AnthropicUpstream, Fault, OpenAIUpstream
+from stratus.workflow_state import GenerateTask, new_query
+from tests.support.upstreams import AnthropicUpstream, Fault, OpenAIUpstream
 
 
 @pytest.fixture(scope="module")

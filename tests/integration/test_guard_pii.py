@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stratus.guard.pii import detect, redact, reredact, restore
-from stratus.guard.pii_eval import evaluate, load_cases
+from stratus_tools.guard.pii_eval import evaluate, load_cases
 
 CASES = Path(__file__).resolve().parents[2] / "evals" / "guard" / "pii_cases.jsonl"
 

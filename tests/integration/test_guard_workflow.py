@@ -16,13 +16,13 @@ from stratus.aws.workflows import run_workflow
 from stratus.config import load_settings
 from stratus.db import generations
 from stratus.db.connection import tenant_transaction
-from stratus.generation.models import new_query
+from stratus.db.records import SourceObject
 from stratus.guard.policy import set_policy
 from stratus.guard.rails import FENCE
 from stratus.guard.stages import run_stage
-from stratus.ingest.models import SourceObject
 from stratus.ingest.pipeline import ingest_document
-from stratus.local.stack import LocalStack
+from stratus.workflow_state import new_query
+from stratus_tools.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = ROOT / ".stratus" / "test-guard-workflow"

@@ -11,8 +11,8 @@ import pytest
 from stratus.config import load_settings
 from stratus.db import documents
 from stratus.db.connection import tenant_transaction
+from stratus.db.records import SourceObject
 from stratus.embeddings import get_embedder
-from stratus.ingest.models import SourceObject
 from stratus.ingest.pipeline import embed_texts, ingest_document, remove_document
 from tests.unit.test_extract import make_pdf
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from stratus.config import PROJECT_ROOT, load_settings
-from stratus.local.stack import LocalStack
+from stratus_tools.local.stack import LocalStack
 
 HANDLER = textwrap.dedent(
     """\
@@ -43,7 +43,7 @@ def test_moto_invoke_hook_signature_is_what_the_local_stack_replaces() -> None:
     from moto.awslambda.models import LambdaFunction
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
-    from stratus.local import lambdas, sync_executions
+    from stratus_tools.local import lambdas, sync_executions
 
     # moto's own methods (the hook may be installed by a stack still running in this process)
     invoke_lambda = lambdas._original or LambdaFunction._invoke_lambda
@@ -120,7 +120,7 @@ def test_handler_exception_is_a_function_error(echo_stack: LocalStack) -> None:
 def test_hook_is_removed_when_the_stack_stops(echo_stack: LocalStack) -> None:
     from moto.awslambda.models import LambdaFunction
 
-    from stratus.local import lambdas
+    from stratus_tools.local import lambdas
 
     assert LambdaFunction._invoke_lambda is lambdas._invoke_local
     # moto's state and the hook are process-wide: a second stack is refused, not silently merged
@@ -146,7 +146,7 @@ class TraceRecorder:
 
 def test_trace_headers_reach_the_function_from_invoke_and_from_a_step_functions_task(echo_stack: LocalStack
                                                                                      ) -> None:
-    from stratus.local import lambdas
+    from stratus_tools.local import lambdas
 
     name = echo_stack.function_name("EchoFunction")
     recorder = TraceRecorder(name)

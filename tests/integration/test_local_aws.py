@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from stratus.config import PROJECT_ROOT, load_settings
-from stratus.local.poller import SqsPoller
-from stratus.local.stack import LocalStack
-from stratus.local.template import load_template
+from stratus_tools.local.poller import SqsPoller
+from stratus_tools.local.stack import LocalStack
+from stratus_tools.local.template import load_template
 
 TEMPLATE = load_template(PROJECT_ROOT / "template.yaml")
 DATA_DIR = PROJECT_ROOT / ".stratus" / "test-local-aws"

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from stratus.local.server import GatewayServer, ServerError
+from stratus_tools.local.server import GatewayServer, ServerError
 
 
 def _app(release: threading.Event | None = None) -> Starlette:

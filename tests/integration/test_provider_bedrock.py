@@ -11,7 +11,7 @@ from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment, Price
 from stratus.llm.providers.bedrock_converse import BedrockProvider
 from stratus.llm.types import ChatRequest, Message, ToolCall
-from stratus.local.upstreams import BedrockUpstream, Fault
+from tests.support.upstreams import BedrockUpstream, Fault
 
 TIMEOUT = 0.3
 WEATHER = {"type": "function", "function": {

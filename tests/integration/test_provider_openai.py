@@ -11,7 +11,7 @@ from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment, Price
 from stratus.llm.providers.openai_chat import OpenAIProvider
 from stratus.llm.types import ChatRequest, Message, ToolCall
-from stratus.local.upstreams import Fault, OpenAIUpstream
+from tests.support.upstreams import Fault, OpenAIUpstream
 
 TIMEOUT = 0.3
 WEATHER = {"type": "function", "function": {

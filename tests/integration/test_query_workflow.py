@@ -15,11 +15,11 @@ from stratus.aws.workflows import WorkflowFailed, run_workflow
 from stratus.config import load_settings
 from stratus.db import generations
 from stratus.db.connection import tenant_transaction
-from stratus.generation.models import new_query
-from stratus.ingest.models import SourceObject
+from stratus.db.records import SourceObject
 from stratus.ingest.pipeline import ingest_document
-from stratus.local.ask import ask
-from stratus.local.stack import LocalStack
+from stratus.workflow_state import new_query
+from stratus_tools.local.ask import ask
+from stratus_tools.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "examples" / "corpus"

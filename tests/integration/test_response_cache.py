@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stratus.cache import CacheScope, embed_question, lookup, purge_expired, renumber_citations, store
-from stratus.cache.calibrate import PAIRS, curve, load_pairs, similarities
 from stratus.config import get_settings
 from stratus.db import response_cache as rows
 from stratus.db.connection import tenant_transaction
 from stratus.errors import InvalidInput
 from stratus.llm.types import ContextPassage
+from stratus_tools.cache.calibrate import PAIRS, curve, load_pairs, similarities
 
 MODEL = "all-MiniLM-L6-v2-int8"
 THRESHOLD = get_settings().cache_similarity

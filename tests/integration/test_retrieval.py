@@ -14,9 +14,9 @@ from stratus.config import load_settings
 from stratus.db import chunks as chunk_store
 from stratus.db import documents
 from stratus.db.connection import connect, tenant_transaction
+from stratus.db.records import ChunkDraft, SourceObject
 from stratus.embeddings import get_embedder
 from stratus.errors import InvalidInput
-from stratus.ingest.models import ChunkDraft, SourceObject
 from stratus.retrieval.models import RetrieveRequest
 from stratus.retrieval.service import retrieve
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stratus.evals.retrieval import EvalInputError, main, run_retrieval_eval
+from stratus_tools.evals.retrieval import EvalInputError, main, run_retrieval_eval
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "evals" / "retrieval"
 METRICS = ("recall@5", "recall@10", "mrr@10", "ndcg@10")

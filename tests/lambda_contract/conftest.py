@@ -31,12 +31,12 @@ from typing import Any
 
 import pytest
 
-from stratus.local.upstreams import OpenAIUpstream
 from tests.lambda_contract.api_gateway import RestApiStage
 from tests.lambda_contract.environment import build_layers, build_runtime
 from tests.lambda_contract.process import FunctionProcess, ProcessBackedFunction
 from tests.lambda_contract.stack import CACHE, FUNCTIONS, ROOT, deploy_migrations, function_processes
 from tests.lambda_contract.xray import XRayCollector
+from tests.support.upstreams import OpenAIUpstream
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +66,14 @@ def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict
                    xray: XRayCollector, upstream: OpenAIUpstream) -> Iterator[Any]:
     """The local stack with every template function running in its own RIC process."""
     from stratus.config import load_settings
-    from stratus.local import lambdas
-    from stratus.local.stack import LocalStack
-    from stratus.local.template import load_template
+    from stratus_tools.local import lambdas
+    from stratus_tools.local.stack import LocalStack
+    from stratus_tools.local.template import load_template
 
     data = tmp_path_factory.mktemp("contract")
     settings = load_settings(data_dir=str(ROOT / ".stratus" / f"contract-{os.getpid()}"))
     template = load_template(ROOT / "template.yaml")
-    from stratus.local.pgbouncer import pgbouncer
+    from stratus_tools.local.pgbouncer import pgbouncer
 
     with LocalStack(settings, parameters={"Stage": "dev"}, retry_delay_s=1) as stack, \
             pgbouncer(stack.database_url, pool_size=4) as pooler:

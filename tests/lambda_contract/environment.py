@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratus.local.cfn import Unresolvable
-from stratus.local.template import function_properties
+from stratus_tools.local.cfn import Unresolvable
+from stratus_tools.local.template import function_properties
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ROOT / "layers"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratus.local.template import WEB_ADAPTER_WRAPPER
+from stratus_tools.local.template import WEB_ADAPTER_WRAPPER
 from tests.lambda_contract.environment import FunctionSpec, lambda_variables
 from tests.lambda_contract.runtime_api import Invocation, RuntimeApi
 from tests.lambda_contract.web_adapter import WebAdapter

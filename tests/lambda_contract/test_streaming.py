@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from openai import OpenAI
 
-from stratus.local.upstreams import OpenAIUpstream
 from tests.integration.gateway_support import tenant_with_key
 from tests.lambda_contract.api_gateway import RestApiStage
 from tests.lambda_contract.process import FunctionProcess
+from tests.support.upstreams import OpenAIUpstream
 
 # Several sentences: the output rails hold each sentence until it has passed, so a sentence is the
 # smallest piece a client can see before the next is generated.

@@ -104,7 +104,7 @@ def _invocations_for(process: FunctionProcess, key: str) -> list[Invocation]:
 def test_the_workflow_tasks_trace_their_steps_under_the_callers_trace(corpus: dict[str, Any],
                                                                       xray: XRayCollector) -> None:
     from stratus.aws.workflows import run_workflow
-    from stratus.generation.models import new_query
+    from stratus.workflow_state import new_query
 
     # Given a caller's trace header, when it runs a RAG question through the workflow (StartSyncExecution)
     trace = new_trace_header()
@@ -139,7 +139,7 @@ def test_the_workflow_tasks_trace_their_steps_under_the_callers_trace(corpus: di
 def test_the_workflow_continues_the_invocations_own_trace(corpus: dict[str, Any], xray: XRayCollector,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from stratus.aws.workflows import run_workflow
-    from stratus.generation.models import new_query
+    from stratus.workflow_state import new_query
 
     # Inside a Lambda invocation (the gateway's), the runtime's _X_AMZN_TRACE_ID is the trace to continue
     trace = new_trace_header()

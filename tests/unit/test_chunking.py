@@ -8,8 +8,8 @@ import re
 import pytest
 
 from stratus.embeddings import get_embedder
+from stratus.ingest.blocks import Block, ExtractedDocument
 from stratus.ingest.chunking import chunk_document
-from stratus.ingest.extract import Block, ExtractedDocument
 
 
 class Words:

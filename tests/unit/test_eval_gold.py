@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stratus.evals.gold import (
+from stratus.llm.providers.offline import NO_ANSWER
+from stratus_tools.evals.gold import (
     GOLD_DIR,
     KINDS,
     THRESHOLDS,
@@ -26,7 +27,6 @@ from stratus.evals.gold import (
     load_thresholds,
     score_case,
 )
-from stratus.llm.providers.offline import NO_ANSWER
 
 ANSWERABLE = GoldCase("a1", "How much is Team?", "answerable", ("pricing.html",), False, ("149 euros",))
 OUT_OF_SCOPE = GoldCase("o1", "Capital of France?", "out_of_scope", refusal=True)

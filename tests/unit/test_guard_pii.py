@@ -11,8 +11,8 @@ import pytest
 
 from stratus.errors import InvalidInput, TooLarge
 from stratus.guard.pii import MAX_CHARS, detect, redact, reredact, restore
-from stratus.guard.pii_eval import Case, evaluate, load_cases
 from stratus.guard.pii_types import Finding
+from stratus_tools.guard.pii_eval import Case, evaluate, load_cases
 
 _FAKE = {
     "EMAIL": (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), 1.0),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stratus.errors import InvalidInput, TooLarge
-from stratus.guard.scan import (
+from stratus_tools.guard.scan import (
     RAILS,
     LineError,
     Measurement,
@@ -166,7 +166,7 @@ def test_a_dataset_without_thresholds_or_with_an_unknown_metric_is_reported() ->
 
 
 def test_the_recorded_thresholds_cover_every_dataset_the_rails_measure() -> None:
-    from stratus.guard.commands import THRESHOLDS as PATH
+    from stratus_tools.cli.guard import THRESHOLDS as PATH
 
     recorded = json.loads(PATH.read_text(encoding="utf-8"))
     assert set(RAILS) <= set(recorded)

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from stratus.guard import toxicity
-from stratus.guard.scan import RAILS
-from stratus.guard.training import load_labelled_jsonl, stratified_split
+from stratus_tools.guard.scan import RAILS
+from stratus_tools.guard.training import load_labelled_jsonl, stratified_split
 
 
 @pytest.fixture(scope="module")

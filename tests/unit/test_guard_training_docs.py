@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from stratus.guard.training import (
+from stratus_tools.guard.training import (
     DOC_SOURCES,
     doc_pieces,
     files_sha256,

@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stratus.db.report import bucket_of
 from stratus.errors import InvalidInput
-from stratus.evals.report import (
+from stratus_tools.evals.report import (
     ReportData,
     drift_points,
     latency_percentiles,
@@ -20,7 +19,8 @@ from stratus.evals.report import (
     parse_since,
     time_step,
 )
-from stratus.evals.report_html import render_page
+from stratus_tools.evals.report_html import render_page
+from stratus_tools.evals.report_queries import bucket_of
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stratus.evals.retrieval import distinct_documents, mrr_at, ndcg_at, percentile, recall_at
+from stratus_tools.evals.retrieval import distinct_documents, mrr_at, ndcg_at, percentile, recall_at
 
 
 def test_recall_and_mrr() -> None:

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from stratus.local.template import (
+from stratus_tools.local.template import (
     TemplateError,
     function_properties,
     load_template,

@@ -7,8 +7,8 @@ import json
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
-from stratus.local.upstreams import anthropic_messages, bedrock_converse, eventstream, openai_chat
-from stratus.local.upstreams._base import compose
+from tests.support.upstreams import anthropic_messages, bedrock_converse, eventstream, openai_chat
+from tests.support.upstreams._base import compose
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
           "required": ["city", "days"]}

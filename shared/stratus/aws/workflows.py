@@ -1,7 +1,7 @@
 """Running the query workflow (Step Functions) and reading its result.
 
 The state machine is Express and runs synchronously (StartSyncExecution), on AWS and locally (the
-local stack teaches moto that call: stratus.local.sync_executions). The caller's X-Ray trace header goes
+local stack teaches moto that call: stratus_tools.local.sync_executions). The caller's X-Ray trace header goes
 with it (`traceHeader`): with the state machine's tracing on, Step Functions records the run in that trace
 and passes it on to each task's Lambda invocation, so one request is one trace.
 """

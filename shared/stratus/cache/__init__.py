@@ -1,6 +1,9 @@
 """Response cache, exact and semantic, scoped to tenant, prompt version, model alias and context.
 
     from stratus.cache import CacheScope, params_hash, lookup, store
+
+May import: config, db, embeddings, errors, llm. Never stratus_tools; no cycles (pyproject.toml,
+[tool.importlinter]).
 """
 
 from stratus.cache.keys import CacheScope, context_fingerprint, normalize_question, params_hash

@@ -1,1 +1,4 @@
-"""Database adapter: connections bound to a tenant, migrations, repositories."""
+"""Database adapter: connections bound to a tenant, migrations, repositories.
+
+May import: aws, config, errors. Never stratus_tools; no cycles (pyproject.toml, [tool.importlinter]).
+"""

@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from stratus.ingest.models import ChunkDraft, DocumentState, SourceObject
+from stratus.db.records import ChunkDraft, DocumentState, SourceObject
 
 _COLUMNS = "id, tenant_id, source_key, status, version, content_hash, etag, source_modified_at, chunk_count, error"
 

@@ -1,4 +1,7 @@
-"""Text embedders behind one interface; the model name travels with every vector."""
+"""Text embedders behind one interface; the model name travels with every vector.
+
+May import: nothing of stratus. Never stratus_tools; no cycles (pyproject.toml, [tool.importlinter]).
+"""
 
 from __future__ import annotations
 

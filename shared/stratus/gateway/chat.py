@@ -122,31 +122,10 @@ def _tool_call_delta(d: Any) -> dict[str, Any]:
 
 
 # --- the query workflow's failures --------------------------------------------------------------------
-_DOMAIN = {"InvalidInput": domain.InvalidInput, "NotFound": domain.NotFound, "Forbidden": domain.Forbidden,
-           "Unsupported": domain.Unsupported, "TooLarge": domain.TooLarge, "TransientError": domain.TransientError}
-
-
 def workflow_error(err: Any) -> errors.APIError:
-    """The API error for a WorkflowFailed: the failing task's error name says which domain error it was."""
-    from stratus.llm import errors as llm
-
-    name = err.error
-    detail = err.detail or name
-    if name in _DOMAIN:
-        field = "model" if name == "NotFound" and "model" in detail else None
-        return errors.from_exception(_DOMAIN[name](detail, field=field))
-    provider_error = getattr(llm, name, None)
-    if isinstance(provider_error, type) and issubclass(provider_error, llm.ProviderError):
-        if issubclass(provider_error, llm.ContextLengthExceeded):
-            return errors.invalid_request(detail, param="messages", code="context_length_exceeded")
-        if issubclass(provider_error, llm.ProviderEgressRequired):
-            return errors.from_exception(provider_error(detail, field="model"))
-        if issubclass(provider_error, llm.DeadlineExceeded | llm.ProviderTimeout):
-            return errors.APIError(504, detail, type="api_error", code=provider_error.code)
-        return errors.APIError(502, detail, type="api_error", code=provider_error.code)
-    if name.startswith("States.Timeout"):
-        return errors.APIError(504, "the query workflow timed out", type="api_error", code="timeout")
-    return errors.from_exception(err)
+    """The API error for a WorkflowFailed: the one error table (stratus.gateway.errors), by the failing
+    task's error name, as for the same failure raised in-process."""
+    return errors.from_workflow(err.error, err.detail)
 
 
 # --- the flow ---------------------------------------------------------------------------------------
@@ -332,10 +311,8 @@ def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     payload["deadline_ms"] = int((time.time() + budget_s - WORKFLOW_MARGIN_S) * 1000)
     try:
         result = run_workflow(payload, timeout_s=budget_s)
-    except WorkflowTimedOut as err:
-        raise errors.APIError(504, str(err), type="api_error", code="timeout") from None
-    except WorkflowFailed as err:
-        raise workflow_error(err) from None
+    except (WorkflowTimedOut, WorkflowFailed) as err:
+        raise errors.from_exception(err) from None
     ctx.step("workflow", t)
     output = result.output
     if "text" not in output:  # the input rails stopped the workflow: it returns the request's state
@@ -415,7 +392,7 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
                              streamed=True, cost_usd=ctx.spent_usd)
             raise
         except Exception as err:  # noqa: BLE001 - after the first byte, an error event is the only way to say it
-            mapped = err if isinstance(err, errors.APIError) else errors.from_exception(err)
+            mapped = errors.from_exception(err)
             ctx.trace.update(status="error", status_code=mapped.status, error_code=mapped.code,
                              error_message=mapped.message[:500], streamed=True)
             yield sse.error_event(mapped.body())

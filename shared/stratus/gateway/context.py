@@ -126,7 +126,7 @@ def after_response(ctx: RequestContext) -> None:
     """Settle the reservation to what the request really used, then write its trace. Runs after the
     response has been sent (a background task); never raises: the caller already has its answer."""
     from stratus.gateway.admission import settle
-    from stratus.gateway.deps import lease
+    from stratus.gateway.pool import lease
     from stratus.gateway.traces import TraceRecord, record_trace
 
     who = ctx.principal

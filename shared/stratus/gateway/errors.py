@@ -1,12 +1,16 @@
 """Every failure leaves the gateway as OpenAI's error shape, so the official SDKs raise their typed
 exceptions: `{"error": {"message", "type", "param", "code"}}` with the matching HTTP status.
 
-Domain and provider errors are mapped here once (`from_exception`); routes raise APIError directly only
-for what is the HTTP layer's own business (auth, limits, unknown routes).
+Domain and provider errors are mapped here once, through one table (`table`): `from_exception` for what is
+raised in-process, `from_workflow` for a failed query workflow (by its error name, which is the failing
+task's exception class); routes raise APIError directly only for what is the HTTP layer's own business
+(auth, limits, unknown routes).
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from stratus import errors as domain
@@ -82,48 +86,156 @@ def guard_blocked(verdict: Any) -> APIError:
                     param="messages" if verdict.stage == "input" else None, code=f"guard_{verdict.rail}")
 
 
-def from_exception(err: Exception) -> APIError:
-    """The API error for a domain or provider failure; anything unexpected is a 500 without internals."""
+# --- the one error table ------------------------------------------------------------------------------
+# Every failure reaches the client through it: an exception raised in-process (plain and streamed chat, the
+# other routes) and a failed query workflow (non-streamed RAG), whose error name is the failing task's
+# exception class (its Lambda errorType) or a Step Functions / Lambda name. Both become a `Failure`; the
+# row is the first class in the failure's MRO that the table names. docs/gateway.md#errors shows it.
+OWN = "own"  # the code: the error's own (AllDeploymentsFailed: "all_deployments_failed")
+LAST = "last"  # the code: the deciding class's (for AllDeploymentsFailed, its last failure's)
+FIELD = "field"  # the param: the error's field
+INTERNAL = "internal error; the request id identifies it in the logs"
+
+
+@dataclass(frozen=True)
+class Rule:
+    status: int
+    type: str = "api_error"
+    code: str = OWN  # OWN, LAST or a fixed code
+    param: str | None = None  # FIELD, a fixed param or None
+    retry_after: bool = False  # retry-after (whole seconds, at least 1) when the failure carries one
+    no_retry: bool = False  # x-should-retry: false (the SDKs would retry a 5xx)
+    message: str | None = None  # a fixed message: nothing internal leaves
+    model_code: str | None = None  # the code when the field is "model"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What the table needs, from an exception or from a workflow's error name and cause."""
+
+    kind: type[BaseException]  # picks the row: the error's class (AllDeploymentsFailed: its last failure's)
+    message: str
+    code: str  # the error's own code
+    field: str | None = None
+    retry_after: float | None = None
+
+
+@functools.cache
+def table() -> dict[type[BaseException], Rule]:
+    from stratus.aws.workflows import WorkflowTimedOut
+    from stratus.llm import errors as llm
+
+    bad = "invalid_request_error"
+    return {
+        # The request is valid and names a known model; this deployment cannot serve it (no internet route to
+        # any of the model's providers). 503: the operator's fix, and a 5xx counts on the error-rate alarm
+        # where a 4xx would hide it. Not transient: the SDKs are told not to retry.
+        llm.ProviderEgressRequired: Rule(503, code=LAST, param="model", no_retry=True),
+        llm.ContextLengthExceeded: Rule(400, bad, code="context_length_exceeded", param="messages"),
+        llm.InvalidRequest: Rule(400, bad, code="invalid_request", param=FIELD),
+        llm.DeadlineExceeded: Rule(504, code=LAST),
+        llm.ProviderTimeout: Rule(504, code=LAST),
+        # Upstream trouble after retries and fallback: the gateway is fine, its providers are not; shedding
+        # load or rate-limited says so (503, with the provider's retry-after when it sent one).
+        llm.RateLimited: Rule(503, retry_after=True),
+        llm.Overloaded: Rule(503, retry_after=True),
+        llm.ProviderError: Rule(502, retry_after=True),
+        domain.InvalidInput: Rule(400, bad, param=FIELD),
+        domain.NotFound: Rule(404, bad, code="not_found", param=FIELD, model_code="model_not_found"),
+        domain.Forbidden: Rule(403, "permission_error", param=FIELD),
+        domain.TooLarge: Rule(413, bad, code="request_too_large", param=FIELD),
+        domain.Unsupported: Rule(400, bad, param=FIELD),
+        WorkflowTimedOut: Rule(504, code="timeout"),
+        domain.TransientError: Rule(503),
+        BaseException: Rule(500, code="internal_error", message=INTERNAL),  # anything unexpected: no internals
+    }
+
+
+def from_exception(err: BaseException) -> APIError:
+    """The API error for any failure raised in-process (a WorkflowFailed: for the failure it reports)."""
+    from stratus.aws.workflows import WorkflowFailed
     from stratus.llm import errors as llm
 
     if isinstance(err, APIError):
         return err
-    if isinstance(err, llm.ProviderError):
-        return _from_provider(err)
-    if isinstance(err, domain.InvalidInput):
-        return invalid_request(err.message, param=err.field, code=err.code)
-    if isinstance(err, domain.NotFound):
-        code = "model_not_found" if err.field == "model" else "not_found"
-        return not_found(err.message, param=err.field, code=code)
-    if isinstance(err, domain.Forbidden):
-        return APIError(403, err.message, type="permission_error", code=err.code, param=err.field)
-    if isinstance(err, domain.TooLarge):
-        return too_large(err.message, param=err.field)
-    if isinstance(err, domain.Unsupported):
-        return invalid_request(err.message, param=err.field, code=err.code)
-    if isinstance(err, domain.TransientError):
-        return APIError(503, err.message, type="api_error", code=err.code)
-    return APIError(500, "internal error; the request id identifies it in the logs", type="api_error",
-                    code="internal_error")
+    if isinstance(err, WorkflowFailed):
+        return from_workflow(err.error, err.detail)
+    kind: type[BaseException] = type(err)
+    if isinstance(err, llm.AllDeploymentsFailed) and err.last is not None:
+        kind = type(err.last)
+    stratus = isinstance(err, domain.StratusError)
+    return apply(Failure(kind, err.message if stratus else str(err), getattr(err, "code", "internal_error"),
+                         getattr(err, "field", None), getattr(err, "retry_after", None)))
 
 
-def _from_provider(err: Any) -> APIError:
+def apply(failure: Failure) -> APIError:
+    rules = table()
+    rule = next(rules[k] for k in failure.kind.__mro__ if k in rules)
+    if rule.model_code is not None and failure.field == "model":
+        code = rule.model_code
+    else:
+        code = {OWN: failure.code, LAST: getattr(failure.kind, "code", failure.code)}.get(rule.code, rule.code)
+    headers: dict[str, str] = {}
+    if rule.retry_after and failure.retry_after:
+        headers["retry-after"] = str(max(1, int(failure.retry_after)))
+    if rule.no_retry:
+        headers["x-should-retry"] = "false"
+    return APIError(rule.status, rule.message or failure.message, type=rule.type, code=code,
+                    param=failure.field if rule.param == FIELD else rule.param, headers=headers)
+
+
+# --- a failed query workflow ----------------------------------------------------------------------------
+# Step Functions' own error names (and Lambda's, for an invocation that failed as such) as the class whose
+# row they take; any other name that is not an exception class takes the last row (500).
+TIMEOUT_NAMES = ("States.Timeout", "States.HeartbeatTimeout", "Sandbox.Timedout")
+TRANSIENT_NAMES = ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                   "Lambda.TooManyRequestsException")  # the ASL retries these with TransientError
+
+
+@functools.cache
+def error_classes() -> dict[str, type[BaseException]]:
+    """Exception classes by the name a Lambda reports them under (errorType): every subclass of the
+    library's StratusError (domain, provider, workflow, prompt errors) and Python's built-in exceptions."""
+    import builtins
+
+    import stratus.aws.workflows
+    import stratus.llm.errors
+    import stratus.prompts.models  # noqa: F401 - PromptFileError, VersionConflict
+
+    found = {n: c for n, c in vars(builtins).items() if isinstance(c, type) and issubclass(c, BaseException)}
+    todo: list[type[BaseException]] = [domain.StratusError]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def workflow_failure(name: str, detail: str) -> Failure:
+    """A failed workflow's error name and detail (WorkflowFailed.detail: the errorMessage of the failing
+    task's Lambda error JSON, or Step Functions' own text) as the failure the table maps. A provider error's
+    retry-after, field and last failure come back from the trailer on its message (llm.errors.read_wire)."""
+    from stratus.aws.workflows import WorkflowTimedOut
     from stratus.llm import errors as llm
 
-    last = err.last if isinstance(err, llm.AllDeploymentsFailed) and err.last is not None else err
-    if isinstance(last, llm.ProviderEgressRequired):
-        # The request is valid and names a known model; this deployment cannot serve it (no internet route
-        # to any of the model's providers). 503: the operator's fix, and a 5xx counts on the error-rate
-        # alarm where a 4xx would hide it. Not transient: the SDKs are told not to retry.
-        return APIError(503, err.message, type="api_error", code=last.code, param="model",
-                        headers={"x-should-retry": "false"})
-    if isinstance(last, llm.ContextLengthExceeded):
-        return invalid_request(err.message, param="messages", code="context_length_exceeded")
-    if isinstance(last, llm.InvalidRequest):
-        return invalid_request(err.message, param=err.field, code="invalid_request")
-    if isinstance(last, llm.DeadlineExceeded | llm.ProviderTimeout):
-        return APIError(504, err.message, type="api_error", code=last.code)
-    headers = {"retry-after": str(max(1, int(last.retry_after)))} if last.retry_after else None
-    # Upstream trouble after retries and fallback: the gateway is fine, its providers are not.
-    return APIError(502 if not isinstance(last, llm.RateLimited | llm.Overloaded) else 503, err.message,
-                    type="api_error", code=err.code, headers=headers)
+    said = f"{name}: {detail}" if detail else name
+    if name in TIMEOUT_NAMES:
+        return Failure(WorkflowTimedOut, f"the query workflow timed out ({said})", "timeout")
+    if name in TRANSIENT_NAMES:
+        return Failure(domain.TransientError, f"the query workflow failed ({said})", domain.TransientError.code)
+    detail = detail or name
+    cls = error_classes().get(name, Exception)
+    message, extra = llm.read_wire(detail)
+    field = extra.get("field")
+    if cls is domain.NotFound and "model" in message:  # a domain error's field does not travel
+        field = "model"
+    kind: type[BaseException] = cls
+    if isinstance(extra.get("last"), str):
+        kind = error_classes().get(extra["last"], cls)
+    retry_after = extra.get("retry_after")
+    return Failure(kind, message, getattr(cls, "code", "internal_error"), field,
+                   retry_after if isinstance(retry_after, int | float) else None)
+
+
+def from_workflow(name: str, detail: str) -> APIError:
+    return apply(workflow_failure(name, detail))

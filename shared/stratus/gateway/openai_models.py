@@ -144,7 +144,7 @@ class ChatCompletionRequest(_Body):
             raise errors.invalid_request("stream_options is only allowed with stream: true", param="stream_options")
 
     def parameters(self, max_tokens: int | None) -> dict[str, Any]:
-        """stratus.generation.models.Parameters fields (unset ones come from the prompt)."""
+        """stratus.workflow_state.Parameters fields (unset ones come from the prompt)."""
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         values = {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p, "stop": stop,
                   "seed": self.seed, "tools": self.tools, "tool_choice": self.tool_choice,

@@ -15,16 +15,10 @@ from stratus.db import tenants as store
 from stratus.db.connection import tenant_transaction
 from stratus.errors import InvalidInput, NotFound
 from stratus.gateway import admission
-from stratus.tenants import TENANT_ID, TENANT_ID_PATTERN
+from stratus.tenants import check_tenant_id
 
 _RATE_LIMITS = ("requests_per_minute", "tokens_per_minute", "key_requests_per_minute", "key_tokens_per_minute")
 PERIODS = ("day", "month")
-
-
-def check_tenant_id(tenant_id: str) -> str:
-    if not isinstance(tenant_id, str) or not TENANT_ID.match(tenant_id):
-        raise InvalidInput(f"tenant_id {tenant_id!r} must match {TENANT_ID_PATTERN}", field="tenant_id")
-    return tenant_id
 
 
 def create_tenant(conn: store.Connection, tenant_id: str, name: str = "", *, exist_ok: bool = True) -> dict[str, Any]:

@@ -46,7 +46,7 @@ class TraceRecord(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     streamed: bool = False
-    guard: dict[str, Any] | None = None  # the rails' verdicts (stratus.guard.state.GuardSummary)
+    guard: dict[str, Any] | None = None  # the rails' verdicts (stratus.workflow_state.GuardSummary)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

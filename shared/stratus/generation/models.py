@@ -1,142 +1,24 @@
-"""The query workflow's typed state: what a client asks, and what the generate task returns.
+"""The query workflow's typed state now lives in stratus.workflow_state (shared by guard and generation
+without either importing the other). These names stay importable from here only for callers not yet
+updated (gateway/chat.py, stratus_tools); new code imports stratus.workflow_state."""
 
-The state machine passes one JSON document from task to task: a QueryRequest, to which Retrieve adds
-`retrieval` (RAG mode); Generate reads it (GenerateTask) and replaces it with a GenerateResponse.
-"""
+from stratus.workflow_state import (
+    CacheInfo,
+    Citation,
+    GenerateResponse,
+    GenerateTask,
+    Name,
+    Parameters,
+    PromptRef,
+    QueryMode,
+    QueryRequest,
+    RequestId,
+    RetrievalOptions,
+    new_query,
+    parse_model,
+)
 
-from __future__ import annotations
-
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-
-from stratus.errors import InvalidInput
-from stratus.guard.state import GuardState, GuardSummary
-from stratus.llm.types import FinishReason, Message, ToolCall, Usage
-from stratus.retrieval.models import Mode as RetrievalMode
-from stratus.retrieval.models import RetrievalFilters, RetrieveResponse
-from stratus.tenants import TenantId
-from stratus.validation import describe_errors
-
-RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]{0,63}$")]
-QueryMode = Literal["rag", "chat"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Parameters(_Strict):
-    """Generation parameters a caller may set; unset ones come from the prompt version."""
-
-    max_tokens: int | None = Field(default=None, ge=1, le=100_000)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    stop: Annotated[list[str], Field(max_length=4)] | None = None
-    seed: int | None = None
-    tools: Annotated[list[dict[str, Any]], Field(max_length=128)] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
-    user: Annotated[str, StringConstraints(max_length=256)] | None = None
-
-
-class RetrievalOptions(_Strict):
-    k: int | None = Field(default=None, ge=1, le=50)
-    mode: RetrievalMode = "hybrid"
-    filters: RetrievalFilters = RetrievalFilters()
-
-
-class QueryRequest(_Strict):
-    """The workflow's input. `query` is what Retrieve searches for (the last user message by default)."""
-
-    request_id: RequestId
-    tenant_id: TenantId
-    mode: QueryMode = "rag"
-    messages: Annotated[list[Message], Field(min_length=1, max_length=256)]
-    query: Annotated[str, StringConstraints(min_length=1, max_length=4000)] | None = None
-    model: Name | None = None  # an alias (or deployment); None: the prompt's model
-    prompt: Name | None = None  # None: settings.default_rag_prompt / default_chat_prompt
-    prompt_label: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "production"
-    prompt_version: int | None = Field(default=None, ge=1)
-    parameters: Parameters = Parameters()
-    retrieval_options: RetrievalOptions = RetrievalOptions()
-    cache: bool = True
-    guard: GuardState | None = None  # set by the input rails; None: no rail has run (e.g. a direct call)
-    # When the caller stops waiting (epoch milliseconds): no task calls a provider past it. None: the
-    # task's own deadline setting only.
-    deadline_ms: int | None = Field(default=None, ge=0)
-
-
-class GenerateTask(QueryRequest):
-    """What the Generate task receives: the request plus, in RAG mode, the Retrieve task's result."""
-
-    retrieval: RetrieveResponse | None = None
-
-
-class Citation(BaseModel):
-    number: int  # the [n] marker in the answer
-    chunk_id: int
-    document_id: str
-    document_version: int
-    source_key: str
-    title: str | None = None
-    score: float
-
-
-class PromptRef(BaseModel):
-    name: str
-    version: int
-    hash: str
-    label: str | None = None
-
-
-class CacheInfo(BaseModel):
-    status: Literal["hit_exact", "hit_semantic", "miss", "bypass"]
-    similarity: float | None = None
-    entry_id: int | None = None
-
-
-class GenerateResponse(BaseModel):
-    request_id: str
-    tenant_id: str
-    mode: QueryMode
-    text: str
-    finish_reason: FinishReason
-    tool_calls: list[ToolCall] = []
-    citations: list[Citation] = []
-    model_alias: str
-    deployment: str | None  # None when served from cache
-    provider: str | None
-    model: str | None
-    offline: bool  # answered by the offline extractive provider, not a language model
-    prompt: PromptRef
-    usage: Usage  # provider tokens of this request: zero for a cached answer
-    cost_usd: float
-    cache: CacheInfo
-    attempts: list[dict[str, Any]] = []
-    chunk_ids: list[int] = []  # the passages the prompt was built from
-    timings_ms: dict[str, float] = {}
-    guard: GuardSummary | None = None  # the rails' verdicts (set by the output rails)
-
-
-def parse_model(model: type[BaseModel], event: object, what: str) -> Any:
-    """Validate `event`; InvalidInput names the first bad field (e.g. `messages.0.role`)."""
-    try:
-        return model.model_validate(event)
-    except ValidationError as err:
-        problems, field = describe_errors(err, empty=what, limit=5)
-        raise InvalidInput(f"invalid {what}: {problems}", field=field) from None
-
-def new_query(question: str, tenant_id: str, *, mode: QueryMode = "rag", model: str | None = None,
-              prompt: str | None = None, k: int | None = None, request_id: str | None = None,
-              history: list[Message] | None = None) -> QueryRequest:
-    """A workflow input for one question (after an optional conversation), validated."""
-    import uuid
-
-    messages = [*(history or []), Message(role="user", content=question)]
-    return parse_model(QueryRequest, {
-        "request_id": request_id or f"req-{uuid.uuid4().hex}", "tenant_id": tenant_id, "mode": mode,
-        "messages": [m.model_dump(exclude_none=True) for m in messages], "query": question, "model": model,
-        "prompt": prompt, "retrieval_options": {"k": k},
-    }, "query")
+__all__ = [
+    "CacheInfo", "Citation", "GenerateResponse", "GenerateTask", "Name", "Parameters", "PromptRef", "QueryMode",
+    "QueryRequest", "RequestId", "RetrievalOptions", "new_query", "parse_model",
+]

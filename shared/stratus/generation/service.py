@@ -13,16 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from stratus.citations import citations_for
 from stratus.config import Settings, get_settings
 from stratus.db import generations as generation_rows
 from stratus.db.connection import get_connection, relax_commit, tenant_transaction
-from stratus.generation.citations import citations_for
-from stratus.generation.models import CacheInfo, GenerateResponse, GenerateTask, PromptRef
 from stratus.llm import errors as llm_errors
 from stratus.llm.catalog import load_catalog
 from stratus.llm.router import RetryPolicy, Router, default_breaker
 from stratus.llm.types import ChatRequest, ContextPassage, Message, Usage
 from stratus.spans import span
+from stratus.workflow_state import CacheInfo, GenerateResponse, GenerateTask, PromptRef, passages_from
 
 _routers: dict[int, Router] = {}
 
@@ -37,16 +37,6 @@ def get_router(settings: Settings | None = None) -> Router:
         _routers.clear()
         _routers[id(catalog)] = router
     return router
-
-
-def passages_from(task: GenerateTask) -> list[ContextPassage]:
-    if task.retrieval is None:
-        return []
-    return [
-        ContextPassage(number=i, chunk_id=h.chunk_id, document_id=h.document_id, document_version=h.document_version,
-                       source_key=h.source_key, title=h.title, text=h.text, score=h.score)
-        for i, h in enumerate(task.retrieval.hits, start=1)
-    ]
 
 
 def _question(task: GenerateTask) -> str:

@@ -15,9 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from stratus.citations import citations_for
 from stratus.config import Settings, get_settings
-from stratus.generation.citations import citations_for
-from stratus.generation.models import CacheInfo, GenerateResponse, GenerateTask
 from stratus.generation.service import (
     NOTHING_KNOWN,
     Known,
@@ -33,6 +32,7 @@ from stratus.generation.service import (
 from stratus.llm import errors as llm_errors
 from stratus.llm.router import Router
 from stratus.llm.types import StreamChunk, ToolCall, ToolCallDelta, Usage
+from stratus.workflow_state import CacheInfo, GenerateResponse, GenerateTask
 
 _CACHED_PIECES = 4  # a cached answer arrives in a few chunks, so clients exercise their streaming path
 

@@ -38,7 +38,7 @@ SUPPORT_THRESHOLD = 0.498
 POLARITY_PENALTY = 0.7
 CASES = Path(__file__).resolve().parents[3] / "evals" / "guard" / "groundedness_cases.jsonl"
 
-# Same marker grammar as stratus.generation.citations: [3], [1, 2], [1][2], [1-3].
+# Same marker grammar as stratus.citations: [3], [1, 2], [1][2], [1-3].
 _MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*[-–,]\s*\d{1,3})*)\]")
 # "... regions. [2] Next" cites the sentence before it: move such markers in front of the punctuation.
 _TRAILING_MARKERS = re.compile(r"([.!?])((?:\s*\[\d{1,3}(?:\s*[-–,]\s*\d{1,3})*\])+)")

@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from stratus.guard.policy import REQUEST_ENTITIES, GuardPolicy
-from stratus.guard.state import GuardState, Verdict
 from stratus.llm.types import ContextPassage, Message
 from stratus.spans import Span, span
+from stratus.workflow_state import GuardState, Verdict
 
 # The canary instruction joins the first system message; models asked to repeat their instructions
 # repeat it too, which is what the canary rail looks for.

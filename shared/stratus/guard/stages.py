@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.generation.models import GenerateResponse, GenerateTask, QueryRequest
 from stratus.guard import rails
 from stratus.guard.policy import GuardPolicy
-from stratus.guard.state import GuardSummary
 from stratus.spans import span
+from stratus.workflow_state import GenerateResponse, GenerateTask, GuardSummary, QueryRequest
 
 
 def guard_input(request: QueryRequest, policy: GuardPolicy) -> QueryRequest:
@@ -35,8 +34,8 @@ def guard_context(task: GenerateTask) -> GenerateTask:
 
 
 def guard_output(task: GenerateTask, response: GenerateResponse) -> GenerateResponse:
-    from stratus.generation.citations import citations_for
-    from stratus.generation.service import passages_from
+    from stratus.citations import citations_for
+    from stratus.workflow_state import passages_from
 
     state = task.guard
     if state is None:
@@ -76,7 +75,7 @@ def run_stage(event: Any, *, conn: Any = None) -> dict[str, Any]:
     goes on with (the final response, for the output stage). Invalid input raises InvalidInput naming
     the field; a policy decision never raises."""
     from stratus.errors import InvalidInput
-    from stratus.generation.models import parse_model
+    from stratus.workflow_state import parse_model
 
     if not isinstance(event, dict) or event.get("stage") not in STAGES:
         raise InvalidInput(f"stage must be one of {', '.join(STAGES)}", field="stage")

@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 
 from stratus.guard import rails
-from stratus.guard.state import GuardState, GuardSummary, Verdict
 from stratus.llm.types import ContextPassage
+from stratus.workflow_state import GuardState, GuardSummary, Verdict
 
 # The end of a sentence or line: what follows can be checked on its own.
 _BOUNDARY = re.compile(r"[.!?:;](?=\s)\s*|\n+")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Protocol
 
-from stratus.ingest.extract import Block, ExtractedDocument
-from stratus.ingest.models import ChunkDraft
+from stratus.db.records import ChunkDraft
+from stratus.ingest.blocks import Block, ExtractedDocument
 
 # Bump when the chunking rules change: it is part of the content hash, so documents get re-chunked.
 CHUNKER_VERSION = "1"

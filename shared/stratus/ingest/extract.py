@@ -1,49 +1,23 @@
 """Text extraction: bytes of a .txt, .md, .html or .pdf file -> title and structured blocks.
 
-A block is a paragraph with the heading path above it (and its page, for PDFs); the chunker packs
-blocks into chunks and never merges blocks from different sections. pypdf and beautifulsoup4 are
-imported only when a document of their type arrives.
+The result is an ExtractedDocument of Blocks (stratus.ingest.blocks, shared with the html and pdf
+extractors and the chunker). pypdf and beautifulsoup4 are imported only when a document of their type
+arrives.
 """
 
 from __future__ import annotations
 
 import codecs
-import hashlib
 import re
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from stratus.errors import ExtractionFailed, TooLarge, Unsupported
+from stratus.ingest.blocks import Block, ExtractedDocument, paragraphs
 
 KINDS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
          ".html": "html", ".htm": "html", ".pdf": "pdf"}
 _CONTENT_TYPES = {"text/plain": "text", "text/markdown": "markdown", "text/x-markdown": "markdown",
                   "text/html": "html", "application/xhtml+xml": "html", "application/pdf": "pdf"}
-
-
-@dataclass(frozen=True)
-class Block:
-    text: str
-    heading_path: tuple[str, ...] = ()
-    page: int | None = None
-
-
-@dataclass(frozen=True)
-class ExtractedDocument:
-    kind: str
-    title: str | None
-    blocks: list[Block] = field(default_factory=list)
-    page_count: int | None = None
-
-    def canonical_text(self) -> str:
-        """Text plus structure, so that moving a paragraph under another heading counts as a change."""
-        parts = [self.title or ""]
-        for b in self.blocks:
-            parts.append(f"\x1e{b.page or ''}\x1f{chr(0x1f).join(b.heading_path)}\x1d{b.text}")
-        return "\n".join(parts)
-
-    def content_hash(self, salt: str = "") -> str:
-        return hashlib.sha256((salt + "\n" + self.canonical_text()).encode("utf-8")).hexdigest()
 
 
 def detect_kind(key: str, content_type: str | None = None) -> str:
@@ -123,19 +97,6 @@ def _html_charset(data: bytes) -> str | None:
 
 
 # --- plain text and markdown -------------------------------------------------------------------------
-
-_BLANK_LINES = re.compile(r"\n[ \t]*\n")
-_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
-
-
-def paragraphs(text: str) -> list[str]:
-    out = []
-    for para in _BLANK_LINES.split(text):
-        para = _SPACES.sub(" ", para).strip()
-        if para:
-            out.append(para)
-    return out
-
 
 def extract_plain(text: str) -> ExtractedDocument:
     blocks = [Block(p) for p in paragraphs(text)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from stratus.ingest.extract import Block, ExtractedDocument, paragraphs
+from stratus.ingest.blocks import Block, ExtractedDocument, paragraphs
 
 _DROP = ("script", "style", "nav", "footer", "noscript", "template", "svg", "iframe", "form", "head")
 _BLOCKS = ("p", "div", "section", "article", "main", "aside", "header", "li", "ul", "ol", "dl", "dt", "dd",

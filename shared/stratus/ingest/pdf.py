@@ -6,7 +6,7 @@ import io
 import re
 
 from stratus.errors import ExtractionFailed
-from stratus.ingest.extract import Block, ExtractedDocument, paragraphs
+from stratus.ingest.blocks import Block, ExtractedDocument, paragraphs
 
 _HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
 _LINE_BREAK = re.compile(r"(?<!\n)\n(?!\n)")

@@ -24,11 +24,12 @@ import numpy as np
 from stratus.config import Settings, get_settings
 from stratus.db import documents
 from stratus.db.connection import tenant_transaction
+from stratus.db.records import SourceObject
 from stratus.embeddings import Embedder, get_embedder
 from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientError, Unsupported
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
-from stratus.ingest.models import IngestResult, SourceObject
+from stratus.ingest.models import IngestResult
 from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)

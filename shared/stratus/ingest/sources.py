@@ -12,9 +12,10 @@ import logging
 
 from stratus.aws import s3
 from stratus.config import get_settings
+from stratus.db.records import SourceObject
 from stratus.errors import InvalidInput, NotFound, TooLarge
 from stratus.ingest.events import DocumentKey, ObjectEvent, split_key
-from stratus.ingest.models import IngestResult, SourceObject
+from stratus.ingest.models import IngestResult
 from stratus.spans import span
 
 log = logging.getLogger(__name__)

@@ -3,11 +3,22 @@
 - retryable: the same deployment may succeed if asked again (after `retry_after` when given).
 - fallback: another deployment may succeed where this one failed.
 A failure that is neither (e.g. a malformed request) stops the request: no other model will accept it.
+
+Across a Lambda boundary an exception travels as its class name and `str(err)` only (the runtime's error
+JSON: errorType, errorMessage, stackTrace). So `str()` of a provider error is its message plus, when there
+is any, what the class name cannot say, as a trailer `[stratus {"last": ..., "retry_after": ..., "field": ...}]`
+(`wire_fields`); `read_wire` splits it off again (stratus.gateway.errors, for a failed query workflow).
+`.message` stays the plain message.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from stratus.errors import StratusError
+
+_WIRE = " [stratus "
 
 
 class ProviderError(StratusError):
@@ -26,6 +37,19 @@ class ProviderError(StratusError):
     @property
     def kind(self) -> str:
         return self.code
+
+    def wire_fields(self) -> dict[str, Any]:
+        """What the API error needs beyond the class name and the message (see the module's docstring)."""
+        out: dict[str, Any] = {}
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+    def __str__(self) -> str:
+        extra = self.wire_fields()
+        return f"{self.message}{_WIRE}{json.dumps(extra, separators=(',', ':'))}]" if extra else self.message
 
 
 class RateLimited(ProviderError):
@@ -128,3 +152,23 @@ class AllDeploymentsFailed(ProviderError):
                          retry_after=last.retry_after if last else None)
         self.attempts = attempts or []
         self.last = last
+
+    def wire_fields(self) -> dict[str, Any]:
+        out = super().wire_fields()
+        if self.last is not None:
+            out["last"] = type(self.last).__name__
+        return out
+
+
+def read_wire(text: str) -> tuple[str, dict[str, Any]]:
+    """A provider error's `str()` (a Lambda's errorMessage) -> (the message, its wire fields); text
+    without a trailer (or with a damaged one) is all message."""
+    start = text.rfind(_WIRE)
+    tail = text[start + len(_WIRE):].rstrip()
+    if start < 0 or not tail.endswith("]"):
+        return text, {}
+    try:
+        fields = json.loads(tail[:-1])
+    except ValueError:
+        return text, {}
+    return (text[:start], fields) if isinstance(fields, dict) else (text, {})

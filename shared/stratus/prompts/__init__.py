@@ -5,11 +5,12 @@ the database, with labels (production, staging, ...) that point at versions glob
     render.py    Jinja2 templates in a sandbox: compile, check variables, render
     files.py     the prompt folder: find it, load every file, canonical YAML
     registry.py  sync, resolve, promote, rollback, diff, list (the API the generate function uses)
-    commands.py  `stratus prompts ...`
 
-Nothing heavy is imported here: the CLI builds its parser from commands.py, and Jinja2 (~100 ms to
+`stratus prompts ...` is stratus_tools/cli/prompts.py. Nothing heavy is imported here, and Jinja2 (~100 ms to
 import) is loaded only when a template is first compiled. The registry API is importable from here
 (`from stratus.prompts import resolve_prompt`), loaded on first use.
+
+May import: config, db, errors, llm. Never stratus_tools; no cycles (pyproject.toml, [tool.importlinter]).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from stratus.errors import InvalidInput, StratusError
+from stratus.prompts.render import compile_template, template_variables
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # mirrors the CHECK in infra/db/migrations/0004_prompts.sql
@@ -144,9 +145,7 @@ class PromptVersion(BaseModel):
                history: Sequence[Any] | None = None) -> list[Any]:
         """The messages for a model: templates rendered with `variables` (exactly the declared ones),
         the caller's `history` (stratus.llm.types.Message) in place of the placeholder."""
-        from stratus.prompts.render import render_messages
-
-        return render_messages(self, dict(variables or {}), list(history or []))
+        return _render_messages(self, dict(variables or {}), list(history or []))
 
 
 def _field(loc: Sequence[int | str]) -> str:
@@ -183,11 +182,71 @@ def build_prompt(name: str, version: int, data: object, *, source: str) -> Promp
     if len(set(spec.variables)) != len(spec.variables):
         raise PromptFileError(f"{source}: variables: declared more than once", field="variables")
 
-    from stratus.prompts.render import check_templates
-
-    check_templates(spec, source=source)
+    _check_templates(spec, source=source)
     canonical = spec.canonical()
     return PromptVersion(
         name=name, version=version, description=spec.description, model=spec.model, parameters=canonical["parameters"],
         variables=tuple(canonical["variables"]), messages=tuple(spec.messages), content_hash=content_hash(canonical),
     )
+
+
+def _check_templates(spec: PromptSpec, *, source: str) -> None:
+    """Every template compiles, reads only declared variables, and every declared variable is read."""
+    from jinja2 import TemplateSyntaxError
+
+    declared = set(spec.variables)
+    used: set[str] = set()
+    for i, entry in enumerate(spec.messages):
+        if not isinstance(entry, MessageTemplate):
+            continue
+        field = f"messages[{i}].content"
+        try:
+            names = template_variables(entry.content)
+            compile_template(entry.content)
+        except TemplateSyntaxError as err:
+            raise PromptFileError(f"{source}: {field}: template syntax error on line {err.lineno}: {err.message}",
+                                  field=field) from None
+        undeclared = sorted(names - declared)
+        if undeclared:
+            raise PromptFileError(
+                f"{source}: {field}: uses undeclared variable(s) {', '.join(undeclared)}; declare them under"
+                " `variables`", field=field)
+        used |= names
+    unused = sorted(declared - used)
+    if unused:
+        raise PromptFileError(f"{source}: variables: declared but never used: {', '.join(unused)}",
+                              field="variables")
+
+
+def _render_messages(prompt: PromptVersion, variables: dict[str, Any], history: list[Any]) -> list[Any]:
+    from jinja2 import TemplateError
+
+    from stratus.llm.types import Message
+
+    missing = sorted(set(prompt.variables) - variables.keys())
+    if missing:
+        raise InvalidInput(f"prompt {prompt.ref}: missing variable(s): {', '.join(missing)}",
+                           field=f"variables.{missing[0]}")
+    extra = sorted(variables.keys() - set(prompt.variables))
+    if extra:
+        raise InvalidInput(f"prompt {prompt.ref}: unexpected variable(s): {', '.join(extra)} (declared:"
+                           f" {', '.join(prompt.variables) or 'none'})", field=f"variables.{extra[0]}")
+    if history and not prompt.has_history:
+        raise InvalidInput(f"prompt {prompt.ref} has no {{placeholder: history}}: it does not take conversation"
+                           " messages", field="messages")
+    bad = [i for i, m in enumerate(history) if not isinstance(m, Message)]
+    if bad:
+        raise InvalidInput(f"history[{bad[0]}]: a Message is expected", field=f"history[{bad[0]}]")
+
+    out: list[Message] = []
+    for i, entry in enumerate(prompt.messages):
+        if isinstance(entry, Placeholder):
+            out.extend(history)
+            continue
+        try:
+            text = compile_template(entry.content).render(variables).strip()
+        except TemplateError as err:  # StrictUndefined (e.g. a passage without `text`), sandbox refusals
+            raise InvalidInput(f"prompt {prompt.ref}: messages[{i}].content: {err}",
+                               field=f"messages[{i}].content") from None
+        out.append(Message(role=entry.role, content=text))
+    return out

@@ -1,0 +1,1 @@
+"""Response-cache tooling: the semantic threshold calibration (calibrate.py). The cache itself is stratus.cache."""
