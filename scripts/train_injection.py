@@ -57,6 +57,7 @@ from stratus_tools.guard.training import (
     doc_pieces,
     files_sha256,
     package_documents,
+    save_and_report,
     splice,
     split_of,
     stdlib_documents,
@@ -215,10 +216,7 @@ def main() -> None:
             "indirect_test": binary_metrics(ind_te_scores >= context_threshold, ind_te_y),
         },
     }
-    model.save(args.out, metadata)
-    for split, m in metadata["metrics"].items():
-        print(f"{split:>10}: " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
-    print(f"wrote {args.out}.npz / .json in {time.perf_counter() - started:.1f}s")
+    save_and_report(model, args.out, metadata, started, width=10)
 
 
 if __name__ == "__main__":

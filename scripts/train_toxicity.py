@@ -27,6 +27,7 @@ from stratus.guard.toxicity import CASES, DEFAULT_MODEL, TRAIN_SET, ToxicityClas
 from stratus_tools.guard.training import (
     files_sha256,
     load_labelled_jsonl,
+    save_and_report,
     stratified_split,
     threshold_at_fpr,
     train_logistic,
@@ -102,10 +103,7 @@ def main() -> None:
             "benign_chat": binary_metrics(scores_of(model, chat_x) >= threshold, chat_y),
         },
     }
-    model.save(args.out, metadata)
-    for split, m in metadata["metrics"].items():
-        print(f"{split:>15}: " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
-    print(f"wrote {args.out}.npz / .json in {time.perf_counter() - started:.1f}s")
+    save_and_report(model, args.out, metadata, started, width=15)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -87,3 +88,16 @@ def new_tenant(pg_url: str) -> Callable[[], str]:
 def tenant_id(pg_url: str) -> str:
     """A fresh tenant, created and ready for documents."""
     return create_tenant(pg_url)
+
+
+def load_function_app(function: str, module_name: str | None = None) -> ModuleType:
+    """A function's `functions/<function>/app.py`, loaded as its own module the way Lambda loads a handler."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(module_name or f"{function}_app",
+                                                  root / "functions" / function / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.generation.service import generate
 from stratus.observability import observe
+from stratus.query import generate
 from stratus.workflow_state import GenerateTask, parse_model
 
 obs = observe("generate")  # a bad configuration fails at cold start, naming the variable

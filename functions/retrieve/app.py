@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from stratus.observability import observe
+from stratus.query import retrieve
 from stratus.retrieval.models import parse_request
-from stratus.retrieval.service import retrieve
 
 obs = observe("retrieve")  # a bad configuration fails at cold start, naming the variable
 

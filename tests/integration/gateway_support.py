@@ -1,9 +1,12 @@
-"""Helpers for the gateway's integration tests: tenants with keys, and the app behind a test client."""
+"""Helpers for the gateway's integration tests: tenants with keys, and a loopback model catalog."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
+
+import pytest
 
 from stratus.db import documents
 from stratus.db.connection import connect, tenant_transaction
@@ -40,6 +43,11 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def admin_auth(url: str) -> dict[str, str]:
+    """Headers with an operator's key: it belongs to an "ops" tenant and holds only the admin scope."""
+    return auth(tenant_with_key(url, "ops", scopes=["admin"])[1])
+
+
 def fresh_rate_window(margin_s: float = 8.0) -> None:
     """Rate limits count in UTC minute windows: a test that fills one must not straddle a rollover."""
     import time
@@ -48,3 +56,16 @@ def fresh_rate_window(margin_s: float = 8.0) -> None:
     left = 60 - (datetime.now(UTC).second + datetime.now(UTC).microsecond / 1e6)
     if left < margin_s:
         time.sleep(left + 0.05)
+
+
+def loop_catalog(tmp_path_factory: pytest.TempPathFactory, base_url: str, *, timeout_s: float,
+                 deployment: str = "loop-openai") -> str:
+    """A models file with one OpenAI deployment at a loopback upstream, the alias `fast` its only route."""
+    catalog = {"default_alias": "fast",
+               "deployments": {deployment: {"provider": "openai", "model": "gpt-loop", "base_url": base_url,
+                                            "timeout_s": timeout_s, "max_output_tokens": 500,
+                                            "price": {"input": 2.0, "output": 8.0}}},
+               "aliases": {"fast": [deployment]}}
+    path = tmp_path_factory.mktemp("catalog") / "models.yaml"
+    path.write_text(json.dumps(catalog))  # JSON is YAML
+    return str(path)

@@ -23,6 +23,7 @@ from stratus.db.records import SourceObject
 from stratus.evals.sampler import SETTLE, run_sampler
 from stratus.evals.sampling import is_sampled, sample_point
 from stratus.ingest.pipeline import ingest_document
+from tests.conftest import load_function_app
 from tests.integration.gateway_support import auth, tenant_with_key
 from tests.support.upstreams import OpenAIUpstream
 
@@ -363,17 +364,13 @@ class _LambdaContext:
 @pytest.mark.parametrize("emit", [True, False])
 def test_the_handler_stops_at_the_lambda_deadline_and_emits_its_metrics_when_configured(
         pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, emit: bool) -> None:
-    import importlib.util
 
     from stratus.config import reset_settings
 
     tenant_with_key(pg_url, "evh")  # at least one tenant for the run to leave
     monkeypatch.setenv("STRATUS_EMIT_METRICS", "true" if emit else "false")
     reset_settings()
-    spec = importlib.util.spec_from_file_location("eval_sampler_app", ROOT / "functions" / "eval_sampler" / "app.py")
-    assert spec and spec.loader
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    app = load_function_app("eval_sampler")
     capsys.readouterr()
     out: dict[str, Any] = {}
     try:

@@ -4,7 +4,6 @@ and model overrides, all behind the admin scope."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,21 +12,12 @@ from fastapi.testclient import TestClient
 from stratus.db import generations
 from stratus.db.connection import tenant_transaction
 from stratus.llm.catalog import load_catalog
-from tests.integration.gateway_support import auth, tenant_with_key
-
-
-@pytest.fixture(scope="module")
-def client(pg_url: str) -> Iterator[TestClient]:
-    from stratus.gateway.app import create_app
-
-    with TestClient(create_app()) as c:
-        yield c
+from tests.integration.gateway_support import admin_auth, auth, tenant_with_key
 
 
 @pytest.fixture(scope="module")
 def admin(pg_url: str) -> dict[str, str]:
-    """An operator's key: it belongs to an "ops" tenant and holds only the admin scope."""
-    return auth(tenant_with_key(pg_url, "ops", scopes=["admin"])[1])
+    return admin_auth(pg_url)
 
 
 @pytest.fixture

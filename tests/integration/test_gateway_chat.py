@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -15,10 +14,9 @@ import pytest
 
 from stratus.config import Settings, load_settings
 from stratus.db.connection import connect
-from stratus.gateway.app import create_app
 from stratus.gateway.traces import get_trace
 from stratus_tools.local.server import GatewayServer
-from tests.integration.gateway_support import fresh_rate_window, tenant_with_key
+from tests.integration.gateway_support import fresh_rate_window, loop_catalog, tenant_with_key
 from tests.support.upstreams import Fault, OpenAIUpstream
 
 WEATHER_TOOL = {"type": "function", "function": {
@@ -27,35 +25,11 @@ WEATHER_TOOL = {"type": "function", "function": {
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[OpenAIUpstream]:
-    with OpenAIUpstream() as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
 def settings(pg_url: str, upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    catalog = {"default_alias": "fast",
-               "deployments": {"loop-openai": {"provider": "openai", "model": "gpt-loop", "base_url": upstream.base_url,
-                                               "timeout_s": 2, "max_output_tokens": 500,
-                                               "price": {"input": 2.0, "output": 8.0}}},
-               "aliases": {"fast": ["loop-openai"]}}
-    path = tmp_path_factory.mktemp("catalog") / "models.yaml"
-    path.write_text(json.dumps(catalog))  # JSON is YAML
-    return load_settings(database_url=pg_url, models_file=str(path), openai_api_key="sk-loop", provider_mode="hosted",
+    path = loop_catalog(tmp_path_factory, upstream.base_url, timeout_s=2)
+    return load_settings(database_url=pg_url, models_file=path, openai_api_key="sk-loop", provider_mode="hosted",
                          cache_enabled=False, retry_attempts=0, max_body_bytes=16 * 1024, max_messages=8,
                          max_output_tokens=1000)
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[GatewayServer]:
-    with GatewayServer(create_app(settings)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def up(upstream: OpenAIUpstream) -> OpenAIUpstream:
-    upstream.clear()
-    return upstream
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import openai
 import pytest
 
 from stratus.config import Settings, load_settings
-from stratus.gateway.app import create_app
 from stratus_tools.local.server import GatewayServer
 from tests.integration.gateway_support import tenant_with_key
 from tests.support.upstreams import BedrockUpstream, OpenAIUpstream
@@ -45,12 +44,6 @@ def settings(pg_url: str, upstreams: tuple[OpenAIUpstream, BedrockUpstream],
     path.write_text(json.dumps(catalog))  # JSON is YAML
     return load_settings(database_url=pg_url, models_file=str(path), openai_api_key="sk-loop", provider_mode="hosted",
                          provider_egress="none", cache_enabled=False, retry_attempts=0)
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[GatewayServer]:
-    with GatewayServer(create_app(settings)) as srv:
-        yield srv
 
 
 @pytest.fixture

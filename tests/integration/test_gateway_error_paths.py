@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from stratus.config import load_settings
 from stratus_tools.local.stack import EnvOverlay, LocalStack
-from tests.integration.gateway_support import auth, tenant_with_key
+from tests.integration.gateway_support import auth, loop_catalog, tenant_with_key
 from tests.support.upstreams import Fault, OpenAIUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,23 +29,11 @@ PATHS = {"plain": ("fast", False), "streamed": ("fast", True), "rag": ("rag/fast
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[OpenAIUpstream]:
-    with OpenAIUpstream() as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
 def stack(pg_url: str, upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    catalog = {"default_alias": "fast",
-               "deployments": {DEPLOYMENT: {"provider": "openai", "model": "gpt-loop", "base_url": upstream.base_url,
-                                               "timeout_s": 20, "max_output_tokens": 500,
-                                               "price": {"input": 2.0, "output": 8.0}}},
-               "aliases": {"fast": [DEPLOYMENT]}}
-    path = tmp_path_factory.mktemp("catalog") / "models.yaml"
-    path.write_text(json.dumps(catalog))  # JSON is YAML
+    path = loop_catalog(tmp_path_factory, upstream.base_url, timeout_s=20, deployment=DEPLOYMENT)
     # The gateway and the workflow's tasks run in this process and read the same environment.
     env = EnvOverlay()
-    env.set({"STRATUS_MODELS_FILE": str(path), "STRATUS_OPENAI_API_KEY": "sk-loop", "STRATUS_PROVIDER_MODE": "hosted",
+    env.set({"STRATUS_MODELS_FILE": path, "STRATUS_OPENAI_API_KEY": "sk-loop", "STRATUS_PROVIDER_MODE": "hosted",
              "STRATUS_CACHE_ENABLED": "false", "STRATUS_RETRY_ATTEMPTS": "0",
              "STRATUS_GENERATION_DEADLINE_S": str(DEADLINE_S), "STRATUS_STREAM_DEADLINE_S": str(DEADLINE_S),
              "STRATUS_EVAL_SAMPLE_RATE": "0"})
@@ -67,12 +55,6 @@ def client(stack: LocalStack) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def key(pg_url: str) -> str:
     return tenant_with_key(pg_url, "errpaths")[1]
-
-
-@pytest.fixture
-def up(upstream: OpenAIUpstream) -> OpenAIUpstream:
-    upstream.clear()
-    return upstream
 
 
 def ask(client: TestClient, key: str, path: str) -> tuple[int, dict[str, str], dict[str, Any]]:

@@ -7,7 +7,6 @@ request costing nothing and traced with its verdicts."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -15,10 +14,9 @@ import pytest
 
 from stratus.config import Settings, load_settings
 from stratus.db.connection import connect
-from stratus.gateway.app import create_app
 from stratus.guard.policy import set_policy
 from stratus_tools.local.server import GatewayServer
-from tests.integration.gateway_support import tenant_with_key
+from tests.integration.gateway_support import loop_catalog, tenant_with_key
 from tests.integration.test_gateway_chat import trace
 from tests.support.upstreams import OpenAIUpstream
 
@@ -28,34 +26,10 @@ SYSTEM = ("You are the billing assistant of Acme Corp. Answer questions about in
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[OpenAIUpstream]:
-    with OpenAIUpstream() as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
 def settings(pg_url: str, upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    catalog = {"default_alias": "fast",
-               "deployments": {"loop-openai": {"provider": "openai", "model": "gpt-loop", "base_url": upstream.base_url,
-                                               "timeout_s": 5, "max_output_tokens": 500,
-                                               "price": {"input": 2.0, "output": 8.0}}},
-               "aliases": {"fast": ["loop-openai"]}}
-    path = tmp_path_factory.mktemp("catalog") / "models.yaml"
-    path.write_text(json.dumps(catalog))
-    return load_settings(database_url=pg_url, models_file=str(path), openai_api_key="sk-loop", provider_mode="hosted",
+    path = loop_catalog(tmp_path_factory, upstream.base_url, timeout_s=5)
+    return load_settings(database_url=pg_url, models_file=path, openai_api_key="sk-loop", provider_mode="hosted",
                          cache_enabled=False, retry_attempts=0)
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[GatewayServer]:
-    with GatewayServer(create_app(settings)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def up(upstream: OpenAIUpstream) -> OpenAIUpstream:
-    upstream.clear()
-    return upstream
 
 
 def _tenant(pg_url: str, **rails: dict[str, Any]) -> tuple[str, str]:

@@ -6,7 +6,6 @@ tests/lambda_contract.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -18,6 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from stratus.lambda_web import TRACE_VARIABLE
+from tests.conftest import load_function_app
 from tests.integration.gateway_support import tenant_with_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def gateway(pg_url: str) -> Any:
-    spec = importlib.util.spec_from_file_location("gateway_app", ROOT / "functions" / "gateway" / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function_app("gateway")
 
 
 def _lambda_context(deadline_s: float = 30, trace: str | None = None) -> str:

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import create_tenant
-from tests.integration.gateway_support import auth, tenant_with_key
-
-
-@pytest.fixture(scope="module")
-def client(pg_url: str) -> Iterator[TestClient]:
-    from stratus.gateway.app import create_app
-
-    with TestClient(create_app()) as c:
-        yield c
+from tests.integration.gateway_support import admin_auth
 
 
 @pytest.fixture(scope="module")
 def admin(pg_url: str) -> dict[str, str]:
-    return auth(tenant_with_key(pg_url, "ops", scopes=["admin"])[1])
+    return admin_auth(pg_url)
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from stratus.db.connection import tenant_transaction
 from stratus.db.records import SourceObject
 from stratus.guard.policy import set_policy
 from stratus.guard.rails import FENCE
-from stratus.guard.stages import run_stage
 from stratus.ingest.pipeline import ingest_document
+from stratus.query import guard_task as run_stage
 from stratus.workflow_state import new_query
 from stratus_tools.local.stack import LocalStack
 

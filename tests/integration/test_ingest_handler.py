@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from stratus.aws.clients import client, reset_clients
 from stratus.db import documents
 from stratus.db.connection import tenant_transaction
 from stratus.errors import TransientError
+from tests.conftest import load_function_app
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "stratus-documents-local"  # the bucket named in events/ingest_*.json
@@ -32,11 +32,7 @@ def load_event(name: str, tenant: str, path: str = "handbook/getting started.md"
 
 @pytest.fixture(scope="module")
 def app(pg_url: str) -> Any:
-    spec = importlib.util.spec_from_file_location("ingest_app", ROOT / "functions" / "ingest" / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function_app("ingest")
 
 
 @pytest.fixture

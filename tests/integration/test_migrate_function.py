@@ -5,7 +5,6 @@ to the presigned ResponseURL (here a loopback server playing S3)."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import psycopg
 import pytest
 
 from stratus.aws import custom_resource
+from tests.conftest import load_function_app
 from tests.integration.cfn_support import ResponseUrl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +45,7 @@ class _Context:
 
 
 def _app() -> Any:
-    spec = importlib.util.spec_from_file_location("migrate_app", ROOT / "functions" / "migrate" / "app.py")
-    assert spec and spec.loader
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    return app
+    return load_function_app("migrate")
 
 
 def _event(name: str, url: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from stratus.embeddings import get_embedder
 from stratus.errors import InvalidInput
 from stratus.retrieval.models import RetrieveRequest
 from stratus.retrieval.service import retrieve
+from tests.conftest import load_function_app
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "all-MiniLM-L6-v2-int8"
@@ -220,7 +221,6 @@ def test_invalid_requests_name_the_field() -> None:
 
 
 def test_handler_round_trip(pg_url: str, tenant_id: str) -> None:
-    import importlib.util
 
     conn = connect(pg_url)
     try:
@@ -229,10 +229,7 @@ def test_handler_round_trip(pg_url: str, tenant_id: str) -> None:
         conn.close()
     event = json.loads((ROOT / "events" / "retrieve.json").read_text())
     event["tenant_id"] = tenant_id
-    spec = importlib.util.spec_from_file_location("retrieve_app", ROOT / "functions" / "retrieve" / "app.py")
-    assert spec and spec.loader
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    app = load_function_app("retrieve")
 
     out = app.handler(event, None)
 

@@ -1,5 +1,7 @@
 """Chat completions in OpenAI's shapes: what a model id means, the completion object, the streamed
-chunks, and the mapping of a failed query workflow to the API's errors.
+chunks, and the mapping of a failed query workflow to the API's errors. The steps of an answer, and
+their order, are stratus.query's (the query workflow for non-streamed RAG, the same steps in-process
+otherwise); this module translates between the OpenAI wire shapes and them, and admits and accounts.
 
 Model ids: `<alias>` or a deployment name is plain chat (the caller's messages, prompt
 settings.gateway_chat_prompt); `rag/<alias>` answers from the tenant's documents with citations.
@@ -138,8 +140,9 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
     """POST /v1/chat/completions: limits, model, admission, then the answer (JSON or SSE)."""
     from starlette.responses import JSONResponse
 
+    from stratus import query
     from stratus.gateway.context import admit_or_raise, finish_task
-    from stratus.generation.service import get_router
+    from stratus.generation.service import Known, get_router
 
     body.refuse_unsupported()
     check_limits(body, s)
@@ -153,22 +156,14 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
     admit_or_raise(conn, ctx, who, estimated_tokens=prompt_tokens + max_out,
                    max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s)
     task = _task(body, ctx, who, choice, s)
+    known = Known(tenant_exists=True, alias=choice.alias, override=override)  # the key's tenant exists
     if choice.mode == "rag" and not body.stream:
         response = _run_workflow(task, ctx, s.generation_deadline_s)  # the workflow runs the rails
-    else:
-        task = _guard_input(task, conn, ctx)  # in-process, as the workflow's GuardInput would
-        if body.stream:
-            return _stream(body, ctx, task, choice, conn, s, router, override)
-        from stratus.generation.service import Known, generate
-        from stratus.guard.stages import guard_output
-
-        t = time.perf_counter()
-        known = Known(tenant_exists=True, alias=choice.alias, override=override)  # the key's tenant exists
-        response = generate(task, settings=s, router=router, conn=conn, defer=ctx.deferred, known=known)
-        ctx.step("generation", t)
-        t = time.perf_counter()
-        response = guard_output(task, response)
-        ctx.step("guard_output", t)
+    elif body.stream:
+        return _stream(body, ctx, task, choice, conn, s, router, known)
+    else:  # in-process, the steps in the workflow's order (stratus.query)
+        response = query.run_in_process(task, conn=conn, settings=s, router=router, known=known,
+                                        defer=ctx.deferred, hooks=_hooks(ctx))
     _account(ctx, response, streamed=False)
     _guard_verdict(ctx, response.guard)  # after accounting: an answer blocked on the way out was paid for
     _keep_sample(ctx, task, response, s)
@@ -177,18 +172,13 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
     return JSONResponse(payload, background=finish_task(ctx))
 
 
-# --- guard rails -------------------------------------------------------------------------------------
-def _guard_input(task: Any, conn: Any, ctx: Any) -> Any:
-    """The input rails in-process (plain and streamed chat): injection, PII redaction, the canary.
-    Blocked: 400 guard_<rail> before any provider is called, so nothing is billed."""
-    from stratus.guard.policy import cached_policy
-    from stratus.guard.stages import guard_input
+# --- guard rails ---------------------------------------------------------------------------------------
+def _hooks(ctx: Any) -> Any:
+    """What the in-process pipeline tells the request: each step's time, and each rail's verdicts (a
+    block is the API's 400 guard_<rail>; on the way in, before any provider is called or billed)."""
+    from stratus.query import Hooks
 
-    t = time.perf_counter()
-    task = guard_input(task, cached_policy(conn, task.tenant_id))
-    ctx.step("guard_input", t)
-    _guard_verdict(ctx, task.guard)
-    return task
+    return Hooks(step=ctx.step, verdict=lambda guard: _guard_verdict(ctx, guard))
 
 
 def _guard_verdict(ctx: Any, guard: Any) -> None:
@@ -251,7 +241,7 @@ def _max_cost(deployments: list[Any], prompt_tokens: int, max_out: int) -> float
 
 
 def _task(body: Any, ctx: Any, who: Any, choice: ModelChoice, s: Any) -> Any:
-    from stratus.generation.models import GenerateTask, parse_model
+    from stratus.workflow_state import GenerateTask, parse_model
 
     messages = [m.as_domain() for m in body.messages]
     opts = body.stratus
@@ -297,7 +287,7 @@ def _question(body: Any) -> str:
 def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     """Non-streamed RAG: the query workflow (retrieve, then generate), as every other client runs it."""
     from stratus.aws.workflows import WorkflowFailed, WorkflowTimedOut, run_workflow
-    from stratus.generation.models import GenerateResponse
+    from stratus.workflow_state import GenerateResponse
 
     t = time.perf_counter()
     # The gateway's remaining time bounds everything under it: the wait for the workflow, and (a little
@@ -316,7 +306,7 @@ def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     ctx.step("workflow", t)
     output = result.output
     if "text" not in output:  # the input rails stopped the workflow: it returns the request's state
-        from stratus.guard.state import GuardState
+        from stratus.workflow_state import GuardState
 
         if output.get("guard"):
             _guard_verdict(ctx, GuardState.model_validate(output["guard"]))
@@ -324,35 +314,24 @@ def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     return GenerateResponse.model_validate(output)
 
 
-def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: Any, router: Any,
-            override: list[str] | None) -> Any:
-    """Streamed chat or RAG, in-process (a workflow cannot stream). Retrieval, the context rails, the
-    prompt, the cache and the first model chunk happen before the response starts, so their failures are
-    plain JSON errors. The output rails hold each sentence back until they have passed it
-    (stratus.guard.streaming); a block after the first byte ends the stream with an error event."""
+def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: Any, router: Any, known: Any) -> Any:
+    """Streamed chat or RAG, in-process (a workflow cannot stream). The input rails, retrieval, the
+    context rails, the prompt, the cache and the first model chunk happen before the response starts, so
+    their failures are plain JSON errors. The output rails hold each sentence back until they have passed
+    it (stratus.guard.streaming); a block after the first byte ends the stream with an error event."""
+    from stratus import query
     from stratus.gateway import sse
     from stratus.gateway.context import bill_worst_case, finish_task
-    from stratus.generation.service import Known, passages_from
-    from stratus.generation.streaming import stream_generate
-    from stratus.guard.stages import guard_context, system_prompt
-    from stratus.guard.streaming import GuardedStream
 
-    if choice.mode == "rag":
-        task = _retrieve(task, conn, s, ctx)
-        t = time.perf_counter()
-        task = guard_context(task)
-        ctx.step("guard_context", t)
-        _guard_verdict(ctx, task.guard)
+    task = query.before_stream(task, conn=conn, settings=s, hooks=_hooks(ctx))
     t = time.perf_counter()
-    known = Known(tenant_exists=True, alias=choice.alias, override=override)
     # Records on the request's own leased connection (held until the response and its task are done).
-    generation = stream_generate(task, settings=s, router=router, conn=conn, record_conn=conn, known=known)
+    generation, guard = query.open_stream(task, conn=conn, settings=s, router=router, known=known)
     chunks = iter(generation)
     first = next(chunks, None)
     ctx.step("first_chunk", t)
     bill_worst_case(ctx)
     writer = ChunkWriter(choice.requested)
-    guard = GuardedStream(task.guard, passages_from(task), system_prompt(task)) if task.guard else None
     deadline_s = (task.deadline_ms or 0) / 1000
 
     def events() -> Any:
@@ -406,21 +385,6 @@ def _prepend(first: Any, rest: Any) -> Any:
     if first is not None:
         yield first
     yield from rest
-
-
-def _retrieve(task: Any, conn: Any, s: Any, ctx: Any) -> Any:
-    from stratus.retrieval.models import parse_request
-    from stratus.retrieval.service import retrieve
-
-    opts = task.retrieval_options
-    t = time.perf_counter()
-    # The unredacted question: retrieval runs inside the stack; only the provider sees placeholders.
-    query = task.guard.search_query if task.guard is not None and task.guard.search_query else task.query
-    request = parse_request({"tenant_id": task.tenant_id, "query": query, "k": opts.k, "mode": opts.mode,
-                             "filters": opts.filters.model_dump(mode="json", exclude_none=True)})
-    result = retrieve(request, conn=conn, settings=s)
-    ctx.step("retrieval", t)
-    return task.model_copy(update={"retrieval": result})
 
 
 def _account(ctx: Any, response: Any, *, streamed: bool) -> None:

@@ -1,5 +1,6 @@
 """The guard stages over the query workflow's typed state: what the guard function runs for GuardInput,
-GuardContext and GuardOutput, and what the gateway runs in-process for plain and streamed chat.
+GuardContext and GuardOutput, and what the gateway runs in-process for plain and streamed chat (both
+through stratus.query, which owns the order and the guard function's event).
 
 - input: QueryRequest -> the same request with its messages and query redacted and `guard` set
   (`guard.blocked` when a rail refused it: the workflow stops there);
@@ -14,7 +15,6 @@ from typing import Any
 
 from stratus.guard import rails
 from stratus.guard.policy import GuardPolicy
-from stratus.spans import span
 from stratus.workflow_state import GenerateResponse, GenerateTask, GuardSummary, QueryRequest
 
 
@@ -65,36 +65,3 @@ def system_prompt(task: GenerateTask) -> str | None:
         return None
     texts = [m.text() for m in task.messages if m.role in ("system", "developer")]
     return "\n".join(texts) or None
-
-
-STAGES = ("input", "context", "output")
-
-
-def run_stage(event: Any, *, conn: Any = None) -> dict[str, Any]:
-    """The guard function's work: {"stage": ..., "state": <workflow state>} -> the state the workflow
-    goes on with (the final response, for the output stage). Invalid input raises InvalidInput naming
-    the field; a policy decision never raises."""
-    from stratus.errors import InvalidInput
-    from stratus.workflow_state import parse_model
-
-    if not isinstance(event, dict) or event.get("stage") not in STAGES:
-        raise InvalidInput(f"stage must be one of {', '.join(STAGES)}", field="stage")
-    state = event.get("state")
-    if not isinstance(state, dict):
-        raise InvalidInput("state must be the workflow's state object", field="state")
-    stage = event["stage"]
-    if stage == "input":
-        from stratus.db.connection import get_connection
-        from stratus.guard.policy import cached_policy
-
-        request = parse_model(QueryRequest, state, "guard input")
-        with span("policy", tenant_id=request.tenant_id):
-            policy = cached_policy(conn or get_connection(), request.tenant_id)
-        return guard_input(request, policy).model_dump(mode="json")
-    if stage == "context":
-        task = parse_model(GenerateTask, state, "guard context")
-        return guard_context(task).model_dump(mode="json")
-    fields = dict(state)
-    response = parse_model(GenerateResponse, fields.pop("response", None), "guard output response")
-    task = parse_model(GenerateTask, fields, "guard output")
-    return guard_output(task, response).model_dump(mode="json")

@@ -351,7 +351,7 @@ def run_suite(suite: str, *, corpora: Sequence[Path] = CORPORA, gold_dir: Path =
 def ask_workflow(case: GoldCase, tenant_id: str, prompt: str, prompt_version: int | None) -> Outcome:
     """One question through the query workflow, as the gateway asks it (RAG mode), cache bypassed."""
     from stratus.aws.workflows import WorkflowFailed, run_workflow
-    from stratus.generation.models import new_query
+    from stratus.workflow_state import new_query
 
     query = new_query(case.question, tenant_id, prompt=prompt)
     query = query.model_copy(update={"prompt_version": prompt_version, "cache": False})

@@ -85,6 +85,17 @@ def load_labelled_jsonl(path: Path, label_key: str) -> tuple[list[str], np.ndarr
     return texts, np.array(labels, dtype=np.int8)
 
 
+def save_and_report(model: object, out: str, metadata: dict, started: float, width: int) -> None:
+    """Write the model and its metadata (`model.save`), then print each split's metrics and the time taken."""
+    import time
+
+    model.save(out, metadata)  # type: ignore[attr-defined]
+    for split, m in metadata["metrics"].items():
+        print(f"{split:>{width}}: " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in m.items()))
+    print(f"wrote {out}.npz / .json in {time.perf_counter() - started:.1f}s")
+
+
 def files_sha256(paths: Sequence[Path]) -> str:
     """One hash over the given files' bytes, in order: recorded so an artifact can be traced to its data."""
     h = hashlib.sha256()

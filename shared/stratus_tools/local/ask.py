@@ -31,7 +31,7 @@ def ask(question: str, tenant_id: str, *, mode: str = "rag", model: str | None =
         k: int | None = None) -> dict[str, Any]:
     """Run one question through the workflow; returns the Generate output plus the caller-side timings."""
     from stratus.aws.workflows import run_workflow
-    from stratus.generation.models import new_query
+    from stratus.workflow_state import new_query
 
     query = new_query(question, tenant_id, mode=mode, model=model, prompt=prompt, k=k)  # type: ignore[arg-type]
     result = run_workflow(query.model_dump(mode="json"))

@@ -1,0 +1,213 @@
+"""The query pipeline: the steps a chat or RAG request goes through, in the one order the query workflow
+(infra/statemachines/query.asl.json) runs them:
+
+    guard_input -> retrieve -> guard_context -> generate -> guard_output      (STEPS)
+
+retrieve and guard_context run for RAG requests only (RAG_ONLY); a request the input rails block stops
+after guard_input. The order exists twice, here and in the ASL, and tests/unit/test_query_pipeline.py
+keeps the two in step.
+
+Who runs the steps:
+- the workflow's task functions (functions/guard, retrieve, generate), one step per invocation:
+  `guard_task` (a guard stage event), `retrieve`, `generate`;
+- the gateway in-process: `run_in_process` (plain chat, not streamed: the whole pipeline) and
+  `before_stream` + `open_stream` (streamed chat and RAG: the steps before the first byte, then the
+  generation and the output rails that hold back each sentence until it has passed them).
+
+In-process callers learn of each step through `Hooks`: `step(name, started)` when a step has finished
+(the gateway's timings) and `verdict(guard)` after each guard step (the gateway raises the API's error on
+a block). The model's alias is resolved once, by the caller, and handed down as `known`.
+
+Layer: between the edge (gateway, the task functions) and the domain packages (guard, retrieval,
+generation); it imports those, the database adapter and workflow_state, and nothing imports it but the
+edge.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from stratus.workflow_state import GenerateResponse, GenerateTask, QueryRequest
+
+if TYPE_CHECKING:
+    from stratus.config import Settings
+    from stratus.generation.service import Known
+    from stratus.generation.streaming import StreamedGeneration
+    from stratus.guard.streaming import GuardedStream
+    from stratus.retrieval.models import RetrieveRequest, RetrieveResponse
+
+Request = TypeVar("Request", bound=QueryRequest)
+
+STEPS = ("guard_input", "retrieve", "guard_context", "generate", "guard_output")
+RAG_ONLY = ("retrieve", "guard_context")
+GUARD_STEPS = ("guard_input", "guard_context", "guard_output")
+# The name each step's duration has in the gateway's timings (and traces).
+TIMING = {"guard_input": "guard_input", "retrieve": "retrieval", "guard_context": "guard_context",
+          "generate": "generation", "guard_output": "guard_output"}
+
+
+def steps_for(mode: str) -> tuple[str, ...]:
+    """The steps a request of `mode` ("chat" | "rag") goes through, in order."""
+    return STEPS if mode == "rag" else tuple(s for s in STEPS if s not in RAG_ONLY)
+
+
+# --- the steps -------------------------------------------------------------------------------------------
+def guard_input(request: Request, *, conn: Any = None) -> Request:
+    """The input rails under the tenant's guard policy: the request redacted, `guard` set (`guard.blocked`
+    when a rail refused it)."""
+    from stratus.guard.policy import cached_policy
+    from stratus.guard.stages import guard_input as check_input
+    from stratus.spans import span
+
+    if conn is None:
+        from stratus.db.connection import get_connection
+
+        conn = get_connection()
+    with span("policy", tenant_id=request.tenant_id):
+        policy = cached_policy(conn, request.tenant_id)
+    return check_input(request, policy)
+
+
+def retrieve(request: RetrieveRequest, *, conn: Any = None, settings: Settings | None = None) -> RetrieveResponse:
+    """The tenant's passages for the (unredacted) question."""
+    from stratus.retrieval.service import retrieve as search
+
+    return search(request, conn=conn, settings=settings)
+
+
+def guard_context(task: GenerateTask) -> GenerateTask:
+    """The context rails over the retrieved passages: flagged chunks dropped or fenced."""
+    from stratus.guard.stages import guard_context as check_context
+
+    return check_context(task)
+
+
+def generate(task: GenerateTask, **options: Any) -> GenerateResponse:
+    """One answer (stratus.generation.service.generate: settings, router, conn, defer, known)."""
+    from stratus.generation.service import generate as answer
+
+    return answer(task, **options)
+
+
+def guard_output(task: GenerateTask, response: GenerateResponse) -> GenerateResponse:
+    """The output rails over the answer; a blocked answer keeps no text."""
+    from stratus.guard.stages import guard_output as check_output
+
+    return check_output(task, response)
+
+
+# --- the workflow's guard task -----------------------------------------------------------------------------
+GUARD_STAGES = {"input": "guard_input", "context": "guard_context", "output": "guard_output"}
+
+
+def guard_task(event: Any, *, conn: Any = None) -> dict[str, Any]:
+    """The guard function's work: {"stage": "input" | "context" | "output", "state": <workflow state>} ->
+    the state the workflow goes on with (the final response, for the output stage). Invalid input raises
+    InvalidInput naming the field; a policy decision never raises."""
+    from stratus.errors import InvalidInput
+    from stratus.workflow_state import parse_model
+
+    if not isinstance(event, dict) or event.get("stage") not in GUARD_STAGES:
+        raise InvalidInput(f"stage must be one of {', '.join(GUARD_STAGES)}", field="stage")
+    state = event.get("state")
+    if not isinstance(state, dict):
+        raise InvalidInput("state must be the workflow's state object", field="state")
+    stage = event["stage"]
+    if stage == "input":
+        request = parse_model(QueryRequest, state, "guard input")
+        return guard_input(request, conn=conn).model_dump(mode="json")
+    if stage == "context":
+        task = parse_model(GenerateTask, state, "guard context")
+        return guard_context(task).model_dump(mode="json")
+    fields = dict(state)
+    response = parse_model(GenerateResponse, fields.pop("response", None), "guard output response")
+    task = parse_model(GenerateTask, fields, "guard output")
+    return guard_output(task, response).model_dump(mode="json")
+
+
+# --- in-process --------------------------------------------------------------------------------------------
+class Blocked(Exception):  # noqa: N818 - a verdict, not a fault
+    """A rail refused the request before generation (its GuardSummary in `summary`)."""
+
+    def __init__(self, summary: Any) -> None:
+        super().__init__("a rail blocked the request")
+        self.summary = summary
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What an in-process caller hears: `step(name, started)` after each step (name as in TIMING,
+    started a time.perf_counter() value), `verdict(guard)` after each guard step (raise to stop)."""
+
+    step: Callable[[str, float], None] = lambda name, started: None
+    verdict: Callable[[Any], None] = lambda guard: None
+
+
+NO_HOOKS = Hooks()
+
+
+def run_in_process(task: GenerateTask, *, conn: Any, settings: Settings, router: Any, known: Known,
+                   defer: Any = None, hooks: Hooks = NO_HOOKS) -> GenerateResponse:
+    """Every step of steps_for(task.mode), as the workflow runs them, in this process (the gateway's
+    plain chat). A block raises from hooks.verdict; with hooks that do not raise, a request blocked on
+    the way in raises Blocked (the workflow ends there too, generating nothing)."""
+    task = before_stream(task, conn=conn, settings=settings, hooks=hooks)
+    if task.guard is not None and task.guard.blocked is not None:
+        raise Blocked(task.guard.summary())
+    t = time.perf_counter()
+    response = generate(task, settings=settings, router=router, conn=conn, defer=defer, known=known)
+    hooks.step(TIMING["generate"], t)
+    t = time.perf_counter()
+    response = guard_output(task, response)
+    hooks.step(TIMING["guard_output"], t)
+    return response
+
+
+def before_stream(task: GenerateTask, *, conn: Any, settings: Settings, hooks: Hooks = NO_HOOKS) -> GenerateTask:
+    """The steps before generation: guard_input, then (RAG) retrieve and guard_context. A block raises
+    from hooks.verdict; otherwise the task comes back with `guard.blocked` set and no later step run."""
+    t = time.perf_counter()
+    task = guard_input(task, conn=conn)
+    hooks.step(TIMING["guard_input"], t)
+    hooks.verdict(task.guard)
+    if task.mode != "rag" or (task.guard is not None and task.guard.blocked is not None):
+        return task
+    t = time.perf_counter()
+    result = retrieve(retrieval_request(task), conn=conn, settings=settings)
+    hooks.step(TIMING["retrieve"], t)
+    task = task.model_copy(update={"retrieval": result})
+    t = time.perf_counter()
+    task = guard_context(task)
+    hooks.step(TIMING["guard_context"], t)
+    hooks.verdict(task.guard)
+    return task
+
+
+def retrieval_request(task: GenerateTask) -> RetrieveRequest:
+    """The workflow's Retrieve parameters for a task: the unredacted question (retrieval runs inside the
+    stack; only the provider sees placeholders) and the request's retrieval options."""
+    from stratus.retrieval.models import parse_request
+
+    opts = task.retrieval_options
+    query = task.guard.search_query if task.guard is not None and task.guard.search_query else task.query
+    return parse_request({"tenant_id": task.tenant_id, "query": query,
+                          "k": opts.k, "mode": opts.mode,
+                          "filters": opts.filters.model_dump(mode="json", exclude_none=True)})
+
+
+def open_stream(task: GenerateTask, *, conn: Any, settings: Settings, router: Any,
+                known: Known) -> tuple[StreamedGeneration, GuardedStream | None]:
+    """generate and guard_output for a streamed answer (after before_stream): the generation (prepared
+    on `conn` now, recording on it too) and the output rails that hold back each sentence until they
+    have passed it (None when the request carries no guard state)."""
+    from stratus.generation.streaming import stream_generate
+    from stratus.guard.stages import system_prompt
+    from stratus.guard.streaming import GuardedStream
+    from stratus.workflow_state import passages_from
+
+    generation = stream_generate(task, settings=settings, router=router, conn=conn, record_conn=conn, known=known)
+    guard = GuardedStream(task.guard, passages_from(task), system_prompt(task)) if task.guard else None
+    return generation, guard
