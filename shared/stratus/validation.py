@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 def describe_errors(err: ValidationError, *, empty: str, limit: int | None = None) -> tuple[str, str]:
@@ -10,7 +11,7 @@ def describe_errors(err: ValidationError, *, empty: str, limit: int | None = Non
     an error about the whole document; `limit` caps how many problems the message lists."""
     errors = err.errors()
 
-    def where(e: dict) -> str:
+    def where(e: ErrorDetails) -> str:
         return ".".join(str(p) for p in e["loc"]) or empty
 
     problems = "; ".join(f"{where(e)}: {e['msg']}" for e in errors[:limit])

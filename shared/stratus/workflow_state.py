@@ -14,7 +14,7 @@ steps can share it without importing each other.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -177,7 +177,10 @@ class GenerateResponse(BaseModel):
     guard: GuardSummary | None = None  # the rails' verdicts (set by the output rails)
 
 
-def parse_model(model: type[BaseModel], event: object, what: str) -> Any:
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def parse_model(model: type[_Model], event: object, what: str) -> _Model:
     """Validate `event`; InvalidInput names the first bad field (e.g. `messages.0.role`)."""
     try:
         return model.model_validate(event)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -134,7 +134,8 @@ def embed_question(question: str, embedding_model: str | None = None) -> np.ndar
     """The question's embedding, with the model the cache compares in (imports the model on first use)."""
     from stratus.embeddings import get_embedder
 
-    return get_embedder(embedding_model or get_settings().embedding_model).embed([question])[0]
+    vectors = get_embedder(embedding_model or get_settings().embedding_model).embed([question])
+    return cast(np.ndarray, vectors[0])
 
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")  # [3] and [1, 2]

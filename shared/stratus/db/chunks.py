@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -59,7 +60,7 @@ def lexical_stats(conn: psycopg.Connection, tenant_id: str, terms: Sequence[str]
         "SELECT chunk_count, total_length FROM lexical_stats WHERE tenant_id = %s", [tenant_id]
     ).fetchone()
     n, total = (int(row[0]), int(row[1])) if row else (0, 0)
-    df = dict(
+    df: dict[str, int] = dict(
         conn.execute(
             "SELECT term, df FROM lexical_terms WHERE tenant_id = %s AND term = ANY(%s::text[]) AND df > 0",
             [tenant_id, list(terms)],
@@ -172,7 +173,7 @@ def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: C
     return "\n".join(r[0] for r in rows)
 
 
-def fetch_chunks(conn: psycopg.Connection, tenant_id: str, chunk_ids: Sequence[int]) -> dict[int, dict]:
+def fetch_chunks(conn: psycopg.Connection, tenant_id: str, chunk_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Chunks with their document's source key, by id."""
     if not chunk_ids:
         return {}

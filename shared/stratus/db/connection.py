@@ -71,7 +71,7 @@ def app_url(url: str, user: str = APP_ROLE) -> str:
     params = conninfo_to_dict(url)
     params.pop("password", None)
     params["user"] = user
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def app_conninfo(url: str | None = None, settings: Settings | None = None) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -17,7 +18,7 @@ from stratus.db.records import ChunkDraft, DocumentState, SourceObject
 _COLUMNS = "id, tenant_id, source_key, status, version, content_hash, etag, source_modified_at, chunk_count, error"
 
 
-def _state(row: tuple) -> DocumentState:
+def _state(row: tuple[Any, ...]) -> DocumentState:
     return DocumentState(
         id=str(row[0]), tenant_id=row[1], source_key=row[2], status=row[3], version=row[4],
         content_hash=row[5], etag=row[6], source_modified_at=row[7], chunk_count=row[8], error=row[9],

@@ -61,14 +61,14 @@ def migrate(url: str, directory: Path | None = None) -> list[str]:
         )
         conn.execute("SELECT pg_advisory_lock(%s)", [_LOCK_KEY])
         try:
-            done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            done: dict[str, str] = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
             for m in migrations:
                 if m.version in done:
                     if done[m.version] != m.checksum:
                         raise MigrationError(f"migration {m.version} changed after it was applied")
                     continue
                 with conn.transaction():
-                    conn.execute(m.sql)  # type: ignore[arg-type]  # trusted file from the repository
+                    conn.execute(m.sql)  # trusted file from the repository
                     conn.execute(
                         "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)",
                         [m.version, m.checksum],

@@ -49,7 +49,7 @@ class NewEntry:
     ttl_s: int
 
 
-def _row(row: tuple, similarity: float) -> CacheRow:
+def _row(row: tuple[Any, ...], similarity: float) -> CacheRow:
     return CacheRow(id=int(row[0]), response=row[1], created_at=row[2], citations=row[3], similarity=similarity)
 
 

@@ -10,8 +10,13 @@ import importlib.util
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+    from tokenizers import Tokenizer
 
 MODEL_NAME = "all-MiniLM-L6-v2-int8"
 MAX_SEQ = 256
@@ -41,9 +46,9 @@ class MiniLMEmbedder:
     def __init__(self, threads: int | None = None) -> None:
         self._threads = threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or (os.cpu_count() or 1)
         self._lock = threading.Lock()
-        self._session = None
-        self._tokenizer = None
-        self._raw_tokenizer = None
+        self._session: InferenceSession | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._raw_tokenizer: Tokenizer | None = None
 
     def _load(self) -> None:
         with self._lock:
@@ -78,11 +83,12 @@ class MiniLMEmbedder:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, feeds)[0]  # (batch, seq, 384)
+        hidden: np.ndarray = self._session.run(None, feeds)[0]  # (batch, seq, 384)
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        unit: np.ndarray = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)  # numpy types this Any
+        return unit
 
     def count_tokens(self, text: str) -> int:
         return len(self.token_offsets(text))
@@ -91,7 +97,7 @@ class MiniLMEmbedder:
         self._load_tokenizer_only()
         assert self._raw_tokenizer is not None
         enc = self._raw_tokenizer.encode(text, add_special_tokens=False)
-        return [tuple(o) for o in enc.offsets]  # type: ignore[misc]
+        return [(start, end) for start, end in enc.offsets]
 
     def _load_tokenizer_only(self) -> None:
         if self._raw_tokenizer is not None:

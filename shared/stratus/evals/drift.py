@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -59,6 +59,13 @@ EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"  # the vectors DUPLICATE_COSINE and th
 RULE = (f"drifted when far_count >= {MIN_FAR_COUNT} and far_share >= {FAR_RATIO:g} x null_share and "
         f"P(Binomial(recent_distinct, null_share) >= far_count) < {ALPHA:g}, or when centroid_shift exceeds "
         f"shift_threshold (the {SHIFT_QUANTILE:.0%} quantile of baseline subsample shifts, at least {MIN_SHIFT:g})")
+
+
+class _Sizes(TypedDict):
+    baseline_size: int
+    recent_size: int
+    baseline_distinct: int
+    recent_distinct: int
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,10 @@ def measure_drift(baseline: np.ndarray, recent: np.ndarray, recent_texts: Sequen
         raise InvalidInput(f"recent has dimension {rec.shape[1]}, baseline {base.shape[1]}", field="recent")
     if k is not None and k < 1:
         raise InvalidInput("k must be at least 1", field="k")
-    sizes = {"baseline_size": len(base), "recent_size": len(rec)}
+    baseline_size, recent_size = len(base), len(rec)
     base, (rec, recent_texts) = distinct(base), _distinct_with_texts(rec, recent_texts)
-    sizes.update(baseline_distinct=len(base), recent_distinct=len(rec))
+    sizes = _Sizes(baseline_size=baseline_size, recent_size=recent_size, baseline_distinct=len(base),
+                   recent_distinct=len(rec))
     if len(base) < MIN_BASELINE or len(rec) < MIN_RECENT:
         return DriftReport("insufficient_data", **sizes, reason=(
             f"need at least {MIN_BASELINE} distinct baseline and {MIN_RECENT} distinct recent questions"))
@@ -230,7 +238,8 @@ def _leave_one_out_similarity(x: np.ndarray, centroids: np.ndarray, labels: np.n
         without = (own_sum[rest] - x[rest]) / (own_size[rest] - 1)[:, None]
         own[rest] = np.einsum("ij,ij->i", x[rest], _unit(without))
     sims[np.arange(len(x)), labels] = own
-    return sims.max(axis=1)
+    best: np.ndarray = sims.max(axis=1)  # numpy types this Any
+    return best
 
 
 def _null_shift(base: np.ndarray, n_recent: int) -> float:
@@ -271,12 +280,14 @@ def _as_unit_rows(vectors: np.ndarray, name: str) -> np.ndarray:
     norms = np.linalg.norm(array, axis=1)
     if (norms == 0).any():
         raise InvalidInput(f"{name} has zero vectors (row {int(np.argmin(norms))})", field=name)
-    return array / norms[:, None]  # callers pass unit vectors; float32 rounding is undone here
+    unit: np.ndarray = array / norms[:, None]  # callers pass unit vectors; float32 rounding is undone here
+    return unit
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)
+    unit: np.ndarray = vectors / np.where(norms == 0, 1.0, norms)  # numpy types this Any
+    return unit
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,9 @@ from stratus.config import Settings, get_settings
 from stratus.errors import StratusError
 from stratus.gateway import errors
 from stratus.gateway.context import context_of, finish_task, new_context, request_id_from
+
+if TYPE_CHECKING:
+    from starlette.types import Message, Receive
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +210,11 @@ class GatewayMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _replay(body: bytes, receive: Any) -> Any:
+def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive() that yields the body already read, then defers to the server (disconnect)."""
     sent = False
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True

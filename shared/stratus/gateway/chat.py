@@ -344,6 +344,7 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
                 if guard is not None and chunk.text:
                     chunk = chunk.model_copy(update={"text": guard.feed(chunk.text)})
                 if guard is not None and chunk.finish_reason is not None:
+                    assert generation.response is not None, "the generation sets its response before the last chunk"
                     tail = guard.finish(generation.response.text)
                     chunk = chunk.model_copy(update={"text": chunk.text + tail})
                 if guard is not None and guard.blocked is not None:
@@ -354,9 +355,11 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
                 if chunk.finish_reason is None:
                     continue
                 response = generation.response
+                assert response is not None, "the generation sets its response before the last chunk"
                 if guard is not None:
-                    response = response.model_copy(update={"guard": guard.summary()})
-                    ctx.trace["guard"] = response.guard.model_dump(mode="json")
+                    summary = guard.summary()
+                    response = response.model_copy(update={"guard": summary})
+                    ctx.trace["guard"] = summary.model_dump(mode="json")
                 _account(ctx, response, streamed=True)
                 _keep_sample(ctx, task, response, s)
                 yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id, _timings(ctx, response)))

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,7 @@ class RequestContext:
         return int((time.time() + self.budget_s(limit_s)) * 1000)
 
 
-def new_context(scope: dict[str, Any], request_id: str) -> RequestContext:
+def new_context(scope: MutableMapping[str, Any], request_id: str) -> RequestContext:
     ctx = RequestContext(request_id=request_id, route=scope.get("path", ""), method=scope.get("method", ""),
                          deadline_at=scope.get("state", {}).get("deadline_at"))
     settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
@@ -88,7 +89,7 @@ def new_context(scope: dict[str, Any], request_id: str) -> RequestContext:
 def context_of(request: Request) -> RequestContext:
     """The request's context (set by the middleware; created here if the app runs without it)."""
     state = request.scope.setdefault("state", {})
-    ctx = state.get("stratus")
+    ctx: RequestContext | None = state.get("stratus")
     if ctx is None:
         ctx = new_context(request.scope, request_id_from(request.headers.get("x-request-id")))
     return ctx

@@ -4,7 +4,7 @@ stratus.gateway.pool for the request's lifetime), the caller, and scope checks."
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, Request
 
@@ -49,7 +49,7 @@ def require(scope: str) -> Callable[..., Principal]:
     def dependency(who: Annotated[Any, Depends(principal)]) -> Principal:
         if not who.has(scope):
             raise errors.permission_denied(scope)
-        return who
+        return cast("Principal", who)  # typed Any above so FastAPI need not import the key module
 
     dependency.__name__ = f"require_{scope}"
     return dependency

@@ -163,8 +163,8 @@ def from_exception(err: BaseException) -> APIError:
     kind: type[BaseException] = type(err)
     if isinstance(err, llm.AllDeploymentsFailed) and err.last is not None:
         kind = type(err.last)
-    stratus = isinstance(err, domain.StratusError)
-    return apply(Failure(kind, err.message if stratus else str(err), getattr(err, "code", "internal_error"),
+    message = err.message if isinstance(err, domain.StratusError) else str(err)
+    return apply(Failure(kind, message, getattr(err, "code", "internal_error"),
                          getattr(err, "field", None), getattr(err, "retry_after", None)))
 
 

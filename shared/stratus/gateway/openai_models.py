@@ -12,7 +12,7 @@ Stratus's own options travel in the `stratus` object (the SDK's `extra_body={"st
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -192,9 +192,10 @@ class EmbeddingRequest(_Body):
         if not all(isinstance(v, str) for v in values):
             raise errors.invalid_request("input: token arrays are not supported; send text", param="input",
                                          code="unsupported_value")
-        if len(values) > max_inputs:
+        texts = cast(list[str], values)  # every item was checked to be a str just above
+        if len(texts) > max_inputs:
             raise errors.invalid_request(f"input: at most {max_inputs} texts per request", param="input")
-        for i, v in enumerate(values):
+        for i, v in enumerate(texts):
             if not v.strip():
                 raise errors.invalid_request(f"input.{i} is empty", param="input")
-        return values  # type: ignore[return-value]
+        return texts

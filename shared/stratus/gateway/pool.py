@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import psycopg
 
-_idle: list[Any] = []
+_idle: list[psycopg.Connection] = []
 _idle_lock = threading.Lock()
 # A warm Lambda serves one request at a time; local serving under load needs one per worker thread and
 # after-response task (closing and reopening one costs a connect and the vector type lookup).
@@ -31,7 +31,7 @@ def lease() -> Iterator[psycopg.Connection]:
 
     with _idle_lock:
         conn = _idle.pop() if _idle else None
-    if not reusable(conn):
+    if conn is None or not reusable(conn):
         conn = open_app_connection()  # as stratus_app; locally a cold start migrates first
     try:
         yield conn

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from stratus.citations import citations_for
 from stratus.config import Settings, get_settings
@@ -167,13 +167,14 @@ def cached_response(task: GenerateTask, prep: Prepared) -> GenerateResponse:
     hit = prep.hit
     stored = hit.response
     text = cache.renumber_citations(stored["text"], hit.renumbering)  # passages may come in another order
+    status: Literal["hit_exact", "hit_semantic"] = "hit_exact" if hit.kind == "exact" else "hit_semantic"
     return GenerateResponse(
         request_id=task.request_id, tenant_id=task.tenant_id, mode=task.mode, text=text,
         finish_reason=stored.get("finish_reason", "stop"),
         citations=citations_for(text, prep.passages), model_alias=prep.alias, deployment=None,
         provider=stored.get("provider"), model=stored.get("model"), offline=stored.get("provider") == "offline",
         prompt=prep.prompt_ref, usage=Usage(), cost_usd=0.0,
-        cache=CacheInfo(status=f"hit_{hit.kind}", similarity=round(float(hit.similarity), 4), entry_id=hit.entry_id),
+        cache=CacheInfo(status=status, similarity=round(float(hit.similarity), 4), entry_id=hit.entry_id),
         chunk_ids=[p.chunk_id for p in prep.passages], timings_ms=prep.timings)
 
 
@@ -235,7 +236,11 @@ def _finish_or_defer(conn: Any, s: Settings, task: GenerateTask, response: Gener
     if defer is None:
         return finish(conn, s, task, response, started, store=store)
     response.timings_ms["total"] = ms_since(started)
-    defer.append(lambda later: finish(later, s, task, response, started, store=store, keep_total=True))
+
+    def finish_later(later: Any) -> None:
+        finish(later, s, task, response, started, store=store, keep_total=True)
+
+    defer.append(finish_later)
     return response
 
 

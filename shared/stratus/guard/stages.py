@@ -11,14 +11,16 @@ through stratus.query, which owns the order and the guard function's event).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from stratus.guard import rails
 from stratus.guard.policy import GuardPolicy
 from stratus.workflow_state import GenerateResponse, GenerateTask, GuardSummary, QueryRequest
 
+_Request = TypeVar("_Request", bound=QueryRequest)
 
-def guard_input(request: QueryRequest, policy: GuardPolicy) -> QueryRequest:
+
+def guard_input(request: _Request, policy: GuardPolicy) -> _Request:
     state = rails.start(policy, search_query=request.query)
     messages, query, state = rails.check_input(request.messages, request.query, state)
     return request.model_copy(update={"messages": messages, "query": query, "guard": state})

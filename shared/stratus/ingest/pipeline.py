@@ -24,7 +24,7 @@ import numpy as np
 from stratus.config import Settings, get_settings
 from stratus.db import documents
 from stratus.db.connection import tenant_transaction
-from stratus.db.records import SourceObject
+from stratus.db.records import DocumentState, SourceObject
 from stratus.embeddings import Embedder, get_embedder
 from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientError, Unsupported
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
@@ -109,7 +109,7 @@ def ingest_document(
         return _fail(tenant_id, key, source, err, confirm=confirm, conn=conn, clock=clock)
     content_hash = doc.content_hash(content_salt(settings))
 
-    def unchanged(doc_state: Any) -> bool:
+    def unchanged(doc_state: DocumentState) -> bool:
         return doc_state.status == "ready" and doc_state.content_hash == content_hash
 
     if current is None or not unchanged(current):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -30,6 +30,9 @@ from pydantic import (
 from stratus.errors import InvalidInput, NotFound
 from stratus.llm.errors import ProviderEgressRequired
 from stratus.validation import describe_errors
+
+if TYPE_CHECKING:
+    from stratus.config import Settings
 
 ProviderName = Literal["openai", "anthropic", "bedrock", "offline"]
 Egress = Literal["none", "nat"]
@@ -173,24 +176,24 @@ def _load(path: Path, credentials: tuple[tuple[str, str | None], ...], offline_o
     return parse_catalog(data, source=str(path), credentials=creds, offline_only=offline_only, egress=egress)
 
 
-def load_catalog(settings: object | None = None) -> Catalog:
+def load_catalog(settings: Settings | None = None) -> Catalog:
     """The catalog for these settings (cached). Local mode with no provider credentials configured
     routes every alias to the offline provider, so `make demo` and CI never need a key."""
     from stratus.config import get_settings
 
     s = settings or get_settings()
     creds = {
-        "openai": s.openai_api_key.get_secret_value() if s.openai_api_key else None,  # type: ignore[attr-defined]
-        "anthropic": s.anthropic_api_key.get_secret_value() if s.anthropic_api_key else None,  # type: ignore[attr-defined]
+        "openai": s.openai_api_key.get_secret_value() if s.openai_api_key else None,
+        "anthropic": s.anthropic_api_key.get_secret_value() if s.anthropic_api_key else None,
     }
-    if s.provider_secret_arn:  # type: ignore[attr-defined]
+    if s.provider_secret_arn:
         from stratus.aws.secrets import json_secret
 
-        stored = json_secret(s.provider_secret_arn)  # type: ignore[attr-defined]
+        stored = json_secret(s.provider_secret_arn)
         creds = {p: creds[p] or stored.get(p) for p in creds}
-    mode = s.provider_mode  # type: ignore[attr-defined]
+    mode = s.provider_mode
     offline_only = mode == "offline" or (
-        mode == "auto" and s.env == "local" and not any(creds.values()) and not s.bedrock_enabled  # type: ignore[attr-defined]
+        mode == "auto" and s.env == "local" and not any(creds.values()) and not s.bedrock_enabled
     )
     return _load(Path(s.models_file), tuple(sorted(creds.items())), offline_only,
-                 s.provider_egress)  # type: ignore[attr-defined]
+                 s.provider_egress)

@@ -32,7 +32,9 @@ class ProviderError(StratusError):
         self.status = status
         self.retry_after = retry_after
         self.deployment = deployment
-        self.attempts: list = []  # filled by the router: every attempt of the request, for the trace
+        # Filled by the router: every attempt of the request (router.Attempt), for the trace. Typed loosely:
+        # the router imports this module, so naming its class here would be an import cycle.
+        self.attempts: list[Any] = []
 
     @property
     def kind(self) -> str:
@@ -147,7 +149,8 @@ class AllDeploymentsFailed(ProviderError):
     retryable = False
     fallback = False
 
-    def __init__(self, message: str, *, attempts: list | None = None, last: ProviderError | None = None) -> None:
+    def __init__(self, message: str, *, attempts: list[Any] | None = None,
+                 last: ProviderError | None = None) -> None:
         super().__init__(message, status=last.status if last else None,
                          retry_after=last.retry_after if last else None)
         self.attempts = attempts or []

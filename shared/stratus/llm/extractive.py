@@ -191,7 +191,9 @@ def extract(question: str, passages: Sequence[tuple[int, str]], embedder: Embedd
     scores = SEMANTIC_WEIGHT * semantic + (1.0 - SEMANTIC_WEIGHT) * lexical
     # Ties are broken by passage then position, so the same input always ranks the same way.
     order = sorted(range(len(sentences)), key=lambda i: (-round(float(scores[i]), 6), i))
-    ranked, kept_vectors, seen = [], [], set()
+    ranked: list[ScoredSentence] = []
+    kept_vectors: list[np.ndarray] = []
+    seen: set[str] = set()
     for i in order:
         key = _SPACES.sub(" ", sentences[i].text.lower())
         if key in seen or any(float(vectors[i + 1] @ v) >= DUPLICATE_COSINE for v in kept_vectors):
@@ -210,7 +212,7 @@ def select(extraction: Extraction) -> list[ScoredSentence]:
         return []
     floor = max(ANSWER_THRESHOLD, RELATIVE_CUTOFF * extraction.best_score)
     chosen = [s for s in extraction.ranked[:MAX_SENTENCES] if s.score >= floor]
-    lead = {}
+    lead: dict[int, int] = {}
     for s in chosen:  # chosen is best-first, so the first sentence seen of a passage is its best
         lead.setdefault(s.sentence.passage, len(lead))
     return sorted(chosen, key=lambda s: (lead[s.sentence.passage], s.sentence.position))

@@ -269,7 +269,8 @@ class _Run:
         if err.retry_after is not None:
             # A provider's explicit wait is honoured when it is short; a long one means "go elsewhere".
             return err.retry_after if err.retry_after <= policy.max_backoff_s else None
-        ceiling = min(policy.max_backoff_s, policy.base_backoff_s * (2 ** (self._tries - 1)))
+        backoff: float = policy.base_backoff_s * (2 ** (self._tries - 1))  # int ** int is typed Any
+        ceiling = min(policy.max_backoff_s, backoff)
         return ceiling * self.router.jitter()  # full jitter: spreads retries from concurrent callers
 
     def exhausted(self) -> errors.AllDeploymentsFailed:

@@ -79,7 +79,7 @@ def load_version(directory: Path, name: str, version: int) -> PromptVersion:
     return load_file(path)
 
 
-class _CanonicalDumper(yaml.SafeDumper):
+class _CanonicalDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type stubs: its classes are Any
     """Multi-line templates as literal blocks, so a diff reads like the file."""
 
 
@@ -93,5 +93,6 @@ _CanonicalDumper.add_representer(str, _str)
 
 def canonical_yaml(prompt: PromptVersion) -> str:
     """The prompt's hashed content as YAML in a fixed layout: what `stratus prompts diff` compares."""
-    return yaml.dump(prompt.canonical(), Dumper=_CanonicalDumper, sort_keys=False, allow_unicode=True,
-                     width=100, default_flow_style=False)
+    text: str = yaml.dump(prompt.canonical(), Dumper=_CanonicalDumper, sort_keys=False, allow_unicode=True,
+                          width=100, default_flow_style=False)  # no stream given: a str (PyYAML is untyped)
+    return text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from stratus.config import Settings, get_settings
 from stratus.db import chunks as chunk_store
@@ -17,6 +18,9 @@ from stratus.retrieval.fusion import Fused, rrf
 from stratus.retrieval.models import Hit, RetrievalFilters, RetrieveRequest, RetrieveResponse
 from stratus.retrieval.rerank import get_reranker
 from stratus.spans import Span, span
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @contextmanager
@@ -56,7 +60,7 @@ def retrieve(
     use_lexical = request.mode in ("lexical", "hybrid")
     use_dense = request.mode in ("dense", "hybrid")
 
-    vector = None
+    vector: np.ndarray | None = None
     if use_dense:  # embed before opening the transaction: no locks held during inference
         embedder = embedder or get_embedder(settings.embedding_model)
         with _timed(timings, "embed", "embed_query", model=settings.embedding_model):
@@ -76,6 +80,7 @@ def retrieve(
                 step.annotate(candidates=len(result.hits), exact=result.exact)
             rankings["lexical"], lexical_exact = result.hits, result.exact
         if use_dense:
+            assert vector is not None, "dense retrieval embeds the query first"
             with _timed(timings, "dense") as step:
                 rankings["dense"] = dense.search(
                     tx, request.tenant_id, vector, settings.embedding_model, scope, limit=depth,
@@ -98,7 +103,7 @@ def retrieve(
     )
 
 
-def _hit(f: Fused, row: dict, mode: str) -> Hit:
+def _hit(f: Fused, row: dict[str, Any], mode: str) -> Hit:
     # Single-retriever modes report that retriever's own score; hybrid reports the RRF score.
     score = f.score if mode == "hybrid" else next(iter(f.scores.values()))
     return Hit(

@@ -67,7 +67,7 @@ def create_tenant(body: TenantCreate, conn: Conn, response: Response) -> dict[st
     tenant = tenancy.create_tenant(conn, body.id, body.name)
     if not tenant["created"]:
         response.status_code = 200
-    return _public({"object": "tenant", **tenant})
+    return _public_dict({"object": "tenant", **tenant})
 
 
 @admin.get("/tenants")
@@ -87,28 +87,28 @@ def get_tenant(tenant_id: str, conn: Conn) -> dict[str, Any]:
     limits = tenancy.get_limits(conn, tenant_id)  # NotFound for an unknown tenant
     with tenant_transaction(tenant_id, conn):
         tenant = store.get_tenant(conn, tenant_id)
-    return _public({"object": "tenant", **(tenant or {}), "limits": limits})
+    return _public_dict({"object": "tenant", **(tenant or {}), "limits": limits})
 
 
 @admin.put("/tenants/{tenant_id}/limits")
 def set_limits(tenant_id: str, body: LimitsUpdate, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import tenancy
 
-    return _public(tenancy.set_limits(conn, tenant_id, **body.model_dump(exclude_unset=True)))
+    return _public_dict(tenancy.set_limits(conn, tenant_id, **body.model_dump(exclude_unset=True)))
 
 
 @admin.get("/tenants/{tenant_id}/limits")
 def get_limits(tenant_id: str, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import tenancy
 
-    return _public(tenancy.get_limits(conn, tenant_id))
+    return _public_dict(tenancy.get_limits(conn, tenant_id))
 
 
 @admin.get("/tenants/{tenant_id}/usage")
 def get_usage(tenant_id: str, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import tenancy
 
-    return _public(tenancy.usage(conn, tenant_id))
+    return _public_dict(tenancy.usage(conn, tenant_id))
 
 
 # --- keys --------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def _trace(conn: Any, tenant_id: str, request_id: str) -> dict[str, Any]:
     found = traces.get_trace(conn, tenant_id, request_id)
     if found is None:
         raise errors.not_found(f"no trace for request {request_id!r}", param="request_id")
-    return _public(found)
+    return _public_dict(found)
 
 
 # --- model overrides ---------------------------------------------------------------------------------
@@ -215,6 +215,11 @@ def _key(info: Any) -> dict[str, Any]:
     return {"object": "api_key", **_public(dict(vars(info)))}
 
 
+def _public_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """_public for a dict (a response object): its values made public."""
+    return {k: _public(v) for k, v in value.items()}
+
+
 def _public(value: Any) -> Any:
     """Timestamps as Unix seconds and numeric columns as floats, all the way down."""
     if isinstance(value, datetime):
@@ -222,7 +227,7 @@ def _public(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, dict):
-        return {k: _public(v) for k, v in value.items()}
+        return _public_dict(value)
     if isinstance(value, list | tuple | set | frozenset):
         return [_public(v) for v in value]
     return value

@@ -10,13 +10,14 @@ from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
 
 Client = TypeVar("Client")
+TimeoutT = TypeVar("TimeoutT")
 
 # A connect that takes longer than this will not succeed (no egress, a dead endpoint): give up early so
 # the router's fallback still fits the request's deadline. Reads keep the whole attempt's timeout.
 CONNECT_TIMEOUT_S = 2.0
 
 
-def attempt_timeout(timeout_type: Callable[..., object], timeout: float) -> object:
+def attempt_timeout(timeout_type: Callable[..., TimeoutT], timeout: float) -> TimeoutT:
     """The SDK's Timeout (openai.Timeout / anthropic.Timeout) for one attempt: a short connect phase."""
     return timeout_type(timeout, connect=min(timeout, CONNECT_TIMEOUT_S))
 

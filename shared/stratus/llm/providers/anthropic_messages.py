@@ -108,6 +108,7 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
         if m.role in ("system", "developer"):
             system.append(m.text())
             continue
+        blocks: list[dict[str, Any]]
         if m.role == "tool":
             if not m.tool_call_id:
                 raise e.InvalidRequest(f"messages[{i}].tool_call_id is required for a tool turn",
