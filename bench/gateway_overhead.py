@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, database, record, summary_ms
+from stratus_tools.local.ports import free_port
 
 LITELLM = "litellm[proxy]==1.106.2"
 PEER_VENV = ROOT / ".stratus" / "peers" / "litellm-venv"  # outside .stratus/bench, which bench.run wipes
@@ -100,12 +100,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _spawn(name: str, argv: list[str], env: dict[str, str], work: Path, **kw: Any) -> Server:
@@ -174,7 +168,7 @@ def start_litellm(upstream_url: str, work: Path) -> tuple[Server, Target]:
         "general_settings:\n"
         f"  master_key: {master}\n"
     )
-    port = _free_port()
+    port = free_port()
     # Offline: the bundled model cost map and tokenizers, no telemetry; no database (master key only).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "DATABASE_URL"))}
     env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOCAL_POLICY_TEMPLATES": "True",
@@ -214,7 +208,7 @@ def start_stratus(upstream_url: str, database_url: str, work: Path) -> tuple[Ser
     # second tenant on the same server keeps the default rails, to measure what they add.
     key = _create_tenant_and_key(database_url, guard_rails=False)
     guarded_key = _create_tenant_and_key(database_url, guard_rails=True)
-    port = _free_port()
+    port = free_port()
     server = _spawn("stratus", [sys.executable, "-m", "uvicorn", "stratus.gateway.app:create_app", "--factory",
                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "uvloop",
                                 "--http", "httptools", "--log-level", "warning", "--no-access-log",

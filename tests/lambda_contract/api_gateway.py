@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.lambda_contract.process import FunctionProcess
+from tests.lambda_contract.runtime_api import send_json
 from tests.lambda_contract.web_adapter import PRELUDE_DELIMITER
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -157,11 +158,6 @@ def _handler_for(stage: RestApiStage) -> type[BaseHTTPRequestHandler]:
             self.close_connection = relay.client_gone
 
         def _plain(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body)
 
     return Handler

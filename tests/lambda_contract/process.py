@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stratus_tools.local.ports import free_port
 from stratus_tools.local.template import WEB_ADAPTER_WRAPPER
 from tests.lambda_contract.environment import FunctionSpec, lambda_variables
 from tests.lambda_contract.runtime_api import Invocation, RuntimeApi
@@ -54,7 +55,7 @@ class FunctionProcess:
         self._cold = False  # the next invocation is the environment's first
         self._log_file: Any = None
         self.adapter: WebAdapter | None = None
-        self.web_port = _free_port() if self.behind_web_adapter else None
+        self.web_port = free_port() if self.behind_web_adapter else None
 
     @property
     def behind_web_adapter(self) -> bool:
@@ -175,14 +176,6 @@ class ProcessBackedFunction:
         if invocation.error_type:
             return invocation.body.decode() or "{}", True, ""
         return invocation.body.decode() or "null", False, ""
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _python_shim(folder: Path) -> Path:

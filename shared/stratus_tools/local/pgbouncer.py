@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratus.db.connection import APP_ROLE
+from stratus_tools.local.ports import free_port
 
 _CANDIDATES = ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer", "/usr/local/bin/pgbouncer")
 
@@ -86,12 +87,6 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_as() -> pwd.struct_passwd | None:
@@ -186,7 +181,7 @@ def pgbouncer(server_url: str, *, pool_size: int = 4, users: dict[str, str] | No
     made = folder is None
     folder = Path(tempfile.mkdtemp(prefix="stratus-pgbouncer-")) if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     ini = write_config(folder, server_host=server_host, server_port=server_port, dbname=dbname, port=port,
                        users=users, pool_size=pool_size, max_client_conn=max_client_conn)
     command = [binary, "-q"]
