@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +21,7 @@ from stratus.config import Settings, get_settings
 from stratus.errors import StratusError
 from stratus.gateway import errors
 from stratus.gateway.context import context_of, finish_task, new_context, request_id_from
+from stratus.gateway.routes import admin, chat, documents, embeddings, models
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VERSION = "1.0.0"
-# Routers by module; documents and admin plug in when their modules are present.
-_ROUTERS = ("models", "chat", "embeddings", "documents", "admin")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
@@ -39,14 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Stratus", version=VERSION, openapi_url="/openapi.json",
                   description="OpenAI-compatible LLM gateway with retrieval-augmented answers, per tenant.")
     app.state.settings = s
-    for name in _ROUTERS:
-        try:
-            module = import_module(f"stratus.gateway.routes.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"stratus.gateway.routes.{name}":
-                raise  # a router that exists but cannot import is a bug, not an absent feature
-            continue
-        app.include_router(module.router)
+    for router in (models.router, chat.router, embeddings.router, documents.router, admin.router):
+        app.include_router(router)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:
