@@ -11,8 +11,9 @@ Who runs the steps:
 - the workflow's task functions (functions/guard, retrieve, generate), one step per invocation:
   `guard_task` (a guard stage event), `retrieve`, `generate`;
 - the gateway in-process: `run_in_process` (plain chat, not streamed: the whole pipeline) and
-  `before_stream` + `open_stream` (streamed chat and RAG: the steps before the first byte, then the
-  generation and the output rails that hold back each sentence until it has passed them).
+  `before_stream` + `open_stream` (streamed chat and RAG: the steps before the first byte, then a
+  StreamedAnswer: the generation behind the output rails, which hold back each sentence until it has
+  passed them).
 
 In-process callers learn of each step through `Hooks`: `step(name, started)` when a step has finished
 (the gateway's timings) and `verdict(guard)` after each guard step (the gateway raises the API's error on
@@ -26,7 +27,7 @@ edge.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from stratus.generation.service import Known
     from stratus.generation.streaming import StreamedGeneration
     from stratus.guard.streaming import GuardedStream
+    from stratus.llm.types import StreamChunk
     from stratus.retrieval.models import RetrieveRequest, RetrieveResponse
 
 Request = TypeVar("Request", bound=QueryRequest)
@@ -198,11 +200,9 @@ def retrieval_request(task: GenerateTask) -> RetrieveRequest:
                           "filters": opts.filters.model_dump(mode="json", exclude_none=True)})
 
 
-def open_stream(task: GenerateTask, *, conn: Any, settings: Settings, router: Any,
-                known: Known) -> tuple[StreamedGeneration, GuardedStream | None]:
-    """generate and guard_output for a streamed answer (after before_stream): the generation (prepared
-    on `conn` now, recording on it too) and the output rails that hold back each sentence until they
-    have passed it (None when the request carries no guard state)."""
+def open_stream(task: GenerateTask, *, conn: Any, settings: Settings, router: Any, known: Known) -> StreamedAnswer:
+    """generate and guard_output for a streamed answer (after before_stream): the generation, prepared on
+    `conn` now (and recording on it too), behind the output rails."""
     from stratus.generation.streaming import stream_generate
     from stratus.guard.stages import system_prompt
     from stratus.guard.streaming import GuardedStream
@@ -210,4 +210,50 @@ def open_stream(task: GenerateTask, *, conn: Any, settings: Settings, router: An
 
     generation = stream_generate(task, settings=settings, router=router, conn=conn, record_conn=conn, known=known)
     guard = GuardedStream(task.guard, passages_from(task), system_prompt(task)) if task.guard else None
-    return generation, guard
+    return StreamedAnswer(generation, guard)
+
+
+class StreamedAnswer:
+    """A streamed answer as the client may see it: `start()` waits for the model's first chunk (so a
+    failure before it raises before any byte is sent); iterating yields the chunks with each sentence
+    held back until the output rails have passed it (a block raises Blocked); `response` is the whole
+    answer, with the rails' summary, once the last chunk is out; `close()` stops the model's stream (and
+    its billing) if it is still running."""
+
+    def __init__(self, generation: StreamedGeneration, guard: GuardedStream | None) -> None:
+        self.guard = guard
+        self.response: GenerateResponse | None = None
+        self._generation = generation
+        self._chunks = iter(generation)
+        self._first: StreamChunk | None = None
+
+    def start(self) -> None:
+        self._first = next(self._chunks, None)
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        if self._first is not None:
+            yield self._checked(self._first)
+        for chunk in self._chunks:
+            yield self._checked(chunk)
+
+    def close(self) -> None:
+        self._chunks.close()
+
+    def _checked(self, chunk: StreamChunk) -> StreamChunk:
+        guard = self.guard
+        if guard is not None:
+            text = guard.feed(chunk.text) if chunk.text else chunk.text
+            if chunk.finish_reason is not None:
+                text += guard.finish(self._whole().text)
+            chunk = chunk.model_copy(update={"text": text})
+            if guard.blocked is not None:
+                raise Blocked(guard.summary())
+        if chunk.finish_reason is not None:
+            response = self._whole()
+            self.response = response if guard is None else response.model_copy(update={"guard": guard.summary()})
+        return chunk
+
+    def _whole(self) -> GenerateResponse:
+        response = self._generation.response
+        assert response is not None, "the generation sets its response before the last chunk"
+        return response

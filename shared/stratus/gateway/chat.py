@@ -326,9 +326,8 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
     task = query.before_stream(task, conn=conn, settings=s, hooks=_hooks(ctx))
     t = time.perf_counter()
     # Records on the request's own leased connection (held until the response and its task are done).
-    generation, guard = query.open_stream(task, conn=conn, settings=s, router=router, known=known)
-    chunks = iter(generation)
-    first = next(chunks, None)
+    answer = query.open_stream(task, conn=conn, settings=s, router=router, known=known)
+    answer.start()
     ctx.step("first_chunk", t)
     bill_worst_case(ctx)
     writer = ChunkWriter(choice.requested)
@@ -337,34 +336,28 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
     def events() -> Any:
         yield sse.event(writer.role())
         try:
-            for chunk in _prepend(first, chunks):
-                if deadline_s and time.time() > deadline_s:
-                    raise errors.APIError(504, "the stream's deadline passed before the answer was complete",
-                                          type="api_error", code="timeout")
-                if guard is not None and chunk.text:
-                    chunk = chunk.model_copy(update={"text": guard.feed(chunk.text)})
-                if guard is not None and chunk.finish_reason is not None:
-                    assert generation.response is not None, "the generation sets its response before the last chunk"
-                    tail = guard.finish(generation.response.text)
-                    chunk = chunk.model_copy(update={"text": chunk.text + tail})
-                if guard is not None and guard.blocked is not None:
-                    _guard_verdict(ctx, guard.summary())  # raises: the block's error event below
-                data = writer.delta(chunk)
-                if data is not None:
-                    yield sse.event(data)
-                if chunk.finish_reason is None:
-                    continue
-                response = generation.response
-                assert response is not None, "the generation sets its response before the last chunk"
-                if guard is not None:
-                    summary = guard.summary()
-                    response = response.model_copy(update={"guard": summary})
-                    ctx.trace["guard"] = summary.model_dump(mode="json")
-                _account(ctx, response, streamed=True)
-                _keep_sample(ctx, task, response, s)
-                yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id, _timings(ctx, response)))
-                if body.include_usage:
-                    yield sse.event(writer.usage(response.usage))
+            try:
+                for chunk in answer:
+                    if deadline_s and time.time() > deadline_s:
+                        raise errors.APIError(504, "the stream's deadline passed before the answer was complete",
+                                              type="api_error", code="timeout")
+                    data = writer.delta(chunk)
+                    if data is not None:
+                        yield sse.event(data)
+                    if chunk.finish_reason is None:
+                        continue
+                    response = answer.response
+                    assert response is not None, "the answer is whole after its last chunk"
+                    if answer.guard is not None and response.guard is not None:
+                        ctx.trace["guard"] = response.guard.model_dump(mode="json")
+                    _account(ctx, response, streamed=True)
+                    _keep_sample(ctx, task, response, s)
+                    yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id,
+                                                 _timings(ctx, response)))
+                    if body.include_usage:
+                        yield sse.event(writer.usage(response.usage))
+            except query.Blocked as blocked:
+                _guard_verdict(ctx, blocked.summary)  # raises: the block's error event below
             yield sse.DONE
         except GeneratorExit:  # the client left: the server stops iterating and closes this generator
             # What the provider produced until now is paid for; its usage arrives only with the last chunk,
@@ -379,15 +372,9 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
                              error_message=mapped.message[:500], streamed=True)
             yield sse.error_event(mapped.body())
         finally:
-            chunks.close()  # stops the provider's stream (and its billing) if it is still running
+            answer.close()  # stops the provider's stream (and its billing) if it is still running
 
     return sse.EventStream(events(), background=finish_task(ctx))
-
-
-def _prepend(first: Any, rest: Any) -> Any:
-    if first is not None:
-        yield first
-    yield from rest
 
 
 def _account(ctx: Any, response: Any, *, streamed: bool) -> None:
