@@ -148,7 +148,7 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
     check_limits(body, s)
     choice = parse_model_id(body.model)
     router = get_router(s)
-    override, deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found: free
+    deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found: free
     max_out = body.output_limit or min(max(d.max_output_tokens for d in deployments), s.max_output_tokens)
     prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
     if choice.mode == "rag":  # the retrieved passages join the prompt
@@ -156,7 +156,7 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
     admit_or_raise(conn, ctx, who, estimated_tokens=prompt_tokens + max_out,
                    max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s)
     task = _task(body, ctx, who, choice, s)
-    known = Known(tenant_exists=True, alias=choice.alias, override=override)  # the key's tenant exists
+    known = Known(tenant_exists=True, alias=choice.alias, deployments=deployments)  # the key's tenant exists
     if choice.mode == "rag" and not body.stream:
         response = _run_workflow(task, ctx, s.generation_deadline_s)  # the workflow runs the rails
     elif body.stream:
@@ -217,15 +217,17 @@ def check_limits(body: Any, s: Any) -> None:
                                      f"({s.max_output_tokens})", param=field, code="max_tokens_too_large")
 
 
-def _deployments(conn: Any, tenant_id: str, choice: ModelChoice, router: Any) -> tuple[list[str] | None, list[Any]]:
-    """The tenant's override for the alias (if any) and the deployments the router may try."""
+def _deployments(conn: Any, tenant_id: str, choice: ModelChoice, router: Any) -> list[Any]:
+    """The deployments the router may try for the alias, after the tenant's override (the one place a
+    request's alias is resolved: generation and the router are handed the list)."""
     from stratus.db import generations
     from stratus.db.connection import tenant_transaction
 
     with tenant_transaction(tenant_id, conn):
         override = generations.model_override(conn, tenant_id, choice.alias)
     try:
-        return override, router.catalog.deployments_for(choice.alias, override)
+        deployments: list[Any] = router.catalog.deployments_for(choice.alias, override)
+        return deployments
     except domain.NotFound:
         raise errors.not_found(f"model {choice.requested!r} does not exist; GET /v1/models lists the models",
                                param="model", code="model_not_found") from None

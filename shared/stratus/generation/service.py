@@ -18,7 +18,7 @@ from stratus.config import Settings, get_settings
 from stratus.db import generations as generation_rows
 from stratus.db.connection import get_connection, relax_commit, tenant_transaction
 from stratus.llm import errors as llm_errors
-from stratus.llm.catalog import load_catalog
+from stratus.llm.catalog import Deployment, load_catalog
 from stratus.llm.router import RetryPolicy, Router, default_breaker
 from stratus.llm.types import ChatRequest, ContextPassage, Message, Usage
 from stratus.spans import span
@@ -67,7 +67,7 @@ class Prepared:
     store the answer. Shared by `generate` and the streamed generation (stratus.generation.streaming)."""
 
     alias: str
-    override: list[str] | None
+    deployments: list[Deployment]  # what the router may try, in order: resolved once per request
     request: ChatRequest
     prompt_ref: PromptRef
     passages: list[ContextPassage]
@@ -93,7 +93,7 @@ class Known:
 
     tenant_exists: bool = False
     alias: str | None = None
-    override: list[str] | None = None
+    deployments: list[Deployment] | None = None  # the alias's, after the tenant's override
 
 
 NOTHING_KNOWN = Known()
@@ -127,14 +127,16 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
             prompt = resolve_prompt(conn, task.tenant_id, prompt_name, label=task.prompt_label,
                                     version=task.prompt_version)
             alias = task.model or prompt.model or router.catalog.default_alias
-            override = known.override if known.alias == alias else generation_rows.model_override(
-                conn, task.tenant_id, alias)
-            router.catalog.deployments_for(alias, override)  # an unknown model fails before any work
+            if known.alias == alias and known.deployments is not None:
+                deployments = known.deployments
+            else:  # an unknown model fails here, before any work
+                deployments = router.catalog.deployments_for(
+                    alias, generation_rows.model_override(conn, task.tenant_id, alias))
             request = _chat_request(task, prompt, passages)
             step.annotate(prompt_version=prompt.version, model_alias=alias)
         timings["prompt"] = ms_since(t)
         use_cache = s.cache_enabled and task.cache and not request.tools
-        prep = Prepared(alias=alias, override=override, request=request, passages=passages, timings=timings,
+        prep = Prepared(alias=alias, deployments=deployments, request=request, passages=passages, timings=timings,
                         started=started, use_cache=use_cache,
                         prompt_ref=PromptRef(name=prompt.name, version=prompt.version, hash=prompt.content_hash,
                                              label=task.prompt_label))
@@ -196,7 +198,7 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
     t = time.perf_counter()
     try:
         with span("model_call", model_alias=prep.alias) as step:
-            routed = router.complete(prep.alias, prep.request, override=prep.override,
+            routed = router.complete(prep.alias, prep.request, deployments=prep.deployments,
                                      deadline_s=time_left(task, s))
             step.annotate(provider=routed.deployment.provider, deployment=routed.deployment.name,
                           attempts=len(routed.attempts))

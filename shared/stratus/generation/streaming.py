@@ -74,7 +74,7 @@ class StreamedGeneration:
     def _from_model(self) -> Generator[StreamChunk, None, None]:
         prep, task = self.prep, self.task
         t = time.perf_counter()
-        routed = self.router.stream(prep.alias, prep.request, override=prep.override,
+        routed = self.router.stream(prep.alias, prep.request, deployments=prep.deployments,
                                     deadline_s=time_left(task, self.settings, self.settings.stream_deadline_s))
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}

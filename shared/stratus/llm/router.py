@@ -116,8 +116,9 @@ class Router:
 
     # --- one answer --------------------------------------------------------------------------------
     def complete(self, alias: str, request: ChatRequest, *, override: list[str] | None = None,
-                 deadline_s: float | None = None) -> Routed:
-        run = _Run(self, alias, request, override, deadline_s)
+                 deployments: list[Deployment] | None = None, deadline_s: float | None = None) -> Routed:
+        """`deployments`, when the caller has resolved the alias already, are tried as given."""
+        run = _Run(self, alias, request, deployments or self.catalog.deployments_for(alias, override), deadline_s)
         for deployment in run.candidates():
             provider = self.providers(deployment.provider)
             while True:
@@ -141,10 +142,10 @@ class Router:
 
     # --- a streamed answer -------------------------------------------------------------------------
     def stream(self, alias: str, request: ChatRequest, *, override: list[str] | None = None,
-               deadline_s: float | None = None) -> RoutedStream:
+               deployments: list[Deployment] | None = None, deadline_s: float | None = None) -> RoutedStream:
         """Falls back only until the first chunk reaches the caller; a break after that raises
         StreamInterrupted (the caller has shown text that cannot be taken back)."""
-        run = _Run(self, alias, request, override, deadline_s)
+        run = _Run(self, alias, request, deployments or self.catalog.deployments_for(alias, override), deadline_s)
         result = RoutedStream(iter(()), run.attempts)
         result._chunks = self._stream(run, request, result)
         return result
@@ -185,11 +186,11 @@ class Router:
 class _Run:
     """The bookkeeping of one routed request: deadline, attempts, backoff decisions."""
 
-    def __init__(self, router: Router, alias: str, request: ChatRequest, override: list[str] | None,
+    def __init__(self, router: Router, alias: str, request: ChatRequest, deployments: list[Deployment],
                  deadline_s: float | None) -> None:
         self.router = router
         self.alias = alias
-        self.deployments = router.catalog.deployments_for(alias, override)
+        self.deployments = deployments
         self.start = router.clock()
         self.deadline = self.start + (deadline_s if deadline_s is not None else router.policy.deadline_s)
         self.attempts: list[Attempt] = []
