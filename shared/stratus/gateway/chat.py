@@ -12,11 +12,29 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratus import errors as domain
 from stratus.gateway import errors
 from stratus.llm.types import StreamChunk
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from psycopg import Connection
+    from starlette.responses import Response
+
+    from stratus.aws.workflows import WorkflowFailed
+    from stratus.config import Settings
+    from stratus.gateway.context import RequestContext
+    from stratus.gateway.keys import Principal
+    from stratus.gateway.openai_models import ChatCompletionRequest, StratusOptions
+    from stratus.generation.service import Known
+    from stratus.llm.catalog import Deployment
+    from stratus.llm.router import Router
+    from stratus.llm.types import ToolCallDelta, Usage
+    from stratus.query import Hooks
+    from stratus.workflow_state import GenerateResponse, GenerateTask, GuardState, GuardSummary
 
 RAG_PREFIX = "rag/"
 
@@ -38,17 +56,17 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def usage_object(usage: Any) -> dict[str, Any]:
+def usage_object(usage: Usage) -> dict[str, Any]:
     return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
             "total_tokens": usage.input_tokens + usage.output_tokens,
             "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens}}
 
 
-def citations_object(response: Any) -> list[dict[str, Any]]:
+def citations_object(response: GenerateResponse) -> list[dict[str, Any]]:
     return [c.model_dump(mode="json") for c in response.citations]
 
 
-def stratus_object(response: Any, request_id: str, timings_ms: dict[str, float]) -> dict[str, Any]:
+def stratus_object(response: GenerateResponse, request_id: str, timings_ms: dict[str, float]) -> dict[str, Any]:
     cache = response.cache
     return {"request_id": request_id, "cache": cache.status, "cache_similarity": cache.similarity,
             "prompt": {"name": response.prompt.name, "version": response.prompt.version},
@@ -57,7 +75,8 @@ def stratus_object(response: Any, request_id: str, timings_ms: dict[str, float])
             "guard": response.guard.model_dump(mode="json") if response.guard is not None else None}
 
 
-def completion_object(response: Any, *, model: str, request_id: str, timings_ms: dict[str, float]) -> dict[str, Any]:
+def completion_object(response: GenerateResponse, *, model: str, request_id: str,
+                      timings_ms: dict[str, float]) -> dict[str, Any]:
     """OpenAI's chat.completion for a GenerateResponse, plus `citations` and `stratus` extension fields."""
     message: dict[str, Any] = {"role": "assistant", "content": response.text or None, "refusal": None}
     if response.tool_calls:
@@ -102,18 +121,18 @@ class ChunkWriter:
             return None
         return self._chunk([{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}])
 
-    def final(self, finish_reason: str, response: Any, request_id: str,
+    def final(self, finish_reason: str, response: GenerateResponse, request_id: str,
               timings_ms: dict[str, float]) -> dict[str, Any]:
         """The chunk with finish_reason; citations and the stratus object travel on it."""
         return self._chunk([{"index": 0, "delta": {}, "finish_reason": finish_reason, "logprobs": None}],
                            citations=citations_object(response),
                            stratus=stratus_object(response, request_id, timings_ms))
 
-    def usage(self, usage: Any) -> dict[str, Any]:
+    def usage(self, usage: Usage) -> dict[str, Any]:
         return self._chunk([], usage=usage_object(usage))
 
 
-def _tool_call_delta(d: Any) -> dict[str, Any]:
+def _tool_call_delta(d: ToolCallDelta) -> dict[str, Any]:
     out: dict[str, Any] = {"index": d.index, "function": {"arguments": d.arguments}}
     if d.id:
         out["id"] = d.id
@@ -124,7 +143,7 @@ def _tool_call_delta(d: Any) -> dict[str, Any]:
 
 
 # --- the query workflow's failures --------------------------------------------------------------------
-def workflow_error(err: Any) -> errors.APIError:
+def workflow_error(err: WorkflowFailed) -> errors.APIError:
     """The API error for a WorkflowFailed: the one error table (stratus.gateway.errors), by the failing
     task's error name, as for the same failure raised in-process."""
     return errors.from_workflow(err.error, err.detail)
@@ -136,7 +155,8 @@ CLIENT_CLOSED = 499  # the trace's status for a stream whose client left (nginx'
 CHARS_PER_TOKEN = 4  # a conservative prompt estimate for admission; settled to the real count after
 
 
-def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
+def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Principal, conn: Connection,
+                  s: Settings) -> Response:
     """POST /v1/chat/completions: limits, model, admission, then the answer (JSON or SSE)."""
     from starlette.responses import JSONResponse
 
@@ -173,7 +193,7 @@ def complete_chat(body: Any, ctx: Any, who: Any, conn: Any, s: Any) -> Any:
 
 
 # --- guard rails ---------------------------------------------------------------------------------------
-def _hooks(ctx: Any) -> Any:
+def _hooks(ctx: RequestContext) -> Hooks:
     """What the in-process pipeline tells the request: each step's time, and each rail's verdicts (a
     block is the API's 400 guard_<rail>; on the way in, before any provider is called or billed)."""
     from stratus.query import Hooks
@@ -181,7 +201,7 @@ def _hooks(ctx: Any) -> Any:
     return Hooks(step=ctx.step, verdict=lambda guard: _guard_verdict(ctx, guard))
 
 
-def _guard_verdict(ctx: Any, guard: Any) -> None:
+def _guard_verdict(ctx: RequestContext, guard: GuardState | GuardSummary | None) -> None:
     """Put the rails' verdicts on the trace; a block becomes the API's error."""
     if guard is None:
         return
@@ -191,7 +211,7 @@ def _guard_verdict(ctx: Any, guard: Any) -> None:
         raise errors.guard_blocked(summary.blocked)
 
 
-def _keep_sample(ctx: Any, task: Any, response: Any, s: Any) -> None:
+def _keep_sample(ctx: RequestContext, task: GenerateTask, response: GenerateResponse, s: Settings) -> None:
     """For the requests online evaluation samples: keep their content (redacted) after the response."""
     from stratus.evals.sampling import is_sampled
 
@@ -206,7 +226,7 @@ def _keep_sample(ctx: Any, task: Any, response: Any, s: Any) -> None:
                                                    latency_ms=latency))
 
 
-def check_limits(body: Any, s: Any) -> None:
+def check_limits(body: ChatCompletionRequest, s: Settings) -> None:
     if len(body.messages) > s.max_messages:
         raise errors.invalid_request(f"messages: {len(body.messages)} messages is over the limit max_messages "
                                      f"({s.max_messages})", param="messages", code="too_many_messages")
@@ -217,7 +237,7 @@ def check_limits(body: Any, s: Any) -> None:
                                      f"({s.max_output_tokens})", param=field, code="max_tokens_too_large")
 
 
-def _deployments(conn: Any, tenant_id: str, choice: ModelChoice, router: Any) -> list[Any]:
+def _deployments(conn: Connection, tenant_id: str, choice: ModelChoice, router: Router) -> list[Deployment]:
     """The deployments the router may try for the alias, after the tenant's override (the one place a
     request's alias is resolved: generation and the router are handed the list)."""
     from stratus.db import generations
@@ -233,7 +253,7 @@ def _deployments(conn: Any, tenant_id: str, choice: ModelChoice, router: Any) ->
                                param="model", code="model_not_found") from None
 
 
-def _max_cost(deployments: list[Any], prompt_tokens: int, max_out: int) -> float:
+def _max_cost(deployments: list[Deployment], prompt_tokens: int, max_out: int) -> float:
     """The worst case the budget must hold: the most expensive deployment the router might reach."""
     from stratus.llm.pricing import cost_usd
     from stratus.llm.types import Usage
@@ -242,7 +262,8 @@ def _max_cost(deployments: list[Any], prompt_tokens: int, max_out: int) -> float
     return max(cost_usd(d.price, usage) for d in deployments)
 
 
-def _task(body: Any, ctx: Any, who: Any, choice: ModelChoice, s: Any) -> Any:
+def _task(body: ChatCompletionRequest, ctx: RequestContext, who: Principal, choice: ModelChoice,
+          s: Settings) -> GenerateTask:
     from stratus.workflow_state import GenerateTask, parse_model
 
     messages = [m.as_domain() for m in body.messages]
@@ -269,13 +290,13 @@ def _task(body: Any, ctx: Any, who: Any, choice: ModelChoice, s: Any) -> Any:
     return parse_model(GenerateTask, fields, "chat completion request")
 
 
-def _use_cache(opts: Any, choice: ModelChoice, s: Any) -> bool:
+def _use_cache(opts: StratusOptions, choice: ModelChoice, s: Settings) -> bool:
     if opts.cache is not None:
         return bool(opts.cache)
     return choice.mode == "rag" or s.gateway_chat_cache
 
 
-def _question(body: Any) -> str:
+def _question(body: ChatCompletionRequest) -> str:
     for m in reversed(body.messages):
         if m.role == "user":
             text = m.content if isinstance(m.content, str) else "".join(
@@ -286,7 +307,7 @@ def _question(body: Any) -> str:
                                  param="messages")
 
 
-def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
+def _run_workflow(task: GenerateTask, ctx: RequestContext, deadline_s: float) -> GenerateResponse:
     """Non-streamed RAG: the query workflow (retrieve, then generate), as every other client runs it."""
     from stratus.aws.workflows import WorkflowFailed, WorkflowTimedOut, run_workflow
     from stratus.workflow_state import GenerateResponse
@@ -316,7 +337,8 @@ def _run_workflow(task: Any, ctx: Any, deadline_s: float) -> Any:
     return GenerateResponse.model_validate(output)
 
 
-def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: Any, router: Any, known: Any) -> Any:
+def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask, choice: ModelChoice,
+            conn: Connection, s: Settings, router: Router, known: Known) -> Response:
     """Streamed chat or RAG, in-process (a workflow cannot stream). The input rails, retrieval, the
     context rails, the prompt, the cache and the first model chunk happen before the response starts, so
     their failures are plain JSON errors. The output rails hold each sentence back until they have passed
@@ -335,7 +357,7 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
     writer = ChunkWriter(choice.requested)
     deadline_s = (task.deadline_ms or 0) / 1000
 
-    def events() -> Any:
+    def events() -> Generator[bytes, None, None]:
         yield sse.event(writer.role())
         try:
             try:
@@ -379,7 +401,7 @@ def _stream(body: Any, ctx: Any, task: Any, choice: ModelChoice, conn: Any, s: A
     return sse.EventStream(events(), background=finish_task(ctx))
 
 
-def _account(ctx: Any, response: Any, *, streamed: bool) -> None:
+def _account(ctx: RequestContext, response: GenerateResponse, *, streamed: bool) -> None:
     """What settles the reservation and fills the trace."""
     ctx.spent_tokens = response.usage.input_tokens + response.usage.output_tokens
     ctx.spent_usd = response.cost_usd
@@ -390,5 +412,5 @@ def _account(ctx: Any, response: Any, *, streamed: bool) -> None:
                      timings_ms=dict(response.timings_ms), streamed=streamed)
 
 
-def _timings(ctx: Any, response: Any) -> dict[str, float]:
+def _timings(ctx: RequestContext, response: GenerateResponse) -> dict[str, float]:
     return {**response.timings_ms, **ctx.timings_ms, "gateway": ctx.elapsed_ms()}
