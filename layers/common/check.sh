@@ -15,27 +15,13 @@
 # Needs the package index (pip); takes about a minute.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-export PIP="$PYTHON -m pip"
-mode=--native
-source "$ROOT/layers/lib.sh"
+# ROOT, PYTHON, WORK (removed on exit), build_for_check and run_in_layers (layers/check_lib.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/../check_lib.sh"
 
-LAYER_BUILD_DIR="$WORK/common" bash "$HERE/build.sh" --native
-LAYER_BUILD_DIR="$WORK/ingest" bash "$ROOT/layers/ingest/build.sh" --native
-install_runtime_provided "$WORK/runtime" "$ROOT/requirements.lock"
+build_for_check common ingest
 COMMON="$WORK/common/python" INGEST="$WORK/ingest/python" RUNTIME="$WORK/runtime"
 
-# -S: no site-packages, so nothing from the venv can stand in for a missing dependency.
-HOME="$WORK/home" "$PYTHON" -S - "$COMMON" "$RUNTIME" <<'PY'
-import importlib.util
-import sys
-
-layers = sys.argv[1:]
-sys.path[1:1] = layers
+run_in_layers "CommonLayer alone" "$COMMON" "$RUNTIME" <<'PY'
 common = layers[0]
 
 import glob  # noqa: E402
@@ -127,14 +113,6 @@ for name in ("lxml", "bs4", "pypdf", "soupsieve"):
     assert importlib.util.find_spec(name) is None, name
 # What was trimmed is really gone (so the calls above ran without it).
 assert importlib.util.find_spec("numpy._core.tests") is None
-outside = sorted(
-    name
-    for name, module in list(sys.modules.items())
-    if (getattr(module, "__file__", None) or "").startswith("/")  # "<stdin>" is __main__'s
-    and not module.__file__.startswith((*layers, sys.base_prefix))
-)
-assert not outside, f"loaded from outside the layers: {outside}"
-print("CommonLayer alone: ok")
 PY
 
 # The ingest function's documents, extracted in the venv and from the layers: the same blocks.

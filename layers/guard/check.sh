@@ -9,19 +9,10 @@
 # Needs the package index (pip); takes about a minute.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-export PIP="$PYTHON -m pip"
-mode=--native
-# install_runtime_provided (layers/lib.sh): the Lambda runtime's boto3 and its dependencies.
-source "$ROOT/layers/lib.sh"
+# ROOT, PYTHON, WORK (removed on exit), build_for_check and run_in_layers (layers/check_lib.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/../check_lib.sh"
 
-LAYER_BUILD_DIR="$WORK/guard" bash "$HERE/build.sh" --native
-LAYER_BUILD_DIR="$WORK/common" bash "$ROOT/layers/common/build.sh" --native
-install_runtime_provided "$WORK/runtime" "$ROOT/requirements.lock"
+build_for_check guard common
 
 # Every finding on the labelled PII set, as JSON lines: the layer must find exactly what the venv finds.
 FINDINGS='
@@ -32,14 +23,9 @@ for line in open(sys.argv[1]):
 '
 "$PYTHON" -c "$FINDINGS" "$ROOT/evals/guard/pii_cases.jsonl" >"$WORK/venv.jsonl"
 
-# -S: no site-packages, so nothing from the venv can stand in for a missing dependency.
-HOME="$WORK/home" "$PYTHON" -S - "$WORK/guard/python" "$WORK/common/python" "$WORK/runtime" <<'EOF'
-import importlib.util
-import sys
+run_in_layers "layer loads and redacts" "$WORK/guard/python" "$WORK/common/python" "$WORK/runtime" <<'EOF'
 import time
 
-layers = sys.argv[1:]
-sys.path[1:1] = layers
 guard, common = layers[0], layers[1]
 
 started = time.perf_counter()
@@ -61,14 +47,6 @@ assert stratus.__file__.startswith(common) and click.__file__.startswith(common)
 # What was trimmed is really gone (so the call above ran without it).
 assert importlib.util.find_spec("phonenumbers.geocoder") is None
 assert importlib.util.find_spec("spacy.lang.de") is None
-outside = sorted(
-    name
-    for name, module in list(sys.modules.items())
-    if (getattr(module, "__file__", None) or "").startswith("/")  # "<stdin>" is __main__'s
-    and not module.__file__.startswith((*layers, sys.base_prefix))
-)
-assert not outside, f"loaded from outside the layers: {outside}"
-print("layer loads and redacts: ok")
 EOF
 HOME="$WORK/home" PYTHONPATH="$WORK/guard/python:$WORK/common/python:$WORK/runtime" \
   "$PYTHON" -S -c "$FINDINGS" "$ROOT/evals/guard/pii_cases.jsonl" >"$WORK/layer.jsonl"

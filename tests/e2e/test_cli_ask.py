@@ -4,32 +4,23 @@ query workflow of a local stack the command starts and stops."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-STRATUS = Path(sys.executable).with_name("stratus")
+from tests.support.cli import ROOT, STRATUS, cli_env, scratch_data_dir
 
 
 @pytest.fixture(scope="module")
 def data_dir() -> Iterator[Path]:
-    path = ROOT / ".stratus" / f"e2e-ask-{uuid.uuid4().hex[:8]}"
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from scratch_data_dir("ask")
 
 
 def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "AWS_", "MOTO_"))}
-    env.pop("DATABASE_URL", None)
-    env["STRATUS_DATA_DIR"] = str(data_dir)
-    return subprocess.run([str(STRATUS), *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run([str(STRATUS), *args], env=cli_env(data_dir), capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from queue import Empty, Queue
@@ -22,24 +18,19 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-STRATUS = Path(sys.executable).with_name("stratus")
+from tests.support.cli import ROOT, STRATUS, cli_env, scratch_data_dir
+
 READY_TIMEOUT_S = 180  # a cold start initialises PostgreSQL and applies every migration
 STOP_TIMEOUT_S = 20
 
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    path = ROOT / ".stratus" / f"e2e-dev-{uuid.uuid4().hex[:8]}"
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from scratch_data_dir("dev")
 
 
 def _start(data_dir: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "AWS_", "MOTO_"))}
-    env.pop("DATABASE_URL", None)
-    env["STRATUS_DATA_DIR"] = str(data_dir)
-    return subprocess.Popen([str(STRATUS), "dev", *args], env=env, cwd=ROOT, text=True,
+    return subprocess.Popen([str(STRATUS), "dev", *args], env=cli_env(data_dir), cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

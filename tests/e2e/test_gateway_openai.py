@@ -44,9 +44,8 @@ aliases:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[OpenAIUpstream]:
-    server = OpenAIUpstream().start()
-    yield server
-    server.stop()
+    with OpenAIUpstream() as up:
+        yield up
 
 
 @pytest.fixture(scope="module")

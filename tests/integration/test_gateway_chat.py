@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -45,18 +46,24 @@ def ask(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
-def trace(pg_url: str, tenant_id: str, request_id: str) -> dict[str, Any]:
-    """The request's trace (written after the response: wait briefly for the background task)."""
+def _wait_for(pg_url: str, read: Callable[[Any], Any], ready: Callable[[Any], bool], failure: str) -> Any:
+    """read(conn) until ready(what it read), for ~2 s: traces and settlement are written after the response."""
     conn = connect(pg_url)
     try:
         for _ in range(100):
-            row = get_trace(conn, tenant_id, request_id)
-            if row is not None:
-                return row
+            found = read(conn)
+            if ready(found):
+                return found
             time.sleep(0.02)
     finally:
         conn.close()
-    raise AssertionError(f"no trace for {request_id}")
+    raise AssertionError(failure)
+
+
+def trace(pg_url: str, tenant_id: str, request_id: str) -> dict[str, Any]:
+    """The request's trace (written after the response: wait briefly for the background task)."""
+    return _wait_for(pg_url, lambda conn: get_trace(conn, tenant_id, request_id), lambda row: row is not None,
+                     f"no trace for {request_id}")
 
 
 # --- completions -------------------------------------------------------------------------------------
@@ -139,16 +146,8 @@ def _usage(pg_url: str, tenant_id: str) -> dict[str, Any]:
     """The tenant's usage once nothing is in flight (settlement runs after the response)."""
     from stratus.gateway.tenancy import usage
 
-    conn = connect(pg_url)
-    try:
-        for _ in range(100):
-            found = usage(conn, tenant_id)
-            if not found["in_flight"]:
-                return found
-            time.sleep(0.02)
-    finally:
-        conn.close()
-    raise AssertionError(f"tenant {tenant_id} still has requests in flight")
+    return _wait_for(pg_url, lambda conn: usage(conn, tenant_id), lambda found: not found["in_flight"],
+                     f"tenant {tenant_id} still has requests in flight")
 
 
 def test_a_break_after_the_first_byte_is_an_error_event_and_never_a_silent_end(

@@ -61,6 +61,14 @@ def _only(client: TestClient, headers: dict[str, str], **params: Any) -> dict[st
     return doc
 
 
+def _ingested(client: TestClient, stack: LocalStack, headers: dict[str, str], filename: str,
+              data: bytes) -> dict[str, Any]:
+    """Uploads a file into a tenant without documents; the document once its ingestion has run."""
+    _upload(client, headers, filename, data)
+    assert stack.wait_for_ingestion(timeout=120)
+    return _only(client, headers)
+
+
 def test_a_presigned_upload_is_ingested_and_listed(client: TestClient, stack: LocalStack,
                                                    tenant: tuple[str, dict[str, str]]) -> None:
     tenant_id, headers = tenant
@@ -92,9 +100,7 @@ def test_a_presigned_upload_is_ingested_and_listed(client: TestClient, stack: Lo
 def test_a_document_ingestion_refuses_shows_its_reason(client: TestClient, stack: LocalStack,
                                                        tenant: tuple[str, dict[str, str]]) -> None:
     _, headers = tenant
-    _upload(client, headers, "scans/broken.pdf", b"%PDF-1.4 this is not really a PDF")
-    assert stack.wait_for_ingestion(timeout=120)
-    doc = _only(client, headers)
+    doc = _ingested(client, stack, headers, "scans/broken.pdf", b"%PDF-1.4 this is not really a PDF")
     assert doc["status"] == "failed" and doc["version"] == 0 and doc["chunk_count"] == 0
     assert doc["error"].startswith("extraction_failed")
     assert _only(client, headers, status="failed")["id"] == doc["id"]
@@ -104,9 +110,7 @@ def test_a_document_ingestion_refuses_shows_its_reason(client: TestClient, stack
 def test_delete_removes_the_object_and_ingestion_drops_the_chunks(client: TestClient, stack: LocalStack,
                                                                  tenant: tuple[str, dict[str, str]]) -> None:
     tenant_id, headers = tenant
-    _upload(client, headers, "old.txt", b"The legacy agent listens on port 6100.")
-    assert stack.wait_for_ingestion(timeout=120)
-    doc = _only(client, headers)
+    doc = _ingested(client, stack, headers, "old.txt", b"The legacy agent listens on port 6100.")
 
     # When the document is deleted through the API
     r = client.delete(f"/v1/documents/{doc['id']}", headers=headers)

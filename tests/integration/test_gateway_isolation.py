@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from stratus.config import load_settings
 from stratus.db.connection import connect
-from stratus.db.records import SourceObject
 from stratus.gateway.traces import get_trace
-from stratus.ingest.pipeline import ingest_document
 from stratus_tools.local.stack import LocalStack
 from tests.integration.gateway_support import auth, tenant_with_key
+from tests.support.local_stack import ingest_bytes, running_stack
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = ROOT / ".stratus" / "test-gateway-isolation"
 QUESTION = "Which coolant does the Zorblax reactor use, and at what pressure?"
 SECRET_DOC = (b"# Zorblax reactor\n\nThe Zorblax reactor is cooled with argon-7 held at 19 bar. The coolant loop is"
               b" inspected every 40 days by the night shift.\n")
@@ -36,8 +30,7 @@ B_DOC = b"# Office\n\nThe office is open from nine to five. Visitors sign in at 
 
 @pytest.fixture(scope="module")
 def stack(pg_url: str) -> Iterator[LocalStack]:
-    with LocalStack(load_settings(data_dir=DATA_DIR), start_pollers=False) as running:
-        yield running
+    yield from running_stack("test-gateway-isolation")
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +41,12 @@ def client(stack: LocalStack) -> Iterator[TestClient]:
         yield c
 
 
-def _ingest(tenant_id: str, key: str, data: bytes) -> None:
-    ingest_document(tenant_id, key, data, SourceObject(tenant_id, key, etag=uuid.uuid4().hex, size=len(data)))
-
-
 @pytest.fixture(scope="module")
 def tenants(stack: LocalStack, pg_url: str) -> dict[str, Any]:
     a, a_key = tenant_with_key(pg_url, "iso-a")
     b, b_key = tenant_with_key(pg_url, "iso-b")
-    _ingest(a, "reactor/zorblax.md", SECRET_DOC)
-    _ingest(b, "office.md", B_DOC)
+    ingest_bytes(a, "reactor/zorblax.md", SECRET_DOC)
+    ingest_bytes(b, "office.md", B_DOC)
     return {"a": a, "a_key": a_key, "a_auth": auth(a_key), "b": b, "b_key": b_key, "b_auth": auth(b_key)}
 
 

@@ -10,7 +10,7 @@ import pytest
 from stratus.errors import InvalidInput
 from stratus.llm.types import Message
 from stratus.prompts.files import load_file
-from stratus.prompts.models import Placeholder, PromptFileError, build_prompt
+from stratus.prompts.models import Placeholder, PromptFileError, PromptVersion, build_prompt
 
 GREETING = """\
 description: Greets a user by name.
@@ -35,6 +35,17 @@ def write(tmp_path: Path, text: str, name: str = "greeting", version: str = "1")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text))
     return path
+
+
+def one_message_prompt(tmp_path: Path, variable: str, content: str) -> PromptVersion:
+    """A prompt of one user message whose template is `content` (no double quotes in it), taking `variable`."""
+    return load_file(write(tmp_path, f"""\
+        description: d
+        model: fast
+        variables: [{variable}]
+        messages:
+          - {{role: user, content: "{content}"}}
+        """))
 
 
 def test_parses_a_prompt_file(tmp_path: Path) -> None:
@@ -171,13 +182,7 @@ def test_history_is_refused_by_a_prompt_without_a_placeholder(tmp_path: Path) ->
 
 
 def test_a_missing_attribute_in_a_value_is_an_error_not_an_empty_string(tmp_path: Path) -> None:
-    prompt = load_file(write(tmp_path, """\
-        description: d
-        model: fast
-        variables: [items]
-        messages:
-          - {role: user, content: "{% for i in items %}{{ i.text }}{% endfor %}"}
-        """))
+    prompt = one_message_prompt(tmp_path, "items", "{% for i in items %}{{ i.text }}{% endfor %}")
 
     assert prompt.render({"items": [{"text": "a"}, {"text": "b"}]})[0].content == "ab"
     with pytest.raises(InvalidInput, match="messages\\[0\\].content") as caught:
@@ -186,13 +191,7 @@ def test_a_missing_attribute_in_a_value_is_an_error_not_an_empty_string(tmp_path
 
 
 def test_templates_run_in_a_sandbox(tmp_path: Path) -> None:
-    prompt = load_file(write(tmp_path, """\
-        description: d
-        model: fast
-        variables: [x]
-        messages:
-          - {role: user, content: "{{ x.__class__.__mro__ }}{{ x.append(1) }}"}
-        """))
+    prompt = one_message_prompt(tmp_path, "x", "{{ x.__class__.__mro__ }}{{ x.append(1) }}")
 
     with pytest.raises(InvalidInput):
         prompt.render({"x": []})

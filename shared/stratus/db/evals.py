@@ -3,6 +3,7 @@ read and written inside the caller's tenant transaction (RLS); eval_runs is the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,16 +92,21 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
 
 
 # --- scores and aggregates ----------------------------------------------------------------------------
+def _upsert(conn: Connection, table: str, columns: Sequence[str], key: Sequence[str], update: Sequence[str],
+            row: dict[str, Any], *, touch: str | None = None) -> None:
+    """INSERT one row of named parameters (`columns`); on a conflict over `key`, overwrite `update` and set
+    `touch` (a timestamp column) to now(). The names are this module's constants, never input."""
+    assignments = [f"{c} = EXCLUDED.{c}" for c in update] + ([f"{touch} = now()"] if touch else [])
+    conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(f'%({c})s' for c in columns)}) "
+                 f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(assignments)}", row)
+
+
 def upsert_score(conn: Connection, row: dict[str, Any]) -> None:
     """One score per (tenant, request, metric): a rerun replaces it rather than adding another."""
-    conn.execute(
-        "INSERT INTO eval_scores (tenant_id, request_id, metric, score, passed, scorer, error, details, run_id, "
-        "prompt_name, prompt_version) VALUES (%(tenant_id)s, %(request_id)s, %(metric)s, %(score)s, %(passed)s, "
-        "%(scorer)s, %(error)s, %(details)s, %(run_id)s, %(prompt_name)s, %(prompt_version)s) "
-        "ON CONFLICT (tenant_id, request_id, metric) DO UPDATE SET score = EXCLUDED.score, passed = EXCLUDED.passed, "
-        "scorer = EXCLUDED.scorer, error = EXCLUDED.error, details = EXCLUDED.details, run_id = EXCLUDED.run_id, "
-        "scored_at = now()",
-        {**row, "details": Jsonb(row.get("details") or {})})
+    _upsert(conn, "eval_scores", ("tenant_id", "request_id", "metric", "score", "passed", "scorer", "error", "details",
+                                  "run_id", "prompt_name", "prompt_version"),
+            ("tenant_id", "request_id", "metric"), ("score", "passed", "scorer", "error", "details", "run_id"),
+            {**row, "details": Jsonb(row.get("details") or {})}, touch="scored_at")
 
 
 def window_means(conn: Connection, tenant_id: str, after: datetime, until: datetime) -> list[dict[str, Any]]:
@@ -117,11 +123,8 @@ def window_means(conn: Connection, tenant_id: str, after: datetime, until: datet
 
 
 def upsert_aggregate(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(
-        "INSERT INTO eval_aggregates (run_id, tenant_id, prompt_name, prompt_version, metric, n, mean, failures, "
-        "window_to) VALUES (%(run_id)s, %(tenant_id)s, %(prompt_name)s, %(prompt_version)s, %(metric)s, %(n)s, "
-        "%(mean)s, %(failures)s, %(window_to)s) ON CONFLICT (run_id, tenant_id, prompt_name, prompt_version, metric) "
-        "DO UPDATE SET n = EXCLUDED.n, mean = EXCLUDED.mean, failures = EXCLUDED.failures", row)
+    key = ("run_id", "tenant_id", "prompt_name", "prompt_version", "metric")
+    _upsert(conn, "eval_aggregates", (*key, "n", "mean", "failures", "window_to"), key, ("n", "mean", "failures"), row)
 
 
 def baseline_mean(conn: Connection, tenant_id: str, prompt_name: str, metric: str, before: datetime,

@@ -4,8 +4,9 @@ tenant is not known until the key is found; everything else runs in the caller's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import psycopg
 
@@ -17,7 +18,10 @@ _COLUMNS = ("id::text, tenant_id, prefix, name, scopes, created_at, revoked_at, 
             "requests_per_minute, tokens_per_minute")
 
 
-class KeyRow(NamedTuple):
+@dataclass(frozen=True)
+class KeyRow:
+    """A key as lists show it, never the secret or the hash (stratus.gateway.keys.KeyInfo is this type)."""
+
     id: str
     tenant_id: str
     prefix: str
@@ -28,6 +32,10 @@ class KeyRow(NamedTuple):
     last_used_at: datetime | None
     requests_per_minute: int | None
     tokens_per_minute: int | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
 
 
 class LookupRow(NamedTuple):
@@ -80,7 +88,3 @@ def revoke(conn: Connection, tenant_id: str, key_id_or_prefix: str) -> KeyRow | 
         " WHERE tenant_id = %s AND (prefix = %s OR id::text = %s)"
         f" RETURNING {_COLUMNS}", [tenant_id, key_id_or_prefix, key_id_or_prefix.lower()]).fetchone()
     return KeyRow(*row) if row else None
-
-
-def as_dict(row: Any) -> dict[str, Any]:
-    return dict(row._asdict())

@@ -14,7 +14,6 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 from stratus.db import keys as store
 from stratus.db.connection import tenant_transaction
@@ -47,24 +46,8 @@ class Principal:
         return scope in self.scopes
 
 
-@dataclass(frozen=True)
-class KeyInfo:
-    """What lists show; never the secret or the hash."""
-
-    id: str
-    tenant_id: str
-    prefix: str
-    name: str
-    scopes: list[str]
-    created_at: datetime
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-    requests_per_minute: int | None
-    tokens_per_minute: int | None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
+# What lists show: the stored row as it is (a frozen dataclass; never the secret or the hash).
+KeyInfo = store.KeyRow
 
 
 def hash_key(key: str) -> bytes:
@@ -124,7 +107,7 @@ def create_key(conn: store.Connection, tenant_id: str, *, name: str = "", scopes
             try:
                 row = store.insert_key(conn, tenant_id, prefix=prefix, key_hash=hash_key(text), name=name,
                                        scopes=chosen, requests_per_minute=rpm, tokens_per_minute=tpm)
-                return text, KeyInfo(**row._asdict())
+                return text, row
             except store.PrefixTaken:
                 continue
     raise RuntimeError("could not draw an unused key prefix in 3 tries")
@@ -155,7 +138,7 @@ def _lookup(conn: store.Connection, prefix: str, presented: bytes) -> store.Look
 
 def list_keys(conn: store.Connection, tenant_id: str) -> list[KeyInfo]:
     with tenant_transaction(tenant_id, conn):
-        return [KeyInfo(**row._asdict()) for row in store.list_keys(conn, tenant_id)]
+        return store.list_keys(conn, tenant_id)
 
 
 def revoke_key(conn: store.Connection, tenant_id: str, key_id_or_prefix: str) -> KeyInfo:
@@ -164,4 +147,4 @@ def revoke_key(conn: store.Connection, tenant_id: str, key_id_or_prefix: str) ->
         row = store.revoke(conn, tenant_id, key_id_or_prefix.strip())
     if row is None:
         raise NotFound(f"tenant {tenant_id!r} has no key {key_id_or_prefix!r}", field="key")
-    return KeyInfo(**row._asdict())
+    return row

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from stratus.guard import features as F
-from stratus.guard.lazy import Lazy
+from stratus.guard.detector import LazyDetector
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODEL_DIR / "injection-v3"
@@ -159,11 +159,9 @@ def _decode_base64(run: str) -> str | None:
     return decoded if decoded and printable / len(decoded) > 0.95 and " " in decoded else None
 
 
-class InjectionDetector:
-    """Loads the artifact on first use (thread-safe) and scores texts against its threshold."""
-
+class InjectionDetector(LazyDetector[InjectionModel]):
     def __init__(self, stem: Path = DEFAULT_MODEL, threshold: float | None = None) -> None:
-        self._model = Lazy(lambda: self._load(stem, threshold))
+        super().__init__(lambda: self._load(stem, threshold))
 
     @staticmethod
     def _load(stem: Path, threshold: float | None) -> InjectionModel:
@@ -171,14 +169,6 @@ class InjectionDetector:
         if threshold is not None:  # a tenant policy's own threshold
             model.threshold = threshold
         return model
-
-    @property
-    def model(self) -> InjectionModel:
-        return self._model.get()
-
-    @property
-    def threshold(self) -> float:
-        return self.model.threshold
 
     @property
     def context_threshold(self) -> float:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stratus.guard.detector import LazyDetector
 from stratus.guard.lazy import Lazy
 
 if TYPE_CHECKING:
@@ -50,11 +51,9 @@ def sentences(text: str) -> list[str]:
     return parts[:_MAX_SENTENCES] if len(parts) > 1 else []
 
 
-class ToxicityClassifier:
-    """Loads the artifact on first use (thread-safe) and scores texts against its threshold."""
-
+class ToxicityClassifier(LazyDetector["InjectionModel"]):
     def __init__(self, stem: Path = DEFAULT_MODEL, threshold: float | None = None) -> None:
-        self._model = Lazy(lambda: load_model(stem, threshold))
+        super().__init__(lambda: load_model(stem, threshold))
 
     @classmethod
     def wrapping(cls, model: InjectionModel) -> ToxicityClassifier:
@@ -62,14 +61,6 @@ class ToxicityClassifier:
         classifier = cls()
         classifier._model = Lazy(lambda: model)
         return classifier
-
-    @property
-    def model(self) -> InjectionModel:
-        return self._model.get()
-
-    @property
-    def threshold(self) -> float:
-        return self.model.threshold
 
     def assess_one(self, text: str) -> ToxicityScore:
         model = self.model

@@ -36,6 +36,11 @@ class ProviderError(StratusError):
         # the router imports this module, so naming its class here would be an import cycle.
         self.attempts: list[Any] = []
 
+    def __init_subclass__(cls, *, code: str, retryable: bool = False, fallback: bool = True,
+                          **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code, cls.retryable, cls.fallback = code, retryable, fallback
+
     @property
     def kind(self) -> str:
         return self.code
@@ -54,100 +59,61 @@ class ProviderError(StratusError):
         return f"{self.message}{_WIRE}{json.dumps(extra, separators=(',', ':'))}]" if extra else self.message
 
 
-class RateLimited(ProviderError):
+# Each class declares its classification in its class statement (ProviderError.__init_subclass__): the
+# taxonomy reads as one table, and a new class cannot forget to say whether it is retryable.
+class RateLimited(ProviderError, code="rate_limited", retryable=True):
     """429: honour retry-after, else back off; other deployments have their own limits."""
 
-    code = "rate_limited"
-    retryable = True
 
-
-class Overloaded(ProviderError):
+class Overloaded(ProviderError, code="overloaded", retryable=True):
     """503 / Anthropic's 529: the provider is shedding load."""
 
-    code = "overloaded"
-    retryable = True
 
-
-class ServerError(ProviderError):
+class ServerError(ProviderError, code="server_error", retryable=True):
     """Any other 5xx."""
 
-    code = "server_error"
-    retryable = True
+
+class ProviderTimeout(ProviderError, code="timeout", retryable=True):
+    """A connect or read timeout, or a provider's own 408 / model timeout."""
 
 
-class ProviderTimeout(ProviderError):
-    code = "timeout"
-    retryable = True
-
-
-class ProviderUnavailable(ProviderError):
+class ProviderUnavailable(ProviderError, code="connection_error", retryable=True):
     """Connection refused or reset, DNS, TLS: nothing came back."""
 
-    code = "connection_error"
-    retryable = True
 
-
-class MalformedResponse(ProviderError):
+class MalformedResponse(ProviderError, code="malformed_response", retryable=True):
     """A 2xx whose body does not parse as the protocol says: never treated as an answer."""
 
-    code = "malformed_response"
-    retryable = True
 
-
-class StreamInterrupted(ProviderError):
+class StreamInterrupted(ProviderError, code="stream_interrupted", retryable=True):
     """A stream ended or broke before its final event. Once text has reached the caller it cannot be
     taken back, so the router falls back only if nothing was emitted yet."""
 
-    code = "stream_interrupted"
-    retryable = True
 
-
-class ContextLengthExceeded(ProviderError):
+class ContextLengthExceeded(ProviderError, code="context_length_exceeded"):
     """The prompt does not fit this model; a deployment with a larger window may take it."""
 
-    code = "context_length_exceeded"
-    retryable = False
 
-
-class AuthenticationFailed(ProviderError):
+class AuthenticationFailed(ProviderError, code="authentication_failed"):
     """401/403: this deployment's credentials are wrong; retrying cannot help, another deployment may."""
 
-    code = "authentication_failed"
-    retryable = False
 
-
-class InvalidRequest(ProviderError):
+class InvalidRequest(ProviderError, code="invalid_request", fallback=False):
     """400/404/422 other than context length: the request itself is wrong for every deployment."""
 
-    code = "invalid_request"
-    retryable = False
-    fallback = False
 
-
-class DeadlineExceeded(ProviderError):
+class DeadlineExceeded(ProviderError, code="deadline_exceeded", fallback=False):
     """The request's overall deadline passed before any deployment answered."""
 
-    code = "deadline_exceeded"
-    retryable = False
-    fallback = False
 
-
-class ProviderEgressRequired(ProviderError):
+class ProviderEgressRequired(ProviderError, code="provider_egress_required", fallback=False):
     """Every deployment of the model needs the public internet and the functions have no route to it
     (ProviderEgress=none): raised before any attempt, since each would only wait out its connect timeout.
     An operator's fix (a NAT, or a Bedrock deployment), not the caller's and not a transient one."""
 
-    code = "provider_egress_required"
-    retryable = False
-    fallback = False
 
-
-class AllDeploymentsFailed(ProviderError):
+class AllDeploymentsFailed(ProviderError, code="all_deployments_failed", fallback=False):
     """Every deployment of an alias failed (or was skipped by its circuit breaker); `attempts` says how."""
-
-    code = "all_deployments_failed"
-    retryable = False
-    fallback = False
 
     def __init__(self, message: str, *, attempts: list[Any] | None = None,
                  last: ProviderError | None = None) -> None:

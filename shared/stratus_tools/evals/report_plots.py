@@ -59,13 +59,9 @@ def plot_cost(data: ReportData, out: Path) -> str | None:
     totals = _stacked_barh(ax, tenants, [(m, [spend.get((t, m), 0.0) for t in tenants], None) for m in models])
     for y, total in enumerate(totals):
         ax.annotate(f"${total:,.4f}", (total, y), xytext=(4, 0), textcoords="offset points", va="center")
-    ax.invert_yaxis()
     ax.margins(x=0.12)  # room for the totals' labels
-    ax.set_xlabel("spend (USD)")
-    ax.set_title("Cost per tenant and model alias")
-    fig.legend(title="model", loc="outside right upper")
-    ax.grid(axis="x", alpha=0.3)
-    return _save(fig, out, "cost.png")
+    return _finish_barh(fig, ax, out, "cost.png", xlabel="spend (USD)", title="Cost per tenant and model alias",
+                        legend="model")
 
 
 def plot_cache(data: ReportData, out: Path) -> str | None:
@@ -102,12 +98,8 @@ def plot_guard(data: ReportData, out: Path) -> str | None:
     actions = [a for a in ACTION_COLOURS if any(data.guard[r][a] for r in rails)]
     actions += sorted({a for r in rails for a in data.guard[r]} - set(actions))  # actions added later
     _stacked_barh(ax, rails, [(a, [data.guard[r][a] for r in rails], ACTION_COLOURS.get(a)) for a in actions])
-    ax.invert_yaxis()
-    ax.set_xlabel("verdicts (one per rail and stage of a request)")
-    ax.set_title("Guard verdicts per rail")
-    fig.legend(title="action", loc="outside right upper")
-    ax.grid(axis="x", alpha=0.3)
-    return _save(fig, out, "guard.png")
+    return _finish_barh(fig, ax, out, "guard.png", xlabel="verdicts (one per rail and stage of a request)",
+                        title="Guard verdicts per rail", legend="action")
 
 
 def plot_evals(data: ReportData, out: Path) -> str | None:
@@ -167,6 +159,16 @@ def _stacked_barh(ax: Any, rows: list[str], segments: list[tuple[str, list[float
         ax.barh(rows, widths, left=left, label=label, color=colour)
         left = [a + b for a, b in zip(left, widths, strict=True)]
     return left
+
+
+def _finish_barh(fig: Any, ax: Any, out: Path, name: str, *, xlabel: str, title: str, legend: str) -> str:
+    """Labels and saves a _stacked_barh chart: rows top to bottom in the given order, the legend outside."""
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.legend(title=legend, loc="outside right upper")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out, name)
 
 
 def _figure(height: float, rows: int = 1, cols: int = 1) -> tuple[Any, Any]:

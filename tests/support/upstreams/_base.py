@@ -18,6 +18,7 @@ import struct
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Literal, Self
@@ -209,6 +210,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def end_chunked(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
+
+    def write_stream(self, frames: list[bytes], fault: Fault | None, *, first_delta: int,
+                     error_frame: Callable[[Fault], bytes], pause: Callable[[], bool] | None = None,
+                     tail: Sequence[bytes] = ()) -> bool:
+        """Send `frames` (the deltas start at index `first_delta`), then `tail`, as chunks and end the body.
+        A stream fault stops it `fault.after_chunks` deltas in (never within `tail`): with the protocol's
+        in-stream error for stream_error, else by cutting the connection. `pause` runs between frames; True
+        from it stops the stream. True when the whole stream went out."""
+        for i, data in enumerate(frames):
+            if i and pause is not None and pause():
+                return False
+            if fault is not None and i >= first_delta + fault.after_chunks:
+                if fault.kind == "stream_error":  # failures after the headers can only be reported in-stream
+                    self.write_chunk(error_frame(fault))
+                    self.end_chunked()
+                    return False
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_WR)  # no terminating chunk: an incomplete body
+                return False
+            self.write_chunk(data)
+        for data in tail:
+            self.write_chunk(data)
+        self.end_chunked()
+        return True
 
     def reset(self) -> None:
         """Drop the connection with an RST: the client sees a reset, not a clean end."""

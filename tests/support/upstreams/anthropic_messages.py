@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from typing import Any
 
 from tests.support.upstreams._base import STREAM_FAULTS, Fault, Reply, Upstream, _Handler, compose, retry_headers
@@ -139,14 +138,5 @@ class AnthropicUpstream(Upstream):
             _event("message_stop", {"type": "message_stop"}),
         ]
         h.start_chunked("text/event-stream; charset=utf-8", {"request-id": f"req_{mid}"})
-        for i, data in enumerate(events):
-            if fault is not None and i >= n_before_deltas + fault.after_chunks:
-                if fault.kind == "stream_error":  # the API reports failures after the headers as an event
-                    h.write_chunk(_event("error", _error(fault.code)))
-                    h.end_chunked()
-                    return
-                h.close_connection = True
-                h.connection.shutdown(socket.SHUT_WR)  # no terminating chunk: an incomplete body
-                return
-            h.write_chunk(data)
-        h.end_chunked()
+        h.write_stream(events, fault, first_delta=n_before_deltas,
+                       error_frame=lambda f: _event("error", _error(f.code)))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import socket
 import uuid
 from typing import Any
 from urllib.parse import unquote
@@ -35,6 +34,11 @@ _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 def _status(code: int) -> int:
     return 503 if code == 529 else code  # Bedrock has no 529: it sheds load with 503
+
+
+def _stream_error(fault: Fault) -> bytes:
+    etype = _STREAM_ERRORS.get(_status(fault.code), "internalServerException")
+    return eventstream.exception(etype, _ERRORS.get(_status(fault.code), ("", "Error"))[1])
 
 
 def _text(content: Any) -> str:
@@ -139,15 +143,4 @@ class BedrockUpstream(Upstream):
             eventstream.event("metadata", {"usage": _usage(reply), "metrics": {"latencyMs": 1}}),
         ]
         h.start_chunked("application/vnd.amazon.eventstream", {"x-amzn-requestid": rid})
-        for i, data in enumerate(frames):
-            if fault is not None and i >= n_before_deltas + fault.after_chunks:
-                if fault.kind == "stream_error":
-                    etype = _STREAM_ERRORS.get(_status(fault.code), "internalServerException")
-                    h.write_chunk(eventstream.exception(etype, _ERRORS.get(_status(fault.code), ("", "Error"))[1]))
-                    h.end_chunked()
-                    return
-                h.close_connection = True
-                h.connection.shutdown(socket.SHUT_WR)  # no terminating chunk: an incomplete body
-                return
-            h.write_chunk(data)
-        h.end_chunked()
+        h.write_stream(frames, fault, first_delta=n_before_deltas, error_frame=_stream_error)

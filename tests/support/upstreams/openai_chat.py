@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import time
 from typing import Any
 
@@ -145,21 +144,11 @@ class OpenAIUpstream(Upstream):
     def _send_deltas(self, h: _Handler, deltas: list[bytes], fault: Fault | None, chunk: Any, reply: Reply,
                      base: dict[str, Any], include_usage: bool) -> bool:
         """True when the whole stream went out; False when a fault (or the server stopping) cut it."""
-        for i, data in enumerate(deltas):
-            if i and self.chunk_interval_s and self._stopping.wait(self.chunk_interval_s):
-                return False
-            if fault is not None and i > fault.after_chunks:  # delta 0 only opens the assistant turn
-                if fault.kind == "stream_error":  # what the API sends when it fails after the headers
-                    h.write_chunk(b"data: " + json.dumps(_error(fault.code)).encode() + b"\n\n")
-                    h.end_chunked()
-                    return False
-                h.close_connection = True
-                h.connection.shutdown(socket.SHUT_WR)  # no terminating chunk: an incomplete body
-                return False
-            h.write_chunk(data)
-        h.write_chunk(chunk({}, reply.finish))
+        tail = [chunk({}, reply.finish)]
         if include_usage:
-            h.write_chunk(b"data: " + json.dumps(base | {"choices": [], "usage": _usage(reply)}).encode() + b"\n\n")
-        h.write_chunk(b"data: [DONE]\n\n")
-        h.end_chunked()
-        return True
+            tail.append(b"data: " + json.dumps(base | {"choices": [], "usage": _usage(reply)}).encode() + b"\n\n")
+        tail.append(b"data: [DONE]\n\n")
+        return h.write_stream(
+            deltas, fault, first_delta=1,  # delta 0 only opens the assistant turn
+            error_frame=lambda f: b"data: " + json.dumps(_error(f.code)).encode() + b"\n\n",
+            pause=lambda: bool(self.chunk_interval_s) and self._stopping.wait(self.chunk_interval_s), tail=tail)

@@ -1,18 +1,21 @@
 """Turning a provider's HTTP failure into the taxonomy of llm/errors.py, the same way for every adapter.
 
 The SDK-specific parts (which exception carries which status, body and headers) live in each adapter;
-this module holds the rules they share: status -> error class, and the retry-after headers.
+this module holds the rules they share: the order of classification, status -> error class, and the
+retry-after headers.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from stratus.llm import errors as e
+
+ErrorTypes = tuple[type[Exception], ...]
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -85,3 +88,24 @@ def parse_arguments(arguments: str, *, field: str) -> dict[str, Any]:
 
 def malformed(deployment: str, what: str, status: int | None = 200) -> e.MalformedResponse:
     return e.MalformedResponse(f"{deployment}: malformed response: {what}", status=status, deployment=deployment)
+
+
+def classify_sdk_error(err: Exception, name: str, *, timeout: ErrorTypes, connection: ErrorTypes,
+                       specific: Callable[[Exception, str], e.ProviderError | None],
+                       unparsable: ErrorTypes = (ValueError,)) -> e.ProviderError:
+    """An adapter's failure as a ProviderError, in the order every adapter needs: already classified;
+    a timeout (checked before `connection`: the SDKs' timeout errors are connection errors too); no
+    connection; then the adapter's own `specific` rules (status errors, credentials; given the error and
+    `name`), None when none applies; a body that does not parse; anything else, unclassified."""
+    if isinstance(err, e.ProviderError):
+        return err
+    if isinstance(err, timeout):
+        return e.ProviderTimeout(f"{name}: timed out", deployment=name)
+    if isinstance(err, connection):
+        return e.ProviderUnavailable(f"{name}: connection failed: {err}", deployment=name)
+    found = specific(err, name)
+    if found is not None:
+        return found
+    if isinstance(err, unparsable):  # JSON or an event stream that does not decode (a broken body or event)
+        return malformed(name, f"body does not parse: {err}")
+    return e.ProviderError(f"{name}: {type(err).__name__}: {err}", deployment=name)

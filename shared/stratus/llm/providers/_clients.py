@@ -1,13 +1,16 @@
-"""SDK clients for key-authenticated providers: one per endpoint and key, reused by a warm container."""
+"""SDK clients for key-authenticated providers (OpenAI, Anthropic): one per endpoint and key, reused by a
+warm container, and the relay of their streams, which the two SDKs shape alike."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
+from stratus.llm.providers._classify import ErrorTypes, malformed
+from stratus.llm.types import StreamChunk
 
 Client = TypeVar("Client")
 TimeoutT = TypeVar("TimeoutT")
@@ -43,3 +46,33 @@ class SdkClients(Generic[Client]):
                                                     timeout=attempt_timeout(self._timeout_type,
                                                                             deployment.timeout_s))
             return self.by_key[key]
+
+
+class Assembler(Protocol):
+    """A provider's stream events folded into chunks (each adapter's StreamAssembler)."""
+
+    def feed(self, data: dict[str, Any]) -> StreamChunk | None: ...
+
+    def final(self) -> StreamChunk: ...
+
+
+def relay_stream(events: Any, assembler: Assembler, deployment: Deployment, *, broken: ErrorTypes,
+                 caught: ErrorTypes, classify: Callable[[Exception, Deployment], e.ProviderError]
+                 ) -> Iterator[StreamChunk]:
+    """The chunks of an SDK stream (a context manager over events with `to_dict`), then the assembler's
+    final one. A `broken` transport mid-stream (timeouts included) is StreamInterrupted; any other
+    `caught` failure is classified like the request's own."""
+    try:
+        with events:
+            for event in events:
+                data = event.to_dict(mode="json") if hasattr(event, "to_dict") else event
+                if not isinstance(data, dict):
+                    raise malformed(deployment.name, "a stream event is not an object")
+                chunk = assembler.feed(data)
+                if chunk is not None:
+                    yield chunk
+    except broken as err:
+        raise e.StreamInterrupted(f"{deployment.name}: stream broke: {err}", deployment=deployment.name) from err
+    except caught as err:
+        raise classify(err, deployment) from err
+    yield assembler.final()

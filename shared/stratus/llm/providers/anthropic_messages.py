@@ -21,8 +21,9 @@ import httpx2
 
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
-from stratus.llm.providers._classify import describe, for_status, malformed, parse_arguments
-from stratus.llm.providers._clients import SdkClients, attempt_timeout
+from stratus.llm.providers._classify import classify_sdk_error, describe, for_status, malformed, parse_arguments
+from stratus.llm.providers._clients import SdkClients, attempt_timeout, relay_stream
+from stratus.llm.providers._turns import append_turn, cached_usage, tool_result_id
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
@@ -110,19 +111,13 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
             continue
         blocks: list[dict[str, Any]]
         if m.role == "tool":
-            if not m.tool_call_id:
-                raise e.InvalidRequest(f"messages[{i}].tool_call_id is required for a tool turn",
-                                       field=f"messages[{i}].tool_call_id")
-            role, blocks = "user", [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text()}]
+            role, blocks = "user", [{"type": "tool_result", "tool_use_id": tool_result_id(m, i), "content": m.text()}]
         else:
             role, blocks = m.role, _blocks(m.content, field)
             for j, call in enumerate(m.tool_calls or []):
                 args = parse_arguments(call.arguments, field=f"messages[{i}].tool_calls[{j}].arguments")
                 blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": args})
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += blocks
-        else:
-            turns.append({"role": role, "content": blocks})
+        append_turn(turns, role, blocks)
     # Anthropic requires max_tokens; without one the deployment's output limit applies.
     params: dict[str, Any] = {"model": deployment.model, "messages": turns,
                               "max_tokens": request.max_tokens or deployment.max_output_tokens}
@@ -135,13 +130,8 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
 
 
 def _usage(data: Any, deployment: Deployment) -> Usage:
-    if not isinstance(data, dict) or not isinstance(data.get("input_tokens"), int):
-        raise malformed(deployment.name, "usage.input_tokens is missing")
-    read = int(data.get("cache_read_input_tokens") or 0)
-    written = int(data.get("cache_creation_input_tokens") or 0)
-    # input_tokens counts only the uncached part; ours counts every prompt token.
-    return Usage(input_tokens=data["input_tokens"] + read + written, output_tokens=int(data.get("output_tokens") or 0),
-                 cached_input_tokens=read)
+    return cached_usage(data, deployment, input_key="input_tokens", output_key="output_tokens",
+                        read_key="cache_read_input_tokens", write_key="cache_creation_input_tokens")
 
 
 def parse_message(data: Any, deployment: Deployment) -> Completion:
@@ -209,14 +199,16 @@ class StreamAssembler:
                            model=self.model or self.deployment.model)
 
 
+# No connection; or, mid-stream (timeouts included), a stream that broke.
+_TRANSPORT = (anthropic.APIConnectionError, httpx2.TransportError)
+
+
 def classify(err: Exception, deployment: Deployment) -> e.ProviderError:
-    name = deployment.name
-    if isinstance(err, e.ProviderError):
-        return err
-    if isinstance(err, anthropic.APITimeoutError):
-        return e.ProviderTimeout(f"{name}: timed out", deployment=name)
-    if isinstance(err, anthropic.APIConnectionError | httpx2.TransportError):
-        return e.ProviderUnavailable(f"{name}: connection failed: {err}", deployment=name)
+    return classify_sdk_error(err, deployment.name, timeout=(anthropic.APITimeoutError,), connection=_TRANSPORT,
+                              specific=_classify_sdk)
+
+
+def _classify_sdk(err: Exception, name: str) -> e.ProviderError | None:
     if isinstance(err, anthropic.APIStatusError):
         status = err.status_code
         if status < 400:  # an `error` event inside a 200 stream: the status its type has over HTTP
@@ -228,9 +220,7 @@ def classify(err: Exception, deployment: Deployment) -> e.ProviderError:
                           context_length=too_long)
     if isinstance(err, anthropic.APIResponseValidationError):
         return malformed(name, str(err), err.status_code)
-    if isinstance(err, ValueError):
-        return malformed(name, f"body does not parse: {err}")
-    return e.ProviderError(f"{name}: {type(err).__name__}: {err}", deployment=name)
+    return None
 
 
 _CAUGHT = (anthropic.AnthropicError, httpx2.HTTPError, ValueError)
@@ -261,18 +251,5 @@ class AnthropicProvider:
                 **params, timeout=attempt_timeout(anthropic.Timeout, timeout))
         except _CAUGHT as err:
             raise classify(err, deployment) from err
-        assembler = StreamAssembler(deployment)
-        try:
-            with events:
-                for event in events:
-                    data = event.to_dict(mode="json") if hasattr(event, "to_dict") else event
-                    if not isinstance(data, dict):
-                        raise malformed(deployment.name, "a stream event is not an object")
-                    chunk = assembler.feed(data)
-                    if chunk is not None:
-                        yield chunk
-        except (anthropic.APIConnectionError, httpx2.TransportError) as err:
-            raise e.StreamInterrupted(f"{deployment.name}: stream broke: {err}", deployment=deployment.name) from err
-        except _CAUGHT as err:
-            raise classify(err, deployment) from err
-        yield assembler.final()
+        yield from relay_stream(events, StreamAssembler(deployment), deployment, broken=_TRANSPORT, caught=_CAUGHT,
+                                classify=classify)

@@ -23,7 +23,8 @@ import urllib3.exceptions
 from stratus.aws.bedrock import runtime_client
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
-from stratus.llm.providers._classify import for_status, malformed, parse_arguments
+from stratus.llm.providers._classify import classify_sdk_error, for_status, malformed, parse_arguments
+from stratus.llm.providers._turns import append_turn, cached_usage, tool_result_id
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -105,10 +106,8 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
             continue
         blocks: list[dict[str, Any]]
         if m.role == "tool":
-            if not m.tool_call_id:
-                raise e.InvalidRequest(f"messages[{i}].tool_call_id is required for a tool turn",
-                                       field=f"messages[{i}].tool_call_id")
-            role, blocks = "user", [{"toolResult": {"toolUseId": m.tool_call_id, "content": [{"text": m.text()}]}}]
+            result = {"toolUseId": tool_result_id(m, i), "content": [{"text": m.text()}]}
+            role, blocks = "user", [{"toolResult": result}]
             uses_tools = True
         else:
             role, blocks = m.role, _content(m.content, f"messages[{i}].content")
@@ -116,10 +115,7 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
                 args = parse_arguments(call.arguments, field=f"messages[{i}].tool_calls[{j}].arguments")
                 blocks.append({"toolUse": {"toolUseId": call.id, "name": call.name, "input": args}})
                 uses_tools = True
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += blocks
-        else:
-            turns.append({"role": role, "content": blocks})
+        append_turn(turns, role, blocks)
     params: dict[str, Any] = {"modelId": deployment.model, "messages": turns}
     if system:
         params["system"] = system
@@ -134,13 +130,8 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
 
 
 def _usage(data: Any, deployment: Deployment) -> Usage:
-    if not isinstance(data, dict) or not isinstance(data.get("inputTokens"), int):
-        raise malformed(deployment.name, "usage.inputTokens is missing")
-    read = int(data.get("cacheReadInputTokens") or 0)
-    written = int(data.get("cacheWriteInputTokens") or 0)
-    # inputTokens counts only the uncached part; ours counts every prompt token.
-    return Usage(input_tokens=data["inputTokens"] + read + written, output_tokens=int(data.get("outputTokens") or 0),
-                 cached_input_tokens=read)
+    return cached_usage(data, deployment, input_key="inputTokens", output_key="outputTokens",
+                        read_key="cacheReadInputTokens", write_key="cacheWriteInputTokens")
 
 
 def parse_response(data: Any, deployment: Deployment) -> Completion:
@@ -202,9 +193,14 @@ class StreamAssembler:
 
 
 def classify(err: Exception, deployment: Deployment) -> e.ProviderError:
-    name = deployment.name
-    if isinstance(err, e.ProviderError):
-        return err
+    return classify_sdk_error(err, deployment.name, timeout=(bex.ReadTimeoutError, bex.ConnectTimeoutError),
+                              connection=(bex.HTTPClientError, bex.ConnectionError, urllib3.exceptions.HTTPError),
+                              specific=_classify_sdk,
+                              unparsable=(botocore.parsers.ResponseParserError, botocore.eventstream.ParserError,
+                                          ValueError))
+
+
+def _classify_sdk(err: Exception, name: str) -> e.ProviderError | None:
     if isinstance(err, bex.ClientError):  # EventStreamError (an exception event in a stream) is one too
         error = err.response.get("Error") or {}
         meta = err.response.get("ResponseMetadata") or {}
@@ -214,15 +210,9 @@ def classify(err: Exception, deployment: Deployment) -> e.ProviderError:
             return e.ProviderTimeout(f"{name}: {code}: {message}", status=status, deployment=name)
         return for_status(status, f"{name}: {code}: {message}", deployment=name, headers=meta.get("HTTPHeaders"),
                           context_length=code.lower() == "validationexception" and bool(_TOO_LONG.search(message)))
-    if isinstance(err, bex.ReadTimeoutError | bex.ConnectTimeoutError):
-        return e.ProviderTimeout(f"{name}: timed out", deployment=name)
-    if isinstance(err, bex.HTTPClientError | bex.ConnectionError | urllib3.exceptions.HTTPError):
-        return e.ProviderUnavailable(f"{name}: connection failed: {err}", deployment=name)
     if isinstance(err, bex.NoCredentialsError | bex.PartialCredentialsError):
         return e.AuthenticationFailed(f"{name}: no AWS credentials: {err}", deployment=name)
-    if isinstance(err, botocore.parsers.ResponseParserError | botocore.eventstream.ParserError | ValueError):
-        return malformed(name, f"body does not parse: {err}")
-    return e.ProviderError(f"{name}: {type(err).__name__}: {err}", deployment=name)
+    return None
 
 
 _CAUGHT = (bex.BotoCoreError, bex.ClientError, botocore.eventstream.ParserError, botocore.parsers.ResponseParserError,

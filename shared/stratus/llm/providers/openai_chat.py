@@ -14,8 +14,8 @@ import openai
 
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
-from stratus.llm.providers._classify import describe, for_status, malformed
-from stratus.llm.providers._clients import SdkClients, attempt_timeout
+from stratus.llm.providers._classify import classify_sdk_error, describe, for_status, malformed
+from stratus.llm.providers._clients import SdkClients, attempt_timeout, relay_stream
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
@@ -108,14 +108,16 @@ class StreamAssembler:
         return StreamChunk(finish_reason=self.finish, usage=self.usage, model=self.model or self.deployment.model)
 
 
+# No connection; or, mid-stream (timeouts included), a stream that broke.
+_TRANSPORT = (openai.APIConnectionError, httpx2.TransportError)
+
+
 def classify(err: Exception, deployment: Deployment) -> e.ProviderError:
-    name = deployment.name
-    if isinstance(err, e.ProviderError):
-        return err
-    if isinstance(err, openai.APITimeoutError):
-        return e.ProviderTimeout(f"{name}: timed out", deployment=name)
-    if isinstance(err, openai.APIConnectionError | httpx2.TransportError):
-        return e.ProviderUnavailable(f"{name}: connection failed: {err}", deployment=name)
+    return classify_sdk_error(err, deployment.name, timeout=(openai.APITimeoutError,), connection=_TRANSPORT,
+                              specific=_classify_sdk)
+
+
+def _classify_sdk(err: Exception, name: str) -> e.ProviderError | None:
     if isinstance(err, openai.APIStatusError):
         return for_status(err.status_code, f"{name}: {describe(err.body, str(err))}", deployment=name,
                           headers=err.response.headers, context_length=err.code == "context_length_exceeded")
@@ -128,9 +130,7 @@ def classify(err: Exception, deployment: Deployment) -> e.ProviderError:
             status = 400
         return for_status(status, f"{name}: {describe(err.body, str(err))}", deployment=name,
                           context_length=status == 400 and body.get("code") == "context_length_exceeded")
-    if isinstance(err, ValueError):  # JSON that does not decode (a broken body or SSE event)
-        return malformed(name, f"body does not parse: {err}")
-    return e.ProviderError(f"{name}: {type(err).__name__}: {err}", deployment=name)
+    return None
 
 
 _CAUGHT = (openai.OpenAIError, httpx2.HTTPError, ValueError)
@@ -162,18 +162,5 @@ class OpenAIProvider:
                 **params, timeout=attempt_timeout(openai.Timeout, timeout))
         except _CAUGHT as err:
             raise classify(err, deployment) from err
-        assembler = StreamAssembler(deployment)
-        try:
-            with events:
-                for event in events:
-                    data = event.to_dict(mode="json") if hasattr(event, "to_dict") else event
-                    if not isinstance(data, dict):
-                        raise malformed(deployment.name, "a stream event is not an object")
-                    chunk = assembler.feed(data)
-                    if chunk is not None:
-                        yield chunk
-        except (openai.APIConnectionError, httpx2.TransportError) as err:  # timeouts included: the stream broke
-            raise e.StreamInterrupted(f"{deployment.name}: stream broke: {err}", deployment=deployment.name) from err
-        except _CAUGHT as err:
-            raise classify(err, deployment) from err
-        yield assembler.final()
+        yield from relay_stream(events, StreamAssembler(deployment), deployment, broken=_TRANSPORT, caught=_CAUGHT,
+                                classify=classify)
