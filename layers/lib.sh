@@ -2,12 +2,18 @@
 # every layer is built for, installing a layer's pinned requirements, sizes, and Lambda's size limit for
 # each function's set of layers.
 #
-# Before sourcing, a build sets LAYER (its name: common, guard, ingest), BUILD_DIR and mode (full: for
-# Lambda; --native: for the interpreter $PIP runs, on this platform, as the check scripts do).
+# Before sourcing, a build sets LAYER (its name: common, guard, ingest) and, after, mode (full: for
+# Lambda; --native: for the interpreter $PIP runs, on this platform, as the check scripts do). For a build,
+# this sets BUILD_DIR (LAYER_BUILD_DIR, default layers/<name>/build) and SITE, its python/ folder (Lambda
+# puts a layer's python/ on sys.path).
 # LAYERS_ROOT, the layers/ folder; <NAME>_BUILD_DIR (COMMON_BUILD_DIR ...) overrides where another layer's
 # build is looked for by the combined size check (default: layers/<name>/build).
 
 LAYERS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [[ -n "${LAYER:-}" ]]; then
+  BUILD_DIR="${LAYER_BUILD_DIR:-$LAYERS_ROOT/$LAYER/build}"
+  SITE="$BUILD_DIR/python"
+fi
 PYTHON_VERSION="3.12"
 ARCHITECTURE="arm64"
 # Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any of these wheel tags loads there.

@@ -24,9 +24,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LAYER=guard
-BUILD_DIR="${LAYER_BUILD_DIR:-$HERE/build}"
-SITE="$BUILD_DIR/python"  # Lambda puts a layer's python/ on sys.path
-# Target (Python, architecture, wheel platforms), install, sizes and the per-function limit (layers/lib.sh).
+# BUILD_DIR and SITE; the target (Python, architecture, wheel platforms), install, sizes and the
+# per-function limit (layers/lib.sh).
 source "$HERE/../lib.sh"
 # This layer alone (57 MiB trimmed, 208 MiB as installed); with CommonLayer it must stay within the
 # common+guard limit (layers/lib.sh: MAX_FUNCTION_MB less the gateway's Lambda Web Adapter reserve), checked

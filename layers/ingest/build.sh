@@ -14,9 +14,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LAYER=ingest
-BUILD_DIR="${LAYER_BUILD_DIR:-$HERE/build}"
-SITE="$BUILD_DIR/python"  # Lambda puts a layer's python/ on sys.path
-# Target (Python, architecture, wheel platforms), install, sizes and the per-function limit (layers/lib.sh).
+# BUILD_DIR and SITE; the target (Python, architecture, wheel platforms), install, sizes and the
+# per-function limit (layers/lib.sh).
 source "$HERE/../lib.sh"
 
 mode="${1:-full}"
