@@ -56,13 +56,13 @@ from stratus_tools.guard.training import (
     DOC_SOURCES,
     doc_pieces,
     files_sha256,
+    fit_best_l2,
     package_documents,
     save_and_report,
     splice,
     split_of,
     stdlib_documents,
     threshold_at_fpr,
-    train_logistic,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,18 +165,10 @@ def main() -> None:
     idf = F.document_frequency_idf(counts_tr)
     x_tr = F.tfidf(counts_tr, idf)
 
-    best = None
-    for l2 in args.l2:
-        w, b = train_logistic(x_tr, tr_y, l2, args.iterations, args.lr)
-        # Validation is scored exactly as at run time (views included), so the threshold fits what runs.
-        val_scores = InjectionModel(weights=w, bias=b, idf=idf, threshold=1.0).score(va_x)
-        thr = threshold_at_fpr(val_scores, va_y, args.target_fpr)
-        m = binary_metrics(val_scores >= thr, va_y)
-        print(f"l2={l2:g}: validation recall {m['recall']:.4f} at FPR {m['fpr']:.4f} (threshold {thr:.4f})")
-        if best is None or m["recall"] > best[0]["recall"]:
-            best = (m, l2, w, b, thr)
-    assert best is not None
-    val_metrics, l2, w, b, threshold = best
+    # Validation is scored exactly as at run time (views included), so the threshold fits what runs.
+    fitted = fit_best_l2(x_tr, tr_y, args.l2, args.iterations, args.lr, val_y=va_y, target_fpr=args.target_fpr,
+                         val_scores=lambda w, b: InjectionModel(weights=w, bias=b, idf=idf, threshold=1.0).score(va_x))
+    val_metrics, l2, w, b, threshold = fitted.metrics, fitted.l2, fitted.weights, fitted.bias, fitted.threshold
 
     model = InjectionModel(weights=w, bias=b, idf=idf, threshold=threshold, metadata={})
     ind_va_scores = model.score(ind_va_x)

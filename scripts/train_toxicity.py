@@ -26,11 +26,10 @@ from stratus.guard.injection import BENIGN_CHAT, InjectionModel, binary_metrics,
 from stratus.guard.toxicity import CASES, DEFAULT_MODEL, TRAIN_SET, ToxicityClassifier
 from stratus_tools.guard.training import (
     files_sha256,
+    fit_best_l2,
     load_labelled_jsonl,
     save_and_report,
     stratified_split,
-    threshold_at_fpr,
-    train_logistic,
 )
 
 
@@ -62,19 +61,12 @@ def main() -> None:
     idf = F.document_frequency_idf(counts_tr)
     x_tr = F.tfidf(counts_tr, idf)
 
-    best = None
-    for l2 in args.l2:
-        w, b = train_logistic(x_tr, tr_y, l2, args.iterations, args.lr)
-        model = InjectionModel(weights=w, bias=b, idf=idf, threshold=1.0)
-        val_scores = scores_of(model, va_x)
-        thr = threshold_at_fpr(val_scores, va_y, args.target_fpr)
-        m = binary_metrics(val_scores >= thr, va_y)
-        print(f"l2={l2:g}: validation recall {m['recall']:.4f} at FPR {m['fpr']:.4f} (threshold {thr:.4f})")
-        # Ties on recall go to the stronger regularisation (listed later in a rising grid is not assumed).
-        if best is None or (m["recall"], l2) > (best[0]["recall"], best[1]):
-            best = (m, l2, w, b, thr)
-    assert best is not None
-    val_metrics, l2, w, b, threshold = best
+    # Ties on recall go to the stronger regularisation.
+    fitted = fit_best_l2(x_tr, tr_y, args.l2, args.iterations, args.lr, val_y=va_y, target_fpr=args.target_fpr,
+                         val_scores=lambda w, b: scores_of(InjectionModel(weights=w, bias=b, idf=idf,
+                                                                          threshold=1.0), va_x),
+                         ties_to_larger_l2=True)
+    val_metrics, l2, w, b, threshold = fitted.metrics, fitted.l2, fitted.weights, fitted.bias, fitted.threshold
 
     model = InjectionModel(weights=w, bias=b, idf=idf, threshold=threshold, metadata={})
     case_x, case_y = load_labelled_jsonl(CASES, "toxic")

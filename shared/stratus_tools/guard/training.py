@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,40 @@ def threshold_at_fpr(scores: np.ndarray, y: np.ndarray, max_fpr: float) -> float
     allowed = int(np.floor(max_fpr * len(negatives)))  # this many negatives may score >= threshold
     # Flag when score >= threshold: put the threshold just above the (allowed+1)-th highest negative.
     return float(np.nextafter(negatives[allowed], 1.0)) if allowed < len(negatives) else 0.0
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The model a grid search kept: its validation metrics at the chosen threshold, l2, weights, bias."""
+
+    metrics: dict[str, float]
+    l2: float
+    weights: np.ndarray
+    bias: float
+    threshold: float
+
+
+def fit_best_l2(x_tr: np.ndarray, y_tr: np.ndarray, grid: Sequence[float], iterations: int, lr: float, *,
+                val_scores: Callable[[np.ndarray, float], np.ndarray], val_y: np.ndarray, target_fpr: float,
+                ties_to_larger_l2: bool = False) -> Fitted:
+    """One model per l2 in `grid`; kept: the best validation recall at the threshold that allows
+    `target_fpr` on validation. `val_scores(weights, bias)` scores the validation split as at run time.
+    Ties keep the first in the grid, or the larger l2 (the grid's order not assumed)."""
+    from stratus.guard.injection import binary_metrics
+
+    best: Fitted | None = None
+    for l2 in grid:
+        w, b = train_logistic(x_tr, y_tr, l2, iterations, lr)
+        scores = val_scores(w, b)
+        thr = threshold_at_fpr(scores, val_y, target_fpr)
+        m = binary_metrics(scores >= thr, val_y)
+        print(f"l2={l2:g}: validation recall {m['recall']:.4f} at FPR {m['fpr']:.4f} (threshold {thr:.4f})")
+        better = best is None or (((m["recall"], l2) > (best.metrics["recall"], best.l2)) if ties_to_larger_l2
+                                  else m["recall"] > best.metrics["recall"])
+        if better:
+            best = Fitted(m, l2, w, b, thr)
+    assert best is not None, "an empty l2 grid"
+    return best
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
