@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stratus-installed
 ENV ?= dev
 
-.PHONY: venv tools chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda lint bench build deploy clean
+.PHONY: venv tools chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda fuzz lint bench build deploy clean
 
 venv: $(STAMP)
 
@@ -70,6 +70,13 @@ test-infra: venv tools
 # the first run builds the layers for this machine (a few minutes), later runs reuse them.
 test-lambda: venv pgbouncer
 	$(BIN)/pytest -q -m lambda_contract
+
+# The fuzz tier (tests/fuzz, also part of `make test` with a short budget) run longer: more examples per
+# operation; its figures (cases, failures, duration, statuses) go to bench/results/fuzz.json.
+FUZZ_EXAMPLES ?= 400
+fuzz: venv
+	STRATUS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) STRATUS_FUZZ_BUDGET_S=1200 STRATUS_FUZZ_REPORT=bench/results/fuzz.json \
+	  $(BIN)/pytest -q -m fuzz tests/fuzz
 
 lint: venv
 	$(BIN)/ruff check .

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TIERS = ("unit", "integration", "e2e", "infra", "lambda_contract")
+TIERS = ("unit", "integration", "e2e", "infra", "lambda_contract", "fuzz")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -46,3 +46,11 @@ class TransientError(StratusError):
     """Worth retrying: a dependency was unavailable. Batch consumers let these go back to the queue."""
 
     code = "transient"
+
+
+class DatabaseUnavailable(TransientError):
+    """The database cannot be reached or cannot take writes: refused, dropped, shut down, out of connection
+    slots, or read-only mid-failover. `retry_after` is the seconds worth waiting (the gateway's retry-after)."""
+
+    code = "database_unavailable"
+    retry_after = 2.0

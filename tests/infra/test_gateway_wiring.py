@@ -60,7 +60,7 @@ def test_the_web_adapter_serves_the_app_and_streams(template: dict[str, Any]) ->
     assert props["Handler"] == "run.sh" and props["CodeUri"] == "functions/gateway/"
     assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream"
-    assert variables["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
+    assert variables["AWS_LWA_READINESS_CHECK_PATH"] == "/health/live"  # not the database's health
     adapter = [layer for layer in props["Layers"] if isinstance(layer, dict) and ADAPTER_LAYER in str(layer)]
     assert len(adapter) == 1 and "arn:${AWS::Partition}:lambda:${AWS::Region}:753240598075:" in adapter[0]["Fn::Sub"]
 

@@ -297,7 +297,7 @@ def test_a_reused_request_id_is_echoed_and_does_not_collide(server: GatewayServe
 def test_unknown_routes_are_404_in_the_openai_shape_and_health_needs_no_key(server: GatewayServer) -> None:
     r = httpx2.get(f"{server.url}/v1/nothing-here")
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url" and r.headers["x-request-id"]
-    assert httpx2.get(f"{server.url}/health").json() == {"status": "ok"}
+    assert httpx2.get(f"{server.url}/health").json() == {"status": "ok", "database": "ok"}
     assert "/v1/chat/completions" in httpx2.get(f"{server.url}/openapi.json").json()["paths"]
 
 

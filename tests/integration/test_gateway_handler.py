@@ -72,4 +72,4 @@ def test_a_bad_key_is_the_openai_error_shape_with_a_fresh_request_id(gateway: An
 
 def test_without_the_adapter_header_the_app_is_served_as_is(gateway: Any) -> None:
     with TestClient(gateway.app) as client:
-        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/health").json() == {"status": "ok", "database": "ok"}

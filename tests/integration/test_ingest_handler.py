@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from stratus.aws.clients import client, reset_clients
+from stratus.config import reset_settings
 from stratus.db import documents
 from stratus.db.connection import tenant_transaction
 from stratus.errors import TransientError
@@ -39,12 +40,16 @@ def app(pg_url: str) -> Any:
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("STRATUS_DOCUMENTS_BUCKET", BUCKET)  # ingestion acts only on the configured bucket
+    reset_settings()
     with mock_aws():
         reset_clients()
         s3 = client("s3")
         s3.create_bucket(Bucket=BUCKET)
         yield s3
     reset_clients()
+    monkeypatch.undo()
+    reset_settings()
 
 
 @pytest.fixture

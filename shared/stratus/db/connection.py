@@ -12,17 +12,27 @@ Two logins, never mixed on one connection:
 Every unit of work runs in `tenant_transaction`, which binds `app.tenant_id` for that transaction only,
 and no code sets session state: a transaction pooler (PgBouncer, RDS Proxy) may hand each transaction
 to another server connection.
+
+Outages are a domain error: the driver's "cannot reach / lost / cannot write" failures (connection refused,
+server closed the connection, admin shutdown, too many connections, read-only after a failover: every
+OperationalError) leave this module as `DatabaseUnavailable` (`translate_errors`), which the gateway
+answers with 503 + retry-after and the ingest consumer returns to the queue. A kept connection the server
+has dropped is noticed before reuse (`reusable`: its socket is readable while idle, no round trip) and
+reopened, and a transaction whose connection fails before its first statement is retried once on a new
+one, so a warm Lambda survives a failover without a cold start.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
+import select
 import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from urllib.parse import quote
 
 import psycopg
@@ -30,11 +40,17 @@ from pgvector.psycopg import register_vector
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from stratus.config import ConfigError, Settings, get_settings
+from stratus.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
 
 APP_ROLE = "stratus_app"  # the default of STRATUS_DATABASE_APP_USER, created by the migrations
 # A connection idle longer than this is checked with a round trip before it is reused: RDS Proxy closes
 # client connections idle past its IdleClientTimeout, and a frozen Lambda may sleep through that.
 REVALIDATE_AFTER_S = 300.0
+# A server that does not answer (a blackholed host mid-failover) fails the connect this fast, not after the
+# OS's TCP timeout; a URL's own connect_timeout wins.
+CONNECT_TIMEOUT_S = 5
 
 _local = threading.local()
 _migrated: set[str] = set()
@@ -116,17 +132,53 @@ def connect(url: str | None = None, *, app_role: bool = True) -> psycopg.Connect
     # would lose or pin), and plans depend on per-transaction settings (ef_search, iterative scans).
     if not app_role:
         return psycopg.connect(url or database_url(), prepare_threshold=None, autocommit=False)
-    conn = psycopg.connect(app_conninfo(url), prepare_threshold=None, autocommit=False)
-    register_vector(conn)  # looks the vector type up (a read in its own transaction)
-    conn.commit()
+    conninfo = app_conninfo(url)
+    if "connect_timeout" not in conninfo_to_dict(conninfo):
+        conninfo = make_conninfo(conninfo, connect_timeout=CONNECT_TIMEOUT_S)
+    with translate_errors():
+        conn = psycopg.connect(conninfo, prepare_threshold=None, autocommit=False)
+        try:
+            register_vector(conn)  # looks the vector type up (a read in its own transaction)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
     _last_used[conn] = time.monotonic()
     return conn
+
+
+def is_unavailable(err: BaseException) -> bool:
+    """Whether `err` says the database cannot serve us now, rather than that a statement is wrong: every
+    OperationalError (refused, dropped, admin shutdown, too many connections, statement timeout) and a write
+    refused as read-only (a failover's old writer, or a reader behind the writer's name for a moment)."""
+    return isinstance(err, psycopg.OperationalError | psycopg.errors.ReadOnlySqlTransaction)
+
+
+@contextmanager
+def translate_errors(conn: psycopg.Connection | None = None) -> Iterator[None]:
+    """Re-raises the driver's outage errors as DatabaseUnavailable (the original chained, for the logs).
+    A connection that hit one is closed: read-only means it reached a server that is no writer now, and a
+    new connection resolves the endpoint again."""
+    try:
+        yield
+    except psycopg.Error as err:
+        if not is_unavailable(err):
+            raise
+        raise _unavailable(err, conn) from err
+
+
+def _unavailable(err: psycopg.Error, conn: psycopg.Connection | None) -> DatabaseUnavailable:
+    if conn is not None and not conn.closed:
+        conn.close()
+    log.warning("database unavailable: %s: %s", type(err).__name__, str(err).strip()[:300])
+    return DatabaseUnavailable(f"the database is unavailable ({type(err).__name__})")
 
 
 def open_app_connection() -> psycopg.Connection:
     """A new application connection, after applying pending migrations once per process if
     STRATUS_AUTO_MIGRATE is on (local mode; the template turns it off)."""
-    _ensure_schema()
+    with translate_errors():
+        _ensure_schema()
     return connect()
 
 
@@ -135,7 +187,7 @@ def reusable(conn: psycopg.Connection | None) -> bool:
     checked with a round trip (the proxy may have closed it) and closed if that fails."""
     if conn is None or conn.closed:
         return False
-    if conn.broken:
+    if conn.broken or _dropped(conn):
         conn.close()
         return False
     now = time.monotonic()
@@ -149,6 +201,28 @@ def reusable(conn: psycopg.Connection | None) -> bool:
             return False
     _last_used[conn] = now
     return True
+
+
+def _dropped(conn: psycopg.Connection) -> bool:
+    """Whether the server has dropped an idle connection (terminated backend, restart, failover), seen
+    without a round trip: an idle connection's socket has nothing to read unless the server sent its FATAL
+    error or closed it. Anything readable is read; if the connection still looks fine, a round trip decides
+    (a notice, say)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False  # in use: never touch its socket
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return False
+        conn.pgconn.consume_input()
+        if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+            return True
+        conn.execute("SELECT 1")
+        conn.rollback()
+    except (OSError, psycopg.Error):
+        return True
+    return False
 
 
 def get_connection() -> psycopg.Connection:
@@ -187,12 +261,34 @@ def close_connection() -> None:
 
 @contextmanager
 def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
-    """A transaction in which only `tenant_id`'s rows are visible or writable."""
+    """A transaction in which only `tenant_id`'s rows are visible or writable.
+
+    Outages raise DatabaseUnavailable. On the kept connection (`conn` not given), a connection that fails
+    before the caller's first statement (the server dropped it while the Lambda was frozen) is replaced and
+    the transaction begun once more: nothing of the caller's has run, so nothing can run twice.
+    """
+    own = conn is None
     conn = conn or get_connection()
-    ensure_idle(conn)
-    with conn.transaction():
-        conn.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant_id])
-        yield conn
+    try:
+        with ExitStack() as stack:
+            for attempt in (1, 2):
+                try:
+                    ensure_idle(conn)
+                    stack.enter_context(conn.transaction())
+                    conn.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant_id])
+                    break
+                except psycopg.Error as err:
+                    if not (own and attempt == 1 and is_unavailable(err) and (conn.closed or conn.broken)):
+                        raise
+                    stack.pop_all()  # the lost connection's transaction: nothing to roll back
+                    log.info("the kept database connection was lost (%s); reconnecting", type(err).__name__)
+                    close_connection()
+                    conn = get_connection()
+            yield conn
+    except psycopg.Error as err:
+        if not is_unavailable(err):
+            raise
+        raise _unavailable(err, conn) from err
 
 
 def ensure_idle(conn: psycopg.Connection) -> None:

@@ -20,6 +20,7 @@ from stratus.config import Settings, get_settings
 from stratus.db import limits as store
 from stratus.db.connection import tenant_transaction
 from stratus.gateway.keys import Principal
+from stratus.validation import INT4_MAX
 
 # Longer than any request can run on the gateway (its function's timeout is 120 s; Lambda's hard cap is
 # 15 min), so only abandoned reservations expire.
@@ -44,7 +45,9 @@ def admit(conn: store.Connection, principal: Principal, *, request_id: str, esti
           max_cost_usd: float, settings: Settings | None = None, now: datetime | None = None) -> Admission:
     """Counts the request in its rate windows and reserves its tokens and worst-case cost, or refuses it."""
     settings = settings or get_settings()
-    tokens, cost = max(0, int(estimated_tokens)), max(0.0, float(max_cost_usd))
+    # Clamped to what the counters store (int4 tokens, numeric(14, 6) dollars): a huge estimate is refused
+    # by the limits, never by the database.
+    tokens, cost = min(INT4_MAX, max(0, int(estimated_tokens))), min(99_999_999.0, max(0.0, float(max_cost_usd)))
     with tenant_transaction(principal.tenant_id, conn):
         f = store.admit(conn, tenant_id=principal.tenant_id, key_id=principal.key_id, request_id=request_id,
                         tokens=tokens, max_cost_usd=cost, now=now,
@@ -68,8 +71,8 @@ def settle(conn: store.Connection, principal: Principal, *, request_id: str, tok
            now: datetime | None = None) -> None:
     """The request's real tokens and cost replace its reservation; a second call for it changes nothing."""
     with tenant_transaction(principal.tenant_id, conn):
-        found = store.settle(conn, tenant_id=principal.tenant_id, request_id=request_id, tokens=max(0, int(tokens)),
-                             cost_usd=max(0.0, float(cost_usd)), now=now)
+        found = store.settle(conn, tenant_id=principal.tenant_id, request_id=request_id,
+                             tokens=min(INT4_MAX, max(0, int(tokens))), cost_usd=max(0.0, float(cost_usd)), now=now)
     if not found and (tokens or cost_usd):
         # Settled already, or it expired first (a request that outlived RESERVATION_TTL): its use goes uncounted.
         log.warning("no live reservation %s of tenant %s: %d tokens, %.6f USD not counted", request_id,

@@ -12,14 +12,14 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stratus.config import Settings, get_settings
 from stratus.errors import StratusError
-from stratus.gateway import errors
+from stratus.gateway import edge, errors
 from stratus.gateway.context import context_of, finish_task, new_context, request_id_from
 from stratus.gateway.routes import admin, chat, documents, embeddings, models
 
@@ -30,19 +30,35 @@ log = logging.getLogger(__name__)
 
 VERSION = "1.0.0"
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     s = settings or get_settings()
     app = FastAPI(title="Stratus", version=VERSION, openapi_url="/openapi.json",
-                  description="OpenAI-compatible LLM gateway with retrieval-augmented answers, per tenant.")
+                  description="OpenAI-compatible LLM gateway with retrieval-augmented answers, per tenant.",
+                  # Every path, query and body string is checked for NUL and lone surrogates (edge.py).
+                  dependencies=[Depends(edge.check_text)])
     app.state.settings = s
     for router in (models.router, chat.router, embeddings.router, documents.router, admin.router):
         app.include_router(router)
 
-    @app.get("/health", include_in_schema=False)
-    def health() -> dict[str, str]:
+    @app.get("/health/live", include_in_schema=False)
+    def live() -> dict[str, str]:
+        # The process serves requests: the Lambda Web Adapter's readiness check. Not the database: a cold
+        # start during an outage must come up and answer 503s, not wait for the database until init times out.
         return {"status": "ok"}
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> JSONResponse:
+        # Reports the database (a cached SELECT 1, stratus.gateway.deps.database_ok): 503 + retry-after when
+        # it does not answer, so a load balancer or operator sees the outage the routes answer with.
+        from stratus.gateway.deps import HEALTH_TTL_S, database_ok
+
+        if database_ok():
+            return JSONResponse({"status": "ok", "database": "ok"})
+        return JSONResponse({"status": "unavailable", "database": "unavailable"}, status_code=503,
+                            headers={"retry-after": str(max(1, round(HEALTH_TTL_S)))})
 
     app.add_exception_handler(errors.APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -110,10 +126,21 @@ async def _http_error(request: Request, err: Exception) -> JSONResponse:
         mapped = errors.not_found(f"no route {request.method} {request.url.path}", code="unknown_url")
     elif err.status_code == 405:
         mapped = errors.APIError(405, f"method {request.method} is not allowed on {request.url.path}",
-                                 code="method_not_allowed")
+                                 code="method_not_allowed", headers={"allow": _allowed_methods(request)})
     else:
         mapped = errors.APIError(err.status_code, str(err.detail), code=None)
     return error_response(request, mapped)
+
+
+def _allowed_methods(request: Request) -> str:
+    """`Allow` for a 405 (RFC 9110): the methods of every route on the path. Starlette's own header names
+    only the first matching route's (GET /v1/documents/{id} hides DELETE)."""
+    from starlette.routing import Match
+
+    # Asked per method (included routers nest routes; a full match is the one answer they all give).
+    methods = {m for m in _METHODS for route in request.app.router.routes
+               if route.matches({**request.scope, "method": m})[0] is Match.FULL}
+    return ", ".join(sorted(methods))
 
 
 # --- middleware --------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ stratus.gateway.pool for the request's lifetime), the caller, and scope checks."
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -20,9 +22,47 @@ if TYPE_CHECKING:
 
 
 def db_conn() -> Iterator[psycopg.Connection]:
-    """The request's own connection (FastAPI caches it per request: principal and route share it)."""
-    with lease() as conn:
+    """The request's own connection (FastAPI caches it per request: principal and route share it).
+
+    Driver outage errors raised while it is in use (the key lookup, any route's queries) leave as
+    DatabaseUnavailable, so every route answers 503 + retry-after rather than 500; the connection is then
+    closed, not pooled."""
+    from stratus.db.connection import translate_errors
+
+    with lease() as conn, translate_errors(conn):
         yield conn
+
+
+# /health's database check: kept this long, so load balancers and readiness probes cost at most one
+# round trip per process per window.
+HEALTH_TTL_S = 2.0
+HEALTH_STATEMENT_TIMEOUT_MS = 1000
+_health_lock = threading.Lock()
+_health: tuple[float, bool] | None = None
+
+
+def database_ok() -> bool:
+    """Whether the database answers `SELECT 1` within a second (a cached answer within HEALTH_TTL_S)."""
+    global _health
+    with _health_lock:
+        now = time.monotonic()
+        if _health is not None and now - _health[0] < HEALTH_TTL_S:
+            return _health[1]
+        _health = (now, _probe())
+        return _health[1]
+
+
+def _probe() -> bool:
+    from stratus.db.connection import translate_errors
+    from stratus.errors import DatabaseUnavailable
+
+    try:
+        with lease() as conn, translate_errors(conn), conn.transaction():
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", [str(HEALTH_STATEMENT_TIMEOUT_MS)])
+            conn.execute("SELECT 1")
+    except DatabaseUnavailable:
+        return False
+    return True
 
 
 # Annotated dependencies; the parameter types stay `Any` so FastAPI need not import psycopg or the key

@@ -13,6 +13,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from stratus import errors as domain
 
 
@@ -29,6 +31,46 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+# --- the error shape in the OpenAPI document -----------------------------------------------------------
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error response's body (OpenAI's shape)."""
+
+    error: ErrorDetail
+
+
+_WHY = {
+    400: "Invalid request: a semantic problem, or text with NUL or a lone surrogate (`param` names the field)",
+    401: "Missing, malformed, unknown or revoked API key",
+    403: "The API key lacks the route's scope",
+    404: "Not found (or another tenant's)",
+    405: "Method not allowed (the `Allow` header lists the methods)",
+    409: "Conflict with the resource's current state",
+    413: "Request body or document over the size limit",
+    422: "The request does not match the schema (`param` names the first bad field)",
+    429: "Rate limit or budget exhausted (retry-after, x-ratelimit-* headers)",
+    502: "The model provider failed",
+    503: "A dependency (database, provider) is unavailable or overloaded, or no provider is reachable",
+    504: "The request ran out of time",
+}
+# What any route may answer besides its own errors: a bad text field or schema, the body size limit, an
+# unreachable database.
+COMMON = (400, 413, 422, 503)
+AUTHENTICATED = (*COMMON, 401, 403)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a router or route: each status with its description and the error schema, so the
+    OpenAPI document declares every status the route can answer (checked by tests/fuzz)."""
+    return {s: {"model": ErrorResponse, "description": _WHY[s]} for s in sorted(set(statuses))}
 
 
 def invalid_request(message: str, *, param: str | None = None, code: str | None = None) -> APIError:
@@ -146,6 +188,9 @@ def table() -> dict[type[BaseException], Rule]:
         domain.TooLarge: Rule(413, bad, code="request_too_large", param=FIELD),
         domain.Unsupported: Rule(400, bad, param=FIELD),
         WorkflowTimedOut: Rule(504, code="timeout"),
+        # The database is down or failing over: 503 + retry-after; a fixed message (the driver's text names hosts).
+        domain.DatabaseUnavailable: Rule(503, retry_after=True,
+                                         message="the database is temporarily unavailable; retry shortly"),
         domain.TransientError: Rule(503),
         BaseException: Rule(500, code="internal_error", message=INTERNAL),  # anything unexpected: no internals
     }
@@ -232,7 +277,8 @@ def workflow_failure(name: str, detail: str) -> Failure:
     kind: type[BaseException] = cls
     if isinstance(extra.get("last"), str):
         kind = error_classes().get(extra["last"], cls)
-    retry_after = extra.get("retry_after")
+    # A provider error's retry-after travels in its trailer; a domain error's is its class's (the database's).
+    retry_after = extra.get("retry_after", getattr(cls, "retry_after", None))
     return Failure(kind, message, getattr(cls, "code", "internal_error"), field,
                    retry_after if isinstance(retry_after, int | float) else None)
 

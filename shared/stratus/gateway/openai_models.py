@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from stratus.gateway import errors
+from stratus.validation import INT4_MAX
 
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -92,8 +93,9 @@ class StratusOptions(_Body):
 class ChatCompletionRequest(_Body):
     model: ModelId
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    # Bounded by what admission's counters store (int4): a bigger limit is a 422, not a database error.
+    max_tokens: int | None = Field(default=None, ge=1, le=INT4_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT4_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None

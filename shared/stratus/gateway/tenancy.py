@@ -16,6 +16,7 @@ from stratus.db.connection import tenant_transaction
 from stratus.errors import InvalidInput, NotFound
 from stratus.gateway import admission
 from stratus.tenants import check_tenant_id
+from stratus.validation import INT4_MAX
 
 _RATE_LIMITS = ("requests_per_minute", "tokens_per_minute", "key_requests_per_minute", "key_tokens_per_minute")
 PERIODS = ("day", "month")
@@ -99,13 +100,15 @@ def _require_tenant(conn: store.Connection, tenant_id: str) -> None:
 
 def _check_limit(name: str, value: Any) -> Any:
     if name in _RATE_LIMITS:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InvalidInput(f"{name} must be a positive integer, or null for the default; got {value!r}",
+        # The columns are int4: a bigger value would fail in PostgreSQL (a 500) instead of here.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT4_MAX):
+            raise InvalidInput(f"{name} must be a positive integer up to {INT4_MAX}, or null for the default;"
+                               f" got {value!r}",
                                field=name)
         return value
     if name == "budget_usd":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-                                  or value != value or value > 1e8):
+                                  or value != value or round(float(value), 6) >= 1e8):  # numeric(14, 6)
             raise InvalidInput(f"budget_usd must be a non-negative amount in USD, or null for no budget; got"
                                f" {value!r}", field=name)
         return None if value is None else round(float(value), 6)

@@ -12,7 +12,8 @@ class IngestResult:
     ingested  - a new version was swapped in (`version`, `chunk_count`)
     unchanged - same content, settings and model as the active version; no embedding work was done
     failed    - a permanent problem with the document (`reason`); the previous version keeps serving
-    skipped   - nothing to do: an out-of-order/superseded event, a key outside tenants/<id>/, ...
+    skipped   - nothing to do: an out-of-order/superseded event, ...
+    rejected  - an event the deployment did not configure (another bucket, a key outside tenants/<id>/)
     deleted   - the object is gone and so are the document's chunks
     """
 

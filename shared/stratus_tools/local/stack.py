@@ -219,6 +219,7 @@ class LocalStack:
 
             self._pg = start_embedded(self.settings.data_dir / "pg")
             self.database_url = self._pg.url
+            self._pg.watch()  # an ERROR line if it dies under us (the gateway's /health then answers 503)
         applied = migrate(self.database_url)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))

@@ -13,18 +13,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.gateway import errors
 from stratus.gateway.deps import Conn, require
-from stratus.tenants import TenantId
+from stratus.tenants import TENANT_ID_PATTERN, TenantId
+from stratus.validation import INT4_MAX
 
-router = APIRouter()
+router = APIRouter(responses=errors.responses(*errors.AUTHENTICATED, 404))
 admin = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
 Inference = Annotated[Any, Depends(require("inference"))]
 Scope = Literal["inference", "documents", "admin"]
-PerMinute = Annotated[int | None, Field(default=None, ge=1)]
+# The columns are `integer` (int4) with CHECK (> 0): the schema says so, so a bigger value is a 422, not a 500.
+PerMinute = Annotated[int | None, Field(default=None, ge=1, le=INT4_MAX)]
+# Path parameters with the patterns the stored values have, so a fuzzer (or a client) knows what is valid.
+TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
+KeyPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="the key's id or its prefix")]
+RequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$", description="the x-request-id")]
+AliasPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description="a model alias")]
 
 
 class _Body(BaseModel):
@@ -43,7 +50,7 @@ class LimitsUpdate(_Body):
     tokens_per_minute: PerMinute
     key_requests_per_minute: PerMinute
     key_tokens_per_minute: PerMinute
-    budget_usd: float | None = Field(default=None, ge=0)
+    budget_usd: float | None = Field(default=None, ge=0, lt=1e8)  # numeric(14, 6)
     budget_period: Literal["day", "month"] = "month"
 
 
@@ -59,7 +66,8 @@ class ModelOverride(_Body):
 
 
 # --- tenants -----------------------------------------------------------------------------------------
-@admin.post("/tenants", status_code=201)
+@admin.post("/tenants", status_code=201,
+            responses={200: {"description": "The tenant already existed: returned unchanged"}})
 def create_tenant(body: TenantCreate, conn: Conn, response: Response) -> dict[str, Any]:
     """201 with the new tenant; 200 with the existing one, unchanged, when the id is taken."""
     from stratus.gateway import tenancy
@@ -78,7 +86,7 @@ def list_tenants(conn: Conn) -> dict[str, Any]:
 
 
 @admin.get("/tenants/{tenant_id}")
-def get_tenant(tenant_id: str, conn: Conn) -> dict[str, Any]:
+def get_tenant(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
     """The tenant with the limits in force for it."""
     from stratus.db import tenants as store
     from stratus.db.connection import tenant_transaction
@@ -91,21 +99,21 @@ def get_tenant(tenant_id: str, conn: Conn) -> dict[str, Any]:
 
 
 @admin.put("/tenants/{tenant_id}/limits")
-def set_limits(tenant_id: str, body: LimitsUpdate, conn: Conn) -> dict[str, Any]:
+def set_limits(tenant_id: TenantPath, body: LimitsUpdate, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import tenancy
 
     return _public_dict(tenancy.set_limits(conn, tenant_id, **body.model_dump(exclude_unset=True)))
 
 
 @admin.get("/tenants/{tenant_id}/limits")
-def get_limits(tenant_id: str, conn: Conn) -> dict[str, Any]:
+def get_limits(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import tenancy
 
     return _public_dict(tenancy.get_limits(conn, tenant_id))
 
 
 @admin.get("/tenants/{tenant_id}/usage")
-def get_usage(tenant_id: str, conn: Conn) -> dict[str, Any]:
+def get_usage(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import tenancy
 
     return _public_dict(tenancy.usage(conn, tenant_id))
@@ -113,7 +121,7 @@ def get_usage(tenant_id: str, conn: Conn) -> dict[str, Any]:
 
 # --- keys --------------------------------------------------------------------------------------------
 @admin.post("/tenants/{tenant_id}/keys", status_code=201)
-def create_key(tenant_id: str, body: KeyCreate, conn: Conn) -> dict[str, Any]:
+def create_key(tenant_id: TenantPath, body: KeyCreate, conn: Conn) -> dict[str, Any]:
     """The new key; its plaintext (`key`) is in this response only and cannot be shown again."""
     from stratus.gateway import keys
 
@@ -124,14 +132,14 @@ def create_key(tenant_id: str, body: KeyCreate, conn: Conn) -> dict[str, Any]:
 
 
 @admin.get("/tenants/{tenant_id}/keys")
-def list_keys(tenant_id: str, conn: Conn) -> dict[str, Any]:
+def list_keys(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import keys
 
     return {"object": "list", "data": [_key(k) for k in keys.list_keys(conn, tenant_id)]}
 
 
 @admin.delete("/tenants/{tenant_id}/keys/{key_id}")
-def revoke_key(tenant_id: str, key_id: str, conn: Conn) -> dict[str, Any]:
+def revoke_key(tenant_id: TenantPath, key_id: KeyPath, conn: Conn) -> dict[str, Any]:
     """Revokes the key (by id or prefix); it gets 401 from its next request on."""
     from stratus.gateway import keys
 
@@ -140,19 +148,20 @@ def revoke_key(tenant_id: str, key_id: str, conn: Conn) -> dict[str, Any]:
 
 # --- traces ------------------------------------------------------------------------------------------
 @admin.get("/tenants/{tenant_id}/traces")
-def list_traces(tenant_id: str, conn: Conn, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+def list_traces(tenant_id: TenantPath, conn: Conn,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     from stratus.gateway import traces
 
     return {"object": "list", "data": _public(traces.list_traces(conn, tenant_id, limit=limit))}
 
 
 @admin.get("/tenants/{tenant_id}/traces/{request_id}")
-def get_tenant_trace(tenant_id: str, request_id: str, conn: Conn) -> dict[str, Any]:
+def get_tenant_trace(tenant_id: TenantPath, request_id: RequestIdPath, conn: Conn) -> dict[str, Any]:
     return _trace(conn, tenant_id, request_id)
 
 
 @router.get("/v1/traces/{request_id}", tags=["traces"])
-def get_own_trace(request_id: str, who: Inference, conn: Conn) -> dict[str, Any]:
+def get_own_trace(request_id: RequestIdPath, who: Inference, conn: Conn) -> dict[str, Any]:
     """One of the caller's own requests; another tenant's request id is not found."""
     return _trace(conn, who.tenant_id, request_id)
 
@@ -168,7 +177,7 @@ def _trace(conn: Any, tenant_id: str, request_id: str) -> dict[str, Any]:
 
 # --- model overrides ---------------------------------------------------------------------------------
 @admin.put("/tenants/{tenant_id}/models/{alias}")
-def set_model_override(tenant_id: str, alias: str, body: ModelOverride, conn: Conn) -> dict[str, Any]:
+def set_model_override(tenant_id: TenantPath, alias: AliasPath, body: ModelOverride, conn: Conn) -> dict[str, Any]:
     """This tenant's own ordered deployments for `alias` (each must be in the model catalog)."""
     from stratus.gateway import overrides
 
@@ -176,7 +185,7 @@ def set_model_override(tenant_id: str, alias: str, body: ModelOverride, conn: Co
 
 
 @admin.delete("/tenants/{tenant_id}/models/{alias}")
-def clear_model_override(tenant_id: str, alias: str, conn: Conn) -> dict[str, Any]:
+def clear_model_override(tenant_id: TenantPath, alias: AliasPath, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import overrides
 
     return overrides.clear_override(conn, tenant_id, alias)
@@ -192,7 +201,7 @@ class GuardPolicyUpdate(_Body):
 
 
 @admin.get("/tenants/{tenant_id}/guard")
-def get_guard_policy(tenant_id: str, conn: Conn) -> dict[str, Any]:
+def get_guard_policy(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import tenancy
     from stratus.guard.policy import load_policy
 
@@ -201,7 +210,7 @@ def get_guard_policy(tenant_id: str, conn: Conn) -> dict[str, Any]:
 
 
 @admin.put("/tenants/{tenant_id}/guard")
-def set_guard_policy(tenant_id: str, body: GuardPolicyUpdate, conn: Conn) -> dict[str, Any]:
+def set_guard_policy(tenant_id: TenantPath, body: GuardPolicyUpdate, conn: Conn) -> dict[str, Any]:
     from stratus.guard.policy import set_policy
 
     policy = set_policy(conn, tenant_id, body.rails, replace=body.replace)

@@ -6,12 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
+from stratus.gateway import errors
 from stratus.gateway.chat import complete_chat
 from stratus.gateway.context import context_of
 from stratus.gateway.deps import Conn, require
 from stratus.gateway.openai_models import ChatCompletionRequest
 
-router = APIRouter(prefix="/v1", tags=["inference"])
+router = APIRouter(prefix="/v1", tags=["inference"],
+                   responses=errors.responses(*errors.AUTHENTICATED, 404, 429, 502, 504))
 Caller = Annotated[Any, Depends(require("inference"))]
 
 

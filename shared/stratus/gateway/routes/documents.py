@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratus.gateway import errors
 from stratus.gateway.deps import Conn, require
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"])
+router = APIRouter(prefix="/v1/documents", tags=["documents"],
+                   responses=errors.responses(*errors.AUTHENTICATED, 404))
 Caller = Annotated[Any, Depends(require("documents"))]
 Status = Literal["pending", "ready", "failed", "deleted"]
+# Any string: one that is not a document id answers 404 like an unknown id (ids reveal nothing).
+DocumentId = Annotated[str, Path(max_length=256, description="the document's id (a UUID)")]
 
 
 class UploadRequest(BaseModel):
@@ -78,8 +82,10 @@ def create_upload(body: UploadRequest, who: Caller, conn: Conn) -> dict[str, Any
 
 
 @router.get("", response_model=DocumentList)
-def list_documents(who: Caller, conn: Conn, status: Status | None = None, limit: int = 20,
-                   after: str | None = None) -> dict[str, Any]:
+def list_documents(who: Caller, conn: Conn, status: Status | None = None,
+                   # Declared, not enforced here: the documents module answers 400 naming `limit`.
+                   limit: Annotated[int, Query(json_schema_extra={"minimum": 1, "maximum": 100})] = 20,
+                   after: Annotated[str | None, Query(max_length=256)] = None) -> dict[str, Any]:
     """One page in key order (limit 1 to 100); `after` is the previous page's last_id."""
     from stratus.gateway import documents
 
@@ -87,14 +93,14 @@ def list_documents(who: Caller, conn: Conn, status: Status | None = None, limit:
 
 
 @router.get("/{document_id}", response_model=Document)
-def get_document(document_id: str, who: Caller, conn: Conn) -> dict[str, Any]:
+def get_document(document_id: DocumentId, who: Caller, conn: Conn) -> dict[str, Any]:
     from stratus.gateway import documents
 
     return documents.get_document(conn, who.tenant_id, document_id)
 
 
 @router.delete("/{document_id}", status_code=202, response_model=Deletion)
-def delete_document(document_id: str, who: Caller, conn: Conn) -> dict[str, Any]:
+def delete_document(document_id: DocumentId, who: Caller, conn: Conn) -> dict[str, Any]:
     """Deletes the object; ingestion then removes the document's chunks (status "deleting")."""
     from stratus.gateway import documents
 

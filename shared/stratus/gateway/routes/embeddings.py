@@ -14,7 +14,7 @@ from stratus.gateway.context import admit_or_raise, context_of, finish_task
 from stratus.gateway.deps import Conn, require
 from stratus.gateway.openai_models import EmbeddingRequest
 
-router = APIRouter(prefix="/v1", tags=["inference"])
+router = APIRouter(prefix="/v1", tags=["inference"], responses=errors.responses(*errors.AUTHENTICATED, 404, 429))
 Caller = Annotated[Any, Depends(require("inference"))]
 MAX_INPUTS = 2048  # OpenAI's per-request limit
 

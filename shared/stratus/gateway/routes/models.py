@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from stratus.gateway import errors
 from stratus.gateway.chat import RAG_PREFIX
 from stratus.gateway.deps import require
 from stratus.gateway.routes.embeddings import embedding_model_ids
 
-router = APIRouter(prefix="/v1", tags=["inference"])
+router = APIRouter(prefix="/v1", tags=["inference"], responses=errors.responses(*errors.AUTHENTICATED, 404))
 Caller = Annotated[Any, Depends(require("inference"))]
 _CREATED = 1735689600  # catalog entries have no creation time; a fixed date keeps the list stable
 
@@ -40,7 +40,8 @@ def list_models(request: Request, who: Caller) -> dict[str, Any]:
 
 
 @router.get("/models/{model_id:path}", summary="Describe one model")
-def get_model(model_id: str, request: Request, who: Caller) -> dict[str, Any]:
+def get_model(model_id: Annotated[str, Path(min_length=1, max_length=256)], request: Request,
+              who: Caller) -> dict[str, Any]:
     if model_id not in model_ids(request.app.state.settings):
         raise errors.not_found(f"model {model_id!r} does not exist", param="model", code="model_not_found")
     return _model(model_id)
