@@ -56,6 +56,9 @@ _local = threading.local()
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 _last_used: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+# The tenant each open tenant_transaction bound, by connection (a connection serves one caller at a time).
+_bound: weakref.WeakKeyDictionary[psycopg.Connection, tuple[str, bool]] = weakref.WeakKeyDictionary()
+_joined: weakref.WeakKeyDictionary[psycopg.Connection, str] = weakref.WeakKeyDictionary()  # see `joined`
 
 
 def database_url(settings: Settings | None = None) -> str:
@@ -225,6 +228,20 @@ def _dropped(conn: psycopg.Connection) -> bool:
     return False
 
 
+def fresh(conn: psycopg.Connection) -> bool:
+    """`reusable` without a round trip: True when `conn` may serve at once (open, idle, used within
+    REVALIDATE_AFTER_S); False when `reusable` must decide (it may need the server)."""
+    if conn.closed or conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    if _dropped(conn):  # a poll, no round trip; `reusable` then closes it
+        return False
+    now = time.monotonic()
+    if now - _last_used.get(conn, now) > REVALIDATE_AFTER_S:
+        return False
+    _last_used[conn] = now
+    return True
+
+
 def get_connection() -> psycopg.Connection:
     """A connection reused across invocations of a warm Lambda (one per thread), reopened if broken."""
     conn: psycopg.Connection | None = getattr(_local, "conn", None)
@@ -260,8 +277,10 @@ def close_connection() -> None:
 
 
 @contextmanager
-def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
-    """A transaction in which only `tenant_id`'s rows are visible or writable.
+def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None, *,
+                       relaxed: bool = False) -> Iterator[psycopg.Connection]:
+    """A transaction in which only `tenant_id`'s rows are visible or writable. `relaxed`: its commit does
+    not wait for the WAL flush (`relax_commit`, set in the same statement: no round trip of its own).
 
     Outages raise DatabaseUnavailable. On the kept connection (`conn` not given), a connection that fails
     before the caller's first statement (the server dropped it while the Lambda was frozen) is replaced and
@@ -269,13 +288,20 @@ def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None) -
     """
     own = conn is None
     conn = conn or get_connection()
+    if _joined.get(conn) == tenant_id and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        yield conn  # inside `joined`: the caller's transaction, already bound to this tenant
+        return
     try:
         with ExitStack() as stack:
             for attempt in (1, 2):
                 try:
                     ensure_idle(conn)
                     stack.enter_context(conn.transaction())
-                    conn.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant_id])
+                    if relaxed:
+                        conn.execute("SELECT set_config('app.tenant_id', %s, true), "
+                                     "set_config('synchronous_commit', 'off', true)", [tenant_id])
+                    else:
+                        conn.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant_id])
                     break
                 except psycopg.Error as err:
                     if not (own and attempt == 1 and is_unavailable(err) and (conn.closed or conn.broken)):
@@ -284,11 +310,36 @@ def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None) -
                     log.info("the kept database connection was lost (%s); reconnecting", type(err).__name__)
                     close_connection()
                     conn = get_connection()
-            yield conn
+            _bound[conn] = (tenant_id, relaxed)
+            try:
+                yield conn
+            finally:
+                _bound.pop(conn, None)
     except psycopg.Error as err:
         if not is_unavailable(err):
             raise
         raise _unavailable(err, conn) from err
+
+
+@contextmanager
+def joined(conn: psycopg.Connection, tenant_id: str) -> Iterator[psycopg.Connection]:
+    """Inside an open tenant_transaction for `tenant_id`: until the block ends, tenant_transaction for
+    the same tenant on `conn` joins it (no transaction of its own, no savepoint: a failure fails the whole
+    unit, which the caller then redoes apart), and `relax_commit` leaves its commit synchronous."""
+    if bound_in_transaction(conn) != tenant_id:
+        raise RuntimeError(f"joined: the connection is not in a tenant transaction for {tenant_id!r}")
+    _joined[conn] = tenant_id
+    try:
+        yield conn
+    finally:
+        _joined.pop(conn, None)
+
+
+def bound_in_transaction(conn: psycopg.Connection) -> str | None:
+    """The tenant the open `tenant_transaction` on `conn` bound (known without asking the server), or
+    None when `conn` is not inside one."""
+    found = _bound.get(conn)
+    return found[0] if found is not None else None
 
 
 def ensure_idle(conn: psycopg.Connection) -> None:
@@ -300,4 +351,9 @@ def ensure_idle(conn: psycopg.Connection) -> None:
 def relax_commit(conn: psycopg.Connection) -> None:
     """This transaction's commit does not wait for the WAL flush: for records (traces, generation rows,
     cache entries, rate counters) whose last few a database crash may lose; never for documents or keys."""
+    found = _bound.get(conn)
+    if found is not None and found[1]:
+        return  # the tenant_transaction was opened relaxed
+    if conn in _joined:
+        return  # a record joining a unit that must wait for the flush (a settlement): it waits too
     conn.execute("SELECT set_config('synchronous_commit', 'off', true)")

@@ -61,6 +61,11 @@ def in_transaction(conn: Connection) -> bool:
 
 
 def bound_tenant(conn: Connection) -> str:
+    from stratus.db.connection import bound_in_transaction
+
+    known = bound_in_transaction(conn)  # inside tenant_transaction: what it bound, without a round trip
+    if known is not None:
+        return known
     row = conn.execute("SELECT coalesce(current_setting('app.tenant_id', true), '')").fetchone()
     return str(row[0]) if row else ""
 

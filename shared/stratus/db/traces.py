@@ -18,8 +18,11 @@ COLUMNS = ("request_id", "tenant_id", "key_prefix", "route", "method", "status_c
            "guard")
 
 
-def insert_trace(conn: Connection, row: dict[str, Any]) -> None:
-    relax_commit(conn)  # bookkeeping written after the response: no need to wait for the WAL flush
+def insert_trace(conn: Connection, row: dict[str, Any], *, relaxed: bool = True) -> None:
+    """`relaxed`: the transaction's commit does not wait for the WAL flush (unless it carries more than
+    bookkeeping: a settlement shares the trace's transaction with `relaxed=False`)."""
+    if relaxed:
+        relax_commit(conn)  # bookkeeping written after the response: no need to wait for the WAL flush
     values = [Jsonb(row.get(c)) if c in _JSON and row.get(c) is not None else row.get(c) for c in COLUMNS]
     conn.execute(f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})", values)
 

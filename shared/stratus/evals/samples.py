@@ -30,6 +30,6 @@ def record_sample(conn: Any, *, tenant_id: str, request_id: str, mode: str, ques
            "answer": shown.text, "chunk_ids": list(response.chunk_ids),
            "cited_chunk_ids": [c.chunk_id for c in response.citations], "latency_ms": latency_ms,
            "cost_usd": response.cost_usd, "facts": {"answer_pii": leaked, "cache": response.cache.status}}
-    with tenant_transaction(tenant_id, conn):
-        relax_commit(conn)
+    with tenant_transaction(tenant_id, conn, relaxed=True):
+        relax_commit(conn)  # already: the transaction was opened relaxed
         store.insert_sample(conn, row)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -42,13 +43,15 @@ class Admission:
 
 
 def admit(conn: store.Connection, principal: Principal, *, request_id: str, estimated_tokens: int,
-          max_cost_usd: float, settings: Settings | None = None, now: datetime | None = None) -> Admission:
-    """Counts the request in its rate windows and reserves its tokens and worst-case cost, or refuses it."""
+          max_cost_usd: float, settings: Settings | None = None, now: datetime | None = None,
+          in_transaction: bool = False) -> Admission:
+    """Counts the request in its rate windows and reserves its tokens and worst-case cost, or refuses it.
+    In its own tenant transaction, or (`in_transaction`) in the caller's, already bound to the tenant."""
     settings = settings or get_settings()
     # Clamped to what the counters store (int4 tokens, numeric(14, 6) dollars): a huge estimate is refused
     # by the limits, never by the database.
     tokens, cost = min(INT4_MAX, max(0, int(estimated_tokens))), min(99_999_999.0, max(0.0, float(max_cost_usd)))
-    with tenant_transaction(principal.tenant_id, conn):
+    with nullcontext() if in_transaction else tenant_transaction(principal.tenant_id, conn):
         f = store.admit(conn, tenant_id=principal.tenant_id, key_id=principal.key_id, request_id=request_id,
                         tokens=tokens, max_cost_usd=cost, now=now,
                         tenant_rpm=settings.tenant_requests_per_minute, tenant_tpm=settings.tenant_tokens_per_minute,
@@ -68,9 +71,10 @@ def admit(conn: store.Connection, principal: Principal, *, request_id: str, esti
 
 
 def settle(conn: store.Connection, principal: Principal, *, request_id: str, tokens: int, cost_usd: float,
-           now: datetime | None = None) -> None:
-    """The request's real tokens and cost replace its reservation; a second call for it changes nothing."""
-    with tenant_transaction(principal.tenant_id, conn):
+           now: datetime | None = None, in_transaction: bool = False) -> None:
+    """The request's real tokens and cost replace its reservation; a second call for it changes nothing.
+    In its own tenant transaction, or (`in_transaction`) in the caller's, already bound to the tenant."""
+    with nullcontext() if in_transaction else tenant_transaction(principal.tenant_id, conn):
         found = store.settle(conn, tenant_id=principal.tenant_id, request_id=request_id,
                              tokens=min(INT4_MAX, max(0, int(tokens))), cost_usd=max(0.0, float(cost_usd)), now=now)
     if not found and (tokens or cost_usd):

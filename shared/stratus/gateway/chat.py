@@ -161,22 +161,30 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
     from starlette.responses import JSONResponse
 
     from stratus import query
-    from stratus.gateway.context import admit_or_raise, finish_task
+    from stratus.db.connection import tenant_transaction
+    from stratus.gateway.context import admit_request, finish_task, raise_if_refused
     from stratus.generation.service import Known, get_router
 
     body.refuse_unsupported()
     check_limits(body, s)
     choice = parse_model_id(body.model)
     router = get_router(s)
-    deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found: free
-    max_out = body.output_limit or min(max(d.max_output_tokens for d in deployments), s.max_output_tokens)
-    prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
-    if choice.mode == "rag":  # the retrieved passages join the prompt
-        prompt_tokens += (body.stratus.k or s.retrieval_k) * s.chunk_max_tokens
-    admit_or_raise(conn, ctx, who, estimated_tokens=prompt_tokens + max_out,
-                   max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s)
+    # One tenant transaction for the model's override and the admission (each round trip is latency);
+    # a refusal commits like an admission (the decision changes nothing) and is raised after it.
+    with tenant_transaction(who.tenant_id, conn):
+        deployments = _deployments(conn, who.tenant_id, choice, router, bound=True)  # 404 model_not_found: free
+        prompt_key, prompt = _prompt(conn, body, choice, who, s)  # before admission: it holds no locks
+        max_out = body.output_limit or min(max(d.max_output_tokens for d in deployments), s.max_output_tokens)
+        prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
+        if choice.mode == "rag":  # the retrieved passages join the prompt
+            prompt_tokens += (body.stratus.k or s.retrieval_k) * s.chunk_max_tokens
+        decision = admit_request(conn, ctx, who, estimated_tokens=prompt_tokens + max_out,
+                                 max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s,
+                                 in_transaction=True)
+    raise_if_refused(ctx, decision)
     task = _task(body, ctx, who, choice, s)
-    known = Known(tenant_exists=True, alias=choice.alias, deployments=deployments)  # the key's tenant exists
+    known = Known(tenant_exists=True, alias=choice.alias, deployments=deployments,  # the key's tenant exists
+                  prompt_key=prompt_key, prompt=prompt)
     if choice.mode == "rag" and not body.stream:
         response = _run_workflow(task, ctx, s.generation_deadline_s)  # the workflow runs the rails
     elif body.stream:
@@ -237,13 +245,17 @@ def check_limits(body: ChatCompletionRequest, s: Settings) -> None:
                                      f"({s.max_output_tokens})", param=field, code="max_tokens_too_large")
 
 
-def _deployments(conn: Connection, tenant_id: str, choice: ModelChoice, router: Router) -> list[Deployment]:
+def _deployments(conn: Connection, tenant_id: str, choice: ModelChoice, router: Router, *,
+                 bound: bool = False) -> list[Deployment]:
     """The deployments the router may try for the alias, after the tenant's override (the one place a
-    request's alias is resolved: generation and the router are handed the list)."""
+    request's alias is resolved: generation and the router are handed the list). `bound`: in the
+    caller's tenant transaction."""
+    from contextlib import nullcontext
+
     from stratus.db import generations
     from stratus.db.connection import tenant_transaction
 
-    with tenant_transaction(tenant_id, conn):
+    with nullcontext() if bound else tenant_transaction(tenant_id, conn):
         override = generations.model_override(conn, tenant_id, choice.alias)
     try:
         deployments: list[Any] = router.catalog.deployments_for(choice.alias, override)
@@ -251,6 +263,26 @@ def _deployments(conn: Connection, tenant_id: str, choice: ModelChoice, router: 
     except domain.NotFound:
         raise errors.not_found(f"model {choice.requested!r} does not exist; GET /v1/models lists the models",
                                param="model", code="model_not_found") from None
+
+
+def _prompt(conn: Connection, body: ChatCompletionRequest, choice: ModelChoice, who: Principal,
+            s: Settings) -> tuple[Any, Any]:
+    """Plain chat's prompt version, read in the request's admission transaction so that generation need
+    not open one for it: ((name, label, version), the version), or (None, None) where generation resolves
+    it itself (RAG; or a prompt that does not resolve: generation raises that error, after admission, as
+    it always did)."""
+    if choice.mode != "chat":
+        return None, None
+    from stratus.errors import StratusError
+    from stratus.prompts import ensure_prompts_synced, resolve_prompt
+
+    opts = body.stratus
+    key = (opts.prompt or s.gateway_chat_prompt, opts.prompt_label or "production", None)
+    try:
+        ensure_prompts_synced()
+        return key, resolve_prompt(conn, who.tenant_id, key[0], label=key[1])
+    except StratusError:  # found nothing, or an invalid name or label: no statement failed
+        return None, None
 
 
 def _max_cost(deployments: list[Deployment], prompt_tokens: int, max_out: int) -> float:

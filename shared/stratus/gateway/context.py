@@ -100,13 +100,28 @@ def admit_or_raise(conn: Any, ctx: RequestContext, principal: Principal, *, esti
                    max_cost_usd: float, settings: Any) -> None:
     """Count the request against the key's and tenant's limits and reserve its worst-case cost; 429
     (rate_limited or budget_exhausted, with x-ratelimit-* and retry-after) when refused."""
-    from stratus.gateway import errors
+    decision = admit_request(conn, ctx, principal, estimated_tokens=estimated_tokens, max_cost_usd=max_cost_usd,
+                             settings=settings)
+    raise_if_refused(ctx, decision)
+
+
+def admit_request(conn: Any, ctx: RequestContext, principal: Principal, *, estimated_tokens: int,
+                  max_cost_usd: float, settings: Any, in_transaction: bool = False) -> Any:
+    """The admission decision (admit_or_raise's first half), in the caller's tenant transaction when
+    `in_transaction`; what it reserved is settled only once `raise_if_refused` has recorded it."""
     from stratus.gateway.admission import admit
 
     t = time.perf_counter()
     decision = admit(conn, principal, request_id=ctx.reservation_id, estimated_tokens=estimated_tokens,
-                     max_cost_usd=max_cost_usd, settings=settings)
+                     max_cost_usd=max_cost_usd, settings=settings, in_transaction=in_transaction)
     ctx.step("admit", t)
+    return decision
+
+
+def raise_if_refused(ctx: RequestContext, decision: Any) -> None:
+    """admit_or_raise's second half: the 429 of a refusal, else the reservation noted for settling."""
+    from stratus.gateway import errors
+
     ctx.headers.update(decision.headers)
     if not decision.admitted:
         if decision.reason == "budget":
@@ -133,26 +148,60 @@ def after_response(ctx: RequestContext) -> None:
     who = ctx.principal
     if who is None:
         return  # no tenant (401 or earlier): nothing to settle, nowhere to trace
+
+    def trace_record() -> Any:  # built once the records are written: latency_ms counts them
+        code = ctx.status_code or 200
+        fields = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "key_prefix": who.key_prefix,
+                  "route": ctx.route, "method": ctx.method, "latency_ms": ctx.elapsed_ms(),
+                  "status": "ok" if code < 400 else "error", "status_code": code, **ctx.trace}
+        fields["timings_ms"] = {**fields.get("timings_ms", {}), **ctx.timings_ms}
+        known = TraceRecord.model_fields
+        return TraceRecord(**{k: v for k, v in fields.items() if k in known and v is not None})
+
     try:
         with lease() as conn:
-            for write in ctx.deferred:  # the generation row and cache entry of an answer already sent
-                try:
-                    write(conn)
-                except Exception:  # noqa: BLE001 - a lost record must not cost the settle and the trace
-                    log.exception("request %s: a deferred write failed", ctx.request_id)
-                    conn.rollback()
-            if ctx.admitted:
-                settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens, cost_usd=ctx.spent_usd)
-            code = ctx.status_code or 200
-            fields = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "key_prefix": who.key_prefix,
-                      "route": ctx.route, "method": ctx.method, "latency_ms": ctx.elapsed_ms(),
-                      "status": "ok" if code < 400 else "error", "status_code": code, **ctx.trace}
-            fields["timings_ms"] = {**fields.get("timings_ms", {}), **ctx.timings_ms}
-            known = TraceRecord.model_fields
-            record_trace(TraceRecord(**{k: v for k, v in fields.items() if k in known and v is not None}), conn)
+            if not (ctx.admitted and _all_in_one(conn, ctx, who, trace_record)):
+                for write in ctx.deferred:  # the generation row and cache entry of an answer already sent
+                    try:
+                        write(conn)
+                    except Exception:  # noqa: BLE001 - a lost record must not cost the settle and the trace
+                        log.exception("request %s: a deferred write failed", ctx.request_id)
+                        conn.rollback()
+                if ctx.admitted:
+                    settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens,
+                           cost_usd=ctx.spent_usd)
+                record_trace(trace_record(), conn)
         _emit_metrics(ctx)
     except Exception:  # noqa: BLE001 - the response is sent; a failed settle expires with its reservation
         log.exception("request %s: settling or tracing failed", ctx.request_id)
+
+
+def _all_in_one(conn: Any, ctx: RequestContext, who: Principal, trace_record: Any) -> bool:
+    """The deferred records, the settlement and the trace row in one tenant transaction (its commit waits
+    for the WAL flush, as the settlement needs): one transaction's round trips instead of one each.
+    False, with nothing written, when any of it failed: the caller then writes them apart, as before, so
+    a record or trace that cannot be stored never costs the settlement."""
+    from stratus.db import traces as trace_store
+    from stratus.db.connection import joined, tenant_transaction
+    from stratus.gateway.admission import settle
+    from stratus.gateway.traces import trace_row
+
+    try:
+        with tenant_transaction(who.tenant_id, conn), joined(conn, who.tenant_id):
+            for write in ctx.deferred:
+                write(conn)
+            trace_store.insert_trace(conn, trace_row(trace_record()), relaxed=False)
+            # Last: the settlement's row locks (the tenant's budget and windows, which every admission
+            # takes) are held only until the commit.
+            settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens, cost_usd=ctx.spent_usd,
+                   in_transaction=True)
+    except Exception:  # noqa: BLE001 - redone apart, where each failure is handled as it always was
+        log.debug("request %s: the after-response writes together failed; writing them apart", ctx.request_id,
+                  exc_info=True)
+        if not conn.closed and not conn.broken:
+            conn.rollback()
+        return False
+    return True
 
 
 def _emit_metrics(ctx: RequestContext) -> None:

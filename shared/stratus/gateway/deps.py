@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, Request
@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from stratus.gateway import errors
 from stratus.gateway.context import context_of
 from stratus.gateway.pool import close_idle as close_idle  # re-exported: the local stack closes them via deps
-from stratus.gateway.pool import lease
+from stratus.gateway.pool import give_back, lease, needs_io_to_give_back, open_or_revalidate, take_idle
 
 if TYPE_CHECKING:
     import psycopg
@@ -21,16 +21,29 @@ if TYPE_CHECKING:
     from stratus.gateway.keys import Principal
 
 
-def db_conn() -> Iterator[psycopg.Connection]:
+async def db_conn() -> AsyncIterator[psycopg.Connection]:
     """The request's own connection (FastAPI caches it per request: principal and route share it).
+    On the event loop when that needs no round trip (a recently used idle connection, handed back idle):
+    a worker-thread hop each way costs more than the work; otherwise on a worker thread, as `lease`.
 
     Driver outage errors raised while it is in use (the key lookup, any route's queries) leave as
     DatabaseUnavailable, so every route answers 503 + retry-after rather than 500; the connection is then
     closed, not pooled."""
+    from starlette.concurrency import run_in_threadpool
+
     from stratus.db.connection import translate_errors
 
-    with lease() as conn, translate_errors(conn):
-        yield conn
+    conn = take_idle()
+    if conn is None:
+        conn = await run_in_threadpool(open_or_revalidate)
+    try:
+        with translate_errors(conn):
+            yield conn
+    finally:
+        if needs_io_to_give_back(conn):
+            await run_in_threadpool(give_back, conn)
+        else:
+            give_back(conn)
 
 
 # /health's database check: kept this long, so load balancers and readiness probes cost at most one
@@ -83,10 +96,11 @@ def principal(request: Request, conn: Conn) -> Principal:
     return found
 
 
-def require(scope: str) -> Callable[..., Principal]:
-    """A dependency: the caller, who must hold `scope` (403 otherwise)."""
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller, who must hold `scope` (403 otherwise). Async: it does no I/O, and a sync
+    dependency would cost a worker-thread hop per request."""
 
-    def dependency(who: Annotated[Any, Depends(principal)]) -> Principal:
+    async def dependency(who: Annotated[Any, Depends(principal)]) -> Principal:
         if not who.has(scope):
             raise errors.permission_denied(scope)
         return cast("Principal", who)  # typed Any above so FastAPI need not import the key module

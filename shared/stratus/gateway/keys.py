@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import psycopg
+
 from stratus.db import keys as store
 from stratus.db.connection import tenant_transaction
 from stratus.errors import InvalidInput, NotFound
@@ -132,6 +134,15 @@ def authenticate(conn: store.Connection, authorization_header: str | None) -> Pr
 
 def _lookup(conn: store.Connection, prefix: str, presented: bytes) -> store.LookupRow | None:
     # Its own short transaction (the lookup may refresh last_used_at), or a savepoint inside the caller's.
+    # The lookup is one statement, so on an idle connection it is sent in autocommit: the statement is
+    # its own transaction, without the two round trips of BEGIN and COMMIT.
+    if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        conn.autocommit = True
+        try:
+            return store.lookup(conn, prefix, presented)
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
     with conn.transaction():
         return store.lookup(conn, prefix, presented)
 

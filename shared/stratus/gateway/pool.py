@@ -39,6 +39,44 @@ def lease() -> Iterator[psycopg.Connection]:
         _give_back(conn)
 
 
+def take_idle() -> psycopg.Connection | None:
+    """An idle connection that needs no round trip to be trusted (used recently, not broken), or None:
+    the event loop's fast path (`acquire`), which must not block on the network."""
+    from stratus.db.connection import fresh
+
+    with _idle_lock:
+        conn = _idle.pop() if _idle else None
+    if conn is None:
+        return None
+    if fresh(conn):
+        return conn
+    _give_back(conn)  # idle no longer than the pool keeps it either way; `lease` revalidates it
+    return None
+
+
+def open_or_revalidate() -> psycopg.Connection:
+    """The slow path of `acquire` (run on a worker thread): an idle connection checked with a round
+    trip, or a new one."""
+    from stratus.db.connection import open_app_connection, reusable
+
+    with _idle_lock:
+        conn = _idle.pop() if _idle else None
+    if conn is None or not reusable(conn):
+        conn = open_app_connection()
+    return conn
+
+
+def needs_io_to_give_back(conn: Any) -> bool:
+    """Whether handing `conn` back talks to the server (a rollback, or a close past _MAX_IDLE)."""
+    if conn.closed or conn.broken:
+        return False
+    return conn.info.transaction_status != 0 or len(_idle) >= _MAX_IDLE
+
+
+def give_back(conn: Any) -> None:
+    _give_back(conn)
+
+
 def _give_back(conn: Any) -> None:
     if conn.closed or conn.broken:
         return

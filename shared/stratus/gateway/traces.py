@@ -54,13 +54,18 @@ def record_trace(record: TraceRecord, conn: store.Connection | None = None) -> N
     """Stores the trace in its own tenant transaction; failures are logged, never raised."""
     try:
         conn = conn or get_connection()
-        row: dict[str, Any] = record.model_dump()
-        if row["error_message"] and len(row["error_message"]) > MAX_ERROR_MESSAGE:
-            row["error_message"] = row["error_message"][:MAX_ERROR_MESSAGE]
-        with tenant_transaction(record.tenant_id, conn):
+        row = trace_row(record)
+        with tenant_transaction(record.tenant_id, conn, relaxed=True):
             store.insert_trace(conn, row)
     except Exception:  # a trace is bookkeeping: losing one must not fail or delay the request it describes
         log.exception("trace not recorded", extra={"request_id": record.request_id, "tenant_id": record.tenant_id})
+
+
+def trace_row(record: TraceRecord) -> dict[str, Any]:
+    row: dict[str, Any] = record.model_dump()
+    if row["error_message"] and len(row["error_message"]) > MAX_ERROR_MESSAGE:
+        row["error_message"] = row["error_message"][:MAX_ERROR_MESSAGE]
+    return row
 
 
 def get_trace(conn: store.Connection, tenant_id: str, request_id: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -94,6 +95,10 @@ class Known:
     tenant_exists: bool = False
     alias: str | None = None
     deployments: list[Deployment] | None = None  # the alias's, after the tenant's override
+    # The prompt version (name, label, version) resolves to, read in the caller's transaction: the
+    # request's own, so generation need not open a transaction only to read it.
+    prompt_key: tuple[str, str, int | None] | None = None
+    prompt: Any = None
 
 
 NOTHING_KNOWN = Known()
@@ -117,15 +122,20 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
         raise InvalidInput("a RAG generation needs the Retrieve task's result", field="retrieval")
     prompt_name = task.prompt or (s.default_rag_prompt if task.mode == "rag" else s.default_chat_prompt)
 
-    with tenant_transaction(task.tenant_id, conn):
+    given = known.prompt if known.prompt_key == (prompt_name, task.prompt_label, task.prompt_version) else None
+    # Everything known already and no cache to consult: no transaction (its round trips are latency).
+    unit = nullcontext() if (given is not None and known.tenant_exists and known.deployments is not None
+                             and task.model is not None and known.alias == task.model
+                             and not (s.cache_enabled and task.cache)) else tenant_transaction(task.tenant_id, conn)
+    with unit:
         t = time.perf_counter()
         with span("prompt", prompt=prompt_name, label=task.prompt_label) as step:
             if not known.tenant_exists and not generation_rows.tenant_exists(conn, task.tenant_id):
                 from stratus.errors import NotFound
 
                 raise NotFound(f"unknown tenant {task.tenant_id!r}", field="tenant_id")
-            prompt = resolve_prompt(conn, task.tenant_id, prompt_name, label=task.prompt_label,
-                                    version=task.prompt_version)
+            prompt = given if given is not None else resolve_prompt(
+                conn, task.tenant_id, prompt_name, label=task.prompt_label, version=task.prompt_version)
             alias = task.model or prompt.model or router.catalog.default_alias
             if known.alias == alias and known.deployments is not None:
                 deployments = known.deployments
@@ -269,7 +279,7 @@ def finish(conn: Any, s: Settings, task: GenerateTask, response: GenerateRespons
     from stratus import cache
 
     t = time.perf_counter()
-    with span("record", cache_store=store is not None), tenant_transaction(task.tenant_id, conn):
+    with span("record", cache_store=store is not None), tenant_transaction(task.tenant_id, conn, relaxed=True):
         # A cache entry and a generation row are records, not money: a database crash may lose the last
         # few, in exchange for not waiting on the WAL flush (as admission and traces do).
         relax_commit(conn)
@@ -292,7 +302,7 @@ def record_failure(conn: Any, task: GenerateTask, prep: Prepared, err: llm_error
     timings = prep.timings
     timings["total"] = ms_since(prep.started)
     prompt = prep.prompt_ref
-    with span("record", error_code=err.code), tenant_transaction(task.tenant_id, conn):
+    with span("record", error_code=err.code), tenant_transaction(task.tenant_id, conn, relaxed=True):
         relax_commit(conn)
         generation_rows.record_generation(conn, {
             "tenant_id": task.tenant_id, "request_id": task.request_id, "mode": task.mode, "model_alias": prep.alias,

@@ -88,6 +88,7 @@ def _start_sync_execution(self: Any) -> Any:
             execution.error, execution.cause = "States.Timeout", f"the execution passed {timeout_s} s"
             break
         time.sleep(_POLL_S)
+    _await_result(execution)
     response: dict[str, Any] = {
         "executionArn": execution.execution_arn, "stateMachineArn": arn, "name": execution.name,
         "startDate": execution.start_date, "stopDate": execution.stop_date or time.time(),
@@ -104,6 +105,16 @@ def _start_sync_execution(self: Any) -> Any:
     if execution.cause is not None:
         response["cause"] = execution.cause
     return ActionResult(response)
+
+
+def _await_result(execution: Any, limit_s: float = 2.0) -> None:
+    """moto's worker sets an execution's status before its output (or error): a poll between the two would
+    answer SUCCEEDED with output null. Wait, briefly, for the field the status promises."""
+    status = str(getattr(execution.status, "value", execution.status))
+    field = {"SUCCEEDED": "output", "FAILED": "error"}.get(status)
+    until = time.monotonic() + limit_s
+    while field is not None and getattr(execution, field, None) is None and time.monotonic() < until:
+        time.sleep(_POLL_S)
 
 
 def _timeout_seconds(definition: str) -> float | None:
