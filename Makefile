@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stratus-installed
 ENV ?= dev
 
-.PHONY: venv tools chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda fuzz lint bench build deploy clean
+.PHONY: venv tools chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda fuzz lint bench soak build deploy clean
 
 venv: $(STAMP)
 
@@ -84,6 +84,13 @@ lint: venv
 
 bench: venv pgbouncer
 	$(BIN)/python -m bench.run
+
+# Soak and chaos (bench/soak.py): SOAK_MINUTES of mixed traffic from several tenants against the local stack
+# while provider, database and ingest-queue faults are injected; the counts that must be zero and the
+# latencies go to bench/results/soak.json. Not part of `make bench` (it is a correctness run, and long).
+SOAK_MINUTES ?= 10
+soak: venv
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 # Builds the Lambda layer folders (layers/{common,guard,ingest}/build) that template.yaml's CommonLayer,
 # GuardLayer and IngestLayer point at; each build fails when a function's layers together pass Lambda's

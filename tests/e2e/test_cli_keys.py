@@ -84,3 +84,7 @@ def test_tenants_and_limits_from_the_command_line(pg_url: str, capsys) -> None:
     with pytest.raises(SystemExit) as exited:  # argparse refuses a bad value, naming the flag
         main(["tenants", "limits", tenant, "--rpm", "0"])
     assert exited.value.code == 2 and "--rpm" in capsys.readouterr().err
+    for flag in ("--rpm", "--tpm", "--key-rpm", "--key-tpm"):  # above the int4 the database stores: usage, not a crash
+        with pytest.raises(SystemExit) as exited:
+            main(["tenants", "limits", tenant, flag, str(2**31)])
+        assert exited.value.code == 2 and f"{flag}: '2147483648'" in capsys.readouterr().err

@@ -169,3 +169,36 @@ def test_without_the_socket_check_only_the_first_request_after_may_fail(pg_url: 
         if first.status_code == 503:
             _is_outage(first)
         assert client.get("/v1/models", headers=auth(key)).status_code == 200
+
+
+def test_a_settlement_the_database_missed_is_retried_not_left_reserved(pg_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database went away between the answer and its settlement (a restart): the after-response writes
+    are retried, so the reservation is settled and the trace written, not left holding the budget."""
+    from contextlib import contextmanager
+
+    from stratus.gateway import context, pool
+    from stratus.gateway.app import create_app
+
+    tenant, key = tenant_with_key(pg_url, "settle")
+    real_lease, failures = pool.lease, []
+
+    @contextmanager
+    def flaky_lease() -> Iterator[psycopg.Connection]:
+        if not failures:
+            failures.append(1)
+            raise DatabaseUnavailable("the database is unavailable (OperationalError)")
+        with real_lease() as conn:
+            yield conn
+
+    monkeypatch.setattr(pool, "lease", flaky_lease)
+    monkeypatch.setattr(context, "SETTLE_RETRY_S", (0.01,))
+    with TestClient(create_app()) as client:  # the background task has run when the response returns
+        r = client.post("/v1/chat/completions", headers=auth(key),
+                        json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200 and failures == [1]
+    with psycopg.connect(pg_url, autocommit=True) as owner:
+        left = owner.execute("SELECT count(*) FROM budget_reservations WHERE tenant_id = %s", [tenant]).fetchone()
+        traced = owner.execute("SELECT count(*) FROM traces WHERE tenant_id = %s AND request_id = %s",
+                               [tenant, r.headers["x-request-id"]]).fetchone()
+    assert left == (0,) and traced == (1,)

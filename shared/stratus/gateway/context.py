@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import MutableMapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -138,12 +139,18 @@ def bill_worst_case(ctx: RequestContext) -> None:
     ctx.spent_tokens, ctx.spent_usd = ctx.reserved_tokens, ctx.reserved_usd
 
 
+# After a response, an outage that committed nothing is retried this many times, these seconds apart
+# (about 8 s in all: a restart or a failover, not a long outage); otherwise the reservation would hold the
+# tenant's budget until it expires and the request's cost would never be recorded.
+SETTLE_RETRY_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
 def after_response(ctx: RequestContext) -> None:
     """Settle the reservation to what the request really used, then write its trace. Runs after the
     response has been sent (a background task); never raises: the caller already has its answer."""
-    from stratus.gateway.admission import settle
+    from stratus.errors import DatabaseUnavailable
     from stratus.gateway.pool import lease
-    from stratus.gateway.traces import TraceRecord, record_trace
+    from stratus.gateway.traces import TraceRecord
 
     who = ctx.principal
     if who is None:
@@ -158,22 +165,46 @@ def after_response(ctx: RequestContext) -> None:
         known = TraceRecord.model_fields
         return TraceRecord(**{k: v for k, v in fields.items() if k in known and v is not None})
 
+    for pause in (*SETTLE_RETRY_S, None):
+        try:
+            with lease() as conn:
+                # An outage here (the lease, or the writes together) committed nothing: worth a retry.
+                together = ctx.admitted and _all_in_one(conn, ctx, who, trace_record)
+                if not together:
+                    _write_apart(conn, ctx, who, trace_record)
+            _emit_metrics(ctx)
+            return
+        except DatabaseUnavailable:
+            if pause is None:
+                log.exception("request %s: the database stayed unavailable; the reservation expires unsettled",
+                              ctx.request_id)
+                return
+            log.warning("request %s: the database is unavailable; settling again in %.2f s", ctx.request_id, pause)
+            time.sleep(pause)
+        except Exception:  # noqa: BLE001 - the response is sent; a failed settle expires with its reservation
+            log.exception("request %s: settling or tracing failed", ctx.request_id)
+            return
+
+
+def _write_apart(conn: Any, ctx: RequestContext, who: Principal, trace_record: Any) -> None:
+    """Each record, the settlement and the trace in transactions of their own: a record that cannot be
+    stored never costs the settlement. Not retried (some of it may have committed)."""
+    from stratus.errors import DatabaseUnavailable
+    from stratus.gateway.admission import settle
+    from stratus.gateway.traces import record_trace
+
     try:
-        with lease() as conn:
-            if not (ctx.admitted and _all_in_one(conn, ctx, who, trace_record)):
-                for write in ctx.deferred:  # the generation row and cache entry of an answer already sent
-                    try:
-                        write(conn)
-                    except Exception:  # noqa: BLE001 - a lost record must not cost the settle and the trace
-                        log.exception("request %s: a deferred write failed", ctx.request_id)
-                        conn.rollback()
-                if ctx.admitted:
-                    settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens,
-                           cost_usd=ctx.spent_usd)
-                record_trace(trace_record(), conn)
-        _emit_metrics(ctx)
-    except Exception:  # noqa: BLE001 - the response is sent; a failed settle expires with its reservation
-        log.exception("request %s: settling or tracing failed", ctx.request_id)
+        for write in ctx.deferred:  # the generation row and cache entry of an answer already sent
+            try:
+                write(conn)
+            except Exception:  # noqa: BLE001 - a lost record must not cost the settle and the trace
+                log.exception("request %s: a deferred write failed", ctx.request_id)
+                conn.rollback()
+        if ctx.admitted:
+            settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens, cost_usd=ctx.spent_usd)
+        record_trace(trace_record(), conn)
+    except DatabaseUnavailable as err:
+        raise RuntimeError(f"the database went away while writing apart: {err}") from err
 
 
 def _all_in_one(conn: Any, ctx: RequestContext, who: Principal, trace_record: Any) -> bool:
@@ -181,8 +212,11 @@ def _all_in_one(conn: Any, ctx: RequestContext, who: Principal, trace_record: An
     for the WAL flush, as the settlement needs): one transaction's round trips instead of one each.
     False, with nothing written, when any of it failed: the caller then writes them apart, as before, so
     a record or trace that cannot be stored never costs the settlement."""
+    import psycopg
+
     from stratus.db import traces as trace_store
-    from stratus.db.connection import joined, tenant_transaction
+    from stratus.db.connection import is_unavailable, joined, tenant_transaction
+    from stratus.errors import DatabaseUnavailable
     from stratus.gateway.admission import settle
     from stratus.gateway.traces import trace_row
 
@@ -195,11 +229,14 @@ def _all_in_one(conn: Any, ctx: RequestContext, who: Principal, trace_record: An
             # takes) are held only until the commit.
             settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens, cost_usd=ctx.spent_usd,
                    in_transaction=True)
-    except Exception:  # noqa: BLE001 - redone apart, where each failure is handled as it always was
+    except Exception as err:  # noqa: BLE001 - redone apart, where each failure is handled as it always was
+        if not conn.closed and not conn.broken:
+            with suppress(psycopg.Error):
+                conn.rollback()
+        if isinstance(err, DatabaseUnavailable) or (isinstance(err, psycopg.Error) and is_unavailable(err)):
+            raise DatabaseUnavailable("the database is unavailable") from err  # nothing committed: retried
         log.debug("request %s: the after-response writes together failed; writing them apart", ctx.request_id,
                   exc_info=True)
-        if not conn.closed and not conn.broken:
-            conn.rollback()
         return False
     return True
 

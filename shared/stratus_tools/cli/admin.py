@@ -14,6 +14,8 @@ import json
 import sys
 from typing import Any
 
+from stratus.validation import INT4_MAX
+
 EXIT_OK, EXIT_FAILED = 0, 1
 _SCOPES = ("inference", "documents", "admin")
 
@@ -73,8 +75,8 @@ def _positive(flag: str, allow: str | None = None) -> Any:
     def parse(value: str) -> Any:
         if allow and value == allow:
             return _UNSET
-        if not value.isdigit() or int(value) < 1:
-            raise argparse.ArgumentTypeError(f"{flag}: {value!r} is not a positive integer")
+        if not value.isdigit() or not 1 <= int(value) <= INT4_MAX:  # the limits are int4 columns
+            raise argparse.ArgumentTypeError(f"{flag}: {value!r} is not a positive integer up to {INT4_MAX}")
         return int(value)
     return parse
 
