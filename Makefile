@@ -75,7 +75,7 @@ test-lambda: venv pgbouncer
 # operation; its figures (cases, failures, duration, statuses) go to bench/results/fuzz.json.
 FUZZ_EXAMPLES ?= 400
 fuzz: venv
-	STRATUS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) STRATUS_FUZZ_BUDGET_S=1200 STRATUS_FUZZ_REPORT=bench/results/fuzz.json \
+	STRATUS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) STRATUS_FUZZ_HOSTILE_EXAMPLES=200 STRATUS_FUZZ_BUDGET_S=1200 STRATUS_FUZZ_REPORT=bench/results/fuzz.json \
 	  $(BIN)/pytest -q -m fuzz tests/fuzz
 
 lint: venv

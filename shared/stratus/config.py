@@ -137,6 +137,8 @@ class Settings(BaseModel):
     # Gateway (the HTTP API). Requests over a limit get 413 (body) or 400 (messages, max tokens) naming it.
     # API Gateway refuses payloads over 10 MB and Lambda over 6 MB; the gateway's own limit sits below both.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # A client that declares more body than it sends must not hold a worker: the whole body within this.
+    body_timeout_s: float = Field(default=30.0, gt=0, le=300)
     max_messages: int = Field(default=256, ge=1, le=10_000)
     max_output_tokens: int = Field(default=32_768, ge=1)  # a request's max_tokens ceiling
     # Default rate limits (requests and tokens per minute); a tenant's or key's own limits replace them.

@@ -8,6 +8,7 @@ OpenAI's shape (errors.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(StratusError, _domain_error)
     _add_provider_handler(app)
-    app.add_middleware(GatewayMiddleware, max_body_bytes=s.max_body_bytes)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=s.max_body_bytes, body_timeout_s=s.body_timeout_s)
     return app
 
 
@@ -145,12 +146,14 @@ def _allowed_methods(request: Request) -> str:
 
 # --- middleware --------------------------------------------------------------------------------------
 class GatewayMiddleware:
-    """Request id in and out, the body size limit (on Content-Length and on the bytes read), and a JSON
+    """Request id in and out, the body size limit (on Content-Length and on the bytes read) and read timeout
+    (408), and a JSON
     500 for anything unexpected (logged with the request id, no internals in the response)."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, *, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -174,7 +177,14 @@ class GatewayMiddleware:
 
         try:
             if scope.get("method") in _BODY_METHODS:
-                body = await self._read_body(headers.get("content-length"), receive)
+                try:
+                    body = await asyncio.wait_for(self._read_body(headers.get("content-length"), receive),
+                                                  self.body_timeout_s)
+                except TimeoutError:
+                    await self._send_error(errors.APIError(
+                        408, f"the request body did not arrive within {self.body_timeout_s:g} s",
+                        code="request_timeout"), send_with_id)
+                    return
                 if body is None:
                     await self._send_error(self._too_large(), send_with_id)
                     return

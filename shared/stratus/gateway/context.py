@@ -17,9 +17,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import psycopg
     from starlette.requests import Request
 
+    from stratus.gateway.admission import Admission
     from stratus.gateway.keys import Principal
+    from stratus.gateway.traces import TraceRecord
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +102,7 @@ def context_of(request: Request) -> RequestContext:
 
 
 # --- admission and the after-response work ----------------------------------------------------------
-def admit_or_raise(conn: Any, ctx: RequestContext, principal: Principal, *, estimated_tokens: int,
+def admit_or_raise(conn: psycopg.Connection, ctx: RequestContext, principal: Principal, *, estimated_tokens: int,
                    max_cost_usd: float, settings: Any) -> None:
     """Count the request against the key's and tenant's limits and reserve its worst-case cost; 429
     (rate_limited or budget_exhausted, with x-ratelimit-* and retry-after) when refused."""
@@ -106,8 +111,8 @@ def admit_or_raise(conn: Any, ctx: RequestContext, principal: Principal, *, esti
     raise_if_refused(ctx, decision)
 
 
-def admit_request(conn: Any, ctx: RequestContext, principal: Principal, *, estimated_tokens: int,
-                  max_cost_usd: float, settings: Any, in_transaction: bool = False) -> Any:
+def admit_request(conn: psycopg.Connection, ctx: RequestContext, principal: Principal, *, estimated_tokens: int,
+                  max_cost_usd: float, settings: Any, in_transaction: bool = False) -> Admission:
     """The admission decision (admit_or_raise's first half), in the caller's tenant transaction when
     `in_transaction`; what it reserved is settled only once `raise_if_refused` has recorded it."""
     from stratus.gateway.admission import admit
@@ -119,7 +124,7 @@ def admit_request(conn: Any, ctx: RequestContext, principal: Principal, *, estim
     return decision
 
 
-def raise_if_refused(ctx: RequestContext, decision: Any) -> None:
+def raise_if_refused(ctx: RequestContext, decision: Admission) -> None:
     """admit_or_raise's second half: the 429 of a refusal, else the reservation noted for settling."""
     from stratus.gateway import errors
 
@@ -186,7 +191,8 @@ def after_response(ctx: RequestContext) -> None:
             return
 
 
-def _write_apart(conn: Any, ctx: RequestContext, who: Principal, trace_record: Any) -> None:
+def _write_apart(conn: psycopg.Connection, ctx: RequestContext, who: Principal,
+                 trace_record: Callable[[], TraceRecord]) -> None:
     """Each record, the settlement and the trace in transactions of their own: a record that cannot be
     stored never costs the settlement. Not retried (some of it may have committed)."""
     from stratus.errors import DatabaseUnavailable
@@ -207,7 +213,8 @@ def _write_apart(conn: Any, ctx: RequestContext, who: Principal, trace_record: A
         raise RuntimeError(f"the database went away while writing apart: {err}") from err
 
 
-def _all_in_one(conn: Any, ctx: RequestContext, who: Principal, trace_record: Any) -> bool:
+def _all_in_one(conn: psycopg.Connection, ctx: RequestContext, who: Principal,
+                trace_record: Callable[[], TraceRecord]) -> bool:
     """The deferred records, the settlement and the trace row in one tenant transaction (its commit waits
     for the WAL flush, as the settlement needs): one transaction's round trips instead of one each.
     False, with nothing written, when any of it failed: the caller then writes them apart, as before, so

@@ -12,7 +12,7 @@ import re
 import uuid
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratus.aws import s3
 from stratus.config import ConfigError, Settings, get_settings
@@ -21,6 +21,9 @@ from stratus.db.connection import tenant_transaction
 from stratus.errors import InvalidInput, NotFound, TooLarge
 from stratus.ingest.events import KEY_PREFIX
 from stratus.ingest.extract import KINDS
+
+if TYPE_CHECKING:
+    import psycopg
 
 UPLOAD_EXPIRES_S = 900
 MAX_KEY_BYTES = 1024  # S3's limit for a whole object key
@@ -58,7 +61,7 @@ def check_filename(filename: str) -> str:
     return filename
 
 
-def presign_upload(conn: Any, tenant_id: str, *, filename: str, content_type: str | None = None,
+def presign_upload(conn: psycopg.Connection, tenant_id: str, *, filename: str, content_type: str | None = None,
                    size_bytes: int | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """A presigned PUT for `tenants/<tenant>/<filename>`; the id of the document it will replace, if any."""
     settings = settings or get_settings()
@@ -84,7 +87,7 @@ def presign_upload(conn: Any, tenant_id: str, *, filename: str, content_type: st
             "document_id": existing.id if existing else None}
 
 
-def list_documents(conn: Any, tenant_id: str, *, status: str | None = None, limit: int = 20,
+def list_documents(conn: psycopg.Connection, tenant_id: str, *, status: str | None = None, limit: int = 20,
                    after: str | None = None) -> dict[str, Any]:
     """One page in key order; `after` is the id of the last document of the previous page."""
     if status is not None and status not in STATUSES:
@@ -105,7 +108,7 @@ def list_documents(conn: Any, tenant_id: str, *, status: str | None = None, limi
             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
 
 
-def get_document(conn: Any, tenant_id: str, document_id: str) -> dict[str, Any]:
+def get_document(conn: psycopg.Connection, tenant_id: str, document_id: str) -> dict[str, Any]:
     with tenant_transaction(tenant_id, conn):
         row = _find(conn, tenant_id, document_id)
     if row is None:
@@ -113,7 +116,7 @@ def get_document(conn: Any, tenant_id: str, document_id: str) -> dict[str, Any]:
     return _shown(row)
 
 
-def delete_document(conn: Any, tenant_id: str, document_id: str, *,
+def delete_document(conn: psycopg.Connection, tenant_id: str, document_id: str, *,
                     settings: Settings | None = None) -> dict[str, Any]:
     """Delete the document's object; ingestion drops its chunks when the ObjectRemoved event arrives.
 
@@ -137,7 +140,7 @@ def delete_document(conn: Any, tenant_id: str, document_id: str, *,
     return {"id": str(row["id"]), "object": "document.deleted", "deleted": True, "status": "deleting"}
 
 
-def _remove_now(conn: Any, tenant_id: str, path: str, bucket: str, key: str) -> None:
+def _remove_now(conn: psycopg.Connection, tenant_id: str, path: str, bucket: str, key: str) -> None:
     from stratus.ingest.pipeline import remove_document  # numpy and the embedder load only on this path
 
     def still_absent() -> bool:
@@ -156,7 +159,7 @@ def _bucket(settings: Settings) -> str:
     return settings.documents_bucket
 
 
-def _find(conn: Any, tenant_id: str, document_id: str) -> dict[str, Any] | None:
+def _find(conn: psycopg.Connection, tenant_id: str, document_id: str) -> dict[str, Any] | None:
     try:
         canonical = str(uuid.UUID(document_id))
     except ValueError:

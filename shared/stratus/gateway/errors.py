@@ -53,6 +53,7 @@ _WHY = {
     403: "The API key lacks the route's scope",
     404: "Not found (or another tenant's)",
     405: "Method not allowed (the `Allow` header lists the methods)",
+    408: "The request body did not arrive in time",
     409: "Conflict with the resource's current state",
     413: "Request body or document over the size limit",
     422: "The request does not match the schema (`param` names the first bad field)",
@@ -61,9 +62,9 @@ _WHY = {
     503: "A dependency (database, provider) is unavailable or overloaded, or no provider is reachable",
     504: "The request ran out of time",
 }
-# What any route may answer besides its own errors: a bad text field or schema, the body size limit, an
-# unreachable database.
-COMMON = (400, 413, 422, 503)
+# What any route may answer besides its own errors: a bad text field or schema, the body size limit or read
+# timeout, an unreachable database.
+COMMON = (400, 408, 413, 422, 503)
 AUTHENTICATED = (*COMMON, 401, 403)
 
 

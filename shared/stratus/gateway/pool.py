@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import psycopg
@@ -66,18 +66,18 @@ def open_or_revalidate() -> psycopg.Connection:
     return conn
 
 
-def needs_io_to_give_back(conn: Any) -> bool:
+def needs_io_to_give_back(conn: psycopg.Connection) -> bool:
     """Whether handing `conn` back talks to the server (a rollback, or a close past _MAX_IDLE)."""
     if conn.closed or conn.broken:
         return False
     return conn.info.transaction_status != 0 or len(_idle) >= _MAX_IDLE
 
 
-def give_back(conn: Any) -> None:
+def give_back(conn: psycopg.Connection) -> None:
     _give_back(conn)
 
 
-def _give_back(conn: Any) -> None:
+def _give_back(conn: psycopg.Connection) -> None:
     if conn.closed or conn.broken:
         return
     if conn.info.transaction_status != 0:  # not idle: never hand on an open transaction (tenant binding)
