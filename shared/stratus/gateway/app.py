@@ -147,8 +147,7 @@ def _allowed_methods(request: Request) -> str:
 # --- middleware --------------------------------------------------------------------------------------
 class GatewayMiddleware:
     """Request id in and out, the body size limit (on Content-Length and on the bytes read) and read timeout
-    (408), and a JSON
-    500 for anything unexpected (logged with the request id, no internals in the response)."""
+    (408), and a JSON 500 for anything unexpected (logged with the request id, no internals in the response)."""
 
     def __init__(self, app: Any, *, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
