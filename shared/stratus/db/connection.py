@@ -214,9 +214,7 @@ def _dropped(conn: psycopg.Connection) -> bool:
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return False  # in use: never touch its socket
     try:
-        poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN)
-        if not poller.poll(0):
+        if not _readable(conn):
             return False
         conn.pgconn.consume_input()
         if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
@@ -228,12 +226,23 @@ def _dropped(conn: psycopg.Connection) -> bool:
     return False
 
 
+def _readable(conn: psycopg.Connection) -> bool:
+    """Whether an idle connection's socket has something to read (a poll, no I/O): the server said or
+    closed something since the last statement."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def fresh(conn: psycopg.Connection) -> bool:
     """`reusable` without a round trip: True when `conn` may serve at once (open, idle, used within
     REVALIDATE_AFTER_S); False when `reusable` must decide (it may need the server)."""
     if conn.closed or conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return False
-    if _dropped(conn):  # a poll, no round trip; `reusable` then closes it
+    try:
+        if _readable(conn):  # the server said something: `reusable` decides, off the event loop
+            return False
+    except OSError:
         return False
     now = time.monotonic()
     if now - _last_used.get(conn, now) > REVALIDATE_AFTER_S:

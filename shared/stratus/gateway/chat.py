@@ -172,7 +172,7 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
     # One tenant transaction for the model's override and the admission (each round trip is latency);
     # a refusal commits like an admission (the decision changes nothing) and is raised after it.
     with tenant_transaction(who.tenant_id, conn):
-        deployments = _deployments(conn, who.tenant_id, choice, router, bound=True)  # 404 model_not_found: free
+        deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found: free
         prompt_key, prompt = _prompt(conn, body, choice, who, s)  # before admission: it holds no locks
         max_out = body.output_limit or min(max(d.max_output_tokens for d in deployments), s.max_output_tokens)
         prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
@@ -245,18 +245,13 @@ def check_limits(body: ChatCompletionRequest, s: Settings) -> None:
                                      f"({s.max_output_tokens})", param=field, code="max_tokens_too_large")
 
 
-def _deployments(conn: Connection, tenant_id: str, choice: ModelChoice, router: Router, *,
-                 bound: bool = False) -> list[Deployment]:
+def _deployments(conn: Connection, tenant_id: str, choice: ModelChoice, router: Router) -> list[Deployment]:
     """The deployments the router may try for the alias, after the tenant's override (the one place a
-    request's alias is resolved: generation and the router are handed the list). `bound`: in the
-    caller's tenant transaction."""
-    from contextlib import nullcontext
-
+    request's alias is resolved: generation and the router are handed the list). In the caller's tenant
+    transaction."""
     from stratus.db import generations
-    from stratus.db.connection import tenant_transaction
 
-    with nullcontext() if bound else tenant_transaction(tenant_id, conn):
-        override = generations.model_override(conn, tenant_id, choice.alias)
+    override = generations.model_override(conn, tenant_id, choice.alias)
     try:
         deployments: list[Any] = router.catalog.deployments_for(choice.alias, override)
         return deployments

@@ -101,22 +101,15 @@ def _connection() -> Any:
 
 def _run(command: str, body: Any) -> int:
     from stratus.errors import NotFound
+    from stratus_tools.cli.usage import run_refusing
 
-    try:
-        body()
-    except NotFound as err:
-        print(f"stratus {command}: {err.message}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return run_refusing(command, body, (NotFound,))
 
 
 def _tenant(value: str) -> str:
-    from stratus.tenants import TENANT_ID, TENANT_ID_PATTERN
-    from stratus_tools.cli.usage import UsageError
+    from stratus_tools.cli.usage import tenant_arg
 
-    if not TENANT_ID.match(value):
-        raise UsageError(f"--tenant: {value!r} must match {TENANT_ID_PATTERN}")
-    return value
+    return tenant_arg(value)
 
 
 def _key_json(info: Any) -> dict[str, Any]:

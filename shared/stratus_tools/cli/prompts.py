@@ -96,11 +96,9 @@ def _label(value: str) -> str:
 
 
 def _tenant(value: str | None) -> str | None:
-    from stratus.tenants import TENANT_ID, TENANT_ID_PATTERN
+    from stratus_tools.cli.usage import tenant_arg
 
-    if value is not None and not TENANT_ID.match(value):
-        raise _usage(f"--tenant: {value!r} must match {TENANT_ID_PATTERN}")
-    return value
+    return None if value is None else tenant_arg(value)
 
 
 def _folder(value: Path | None) -> Path | None:
@@ -122,13 +120,9 @@ def _run(action: str, body: Any) -> int:
     """Registry refusals end the command with exit code 1 and the reason on stderr."""
     from stratus.errors import Forbidden, NotFound
     from stratus.prompts.models import PromptFileError, VersionConflict
+    from stratus_tools.cli.usage import run_refusing
 
-    try:
-        body()
-    except (NotFound, Forbidden, PromptFileError, VersionConflict) as err:
-        print(f"stratus prompts {action}: {err.message}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return run_refusing(f"prompts {action}", body, (NotFound, Forbidden, PromptFileError, VersionConflict))
 
 
 # --- commands ------------------------------------------------------------------------------------------
