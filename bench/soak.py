@@ -54,7 +54,7 @@ PROVIDER_TIMEOUT_S = 2.0
 GRACE_S = 4.0  # a fault window stays open this long after the fault is over (retries, reconnects)
 KINDS = ("chat", "rag", "stream", "upload", "delete")
 PROVIDER_FAULTS = {"provider_429", "provider_5xx", "provider_timeout", "stream_cut"}
-PROVIDER_ERRORS = {(502, "all_deployments_failed"), (502, "circuit_open"), (504, "timeout")}
+PROVIDER_ERRORS = {(502, "all_deployments_failed"), (503, "circuit_open"), (504, "timeout")}
 WORDS = ("latency budget window tenant ingest chunk vector lexical router fallback retry circuit cache "
          "prompt registry guard rail citation document version embedding queue bucket presigned").split()
 
@@ -474,7 +474,7 @@ class Soak:
     # --- the figures -------------------------------------------------------------------------------------
     def _provider_answer(self, s: Any) -> bool:
         """A provider fault that outlasted the only deployment's retries is answered with the gateway's typed
-        provider error (502 all_deployments_failed or circuit_open, 504 timeout), as OpenAI's SDKs expect
+        provider error (502 all_deployments_failed, 503 circuit_open, 504 timeout), as OpenAI's SDKs expect
         and retry; that is the honest status while only the provider is down. During a database outage
         the only acceptable 5xx is 503."""
         windows = set(self.windows_of(s))
@@ -639,11 +639,17 @@ def _s3_event(bucket: str, key: str, name: str, size: int, etag: str) -> str:
                "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"}, "object": obj}}]})
 
 
+def _refused(s: Sample) -> bool:
+    """The gateway's own 429 (a rate limit or budget), not a provider's passed on."""
+    return s.status == 429 and not s.code.startswith("provider_rate_limited")
+
+
 def _over_admission(samples: list[Sample], limit: int) -> dict[str, Any]:
-    """Admitted requests per UTC minute window against `limit`. Admitted: any answer but a 429 or a 503 (a
-    database outage refuses before admission, or fails it); a request is placed in the window of its send
-    and answer times, a straddler in the earlier window with room, else the later one."""
-    admitted = sorted((s for s in samples if s.status not in (0, 429, 503)), key=lambda s: s.start)
+    """Admitted requests per UTC minute window against `limit`. Admitted: any answer but the gateway's own
+    429 or a 503 (a database outage refuses before admission, or fails it); a provider's rate limit passed on
+    (429 provider_rate_limited) was admitted. A request is placed in the window of its send and answer times,
+    a straddler in the earlier window with room, else the later one."""
+    admitted = sorted((s for s in samples if s.status not in (0, 503) and not _refused(s)), key=lambda s: s.start)
     counts: collections.Counter = collections.Counter()
     straddlers = []
     for s in admitted:
@@ -655,7 +661,7 @@ def _over_admission(samples: list[Sample], limit: int) -> dict[str, Any]:
     for a, b in straddlers:
         counts[a if counts[a] < limit else b] += 1
     over = sum(max(0, c - limit) for c in counts.values())
-    refused = sum(1 for s in samples if s.status == 429)
+    refused = sum(1 for s in samples if _refused(s))
     return {"limit_rpm": limit, "windows": {str(k): v for k, v in sorted(counts.items())}, "over": over,
             "refused_429": refused}
 

@@ -178,8 +178,8 @@ def test_a_body_over_the_limit_is_413(client: openai.OpenAI) -> None:
     assert err.value.status_code == 413 and "max_body_bytes" in err.value.message
 
 
-def test_a_malformed_body_is_422_naming_the_field(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as err:
+def test_a_malformed_body_is_400_naming_the_field(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="fast", messages=[{"role": "robot", "content": "hi"}])
     assert err.value.param and err.value.param.startswith("messages.0")
 

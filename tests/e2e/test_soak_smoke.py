@@ -2,7 +2,7 @@
 stack is one per process): provider 429 / 5xx / timeout / mid-stream cut, database restarts, poison and
 duplicate ingest messages, an ingest batch killed half-way. The counts that must be zero are asserted.
 
-While only the provider fails, the gateway's typed provider errors (502 all_deployments_failed or
+While only the provider fails, the gateway's typed provider errors (502 all_deployments_failed, 503
 circuit_open, 504 timeout) are its honest answer and are counted apart; during a database outage the only
 acceptable 5xx is 503. Every other count must be zero, stuck reservations included (a settlement the
 database missed is retried).

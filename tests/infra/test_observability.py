@@ -46,7 +46,8 @@ def _alarm_metrics(template: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         props = resource["Properties"]
         if "MetricName" in props:
-            found.append({"alarm": logical_id, **{k: props[k] for k in ("Namespace", "MetricName", "Dimensions")}})
+            found.append({"alarm": logical_id, "Dimensions": [],
+                          **{k: props[k] for k in ("Namespace", "MetricName", "Dimensions") if k in props}})
         for query in props.get("Metrics", []):
             if "MetricStat" in query:
                 found.append({"alarm": logical_id, **query["MetricStat"]["Metric"]})
@@ -233,3 +234,19 @@ def test_the_scheduled_sampler_has_a_dead_letter_queue_with_an_alarm(template: d
     (metric,) = _metrics_of(template, "EvalSamplerDeadLetterAlarm")
     assert metric["Dimensions"] == [{"Name": "QueueName",
                                      "Value": {"Fn::GetAtt": ["EvalSamplerDeadLetterQueue", "QueueName"]}}]
+
+
+def test_rejected_provider_credentials_reach_an_alarm(template: dict[str, Any]) -> None:
+    """The router logs AUTH_FAILED_EVENT in both functions that call providers; a metric filter on each
+    function's log group counts it, and an alarm on that metric notifies the operators."""
+    from stratus.llm.router import AUTH_FAILED_EVENT
+
+    filters = _resources(template, "AWS::Logs::MetricFilter")
+    watched = {f["Properties"]["LogGroupName"]["Ref"] for f in filters.values()
+               if f["Properties"]["FilterPattern"] == f'"{AUTH_FAILED_EVENT}"'}
+    assert watched == {"GatewayFunctionLogGroup", "GenerateFunctionLogGroup"}
+    metrics = {(t["MetricNamespace"], t["MetricName"]) for f in filters.values()
+               for t in f["Properties"]["MetricTransformations"]}
+    alarm = template["Resources"]["ProviderAuthFailuresAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) in metrics
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]

@@ -45,7 +45,7 @@ def test_tenants_are_created_once_listed_and_read(client: TestClient, admin: dic
 
     assert client.get("/v1/admin/tenants/no-such-tenant", headers=admin).status_code == 404
     bad = client.post("/v1/admin/tenants", json={"id": "Not Valid!"}, headers=admin)
-    assert bad.status_code == 422 and _error(bad)["param"] == "id"
+    assert bad.status_code == 400 and _error(bad)["param"] == "id"
 
 
 def test_a_key_is_shown_once_works_and_stops_when_revoked(client: TestClient, admin: dict[str, str],
@@ -73,9 +73,9 @@ def test_a_key_is_shown_once_works_and_stops_when_revoked(client: TestClient, ad
 
 def test_key_requests_are_validated(client: TestClient, admin: dict[str, str], tenant: str) -> None:
     r = client.post(f"/v1/admin/tenants/{tenant}/keys", json={"scopes": ["everything"]}, headers=admin)
-    assert r.status_code == 422 and _error(r)["param"] == "scopes.0"
+    assert r.status_code == 400 and _error(r)["param"] == "scopes.0"
     r = client.post(f"/v1/admin/tenants/{tenant}/keys", json={"requests_per_minute": 0}, headers=admin)
-    assert r.status_code == 422 and _error(r)["param"] == "requests_per_minute"
+    assert r.status_code == 400 and _error(r)["param"] == "requests_per_minute"
     r = client.post("/v1/admin/tenants/no-such-tenant/keys", json={}, headers=admin)
     assert r.status_code == 404 and _error(r)["param"] == "tenant_id"
 
@@ -104,7 +104,7 @@ def test_limits_and_budget_are_set_cleared_and_reported(client: TestClient, admi
     for body, param in (({"tokens_per_minute": 0}, "tokens_per_minute"), ({"budget_usd": -1}, "budget_usd"),
                         ({"budget_period": "week"}, "budget_period"), ({"burst": 3}, "burst")):
         r = client.put(f"/v1/admin/tenants/{tenant}/limits", json=body, headers=admin)
-        assert r.status_code == 422 and _error(r)["param"] == param, (body, r.text)
+        assert r.status_code == 400 and _error(r)["param"] == param, (body, r.text)
     assert client.put("/v1/admin/tenants/no-such-tenant/limits", json={}, headers=admin).status_code == 404
 
 
@@ -151,7 +151,7 @@ def test_model_overrides_are_checked_against_the_catalog(client: TestClient, adm
     r = client.put(f"/v1/admin/tenants/{tenant}/models/no-such-alias", json={"deployments": chosen}, headers=admin)
     assert r.status_code == 404 and _error(r)["code"] == "model_not_found"
     r = client.put(f"/v1/admin/tenants/{tenant}/models/{alias}", json={"deployments": []}, headers=admin)
-    assert r.status_code == 422 and _error(r)["param"] == "deployments"
+    assert r.status_code == 400 and _error(r)["param"] == "deployments"
 
     r = client.delete(f"/v1/admin/tenants/{tenant}/models/{alias}", headers=admin)
     assert r.status_code == 200 and r.json()["override"] is False

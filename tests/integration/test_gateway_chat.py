@@ -216,13 +216,20 @@ def test_a_body_over_max_body_bytes_is_413_naming_the_limit(server: GatewayServe
     assert r.status_code == 413 and r.json()["error"]["param"] == "max_body_bytes"
 
 
-def test_a_body_that_fails_the_schema_is_422_naming_the_field(server: GatewayServer, tenant: tuple[str, str]) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as caught:
+def test_a_body_that_fails_the_schema_is_400_naming_the_field(server: GatewayServer, tenant: tuple[str, str]) -> None:
+    # OpenAI answers a schema mismatch with 400 (BadRequestError), never 422; the code says which kind.
+    with pytest.raises(openai.BadRequestError) as caught:
         sdk(server, tenant[1]).chat.completions.create(model="fast", messages=[{"role": "wizard", "content": "hi"}])
-    assert caught.value.param == "messages.0.role"
-    with pytest.raises(openai.UnprocessableEntityError) as caught:
+    assert caught.value.param == "messages.0.role" and caught.value.code == "invalid_value"
+    with pytest.raises(openai.BadRequestError) as caught:
         sdk(server, tenant[1]).chat.completions.create(model="fast", messages=ask("hi"), extra_body={"tempreature": 1})
-    assert caught.value.param == "tempreature"
+    assert caught.value.param == "tempreature" and caught.value.code == "unknown_parameter"
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(server, tenant[1]).chat.completions.create(model="fast", messages=ask("hi"), temperature="hot")  # type: ignore[arg-type]
+    assert caught.value.param == "temperature" and caught.value.code == "invalid_type"
+    r = httpx2.post(f"{server.url}/v1/chat/completions", json={"model": "fast"},
+                    headers={"Authorization": f"Bearer {tenant[1]}"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "missing_required_parameter"
 
 
 @pytest.mark.parametrize(("extra", "param"), [

@@ -181,9 +181,9 @@ def test_size_type_and_shape_limits(client: TestClient, tenant: tuple[str, dict[
     r = client.post("/v1/documents", json={"filename": "a.md", "content_type": "not a type"}, headers=headers)
     assert r.status_code == 400 and r.json()["error"]["param"] == "content_type"
     r = client.post("/v1/documents", json={"filename": "a.md", "bucket": "elsewhere"}, headers=headers)
-    assert r.status_code == 422 and r.json()["error"]["param"] == "bucket"
+    assert r.status_code == 400 and r.json()["error"]["param"] == "bucket"
     r = client.post("/v1/documents", json={"filename": "a.md", "size_bytes": "many"}, headers=headers)
-    assert r.status_code == 422 and r.json()["error"]["param"] == "size_bytes"
+    assert r.status_code == 400 and r.json()["error"]["param"] == "size_bytes"
 
 
 def test_unknown_or_malformed_ids_are_not_found(client: TestClient, tenant: tuple[str, dict[str, str]]) -> None:

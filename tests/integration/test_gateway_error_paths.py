@@ -84,16 +84,19 @@ def test_every_path_answers_without_a_fault(client: TestClient, up: OpenAIUpstre
 
 
 @pytest.mark.parametrize(("fault", "status", "codes", "retry_after"), [
-    # all deployments rate-limited: 503 with the provider's retry-after (before: 502 without it on RAG)
-    (Fault.status(429, retry_after=1), 503, {"all_deployments_failed"}, "1"),
+    # every deployment rate limited: 429 with the provider's retry-after (the SDKs raise RateLimitError)
+    (Fault.status(429, retry_after=1), 429, {"provider_rate_limited"}, "1"),
     # the provider refuses the request itself: 400 (before: 502 on RAG)
     (Fault.status(400), 400, {"invalid_request"}, None),
     # a provider slower than the request's deadline: 504
     (Fault.delay(DEADLINE_S + 4), 504, {"timeout", "deadline_exceeded"}, None),
-], ids=["rate-limited", "invalid-request", "deadline"])
+    # the provider refused the gateway's credentials: a fixed 502 the SDKs do not retry
+    (Fault.auth(), 502, {"authentication_failed"}, None),
+], ids=["rate-limited", "invalid-request", "deadline", "provider-auth"])
 def test_plain_streamed_and_rag_requests_fail_alike(client: TestClient, up: OpenAIUpstream, key: str, fault: Fault,
                                                     status: int, codes: set[str], retry_after: str | None) -> None:
     seen = {}
+    kind = {400: "invalid_request_error", 429: "requests"}.get(status, "api_error")
     for path in PATHS:
         up.inject(fault)
         got, headers, body = ask(client, key, path)
@@ -101,5 +104,5 @@ def test_plain_streamed_and_rag_requests_fail_alike(client: TestClient, up: Open
         seen[path] = (got, error.get("code"), headers.get("retry-after"))
         assert set(error) == {"message", "type", "param", "code"}, (path, body)
         assert "[stratus" not in error["message"]  # the wire trailer never reaches the client
-        assert error["type"] == ("invalid_request_error" if status == 400 else "api_error")
+        assert error["type"] == kind, (path, error)
     assert all(s == status and c in codes and r == retry_after for s, c, r in seen.values()), seen

@@ -1,5 +1,5 @@
 """Issue 18: text PostgreSQL or UTF-8 cannot hold (NUL, lone surrogates) and integers over int4 are refused
-at the edge with 400/422 in OpenAI's error shape naming the field, never a 500. The text check runs before
+at the edge with 400 in OpenAI's error shape naming the field, never a 500. The text check runs before
 authentication, so these run without a database."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def test_integers_over_int4_are_refused_naming_the_field(model: str, field: str,
     with pytest.raises(pydantic.ValidationError) as caught:
         body.model_validate({field: value})
     mapped = validation_error(caught.value.errors())
-    assert mapped.status == 422 and mapped.param == field, mapped.message
+    assert mapped.status == 400 and mapped.param == field, mapped.message
 
 
 def test_tenancy_refuses_what_the_columns_cannot_hold() -> None:
@@ -114,11 +114,13 @@ def test_the_openapi_document_declares_patterns_bounds_and_error_statuses(client
     doc = client.get("/openapi.json").json()
     for path, item in doc["paths"].items():
         for method, op in item.items():
-            assert {"400", "401", "403", "422"} <= set(op["responses"]), (method, path)
-            assert op["responses"]["422"]["content"]["application/json"]["schema"] == {
+            assert {"400", "401", "403"} <= set(op["responses"]), (method, path)
+            assert "422" not in op["responses"], (method, path)  # never answered: schema mismatches are 400s
+            assert op["responses"]["400"]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/ErrorResponse"}
             for p in op.get("parameters", ()):
                 if p["in"] == "path" and p["name"] in ("tenant_id", "request_id", "key_id", "alias"):
                     assert "pattern" in p["schema"], (path, p["name"])
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
     limit = next(p for p in doc["paths"]["/v1/documents"]["get"]["parameters"] if p["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)

@@ -83,16 +83,19 @@ def test_every_error_class_maps_the_same_in_process_and_through_the_workflow(cls
 
 
 @pytest.mark.parametrize(("err", "status", "code", "retry_after"), [
-    (llm.AllDeploymentsFailed("x", last=llm.RateLimited("429", retry_after=1.2)), 503, "all_deployments_failed", "1"),
-    (llm.AllDeploymentsFailed("x", last=llm.RateLimited("429")), 503, "all_deployments_failed", None),
+    # every deployment rate limited: the client's 429 (RateLimitError), retry-after rounded up, at least 1 s
+    (llm.AllDeploymentsFailed("x", last=llm.RateLimited("429", retry_after=1.2)), 429, "provider_rate_limited", "2"),
+    (llm.AllDeploymentsFailed("x", last=llm.RateLimited("429")), 429, "provider_rate_limited", "1"),
+    (llm.AllDeploymentsFailed("x", last=llm.CircuitOpen("open", retry_after=12.5)), 503, "circuit_open", "13"),
     (llm.AllDeploymentsFailed("x", last=llm.Overloaded("529", retry_after=7)), 503, "all_deployments_failed", "7"),
     (llm.AllDeploymentsFailed("x", last=llm.ServerError("500")), 502, "all_deployments_failed", None),
     (llm.AllDeploymentsFailed("x", last=llm.ServerError("500", retry_after=0.2)), 502, "all_deployments_failed", "1"),
-    (llm.AllDeploymentsFailed("x", last=llm.AuthenticationFailed("401")), 502, "all_deployments_failed", None),
+    (llm.AllDeploymentsFailed("x", last=llm.AuthenticationFailed("401")), 502, "authentication_failed", None),
     (llm.AllDeploymentsFailed("x", last=llm.ProviderTimeout("slow")), 504, "timeout", None),
     (llm.AllDeploymentsFailed("x", last=llm.ContextLengthExceeded("long")), 400, "context_length_exceeded", None),
     (llm.AllDeploymentsFailed("x"), 502, "all_deployments_failed", None),
-    (llm.RateLimited("429", retry_after=3), 503, "rate_limited", "3"),
+    (llm.RateLimited("429", retry_after=3), 429, "provider_rate_limited", "3"),
+    (llm.CircuitOpen("open"), 503, "circuit_open", None),
     (llm.StreamInterrupted("cut"), 502, "stream_interrupted", None),
     (llm.InvalidRequest("400"), 400, "invalid_request", None),
     (llm.DeadlineExceeded("late"), 504, "deadline_exceeded", None),
@@ -115,6 +118,14 @@ def test_the_table(err: BaseException, status: int, code: str, retry_after: str 
         assert set(mapped.body()["error"]) == {"message", "type", "param", "code"}
     if status == 500:
         assert "internal error" in api.from_exception(err).message  # nothing internal leaves
+
+
+def test_rejected_provider_credentials_leak_nothing_and_are_not_retried() -> None:
+    err = llm.AllDeploymentsFailed("x", last=llm.AuthenticationFailed("loop: 401 invalid x-api-key sk-ant-123"))
+    for mapped in (api.from_exception(err), through_workflow(err)):
+        assert mapped.status == 502 and mapped.headers.get("x-should-retry") == "false"
+        assert "sk-ant" not in mapped.message and "x-api-key" not in mapped.message
+        assert "operator" in mapped.message
 
 
 def test_the_egress_error_is_not_retried_and_names_the_model() -> None:

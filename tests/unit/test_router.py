@@ -234,3 +234,72 @@ def test_stream_that_ends_without_final_event_is_an_interruption() -> None:
     router, _, _ = make_router({"primary": [[StreamChunk(text="a")]]})
     with pytest.raises(errors.StreamInterrupted):
         list(router.stream("solo", REQUEST))
+
+
+@pytest.mark.parametrize(("failure", "trips"), [
+    (errors.ServerError("x", status=500), True),
+    (errors.Overloaded("x", status=529), True),
+    (errors.ProviderUnavailable("x"), True),
+    (errors.MalformedResponse("x", status=200), True),
+    (errors.RateLimited("x", status=429), False),  # the account's quota: retry-after says when, not a breaker
+    (errors.AuthenticationFailed("x", status=401), False),  # the operator's credentials: alarmed apart
+    (errors.ContextLengthExceeded("x", status=400), False),  # the caller's request
+])
+def test_only_provider_side_failures_open_the_circuit(failure: errors.ProviderError, trips: bool) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(2, 30.0, clock)
+    script: dict[str, list[object]] = {"primary": [failure] * 3, "secondary": [Usage(input_tokens=1)] * 3}
+    provider = ScriptedProvider(clock, script)
+    router = Router(parse_catalog(CATALOG, credentials=KEYS), policy=RetryPolicy(attempts=0), breaker=breaker,
+                    providers=lambda name: provider, clock=clock, sleep=clock.sleep, jitter=lambda: 0.0)
+    for _ in range(3):
+        router.complete("fast", REQUEST)
+    assert breaker.is_open("primary") is trips
+    assert [name for name, _ in provider.calls].count("primary") == (2 if trips else 3)
+
+
+def test_a_bad_request_never_opens_the_circuit_for_other_callers() -> None:
+    router, provider, _ = make_router({"primary": [errors.InvalidRequest("bad", status=400)] * 6 + [Usage()]},
+                                      breaker=CircuitBreaker(2, 30.0))
+    for _ in range(6):
+        with pytest.raises(errors.InvalidRequest):
+            router.complete("solo", REQUEST)
+    assert router.complete("solo", REQUEST).deployment.name == "primary"
+
+
+def test_every_circuit_open_is_a_circuit_open_failure_with_the_cooldown_left() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(1, 30.0, clock)
+    router, _, _ = make_router({"primary": [errors.ServerError("x", status=500)]}, attempts=0, breaker=breaker)
+    router.clock = router.breaker.clock = clock
+    with pytest.raises(errors.AllDeploymentsFailed):
+        router.complete("solo", REQUEST)
+    clock.now += 10
+    with pytest.raises(errors.AllDeploymentsFailed) as caught:
+        router.complete("solo", REQUEST)
+    assert isinstance(caught.value.last, errors.CircuitOpen)
+    assert caught.value.last.retry_after == pytest.approx(20.0)
+
+
+def test_every_deployment_rate_limited_decides_a_rate_limit_but_a_mix_is_overload() -> None:
+    limited = [errors.RateLimited("slow", status=429, retry_after=30)]
+    router, _, _ = make_router({"primary": list(limited), "secondary": list(limited), "tertiary": list(limited)},
+                               attempts=0)
+    with pytest.raises(errors.AllDeploymentsFailed) as caught:
+        router.complete("fast", REQUEST)
+    assert type(caught.value.last) is errors.RateLimited and caught.value.retry_after == 30
+    router, _, _ = make_router({"primary": [errors.ServerError("x", status=500)], "secondary": list(limited),
+                                "tertiary": list(limited)}, attempts=0)
+    with pytest.raises(errors.AllDeploymentsFailed) as caught:
+        router.complete("fast", REQUEST)
+    assert type(caught.value.last) is errors.Overloaded and caught.value.last.retry_after == 30
+
+
+def test_rejected_credentials_are_logged_for_the_operators_alarm(caplog: pytest.LogCaptureFixture) -> None:
+    from stratus.llm.router import AUTH_FAILED_EVENT
+
+    router, _, _ = make_router({"primary": [errors.AuthenticationFailed("no", status=401)],
+                                "secondary": [Usage(input_tokens=1)]}, attempts=0)
+    with caplog.at_level("ERROR", logger="stratus.llm.router"):
+        assert router.complete("fast", REQUEST).deployment.name == "secondary"
+    assert any(AUTH_FAILED_EVENT in r.getMessage() and "primary" in r.getMessage() for r in caplog.records)

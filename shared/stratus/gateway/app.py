@@ -67,7 +67,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StratusError, _domain_error)
     _add_provider_handler(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=s.max_body_bytes, body_timeout_s=s.body_timeout_s)
+    _without_422(app)
     return app
+
+
+def _without_422(app: FastAPI) -> None:
+    """FastAPI declares a 422 (its HTTPValidationError) on every route with parameters; the gateway never
+    answers 422 (a schema mismatch is a 400 in OpenAI's error shape, declared through errors.COMMON), so
+    the document drops them and the schemas only they used."""
+    build = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            for path in doc.get("paths", {}).values():
+                for operation in path.values():
+                    if isinstance(operation, dict):
+                        operation.get("responses", {}).pop("422", None)
+            schemas = doc.get("components", {}).get("schemas", {})
+            text = json.dumps(doc["paths"])
+            for name in ("HTTPValidationError", "ValidationError"):
+                if f"#/components/schemas/{name}\"" not in text:
+                    schemas.pop(name, None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
 
 
 def error_response(request: Request, err: errors.APIError) -> JSONResponse:
@@ -105,20 +130,35 @@ async def _validation_error(request: Request, err: Exception) -> JSONResponse:
 
 
 def validation_error(problems: Any) -> errors.APIError:
-    """422 naming the first bad field as a dotted path (`messages.0.role`), with up to three problems."""
+    """400 (as OpenAI answers a body that does not match its schema) naming the first bad field as a dotted
+    path (`messages.0.role`), with up to three problems; the code says what kind the first one is."""
     items = list(problems)
     if not items:
-        return errors.unprocessable("the request body is invalid")
-    parts, first = [], None
+        return errors.schema_mismatch("the request body is invalid")
+    parts, first, code = [], None, "invalid_value"
     for item in items[:3]:
         loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
         # Union members appear in the location as their type names; they say nothing to a caller.
         loc = [p for p in loc if not p.startswith(("function-", "tagged-union", "list[", "str", "dict["))]
         path = ".".join(loc) or "body"
-        first = first or path
+        if first is None:
+            first, code = path, _problem_code(str(item.get("type", "")))
         parts.append(f"{path}: {item.get('msg', 'invalid')}")
     more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
-    return errors.unprocessable("invalid request body: " + "; ".join(parts) + more, param=first)
+    return errors.schema_mismatch("invalid request body: " + "; ".join(parts) + more, param=first, code=code)
+
+
+def _problem_code(kind: str) -> str:
+    """OpenAI's error code for a pydantic error type."""
+    if kind == "missing":
+        return "missing_required_parameter"
+    if kind == "extra_forbidden":
+        return "unknown_parameter"
+    if kind == "json_invalid":
+        return "invalid_json"
+    if kind.endswith(("_type", "_parsing")):
+        return "invalid_type"
+    return "invalid_value"
 
 
 async def _http_error(request: Request, err: Exception) -> JSONResponse:

@@ -48,7 +48,8 @@ class ErrorResponse(BaseModel):
 
 
 _WHY = {
-    400: "Invalid request: a semantic problem, or text with NUL or a lone surrogate (`param` names the field)",
+    400: "Invalid request: a body or parameter that does not match the schema, a semantic problem, or text with NUL "
+         "or a lone surrogate (`param` names the field)",
     401: "Missing, malformed, unknown or revoked API key",
     403: "The API key lacks the route's scope",
     404: "Not found (or another tenant's)",
@@ -56,15 +57,16 @@ _WHY = {
     408: "The request body did not arrive in time",
     409: "Conflict with the resource's current state",
     413: "Request body or document over the size limit",
-    422: "The request does not match the schema (`param` names the first bad field)",
-    429: "Rate limit or budget exhausted (retry-after, x-ratelimit-* headers)",
+    429: "Rate limit or budget exhausted, or every provider rate limited the request (retry-after, "
+         "x-ratelimit-* headers)",
     502: "The model provider failed",
     503: "A dependency (database, provider) is unavailable or overloaded, or no provider is reachable",
     504: "The request ran out of time",
 }
 # What any route may answer besides its own errors: a bad text field or schema, the body size limit or read
-# timeout, an unreachable database.
-COMMON = (400, 408, 413, 422, 503)
+# timeout, an unreachable database. No 422: OpenAI answers a body that does not match its schema with 400
+# (the SDKs raise BadRequestError), and so does Stratus.
+COMMON = (400, 408, 413, 503)
 AUTHENTICATED = (*COMMON, 401, 403)
 
 
@@ -78,9 +80,11 @@ def invalid_request(message: str, *, param: str | None = None, code: str | None 
     return APIError(400, message, param=param, code=code)
 
 
-def unprocessable(message: str, *, param: str | None = None) -> APIError:
-    """A body that does not match the schema (wrong type, missing field): 422, naming the field."""
-    return APIError(422, message, param=param, code="invalid_value")
+def schema_mismatch(message: str, *, param: str | None = None, code: str = "invalid_value") -> APIError:
+    """A body or parameter that does not match the schema (wrong type, missing or unknown field): 400 as
+    OpenAI answers it, naming the field; `code` says which kind (`missing_required_parameter`,
+    `unknown_parameter`, `invalid_type`, `invalid_value`)."""
+    return APIError(400, message, param=param, code=code)
 
 
 def too_large(message: str, *, param: str | None = None) -> APIError:
@@ -178,10 +182,19 @@ def table() -> dict[type[BaseException], Rule]:
         llm.InvalidRequest: Rule(400, bad, code="invalid_request", param=FIELD),
         llm.DeadlineExceeded: Rule(504, code=LAST),
         llm.ProviderTimeout: Rule(504, code=LAST),
+        # Every deployment tried was rate limited: the client's fix is to slow down, so a 429 with the
+        # provider's retry-after (the SDKs raise RateLimitError and honour it). Its own code keeps it apart
+        # from the gateway's own limits (`rate_limit_exceeded`).
+        llm.RateLimited: Rule(429, "requests", code="provider_rate_limited", retry_after=True),
         # Upstream trouble after retries and fallback: the gateway is fine, its providers are not; shedding
-        # load or rate-limited says so (503, with the provider's retry-after when it sent one).
-        llm.RateLimited: Rule(503, retry_after=True),
+        # load (or a mix of rate limits and failures) says so: 503, with the provider's retry-after.
         llm.Overloaded: Rule(503, retry_after=True),
+        llm.CircuitOpen: Rule(503, code=LAST, retry_after=True),
+        # The provider refused the gateway's own credentials: the operator's problem (logged at error level
+        # and counted as ProviderAuthFailures), never the caller's, and nothing about the account leaks.
+        llm.AuthenticationFailed: Rule(502, code=LAST, no_retry=True,
+                                       message="the model provider refused the gateway's credentials; "
+                                               "the operator has been alerted"),
         llm.ProviderError: Rule(502, retry_after=True),
         domain.InvalidInput: Rule(400, bad, param=FIELD),
         domain.NotFound: Rule(404, bad, code="not_found", param=FIELD, model_code="model_not_found"),
@@ -222,8 +235,8 @@ def apply(failure: Failure) -> APIError:
     else:
         code = {OWN: failure.code, LAST: getattr(failure.kind, "code", failure.code)}.get(rule.code, rule.code)
     headers: dict[str, str] = {}
-    if rule.retry_after and failure.retry_after:
-        headers["retry-after"] = str(max(1, int(failure.retry_after)))
+    if rule.retry_after and (failure.retry_after or rule.status == 429):  # a 429 always says when
+        headers["retry-after"] = str(max(1, int(-(-(failure.retry_after or 1) // 1))))
     if rule.no_retry:
         headers["x-should-retry"] = "false"
     return APIError(rule.status, rule.message or failure.message, type=rule.type, code=code,

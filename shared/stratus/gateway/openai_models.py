@@ -6,7 +6,7 @@ Policy for OpenAI parameters Stratus does not implement (documented in docs, tes
   ignored, so clients written for OpenAI keep working;
 - parameters whose result Stratus cannot deliver are refused with 400 naming them: n > 1,
   logprobs / top_logprobs, audio output;
-- names that are not OpenAI parameters at all are refused (422), so a typo does not pass silently.
+- names that are not OpenAI parameters at all are refused (400 `unknown_parameter`), so a typo does not pass silently.
 Stratus's own options travel in the `stratus` object (the SDK's `extra_body={"stratus": {...}}`).
 """
 
@@ -93,7 +93,7 @@ class StratusOptions(_Body):
 class ChatCompletionRequest(_Body):
     model: ModelId
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    # Bounded by what admission's counters store (int4): a bigger limit is a 422, not a database error.
+    # Bounded by what admission's counters store (int4): a bigger limit is a 400, not a database error.
     max_tokens: int | None = Field(default=None, ge=1, le=INT4_MAX)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=INT4_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)

@@ -1,9 +1,14 @@
 """A circuit breaker per deployment, shared by every request a warm process serves.
 
-After `failures` consecutive failures a deployment is skipped for `cooldown_s`; then one request may
-try it (half-open): success closes the circuit, failure opens it for another cooldown. State lives in
-the process (a Lambda container), which is what a breaker needs: it protects this container's latency
-from a deployment that keeps failing, without a shared store on the request path.
+After `failures` consecutive provider-side failures (the classes with `trips`, stratus.llm.errors: 5xx,
+overload, timeouts, no connection, broken answers) a deployment is skipped for `cooldown_s`; then one
+request may try it (half-open): success closes the circuit, failure opens it for another cooldown. A
+client's bad request, a rate limit or rejected credentials never count, so one caller's mistakes cannot
+close a deployment to everyone else, and a deployment is only ever skipped for requests routed to it.
+
+State lives in the process (a Lambda container), not in a shared store: every container sees the same
+provider outage within `failures` requests, and a shared store would put a database round trip on every
+attempt and let one container's network trouble (its own, not the provider's) open the circuit for all.
 """
 
 from __future__ import annotations
@@ -51,6 +56,15 @@ class CircuitBreaker:
             state.trial_in_flight = False
             if state.consecutive >= self.failures:
                 state.open_until = self.clock() + self.cooldown_s
+
+    def retry_after(self, name: str) -> float | None:
+        """Seconds left of an open circuit's cooldown (None when it is closed or may be tried)."""
+        with self._lock:
+            state = self._states.get(name)
+            if not state or state.consecutive < self.failures:
+                return None
+            left = state.open_until - self.clock()
+            return left if left > 0 else None
 
     def is_open(self, name: str) -> bool:
         with self._lock:

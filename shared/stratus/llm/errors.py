@@ -2,7 +2,11 @@
 
 - retryable: the same deployment may succeed if asked again (after `retry_after` when given).
 - fallback: another deployment may succeed where this one failed.
-A failure that is neither (e.g. a malformed request) stops the request: no other model will accept it.
+- trips: the deployment itself is unhealthy (5xx, overload, timeout, no connection, a broken answer), so it
+  counts towards opening its circuit breaker. A client's own bad request, a rate limit (the account's
+  quota, told by retry-after) or rejected credentials (an operator's fix, alarmed apart) never do.
+A failure that is neither retryable nor a fallback (e.g. a malformed request) stops the request: no other
+model will accept it.
 
 Across a Lambda boundary an exception travels as its class name and `str(err)` only (the runtime's error
 JSON: errorType, errorMessage, stackTrace). So `str()` of a provider error is its message plus, when there
@@ -25,6 +29,7 @@ class ProviderError(StratusError):
     code = "provider_error"
     retryable = False
     fallback = True
+    trips = True
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
                  deployment: str | None = None, field: str | None = None) -> None:
@@ -36,10 +41,10 @@ class ProviderError(StratusError):
         # the router imports this module, so naming its class here would be an import cycle.
         self.attempts: list[Any] = []
 
-    def __init_subclass__(cls, *, code: str, retryable: bool = False, fallback: bool = True,
+    def __init_subclass__(cls, *, code: str, retryable: bool = False, fallback: bool = True, trips: bool = False,
                           **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.code, cls.retryable, cls.fallback = code, retryable, fallback
+        cls.code, cls.retryable, cls.fallback, cls.trips = code, retryable, fallback, trips
 
     @property
     def kind(self) -> str:
@@ -65,27 +70,27 @@ class RateLimited(ProviderError, code="rate_limited", retryable=True):
     """429: honour retry-after, else back off; other deployments have their own limits."""
 
 
-class Overloaded(ProviderError, code="overloaded", retryable=True):
+class Overloaded(ProviderError, code="overloaded", retryable=True, trips=True):
     """503 / Anthropic's 529: the provider is shedding load."""
 
 
-class ServerError(ProviderError, code="server_error", retryable=True):
+class ServerError(ProviderError, code="server_error", retryable=True, trips=True):
     """Any other 5xx."""
 
 
-class ProviderTimeout(ProviderError, code="timeout", retryable=True):
+class ProviderTimeout(ProviderError, code="timeout", retryable=True, trips=True):
     """A connect or read timeout, or a provider's own 408 / model timeout."""
 
 
-class ProviderUnavailable(ProviderError, code="connection_error", retryable=True):
+class ProviderUnavailable(ProviderError, code="connection_error", retryable=True, trips=True):
     """Connection refused or reset, DNS, TLS: nothing came back."""
 
 
-class MalformedResponse(ProviderError, code="malformed_response", retryable=True):
+class MalformedResponse(ProviderError, code="malformed_response", retryable=True, trips=True):
     """A 2xx whose body does not parse as the protocol says: never treated as an answer."""
 
 
-class StreamInterrupted(ProviderError, code="stream_interrupted", retryable=True):
+class StreamInterrupted(ProviderError, code="stream_interrupted", retryable=True, trips=True):
     """A stream ended or broke before its final event. Once text has reached the caller it cannot be
     taken back, so the router falls back only if nothing was emitted yet."""
 
@@ -112,21 +117,41 @@ class ProviderEgressRequired(ProviderError, code="provider_egress_required", fal
     An operator's fix (a NAT, or a Bedrock deployment), not the caller's and not a transient one."""
 
 
+class CircuitOpen(ProviderError, code="circuit_open"):
+    """The deployment was skipped: its circuit breaker is open after repeated provider-side failures.
+    `retry_after` is what is left of its cooldown."""
+
+
 class AllDeploymentsFailed(ProviderError, code="all_deployments_failed", fallback=False):
-    """Every deployment of an alias failed (or was skipped by its circuit breaker); `attempts` says how."""
+    """Every deployment of an alias failed (or was skipped by its circuit breaker); `attempts` says how,
+    `last` is the failure that decides how the client is answered (`deciding`)."""
 
     def __init__(self, message: str, *, attempts: list[Any] | None = None,
                  last: ProviderError | None = None) -> None:
         super().__init__(message, status=last.status if last else None,
                          retry_after=last.retry_after if last else None)
         self.attempts = attempts or []
-        self.last = last
+        self.last = deciding(last, self.attempts)
 
     def wire_fields(self) -> dict[str, Any]:
         out = super().wire_fields()
         if self.last is not None:
             out["last"] = type(self.last).__name__
         return out
+
+
+def deciding(last: ProviderError | None, attempts: list[Any]) -> ProviderError | None:
+    """The failure that answers the client when every deployment failed: a rate limit only when every
+    deployment that was tried was rate limited (then retrying later is the client's fix: a 429); a rate
+    limit beside other failures is capacity trouble upstream (Overloaded, a 503)."""
+    if not isinstance(last, RateLimited):
+        return last
+    tried = [a.outcome for a in attempts if a.outcome not in ("ok", "circuit_open", "not_configured")]
+    if all(outcome == RateLimited.code for outcome in tried):
+        return last
+    mixed = Overloaded(last.message, status=last.status, retry_after=last.retry_after, deployment=last.deployment)
+    mixed.attempts = last.attempts
+    return mixed
 
 
 def read_wire(text: str) -> tuple[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ outcome); only the successful one is billed.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,11 @@ from stratus.llm.providers.base import Provider, get_provider
 from stratus.llm.types import ChatRequest, Completion, StreamChunk, Usage
 from stratus.spans import span
 
+log = logging.getLogger(__name__)
+
 _NEEDS_KEY = {"openai", "anthropic"}
+# The log event an operator's alarm counts (template.yaml: ProviderAuthFailures metric filters).
+AUTH_FAILED_EVENT = "provider_auth_failed"
 
 
 @dataclass
@@ -208,15 +213,16 @@ class _Run:
                 self._skip(deployment, "not_configured", "no API key is configured for this provider")
                 continue
             if not self.router.breaker.allow(deployment.name):
-                self._skip(deployment, "circuit_open", "skipped: the deployment failed repeatedly")
+                self._skip(deployment, errors.CircuitOpen.code, "skipped: the deployment failed repeatedly",
+                           retry_after=self.router.breaker.retry_after(deployment.name))
                 continue
             self._tries = 0
             self._wait_ms = 0.0
             yield deployment
 
-    def _skip(self, deployment: Deployment, outcome: str, why: str) -> None:
+    def _skip(self, deployment: Deployment, outcome: str, why: str, retry_after: float | None = None) -> None:
         self.attempts.append(Attempt(deployment.name, deployment.provider, deployment.model, outcome,
-                                     started_ms=self._ms(self.router.clock()), error=why))
+                                     started_ms=self._ms(self.router.clock()), error=why, retry_after_s=retry_after))
 
     def begin(self, deployment: Deployment) -> float:
         """The timeout for the next attempt; DeadlineExceeded when no time is left."""
@@ -247,8 +253,11 @@ class _Run:
             duration_ms=round((now - self._began) * 1000, 3), status=err.status, error=err.message[:500],
             retry_after_s=err.retry_after, waited_ms=self._wait_ms))
         self.last = err
-        if not isinstance(err, errors.InvalidRequest | errors.ContextLengthExceeded):
-            self.router.breaker.failure(deployment.name)  # deployment health, not the request's fault
+        if isinstance(err, errors.AuthenticationFailed):
+            log.error("%s: the provider refused deployment %s's credentials (%s, status %s)", AUTH_FAILED_EVENT,
+                      deployment.name, deployment.provider, err.status)
+        if err.trips:
+            self.router.breaker.failure(deployment.name)  # the deployment's health, not the request's fault
         if not err.fallback:
             err.attempts = self.attempts
             raise err
@@ -276,5 +285,11 @@ class _Run:
 
     def exhausted(self) -> errors.AllDeploymentsFailed:
         tried = ", ".join(f"{a.deployment}: {a.outcome}" for a in self.attempts) or "none"
+        last = self.last
+        skipped = [a.retry_after_s for a in self.attempts if a.outcome == errors.CircuitOpen.code]
+        if last is None and skipped:  # nothing was tried: every deployment's circuit is open
+            waits = [w for w in skipped if w is not None]
+            last = errors.CircuitOpen("every deployment of this model is failing; retry shortly",
+                                      retry_after=min(waits) if waits else None)
         return errors.AllDeploymentsFailed(f"no deployment of {self.alias!r} answered ({tried})",
-                                           attempts=self.attempts, last=self.last)
+                                           attempts=self.attempts, last=last)

@@ -25,7 +25,7 @@ router = APIRouter(responses=errors.responses(*errors.AUTHENTICATED, 404))
 admin = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
 Inference = Annotated[Any, Depends(require("inference"))]
 Scope = Literal["inference", "documents", "admin"]
-# The columns are `integer` (int4) with CHECK (> 0): the schema says so, so a bigger value is a 422, not a 500.
+# The columns are `integer` (int4) with CHECK (> 0): the schema says so, so a bigger value is a 400, not a 500.
 PerMinute = Annotated[int | None, Field(default=None, ge=1, le=INT4_MAX)]
 # Path parameters with the patterns the stored values have, so a fuzzer (or a client) knows what is valid.
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
