@@ -1,5 +1,6 @@
 """retrieve(): hybrid retrieval for one tenant — BM25 and HNSW candidates fused (retrieval.fusion:
-min-max normalised scores in a weighted sum by default, or weighted RRF), optionally reranked, with the time each stage took (and, in a traced Lambda, a subsegment per stage)."""
+min-max normalised scores in a weighted sum by default, or weighted RRF), optionally reranked, with the
+time each stage took (and, in a traced Lambda, a subsegment per stage)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@
 
 Queries are JSONL: {"id": "...", "query": "...", "relevant": ["<path relative to the corpus dir>", ...]}.
 Relevance is binary and per document; a document counts as retrieved at its best-ranked chunk.
+
+Mode `bm25s` is the yardstick for the lexical side: the bm25s library over the very chunks Stratus
+stored for the eval tenant (read back from the database), collapsed to documents the same way.
 """
 
 from __future__ import annotations
