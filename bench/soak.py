@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, record, summary_ms
+from stratus.lexical_analysis import TS_CONFIG
 
 log = logging.getLogger("bench.soak")
 ALIAS = "fast"
@@ -591,9 +592,9 @@ class Soak:
                     "count(*) FILTER (WHERE c.document_version <> d.version), "
                     "count(DISTINCT c.ordinal) FILTER (WHERE c.document_version = d.version), "
                     "count(*) FILTER (WHERE c.document_version = d.version "
-                    "                 AND c.lexemes @@ plainto_tsquery('english', %s)) "
+                    "                 AND c.lexemes @@ plainto_tsquery(%s::regconfig, %s)) "
                     "FROM chunks c JOIN documents d ON d.id = c.document_id "
-                    "WHERE d.tenant_id = %s AND d.source_key = %s", (d.marker, tid, d.filename)).fetchone()
+                    "WHERE d.tenant_id = %s AND d.source_key = %s", (TS_CONFIG, d.marker, tid, d.filename)).fetchone()
                 active, stale, ordinals, found = (int(x) for x in chunks)
                 in_s3 = key in objects
                 gone_db = row is None or (row[1] == "deleted" and active == 0)

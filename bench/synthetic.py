@@ -17,6 +17,7 @@ import uuid
 import numpy as np
 import psycopg
 
+from stratus import lexical_analysis
 from stratus.db.connection import tenant_transaction
 
 MODEL = "all-MiniLM-L6-v2-int8"
@@ -74,7 +75,8 @@ def load_table(admin_url: str, tenant_id: str, texts: list[str], vectors: np.nda
                 copy.write_row((tenant_id, doc_id, 1, i, text, f'{{"section": "s{section}"}}', 0, "",
                                 0, MODEL, vec_text))
         conn.execute(
-            "UPDATE chunks SET lexemes = to_tsvector('english', text) WHERE document_id = %s", [doc_id])
+            "UPDATE chunks SET lexemes = to_tsvector(%s::regconfig, text) WHERE document_id = %s",
+            [lexical_analysis.TS_CONFIG, doc_id])
         conn.execute(
             "UPDATE chunks SET lexeme_count = (SELECT coalesce(sum(coalesce(array_length(u.positions, 1), 1)), 0)"
             " FROM unnest(lexemes) u) WHERE document_id = %s", [doc_id])

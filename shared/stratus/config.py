@@ -79,12 +79,19 @@ class Settings(BaseModel):
     # Retrieval.
     retrieval_k: int = Field(default=10, ge=1, le=100)
     retrieval_candidates: int = Field(default=50, ge=1, le=1000)
+    # Hybrid fusion (retrieval/fusion.py): `convex` sums min-max normalised scores weighted lexical
+    # `fusion_lexical_weight` : dense 1 - it; `rrf` is weighted reciprocal rank fusion with `rrf_k`.
+    # Chosen on evals/retrieval/ and reported on evals/retrieval-stdlib/ (docs/retrieval.md).
+    fusion: Literal["convex", "rrf"] = "convex"
+    fusion_lexical_weight: float = Field(default=0.25, ge=0, le=1)
     rrf_k: int = Field(default=60, ge=1)
     # Recall/latency knob: at 100k chunks recall@10 was 0.83 / 0.92 / 0.96 at 100 / 200 / 400 for about
     # 8 / 10 / 14 ms (bench/results/retrieval_scale.json); raise it where recall matters more than time.
     hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
-    bm25_k1: float = Field(default=1.2, ge=0)
-    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    # Chosen on evals/retrieval/ (k1 0.9-2.0 x b 0.3-0.9), reported on evals/retrieval-stdlib/:
+    # docs/retrieval.md. Short chunks with a title/heading prefix favour strong length normalisation.
+    bm25_k1: float = Field(default=1.5, ge=0)
+    bm25_b: float = Field(default=0.9, ge=0, le=1)
     # Lexical candidates are the chunks containing the query's rarest terms, up to this many postings
     # (sum of document frequencies); the rest of the terms still count in every candidate's score.
     bm25_max_postings: int = Field(default=20000, ge=100)

@@ -1,4 +1,4 @@
-"""The shipped retrieval eval set: thresholds hold, and hybrid beats both retrievers alone."""
+"""The shipped retrieval eval sets: thresholds hold, lexical matches bm25s, and hybrid never loses."""
 
 from __future__ import annotations
 
@@ -9,19 +9,33 @@ import pytest
 
 from stratus_tools.evals.retrieval import EvalInputError, main, run_retrieval_eval
 
-EVAL_DIR = Path(__file__).resolve().parents[2] / "evals" / "retrieval"
+EVALS = Path(__file__).resolve().parents[2] / "evals"
+# The project's own set (written here; weights and analysis were chosen on it) and the standard
+# library's docstrings (not written here; only reported on): docs/retrieval.md.
+EVAL_SETS = ("retrieval", "retrieval-stdlib")
 METRICS = ("recall@5", "recall@10", "mrr@10", "ndcg@10")
+# The peer's and Stratus's rankings differ by a query now and then; a regression moves several.
+PEER_TOLERANCE = 0.005
 
 
-def test_eval_set_meets_thresholds_and_hybrid_wins(pg_url: str) -> None:
-    results = {r["mode"]: r for r in run_retrieval_eval(EVAL_DIR / "corpus", EVAL_DIR / "queries.jsonl")}
+@pytest.mark.parametrize("name", EVAL_SETS)
+def test_eval_set_meets_thresholds_lexical_matches_bm25s_and_hybrid_never_loses(pg_url: str, name: str) -> None:
+    # Given a labelled set, when every retriever and the bm25s peer are scored on the same chunks
+    eval_dir = EVALS / name
+    results = {r["mode"]: r for r in run_retrieval_eval(eval_dir / "corpus", eval_dir / "queries.jsonl")}
     print(json.dumps(results, indent=1))  # visible with -s: the figures the thresholds were set from
-    thresholds = json.loads((EVAL_DIR / "thresholds.json").read_text())
+    # Then each mode holds its floor
+    thresholds = json.loads((eval_dir / "thresholds.json").read_text())
     for mode, minimums in thresholds.items():
         for metric, minimum in minimums.items():
-            assert results[mode][metric] >= minimum, (mode, metric, results[mode][metric], minimum)
-    assert results["hybrid"]["ndcg@10"] > results["lexical"]["ndcg@10"]
-    assert results["hybrid"]["ndcg@10"] > results["dense"]["ndcg@10"]
+            assert results[mode][metric] >= minimum, (name, mode, metric, results[mode][metric], minimum)
+    # and Stratus's lexical side ranks at least as well as a plain BM25 library over the same chunks
+    ndcg = {mode: float(r["ndcg@10"]) for mode, r in results.items()}  # type: ignore[arg-type]
+    assert ndcg["lexical"] >= ndcg["bm25s"] - PEER_TOLERANCE, (name, ndcg)
+    # and fusion never loses to the better single retriever (strictly above both on the project's own set)
+    assert ndcg["hybrid"] >= max(ndcg["lexical"], ndcg["dense"]), (name, ndcg)
+    if name == "retrieval":
+        assert ndcg["hybrid"] > max(ndcg["lexical"], ndcg["dense"]), (name, ndcg)
     assert all(r["queries"] == results["hybrid"]["queries"] >= 50 for r in results.values())
 
 

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from stratus import lexical_analysis
 from stratus.errors import Unsupported
 
 Connection = psycopg.Connection  # for domain signatures, which do not import the driver
@@ -51,7 +52,9 @@ class LexicalStats:
 
 def query_lexemes(conn: psycopg.Connection, query: str) -> list[str]:
     """The query's distinct lexemes, normalised exactly as the chunks' tsvectors were."""
-    rows = conn.execute("SELECT lexeme FROM unnest(to_tsvector('english', %s))", [query]).fetchall()
+    rows = conn.execute(
+        "SELECT lexeme FROM unnest(to_tsvector(%s::regconfig, %s))", [lexical_analysis.TS_CONFIG, query]
+    ).fetchall()
     return [r[0] for r in rows]
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from stratus import lexical_analysis
 from stratus.db.records import ChunkDraft, DocumentState, SourceObject
 
 _COLUMNS = "id, tenant_id, source_key, status, version, content_hash, etag, source_modified_at, chunk_count, error"
@@ -90,9 +91,7 @@ def _adjust_stats(conn: psycopg.Connection, tenant_id: str, document_id: str, ve
 
 
 def _lexical_text(chunk: ChunkDraft) -> str:
-    """What BM25 indexes: the document title and heading path give every chunk its context words."""
-    context = dict.fromkeys(p for p in [chunk.title, *chunk.heading_path] if p)  # the H1 is often the title
-    return " \n".join([*context, chunk.text])
+    return lexical_analysis.indexed_text(chunk.title, chunk.heading_path, chunk.text)
 
 
 def _remove_version(conn: psycopg.Connection, doc: DocumentState) -> None:
@@ -123,13 +122,13 @@ def replace_version(
             "INSERT INTO chunks (tenant_id, document_id, document_version, ordinal, text, title, heading_path,"
             " page, metadata, token_count, lexemes, lexeme_count, embedding_model, embedding)"
             " VALUES (%(tenant)s, %(doc)s, %(ver)s, %(ordinal)s, %(text)s, %(title)s, %(headings)s, %(page)s,"
-            " %(meta)s, %(tokens)s, to_tsvector('english', %(lex)s), 0, %(model)s, %(emb)s)",
+            " %(meta)s, %(tokens)s, to_tsvector(%(ts_config)s::regconfig, %(lex)s), 0, %(model)s, %(emb)s)",
             [
                 {
                     "tenant": doc.tenant_id, "doc": doc.id, "ver": version, "ordinal": c.ordinal,
                     "text": c.text, "title": c.title, "headings": list(c.heading_path), "page": c.page,
                     "meta": Jsonb(c.metadata), "tokens": c.token_count,
-                    "lex": _lexical_text(c),
+                    "lex": _lexical_text(c), "ts_config": lexical_analysis.TS_CONFIG,
                     "model": embedding_model, "emb": np.asarray(e, dtype=np.float32),
                 }
                 for c, e in zip(chunks, embeddings, strict=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope
+from stratus.lexical_analysis import query_terms, query_text
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,15 @@ def search(
     b: float,
     max_postings: int,
 ) -> LexicalResult:
-    terms = chunk_store.query_lexemes(conn, query)
+    terms = chunk_store.query_lexemes(conn, query_text(query))
     if not terms:
         return LexicalResult([], True)
     stats = chunk_store.lexical_stats(conn, tenant_id, terms)
     if stats.chunk_count == 0 or not stats.df:
         return LexicalResult([], True)
-    weights = {t: idf(stats.chunk_count, d) for t, d in stats.df.items()}
-    kept, dropped = plan_terms(stats.df, max_postings)
+    df = query_terms(stats.df)
+    weights = {t: idf(stats.chunk_count, d) for t, d in df.items()}
+    kept, dropped = plan_terms(df, max_postings)
     hits = chunk_store.bm25_search(
         conn, tenant_id, weights, kept, scope, limit=limit, k1=k1, b=b, avg_length=stats.avg_length
     )

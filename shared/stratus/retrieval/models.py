@@ -61,7 +61,7 @@ class Hit(BaseModel):
     title: str | None
     heading_path: list[str]
     page: int | None
-    score: float  # fused (RRF) score in hybrid mode, else the single retriever's score
+    score: float  # fused score in hybrid mode (retrieval.fusion), else the single retriever's score
     lexical_score: float | None = None  # BM25
     lexical_rank: int | None = None  # 1-based; None when the retriever did not return this chunk
     dense_score: float | None = None  # cosine similarity

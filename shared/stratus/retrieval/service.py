@@ -1,5 +1,6 @@
-"""retrieve(): hybrid retrieval for one tenant — BM25 and HNSW candidates fused by RRF, optionally
-reranked, with the time each stage took (and, in a traced Lambda, a subsegment per stage)."""
+"""retrieve(): hybrid retrieval for one tenant — BM25 and HNSW candidates fused (retrieval.fusion:
+min-max normalised scores in a weighted sum by default, or weighted RRF), optionally reranked, with the
+time each stage took (and, in a traced Lambda, a subsegment per stage)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from stratus.db.chunks import ChunkScope
 from stratus.db.connection import tenant_transaction
 from stratus.embeddings import Embedder, get_embedder
 from stratus.retrieval import dense, lexical
-from stratus.retrieval.fusion import Fused, rrf
+from stratus.retrieval.fusion import Fused, fuse
 from stratus.retrieval.models import Hit, RetrievalFilters, RetrieveRequest, RetrieveResponse
 from stratus.retrieval.rerank import get_reranker
 from stratus.spans import Span, span
@@ -89,7 +90,10 @@ def retrieve(
                 step.annotate(candidates=len(rankings["dense"]))
         with _timed(timings, "fuse", "fusion"):
             keep = depth if reranker.name != "none" else k
-            fused = rrf(rankings, k=settings.rrf_k, limit=keep)
+            fused = fuse(
+                rankings, settings.fusion, rrf_k=settings.rrf_k, limit=keep,
+                weights={"lexical": settings.fusion_lexical_weight, "dense": 1.0 - settings.fusion_lexical_weight},
+            )
         with _timed(timings, "fetch"):
             rows = chunk_store.fetch_chunks(tx, request.tenant_id, [f.chunk_id for f in fused])
 
@@ -104,7 +108,7 @@ def retrieve(
 
 
 def _hit(f: Fused, row: dict[str, Any], mode: str) -> Hit:
-    # Single-retriever modes report that retriever's own score; hybrid reports the RRF score.
+    # Single-retriever modes report that retriever's own score; hybrid reports the fused score.
     score = f.score if mode == "hybrid" else next(iter(f.scores.values()))
     return Hit(
         chunk_id=row["chunk_id"], document_id=row["document_id"], source_key=row["source_key"],

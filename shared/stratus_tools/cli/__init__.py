@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval = eval_sub.add_parser("retrieval", help="retrieval quality over a corpus and a query set")
     retrieval.add_argument("--corpus", type=Path, required=True, help="folder of documents")
     retrieval.add_argument("--queries", type=Path, required=True, help="JSONL file of queries and judgements")
-    retrieval.add_argument("--mode", choices=["lexical", "dense", "hybrid", "all"], default="all")
+    retrieval.add_argument("--mode", choices=["lexical", "dense", "hybrid", "bm25s", "all"], default="all")
     retrieval.add_argument("--keep-tenant", action="store_true", help="leave the eval tenant's data in place")
     retrieval.set_defaults(func=_cmd_eval_retrieval)
     from stratus_tools.evals.gold import THRESHOLDS

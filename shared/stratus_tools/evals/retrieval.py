@@ -6,6 +6,9 @@
 
 Queries are JSONL: {"id": "...", "query": "...", "relevant": ["<path relative to the corpus dir>", ...]}.
 Relevance is binary and per document; a document counts as retrieved at its best-ranked chunk.
+
+Mode `bm25s` is the yardstick for the lexical side: the bm25s library over the very chunks Stratus
+stored for the eval tenant (read back from the database), collapsed to documents the same way.
 """
 
 from __future__ import annotations
@@ -16,14 +19,20 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stratus.errors import InvalidInput
 from stratus_tools.evals.jsonl import jsonl_objects
 
-MODES = ("lexical", "dense", "hybrid")
+if TYPE_CHECKING:
+    from stratus.config import Settings
+
+RETRIEVER_MODES = ("lexical", "dense", "hybrid")
+PEER = "bm25s"  # a plain BM25 library over the same chunks, as the lexical side's yardstick
+MODES = (*RETRIEVER_MODES, PEER)
 CORPUS_SUFFIXES = {".txt", ".md", ".html", ".htm", ".pdf"}
 DOCS_SCORED = 10
 CHUNKS_FETCHED = 100  # chunks per query, so that ~10 distinct documents remain after collapsing
@@ -130,14 +139,26 @@ def ingest_corpus(tenant_id: str, files: dict[str, Path]) -> None:
             raise EvalInputError(f"{path}: could not be ingested: {result.reason or result.status}", field="corpus")
 
 
-def score_mode(tenant_id: str, queries: Sequence[EvalQuery], mode: str) -> dict[str, object]:
+def score_mode(
+    tenant_id: str, queries: Sequence[EvalQuery], mode: str, settings: Settings | None = None
+) -> dict[str, object]:
+    if mode == PEER:
+        return score_ranker(queries, mode, bm25s_ranker(tenant_id))
     from stratus.retrieval.models import RetrieveRequest
     from stratus.retrieval.service import retrieve
 
     def ask(q: str) -> list[str]:
-        res = retrieve(RetrieveRequest(tenant_id=tenant_id, query=q, k=CHUNKS_FETCHED, mode=mode))  # type: ignore[arg-type]
+        res = retrieve(
+            RetrieveRequest(tenant_id=tenant_id, query=q, k=CHUNKS_FETCHED, mode=mode),  # type: ignore[arg-type]
+            settings=settings,
+        )
         return distinct_documents(h.source_key for h in res.hits)[:DOCS_SCORED]
 
+    return score_ranker(queries, mode, ask)
+
+
+def score_ranker(queries: Sequence[EvalQuery], mode: str, ask: Callable[[str], list[str]]) -> dict[str, object]:
+    """Metrics of `ask` (query -> documents best first) over `queries`; latency per query in ms."""
     ask(queries[0].query)  # warm-up: first-use costs (model load, plan cache) are not per-query latency
     sums = {"recall@5": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
     latencies: list[float] = []
@@ -156,6 +177,57 @@ def score_mode(tenant_id: str, queries: Sequence[EvalQuery], mode: str) -> dict[
     out["latency_p95_ms"] = round(percentile(latencies, 95), 2)
     out["queries"] = len(queries)
     return out
+
+
+# ---- the peer: bm25s over the very chunks Stratus stored -------------------------------------------
+
+
+def stored_chunks(tenant_id: str) -> list[tuple[str, str]]:
+    """(source key, the chunk's text with its title and headings, as Stratus indexes it before its own
+    analysis) for every chunk of the tenant: the peer tokenizes it its own way."""
+    from stratus.db.connection import tenant_transaction
+    from stratus.lexical_analysis import chunk_text
+
+    with tenant_transaction(tenant_id) as conn:
+        rows = conn.execute(
+            "SELECT d.source_key, c.title, c.heading_path, c.text FROM chunks c"
+            " JOIN documents d ON d.id = c.document_id"
+            " WHERE c.tenant_id = %s AND d.tenant_id = %s AND d.status = 'ready' ORDER BY c.id",
+            [tenant_id, tenant_id],
+        ).fetchall()
+    return [(key, chunk_text(title, list(headings or []), text)) for key, title, headings, text in rows]
+
+
+def bm25s_ranker(tenant_id: str) -> Callable[[str], list[str]]:
+    """bm25s as its users run it: its own tokenizer and English stop words, its defaults (Lucene BM25,
+    k1=1.5, b=0.75), and the Snowball English stemmer when PyStemmer is installed."""
+    import bm25s
+
+    stemmer = _stemmer()
+    chunks = stored_chunks(tenant_id)
+    keys = [key for key, _ in chunks]
+    retriever = bm25s.BM25()
+    retriever.index(
+        bm25s.tokenize([text for _, text in chunks], stopwords="en", stemmer=stemmer, show_progress=False),
+        show_progress=False,
+    )
+    depth = min(CHUNKS_FETCHED, len(keys))
+
+    def ask(q: str) -> list[str]:
+        tokens = bm25s.tokenize([q], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
+        ids, scores = retriever.retrieve(tokens, k=depth, show_progress=False, n_threads=1)
+        ranked = [keys[int(i)] for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
+        return distinct_documents(ranked)[:DOCS_SCORED]
+
+    return ask
+
+
+def _stemmer() -> Callable[[list[str]], list[str]] | None:
+    try:
+        import Stemmer  # PyStemmer: optional, not pinned; bm25s runs unstemmed without it
+    except ImportError:
+        return None
+    return Stemmer.Stemmer("english").stemWords  # type: ignore[no-any-return]
 
 
 def run_retrieval_eval(
