@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stratus.errors import Unsupported
 from stratus.retrieval.models import Hit, Reranked
@@ -30,7 +30,11 @@ RERANK_MODELS = ("amazon.rerank-v1:0", "cohere.rerank-v3-5:0")
 
 class Reranker(Protocol):
     name: str
-    model: str | None
+
+    @property
+    def model(self) -> str | None:
+        """The hosted model, when the reranker has one."""
+        ...
 
     def rerank(self, query: str, hits: list[Hit], k: int, *, deadline: float) -> Reranked:
         """The best `k` of `hits` for `query`, best first, with `rerank_score` set; `deadline` is a
@@ -101,3 +105,42 @@ def get_reranker(choice: RerankChoice | str, settings: Settings | None = None) -
 def reset_rerankers() -> None:
     """Forget built rerankers (tests that change the settings)."""
     _INSTANCES.clear()
+
+
+# --- a tenant's choice (the admin API) -------------------------------------------------------------------------
+
+def tenant_choice(conn: Any, tenant_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """What the tenant stored (None: follows the deployment) and what its requests get."""
+    from stratus.config import get_settings
+    from stratus.db import retrieval_settings as store
+    from stratus.db.connection import tenant_transaction
+    from stratus.db.generations import tenant_exists
+    from stratus.errors import NotFound
+
+    settings = settings or get_settings()
+    with tenant_transaction(tenant_id, conn):
+        if not tenant_exists(conn, tenant_id):
+            raise NotFound(f"no tenant {tenant_id!r}", field="tenant_id")
+        stored = store.get(conn, tenant_id)
+    effective = choose(settings, stored, None)
+    return {"reranker": stored.get("reranker"), "rerank_model": stored.get("rerank_model"),
+            "effective": {"reranker": effective.name, "rerank_model": effective.model}}
+
+
+def set_tenant_choice(conn: Any, tenant_id: str, reranker: str | None, rerank_model: str | None,
+                      settings: Settings | None = None) -> dict[str, Any]:
+    """Store a tenant's reranker (None: follow the deployment's default) and model (None: the default model)."""
+    from stratus.db import retrieval_settings as store
+    from stratus.db.connection import tenant_transaction
+    from stratus.db.generations import tenant_exists
+    from stratus.errors import InvalidInput, NotFound
+
+    if reranker is not None and reranker not in RERANKERS:
+        raise InvalidInput(f"reranker must be one of {', '.join(RERANKERS)} (or null)", field="reranker")
+    if rerank_model is not None and rerank_model not in RERANK_MODELS:
+        raise InvalidInput(f"rerank_model must be one of {', '.join(RERANK_MODELS)} (or null)", field="rerank_model")
+    with tenant_transaction(tenant_id, conn):
+        if not tenant_exists(conn, tenant_id):
+            raise NotFound(f"no tenant {tenant_id!r}", field="tenant_id")
+        store.put(conn, tenant_id, {"reranker": reranker, "rerank_model": rerank_model})
+    return tenant_choice(conn, tenant_id, settings)

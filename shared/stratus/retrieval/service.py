@@ -18,10 +18,10 @@ from stratus.db import retrieval_settings as tenant_settings
 from stratus.db.chunks import ChunkScope
 from stratus.db.connection import tenant_transaction
 from stratus.embeddings import Embedder, get_embedder
+from stratus.llm.errors import ProviderError
 from stratus.retrieval import dense, lexical
 from stratus.retrieval.fusion import Fused, rrf
 from stratus.retrieval.models import Hit, RetrievalFilters, RetrieveRequest, RetrieveResponse
-from stratus.llm.errors import ProviderError
 from stratus.retrieval.rerank import choose, get_reranker
 from stratus.spans import Span, span
 

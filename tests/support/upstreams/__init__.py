@@ -10,4 +10,5 @@ from tests.support.upstreams.bedrock_converse import BedrockUpstream
 from tests.support.upstreams.bedrock_rerank import BedrockRerankUpstream
 from tests.support.upstreams.openai_chat import OpenAIUpstream
 
-__all__ = ["AnthropicUpstream", "BedrockRerankUpstream", "BedrockUpstream", "Fault", "OpenAIUpstream", "RecordedRequest", "Reply", "Upstream"]
+__all__ = ["AnthropicUpstream", "BedrockRerankUpstream", "BedrockUpstream", "Fault", "OpenAIUpstream",
+           "RecordedRequest", "Reply", "Upstream"]
