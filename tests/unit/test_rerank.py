@@ -98,3 +98,23 @@ def test_results_with_bad_indexes_are_malformed() -> None:
 @pytest.mark.parametrize(("docs", "queries"), [(1, 1), (100, 1), (101, 2), (1000, 10)])
 def test_a_call_is_billed_per_started_hundred_documents(docs: int, queries: int) -> None:
     assert queries_billed(docs) == queries
+
+
+def test_a_rag_request_can_turn_reranking_off_through_the_workflow() -> None:
+    import json
+    from pathlib import Path
+
+    from stratus import query
+    from stratus.workflow_state import GenerateTask
+
+    # Given a RAG task whose request said rerank: false (extra_body stratus.rerank)
+    task = GenerateTask(request_id="r-1", tenant_id="acme", mode="rag", query="refunds?",
+                        messages=[{"role": "user", "content": "refunds?"}],
+                        retrieval_options={"rerank": False})
+    # Then the in-process retrieve request carries it, and so do the workflow's Retrieve parameters
+    assert query.retrieval_request(task).rerank is False
+    assert GenerateTask(request_id="r-1", tenant_id="acme", mode="rag", query="q",
+                        messages=[{"role": "user", "content": "q"}]).model_dump(mode="json")[
+        "retrieval_options"]["rerank"] is None  # present as null: the ASL's JSONPath needs the key
+    asl = json.loads((Path(__file__).resolve().parents[2] / "infra/statemachines/query.asl.json").read_text())
+    assert asl["States"]["Retrieve"]["Parameters"]["rerank.$"] == "$.retrieval_options.rerank"
