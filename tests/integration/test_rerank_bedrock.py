@@ -157,10 +157,12 @@ def test_failures_are_classified(up, fault: Fault, error: type[e.ProviderError])
 
 def test_a_slow_reranker_is_cut_at_the_deadline(up) -> None:
     reset_clients()
+    reranker = _reranker(up)
+    reranker.rerank(QUERY, _hits(TEXTS), 2, deadline=_deadline(0.5))  # builds the client (slow on a busy machine)
     up.inject(Fault.delay(3.0))
     started = time.monotonic()
     with pytest.raises(e.ProviderTimeout):
-        _reranker(up).rerank(QUERY, _hits(TEXTS), 2, deadline=_deadline(0.5))
+        reranker.rerank(QUERY, _hits(TEXTS), 2, deadline=_deadline(0.5))
     assert time.monotonic() - started < 1.5  # not retried: a timeout used the time a retry would need
     reset_clients()
 
@@ -253,6 +255,7 @@ def test_an_outage_fails_open_to_the_fused_order(db, corpus: str, up) -> None:
 
 def test_a_slow_reranker_fails_open_within_the_stage_deadline(db, corpus: str, up) -> None:
     reset_clients()
+    _retrieve(db, corpus, up, reranker="bedrock", rerank_timeout_s=0.5)  # builds the client first
     up.inject(Fault.delay(3.0))
     started = time.monotonic()
     res = _retrieve(db, corpus, up, reranker="bedrock", rerank_timeout_s=0.5)
