@@ -263,3 +263,17 @@ def test_a_slow_reranker_fails_open_within_the_stage_deadline(db, corpus: str, u
     assert res.reranked is False and res.rerank_error is not None and res.rerank_error.startswith("timeout:")
     assert len(res.hits) == 3
     reset_clients()
+
+
+def test_a_tenants_choice_is_invisible_to_another(db, pg_url: str) -> None:
+    from tests.conftest import create_tenant
+
+    first, second = create_tenant(pg_url, "rr"), create_tenant(pg_url, "rr")
+    with tenant_transaction(first, db):
+        retrieval_settings.put(db, first, {"reranker": "bedrock", "rerank_model": None})
+    with tenant_transaction(second, db):
+        # Even a query that forgets its tenant condition sees only its own tenant's rows (RLS)
+        assert db.execute("SELECT count(*) FROM retrieval_settings").fetchone() == (0,)
+        assert retrieval_settings.get(db, first) == {}
+    with tenant_transaction(first, db):
+        assert retrieval_settings.get(db, first) == {"reranker": "bedrock", "rerank_model": None}
