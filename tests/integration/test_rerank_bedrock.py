@@ -277,3 +277,23 @@ def test_a_tenants_choice_is_invisible_to_another(db, pg_url: str) -> None:
         assert retrieval_settings.get(db, first) == {}
     with tenant_transaction(first, db):
         assert retrieval_settings.get(db, first) == {"reranker": "bedrock", "rerank_model": None}
+
+
+def test_repeated_outages_open_the_circuit_and_skip_the_call(up) -> None:
+    from stratus.llm.breaker import CircuitBreaker
+    from stratus.retrieval.bedrock_rerank import CircuitOpen
+
+    clock = [0.0]
+    reranker = _reranker(up, retries=0, breaker=CircuitBreaker(2, 30.0, clock=lambda: clock[0]))
+    up.inject(Fault.status(503), Fault.status(503))
+    for _ in range(2):
+        with pytest.raises(e.Overloaded):
+            reranker.rerank(QUERY, _hits(TEXTS), 2, deadline=_deadline())
+    # Then the next query fails at once, without a call
+    with pytest.raises(CircuitOpen):
+        reranker.rerank(QUERY, _hits(TEXTS), 2, deadline=_deadline())
+    assert len(up.requests) == 2
+    # And after the cooldown one trial goes through and closes it
+    clock[0] = 31.0
+    assert [h.chunk_id for h in reranker.rerank(QUERY, _hits(TEXTS), 2, deadline=_deadline()).hits] == [1, 2]
+    assert reranker.breaker.is_open(reranker.label) is False

@@ -14,6 +14,9 @@ nothing), each batch asked for its best min(k, batch) and the batches' results m
 Failures are classified like the chat providers' (stratus.llm.errors). Throttling, 5xx and dropped
 connections are retried with exponential backoff and full jitter (a retry-after wins when it is short),
 never past the stage's deadline; a timeout is not retried (it used the time a retry would need).
+A circuit breaker per model (STRATUS_BREAKER_FAILURES consecutive failed stages open it for
+STRATUS_BREAKER_COOLDOWN_S) stops an outage from costing every query the whole stage deadline: while it is
+open the stage fails at once with `circuit_open`, and retrieval serves the fused order.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import urllib3.exceptions
 
 from stratus.aws.bedrock import agent_runtime_client
 from stratus.llm import errors as e
+from stratus.llm.breaker import CircuitBreaker
 from stratus.llm.providers._classify import classify_sdk_error, for_status, malformed
 from stratus.retrieval.models import Hit, Reranked
 
@@ -53,6 +57,10 @@ _CODE_STATUS = {"throttlingexception": 429, "servicequotaexceededexception": 429
                 "validationexception": 400, "conflictexception": 409, "resourcenotfoundexception": 404}
 _CAUGHT = (bex.BotoCoreError, bex.ClientError, botocore.parsers.ResponseParserError, urllib3.exceptions.HTTPError,
            ValueError)
+
+
+class CircuitOpen(e.ProviderError, code="circuit_open"):
+    """The reranker failed too often lately: not called until its cooldown passes."""
 
 
 def model_arn(model_id: str, region: str) -> str:
@@ -127,7 +135,8 @@ class BedrockReranker:
 
     def __init__(self, model: str, *, region: str, endpoint_url: str | None = None, batch_size: int = 100,
                  retries: int = 2, base_backoff_s: float = 0.25, max_backoff_s: float = 8.0,
-                 sleep: Callable[[float], None] = time.sleep, jitter: Callable[[], float] = random.random) -> None:
+                 breaker: CircuitBreaker | None = None, sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[], float] = random.random) -> None:
         if model not in PRICE_PER_QUERY_USD:
             known = ", ".join(sorted(PRICE_PER_QUERY_USD))
             raise e.InvalidRequest(f"unknown Bedrock rerank model {model!r} (known: {known})", field="rerank_model")
@@ -138,6 +147,7 @@ class BedrockReranker:
         self.batch_size = max(1, min(batch_size, MAX_SOURCES_PER_CALL))
         self.retries, self.base_backoff_s, self.max_backoff_s = retries, base_backoff_s, max_backoff_s
         self.sleep, self.jitter = sleep, jitter
+        self.breaker = breaker or CircuitBreaker(failures=1_000_000, cooldown_s=0.0)  # none given: never opens
         self.label = f"bedrock-rerank:{model}"
 
     @classmethod
@@ -145,11 +155,26 @@ class BedrockReranker:
         return cls(model, region=settings.rerank_region or settings.aws_region,
                    endpoint_url=settings.rerank_endpoint_url, batch_size=settings.rerank_batch_size,
                    retries=settings.retry_attempts, base_backoff_s=settings.retry_base_backoff_s,
-                   max_backoff_s=settings.retry_max_backoff_s)
+                   max_backoff_s=settings.retry_max_backoff_s,
+                   breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s))
 
     def rerank(self, query: str, hits: list[Hit], k: int, *, deadline: float) -> Reranked:
         if not hits:
             return Reranked(hits=[])
+        if not self.breaker.allow(self.label):
+            raise CircuitOpen(f"{self.label}: skipped after repeated failures (circuit open)", deployment=self.label)
+        try:
+            reranked = self._rerank(query, hits, k, deadline)
+        except e.InvalidRequest:
+            self.breaker.success(self.label)  # the request was refused, the service answered: not an outage
+            raise
+        except e.ProviderError:
+            self.breaker.failure(self.label)
+            raise
+        self.breaker.success(self.label)
+        return reranked
+
+    def _rerank(self, query: str, hits: list[Hit], k: int, deadline: float) -> Reranked:
         scored: list[tuple[float, int]] = []
         calls = billed = 0
         for start in range(0, len(hits), self.batch_size):
