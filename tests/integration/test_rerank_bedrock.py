@@ -297,3 +297,20 @@ def test_repeated_outages_open_the_circuit_and_skip_the_call(up) -> None:
     clock[0] = 31.0
     assert [h.chunk_id for h in reranker.rerank(QUERY, _hits(TEXTS), 2, deadline=_deadline()).hits] == [1, 2]
     assert reranker.breaker.is_open(reranker.label) is False
+
+
+def test_the_stored_choice_is_remembered_and_a_change_forgets_it(db, tenant_id: str) -> None:
+    from stratus.db import documents
+    from stratus.retrieval.rerank import set_tenant_choice, stored_choice
+
+    reset_rerankers()
+    with tenant_transaction(tenant_id, db):
+        documents.ensure_tenant(db, tenant_id)
+        assert stored_choice(db, tenant_id) == {}
+        retrieval_settings.put(db, tenant_id, {"reranker": "bedrock", "rerank_model": None})
+        assert stored_choice(db, tenant_id) == {}  # remembered for CHOICE_TTL_S: no round trip per query
+        assert stored_choice(db, tenant_id, ttl_s=0.0)["reranker"] == "bedrock"
+    set_tenant_choice(db, tenant_id, "none", None)  # the process that stores a change forgets its copy
+    with tenant_transaction(tenant_id, db):
+        assert stored_choice(db, tenant_id)["reranker"] == "none"
+    reset_rerankers()

@@ -103,8 +103,33 @@ def get_reranker(choice: RerankChoice | str, settings: Settings | None = None) -
 
 
 def reset_rerankers() -> None:
-    """Forget built rerankers (tests that change the settings)."""
+    """Forget built rerankers and remembered tenant choices (tests that change the settings)."""
     _INSTANCES.clear()
+    _stored.clear()
+
+
+# Per process: tenant -> (read at, stored choice). Retrieval reads it on every query, and a round trip to the
+# database is a noticeable share of a 20 ms retrieval; a change reaches other warm processes within the TTL,
+# the process that stores one forgets its copy at once (as guard policies do).
+CHOICE_TTL_S = 10.0
+_stored: dict[str, tuple[float, dict[str, str | None]]] = {}
+
+
+def stored_choice(conn: Any, tenant_id: str, *, ttl_s: float = CHOICE_TTL_S) -> dict[str, str | None]:
+    """The tenant's stored reranker choice, read in the caller's tenant transaction, remembered `ttl_s`."""
+    import time
+
+    from stratus.db import retrieval_settings as store
+
+    now = time.monotonic()
+    hit = _stored.get(tenant_id)
+    if hit is not None and now - hit[0] < ttl_s:
+        return hit[1]
+    found = store.get(conn, tenant_id)
+    if len(_stored) > 10_000:  # bounded: a long-lived process serving many tenants
+        _stored.clear()
+    _stored[tenant_id] = (now, found)
+    return found
 
 
 # --- a tenant's choice (the admin API) -------------------------------------------------------------------------
@@ -143,4 +168,5 @@ def set_tenant_choice(conn: Any, tenant_id: str, reranker: str | None, rerank_mo
         if not tenant_exists(conn, tenant_id):
             raise NotFound(f"no tenant {tenant_id!r}", field="tenant_id")
         store.put(conn, tenant_id, {"reranker": reranker, "rerank_model": rerank_model})
+    _stored.pop(tenant_id, None)
     return tenant_choice(conn, tenant_id, settings)

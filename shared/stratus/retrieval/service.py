@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from stratus.config import Settings, get_settings
 from stratus.db import chunks as chunk_store
-from stratus.db import retrieval_settings as tenant_settings
 from stratus.db.chunks import ChunkScope
 from stratus.db.connection import tenant_transaction
 from stratus.embeddings import Embedder, get_embedder
@@ -22,7 +21,7 @@ from stratus.llm.errors import ProviderError
 from stratus.retrieval import dense, lexical
 from stratus.retrieval.fusion import Fused, rrf
 from stratus.retrieval.models import Hit, RetrievalFilters, RetrieveRequest, RetrieveResponse
-from stratus.retrieval.rerank import choose, get_reranker
+from stratus.retrieval.rerank import choose, get_reranker, stored_choice
 from stratus.spans import Span, span
 
 if TYPE_CHECKING:
@@ -76,9 +75,8 @@ def retrieve(
     rankings: dict[str, list[tuple[int, float]]] = {}
     lexical_exact: bool | None = None
     with tenant_transaction(request.tenant_id, conn) as tx:
+        reranker = get_reranker(choose(settings, stored_choice(tx, request.tenant_id), request.rerank), settings)
         with _timed(timings, "filters"):
-            choice = choose(settings, tenant_settings.get(tx, request.tenant_id), request.rerank)
-            reranker = get_reranker(choice, settings)
             scope = _scope(tx, request.tenant_id, request.filters)
         if use_lexical:
             with _timed(timings, "lexical") as step:
