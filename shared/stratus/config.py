@@ -95,7 +95,17 @@ class Settings(BaseModel):
     # Lexical candidates are the chunks containing the query's rarest terms, up to this many postings
     # (sum of document frequencies); the rest of the terms still count in every candidate's score.
     bm25_max_postings: int = Field(default=20000, ge=100)
-    reranker: Literal["none"] = "none"
+    # Reranking (docs/retrieval.md#reranking): the default for tenants that did not choose their own (the
+    # admin API's /v1/admin/tenants/{id}/retrieval). "bedrock" calls Amazon Bedrock's Rerank API with
+    # rerank_model, in rerank_region (default: aws_region; Rerank is offered in a subset of regions).
+    reranker: Literal["none", "bedrock"] = "none"
+    rerank_model: Literal["amazon.rerank-v1:0", "cohere.rerank-v3-5:0"] = "amazon.rerank-v1:0"
+    rerank_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    rerank_endpoint_url: str | None = None  # a bedrock-agent-runtime endpoint override (VPC endpoint, tests)
+    # The rerank stage's whole budget, retries included; past it the fused order is served (fail open).
+    rerank_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    # Candidates per Rerank call (the API takes 1,000; Bedrock bills per started 100 documents).
+    rerank_batch_size: int = Field(default=100, ge=1, le=1000)
 
     # Models (llm/). The catalog maps aliases to ordered deployments with prices (llm/models.yaml).
     models_file: Path = Path(__file__).with_name("llm") / "models.yaml"  # shipped in the layer

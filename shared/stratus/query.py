@@ -196,7 +196,7 @@ def retrieval_request(task: GenerateTask) -> RetrieveRequest:
     opts = task.retrieval_options
     query = task.guard.search_query if task.guard is not None and task.guard.search_query else task.query
     return parse_request({"tenant_id": task.tenant_id, "query": query,
-                          "k": opts.k, "mode": opts.mode,
+                          "k": opts.k, "mode": opts.mode, "rerank": opts.rerank,
                           "filters": opts.filters.model_dump(mode="json", exclude_none=True)})
 
 

@@ -102,6 +102,7 @@ class RetrievalOptions(_Strict):
     k: int | None = Field(default=None, ge=1, le=50)
     mode: RetrievalMode = "hybrid"
     filters: RetrievalFilters = RetrievalFilters()
+    rerank: bool | None = None  # False: no reranking for this request; None: the tenant's reranker
 
 
 class QueryRequest(_Strict):

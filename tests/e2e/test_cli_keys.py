@@ -88,3 +88,19 @@ def test_tenants_and_limits_from_the_command_line(pg_url: str, capsys) -> None:
         with pytest.raises(SystemExit) as exited:
             main(["tenants", "limits", tenant, flag, str(2**31)])
         assert exited.value.code == 2 and f"{flag}: '2147483648'" in capsys.readouterr().err
+
+
+def test_a_tenants_reranker_from_the_command_line(pg_url: str, capsys) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    assert run(capsys, "tenants", "create", tenant)[0] == 0
+    code, out, _ = run(capsys, "tenants", "retrieval", tenant)
+    assert code == 0 and out == "reranker      none (default)\nrerank_model  - (default)\n"
+    code, out, _ = run(capsys, "tenants", "retrieval", tenant, "--reranker", "bedrock", "--rerank-model",
+                       "cohere.rerank-v3-5:0", "--json")
+    assert code == 0 and json.loads(out)["effective"] == {"reranker": "bedrock", "rerank_model": "cohere.rerank-v3-5:0"}
+    code, out, _ = run(capsys, "tenants", "retrieval", tenant, "--rerank-model", "default", "--json")
+    shown = json.loads(out)  # the reranker stays; the model follows the deployment again
+    assert (shown["reranker"], shown["rerank_model"], shown["effective"]["rerank_model"]) == (
+        "bedrock", None, "amazon.rerank-v1:0")
+    code, _, err = run(capsys, "tenants", "retrieval", f"missing-{uuid.uuid4().hex[:8]}")
+    assert code == 1 and "no tenant" in err

@@ -160,10 +160,13 @@ def test_function_environment_names_real_settings(template: dict[str, Any], stag
 
 
 # CloudWatch Logs' vended-log delivery actions have no resource-level permissions: AWS documents "*" for
-# them (Step Functions needs them to deliver execution logs). Nothing else may use "*".
+# them (Step Functions needs them to deliver execution logs). Bedrock's Rerank has none either: its
+# permissions page grants bedrock:Rerank on "*" and scopes the reranker model through bedrock:InvokeModel.
+# Nothing else may use "*".
 RESOURCELESS_ACTIONS = {
     "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    "bedrock:Rerank",
 }
 
 

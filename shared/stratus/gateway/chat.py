@@ -311,6 +311,8 @@ def _task(body: ChatCompletionRequest, ctx: RequestContext, who: Principal, choi
             retrieval["mode"] = opts.retrieval_mode
         if opts.filters:
             retrieval["filters"] = opts.filters
+        if opts.rerank is not None:
+            retrieval["rerank"] = opts.rerank
         fields["retrieval_options"] = retrieval
     else:
         fields["prompt"] = opts.prompt or s.gateway_chat_prompt

@@ -85,6 +85,8 @@ class StratusOptions(_Body):
     k: int | None = Field(default=None, ge=1, le=50)
     retrieval_mode: Literal["hybrid", "lexical", "dense"] | None = None
     filters: dict[str, Any] | None = None
+    # False: this RAG answer skips the tenant's reranker (a request cannot choose one the tenant did not).
+    rerank: bool | None = None
     # None: RAG answers use the response cache; plain chat only when STRATUS_GATEWAY_CHAT_CACHE is on
     # (an OpenAI client asking twice at temperature 0.7 expects two samples, not one stored answer).
     cache: bool | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -41,6 +42,9 @@ class RetrieveRequest(_Strict):
     k: Annotated[int, Field(ge=1, le=100)] | None = None  # None: settings.retrieval_k
     mode: Mode = "hybrid"
     filters: RetrievalFilters = RetrievalFilters()
+    # None: the tenant's reranker; False: none for this request. A request cannot choose a reranker its
+    # tenant did not (docs/retrieval.md#reranking).
+    rerank: bool | None = None
     # The workflow's request id (logs and trace annotations only; retrieval does not depend on it).
     request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
 
@@ -74,11 +78,26 @@ class RetrieveResponse(BaseModel):
     query: str
     mode: Mode
     k: int
-    reranker: str
+    reranker: str  # the reranker this request was given ("none" when reranking was off)
     hits: list[Hit]
     timings_ms: dict[str, float]  # per stage: embed, filters, lexical, dense, fuse, fetch, rerank, total
     # False when chunks holding only very common query terms were not scored (see retrieval.lexical).
     lexical_exact: bool | None = None
+    rerank_model: str | None = None
+    # False when a reranker was chosen but did not run: the hits are then the fused order and
+    # `rerank_error` says why (an outage, throttling past the retries, the stage's deadline, a refusal).
+    reranked: bool = False
+    rerank_error: str | None = None
+    rerank_cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reranked:
+    """A reranker's answer: the hits (best first) and what it cost (hosted rerankers bill per query)."""
+
+    hits: list[Hit]
+    cost_usd: float = 0.0
+    calls: int = 0
 
 
 def parse_request(event: object) -> RetrieveRequest:

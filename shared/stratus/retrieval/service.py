@@ -1,9 +1,13 @@
 """retrieve(): hybrid retrieval for one tenant — BM25 and HNSW candidates fused (retrieval.fusion:
 min-max normalised scores in a weighted sum by default, or weighted RRF), optionally reranked, with the
-time each stage took (and, in a traced Lambda, a subsegment per stage)."""
+time each stage took (and, in a traced Lambda, a subsegment per stage).
+
+Reranking fails open: a reranker that cannot answer within its deadline (outage, throttling past its
+retries, a refusal) leaves the fused order in place, and the response says so (`reranked`, `rerank_error`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,14 +18,17 @@ from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope
 from stratus.db.connection import tenant_transaction
 from stratus.embeddings import Embedder, get_embedder
+from stratus.llm.errors import ProviderError
 from stratus.retrieval import dense, lexical
 from stratus.retrieval.fusion import Fused, fuse
 from stratus.retrieval.models import Hit, RetrievalFilters, RetrieveRequest, RetrieveResponse
-from stratus.retrieval.rerank import get_reranker
+from stratus.retrieval.rerank import choose, get_reranker, stored_choice
 from stratus.spans import Span, span
 
 if TYPE_CHECKING:
     import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -55,7 +62,6 @@ def retrieve(
     settings = settings or get_settings()
     k = request.k or settings.retrieval_k
     depth = max(settings.retrieval_candidates, k)
-    reranker = get_reranker(settings.reranker)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     use_lexical = request.mode in ("lexical", "hybrid")
@@ -70,6 +76,7 @@ def retrieve(
     rankings: dict[str, list[tuple[int, float]]] = {}
     lexical_exact: bool | None = None
     with tenant_transaction(request.tenant_id, conn) as tx:
+        reranker = get_reranker(choose(settings, stored_choice(tx, request.tenant_id), request.rerank), settings)
         with _timed(timings, "filters"):
             scope = _scope(tx, request.tenant_id, request.filters)
         if use_lexical:
@@ -98,12 +105,24 @@ def retrieve(
             rows = chunk_store.fetch_chunks(tx, request.tenant_id, [f.chunk_id for f in fused])
 
     hits = [_hit(f, rows[f.chunk_id], request.mode) for f in fused if f.chunk_id in rows]
-    with _timed(timings, "rerank", reranker=reranker.name):
-        hits = reranker.rerank(request.query, hits, k)
+    rerank_error: str | None = None
+    cost = 0.0
+    with _timed(timings, "rerank", reranker=reranker.name) as step:
+        try:
+            reranked = reranker.rerank(request.query, hits, k,
+                                       deadline=time.monotonic() + settings.rerank_timeout_s)
+            hits, cost = reranked.hits, reranked.cost_usd
+        except ProviderError as err:  # fail open: the fused order is still a good answer
+            hits, rerank_error = hits[:k], f"{err.code}: {err.message}"
+            step.annotate(rerank_error=err.code)
+            log.warning("tenant %s: rerank (%s) skipped, serving the fused order: %s", request.tenant_id,
+                        reranker.name, rerank_error)
     timings["total"] = round((time.perf_counter() - started) * 1000, 3)
     return RetrieveResponse(
         tenant_id=request.tenant_id, query=request.query, mode=request.mode, k=k, reranker=reranker.name,
-        hits=hits, timings_ms=timings, lexical_exact=lexical_exact,
+        hits=hits, timings_ms=timings, lexical_exact=lexical_exact, rerank_model=reranker.model,
+        reranked=reranker.name != "none" and rerank_error is None, rerank_error=rerank_error,
+        rerank_cost_usd=cost,
     )
 
 

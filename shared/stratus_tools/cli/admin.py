@@ -1,6 +1,6 @@
-"""`stratus keys create|list|revoke` and `stratus tenants create|list|limits`: the admin API's key, tenant
-and limit operations from the command line. Imported when the CLI builds its parser, so this module
-imports nothing heavy at the top.
+"""`stratus keys create|list|revoke` and `stratus tenants create|list|limits|retrieval`: the admin API's key,
+tenant, limit and retrieval-settings operations from the command line. Imported when the CLI builds its
+parser, so this module imports nothing heavy at the top.
 
 Database: DATABASE_URL (or the Aurora secret outside local mode); in local mode without one, the
 database of a running local stack, else the embedded PostgreSQL started for the command. Exit codes as
@@ -66,6 +66,15 @@ def add_keys_parser(sub: Any) -> None:
     limits.add_argument("--period", dest="budget_period", choices=("day", "month"), help="budget period (UTC)")
     limits.add_argument("--json", action="store_true", help="print limits and usage as JSON")
     limits.set_defaults(func=_cmd_tenants_limits)
+    retrieval = tcmds.add_parser("retrieval", help="show or choose a tenant's reranker",
+                                 description="Without options, shows the tenant's reranker and what its requests get."
+                                 " 'default' makes a field follow the deployment (STRATUS_RERANKER,"
+                                 " STRATUS_RERANK_MODEL).")
+    retrieval.add_argument("tenant", metavar="TENANT")
+    retrieval.add_argument("--reranker", choices=("none", "bedrock", "default"))
+    retrieval.add_argument("--rerank-model", choices=("amazon.rerank-v1:0", "cohere.rerank-v3-5:0", "default"))
+    retrieval.add_argument("--json", action="store_true", help="print the settings as JSON")
+    retrieval.set_defaults(func=_cmd_tenants_retrieval)
 
 
 _UNSET = object()  # "default"/"none" on the command line: clear the tenant's own value
@@ -233,3 +242,25 @@ def _cmd_tenants_limits(args: argparse.Namespace) -> int:
               + (f", remaining ${used['remaining_usd']:.4f}" if used["remaining_usd"] is not None else ""))
 
     return _run("tenants limits", body)
+
+
+def _cmd_tenants_retrieval(args: argparse.Namespace) -> int:
+    tenant = _tenant(args.tenant)
+
+    def body() -> None:
+        from stratus.retrieval.rerank import set_tenant_choice, tenant_choice
+
+        with _connection() as conn:
+            found = tenant_choice(conn, tenant)
+            if args.reranker is not None or args.rerank_model is not None:
+                wanted = {field: found[field] if value is None else (None if value == "default" else value)
+                          for field, value in (("reranker", args.reranker), ("rerank_model", args.rerank_model))}
+                found = set_tenant_choice(conn, tenant, wanted["reranker"], wanted["rerank_model"])
+        if args.json:
+            print(json.dumps(found))
+            return
+        for field in ("reranker", "rerank_model"):
+            own = found[field]
+            print(f"{field:<13} {found['effective'][field] or '-'}{'' if own is not None else ' (default)'}")
+
+    return _run("tenants retrieval", body)

@@ -1,5 +1,5 @@
-"""/v1/admin (scope "admin"): tenants, their keys, limits and budgets, usage, traces, model overrides
-and guard policies;
+"""/v1/admin (scope "admin"): tenants, their keys, limits and budgets, usage, traces, model overrides,
+guard policies and retrieval settings (the tenant's reranker);
 and /v1/traces/{request_id}, where a tenant reads its own traces (scope "inference").
 
 An admin key belongs to a tenant too, but these routes act on the tenant named in the path: each
@@ -215,6 +215,29 @@ def set_guard_policy(tenant_id: TenantPath, body: GuardPolicyUpdate, conn: Conn)
 
     policy = set_policy(conn, tenant_id, body.rails, replace=body.replace)
     return {"object": "guard_policy", "tenant_id": tenant_id, **policy.public()}
+
+
+class RetrievalSettingsUpdate(_Body):
+    """The tenant's reranker: "none", "bedrock", or null to follow the deployment's default; for bedrock, the
+    model (null: the deployment's STRATUS_RERANK_MODEL). Both fields are set as given."""
+
+    reranker: Literal["none", "bedrock"] | None = None
+    rerank_model: Literal["amazon.rerank-v1:0", "cohere.rerank-v3-5:0"] | None = None
+
+
+@admin.get("/tenants/{tenant_id}/retrieval")
+def get_retrieval_settings(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
+    from stratus.retrieval.rerank import tenant_choice
+
+    return {"object": "retrieval_settings", "tenant_id": tenant_id, **tenant_choice(conn, tenant_id)}
+
+
+@admin.put("/tenants/{tenant_id}/retrieval")
+def set_retrieval_settings(tenant_id: TenantPath, body: RetrievalSettingsUpdate, conn: Conn) -> dict[str, Any]:
+    from stratus.retrieval.rerank import set_tenant_choice
+
+    chosen = set_tenant_choice(conn, tenant_id, body.reranker, body.rerank_model)
+    return {"object": "retrieval_settings", "tenant_id": tenant_id, **chosen}
 
 
 router.include_router(admin)
