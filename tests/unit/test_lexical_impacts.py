@@ -39,7 +39,8 @@ class FakeStore:
     def read_postings(self, conn, tenant_id, cursors, depth):  # noqa: ANN001 - the chunk_store signature
         out = {}
         for term, cursor in cursors.items():
-            after = [p for p in self.postings.get(term, []) if p < cursor][:depth]
+            d = depth if isinstance(depth, int) else depth[term]
+            after = [p for p in self.postings.get(term, []) if p < cursor][:d]
             self.reads += len(after)
             out[term] = [(cid, imp) for imp, cid in after]
         return out
@@ -70,8 +71,11 @@ def _brute(store: FakeStore, weights: dict[str, float], k: int) -> list[tuple[in
     return sorted(((c, s) for c, s in scored if s > 0), key=lambda x: (-x[1], x[0]))[:k]
 
 
+@pytest.mark.parametrize("scope", [ChunkScope(), ChunkScope(metadata={"all": True})], ids=["lists", "scored"])
 @pytest.mark.parametrize("drift", [0.5, 1.0, 2.5])
-def test_threshold_search_returns_the_exact_bm25_top_k(monkeypatch: pytest.MonkeyPatch, drift: float) -> None:
+def test_threshold_search_returns_the_exact_bm25_top_k(
+    monkeypatch: pytest.MonkeyPatch, drift: float, scope: ChunkScope
+) -> None:
     # Given postings written at a reference avgdl that differs from today's (by a factor `drift`)
     rng = random.Random(int(drift * 10))
     docs = _corpus(rng, 400, 300)
@@ -89,7 +93,7 @@ def test_threshold_search_returns_the_exact_bm25_top_k(monkeypatch: pytest.Monke
         stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights},
                              impact_avgdl=avgdl / drift)
         store.reads = 0
-        result = lexical.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B,
+        result = lexical.impact_search(None, "t", stats, weights, scope, limit=10, k1=K1, b=B,
                                        max_postings=10**6)
         # Then it is the brute-force top 10, scores included, and certified exact
         assert result is not None and result.exact
@@ -130,7 +134,7 @@ def test_threshold_search_gives_up_past_the_postings_budget(monkeypatch: pytest.
     df = Counter(t for c in docs.values() for t in c)
     weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w1")}
     stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
-    assert lexical.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B,
+    assert lexical.impact_search(None, "t", stats, weights, ChunkScope(metadata={"none": 1}), limit=10, k1=K1, b=B,
                                  max_postings=100) is None
 
 

@@ -88,9 +88,10 @@ def read_postings(
     conn: psycopg.Connection,
     tenant_id: str,
     cursors: Mapping[str, tuple[float, int]],
-    depth: int,
+    depth: int | Mapping[str, int],
 ) -> dict[str, list[tuple[int, float]]]:
-    """For each term, its next `depth` postings (chunk id, impact) after its cursor, highest impact first.
+    """For each term, its next `depth` (or `depth[term]`) postings (chunk id, impact) after its cursor,
+    highest impact first.
 
     A cursor is the (impact, chunk id) of the last posting already read (`POSTINGS_START` for none);
     each list is one backward index-only range scan of the primary key (migration 0011).
@@ -100,13 +101,14 @@ def read_postings(
     terms = list(cursors)
     rows = conn.execute(
         "SELECT q.term, p.chunk_id, p.impact"
-        " FROM unnest(%(terms)s::text[], %(imps)s::float8[], %(ids)s::bigint[]) AS q(term, imp, cid)"
+        " FROM unnest(%(terms)s::text[], %(imps)s::float8[], %(ids)s::bigint[], %(depths)s::int[])"
+        "   AS q(term, imp, cid, depth)"
         " CROSS JOIN LATERAL (SELECT chunk_id, impact FROM lexical_postings p"
         "   WHERE p.tenant_id = %(tenant)s AND p.term = q.term AND (p.impact, p.chunk_id) < (q.imp::real, q.cid)"
-        "   ORDER BY p.impact DESC, p.chunk_id DESC LIMIT %(depth)s) p",
+        "   ORDER BY p.impact DESC, p.chunk_id DESC LIMIT q.depth) p",
         {
             "terms": terms, "imps": [cursors[t][0] for t in terms], "ids": [cursors[t][1] for t in terms],
-            "tenant": tenant_id, "depth": int(depth),
+            "depths": [int(depth if isinstance(depth, int) else depth[t]) for t in terms], "tenant": tenant_id,
         },
     ).fetchall()
     out: dict[str, list[tuple[int, float]]] = {t: [] for t in terms}
