@@ -200,14 +200,15 @@ def impact_search(
     b: float,
     max_postings: int,
 ) -> LexicalResult | None:
-    """Exact BM25 top `limit` from the impact lists; None when it would read over `max_postings`.
+    """BM25 top `limit` from the impact lists, exact unless reading `max_postings` postings did not settle it.
 
     The lists alone bound every chunk met (no random access, as in Fagin's NRA): its impacts in the lists
     it was met in, scaled by how far avgdl has moved since they were written (`lo`..`hi`), plus each other
     list's last impact as the most it can add there. Once the k-th best lower bound reaches both the
     bound of every chunk not met at all and the upper bounds of all but a few (`MAX_EXACT`) chunks met,
     those few are scored exactly from their tsvectors and the best `limit` of them are the exact top.
-    A metadata scope can only be decided on the chunk row, so it takes `impact_search_scored`.
+    Past the budget with the top still open, the best-bounded chunks met are scored and the answer says
+    it is not exact (the GIN path would cost far more for the same kind of query). A metadata scope can only be decided on the chunk row, so it takes `impact_search_scored`.
     """
     assert stats.impact_avgdl is not None
     if scope.metadata:
@@ -265,13 +266,16 @@ def impact_search(
         for t in reading:
             depths[t] *= GROWTH
         over_budget = read + sum(depths[t] for t in reading) > max_postings
-        if not cursors or (unseen <= theta and (int(live.sum()) <= MAX_EXACT or over_budget)):
+        certain = not cursors or unseen <= theta
+        if certain and (not cursors or int(live.sum()) <= MAX_EXACT or over_budget) or over_budget:
             order = np.argsort(-upper[live], kind="stable")
             ranked = [(float(u), int(c)) for u, c in zip(upper[live][order], uniq[live][order], strict=True)]
+            if not certain:
+                # Out of budget with a chunk not yet met possibly in the top (a query of only very common
+                # terms): the best-bounded chunks met so far, scored exactly, and said to be approximate.
+                ranked = ranked[:MAX_EXACT]
             return LexicalResult(_score_ranked(conn, tenant_id, weights, ranked, limit=limit, k1=k1, b=b,
-                                               avg_length=stats.avg_length), True)
-        if over_budget:
-            return None
+                                               avg_length=stats.avg_length), certain)
 
 
 def _score_ranked(
