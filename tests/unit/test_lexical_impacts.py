@@ -160,3 +160,21 @@ def test_impacts_are_used_only_when_they_can_answer_exactly() -> None:
     assert not lexical.uses_impacts(stats, ChunkScope(), k1=0.9, b=0.75)
     assert not lexical.uses_impacts(LexicalStats(10, 5.0, {"a": 1}), ChunkScope(), k1=1.2, b=0.75)
     assert math.isinf(chunk_store.POSTINGS_START[0])
+
+
+def test_an_unsettled_query_at_the_budget_is_answered_but_not_called_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a query of the two most common terms only, and a budget too small to settle its top 10
+    rng = random.Random(8)
+    docs = _corpus(rng, 600, 40)
+    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
+    store = FakeStore(docs, ref_avgdl=avgdl)
+    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
+    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
+    monkeypatch.setattr(lexical, "FIRST_DEPTH", 8)
+    df = Counter(t for c in docs.values() for t in c)
+    weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w1")}
+    stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
+    result = lexical.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=40)
+    # Then it still answers ten chunks, with their exact scores, and says the list is not certain
+    assert result is not None and not result.exact and len(result.hits) == 10
+    assert all(s == pytest.approx(store.score(c, weights)) for c, s in result.hits)

@@ -6,15 +6,19 @@ negative for terms in more than half the chunks:
     score(d) = sum_t idf(t) * tf(t, d) * (k1 + 1) / (tf(t, d) + k1 * (1 - b + b * |d| / avgdl))
 
 Impact postings (the default; migration 0011, docs/retrieval.md): each (term, chunk) posting stores the
-term's tf part ("impact") at the tenant's reference parameters (k1, b, avgdl_ref), ordered by impact.
-The search reads each query term's list from the top in growing slices, scores every chunk it meets
-exactly (current N, df, avgdl, from the chunk's own tsvector) and stops when the k-th score reaches the
-sum over terms of idf(t) * (the last impact read for t) * max(1, avgdl / avgdl_ref): no unread chunk can
-score more (Fagin's threshold algorithm; the factor bounds how much a stored impact can have grown since
-it was written, as the average length moved). The answer is then the exact BM25 top k (`exact=True`).
+term's tf part ("impact") at the tenant's reference parameters (k1, b, avgdl_ref), in impact order. The
+search reads each query term's list from the top in growing slices and bounds every chunk it meets from
+the lists alone (`impact_search`, after Fagin's NRA): a stored impact can have moved since it was written
+only by the factor avgdl / avgdl_ref (or its inverse), so the bounds stay valid as the corpus changes
+while idf and avgdl are always the current ones. When the k-th best lower bound reaches the bound of
+every chunk not met and the upper bounds of all but a few chunks met, those few are scored exactly from
+their tsvectors: the exact BM25 top k (`exact=True`). A query that does not settle within `max_postings`
+postings (only very common terms) returns the best-bounded chunks met, scored exactly, with
+`exact=False`. A metadata scope is decided on the chunk row, so under one every chunk met is scored
+(`impact_search_scored`, Fagin's threshold algorithm) and, unsettled at the budget, the GIN path answers.
 
-The GIN path (the fallback: a document-id scope, k1/b settings other than the postings', a tenant without
-postings, or a read that would pass `max_postings`): candidates are the chunks containing the query's
+The GIN path (for a document-id scope, k1/b settings other than the postings', a tenant without
+postings yet, or a metadata-scoped read past `max_postings`): candidates are the chunks containing the query's
 rarest terms, taken in order of document frequency until `max_postings` postings; the remaining (common)
 terms still add to every candidate's score. A chunk that contains only dropped terms scores below
 sum(idf * (k1 + 1)) over them, so when the last kept score reaches that bound the top list is provably
