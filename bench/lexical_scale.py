@@ -36,8 +36,8 @@ import psycopg
 
 from bench.common import ROOT, database, record, summary_ms
 from bench.corpus import write_corpus
-from bench.retrieval_scale import make_queries
 from bench.ingest_throughput import chunk_texts
+from bench.retrieval_scale import make_queries
 from bench.synthetic import load_table, synthesize
 from stratus.config import get_settings, reset_settings
 from stratus.db import chunks as chunk_store
@@ -276,7 +276,8 @@ def main(url: str | None = None) -> dict[str, Any]:
             with psycopg.connect(db_url, autocommit=True) as admin:
                 for ef in (40, 200):
                     lat, got = _timed(lambda q, ef=ef: _sparse_search(admin, tenant, q, info["dims"], ef, k), queries)
-                    designs[f"sparsevec_hnsw_ef{ef}"] = {"latency": lat, "recall_at_10_vs_exact": _recall(got, exact, k)}
+                    designs[f"sparsevec_hnsw_ef{ef}"] = {"latency": lat,
+                                                         "recall_at_10_vs_exact": _recall(got, exact, k)}
                     print(f"sparsevec ef {ef}: {designs[f'sparsevec_hnsw_ef{ef}']}")
             designs["sparsevec_build"] = info
         out["designs"] = designs

@@ -212,7 +212,8 @@ def impact_search(
     bound of every chunk not met at all and the upper bounds of all but a few (`MAX_EXACT`) chunks met,
     those few are scored exactly from their tsvectors and the best `limit` of them are the exact top.
     Past the budget with the top still open, the best-bounded chunks met are scored and the answer says
-    it is not exact (the GIN path would cost far more for the same kind of query). A metadata scope can only be decided on the chunk row, so it takes `impact_search_scored`.
+    it is not exact (the GIN path would cost far more for the same kind of query). A metadata scope can
+    only be decided on the chunk row, so it takes `impact_search_scored`.
     """
     assert stats.impact_avgdl is not None
     if scope.metadata:
