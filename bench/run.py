@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
-    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db]   (default: all)
+    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical]   (default: all)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables. The embedded PostgreSQL used here is private to the run and deleted after.
@@ -21,7 +21,8 @@ from bench.common import RESULTS, ROOT, machine
 # The benchmarks that set up what they need themselves, in the order they run (after cold_start, ingest and
 # retrieval): name on the command line -> bench module, imported only when wanted (each pulls in its own stack).
 _SELF_CONTAINED = {"cache": "cache_hit", "workflow": "workflow_overhead", "gateway": "gateway_overhead",
-                   "guard": "guard_latency", "eval": "eval_sampler", "db": "db_connections"}
+                   "guard": "guard_latency", "eval": "eval_sampler", "db": "db_connections",
+                   "lexical": "lexical_scale"}
 
 
 def _summary() -> None:
@@ -34,7 +35,8 @@ def _summary() -> None:
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval", "db"}
+    wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval", "db",
+                           "lexical"}
     if "cold_start" in wanted:
         from bench import cold_start
 

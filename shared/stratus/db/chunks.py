@@ -1,4 +1,5 @@
-"""Chunk search: BM25 over the GIN-indexed tsvectors and HNSW cosine over the partial vector index.
+"""Chunk search: BM25 over impact postings or the GIN-indexed tsvectors, HNSW cosine over the partial
+vector index.
 
 Every function expects a connection inside `tenant_transaction(tenant_id)`; RLS scopes what it sees, and
 each query also filters `tenant_id` explicitly so the planner can use it and a policy bug cannot leak.
@@ -48,6 +49,14 @@ class LexicalStats:
     chunk_count: int
     avg_length: float
     df: dict[str, int]  # only the terms asked for that occur in the tenant's corpus
+    # The reference parameters of the tenant's impact postings (migration 0011); avgdl None: no postings.
+    impact_k1: float = 1.2
+    impact_b: float = 0.75
+    impact_avgdl: float | None = None
+
+
+# Start of an impact-ordered read: above every impact (BM25's tf part is < k1 + 1) and every chunk id.
+POSTINGS_START = (float("inf"), 2**63 - 1)
 
 
 def query_lexemes(conn: psycopg.Connection, query: str) -> list[str]:
@@ -60,16 +69,55 @@ def query_lexemes(conn: psycopg.Connection, query: str) -> list[str]:
 
 def lexical_stats(conn: psycopg.Connection, tenant_id: str, terms: Sequence[str]) -> LexicalStats:
     row = conn.execute(
-        "SELECT chunk_count, total_length FROM lexical_stats WHERE tenant_id = %s", [tenant_id]
+        "SELECT chunk_count, total_length, impact_k1, impact_b, impact_avgdl FROM lexical_stats"
+        " WHERE tenant_id = %s",
+        [tenant_id],
     ).fetchone()
     n, total = (int(row[0]), int(row[1])) if row else (0, 0)
+    impact = (float(row[2]), float(row[3]), None if row[4] is None else float(row[4])) if row else (1.2, 0.75, None)
     df: dict[str, int] = dict(
         conn.execute(
             "SELECT term, df FROM lexical_terms WHERE tenant_id = %s AND term = ANY(%s::text[]) AND df > 0",
             [tenant_id, list(terms)],
         ).fetchall()
     )
-    return LexicalStats(chunk_count=n, avg_length=(total / n) if n else 0.0, df=df)
+    return LexicalStats(
+        chunk_count=n, avg_length=(total / n) if n else 0.0, df=df,
+        impact_k1=impact[0], impact_b=impact[1], impact_avgdl=impact[2],
+    )
+
+
+def read_postings(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    cursors: Mapping[str, tuple[float, int]],
+    depth: int | Mapping[str, int],
+) -> dict[str, list[tuple[int, float]]]:
+    """For each term, its next `depth` (or `depth[term]`) postings (chunk id, impact) after its cursor,
+    highest impact first.
+
+    A cursor is the (impact, chunk id) of the last posting already read (`POSTINGS_START` for none);
+    each list is one backward index-only range scan of the primary key (migration 0011).
+    """
+    if not cursors:
+        return {}
+    terms = list(cursors)
+    rows = conn.execute(
+        "SELECT q.term, p.chunk_id, p.impact"
+        " FROM unnest(%(terms)s::text[], %(imps)s::float8[], %(ids)s::bigint[], %(depths)s::int[])"
+        "   AS q(term, imp, cid, depth)"
+        " CROSS JOIN LATERAL (SELECT chunk_id, impact FROM lexical_postings p"
+        "   WHERE p.tenant_id = %(tenant)s AND p.term = q.term AND (p.impact, p.chunk_id) < (q.imp::real, q.cid)"
+        "   ORDER BY p.impact DESC, p.chunk_id DESC LIMIT q.depth) p",
+        {
+            "terms": terms, "imps": [cursors[t][0] for t in terms], "ids": [cursors[t][1] for t in terms],
+            "depths": [int(depth if isinstance(depth, int) else depth[t]) for t in terms], "tenant": tenant_id,
+        },
+    ).fetchall()
+    out: dict[str, list[tuple[int, float]]] = {t: [] for t in terms}
+    for term, chunk_id, impact in rows:
+        out[term].append((int(chunk_id), float(impact)))
+    return out
 
 
 def document_ids_with_prefix(conn: psycopg.Connection, tenant_id: str, prefix: str) -> list[str]:
@@ -86,6 +134,46 @@ def _tsquery_any(terms: Sequence[str]) -> str:
     # user text can take effect, and lexemes are matched as stored (to_tsquery would stem them again).
     quoted = ("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
     return " | ".join(quoted)
+
+
+def _bm25(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    idf: Mapping[str, float],
+    candidates: sql.Composable,
+    cand_params: dict[str, object],
+    scope: ChunkScope,
+    *,
+    limit: int | None,
+    k1: float,
+    b: float,
+    avg_length: float,
+) -> list[tuple[int, float]]:
+    filters, params = scope.clauses()
+    query = sql.SQL(
+        "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(idfs)s::float8[])),"
+        # chunk_search: the tenant-bound view that lets @@ use the GIN index (migration 0002).
+        # setweight + ts_filter keep only the query's lexemes (in C), so the SQL-level unnest below
+        # touches a handful of entries per candidate instead of its whole tsvector.
+        " cand AS (SELECT c.id, ts_filter(setweight(c.lexemes, 'A', %(terms)s::text[]), '{{a}}') AS qv,"
+        "   c.lexeme_count FROM chunk_search c"
+        "   WHERE c.tenant_id = %(tenant)s AND {candidates}{filters})"
+        " SELECT cand.id, sum(q.idf * t.tf * (%(k1)s + 1)"
+        "   / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * cand.lexeme_count / %(avgdl)s))) AS score"
+        " FROM cand CROSS JOIN LATERAL unnest(cand.qv) u"
+        " JOIN q ON q.term = u.lexeme"
+        " CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t"
+        " GROUP BY cand.id ORDER BY score DESC, cand.id{limit}"
+    ).format(
+        candidates=candidates, filters=filters,
+        limit=sql.SQL(" LIMIT %(limit)s") if limit is not None else sql.SQL(""),
+    )
+    params.update(cand_params)
+    params.update(
+        terms=list(idf), idfs=[float(v) for v in idf.values()], tenant=tenant_id,
+        k1=float(k1), b=float(b), avgdl=float(avg_length), limit=None if limit is None else int(limit),
+    )
+    return [(int(r[0]), float(r[1])) for r in conn.execute(query, params).fetchall()]
 
 
 def bm25_search(
@@ -108,27 +196,30 @@ def bm25_search(
     """
     if not match_terms or avg_length <= 0:
         return []
-    filters, params = scope.clauses()
-    query = sql.SQL(
-        "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(idfs)s::float8[])),"
-        # chunk_search: the tenant-bound view that lets @@ use the GIN index (migration 0002).
-        # setweight + ts_filter keep only the query's lexemes (in C), so the SQL-level unnest below
-        # touches a handful of entries per candidate instead of its whole tsvector.
-        " cand AS (SELECT c.id, ts_filter(setweight(c.lexemes, 'A', %(terms)s::text[]), '{{a}}') AS qv,"
-        "   c.lexeme_count FROM chunk_search c"
-        "   WHERE c.tenant_id = %(tenant)s AND c.lexemes @@ %(tsq)s::tsquery{filters})"
-        " SELECT cand.id, sum(q.idf * t.tf * (%(k1)s + 1)"
-        "   / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * cand.lexeme_count / %(avgdl)s))) AS score"
-        " FROM cand CROSS JOIN LATERAL unnest(cand.qv) u"
-        " JOIN q ON q.term = u.lexeme"
-        " CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t"
-        " GROUP BY cand.id ORDER BY score DESC, cand.id LIMIT %(limit)s"
-    ).format(filters=filters)
-    params.update(
-        terms=list(idf), idfs=[float(v) for v in idf.values()], tenant=tenant_id, tsq=_tsquery_any(match_terms),
-        k1=float(k1), b=float(b), avgdl=float(avg_length), limit=int(limit),
+    return _bm25(
+        conn, tenant_id, idf, sql.SQL("c.lexemes @@ %(tsq)s::tsquery"), {"tsq": _tsquery_any(match_terms)},
+        scope, limit=limit, k1=k1, b=b, avg_length=avg_length,
     )
-    return [(int(r[0]), float(r[1])) for r in conn.execute(query, params).fetchall()]
+
+
+def bm25_score(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    idf: Mapping[str, float],
+    chunk_ids: Sequence[int],
+    scope: ChunkScope,
+    *,
+    k1: float,
+    b: float,
+    avg_length: float,
+) -> list[tuple[int, float]]:
+    """Exact BM25 scores of the given chunks (those the scope admits and holding a query term), best first."""
+    if not chunk_ids or avg_length <= 0:
+        return []
+    return _bm25(
+        conn, tenant_id, idf, sql.SQL("c.id = ANY(%(ids)s::bigint[])"), {"ids": list(chunk_ids)},
+        scope, limit=None, k1=k1, b=b, avg_length=avg_length,
+    )
 
 
 def dense_statement(model: str, scope: ChunkScope) -> tuple[sql.Composed, dict[str, object]]:

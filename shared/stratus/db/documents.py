@@ -1,4 +1,5 @@
-"""Documents and their chunks: versioned, swapped in one transaction, with BM25 statistics kept exact.
+"""Documents and their chunks: versioned, swapped in one transaction, with BM25 statistics and impact
+postings kept exact.
 
 Every function expects a connection inside `tenant_transaction(tenant_id)`; RLS scopes what it sees.
 """
@@ -90,6 +91,65 @@ def _adjust_stats(conn: psycopg.Connection, tenant_id: str, document_id: str, ve
         conn.execute("DELETE FROM lexical_terms WHERE tenant_id = %s AND df <= 0", [tenant_id])
 
 
+# A chunk's impact postings (migration 0011): per lexeme, BM25's tf part at the tenant's reference
+# parameters. The same expression writes, finds again for deletion, and rebuilds them.
+_POSTINGS = (
+    "SELECT c.tenant_id, u.lexeme AS term, (tf.v * (s.impact_k1 + 1) / (tf.v + s.impact_k1"
+    " * (1 - s.impact_b + s.impact_b * c.lexeme_count / s.impact_avgdl)))::real AS impact, c.id AS chunk_id"
+    " FROM chunks c JOIN lexical_stats s ON s.tenant_id = c.tenant_id"
+    " CROSS JOIN LATERAL unnest(c.lexemes) u"
+    " CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS v) tf"
+)
+
+
+def _add_postings(conn: psycopg.Connection, tenant_id: str, document_id: str, version: int) -> None:
+    first = conn.execute(
+        "SELECT 1 FROM lexical_stats WHERE tenant_id = %s AND impact_avgdl IS NULL", [tenant_id]
+    ).fetchone()
+    if first:
+        # The tenant's first postings (a new tenant, or one whose chunks predate migration 0011): all of
+        # them at once, which also fixes its reference average length.
+        rebuild_postings(conn, tenant_id)
+        return
+    conn.execute(
+        f"INSERT INTO lexical_postings (tenant_id, term, impact, chunk_id) {_POSTINGS}"
+        " WHERE c.document_id = %s AND c.document_version = %s ORDER BY 2, 3",
+        [document_id, version],
+    )
+
+
+def _remove_postings(conn: psycopg.Connection, document_id: str, version: int) -> None:
+    # Found by (tenant, term, impact ± rounding) in the primary key, then by chunk id.
+    conn.execute(
+        f"DELETE FROM lexical_postings p USING ({_POSTINGS}"
+        " WHERE c.document_id = %s AND c.document_version = %s) x"
+        " WHERE p.tenant_id = x.tenant_id AND p.term = x.term"
+        " AND p.impact BETWEEN x.impact - 1e-4 AND x.impact + 1e-4 AND p.chunk_id = x.chunk_id",
+        [document_id, version],
+    )
+
+
+def rebuild_postings(conn: psycopg.Connection, tenant_id: str) -> int:
+    """Rewrite the tenant's postings at its current average length (after a bulk load, or to end drift).
+
+    Takes the tenant's statistics lock like ingestion (the caller's transaction holds it to the end);
+    returns the number of postings written.
+    """
+    _lock_tenant_stats(conn, tenant_id)
+    conn.execute("DELETE FROM lexical_postings WHERE tenant_id = %s", [tenant_id])
+    conn.execute(
+        "UPDATE lexical_stats SET impact_avgdl = CASE WHEN chunk_count > 0"
+        " THEN greatest(total_length, 1)::float8 / chunk_count END WHERE tenant_id = %s",
+        [tenant_id],
+    )
+    cur = conn.execute(
+        f"INSERT INTO lexical_postings (tenant_id, term, impact, chunk_id) {_POSTINGS}"
+        " WHERE c.tenant_id = %s AND s.impact_avgdl IS NOT NULL ORDER BY 2, 3",
+        [tenant_id],
+    )
+    return cur.rowcount
+
+
 def _lexical_text(chunk: ChunkDraft) -> str:
     return lexical_analysis.indexed_text(chunk.title, chunk.heading_path, chunk.text)
 
@@ -97,6 +157,7 @@ def _lexical_text(chunk: ChunkDraft) -> str:
 def _remove_version(conn: psycopg.Connection, doc: DocumentState) -> None:
     if doc.version > 0:
         _adjust_stats(conn, doc.tenant_id, doc.id, doc.version, -1)
+        _remove_postings(conn, doc.id, doc.version)
     conn.execute("DELETE FROM chunks WHERE document_id = %s", [doc.id])
 
 
@@ -141,6 +202,7 @@ def replace_version(
         [doc.id, version],
     )
     _adjust_stats(conn, doc.tenant_id, doc.id, version, +1)
+    _add_postings(conn, doc.tenant_id, doc.id, version)
     conn.execute(
         "UPDATE documents SET status = 'ready', version = %s, title = %s, content_hash = %s, etag = %s,"
         " source_version_id = %s, source_modified_at = %s, source_sequencer = %s, size_bytes = %s,"
