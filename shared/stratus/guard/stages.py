@@ -51,13 +51,15 @@ def guard_output(task: GenerateTask, response: GenerateResponse) -> GenerateResp
     update: dict[str, Any] = {"text": text, "guard": state.summary()}
     if text != response.text:
         update["citations"] = citations_for(text, passages)
+        # The provider's logprobs describe the text before the rails rewrote it: they would leak it.
+        update["wire"] = {k: v for k, v in response.wire.items() if k != "choice"}
     return response.model_copy(update=update)
 
 
 def blocked_response(response: GenerateResponse, summary: GuardSummary) -> GenerateResponse:
     """What a blocked answer leaves: no text, no tool calls, the verdicts (usage and cost stay: the
     provider was paid)."""
-    return response.model_copy(update={"text": "", "tool_calls": [], "citations": [],
+    return response.model_copy(update={"text": "", "tool_calls": [], "citations": [], "wire": {},
                                        "finish_reason": "content_filter", "guard": summary})
 
 
