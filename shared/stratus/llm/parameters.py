@@ -148,11 +148,14 @@ TABLE: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
 # A name that is no OpenAI parameter (a client's extra_body): forwarded to OpenAI-compatible upstreams only.
 UNKNOWN = Parameter("(any other name)", FORWARD, _refuse("not an OpenAI parameter"),
                     _refuse("not an OpenAI parameter"))
-# What the gateway passes on unchanged, by name, to OpenAI-compatible upstreams (ChatRequest.passthrough):
-# every parameter forwarded there that the provider-neutral request has no field of its own for.
-PASSTHROUGH = frozenset(p.name for p in PARAMETERS if p.openai.handling == "forward") - {
-    "max_completion_tokens", "temperature", "top_p", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls",
-    "response_format", "user", "safety_identifier", "reasoning_effort", "service_tier"}
+# The parameters the provider-neutral request (llm.types.ChatRequest) has no field of its own for: they
+# travel by name in ChatRequest.passthrough, for the table to decide on and the OpenAI adapter to send as
+# is (what the table refuses there, e.g. n > 1, never reaches it). In the table's order, so that a refusal
+# names the same parameter every time.
+_TYPED = frozenset({"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+                    "temperature", "top_p", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls",
+                    "response_format", "user", "safety_identifier", "reasoning_effort", "service_tier"})
+PASSTHROUGH = tuple(p.name for p in PARAMETERS if p.name not in _TYPED)
 
 
 @dataclass(frozen=True)
