@@ -227,6 +227,17 @@ def test_openai_response_fields_pass_through_unchanged(client: openai.OpenAI) ->
     assert other.system_fingerprint is None and other.choices[0].logprobs is None  # null where none was sent
 
 
+def test_openai_response_fields_pass_through_a_stream(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(model="via-openai", messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert {c.system_fingerprint for c in chunks} == {"fp_loopback"} and {c.service_tier for c in chunks} == {"default"}
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == 0
+    first = chunks[0].choices[0].delta
+    assert first.role == "assistant" and first.content == ""  # a text stream opens with content ""
+
+
 def test_a_streamed_tool_call_opens_with_content_null(server: GatewayServer, key: str) -> None:
     body = {"model": "via-openai", "stream": True, "tools": [TOOL],
             "messages": [{"role": "user", "content": "Please lookup the rotation policy"}]}

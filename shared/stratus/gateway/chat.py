@@ -116,17 +116,23 @@ class ChunkWriter:
         self.id = completion_id()
         self.created = int(time.time())
         self.model = model
+        self.fingerprint: Any = None  # the provider's system_fingerprint and service_tier, from its first chunk
+        self.service_tier: Any = None
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "system_fingerprint": None, "choices": choices, **extra}
+                "system_fingerprint": self.fingerprint, "service_tier": self.service_tier, "choices": choices,
+                **extra}
 
     def role(self, first: StreamChunk | None = None) -> dict[str, Any]:
         """The chunk that opens the assistant turn: content "" (and refusal null) before text, content null
         before tool calls, as OpenAI sends them."""
         delta: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
-        if first is not None and first.tool_calls and not first.text:
-            delta = {"role": "assistant", "content": None}
+        if first is not None:
+            self.fingerprint = first.wire.get("system_fingerprint")
+            self.service_tier = first.wire.get("service_tier")
+            if first.tool_calls and not first.text:
+                delta = {"role": "assistant", "content": None}
         return self._chunk([{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}])
 
     def delta(self, chunk: StreamChunk) -> dict[str, Any] | None:
@@ -146,8 +152,8 @@ class ChunkWriter:
                            citations=citations_object(response),
                            stratus=stratus_object(response, request_id, timings_ms))
 
-    def usage(self, usage: Usage) -> dict[str, Any]:
-        return self._chunk([], usage=usage_object(usage))
+    def usage(self, usage: Usage, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._chunk([], usage=usage_object(usage, details))
 
 
 def _tool_call_delta(d: ToolCallDelta) -> dict[str, Any]:
@@ -438,7 +444,7 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
                     yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id,
                                                  _timings(ctx, response)))
                     if body.include_usage:
-                        yield sse.event(writer.usage(response.usage))
+                        yield sse.event(writer.usage(response.usage, chunk.wire.get("usage")))
             except query.Blocked as blocked:
                 _guard_verdict(ctx, blocked.summary)  # raises: the block's error event below
             yield sse.DONE

@@ -122,3 +122,5 @@ class StreamChunk(_Model):
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     model: str | None = None
+    # As Completion.wire: the top-level fields on the first chunk that has them, the usage details on the last.
+    wire: dict[str, Any] = {}

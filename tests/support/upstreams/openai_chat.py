@@ -125,7 +125,7 @@ class OpenAIUpstream(Upstream):
                 fault: Fault | None) -> None:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": "fp_loopback"}
+                "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default")}
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             payload = base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}

@@ -125,11 +125,17 @@ class StreamAssembler:
         self.finish: FinishReason | None = None
         self.usage: Usage | None = None
         self.model: str | None = None
+        self.wire: dict[str, Any] = {}  # the top-level response fields (WIRE_TOP), from the first chunk
+        self.wire_sent = False
+        self.details: dict[str, Any] = {}  # the usage chunk's token details (WIRE_USAGE)
 
     def feed(self, data: dict[str, Any]) -> StreamChunk | None:
         self.model = self.model or data.get("model")
+        if not self.wire_sent:
+            self.wire.update({k: data[k] for k in WIRE_TOP if k in data and k not in self.wire})
         if data.get("usage"):
             self.usage = _usage(data["usage"], self.deployment)
+            self.details = {k: data["usage"][k] for k in WIRE_USAGE if k in data["usage"]}
         choices = data.get("choices") or []
         if not choices:
             return None
@@ -140,14 +146,21 @@ class StreamAssembler:
                                arguments=(c.get("function") or {}).get("arguments") or "")
                  for c in delta.get("tool_calls") or []]
         text = delta.get("content") or ""
-        return StreamChunk(text=text, tool_calls=calls) if text or calls else None
+        if not (text or calls):
+            return None
+        if self.wire_sent:
+            return StreamChunk(text=text, tool_calls=calls)
+        self.wire_sent = True
+        return StreamChunk(text=text, tool_calls=calls, wire=self.wire)
 
     def final(self) -> StreamChunk:
         if self.finish is None or self.usage is None:
             missing = "finish_reason" if self.finish is None else "the usage chunk"
             raise e.StreamInterrupted(f"{self.deployment.name}: stream ended before {missing}",
                                       deployment=self.deployment.name)
-        return StreamChunk(finish_reason=self.finish, usage=self.usage, model=self.model or self.deployment.model)
+        wire = {"usage": self.details} if self.details else {}
+        return StreamChunk(finish_reason=self.finish, usage=self.usage, model=self.model or self.deployment.model,
+                           wire=wire)
 
 
 # No connection; or, mid-stream (timeouts included), a stream that broke.
