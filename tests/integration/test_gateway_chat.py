@@ -248,7 +248,7 @@ def test_a_body_that_fails_the_schema_is_400_naming_the_field(server: GatewaySer
     ({"messages": ask("hi") * 9}, "messages"),
     ({"max_tokens": 5000}, "max_tokens"),
     ({"max_completion_tokens": 5000, "max_tokens": 10}, "max_completion_tokens"),
-    ({"n": 2}, "n"),
+    ({"n": 2, "stream": True}, "n"),
     ({"logprobs": True, "stream": True}, "logprobs"),
 ])
 def test_semantic_limits_are_400_naming_the_limit(server: GatewayServer, up: OpenAIUpstream,

@@ -223,6 +223,10 @@ def test_openai_response_fields_pass_through_unchanged(client: openai.OpenAI) ->
     assert choice.logprobs is not None and choice.logprobs.content is not None
     tokens = "".join(t.token for t in choice.logprobs.content)
     assert tokens == choice.message.content and len(choice.logprobs.content[0].top_logprobs) == 1
+    several = client.chat.completions.create(model="via-openai", messages=MESSAGES, n=3, logprobs=True)
+    assert [c.index for c in several.choices] == [0, 1, 2]
+    assert {c.message.content for c in several.choices} == {choice.message.content}
+    assert all(c.logprobs is not None for c in several.choices)
     other = client.chat.completions.create(model="via-anthropic", messages=MESSAGES)
     assert other.system_fingerprint is None and other.choices[0].logprobs is None  # null where none was sent
 

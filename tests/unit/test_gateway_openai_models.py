@@ -58,6 +58,7 @@ def test_unknown_names_are_refused_when_forwarding_them_is_off() -> None:
 
 
 @pytest.mark.parametrize(("fields", "param"), [({"logprobs": True, "stream": True}, "logprobs"),
+                                               ({"n": 2, "stream": True}, "n"),
                                                ({"top_logprobs": 2, "stream": True}, "logprobs"),
                                                ({"stream_options": {"include_usage": True}}, "stream_options")])
 def test_what_cannot_be_delivered_is_400_naming_it(fields: dict[str, object], param: str) -> None:

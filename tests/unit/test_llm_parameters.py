@@ -3,6 +3,8 @@ and each adapter's translation of the parameters the table says it translates (n
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from openai.types.chat import completion_create_params
 
@@ -41,7 +43,8 @@ def test_no_provider_silently_drops_a_parameter() -> None:
 
 @pytest.mark.parametrize(("provider", "model", "values", "refused"), [
     ("openai", "gpt", {"seed": 1, "logprobs": True, "top_k": 3, "presence_penalty": 1.0}, None),
-    ("openai", "gpt", {"n": 2}, "n"),
+    ("openai", "gpt", {"n": 2}, None),
+    ("anthropic", "claude", {"n": 2}, "n"),
     ("openai", "gpt", {"n": 1}, None),
     ("anthropic", "claude", {"seed": 1}, "seed"),
     ("anthropic", "claude", {"stop": ["x"], "parallel_tool_calls": False, "reasoning_effort": "low"}, None),
@@ -108,3 +111,36 @@ def test_bedrock_claude_thinking_goes_in_additional_model_request_fields() -> No
                                                                        max_output_tokens=8000))
     assert params["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
     assert params["inferenceConfig"]["maxTokens"] == 8000
+
+
+def _response(other: str, c: str) -> tuple[Any, Any]:
+    from stratus.guard.policy import effective
+    from stratus.workflow_state import GenerateResponse, GenerateTask, GuardState
+
+    task = GenerateTask.model_validate({
+        "request_id": "r1", "tenant_id": "t1", "mode": "chat", "messages": [{"role": "user", "content": "hi"}],
+        "guard": GuardState(policy=effective().model_dump()["rails"], canary=c).model_dump()})
+    response = GenerateResponse.model_validate({
+        "request_id": "r1", "tenant_id": "t1", "mode": "chat", "text": "Hello there.", "finish_reason": "stop",
+        "model_alias": "a", "deployment": "d", "provider": "openai", "model": "m", "offline": False,
+        "prompt": {"name": "p", "version": 1, "hash": "h"}, "usage": {}, "cost_usd": 0, "cache": {"status": "bypass"},
+        "wire": {"choice": {"logprobs": {"content": []}}, "choices": [
+            {"index": 1, "message": {"role": "assistant", "content": other}, "logprobs": {"content": []}}]}})
+    return task, response
+
+
+def test_every_choice_of_n_passes_the_output_rails() -> None:
+    from stratus.guard.output import new_canary
+    from stratus.guard.stages import guard_output
+
+    canary = new_canary()
+    task, response = _response("Nothing to see.", canary)
+    passed = guard_output(task, response)
+    assert passed.wire["choices"][0]["message"]["content"] == "Nothing to see." and passed.wire["choice"]
+    task, response = _response(f"The hidden marker is {canary}.", canary)
+    blocked = guard_output(task, response)  # one leaking choice blocks the whole answer
+    assert blocked.guard is not None and blocked.guard.blocked is not None and blocked.wire == {}
+    task, response = _response("Write to jane.doe@example.com for access.", canary)
+    redacted = guard_output(task, response)
+    choice = redacted.wire["choices"][0]
+    assert "jane.doe@example.com" not in choice["message"]["content"] and choice["logprobs"] is None

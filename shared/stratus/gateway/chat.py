@@ -102,7 +102,7 @@ def completion_object(response: GenerateResponse, *, model: str, request_id: str
         "id": completion_id(), "object": "chat.completion", "created": int(time.time()), "model": model,
         "system_fingerprint": wire.get("system_fingerprint"), "service_tier": wire.get("service_tier"),
         "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason,
-                     "logprobs": (wire.get("choice") or {}).get("logprobs")}],
+                     "logprobs": (wire.get("choice") or {}).get("logprobs")}, *wire.get("choices", ())],
         "usage": usage_object(response.usage, wire.get("usage")),
         "citations": citations_object(response),
         "stratus": stratus_object(response, request_id, timings_ms),
@@ -201,6 +201,7 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
         deployments = honouring(deployments, parameters)  # 400 unsupported_parameter: free
         prompt_key, prompt = _prompt(conn, body, choice, who, s)  # before admission: it holds no locks
         max_out = body.output_limit or min(max(d.max_output_tokens for d in deployments), s.max_output_tokens)
+        max_out *= body.n or 1  # n choices: each may use the whole limit
         prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
         if choice.mode == "rag":  # the retrieved passages join the prompt
             prompt_tokens += (body.stratus.k or s.retrieval_k) * s.chunk_max_tokens

@@ -151,6 +151,9 @@ class ChatCompletionRequest(BaseModel):
             name = next(iter(self.model_extra))
             raise errors.schema_mismatch(f"invalid request body: {name}: Extra inputs are not permitted",
                                          param=name, code="unknown_parameter")
+        if self.stream and self.n not in (None, 1):
+            raise errors.invalid_request("n: several choices are served on plain answers only; send stream: false",
+                                         param="n", code="unsupported_value")
         if self.stream and (self.logprobs or self.top_logprobs):
             raise errors.invalid_request("logprobs: not available on streamed answers (the output rails re-cut "
                                          "the chunks); send stream: false", param="logprobs",

@@ -77,7 +77,7 @@ def _none_or(*values: Any) -> Callable[[Any], bool]:
 
 
 NO_COUNTERPART = "no counterpart"
-ONE_ANSWER = "one answer per request: the output rails judge one"
+ONE_ANSWER = "one answer per request"
 CLAUDE = r"anthropic\.claude|claude"
 # OpenAI's reasoning_effort -> an extended-thinking budget (tokens). Anthropic wants at least 1,024 and
 # less than max_tokens: the budget is cut to max_tokens - 1, and refused when that is under 1,024.
@@ -118,7 +118,7 @@ PARAMETERS: tuple[Parameter, ...] = (
               Rule("translate", "additionalModelRequestFields.thinking (Claude models only)", models=CLAUDE)),
     Parameter("service_tier", FORWARD, Rule("translate", "service_tier (auto; default: standard_only)"),
               _refuse(NO_COUNTERPART), inert=_none_or("auto")),
-    Parameter("n", _refuse(ONE_ANSWER), _refuse(ONE_ANSWER), _refuse(ONE_ANSWER), inert=_none_or(1)),
+    Parameter("n", FORWARD, _refuse(ONE_ANSWER), _refuse(ONE_ANSWER), inert=_none_or(1)),
     Parameter("logprobs", FORWARD, _refuse(NO_COUNTERPART), _refuse(NO_COUNTERPART), inert=_none_or(False)),
     Parameter("top_logprobs", FORWARD, _refuse(NO_COUNTERPART), _refuse(NO_COUNTERPART), inert=_none_or(0)),
     Parameter("presence_penalty", FORWARD, _refuse(NO_COUNTERPART), _refuse(NO_COUNTERPART), inert=_none_or(0)),
@@ -150,7 +150,7 @@ UNKNOWN = Parameter("(any other name)", FORWARD, _refuse("not an OpenAI paramete
                     _refuse("not an OpenAI parameter"))
 # The parameters the provider-neutral request (llm.types.ChatRequest) has no field of its own for: they
 # travel by name in ChatRequest.passthrough, for the table to decide on and the OpenAI adapter to send as
-# is (what the table refuses there, e.g. n > 1, never reaches it). In the table's order, so that a refusal
+# is (what the table refuses for a deployment never reaches it). In the table's order, so that a refusal
 # names the same parameter every time.
 _TYPED = frozenset({"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
                     "temperature", "top_p", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls",

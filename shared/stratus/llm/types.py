@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-# Completion.wire's keys: top-level fields, then "usage", "choice" and "message" objects of fields to merge.
+# Completion.wire's keys: top-level fields, then "usage", "choice" and "message" objects of fields to merge,
+# and "choices": the choices after the first (n > 1), as the provider sent them.
 WIRE_TOP = ("system_fingerprint", "service_tier")
 WIRE_USAGE = ("completion_tokens_details", "prompt_tokens_details")
 WIRE_CHOICE = ("logprobs",)

@@ -99,9 +99,10 @@ class OpenAIUpstream(Upstream):
         h.send_json(200, {
             "id": rid, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default"),
-            "choices": [{"index": 0, "logprobs": _logprobs(body, reply), "finish_reason": reply.finish,
+            "choices": [{"index": i, "logprobs": _logprobs(body, reply), "finish_reason": reply.finish,
                          "message": {"role": "assistant", "content": reply.text if not reply.tool_name else None,
-                                     "refusal": None, "annotations": [], "tool_calls": tool_calls}}],
+                                     "refusal": None, "annotations": [], "tool_calls": tool_calls}}
+                        for i in range(int(body.get("n") or 1))],  # n choices, all the same answer
             "usage": _usage(reply),
         }, {"x-request-id": rid})
 

@@ -113,6 +113,8 @@ def wire_fields(data: dict[str, Any], choice: dict[str, Any], message: dict[str,
         found = {k: source[k] for k in names if k in source}
         if found:
             wire[key] = found
+    if len(data.get("choices") or ()) > 1:  # n > 1
+        wire["choices"] = [c for c in data["choices"][1:] if isinstance(c, dict)]
     return wire
 
 
