@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratus import errors as domain
 from stratus.gateway import errors
+from stratus.llm.parameters import honouring as honour
 from stratus.llm.types import StreamChunk
 
 if TYPE_CHECKING:
@@ -290,10 +291,9 @@ def _deployments(conn: Connection, tenant_id: str, choice: ModelChoice, router: 
 def honouring(deployments: list[Deployment], parameters: dict[str, Any]) -> list[Deployment]:
     """The deployments that can honour every parameter the caller set (stratus.llm.parameters: the
     others are left out of this request's list); 400 naming the first parameter when none can."""
-    from stratus.llm.parameters import honouring as honour
-
-    values = parameters | parameters["passthrough"] if "passthrough" in parameters else parameters
-    kept, refused = honour(deployments, {k: v for k, v in values.items() if k != "passthrough"})
+    passthrough = parameters.get("passthrough")
+    values = {k: v for k, v in parameters.items() if k != "passthrough"} | passthrough if passthrough else parameters
+    kept, refused = honour(deployments, values)
     if refused is not None:
         raise errors.invalid_request(refused.message(), param=refused.parameter, code="unsupported_parameter")
     return kept

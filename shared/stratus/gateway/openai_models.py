@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from stratus.gateway import errors
-from stratus.llm.parameters import PASSTHROUGH
+from stratus.llm.parameters import PASSTHROUGH, PASSTHROUGH_SET
 from stratus.validation import INT4_MAX
 
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -171,7 +171,10 @@ class ChatCompletionRequest(BaseModel):
                   "parallel_tool_calls": self.parallel_tool_calls, "reasoning_effort": self.reasoning_effort,
                   "service_tier": self.service_tier, "safety_identifier": self.safety_identifier}
         out = {k: v for k, v in values.items() if v is not None}
-        passthrough = {name: value for name in PASSTHROUGH if (value := getattr(self, name, None)) is not None}
+        # Only the names the caller set (pydantic keeps them), in the table's order.
+        given = self.model_fields_set & PASSTHROUGH_SET
+        passthrough = {name: value for name in PASSTHROUGH if name in given and (value := getattr(self, name))
+                       is not None} if given else {}
         if self.model_extra:
             passthrough.update(self.model_extra)
         if passthrough:

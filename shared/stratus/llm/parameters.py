@@ -156,6 +156,7 @@ _TYPED = frozenset({"model", "messages", "stream", "stream_options", "max_tokens
                     "temperature", "top_p", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls",
                     "response_format", "user", "safety_identifier", "reasoning_effort", "service_tier"})
 PASSTHROUGH = tuple(p.name for p in PARAMETERS if p.name not in _TYPED)
+PASSTHROUGH_SET = frozenset(PASSTHROUGH)
 
 
 @dataclass(frozen=True)
@@ -169,12 +170,21 @@ class Refusal:
         return f"{self.parameter}: not supported by this model's {self.provider} deployments{why}"
 
 
+# Per provider, the names it honours for every model and value: the request path's fast path (a set lookup).
+HONOURED: dict[str, frozenset[str]] = {
+    provider: frozenset(p.name for p in PARAMETERS if p.rule(provider).handling != "refuse"
+                        and p.rule(provider).models is None) for provider in PROVIDERS}
+
+
 def refusal(provider: str, model: str, values: Mapping[str, Any]) -> Refusal | None:
     """The first of the caller's parameters (name -> value, as set) that a deployment of `provider` serving
     `model` cannot honour; None when it honours them all (the offline provider: always)."""
-    if provider not in PROVIDERS:
+    honoured = HONOURED.get(provider)
+    if honoured is None:
         return None
     for name, value in values.items():
+        if name in honoured:
+            continue
         parameter = TABLE.get(name, UNKNOWN)
         rule = parameter.rule(provider)
         if not rule.honours(model) and not parameter.inert(value):
