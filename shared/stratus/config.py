@@ -168,6 +168,9 @@ class Settings(BaseModel):
     # Plain chat completions consult the response cache only when asked (extra_body stratus.cache=true)
     # or when this is on; RAG answers always do unless asked not to.
     gateway_chat_cache: bool = False
+    # Request fields that are no OpenAI parameter (a client's extra_body) are forwarded to OpenAI-compatible
+    # deployments (refused by the others, stratus.llm.parameters); off: 400 unknown_parameter.
+    forward_unknown_parameters: bool = True
     # X-Ray tracing of the gateway (the template turns it on with Tracing: Active). The X-Ray SDK costs
     # ~400 ms of import, so it loads only when this is on, on the first invocation.
     tracing: bool = False

@@ -230,6 +230,11 @@ class StreamedAnswer:
     def start(self) -> None:
         self._first = next(self._chunks, None)
 
+    @property
+    def first(self) -> StreamChunk | None:
+        """The model's first chunk, once start() has waited for it (not yet past the rails)."""
+        return self._first
+
     def __iter__(self) -> Iterator[StreamChunk]:
         if self._first is not None:
             yield self._checked(self._first)

@@ -96,6 +96,17 @@ class Parameters(_Strict):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     user: Annotated[str, StringConstraints(max_length=256)] | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
+    safety_identifier: Annotated[str, StringConstraints(max_length=256)] | None = None
+    # The caller's other OpenAI parameters and unknown names, as sent (stratus.llm.parameters.PASSTHROUGH).
+    passthrough: dict[str, Any] | None = None
+
+    def caller_values(self) -> dict[str, Any]:
+        """Every parameter set, by its OpenAI name (what stratus.llm.parameters decides on)."""
+        values = {k: v for k, v in self if v is not None and k != "passthrough"}
+        return values | (self.passthrough or {})
 
 
 class RetrievalOptions(_Strict):
@@ -176,6 +187,7 @@ class GenerateResponse(BaseModel):
     chunk_ids: list[int] = []  # the passages the prompt was built from
     timings_ms: dict[str, float] = {}
     guard: GuardSummary | None = None  # the rails' verdicts (set by the output rails)
+    wire: dict[str, Any] = {}  # the provider's response fields passed through (llm.types.Completion.wire)
 
 
 _Model = TypeVar("_Model", bound=BaseModel)

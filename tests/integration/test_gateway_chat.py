@@ -216,14 +216,26 @@ def test_a_body_over_max_body_bytes_is_413_naming_the_limit(server: GatewayServe
     assert r.status_code == 413 and r.json()["error"]["param"] == "max_body_bytes"
 
 
-def test_a_body_that_fails_the_schema_is_400_naming_the_field(server: GatewayServer, tenant: tuple[str, str]) -> None:
+def test_a_body_that_fails_the_schema_is_400_naming_the_field(server: GatewayServer, tenant: tuple[str, str],
+                                                              settings: Settings, up: OpenAIUpstream) -> None:
     # OpenAI answers a schema mismatch with 400 (BadRequestError), never 422; the code says which kind.
     with pytest.raises(openai.BadRequestError) as caught:
         sdk(server, tenant[1]).chat.completions.create(model="fast", messages=[{"role": "wizard", "content": "hi"}])
     assert caught.value.param == "messages.0.role" and caught.value.code == "invalid_value"
-    with pytest.raises(openai.BadRequestError) as caught:
-        sdk(server, tenant[1]).chat.completions.create(model="fast", messages=ask("hi"), extra_body={"tempreature": 1})
-    assert caught.value.param == "tempreature" and caught.value.code == "unknown_parameter"
+    # A name that is no OpenAI parameter reaches an OpenAI-compatible upstream (the SDK's extra_body)...
+    sdk(server, tenant[1]).chat.completions.create(model="fast", messages=ask("hi"), extra_body={"tempreature": 1})
+    assert up.requests[-1].body["tempreature"] == 1
+    # ... unless forwarding them is off: then it is refused as unknown, as OpenAI refuses it.
+    from starlette.testclient import TestClient
+
+    from stratus.gateway.app import create_app
+
+    strict = settings.model_copy(update={"forward_unknown_parameters": False})
+    with TestClient(create_app(strict)) as client:
+        r = client.post("/v1/chat/completions", json={"model": "fast", "messages": ask("hi"), "tempreature": 1},
+                        headers={"Authorization": f"Bearer {tenant[1]}"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "tempreature" and r.json()["error"]["code"] == "unknown_parameter"
     with pytest.raises(openai.BadRequestError) as caught:
         sdk(server, tenant[1]).chat.completions.create(model="fast", messages=ask("hi"), temperature="hot")  # type: ignore[arg-type]
     assert caught.value.param == "temperature" and caught.value.code == "invalid_type"
@@ -236,8 +248,8 @@ def test_a_body_that_fails_the_schema_is_400_naming_the_field(server: GatewaySer
     ({"messages": ask("hi") * 9}, "messages"),
     ({"max_tokens": 5000}, "max_tokens"),
     ({"max_completion_tokens": 5000, "max_tokens": 10}, "max_completion_tokens"),
-    ({"n": 2}, "n"),
-    ({"logprobs": True}, "logprobs"),
+    ({"n": 2, "stream": True}, "n"),
+    ({"logprobs": True, "stream": True}, "logprobs"),
 ])
 def test_semantic_limits_are_400_naming_the_limit(server: GatewayServer, up: OpenAIUpstream,
                                                   tenant: tuple[str, str], extra: dict[str, Any], param: str) -> None:

@@ -38,17 +38,28 @@ def test_max_completion_tokens_wins_and_stop_becomes_a_list() -> None:
     assert body.parameters(body.output_limit) == {"max_tokens": 20, "stop": ["END"], "temperature": 0.5}
 
 
-def test_penalties_are_accepted_and_ignored_but_unknown_names_are_refused() -> None:
-    body = chat(presence_penalty=0.5, frequency_penalty=0.1, logit_bias={"1": 2}, parallel_tool_calls=True)
-    assert "presence_penalty" not in body.parameters(None)
-    with pytest.raises(pydantic.ValidationError) as caught:
-        chat(tempreature=1)
-    err = validation_error(caught.value.errors())
+def test_other_openai_parameters_and_unknown_names_travel_by_name_for_the_table_to_decide() -> None:
+    body = chat(presence_penalty=0.5, logit_bias={"1": 2}, parallel_tool_calls=False, reasoning_effort="low",
+                safety_identifier="u-1", top_k=40, stratus={"cache": False})
+    params = body.parameters(None)
+    assert params["parallel_tool_calls"] is False and params["reasoning_effort"] == "low"
+    assert params["safety_identifier"] == "u-1"
+    assert params["passthrough"] == {"presence_penalty": 0.5, "logit_bias": {"1": 2}, "top_k": 40}
+    assert "stratus" not in params["passthrough"]  # Stratus's own options are never forwarded
+    assert "passthrough" not in chat(temperature=0.1).parameters(None)
+
+
+def test_unknown_names_are_refused_when_forwarding_them_is_off() -> None:
+    chat(tempreature=1).refuse_unsupported(forward_unknown=True)
+    with pytest.raises(APIError) as caught:
+        chat(tempreature=1).refuse_unsupported(forward_unknown=False)
+    err = caught.value
     assert err.status == 400 and err.param == "tempreature" and err.code == "unknown_parameter"
 
 
-@pytest.mark.parametrize(("fields", "param"), [({"n": 3}, "n"), ({"logprobs": True}, "logprobs"),
-                                               ({"modalities": ["text", "audio"]}, "modalities"),
+@pytest.mark.parametrize(("fields", "param"), [({"logprobs": True, "stream": True}, "logprobs"),
+                                               ({"n": 2, "stream": True}, "n"),
+                                               ({"top_logprobs": 2, "stream": True}, "logprobs"),
                                                ({"stream_options": {"include_usage": True}}, "stream_options")])
 def test_what_cannot_be_delivered_is_400_naming_it(fields: dict[str, object], param: str) -> None:
     with pytest.raises(APIError) as caught:

@@ -56,10 +56,14 @@ class CacheScope:
 # The request fields besides the conversation that change what a model answers. `user` and `context`
 # are not here: `user` does not change the output, and the context has its own fingerprint.
 _OUTPUT_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "tools", "tool_choice", "response_format")
+# Added later: keyed only when set, so that the keys of requests without them stay what they were.
+_OUTPUT_PARAMS_WHEN_SET = ("parallel_tool_calls", "reasoning_effort", "service_tier", "passthrough")
 
 
 def params_hash(request: ChatRequest) -> str:
-    return _sha256("params/v1", _canonical_json({k: getattr(request, k) for k in _OUTPUT_PARAMS}))
+    values = {k: getattr(request, k) for k in _OUTPUT_PARAMS}
+    values.update({k: v for k in _OUTPUT_PARAMS_WHEN_SET if (v := getattr(request, k)) is not None})
+    return _sha256("params/v1", _canonical_json(values))
 
 
 def chunk_ref(chunk_id: int, document_version: int) -> str:

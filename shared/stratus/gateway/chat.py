@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratus import errors as domain
 from stratus.gateway import errors
+from stratus.llm.parameters import honouring as honour
 from stratus.llm.types import StreamChunk
 
 if TYPE_CHECKING:
@@ -56,10 +57,18 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def usage_object(usage: Usage) -> dict[str, Any]:
-    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens}}
+def usage_object(usage: Usage, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAI's usage; `details`, the provider's own completion_tokens_details / prompt_tokens_details
+    (Completion.wire["usage"]), pass through, with the cached count Stratus bills."""
+    out: dict[str, Any] = {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+                           "total_tokens": usage.input_tokens + usage.output_tokens,
+                           "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens}}
+    if details:
+        if isinstance(details.get("prompt_tokens_details"), dict):
+            out["prompt_tokens_details"] = details["prompt_tokens_details"] | out["prompt_tokens_details"]
+        if "completion_tokens_details" in details:
+            out["completion_tokens_details"] = details["completion_tokens_details"]
+    return out
 
 
 def citations_object(response: GenerateResponse) -> list[dict[str, Any]]:
@@ -77,8 +86,13 @@ def stratus_object(response: GenerateResponse, request_id: str, timings_ms: dict
 
 def completion_object(response: GenerateResponse, *, model: str, request_id: str,
                       timings_ms: dict[str, float]) -> dict[str, Any]:
-    """OpenAI's chat.completion for a GenerateResponse, plus `citations` and `stratus` extension fields."""
-    message: dict[str, Any] = {"role": "assistant", "content": response.text or None, "refusal": None}
+    """OpenAI's chat.completion for a GenerateResponse, plus `citations` and `stratus` extension fields.
+    The provider's own fields (response.wire: system_fingerprint, service_tier, usage details, logprobs,
+    refusal, annotations) pass through as it sent them; null (annotations: []) where it sent none."""
+    wire = response.wire
+    message: dict[str, Any] = {"role": "assistant", "content": response.text or None, "refusal": None,
+                               "annotations": []}
+    message.update(wire.get("message") or {})
     if response.tool_calls:
         message["tool_calls"] = [{"id": c.id, "type": "function",
                                   "function": {"name": c.name, "arguments": c.arguments}}
@@ -87,9 +101,10 @@ def completion_object(response: GenerateResponse, *, model: str, request_id: str
         message["content"] = ""
     return {
         "id": completion_id(), "object": "chat.completion", "created": int(time.time()), "model": model,
-        "system_fingerprint": None,
-        "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason, "logprobs": None}],
-        "usage": usage_object(response.usage),
+        "system_fingerprint": wire.get("system_fingerprint"), "service_tier": wire.get("service_tier"),
+        "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason,
+                     "logprobs": (wire.get("choice") or {}).get("logprobs")}, *wire.get("choices", ())],
+        "usage": usage_object(response.usage, wire.get("usage")),
         "citations": citations_object(response),
         "stratus": stratus_object(response, request_id, timings_ms),
     }
@@ -102,14 +117,24 @@ class ChunkWriter:
         self.id = completion_id()
         self.created = int(time.time())
         self.model = model
+        self.fingerprint: Any = None  # the provider's system_fingerprint and service_tier, from its first chunk
+        self.service_tier: Any = None
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "system_fingerprint": None, "choices": choices, **extra}
+                "system_fingerprint": self.fingerprint, "service_tier": self.service_tier, "choices": choices,
+                **extra}
 
-    def role(self) -> dict[str, Any]:
-        return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
-                             "logprobs": None}])
+    def role(self, first: StreamChunk | None = None) -> dict[str, Any]:
+        """The chunk that opens the assistant turn: content "" (and refusal null) before text, content null
+        before tool calls, as OpenAI sends them."""
+        delta: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+        if first is not None:
+            self.fingerprint = first.wire.get("system_fingerprint")
+            self.service_tier = first.wire.get("service_tier")
+            if first.tool_calls and not first.text:
+                delta = {"role": "assistant", "content": None}
+        return self._chunk([{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}])
 
     def delta(self, chunk: StreamChunk) -> dict[str, Any] | None:
         delta: dict[str, Any] = {}
@@ -128,8 +153,8 @@ class ChunkWriter:
                            citations=citations_object(response),
                            stratus=stratus_object(response, request_id, timings_ms))
 
-    def usage(self, usage: Usage) -> dict[str, Any]:
-        return self._chunk([], usage=usage_object(usage))
+    def usage(self, usage: Usage, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._chunk([], usage=usage_object(usage, details))
 
 
 def _tool_call_delta(d: ToolCallDelta) -> dict[str, Any]:
@@ -165,16 +190,19 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
     from stratus.gateway.context import admit_request, finish_task, raise_if_refused
     from stratus.generation.service import Known, get_router
 
-    body.refuse_unsupported()
+    body.refuse_unsupported(s.forward_unknown_parameters)
     check_limits(body, s)
+    parameters = body.parameters(body.output_limit)
     choice = parse_model_id(body.model)
     router = get_router(s)
     # One tenant transaction for the model's override and the admission (each round trip is latency);
     # a refusal commits like an admission (the decision changes nothing) and is raised after it.
     with tenant_transaction(who.tenant_id, conn):
         deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found: free
+        deployments = honouring(deployments, parameters)  # 400 unsupported_parameter: free
         prompt_key, prompt = _prompt(conn, body, choice, who, s)  # before admission: it holds no locks
         max_out = body.output_limit or min(max(d.max_output_tokens for d in deployments), s.max_output_tokens)
+        max_out *= body.n or 1  # n choices: each may use the whole limit
         prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
         if choice.mode == "rag":  # the retrieved passages join the prompt
             prompt_tokens += (body.stratus.k or s.retrieval_k) * s.chunk_max_tokens
@@ -182,7 +210,7 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
                                  max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s,
                                  in_transaction=True)
     raise_if_refused(ctx, decision)
-    task = _task(body, ctx, who, choice, s)
+    task = _task(body, ctx, who, choice, s, parameters)
     known = Known(tenant_exists=True, alias=choice.alias, deployments=deployments,  # the key's tenant exists
                   prompt_key=prompt_key, prompt=prompt)
     if choice.mode == "rag" and not body.stream:
@@ -260,6 +288,17 @@ def _deployments(conn: Connection, tenant_id: str, choice: ModelChoice, router: 
                                param="model", code="model_not_found") from None
 
 
+def honouring(deployments: list[Deployment], parameters: dict[str, Any]) -> list[Deployment]:
+    """The deployments that can honour every parameter the caller set (stratus.llm.parameters: the
+    others are left out of this request's list); 400 naming the first parameter when none can."""
+    passthrough = parameters.get("passthrough")
+    values = {k: v for k, v in parameters.items() if k != "passthrough"} | passthrough if passthrough else parameters
+    kept, refused = honour(deployments, values)
+    if refused is not None:
+        raise errors.invalid_request(refused.message(), param=refused.parameter, code="unsupported_parameter")
+    return kept
+
+
 def _prompt(conn: Connection, body: ChatCompletionRequest, choice: ModelChoice, who: Principal,
             s: Settings) -> tuple[Any, Any]:
     """Plain chat's prompt version, read in the request's admission transaction so that generation need
@@ -290,14 +329,14 @@ def _max_cost(deployments: list[Deployment], prompt_tokens: int, max_out: int) -
 
 
 def _task(body: ChatCompletionRequest, ctx: RequestContext, who: Principal, choice: ModelChoice,
-          s: Settings) -> GenerateTask:
+          s: Settings, parameters: dict[str, Any]) -> GenerateTask:
     from stratus.workflow_state import GenerateTask, parse_model
 
     messages = [m.as_domain() for m in body.messages]
     opts = body.stratus
     fields: dict[str, Any] = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "mode": choice.mode,
                               "messages": messages, "model": choice.alias, "cache": _use_cache(opts, choice, s),
-                              "parameters": body.parameters(body.output_limit),
+                              "parameters": parameters,
                               # No model call outlives the answer's budget, nor (on Lambda) the invocation.
                               "deadline_ms": ctx.deadline_ms(s.stream_deadline_s if body.stream
                                                              else s.generation_deadline_s)}
@@ -387,7 +426,7 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
     deadline_s = (task.deadline_ms or 0) / 1000
 
     def events() -> Generator[bytes, None, None]:
-        yield sse.event(writer.role())
+        yield sse.event(writer.role(answer.first))
         try:
             try:
                 for chunk in answer:
@@ -408,7 +447,7 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
                     yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id,
                                                  _timings(ctx, response)))
                     if body.include_usage:
-                        yield sse.event(writer.usage(response.usage))
+                        yield sse.event(writer.usage(response.usage, chunk.wire.get("usage")))
             except query.Blocked as blocked:
                 _guard_verdict(ctx, blocked.summary)  # raises: the block's error event below
             yield sse.DONE

@@ -1,13 +1,12 @@
 """The OpenAI request bodies the gateway accepts, validated at the edge.
 
-Policy for OpenAI parameters Stratus does not implement (documented in docs, tested):
-- sampling knobs that providers treat differently (presence_penalty, frequency_penalty, logit_bias,
-  parallel_tool_calls, store, metadata, service_tier, reasoning_effort, prediction) are accepted and
-  ignored, so clients written for OpenAI keep working;
-- parameters whose result Stratus cannot deliver are refused with 400 naming them: n > 1,
-  logprobs / top_logprobs, audio output;
-- names that are not OpenAI parameters at all are refused (400 `unknown_parameter`), so a typo does not pass silently.
-Stratus's own options travel in the `stratus` object (the SDK's `extra_body={"stratus": {...}}`).
+Every parameter of the chat-completions API is accepted here; what each provider does with it (forward,
+translate, or refuse with 400 naming it) is the one table in stratus.llm.parameters, applied to the
+model's deployments before admission (stratus.gateway.chat). Names that are no OpenAI parameter at all
+(a client's `extra_body`) are kept and forwarded to OpenAI-compatible upstreams unless
+settings.forward_unknown_parameters is off (then 400 `unknown_parameter`, as before).
+Stratus's own options travel in the `stratus` object (the SDK's `extra_body={"stratus": {...}}`), which is
+never forwarded.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from stratus.gateway import errors
+from stratus.llm.parameters import PASSTHROUGH, PASSTHROUGH_SET
 from stratus.validation import INT4_MAX
 
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -92,7 +92,10 @@ class StratusOptions(_Body):
     cache: bool | None = None
 
 
-class ChatCompletionRequest(_Body):
+class ChatCompletionRequest(BaseModel):
+    # Unknown names are kept (model_extra) and forwarded or refused by refuse_unsupported.
+    model_config = ConfigDict(extra="allow")
+
     model: ModelId
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     # Bounded by what admission's counters store (int4): a bigger limit is a 400, not a database error.
@@ -108,21 +111,30 @@ class ChatCompletionRequest(_Body):
     tool_choice: str | dict[str, Any] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, ge=1)
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    service_tier: Annotated[str, StringConstraints(max_length=32)] | None = None
+    safety_identifier: Annotated[str, StringConstraints(max_length=256)] | None = None
+    # Forwarded as is where the provider has them (stratus.llm.parameters.PASSTHROUGH); validated by it.
+    n: int | None = Field(default=None, ge=1, le=128)
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
-    # Accepted and ignored (see the module docstring).
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
-    parallel_tool_calls: bool | None = None
     store: bool | None = None
     metadata: dict[str, str] | None = None
-    service_tier: str | None = None
-    reasoning_effort: str | None = None
     prediction: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    prompt_cache_key: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    moderation: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
     stratus: StratusOptions = StratusOptions()
 
     @property
@@ -134,26 +146,42 @@ class ChatCompletionRequest(_Body):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
-    def refuse_unsupported(self) -> None:
-        """400 naming a parameter whose behaviour Stratus cannot deliver."""
-        if self.n not in (None, 1):
-            raise errors.invalid_request("n: only one choice per request is supported (n=1)", param="n",
-                                         code="unsupported_value")
-        if self.logprobs or self.top_logprobs:
-            raise errors.invalid_request("logprobs are not supported", param="logprobs", code="unsupported_value")
-        if self.audio is not None or (self.modalities and set(self.modalities) - {"text"}):
-            raise errors.invalid_request("only text output is supported", param="modalities",
+    def refuse_unsupported(self, forward_unknown: bool = True) -> None:
+        """400 naming a parameter Stratus cannot deliver whatever the provider, or an unknown one when
+        unknown names may not be forwarded (what each provider does is decided later, per deployment)."""
+        if self.model_extra and not forward_unknown:
+            name = next(iter(self.model_extra))
+            raise errors.schema_mismatch(f"invalid request body: {name}: Extra inputs are not permitted",
+                                         param=name, code="unknown_parameter")
+        if self.stream and self.n not in (None, 1):
+            raise errors.invalid_request("n: several choices are served on plain answers only; send stream: false",
+                                         param="n", code="unsupported_value")
+        if self.stream and (self.logprobs or self.top_logprobs):
+            raise errors.invalid_request("logprobs: not available on streamed answers (the output rails re-cut "
+                                         "the chunks); send stream: false", param="logprobs",
                                          code="unsupported_value")
         if self.stream_options is not None and not self.stream:
             raise errors.invalid_request("stream_options is only allowed with stream: true", param="stream_options")
 
     def parameters(self, max_tokens: int | None) -> dict[str, Any]:
-        """stratus.workflow_state.Parameters fields (unset ones come from the prompt)."""
+        """stratus.workflow_state.Parameters fields (unset ones come from the prompt): the typed ones, and
+        `passthrough`, the other OpenAI parameters and unknown names the caller set, under their names."""
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         values = {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p, "stop": stop,
                   "seed": self.seed, "tools": self.tools, "tool_choice": self.tool_choice,
-                  "response_format": self.response_format, "user": self.user}
-        return {k: v for k, v in values.items() if v is not None}
+                  "response_format": self.response_format, "user": self.user,
+                  "parallel_tool_calls": self.parallel_tool_calls, "reasoning_effort": self.reasoning_effort,
+                  "service_tier": self.service_tier, "safety_identifier": self.safety_identifier}
+        out = {k: v for k, v in values.items() if v is not None}
+        # Only the names the caller set (pydantic keeps them), in the table's order.
+        given = self.model_fields_set & PASSTHROUGH_SET
+        passthrough = {name: value for name in PASSTHROUGH if name in given and (value := getattr(self, name))
+                       is not None} if given else {}
+        if self.model_extra:
+            passthrough.update(self.model_extra)
+        if passthrough:
+            out["passthrough"] = passthrough
+        return out
 
     def prompt_chars(self) -> int:
         """Characters the model will read (text parts, tool calls, tool schemas): a token estimate's input."""

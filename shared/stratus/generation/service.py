@@ -142,10 +142,12 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
             else:  # an unknown model fails here, before any work
                 deployments = router.catalog.deployments_for(
                     alias, generation_rows.model_override(conn, task.tenant_id, alias))
+            deployments = _honouring(deployments, task)
             request = _chat_request(task, prompt, passages)
             step.annotate(prompt_version=prompt.version, model_alias=alias)
         timings["prompt"] = ms_since(t)
-        use_cache = s.cache_enabled and task.cache and not request.tools
+        # Parameters passed through unseen (logprobs, ...) shape a response the cache does not keep.
+        use_cache = s.cache_enabled and task.cache and not request.tools and not request.passthrough
         prep = Prepared(alias=alias, deployments=deployments, request=request, passages=passages, timings=timings,
                         started=started, use_cache=use_cache,
                         prompt_ref=PromptRef(name=prompt.name, version=prompt.version, hash=prompt.content_hash,
@@ -170,6 +172,22 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
                 step.annotate(cache_hit=prep.hit is not None, cache_kind=prep.hit.kind if prep.hit else None)
             timings["cache"] = round(ms_since(t) - timings.get("embed", 0.0), 3)
     return prep
+
+
+def _honouring(deployments: list[Deployment], task: GenerateTask) -> list[Deployment]:
+    """The deployments that can honour the caller's parameters (stratus.llm.parameters); InvalidInput
+    naming the first one no deployment honours."""
+    values = task.parameters.caller_values()
+    if not values:
+        return deployments
+    from stratus.llm.parameters import honouring
+
+    kept, refused = honouring(deployments, values)
+    if refused is not None:
+        from stratus.errors import InvalidInput
+
+        raise InvalidInput(refused.message(), field=refused.parameter)
+    return kept
 
 
 def cached_response(task: GenerateTask, prep: Prepared) -> GenerateResponse:
@@ -226,7 +244,7 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
         offline=completion.provider == "offline", prompt=prep.prompt_ref, usage=completion.usage,
         cost_usd=routed.cost_usd, cache=CacheInfo(status="miss" if prep.use_cache else "bypass"),
         attempts=[a.as_dict() for a in routed.attempts], chunk_ids=[p.chunk_id for p in prep.passages],
-        timings_ms=timings)
+        timings_ms=timings, wire=completion.wire)
     complete = completion.finish_reason == "stop" and not completion.tool_calls
     return _finish_or_defer(conn, s, task, response, prep.started, prep.store_args(complete, s), defer)
 

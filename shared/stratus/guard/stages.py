@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from stratus.guard import rails
 from stratus.guard.policy import GuardPolicy
-from stratus.workflow_state import GenerateResponse, GenerateTask, GuardSummary, QueryRequest
+from stratus.workflow_state import GenerateResponse, GenerateTask, GuardState, GuardSummary, QueryRequest
 
 _Request = TypeVar("_Request", bound=QueryRequest)
 
@@ -48,16 +48,43 @@ def guard_output(task: GenerateTask, response: GenerateResponse) -> GenerateResp
     text, state = rails.check_output(response.text, state, passages=passages, system_prompt=system_prompt(task))
     if state.blocked is not None:
         return blocked_response(response, state.summary())
-    update: dict[str, Any] = {"text": text, "guard": state.summary()}
+    wire = dict(response.wire)
+    if text != response.text:
+        # The provider's logprobs describe the text before the rails rewrote it: they would leak it.
+        wire.pop("choice", None)
+    if wire.get("choices"):  # n > 1: every other choice passes the same rails; one blocked blocks the answer
+        choices, state = _other_choices(wire["choices"], state, passages, system_prompt(task))
+        if state.blocked is not None:
+            return blocked_response(response, state.summary())
+        wire["choices"] = choices
+    update: dict[str, Any] = {"text": text, "guard": state.summary(), "wire": wire}
     if text != response.text:
         update["citations"] = citations_for(text, passages)
     return response.model_copy(update=update)
 
 
+def _other_choices(choices: list[dict[str, Any]], state: GuardState, passages: Any,
+                   system: str | None) -> tuple[list[dict[str, Any]], GuardState]:
+    """The choices after the first (Completion.wire["choices"]) through the output rails: a rewritten text
+    replaces the provider's and loses its logprobs."""
+    out = []
+    for choice in choices:
+        message = choice.get("message") or {}
+        text = message.get("content")
+        if isinstance(text, str) and text:
+            checked, state = rails.check_output(text, state, passages=passages, system_prompt=system)
+            if state.blocked is not None:
+                return [], state
+            if checked != text:
+                choice = choice | {"message": message | {"content": checked}, "logprobs": None}
+        out.append(choice)
+    return out, state
+
+
 def blocked_response(response: GenerateResponse, summary: GuardSummary) -> GenerateResponse:
     """What a blocked answer leaves: no text, no tool calls, the verdicts (usage and cost stay: the
     provider was paid)."""
-    return response.model_copy(update={"text": "", "tool_calls": [], "citations": [],
+    return response.model_copy(update={"text": "", "tool_calls": [], "citations": [], "wire": {},
                                        "finish_reason": "content_filter", "guard": summary})
 
 

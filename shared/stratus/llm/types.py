@@ -12,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+# Completion.wire's keys: top-level fields, then "usage", "choice" and "message" objects of fields to merge,
+# and "choices": the choices after the first (n > 1), as the provider sent them.
+WIRE_TOP = ("system_fingerprint", "service_tier")
+WIRE_USAGE = ("completion_tokens_details", "prompt_tokens_details")
+WIRE_CHOICE = ("logprobs",)
+WIRE_MESSAGE = ("refusal", "annotations")
 
 
 class _Model(BaseModel):
@@ -65,6 +71,13 @@ class ChatRequest(_Model):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
+    safety_identifier: str | None = None
+    # Other OpenAI parameters and unknown names the caller set, under their OpenAI names: sent as is to
+    # OpenAI-compatible upstreams (stratus.llm.parameters decides which providers may receive them).
+    passthrough: dict[str, Any] | None = None
     # The passages the prompt was built from. Hosted providers see them only as rendered prompt text;
     # the offline provider answers from them directly.
     context: list[ContextPassage] | None = None
@@ -88,6 +101,10 @@ class Completion(_Model):
     provider: str  # "openai", "anthropic", "bedrock", "offline"
     model: str  # the model id the provider reported (or was asked for)
     response_id: str | None = None
+    # Response fields an OpenAI-compatible upstream sent that Stratus passes through unchanged, in OpenAI's
+    # shapes (WIRE_FIELDS): system_fingerprint, service_tier, usage details, the choice's logprobs, the
+    # message's refusal and annotations.
+    wire: dict[str, Any] = {}
 
 
 class ToolCallDelta(_Model):
@@ -106,3 +123,5 @@ class StreamChunk(_Model):
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     model: str | None = None
+    # As Completion.wire: the top-level fields on the first chunk that has them, the usage details on the last.
+    wire: dict[str, Any] = {}

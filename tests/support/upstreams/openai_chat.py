@@ -51,9 +51,25 @@ def reply_for(body: dict[str, Any], cached_tokens: int = 0) -> Reply:
 
 
 def _usage(r: Reply) -> dict[str, Any]:
+    """As api.openai.com sends it, token details included."""
     return {"prompt_tokens": r.input_tokens, "completion_tokens": r.output_tokens,
             "total_tokens": r.input_tokens + r.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": r.cached_tokens}}
+            "prompt_tokens_details": {"cached_tokens": r.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+
+
+def _logprobs(body: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
+    """With `logprobs: true`: one entry per word of the answer (and `top_logprobs` alternatives each)."""
+    if not body.get("logprobs") or reply.tool_name:
+        return None
+    top = int(body.get("top_logprobs") or 0)
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {"content": [entry(w, -0.25) | {"top_logprobs": [entry(w, -0.25 * (k + 1)) for k in range(top)]}
+                        for w in reply.words()], "refusal": None}
 
 
 class OpenAIUpstream(Upstream):
@@ -82,10 +98,11 @@ class OpenAIUpstream(Upstream):
                            "function": {"name": reply.tool_name, "arguments": json.dumps(reply.tool_arguments)}}]
         h.send_json(200, {
             "id": rid, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": "fp_loopback",
-            "choices": [{"index": 0, "logprobs": None, "finish_reason": reply.finish,
+            "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default"),
+            "choices": [{"index": i, "logprobs": _logprobs(body, reply), "finish_reason": reply.finish,
                          "message": {"role": "assistant", "content": reply.text if not reply.tool_name else None,
-                                     "refusal": None, "tool_calls": tool_calls}}],
+                                     "refusal": None, "annotations": [], "tool_calls": tool_calls}}
+                        for i in range(int(body.get("n") or 1))],  # n choices, all the same answer
             "usage": _usage(reply),
         }, {"x-request-id": rid})
 
@@ -109,7 +126,7 @@ class OpenAIUpstream(Upstream):
                 fault: Fault | None) -> None:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": "fp_loopback"}
+                "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default")}
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             payload = base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}

@@ -38,3 +38,21 @@ def cached_usage(data: Any, deployment: Deployment, *, input_key: str, output_ke
     written = int(data.get(write_key) or 0)
     return Usage(input_tokens=data[input_key] + read + written, output_tokens=int(data.get(output_key) or 0),
                  cached_input_tokens=read)
+
+
+def thinking(effort: str, max_tokens: int) -> dict[str, Any]:
+    """OpenAI's reasoning_effort as Claude's extended-thinking config (stratus.llm.parameters.THINKING_BUDGETS):
+    "none" disables thinking; a budget is cut below max_tokens and refused when that leaves under the minimum."""
+    from stratus.llm.parameters import THINKING_BUDGETS, THINKING_MIN
+
+    if effort == "none":
+        return {"type": "disabled"}
+    if effort not in THINKING_BUDGETS:
+        raise e.InvalidRequest(f"reasoning_effort: {effort!r} is not one of none, {', '.join(THINKING_BUDGETS)}",
+                               field="reasoning_effort")
+    budget = min(THINKING_BUDGETS[effort], max_tokens - 1)
+    if budget < THINKING_MIN:
+        raise e.InvalidRequest(f"reasoning_effort: extended thinking needs a budget of at least {THINKING_MIN} "
+                               f"tokens below max_tokens ({max_tokens}); raise max_completion_tokens",
+                               field="reasoning_effort")
+    return {"type": "enabled", "budget_tokens": budget}

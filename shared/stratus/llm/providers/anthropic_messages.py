@@ -5,9 +5,13 @@ assistant tool calls become tool_use blocks, tool turns become tool_result block
 consecutive turns of one role are merged (the API wants user and assistant to alternate). A
 `json_schema` response_format becomes output_config.format (structured outputs).
 
-Not sent: `seed` (the Messages API has none), `json_object` response formats (no schema to give; asking
-for JSON is then the prompt's job), and `temperature`/`top_p`: the current Messages API and SDK no longer
-take sampling parameters, and sending them through extra_body would make the request fail.
+Translated (stratus.llm.parameters is the whole table): `stop` -> stop_sequences, `user` or
+`safety_identifier` -> metadata.user_id, `parallel_tool_calls=false` -> tool_choice.disable_parallel_tool_use,
+`reasoning_effort` -> an extended-thinking budget, `service_tier` auto/default -> auto/standard_only.
+A caller's `seed`, `temperature`, `top_p` and the other parameters the table refuses never reach this
+adapter (the deployment is left out); a prompt version's own `seed`, `temperature` and `top_p` are not sent:
+the current Messages API and SDK no longer take sampling parameters. A `json_object` response format is
+refused (there is no schema to give).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import httpx2
 
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
+from stratus.llm.parameters import ANTHROPIC_SERVICE_TIERS
 from stratus.llm.providers._classify import classify_sdk_error, describe, for_status, malformed, parse_arguments
 from stratus.llm.providers._clients import SdkClients, attempt_timeout, relay_stream
-from stratus.llm.providers._turns import append_turn, cached_usage, tool_result_id
+from stratus.llm.providers._turns import append_turn, cached_usage, thinking, tool_result_id
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
@@ -63,6 +68,15 @@ def _blocks(content: str | list[dict[str, Any]] | None, field: str) -> list[dict
     return blocks
 
 
+def _parallel(out: dict[str, Any], request: ChatRequest) -> dict[str, Any]:
+    """parallel_tool_calls=false: at most one tool call (tool_choice.disable_parallel_tool_use)."""
+    if request.parallel_tool_calls is False and "tools" in out:
+        choice = out.setdefault("tool_choice", {"type": "auto"})
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    return out
+
+
 def _tools(request: ChatRequest) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if request.tools:
@@ -92,8 +106,11 @@ def _tools(request: ChatRequest) -> dict[str, Any]:
 
 
 def _output_config(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not response_format or response_format.get("type") != "json_schema":
+    if not response_format or response_format.get("type") == "text":
         return None
+    if response_format.get("type") != "json_schema":
+        raise e.InvalidRequest(f"response_format: {response_format.get('type')!r} has no Anthropic counterpart; "
+                               "send a json_schema", field="response_format")
     schema = (response_format.get("json_schema") or {}).get("schema")
     if not isinstance(schema, dict):
         raise e.InvalidRequest("response_format.json_schema.schema: a JSON schema object is required",
@@ -123,10 +140,23 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
                               "max_tokens": request.max_tokens or deployment.max_output_tokens}
     if system:
         params["system"] = "\n\n".join(system)
-    optional = {"stop_sequences": request.stop, "metadata": {"user_id": request.user} if request.user else None,
-                "output_config": _output_config(request.response_format)}
+    user = request.safety_identifier or request.user
+    optional = {"stop_sequences": request.stop, "metadata": {"user_id": user} if user else None,
+                "output_config": _output_config(request.response_format),
+                "thinking": thinking(request.reasoning_effort, params["max_tokens"]) if request.reasoning_effort
+                else None,
+                "service_tier": _service_tier(request.service_tier)}
     params.update({k: v for k, v in optional.items() if v is not None})
-    return params | _tools(request)
+    return params | _parallel(_tools(request), request)
+
+
+def _service_tier(tier: str | None) -> str | None:
+    if tier is None:
+        return None
+    if tier not in ANTHROPIC_SERVICE_TIERS:
+        raise e.InvalidRequest(f"service_tier: {tier!r} has no Anthropic counterpart (auto, default)",
+                               field="service_tier")
+    return ANTHROPIC_SERVICE_TIERS[tier]
 
 
 def _usage(data: Any, deployment: Deployment) -> Usage:

@@ -3,8 +3,11 @@
 Translation from our (OpenAI-shaped) messages: system/developer turns become `system` blocks, assistant
 tool calls toolUse blocks, tool turns toolResult blocks in a user turn; consecutive turns of one role
 are merged (Converse wants user and assistant to alternate). Images must arrive as data: URLs (Converse
-takes bytes, not links). Not sent: `seed` and `response_format` (Converse has neither; asking for JSON
-is the prompt's job), and tool_choice "none" can only drop the tools when no earlier turn used one.
+takes bytes, not links). tool_choice "none" can only drop the tools when no earlier turn used one.
+`reasoning_effort` becomes Claude's extended-thinking config in additionalModelRequestFields (Claude models
+only). What Converse has no counterpart for (a caller's `seed`, `response_format`, `user`, ...) never
+reaches this adapter: stratus.llm.parameters leaves the deployment out; a prompt version's own `seed` is
+not sent.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from stratus.aws.bedrock import runtime_client
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
 from stratus.llm.providers._classify import classify_sdk_error, for_status, malformed, parse_arguments
-from stratus.llm.providers._turns import append_turn, cached_usage, tool_result_id
+from stratus.llm.providers._turns import append_turn, cached_usage, thinking, tool_result_id
 from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -119,7 +122,11 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
     params: dict[str, Any] = {"modelId": deployment.model, "messages": turns}
     if system:
         params["system"] = system
-    inference = {"maxTokens": request.max_tokens, "temperature": request.temperature, "topP": request.top_p,
+    max_tokens = request.max_tokens
+    if request.reasoning_effort:  # Claude on Bedrock takes Anthropic's thinking config as is
+        max_tokens = max_tokens or deployment.max_output_tokens
+        params["additionalModelRequestFields"] = {"thinking": thinking(request.reasoning_effort, max_tokens)}
+    inference = {"maxTokens": max_tokens, "temperature": request.temperature, "topP": request.top_p,
                  "stopSequences": request.stop}
     if any(v is not None for v in inference.values()):
         params["inferenceConfig"] = {k: v for k, v in inference.items() if v is not None}

@@ -16,7 +16,19 @@ from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment
 from stratus.llm.providers._classify import classify_sdk_error, describe, for_status, malformed
 from stratus.llm.providers._clients import SdkClients, attempt_timeout, relay_stream
-from stratus.llm.types import ChatRequest, Completion, FinishReason, StreamChunk, ToolCall, ToolCallDelta, Usage
+from stratus.llm.types import (
+    WIRE_CHOICE,
+    WIRE_MESSAGE,
+    WIRE_TOP,
+    WIRE_USAGE,
+    ChatRequest,
+    Completion,
+    FinishReason,
+    StreamChunk,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                                     "function_call": "tool_calls", "content_filter": "content_filter"}
@@ -42,9 +54,26 @@ def build_params(request: ChatRequest, deployment: Deployment) -> dict[str, Any]
         "max_completion_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
         "stop": request.stop, "seed": request.seed, "tools": request.tools, "tool_choice": request.tool_choice,
         "response_format": request.response_format, "user": request.user,
+        "parallel_tool_calls": request.parallel_tool_calls, "reasoning_effort": request.reasoning_effort,
+        "service_tier": request.service_tier, "safety_identifier": request.safety_identifier,
     }
     params.update({k: v for k, v in optional.items() if v is not None})
+    if request.passthrough:  # the caller's other OpenAI parameters and extra_body names, as sent
+        params.update({k: v for k, v in request.passthrough.items() if k not in params})
     return params
+
+
+# The SDK's named arguments of chat.completions.create; any other name goes in extra_body, as the SDK expects.
+_SDK_ARGUMENTS = frozenset(openai.types.chat.completion_create_params.CompletionCreateParamsBase.__annotations__) | {
+    "stream"}
+
+
+def sdk_arguments(params: dict[str, Any]) -> dict[str, Any]:
+    """build_params' body as chat.completions.create's arguments (unknown names under extra_body)."""
+    extra = {k: v for k, v in params.items() if k not in _SDK_ARGUMENTS}
+    if not extra:
+        return params
+    return {k: v for k, v in params.items() if k in _SDK_ARGUMENTS} | {"extra_body": extra}
 
 
 def _usage(data: Any, deployment: Deployment) -> Usage:
@@ -71,7 +100,22 @@ def parse_completion(data: Any, deployment: Deployment) -> Completion:
     return Completion(text=message.get("content") or "", tool_calls=calls,
                       finish_reason=_FINISH.get(choice["finish_reason"], "stop"),
                       usage=_usage(data.get("usage"), deployment), provider="openai",
-                      model=str(data.get("model") or deployment.model), response_id=data.get("id"))
+                      model=str(data.get("model") or deployment.model), response_id=data.get("id"),
+                      wire=wire_fields(data, choice, message))
+
+
+def wire_fields(data: dict[str, Any], choice: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """The response fields passed through unchanged (llm.types.WIRE_*), where the upstream sent them."""
+    wire: dict[str, Any] = {k: data[k] for k in WIRE_TOP if k in data}
+    usage = data.get("usage") or {}
+    for key, source, names in (("usage", usage, WIRE_USAGE), ("choice", choice, WIRE_CHOICE),
+                               ("message", message, WIRE_MESSAGE)):
+        found = {k: source[k] for k in names if k in source}
+        if found:
+            wire[key] = found
+    if len(data.get("choices") or ()) > 1:  # n > 1
+        wire["choices"] = [c for c in data["choices"][1:] if isinstance(c, dict)]
+    return wire
 
 
 class StreamAssembler:
@@ -83,11 +127,17 @@ class StreamAssembler:
         self.finish: FinishReason | None = None
         self.usage: Usage | None = None
         self.model: str | None = None
+        self.wire: dict[str, Any] = {}  # the top-level response fields (WIRE_TOP), from the first chunk
+        self.wire_sent = False
+        self.details: dict[str, Any] = {}  # the usage chunk's token details (WIRE_USAGE)
 
     def feed(self, data: dict[str, Any]) -> StreamChunk | None:
         self.model = self.model or data.get("model")
+        if not self.wire_sent:
+            self.wire.update({k: data[k] for k in WIRE_TOP if k in data and k not in self.wire})
         if data.get("usage"):
             self.usage = _usage(data["usage"], self.deployment)
+            self.details = {k: data["usage"][k] for k in WIRE_USAGE if k in data["usage"]}
         choices = data.get("choices") or []
         if not choices:
             return None
@@ -98,14 +148,21 @@ class StreamAssembler:
                                arguments=(c.get("function") or {}).get("arguments") or "")
                  for c in delta.get("tool_calls") or []]
         text = delta.get("content") or ""
-        return StreamChunk(text=text, tool_calls=calls) if text or calls else None
+        if not (text or calls):
+            return None
+        if self.wire_sent:
+            return StreamChunk(text=text, tool_calls=calls)
+        self.wire_sent = True
+        return StreamChunk(text=text, tool_calls=calls, wire=self.wire)
 
     def final(self) -> StreamChunk:
         if self.finish is None or self.usage is None:
             missing = "finish_reason" if self.finish is None else "the usage chunk"
             raise e.StreamInterrupted(f"{self.deployment.name}: stream ended before {missing}",
                                       deployment=self.deployment.name)
-        return StreamChunk(finish_reason=self.finish, usage=self.usage, model=self.model or self.deployment.model)
+        wire = {"usage": self.details} if self.details else {}
+        return StreamChunk(finish_reason=self.finish, usage=self.usage, model=self.model or self.deployment.model,
+                           wire=wire)
 
 
 # No connection; or, mid-stream (timeouts included), a stream that broke.
@@ -159,7 +216,7 @@ class OpenAIProvider:
         params = build_params(request, deployment) | {"stream": True, "stream_options": {"include_usage": True}}
         try:
             events = self._client(deployment).chat.completions.create(
-                **params, timeout=attempt_timeout(openai.Timeout, timeout))
+                **sdk_arguments(params), timeout=attempt_timeout(openai.Timeout, timeout))
         except _CAUGHT as err:
             raise classify(err, deployment) from err
         yield from relay_stream(events, StreamAssembler(deployment), deployment, broken=_TRANSPORT, caught=_CAUGHT,
