@@ -139,12 +139,14 @@ def dense_statement(model: str, scope: ChunkScope) -> tuple[sql.Composed, dict[s
         raise Unsupported(f"no vector index for embedding model {model!r}", field="embedding_model")
     filters, params = scope.clauses()
     vec = sql.SQL("(c.embedding::vector({d}))").format(d=sql.SQL(str(dims)))
+    # MATERIALIZED: otherwise the planner takes the index's output as already sorted (an incremental sort
+    # on a "presorted" key) and stops after `limit` rows, which undoes the over-fetch.
     query = sql.SQL(
-        "SELECT id, distance FROM ("
+        "WITH candidates AS MATERIALIZED ("
         "SELECT c.id, {vec} <=> %(qvec)s::vector({d}) AS distance FROM chunks c"
         " WHERE c.embedding_model = {model} AND c.tenant_id = %(tenant)s{filters}"
         " ORDER BY {vec} <=> %(qvec)s::vector({d}) LIMIT %(fetch)s"
-        ") candidates ORDER BY distance, id LIMIT %(limit)s"
+        ") SELECT id, distance FROM candidates ORDER BY distance, id LIMIT %(limit)s"
     ).format(vec=vec, d=sql.SQL(str(dims)), model=sql.Literal(model), filters=filters)
     return query, params
 
