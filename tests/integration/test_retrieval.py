@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from psycopg import sql
 
 from stratus.config import load_settings
 from stratus.db import chunks as chunk_store
@@ -167,7 +168,7 @@ def test_filters_still_return_k_results_with_iterative_scans(db, pg_url: str, te
             # Control: without iterative scans, a small ef_search finds fewer than k rows that pass the filter.
             query, params = chunk_store.dense_statement(MODEL, en_only)
             db.execute("SET LOCAL hnsw.iterative_scan = off; SET LOCAL hnsw.ef_search = 10")
-            params.update(qvec=query_vec, tenant=tenant_id, limit=10, fetch=10)
+            params.update(qvec=query_vec, tenant=tenant_id, fetch=10)
             assert len(db.execute(query, params).fetchall()) < 10
         # When we retrieve through the service (iterative scans on) with the same tiny ef_search
         for filters in ({"document_ids": [wanted]}, {"source_key_prefix": "guides/"}, {"metadata": {"lang": "en"}}):
@@ -209,6 +210,11 @@ def test_dense_search_under_a_restrictive_filter_matches_exact_search(db, pg_url
     try:
         with tenant_transaction(tenant_id, db):
             assert "chunks_embedding_minilm" in chunk_store.explain_dense(db, tenant_id, MODEL, scope)
+            # The index's relaxed-order output is never taken as presorted: all `fetch` rows reach the sort
+            statement, params = chunk_store.dense_statement(MODEL, scope)
+            params.update(qvec=query, tenant=tenant_id, fetch=30)
+            plan = "\n".join(r[0] for r in db.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall())
+            assert "chunks_embedding_minilm" in plan and "Sort" not in plan, plan
             exact = db.execute(
                 "SELECT id, embedding <=> %s::vector FROM chunks WHERE tenant_id = %s AND metadata @> %s"
                 " ORDER BY 2, id LIMIT 10", [query, tenant_id, '{"section": "s7"}']).fetchall()

@@ -131,22 +131,19 @@ def bm25_search(
 def dense_statement(model: str, scope: ChunkScope) -> tuple[sql.Composed, dict[str, object]]:
     """The nearest-neighbour query, written so the planner can prove the partial HNSW index applies.
 
-    The inner query walks the index for `fetch` candidates (at least `limit`); the outer one sorts them by
-    their exact distance and keeps `limit`. A relaxed-order scan emits rows only roughly by distance, so
-    fetching a few more than asked for and sorting them is what turns its speed into recall."""
+    It takes `fetch` candidates from the index; dense_search() sorts them by their exact distance and keeps
+    the `limit` asked for. The sort is not left to SQL: the planner treats the index's output as already
+    in distance order (an outer ORDER BY becomes an incremental sort on a "presorted" key that stops after
+    `limit` rows, even through a MATERIALIZED CTE), which a relaxed-order scan does not guarantee."""
     dims = DENSE_INDEXES.get(model)
     if dims is None:
         raise Unsupported(f"no vector index for embedding model {model!r}", field="embedding_model")
     filters, params = scope.clauses()
     vec = sql.SQL("(c.embedding::vector({d}))").format(d=sql.SQL(str(dims)))
-    # MATERIALIZED: otherwise the planner takes the index's output as already sorted (an incremental sort
-    # on a "presorted" key) and stops after `limit` rows, which undoes the over-fetch.
     query = sql.SQL(
-        "WITH candidates AS MATERIALIZED ("
         "SELECT c.id, {vec} <=> %(qvec)s::vector({d}) AS distance FROM chunks c"
         " WHERE c.embedding_model = {model} AND c.tenant_id = %(tenant)s{filters}"
         " ORDER BY {vec} <=> %(qvec)s::vector({d}) LIMIT %(fetch)s"
-        ") SELECT id, distance FROM candidates ORDER BY distance, id LIMIT %(limit)s"
     ).format(vec=vec, d=sql.SQL(str(dims)), model=sql.Literal(model), filters=filters)
     return query, params
 
@@ -188,15 +185,16 @@ def dense_search(
         " set_config('hnsw.max_scan_tuples', %s, true)",
         [scan.iterative_scan, str(int(scan.ef_search)), str(int(scan.max_scan_tuples))],
     )
-    params.update(qvec=np.asarray(vector, dtype=np.float32), tenant=tenant_id, limit=int(limit),
-                  fetch=max(int(limit), int(scan.fetch)))
-    return [(int(r[0]), float(r[1])) for r in conn.execute(query, params).fetchall()]
+    params.update(qvec=np.asarray(vector, dtype=np.float32), tenant=tenant_id, fetch=max(int(limit), int(scan.fetch)))
+    rows = [(int(r[0]), float(r[1])) for r in conn.execute(query, params).fetchall()]
+    rows.sort(key=lambda r: (r[1], r[0]))  # relaxed order: the exact order over every candidate
+    return rows[: int(limit)]
 
 
 def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope) -> str:
     """EXPLAIN of the dense query (tests and operators check that the HNSW index is used)."""
     query, params = dense_statement(model, scope)
-    params.update(qvec=np.full(DENSE_INDEXES[model], 0.05, dtype=np.float32), tenant=tenant_id, limit=10, fetch=10)
+    params.update(qvec=np.full(DENSE_INDEXES[model], 0.05, dtype=np.float32), tenant=tenant_id, fetch=10)
     rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
     return "\n".join(r[0] for r in rows)
 
