@@ -81,7 +81,7 @@ class Settings(BaseModel):
     retrieval_candidates: int = Field(default=50, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
     # How the dense query walks the HNSW index (stratus.db.chunks.HnswScan; docs/retrieval.md, "Dense").
-    hnsw_ef_search: int = Field(default=300, ge=10, le=1000)
+    hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
     hnsw_iterative_scan: Literal["off", "relaxed_order", "strict_order"] = "relaxed_order"
     hnsw_max_scan_tuples: int = Field(default=20_000, ge=100, le=10_000_000)
     hnsw_fetch: int = Field(default=50, ge=1, le=1000)

@@ -1,8 +1,8 @@
 -- The MiniLM HNSW index is rebuilt with ef_construction = 128 (0001 built it with 64). At 100k chunks
--- the graph built with 64 left recall@10 at 0.92-0.94 even at ef_search = 200, and no query-time
--- setting (strict or relaxed iterative scans, fetching more candidates and re-sorting them) moved it:
--- the neighbours it missed were never reached. Built with 128, the same query finds them (recall@10
--- >= 0.95 with tenant and metadata filters; docs/retrieval.md, "Dense"), for about twice the build time.
+-- the graph built with 64 left recall@10 at 0.92-0.94 at ef_search = 200 (strict ordering was no
+-- better) and needed ef_search = 400 to pass 0.95 without a metadata filter. Built with 128 it reaches
+-- >= 0.98 with tenant and metadata filters at ef_search = 200 (docs/retrieval.md, "Dense"), for about
+-- twice the build time; 200 gained nothing more.
 -- m stays 16: the index size (and so what must stay in memory) does not change.
 --
 -- The new index is built beside the old one and swapped in the same transaction: searches keep using
