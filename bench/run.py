@@ -3,7 +3,9 @@
     python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical]   (default: all)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
-scaled retrieval tables. The embedded PostgreSQL used here is private to the run and deleted after.
+scaled retrieval tables, whose chunks are embedded for real on the first run (110k texts for the default
+sizes: hours on 2 cores) and cached in .stratus/embedding-cache/ for every later run.
+The embedded PostgreSQL used here is private to the run and deleted after.
 `gateway` installs its peer (the LiteLLM proxy) into .stratus/peers/ on first use; offline it records why
 that part was skipped.
 """

@@ -85,9 +85,11 @@ class Settings(BaseModel):
     fusion: Literal["convex", "rrf"] = "convex"
     fusion_lexical_weight: float = Field(default=0.25, ge=0, le=1)
     rrf_k: int = Field(default=60, ge=1)
-    # Recall/latency knob: at 100k chunks recall@10 was 0.83 / 0.92 / 0.96 at 100 / 200 / 400 for about
-    # 8 / 10 / 14 ms (bench/results/retrieval_scale.json); raise it where recall matters more than time.
+    # How the dense query walks the HNSW index (stratus.db.chunks.HnswScan; docs/retrieval.md, "Dense").
     hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
+    hnsw_iterative_scan: Literal["off", "relaxed_order", "strict_order"] = "relaxed_order"
+    hnsw_max_scan_tuples: int = Field(default=20_000, ge=100, le=10_000_000)
+    hnsw_fetch: int = Field(default=50, ge=1, le=1000)
     # Chosen on evals/retrieval/ (k1 0.9-2.0 x b 0.3-0.9), reported on evals/retrieval-stdlib/:
     # docs/retrieval.md. Short chunks with a title/heading prefix favour strong length normalisation.
     bm25_k1: float = Field(default=1.5, ge=0)

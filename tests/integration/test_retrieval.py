@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from psycopg import sql
 
 from stratus.config import load_settings
 from stratus.db import chunks as chunk_store
@@ -173,7 +174,7 @@ def test_filters_still_return_k_results_with_iterative_scans(db, pg_url: str, te
             # Control: without iterative scans, a small ef_search finds fewer than k rows that pass the filter.
             query, params = chunk_store.dense_statement(MODEL, en_only)
             db.execute("SET LOCAL hnsw.iterative_scan = off; SET LOCAL hnsw.ef_search = 10")
-            params.update(qvec=query_vec, tenant=tenant_id, limit=10)
+            params.update(qvec=query_vec, tenant=tenant_id, fetch=10)
             assert len(db.execute(query, params).fetchall()) < 10
         # When we retrieve through the service (iterative scans on) with the same tiny ef_search
         for filters in ({"document_ids": [wanted]}, {"source_key_prefix": "guides/"}, {"metadata": {"lang": "en"}}):
@@ -194,6 +195,60 @@ def test_filters_still_return_k_results_with_iterative_scans(db, pg_url: str, te
     assert _ask(db, tenant_id, "keys", filters={"source_key_prefix": "nope/"}).hits == []
     assert _ask(db, tenant_id, "keys", filters={"metadata": {"lang": "de"}}).hits == []
     assert _ask(db, tenant_id, "keys", filters={"source_key_prefix": "guides/%"}).hits == []  # % is literal
+
+
+def test_dense_search_under_a_restrictive_filter_matches_exact_search(db, pg_url: str, tenant_id: str) -> None:
+    # Given two tenants sharing the HNSW index, and one section in ten of this tenant's chunks tagged
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(20, 384)).astype(np.float32)
+    vectors = centres[rng.integers(0, 20, size=1200)] + rng.normal(0, 0.3, size=(1200, 384)).astype(np.float32)
+    other = f"t-{uuid.uuid4().hex[:12]}"
+    _store(db, other, "bulk.txt", [f"theirs {i}" for i in range(600)], vectors=vectors[:600])
+    for s in range(10):
+        _store(db, tenant_id, f"section-{s}.txt", [f"mine {s}.{i}" for i in range(60)],
+               vectors=vectors[600 + s * 60:600 + (s + 1) * 60], metadata={"section": f"s{s}"})
+    _analyze(pg_url)
+    query = centres[3] + rng.normal(0, 0.3, size=384).astype(np.float32)
+    scope = chunk_store.ChunkScope(metadata={"section": "s7"})
+    # Steer the planner to the HNSW path, as a large tenant gets it.
+    db.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+    db.commit()
+    try:
+        with tenant_transaction(tenant_id, db):
+            assert "chunks_embedding_minilm" in chunk_store.explain_dense(db, tenant_id, MODEL, scope)
+            # The index's relaxed-order output is never taken as presorted: all `fetch` rows reach the sort
+            statement, params = chunk_store.dense_statement(MODEL, scope)
+            params.update(qvec=query, tenant=tenant_id, fetch=30)
+            plan = "\n".join(r[0] for r in db.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall())
+            assert "chunks_embedding_minilm" in plan and "Sort" not in plan, plan
+            exact = db.execute(
+                "SELECT id, embedding <=> %s::vector FROM chunks WHERE tenant_id = %s AND metadata @> %s"
+                " ORDER BY 2, id LIMIT 10", [query, tenant_id, '{"section": "s7"}']).fetchall()
+            for mode in ("relaxed_order", "strict_order"):
+                # When the dense query runs with a small candidate list under the filter
+                scan = chunk_store.HnswScan(ef_search=20, iterative_scan=mode, fetch=30)
+                rows = chunk_store.dense_search(db, tenant_id, query, MODEL, scope, limit=10, scan=scan)
+                # Then it returns k rows, all inside the filter, nearest first, the same as an exact scan
+                assert len(rows) == 10, mode
+                assert [r[0] for r in rows] == [r[0] for r in exact], mode
+                assert [r[1] for r in rows] == pytest.approx([r[1] for r in exact], abs=1e-5)
+            # And the settings it ran with are the transaction's own (nothing leaks to the session)
+            assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "20"
+        assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"
+    finally:
+        db.rollback()
+        db.execute("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort")
+        db.commit()
+
+
+def test_hnsw_scan_settings_come_from_configuration() -> None:
+    from stratus.retrieval.dense import scan_settings
+
+    scan = scan_settings(load_settings(hnsw_ef_search=64, hnsw_iterative_scan="strict_order",
+                                       hnsw_max_scan_tuples=5000, hnsw_fetch=80))
+    assert scan == chunk_store.HnswScan(ef_search=64, iterative_scan="strict_order", max_scan_tuples=5000, fetch=80)
+    with pytest.raises(ValueError, match="iterative_scan"):
+        chunk_store.HnswScan(iterative_scan="sideways")
 
 
 def test_dense_query_uses_the_hnsw_index(db, pg_url: str, tenant_id: str) -> None:

@@ -223,7 +223,12 @@ def bm25_score(
 
 
 def dense_statement(model: str, scope: ChunkScope) -> tuple[sql.Composed, dict[str, object]]:
-    """The nearest-neighbour query, written so the planner can prove the partial HNSW index applies."""
+    """The nearest-neighbour query, written so the planner can prove the partial HNSW index applies.
+
+    It takes `fetch` candidates from the index; dense_search() sorts them by their exact distance and keeps
+    the `limit` asked for. The sort is not left to SQL: the planner treats the index's output as already
+    in distance order (an outer ORDER BY becomes an incremental sort on a "presorted" key that stops after
+    `limit` rows, even through a MATERIALIZED CTE), which a relaxed-order scan does not guarantee."""
     dims = DENSE_INDEXES.get(model)
     if dims is None:
         raise Unsupported(f"no vector index for embedding model {model!r}", field="embedding_model")
@@ -232,9 +237,28 @@ def dense_statement(model: str, scope: ChunkScope) -> tuple[sql.Composed, dict[s
     query = sql.SQL(
         "SELECT c.id, {vec} <=> %(qvec)s::vector({d}) AS distance FROM chunks c"
         " WHERE c.embedding_model = {model} AND c.tenant_id = %(tenant)s{filters}"
-        " ORDER BY {vec} <=> %(qvec)s::vector({d}) LIMIT %(limit)s"
+        " ORDER BY {vec} <=> %(qvec)s::vector({d}) LIMIT %(fetch)s"
     ).format(vec=vec, d=sql.SQL(str(dims)), model=sql.Literal(model), filters=filters)
     return query, params
+
+
+@dataclass(frozen=True)
+class HnswScan:
+    """How a dense query walks the HNSW index (pgvector's session settings, set per transaction).
+
+    ef_search: the candidate list per pass; iterative_scan: 'relaxed_order' (keep scanning until enough
+    rows pass the filters, emitted roughly by distance), 'strict_order' (the same, exactly by distance) or
+    'off'; max_scan_tuples: where an iterative scan gives up; fetch: candidates taken from the index
+    before the exact re-sort (never fewer than the rows asked for)."""
+
+    ef_search: int = 100
+    iterative_scan: str = "relaxed_order"
+    max_scan_tuples: int = 20_000
+    fetch: int = 50
+
+    def __post_init__(self) -> None:
+        if self.iterative_scan not in ("off", "relaxed_order", "strict_order"):
+            raise ValueError(f"hnsw iterative_scan {self.iterative_scan!r}")
 
 
 def dense_search(
@@ -245,24 +269,26 @@ def dense_search(
     scope: ChunkScope,
     *,
     limit: int,
-    ef_search: int,
+    scan: HnswScan,
 ) -> list[tuple[int, float]]:
-    """Top `limit` (chunk id, cosine distance), nearest first."""
+    """Top `limit` (chunk id, cosine distance), nearest first (ties by id)."""
     query, params = dense_statement(model, scope)
-    # Iterative scans keep walking the graph until `limit` rows pass the tenant/metadata filters.
-    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(int(ef_search))])
-    params.update(qvec=np.asarray(vector, dtype=np.float32), tenant=tenant_id, limit=int(limit))
+    # Iterative scans keep walking the graph until enough rows pass the tenant/metadata filters.
+    conn.execute(
+        "SELECT set_config('hnsw.iterative_scan', %s, true), set_config('hnsw.ef_search', %s, true),"
+        " set_config('hnsw.max_scan_tuples', %s, true)",
+        [scan.iterative_scan, str(int(scan.ef_search)), str(int(scan.max_scan_tuples))],
+    )
+    params.update(qvec=np.asarray(vector, dtype=np.float32), tenant=tenant_id, fetch=max(int(limit), int(scan.fetch)))
     rows = [(int(r[0]), float(r[1])) for r in conn.execute(query, params).fetchall()]
-    # relaxed_order may return neighbours slightly out of order.
-    rows.sort(key=lambda r: (r[1], r[0]))
-    return rows
+    rows.sort(key=lambda r: (r[1], r[0]))  # relaxed order: the exact order over every candidate
+    return rows[: int(limit)]
 
 
 def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope) -> str:
     """EXPLAIN of the dense query (tests and operators check that the HNSW index is used)."""
     query, params = dense_statement(model, scope)
-    params.update(qvec=np.full(DENSE_INDEXES[model], 0.05, dtype=np.float32), tenant=tenant_id, limit=10)
+    params.update(qvec=np.full(DENSE_INDEXES[model], 0.05, dtype=np.float32), tenant=tenant_id, fetch=10)
     rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
     return "\n".join(r[0] for r in rows)
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from stratus.config import Settings
 from stratus.db import chunks as chunk_store
-from stratus.db.chunks import ChunkScope
+from stratus.db.chunks import ChunkScope, HnswScan
+
+
+def scan_settings(settings: Settings) -> HnswScan:
+    """How the HNSW index is walked, from configuration (docs/retrieval.md has the measurements)."""
+    return HnswScan(ef_search=settings.hnsw_ef_search, iterative_scan=settings.hnsw_iterative_scan,
+                    max_scan_tuples=settings.hnsw_max_scan_tuples, fetch=settings.hnsw_fetch)
 
 
 def search(
@@ -16,8 +23,8 @@ def search(
     scope: ChunkScope,
     *,
     limit: int,
-    ef_search: int,
+    scan: HnswScan,
 ) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity), most similar first."""
-    rows = chunk_store.dense_search(conn, tenant_id, vector, model, scope, limit=limit, ef_search=ef_search)
+    rows = chunk_store.dense_search(conn, tenant_id, vector, model, scope, limit=limit, scan=scan)
     return [(cid, 1.0 - distance) for cid, distance in rows]

@@ -92,7 +92,7 @@ def retrieve(
             with _timed(timings, "dense") as step:
                 rankings["dense"] = dense.search(
                     tx, request.tenant_id, vector, settings.embedding_model, scope, limit=depth,
-                    ef_search=settings.hnsw_ef_search,
+                    scan=dense.scan_settings(settings),
                 )
                 step.annotate(candidates=len(rankings["dense"]))
         with _timed(timings, "fuse", "fusion"):
