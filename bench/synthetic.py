@@ -25,6 +25,7 @@ import numpy as np
 import psycopg
 
 from stratus import lexical_analysis
+from stratus.db import documents
 from stratus.db.connection import tenant_transaction
 from stratus.embeddings import Embedder
 
@@ -122,9 +123,10 @@ def embed_cached(embedder: Embedder, texts: list[str], *, batch: int = 32, shard
 
 
 def load_table(admin_url: str, tenant_id: str, texts: list[str], vectors: np.ndarray,
-               sections: list[int]) -> None:
-    """Bulk-load chunks for `tenant_id` (as the table owner) with BM25 statistics; the HNSW index is
-    dropped first and built again by build_index() once every tenant is loaded."""
+               sections: list[int], *, postings: bool = True) -> None:
+    """Bulk-load chunks for `tenant_id` (as the table owner) with BM25 statistics and, unless `postings` is
+    False (a caller that times the rebuild itself), its lexical impact postings; the HNSW index is dropped
+    first and built again by build_index() once every tenant is loaded."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("INSERT INTO tenants (id) VALUES (%s) ON CONFLICT DO NOTHING", [tenant_id])
         doc_id = uuid.uuid4()
@@ -156,3 +158,6 @@ def load_table(admin_url: str, tenant_id: str, texts: list[str], vectors: np.nda
             "INSERT INTO lexical_terms (tenant_id, term, df) SELECT %s, u.lexeme, count(*)"
             " FROM chunks c, unnest(c.lexemes) u WHERE c.tenant_id = %s GROUP BY u.lexeme",
             [tenant_id, tenant_id])
+        if postings:
+            with conn.transaction():
+                documents.rebuild_postings(conn, tenant_id)

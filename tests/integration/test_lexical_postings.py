@@ -20,7 +20,7 @@ from stratus.db.records import ChunkDraft, SourceObject
 from stratus.retrieval import lexical
 
 MODEL = "all-MiniLM-L6-v2-int8"
-K1, B = 1.2, 0.75
+K1, B = 1.5, 0.9  # the configured defaults (STRATUS_BM25_K1/B), at which ingestion builds the postings
 # Made-up words (no stop words among them), Zipf-distributed: a few in most chunks, a long tail.
 WORDS = [f"{a}{b}{c}ex" for a in "bdfgklmnprstvz" for b in ("al", "or", "un", "ip") for c in "kmt"]
 

@@ -153,7 +153,8 @@ def test_stored_impact_bound_holds_for_any_length_when_avgdl_grows() -> None:
 
 
 def test_impacts_are_used_only_when_they_can_answer_exactly() -> None:
-    stats = LexicalStats(chunk_count=10, avg_length=5.0, df={"a": 1}, impact_avgdl=5.0)
+    stats = LexicalStats(chunk_count=10, avg_length=5.0, df={"a": 1}, impact_k1=1.2, impact_b=0.75,
+                         impact_avgdl=5.0)
     assert lexical.uses_impacts(stats, ChunkScope(), k1=1.2, b=0.75)
     assert lexical.uses_impacts(stats, ChunkScope(metadata={"x": 1}), k1=1.2, b=0.75)
     assert not lexical.uses_impacts(stats, ChunkScope(document_ids=["d"]), k1=1.2, b=0.75)

@@ -15,8 +15,8 @@
 -- transaction finds a chunk's postings again by (tenant, term, impact) and deletes them without a
 -- second index on chunk_id.
 ALTER TABLE lexical_stats
-  ADD COLUMN impact_k1     double precision NOT NULL DEFAULT 1.2,
-  ADD COLUMN impact_b      double precision NOT NULL DEFAULT 0.75,
+  ADD COLUMN impact_k1     double precision NOT NULL DEFAULT 1.5,   -- set from STRATUS_BM25_K1/B at each
+  ADD COLUMN impact_b      double precision NOT NULL DEFAULT 0.9,   -- rebuild; these are the defaults
   ADD COLUMN impact_avgdl  double precision;   -- NULL until the tenant's first postings are written
 
 CREATE TABLE lexical_postings (

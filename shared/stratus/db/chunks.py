@@ -50,8 +50,8 @@ class LexicalStats:
     avg_length: float
     df: dict[str, int]  # only the terms asked for that occur in the tenant's corpus
     # The reference parameters of the tenant's impact postings (migration 0011); avgdl None: no postings.
-    impact_k1: float = 1.2
-    impact_b: float = 0.75
+    impact_k1: float = 1.5
+    impact_b: float = 0.9
     impact_avgdl: float | None = None
 
 

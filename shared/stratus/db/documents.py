@@ -129,18 +129,27 @@ def _remove_postings(conn: psycopg.Connection, document_id: str, version: int) -
     )
 
 
-def rebuild_postings(conn: psycopg.Connection, tenant_id: str) -> int:
-    """Rewrite the tenant's postings at its current average length (after a bulk load, or to end drift).
+def rebuild_postings(conn: psycopg.Connection, tenant_id: str, *, k1: float | None = None,
+                     b: float | None = None) -> int:
+    """Rewrite the tenant's postings at its current average length and at `k1`/`b` (default: the
+    configured STRATUS_BM25_K1/B, which queries must use for the postings to serve them): after a bulk
+    load, to end drift, or after the BM25 parameters changed.
 
     Takes the tenant's statistics lock like ingestion (the caller's transaction holds it to the end);
     returns the number of postings written.
     """
+    if k1 is None or b is None:
+        from stratus.config import get_settings
+
+        settings = get_settings()
+        k1 = settings.bm25_k1 if k1 is None else k1
+        b = settings.bm25_b if b is None else b
     _lock_tenant_stats(conn, tenant_id)
     conn.execute("DELETE FROM lexical_postings WHERE tenant_id = %s", [tenant_id])
     conn.execute(
-        "UPDATE lexical_stats SET impact_avgdl = CASE WHEN chunk_count > 0"
+        "UPDATE lexical_stats SET impact_k1 = %s, impact_b = %s, impact_avgdl = CASE WHEN chunk_count > 0"
         " THEN greatest(total_length, 1)::float8 / chunk_count END WHERE tenant_id = %s",
-        [tenant_id],
+        [float(k1), float(b), tenant_id],
     )
     cur = conn.execute(
         f"INSERT INTO lexical_postings (tenant_id, term, impact, chunk_id) {_POSTINGS}"
