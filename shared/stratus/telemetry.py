@@ -64,10 +64,7 @@ def configure(service: str, settings: Settings | None = None) -> Any:
         endpoint = traces_endpoint(s)
         if endpoint is None:
             return None
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        provider = new_provider(s, service)
-        provider.add_span_processor(BatchSpanProcessor(LazyOTLPExporter(endpoint)))
+        provider = exporting_provider(s, service, endpoint)
         from opentelemetry import trace
 
         trace.set_tracer_provider(provider)
@@ -75,6 +72,15 @@ def configure(service: str, settings: Settings | None = None) -> Any:
         _provider = provider
         log.info("OpenTelemetry traces to %s (sampler %s)", endpoint, s.otel_traces_sampler)
         return provider
+
+
+def exporting_provider(settings: Settings, service: str, endpoint: str) -> Any:
+    """A TracerProvider that batches its spans to the OTLP/HTTP `endpoint` (not installed anywhere)."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = new_provider(settings, service)
+    provider.add_span_processor(BatchSpanProcessor(lazy_otlp_exporter(endpoint)))
+    return provider
 
 
 def new_provider(settings: Settings, service: str) -> Any:
@@ -131,27 +137,32 @@ def reset() -> None:
         spans.use(None)
 
 
-class LazyOTLPExporter:
+def lazy_otlp_exporter(endpoint: str) -> Any:
     """The OTLP/HTTP (protobuf) span exporter, imported and made on the first export (on the batch
     processor's worker thread), so a cold start does not pay for protobuf and requests."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self._exporter: Any = None
+    class LazyOTLPExporter(SpanExporter):
+        def __init__(self) -> None:
+            self.endpoint = endpoint
+            self._exporter: Any = None
 
-    def _get(self) -> Any:
-        if self._exporter is None:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        def _get(self) -> Any:
+            if self._exporter is None:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            self._exporter = OTLPSpanExporter(endpoint=self.endpoint)
-        return self._exporter
+                self._exporter = OTLPSpanExporter(endpoint=self.endpoint)
+            return self._exporter
 
-    def export(self, batch: Sequence[Any]) -> Any:
-        return self._get().export(batch)
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            result: SpanExportResult = self._get().export(spans)
+            return result
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True if self._exporter is None else bool(self._exporter.force_flush(timeout_millis))
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return True if self._exporter is None else bool(self._exporter.force_flush(timeout_millis))
 
-    def shutdown(self) -> None:
-        if self._exporter is not None:
-            self._exporter.shutdown()
+        def shutdown(self) -> None:
+            if self._exporter is not None:
+                self._exporter.shutdown()
+
+    return LazyOTLPExporter()

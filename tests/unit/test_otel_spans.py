@@ -117,9 +117,9 @@ def test_w3c_context_out_and_back_in(exporter: InMemorySpanExporter) -> None:
 
 
 def test_a_task_invocation_continues_the_workflow_inputs_trace_context(exporter: InMemorySpanExporter) -> None:
-    from stratus.observability import Observability
-
     from aws_lambda_powertools import Logger, Metrics
+
+    from stratus.observability import Observability
 
     obs = Observability("guard", logger=Logger(service="guard"), metrics=Metrics(namespace="T"), tracer=None,
                         emit_metrics=False)
