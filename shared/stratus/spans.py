@@ -234,6 +234,11 @@ def carrier() -> dict[str, str]:
     return out
 
 
+def sqs_message_attributes() -> dict[str, dict[str, str]]:
+    """`carrier()` as SQS MessageAttributes (for send_message), which the ingest consumer continues."""
+    return {k: {"DataType": "String", "StringValue": v} for k, v in carrier().items()}
+
+
 def context_from(headers: Mapping[str, str]) -> Any:
     """An OpenTelemetry Context whose parent is the `traceparent` (+ `tracestate`) in `headers` (lower-case
     keys), or None when there is none or it is malformed (the span then starts a trace of its own)."""

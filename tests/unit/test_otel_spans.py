@@ -199,3 +199,49 @@ def test_configure_reads_the_standard_variables() -> None:
     provider = telemetry.new_provider(load_settings(otel_service_name="my-gw"), "gateway")
     assert provider.resource.attributes["service.name"] == "my-gw"
     assert provider.resource.attributes["stratus.function"] == "gateway"
+
+
+def test_an_sqs_message_continues_its_senders_trace(exporter: InMemorySpanExporter) -> None:
+    import json
+
+    from stratus.ingest.consumer import process_sqs_batch
+
+    with spans.span("upload"):
+        attributes = spans.sqs_message_attributes()
+    (sender,) = exporter.get_finished_spans()
+
+    def record(message_id: str, message_attributes: dict[str, Any]) -> dict[str, Any]:
+        # an S3 test event: parsed and ignored, so no database is needed
+        return {"messageId": message_id, "receiptHandle": "r", "eventSource": "aws:sqs", "attributes": {},
+                "body": json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"}),
+                "messageAttributes": message_attributes, "eventSourceARN": "arn:aws:sqs:eu-west-1:1:q"}
+
+    # SQS hands the consumer the attributes a sender set, in its own (lower-case) shape
+    carried = {k: {"stringValue": v["StringValue"], "dataType": "String"} for k, v in attributes.items()}
+    response, _ = process_sqs_batch({"Records": [record("m1", carried), record("m2", {})]})
+    assert response == {"batchItemFailures": []}
+    messages = {dict(s.attributes or {})["stratus.message_id"]: s for s in exporter.get_finished_spans()
+                if s.name == "message"}
+    assert messages["m1"].context.trace_id == sender.context.trace_id
+    assert messages["m1"].parent is not None and messages["m1"].parent.span_id == sender.context.span_id
+    assert messages["m2"].context.trace_id != sender.context.trace_id and messages["m2"].parent is None
+
+
+def test_prompt_and_completion_text_only_after_the_pii_rail_redacted_them() -> None:
+    import json
+
+    from stratus.generation.service import content_attributes
+    from stratus.llm.types import ChatRequest, Message
+    from stratus.workflow_state import GenerateTask, GuardState, Verdict, new_query
+
+    query = new_query("Mail <EMAIL_1> about it", "acme", mode="chat").model_dump(mode="json")
+    request = ChatRequest(messages=[Message(role="user", content="Mail <EMAIL_1> about it")])
+    unguarded = GenerateTask.model_validate(query)
+    assert content_attributes(unguarded, request, "Done.") == {"stratus.content_omitted": "pii_rail_not_run"}
+    guard = GuardState(policy={}, verdicts=[Verdict(rail="pii", stage="input", action="redact", score=0.9)],
+                       vault={"<EMAIL_1>": "jane@example.com"})
+    guarded = GenerateTask.model_validate({**query, "guard": guard.model_dump(mode="json")})
+    attributes = content_attributes(guarded, request, "Sent to <EMAIL_1>.")
+    assert json.loads(attributes["gen_ai.input.messages"]) == [{"role": "user", "content": "Mail <EMAIL_1> about it"}]
+    assert json.loads(attributes["gen_ai.output.messages"])[0]["content"] == "Sent to <EMAIL_1>."
+    assert "jane@example.com" not in json.dumps(attributes)  # the vault never reaches a span
