@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -245,3 +246,31 @@ def test_prompt_and_completion_text_only_after_the_pii_rail_redacted_them() -> N
     assert json.loads(attributes["gen_ai.input.messages"]) == [{"role": "user", "content": "Mail <EMAIL_1> about it"}]
     assert json.loads(attributes["gen_ai.output.messages"])[0]["content"] == "Sent to <EMAIL_1>."
     assert "jane@example.com" not in json.dumps(attributes)  # the vault never reaches a span
+
+
+def test_a_web_invocation_flushes_its_spans_after_the_response_is_complete(exporter: InMemorySpanExporter,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from stratus import telemetry
+    from stratus.lambda_web import LambdaInvocations
+    from tests.unit.test_lambda_web import FakeObs
+
+    events: list[str] = []
+    monkeypatch.setattr(telemetry, "flush", lambda timeout_ms=0: events.append("flush") or True)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        with spans.span("work"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append(message["type"])
+
+    header = json.dumps({"request_id": "inv-1", "deadline": int(time.time() * 1000) + 30_000}).encode()
+    scope = {"type": "http", "path": "/x", "headers": [(b"x-amzn-lambda-context", header)]}
+    invocations = LambdaInvocations(app, FakeObs(), request_id=lambda given: "req-1")
+    asyncio.run(invocations(scope, None, send))
+    # the response went out whole before the spans were flushed (Lambda may freeze the process after it)
+    assert events == ["http.response.start", "http.response.body", "flush"]
