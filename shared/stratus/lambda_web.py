@@ -99,7 +99,8 @@ class LambdaInvocations:
             await send(message)
 
         try:
-            with self.obs.step("handler", route=scope.get("path", ""), request_id=rid):
+            # X-Ray's `## handler`; in OpenTelemetry the gateway's request span (GatewayMiddleware) is the root.
+            with self.obs.step("handler", otel=False, route=scope.get("path", ""), request_id=rid):
                 await self.app(scope, receive, send_status)
         finally:
             self.obs.count(f"Responses{status // 100}xx")

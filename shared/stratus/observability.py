@@ -82,10 +82,11 @@ class Observability:
         return decorate
 
     @contextmanager
-    def step(self, name: str, **annotations: spans.Annotation) -> Iterator[spans.Span]:
-        """A named subsegment around one step of the work (no-op without tracing)."""
+    def step(self, name: str, *, otel: bool = True, **annotations: spans.Annotation) -> Iterator[spans.Span]:
+        """A named subsegment (and OpenTelemetry span, unless `otel` is False) around one step of the work
+        (no-op without tracing)."""
         provider = self.tracer.provider if self.tracer is not None else None
-        with spans.open_span(provider, name, annotations) as opened:
+        with spans.open_span(provider, name, annotations, otel=otel) as opened:
             yield opened
 
     def annotate(self, **annotations: spans.Annotation) -> None:

@@ -154,9 +154,10 @@ def span(name: str, **annotations: Annotation) -> Iterator[Span]:
 
 
 @contextmanager
-def open_span(provider: Any, name: str, annotations: dict[str, Annotation]) -> Iterator[Span]:
-    """`span` through a given X-Ray provider (Observability.step passes its own Tracer's)."""
-    tracer = _tracer
+def open_span(provider: Any, name: str, annotations: dict[str, Annotation], *, otel: bool = True) -> Iterator[Span]:
+    """`span` through a given X-Ray provider (Observability.step passes its own Tracer's); `otel=False`
+    records the subsegment only (the gateway's `## handler`, whose OTel counterpart is the request span)."""
+    tracer = _tracer if otel else None
     if provider is None and tracer is None:
         yield _OFF
         return

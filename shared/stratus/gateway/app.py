@@ -41,7 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Stratus", version=VERSION, openapi_url="/openapi.json",
                   description="OpenAI-compatible LLM gateway with retrieval-augmented answers, per tenant.",
                   # Every path, query and body string is checked for NUL and lone surrogates (edge.py).
-                  dependencies=[Depends(edge.check_text)])
+                  dependencies=[Depends(edge.check_text)],
+                  # The request's span is GatewayMiddleware's (stratus.spans: it reads the caller's traceparent and
+                  # returns the gateway's); FastAPI's own spans would be a second server span beside it.
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = s
     for router in (models.router, chat.router, embeddings.router, documents.router, admin.router):
         app.include_router(router)
