@@ -162,18 +162,19 @@ def open_span(provider: Any, name: str, annotations: dict[str, Annotation], *, o
         yield _OFF
         return
     with ExitStack() as stack:
-        otel = subsegment = None
+        opened: Any = None
+        subsegment: Any = None
         if tracer is not None:
             from opentelemetry.trace import SpanKind
 
             kind = SpanKind.CLIENT if name in CLIENT_SPANS else SpanKind.INTERNAL
             # An exception inside is recorded on the span (and its status set to error), then re-raised.
-            otel = stack.enter_context(tracer.start_as_current_span(name, kind=kind,
-                                                                    attributes=attributes_of(annotations)))
+            opened = stack.enter_context(tracer.start_as_current_span(name, kind=kind,
+                                                                      attributes=attributes_of(annotations)))
         if provider is not None:
             subsegment = stack.enter_context(provider.in_subsegment(f"## {name}"))
             _put(subsegment, annotations)
-        yield Span(subsegment, otel)
+        yield Span(subsegment, opened)
 
 
 @contextmanager
