@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stratus-installed
 ENV ?= dev
 
-.PHONY: venv tools chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda fuzz lint bench soak build deploy clean
+.PHONY: venv tools phoenix chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda fuzz lint bench soak build deploy clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,19 @@ $(TOOLS_STAMP): requirements-tools.txt
 	$(TOOLS)/bin/pip install -q -r requirements-tools.txt
 	touch $(TOOLS_STAMP)
 
+# Arize Phoenix in its own virtualenv, from the pinned requirements-phoenix.txt: the real OTLP backend
+# tests/integration/test_otel_backend.py starts, sends the gateway's traces to and reads them back from.
+PHOENIX := .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX)/.stratus-installed
+
+phoenix: $(PHOENIX_STAMP)
+
+$(PHOENIX_STAMP): requirements-phoenix.txt
+	test -x $(PHOENIX)/bin/python || $(PY) -m venv $(PHOENIX)
+	$(PHOENIX)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(PHOENIX)/bin/pip install -q -r requirements-phoenix.txt
+	touch $(PHOENIX_STAMP)
+
 dev: venv
 	$(BIN)/stratus dev
 
@@ -53,14 +66,14 @@ pgbouncer:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
 	  $$SUDO apt-get install -y -q pgbouncer || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q pgbouncer; }; }
 
-test: venv tools chromium pgbouncer
+test: venv tools phoenix chromium pgbouncer
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 test-unit: venv
 	$(BIN)/pytest -q -m unit
 
-test-integration: venv pgbouncer
+test-integration: venv phoenix pgbouncer
 	$(BIN)/pytest -q -m integration
 
 test-infra: venv tools

@@ -17,7 +17,9 @@ obs = observe("retrieve")  # a bad configuration fails at cold start, naming the
 @obs.handler(correlation_id=lambda event: event.get("request_id"))
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # InvalidInput (naming the field) propagates: the state machine's Catch routes it.
-    request = parse_request(event)
+    # The workflow's trace context is the handler's (Observability.handler continues it), not retrieval's.
+    request = parse_request({k: v for k, v in event.items() if k != "trace_context"} if isinstance(event, dict)
+                            else event)
     obs.annotate(tenant_id=request.tenant_id, request_id=request.request_id, mode=request.mode)
     response = retrieve(request)  # a subsegment per stage: embed_query, filters, lexical, dense, fusion...
     obs.annotate(hits=len(response.hits))

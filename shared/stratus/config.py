@@ -26,6 +26,14 @@ ENV_NAMES = {
     "aws_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
     "openai_api_key": ("STRATUS_OPENAI_API_KEY", "OPENAI_API_KEY"),
     "anthropic_api_key": ("STRATUS_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+    # OpenTelemetry's standard variables (the SDK reads the exporter's others itself: headers, timeout,
+    # compression, certificate; stratus.telemetry).
+    "otel_endpoint": ("OTEL_EXPORTER_OTLP_ENDPOINT",),
+    "otel_traces_endpoint": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",),
+    "otel_service_name": ("OTEL_SERVICE_NAME",),
+    "otel_traces_sampler": ("OTEL_TRACES_SAMPLER",),
+    "otel_traces_sampler_arg": ("OTEL_TRACES_SAMPLER_ARG",),
+    "otel_sdk_disabled": ("OTEL_SDK_DISABLED",),
 }
 
 
@@ -176,6 +184,18 @@ class Settings(BaseModel):
     # X-Ray tracing of the gateway (the template turns it on with Tracing: Active). The X-Ray SDK costs
     # ~400 ms of import, so it loads only when this is on, on the first invocation.
     tracing: bool = False
+    # OpenTelemetry traces over OTLP/HTTP (stratus.telemetry, docs/observability.md): on when an endpoint is
+    # set. OTEL_EXPORTER_OTLP_ENDPOINT is a base URL (/v1/traces is appended); the TRACES one is used as is.
+    otel_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    otel_traces_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    otel_service_name: str | None = None  # default: stratus-<function> (stratus-gateway, stratus-ingest...)
+    otel_traces_sampler: Literal["always_on", "always_off", "traceidratio", "parentbased_always_on",
+                                 "parentbased_always_off", "parentbased_traceidratio"] = "parentbased_always_on"
+    otel_traces_sampler_arg: float = Field(default=1.0, ge=0, le=1)  # the ratio of the traceidratio samplers
+    otel_sdk_disabled: bool = False
+    # Prompt and completion text on the model spans (gen_ai.input.messages, gen_ai.output.messages), PII-
+    # redacted; off by default: spans are then ids, names, counts and flags only.
+    trace_content: bool = False
     # CloudWatch metrics as embedded-metric-format log lines (on in the template; off locally, where
     # stdout belongs to the commands).
     emit_metrics: bool = False

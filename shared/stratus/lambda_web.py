@@ -11,19 +11,23 @@ gives a plain handler's invocation:
   X-Ray SDK's Lambda context finds the invocation's segment, and the request traced as `## handler`;
 - the invocation's deadline in `scope["state"]["deadline_at"]` (epoch seconds), so the app can end its
   work, and a stream, before Lambda ends the environment;
-- the response's status class counted, and the metrics flushed, once the response is complete.
+- the response's status class counted, and the metrics and OpenTelemetry spans flushed, once the response
+  is complete (the process may be frozen after it).
 
 Without the header (local mode, tests) the app runs as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from stratus import spans, telemetry
 
 LAMBDA_CONTEXT_HEADER = b"x-amzn-lambda-context"
 TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
@@ -95,11 +99,14 @@ class LambdaInvocations:
             await send(message)
 
         try:
-            with self.obs.step("handler", route=scope.get("path", ""), request_id=rid):
+            # X-Ray's `## handler`; in OpenTelemetry the gateway's request span (GatewayMiddleware) is the root.
+            with self.obs.step("handler", otel=False, route=scope.get("path", ""), request_id=rid):
                 await self.app(scope, receive, send_status)
         finally:
             self.obs.count(f"Responses{status // 100}xx")
             self.obs.flush_metrics()
+            if spans.otel_enabled():  # the response is complete: the invocation's spans leave now
+                await asyncio.to_thread(telemetry.flush)
 
     def _decide_request_id(self, scope: dict[str, Any]) -> str:
         headers = [(k, v) for k, v in scope.get("headers", ()) if k != self.request_id_header]

@@ -13,6 +13,11 @@ handler runs inside Powertools' `capture_lambda_handler` subsegment, `obs.step(n
 subsegment per step, and the library's own steps (`stratus.spans.span`, e.g. retrieval's lexical and dense
 searches, each provider attempt) record theirs through the same Tracer, which `observe` installs there.
 Off, the X-Ray SDK is never imported (it costs ~250 ms of cold start) and spans are no-ops.
+
+OpenTelemetry (stratus.telemetry) is on when an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT): each
+invocation is a SERVER span named after the function, a child of the W3C trace context the event carries
+(the query workflow's `trace_context`, in the state or in a guard event's `state`), with the library's spans
+under it; the batch is flushed when the handler has returned (docs/observability.md).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
-from stratus import spans
+from stratus import spans, telemetry
 from stratus.config import get_settings
 
 NAMESPACE = "Stratus"
@@ -51,7 +56,13 @@ class Observability:
             def run(event: Any, context: Any) -> Any:
                 if correlation_id is not None:
                     self.logger.set_correlation_id(_safe(correlation_id, event))
-                return fn(event, context)
+                if not spans.otel_enabled():
+                    return fn(event, context)
+                try:
+                    with spans.continued(trace_context_of(event)), spans.server_span(self.service):
+                        return fn(event, context)
+                finally:
+                    telemetry.flush()  # the invocation's spans leave before Lambda may freeze the process
 
             injected = self.logger.inject_lambda_context(run, clear_state=True)
 
@@ -71,10 +82,11 @@ class Observability:
         return decorate
 
     @contextmanager
-    def step(self, name: str, **annotations: spans.Annotation) -> Iterator[spans.Span]:
-        """A named subsegment around one step of the work (no-op without tracing)."""
+    def step(self, name: str, *, otel: bool = True, **annotations: spans.Annotation) -> Iterator[spans.Span]:
+        """A named subsegment (and OpenTelemetry span, unless `otel` is False) around one step of the work
+        (no-op without tracing)."""
         provider = self.tracer.provider if self.tracer is not None else None
-        with spans.open_span(provider, name, annotations) as opened:
+        with spans.open_span(provider, name, annotations, otel=otel) as opened:
             yield opened
 
     def annotate(self, **annotations: spans.Annotation) -> None:
@@ -95,6 +107,18 @@ class Observability:
             self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+def trace_context_of(event: Any) -> dict[str, str] | None:
+    """The W3C trace context a workflow task's event carries: the state's `trace_context` (a guard event's
+    is in its `state`)."""
+    if not isinstance(event, dict):
+        return None
+    for holder in (event, event.get("state")):
+        if isinstance(holder, dict) and isinstance(holder.get("trace_context"), dict):
+            carried = holder["trace_context"]
+            return {k: v for k, v in carried.items() if isinstance(k, str) and isinstance(v, str)}
+    return None
+
+
 def _safe(extract: Callable[[Any], str | None], event: Any) -> str | None:
     try:
         value = extract(event)
@@ -109,6 +133,7 @@ def observe(service: str) -> Observability:
     logger = Logger(service=service, level=settings.log_level)
     copy_config_to_registered_loggers(source_logger=logger, include={"stratus"})  # library logs as JSON too
     metrics = Metrics(namespace=NAMESPACE, service=service)
+    telemetry.configure(service, settings)  # OpenTelemetry, when an OTLP endpoint is set
     tracer = None
     if settings.tracing:
         from aws_lambda_powertools import Tracer  # imports the X-Ray SDK

@@ -78,6 +78,7 @@ class GuardState(GuardSummary):
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]{0,63}$")]
 QueryMode = Literal["rag", "chat"]
+TraceContext = dict[Literal["traceparent", "tracestate"], Annotated[str, StringConstraints(max_length=512)]]
 
 
 class _Strict(BaseModel):
@@ -135,6 +136,10 @@ class QueryRequest(_Strict):
     # When the caller stops waiting (epoch milliseconds): no task calls a provider past it. None: the
     # task's own deadline setting only.
     deadline_ms: int | None = Field(default=None, ge=0)
+    # The caller's W3C trace context (traceparent, tracestate), set by stratus.aws.workflows.run_workflow:
+    # each task's invocation span continues it, so a request and its workflow are one trace. Always present
+    # in the state ({} when untraced): the Retrieve task's Parameters read it by path.
+    trace_context: TraceContext = {}
 
 
 class GenerateTask(QueryRequest):

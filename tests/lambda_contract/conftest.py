@@ -33,6 +33,7 @@ import pytest
 
 from tests.lambda_contract.api_gateway import RestApiStage
 from tests.lambda_contract.environment import build_layers, build_runtime
+from tests.lambda_contract.otlp import OTLPCollector
 from tests.lambda_contract.process import FunctionProcess, ProcessBackedFunction
 from tests.lambda_contract.stack import CACHE, FUNCTIONS, ROOT, deploy_migrations, function_processes
 from tests.lambda_contract.xray import XRayCollector
@@ -53,6 +54,14 @@ def xray() -> Iterator[XRayCollector]:
 
 
 @pytest.fixture(scope="session")
+def otlp() -> Iterator[OTLPCollector]:
+    """Where every function's OpenTelemetry spans go (OTEL_EXPORTER_OTLP_ENDPOINT)."""
+    collector = OTLPCollector().start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="session")
 def upstream() -> Iterator[OpenAIUpstream]:
     """The provider behind the gateway's `fast` alias; tests set `chunk_interval_s` to slow its streams."""
     with OpenAIUpstream() as up:
@@ -63,8 +72,9 @@ def upstream() -> Iterator[OpenAIUpstream]:
 # start their own stack can run after it in the same session.
 @pytest.fixture(scope="package")
 def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict[str, Any],
-                   xray: XRayCollector, upstream: OpenAIUpstream) -> Iterator[Any]:
-    """The local stack with every template function running in its own RIC process."""
+                   xray: XRayCollector, upstream: OpenAIUpstream, otlp: OTLPCollector) -> Iterator[Any]:
+    """The local stack with every template function running in its own RIC process, exporting its
+    OpenTelemetry spans to the loopback OTLP receiver."""
     from stratus.config import load_settings
     from stratus_tools.local import lambdas
     from stratus_tools.local.stack import LocalStack
@@ -78,8 +88,11 @@ def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict
     with LocalStack(settings, parameters={"Stage": "dev"}, retry_delay_s=1) as stack, \
             pgbouncer(stack.database_url, pool_size=4) as pooler:
         stack.pooler = pooler
+        tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url}
+        extra = {name: dict(tracing) for name in FUNCTIONS}
+        extra["GatewayFunction"].update(_gateway_provider(stack, upstream, data))
         processes = function_processes(stack, pooler, template, lambda_builds, FUNCTIONS, xray_daemon=xray.address,
-                                       logs=data, extra={"GatewayFunction": _gateway_provider(stack, upstream, data)})
+                                       logs=data, extra=extra)
         for process in processes.values():
             lambdas.register(ProcessBackedFunction(process))  # type: ignore[arg-type]
         stack.processes = processes

@@ -18,6 +18,7 @@ from urllib.parse import quote_plus
 import pytest
 
 from tests.integration.gateway_support import tenant_with_key
+from tests.lambda_contract.otlp import OTLPCollector
 from tests.lambda_contract.process import FunctionProcess
 from tests.lambda_contract.runtime_api import Invocation, new_trace_header
 from tests.lambda_contract.xray import XRayCollector, trace_root
@@ -182,3 +183,43 @@ def test_an_sqs_message_with_a_trace_header_continues_that_trace(corpus: dict[st
     document = next(s for h in handlers["ingest"] for s in h["steps"] if s["name"] == "## document")
     assert document["annotations"]["status"] == "unchanged"
     assert document["annotations"]["tenant_id"] == corpus["tenant"]
+
+
+def test_a_request_through_the_api_is_one_opentelemetry_trace_across_the_functions(
+        corpus: dict[str, Any], contract_stack: Any, api: Any, otlp: OTLPCollector) -> None:
+    import secrets
+
+    from openai import OpenAI
+
+    from tests.integration.gateway_support import key_for
+
+    # Given a caller's W3C trace context, when it asks a RAG question through API Gateway and the web adapter
+    caller_trace, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    client = OpenAI(base_url=api.url + "v1", api_key=key_for(contract_stack.database_url, corpus["tenant"]),
+                    max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="rag/fast", messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"stratus": {"cache": False}},  # an earlier test asked the same: a model call, not a hit
+        extra_headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"})
+    assert raw.parse().model_extra["citations"]
+    # Then the gateway answers in the caller's trace ...
+    assert raw.headers["x-trace-id"] == caller_trace
+    # ... and every process flushed its spans before its invocation ended: one tree under the caller's span
+    expect = {"POST /v1/chat/completions", "workflow", "guard", "retrieve", "generate", "provider_attempt",
+              "lexical", "rail_injection"}
+    found = otlp.trace(caller_trace, names=expect, wait_s=20)
+    names = {s.name for s in found}
+    assert expect <= names, sorted(expect - names)
+    ids = {s.span_id for s in found}
+    roots = [s for s in found if s.parent_id not in ids]
+    assert [(s.name, s.parent_id) for s in roots] == [("POST /v1/chat/completions", caller_span)], \
+        [(s.name, s.parent_id, s.resource.get("stratus.function")) for s in roots]
+    # each task function exported from its own process (its resource names it)
+    functions_seen = {s.resource.get("stratus.function") for s in found}
+    assert {"gateway", "guard", "retrieve", "generate"} <= functions_seen, functions_seen
+    # the gateway's X-Ray `## handler` step opens no OpenTelemetry span (no stray trace per request), and
+    # FastAPI's own request span is off (ours is the one that continues the caller's context)
+    assert not [s for s in otlp.spans if s.name == "handler" or s.name.startswith("fastapi")]
+    attempt = next(s for s in found if s.name == "provider_attempt")
+    assert attempt.attributes["gen_ai.operation.name"] == "chat"
+    assert attempt.attributes["gen_ai.provider.name"] and attempt.attributes["gen_ai.usage.output_tokens"] > 0

@@ -27,7 +27,7 @@ class FakeObs:
     def flush_metrics(self) -> None:
         self.flushed += 1
 
-    def step(self, name: str, **annotations: Any) -> Any:
+    def step(self, name: str, *, otel: bool = True, **annotations: Any) -> Any:
         self.steps.append((name, annotations))
         from contextlib import nullcontext
 

@@ -3,7 +3,8 @@
 The state machine is Express and runs synchronously (StartSyncExecution), on AWS and locally (the
 local stack teaches moto that call: stratus_tools.local.sync_executions). The caller's X-Ray trace header goes
 with it (`traceHeader`): with the state machine's tracing on, Step Functions records the run in that trace
-and passes it on to each task's Lambda invocation, so one request is one trace.
+and passes it on to each task's Lambda invocation, so one request is one trace. The OpenTelemetry (W3C)
+context goes in the input's `trace_context`, which every task's invocation span continues.
 """
 
 from __future__ import annotations
@@ -67,13 +68,18 @@ def run_workflow(payload: dict[str, Any], *, state_machine_arn: str | None = Non
 
     sfn = client("stepfunctions", read_timeout=max(1, math.ceil(timeout_s)), max_attempts=1)
     name = name or f"q-{uuid.uuid4().hex}"
-    trace_header = trace_header or spans.trace_header()
-    tracing = {"traceHeader": trace_header} if trace_header else {}
     started = time.perf_counter()
-    try:
-        response = sfn.start_sync_execution(stateMachineArn=arn, name=name, input=json.dumps(payload), **tracing)
-    except (ReadTimeoutError, ConnectTimeoutError):
-        raise WorkflowTimedOut(f"the workflow did not finish within {timeout_s:.1f} s") from None
+    with spans.span("workflow", execution=name) as step:
+        # W3C context rides in the input (traceHeader is X-Ray's format only): each task's span continues it.
+        payload = {**payload, "trace_context": spans.carrier()}
+        trace_header = trace_header or spans.trace_header()
+        tracing = {"traceHeader": trace_header} if trace_header else {}
+        try:
+            response = sfn.start_sync_execution(stateMachineArn=arn, name=name, input=json.dumps(payload),
+                                                **tracing)
+        except (ReadTimeoutError, ConnectTimeoutError):
+            raise WorkflowTimedOut(f"the workflow did not finish within {timeout_s:.1f} s") from None
+        step.annotate(workflow_status=response["status"])
     elapsed = round((time.perf_counter() - started) * 1000, 3)
     status = response["status"]
     if status == "TIMED_OUT":

@@ -18,10 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stratus import spans, telemetry
 from stratus.config import Settings, get_settings
 from stratus.errors import StratusError
 from stratus.gateway import edge, errors
-from stratus.gateway.context import context_of, finish_task, new_context, request_id_from
+from stratus.gateway.context import RequestContext, context_of, finish_task, new_context, request_id_from
 from stratus.gateway.routes import admin, chat, documents, embeddings, models
 
 if TYPE_CHECKING:
@@ -36,10 +37,14 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     s = settings or get_settings()
+    telemetry.configure("gateway", s)  # OpenTelemetry when an OTLP endpoint is set (once per process)
     app = FastAPI(title="Stratus", version=VERSION, openapi_url="/openapi.json",
                   description="OpenAI-compatible LLM gateway with retrieval-augmented answers, per tenant.",
                   # Every path, query and body string is checked for NUL and lone surrogates (edge.py).
-                  dependencies=[Depends(edge.check_text)])
+                  dependencies=[Depends(edge.check_text)],
+                  # The request's span is GatewayMiddleware's (stratus.spans: it reads the caller's traceparent and
+                  # returns the gateway's); FastAPI's own spans would be a second server span beside it.
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = s
     for router in (models.router, chat.router, embeddings.router, documents.router, admin.router):
         app.include_router(router)
@@ -200,8 +205,34 @@ class GatewayMiddleware:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
         ctx = new_context(scope, request_id_from(headers.get("x-request-id")))
+        if not spans.otel_enabled():
+            await self._handle(scope, receive, send, headers, ctx)
+            return
+        # The request's span: a child of the caller's W3C traceparent/tracestate when it sent one.
+        method = scope.get("method", "")
+        with spans.server_span(method, headers, request_id=ctx.request_id) as request_span:
+            request_span.set_attributes({"http.request.method": method, "url.path": scope.get("path", "")})
+            try:
+                await self._handle(scope, receive, send, headers, ctx, trace=spans.carrier())
+            finally:
+                route = getattr(scope.get("route"), "path", None)  # the matched route's template
+                if route:
+                    request_span.update_name(f"{method} {route}")
+                request_span.set_attributes({"http.route": route, "http.response.status_code": ctx.status_code,
+                                             "stratus.tenant_id": ctx.principal.tenant_id if ctx.principal else None,
+                                             "stratus.cost_usd": ctx.spent_usd or None,
+                                             "stratus.error_code": ctx.trace.get("error_code")})
+                if ctx.status_code is not None and ctx.status_code >= 500:
+                    request_span.set_error(str(ctx.status_code))
+
+    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str],
+                      ctx: RequestContext, trace: dict[str, str] | None = None) -> None:
         rid = ctx.request_id.encode()
         started = False
+        # The request span's W3C context goes back to the caller (traceparent) with its trace id (x-trace-id).
+        trace_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (trace or {}).items()]
+        if trace and spans.TRACEPARENT in trace:
+            trace_headers.append((b"x-trace-id", trace[spans.TRACEPARENT].split("-")[1].encode()))
 
         async def send_with_id(message: dict[str, Any]) -> None:
             nonlocal started
@@ -211,7 +242,7 @@ class GatewayMiddleware:
                 present = {k.lower() for k, _ in message.get("headers", ())}
                 extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()
                          if k.encode("latin-1") not in present]
-                message["headers"] = [*message.get("headers", ()), *extra, (b"x-request-id", rid)]
+                message["headers"] = [*message.get("headers", ()), *extra, (b"x-request-id", rid), *trace_headers]
             await send(message)
 
         try:

@@ -116,10 +116,13 @@ def admit_request(conn: psycopg.Connection, ctx: RequestContext, principal: Prin
     """The admission decision (admit_or_raise's first half), in the caller's tenant transaction when
     `in_transaction`; what it reserved is settled only once `raise_if_refused` has recorded it."""
     from stratus.gateway.admission import admit
+    from stratus.spans import span
 
     t = time.perf_counter()
-    decision = admit(conn, principal, request_id=ctx.reservation_id, estimated_tokens=estimated_tokens,
-                     max_cost_usd=max_cost_usd, settings=settings, in_transaction=in_transaction)
+    with span("admission", tenant_id=principal.tenant_id, estimated_tokens=estimated_tokens) as step:
+        decision = admit(conn, principal, request_id=ctx.reservation_id, estimated_tokens=estimated_tokens,
+                         max_cost_usd=max_cost_usd, settings=settings, in_transaction=in_transaction)
+        step.annotate(admitted=decision.admitted, refused_by=decision.reason)
     ctx.step("admit", t)
     return decision
 

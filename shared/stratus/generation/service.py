@@ -190,6 +190,21 @@ def _honouring(deployments: list[Deployment], task: GenerateTask) -> list[Deploy
     return kept
 
 
+def content_attributes(task: GenerateTask, request: ChatRequest, answer: str) -> dict[str, str]:
+    """The prompt and completion text for the model call's span (settings.trace_content), as the GenAI
+    conventions name them: the messages as the provider got them, which the input rails' PII redaction has
+    already rewritten (placeholders, never the caller's values; the vault stays in the workflow state).
+    A request the PII rail did not redact on the way in records no text, only why."""
+    import json
+
+    guard = task.guard
+    if guard is None or not any(v.rail == "pii" and v.stage == "input" for v in guard.verdicts):
+        return {"stratus.content_omitted": "pii_rail_not_run"}
+    messages = [{"role": m.role, "content": m.text()} for m in request.messages]
+    return {"gen_ai.input.messages": json.dumps(messages, ensure_ascii=False),
+            "gen_ai.output.messages": json.dumps([{"role": "assistant", "content": answer}], ensure_ascii=False)}
+
+
 def cached_response(task: GenerateTask, prep: Prepared) -> GenerateResponse:
     """The answer a cache hit gives (its citations renumbered to this request's passage order)."""
     from stratus import cache
@@ -230,6 +245,8 @@ def generate(task: GenerateTask, *, settings: Settings | None = None, router: Ro
                                      deadline_s=time_left(task, s))
             step.annotate(provider=routed.deployment.provider, deployment=routed.deployment.name,
                           attempts=len(routed.attempts))
+            if s.trace_content and step.recording:
+                step.set_attributes(content_attributes(task, prep.request, routed.completion.text))
     except llm_errors.ProviderError as err:
         timings["generate"] = ms_since(t)
         record_failure(conn, task, prep, err)

@@ -2,6 +2,10 @@
 
 A message fails (returns to the queue, then the DLQ) only when it is malformed or a dependency is
 unavailable; a bad document is recorded on its row and its message succeeds.
+
+Each message is a `message` span. A sender that traces puts its W3C context in the message's attributes
+(`traceparent`, `tracestate`: stratus.spans.sqs_message_attributes) and the message's span continues that
+trace; without them (S3's own notifications) it is a child of the invocation's span.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from stratus import spans
 from stratus.ingest.events import parse_notification
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,10 @@ def process_sqs_batch(event: dict[str, Any], context: Any = None) -> tuple[dict[
             raise
 
     def _handle(record: SQSRecord) -> None:
+        with spans.continued(_trace_context(record)), spans.span("message", message_id=record.message_id):
+            _objects(record)
+
+    def _objects(record: SQSRecord) -> None:
         for object_event in parse_notification(record.body):
             result = handle_object_event(object_event)
             outcomes[result.status] += 1
@@ -48,3 +57,12 @@ def process_sqs_batch(event: dict[str, Any], context: Any = None) -> tuple[dict[
                                         context=context)
     outcomes["failed_messages"] = len(response.get("batchItemFailures", []))
     return dict(response), outcomes
+
+
+def _trace_context(record: SQSRecord) -> dict[str, str] | None:
+    """The W3C trace context a traced sender put in the message's attributes, if any."""
+    if not spans.otel_enabled():
+        return None
+    attributes = record.raw_event.get("messageAttributes") or {}
+    carried = {name: (attributes.get(name) or {}).get("stringValue") for name in (spans.TRACEPARENT, spans.TRACESTATE)}
+    return {k: v for k, v in carried.items() if isinstance(v, str)} or None

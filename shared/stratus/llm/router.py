@@ -25,7 +25,7 @@ from stratus.llm.catalog import Catalog, Deployment
 from stratus.llm.pricing import cost_usd
 from stratus.llm.providers.base import Provider, get_provider
 from stratus.llm.types import ChatRequest, Completion, StreamChunk, Usage
-from stratus.spans import span
+from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,26 @@ def default_breaker(settings: Any) -> CircuitBreaker:
     return _default_breaker
 
 
+def request_attributes(attempt: Span, request: ChatRequest, attempt_no: int) -> None:
+    """The GenAI semantic conventions' request attributes on a provider attempt's span (OpenTelemetry only)."""
+    if attempt.recording:
+        attempt.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.max_tokens": request.max_tokens,
+                                "gen_ai.request.temperature": request.temperature,
+                                "gen_ai.request.top_p": request.top_p, "gen_ai.request.seed": request.seed,
+                                "stratus.attempt": attempt_no})
+
+
+def response_attributes(attempt: Span, completion: Completion, deployment: Deployment) -> None:
+    """... and the response's: model, id, finish reason, token usage, cost."""
+    if attempt.recording:
+        usage = completion.usage
+        attempt.set_attributes({"gen_ai.response.model": completion.model, "gen_ai.response.id": completion.response_id,
+                                "gen_ai.response.finish_reasons": (completion.finish_reason,),
+                                "gen_ai.usage.input_tokens": usage.input_tokens,
+                                "gen_ai.usage.output_tokens": usage.output_tokens,
+                                "stratus.cost_usd": cost_usd(deployment.price, usage)})
+
+
 class Router:
     def __init__(self, catalog: Catalog, *, policy: RetryPolicy | None = None, breaker: CircuitBreaker | None = None,
                  providers: Callable[[str], Provider] = get_provider, clock: Callable[[], float] = time.monotonic,
@@ -130,10 +150,12 @@ class Router:
                 timeout = run.begin(deployment)
                 with span("provider_attempt", provider=deployment.provider, deployment=deployment.name,
                           model=deployment.model) as attempt:
+                    request_attributes(attempt, request, len(run.attempts) + 1)
                     failure: errors.ProviderError | None = None
                     try:
                         completion = provider.complete(request, deployment, timeout=timeout)
                         attempt.annotate(outcome="ok")
+                        response_attributes(attempt, completion, deployment)
                     except errors.ProviderError as err:
                         failure = err
                         attempt.annotate(outcome=err.code, status=err.status)
