@@ -196,11 +196,11 @@ def main(url: str | None = None) -> dict[str, Any]:
         conn = connect(db_url)
         # Real chunk texts (the chunker's output over the pages); the vectors play no part in lexical search.
         texts = chunk_texts(files)
-        vectors = np.random.default_rng(1).normal(size=(len(texts), 384)).astype(np.float32)
         out["base_real_chunks"] = len(texts)
-        queries = make_queries(texts, n_queries)
+        queries = make_queries(texts, n_queries, parity=0)
         tenant = f"bench-lex-{size // 1000}k"
-        syn_texts, syn_vecs, sections = synthesize(texts, vectors, size)
+        syn_texts, sections = synthesize(texts, 0, size)
+        syn_vecs = np.random.default_rng(1).normal(size=(size, 384)).astype(np.float32)
         t = time.perf_counter()
         load_table(db_url, tenant, syn_texts, syn_vecs, sections, postings=False)  # the rebuild is timed below
         print(f"loaded {size} chunks in {time.perf_counter() - t:.0f} s")
