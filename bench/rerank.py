@@ -6,7 +6,7 @@ in nDCG@10 and in p50 latency, against the fused order on the same tenant, queri
                                              where Rerank is offered, STRATUS_RERANK_REGION)
 
 Configurations:
-- `none`: the fused (RRF) order, the baseline.
+- `none`: the fused order (the default fusion), the baseline.
 - `bedrock-loopback/<model>`: the Bedrock adapter through boto3 against the loopback Rerank server
   (tests.support.upstreams.BedrockRerankUpstream), which scores by query-word overlap in ~0 ms. Its latency
   is the floor of what the adapter adds (request building, SigV4, HTTP, parsing) without the model's time;

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stratus_tools.generated_docs import update
 from stratus_tools.local.template import function_properties, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -434,14 +435,6 @@ def render(stack: Stack, requests_per_day: float, rag_share: float) -> str:
     return "\n".join(out) + "\n"
 
 
-def splice(doc: str, block: str) -> str:
-    if doc.count(BEGIN) != 1 or doc.count(END) != 1:
-        raise SystemExit(f"{DOC} needs exactly one {BEGIN} ... {END}")
-    head, rest = doc.split(BEGIN)
-    _, tail = rest.split(END)
-    return head + block.rstrip("\n") + tail
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--env", default="prod", help="samconfig.toml environment whose overrides apply")
@@ -455,16 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         sys.stdout.write(block)
         return 0
-    doc = DOC.read_text()
-    updated = splice(doc, block)
-    if args.check:
-        if updated != doc:
-            print(f"{DOC} is stale: run `.venv/bin/python scripts/deploy_cost.py`", file=sys.stderr)
-            return 1
-        return 0
-    if updated != doc:
-        DOC.write_text(updated)
-    return 0
+    return update(DOC, block, BEGIN, END, check=args.check, command=".venv/bin/python scripts/deploy_cost.py")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from stratus.llm.parameters import PARAMETERS, PROVIDERS, UNKNOWN, Parameter, Rule
+from stratus_tools.generated_docs import update
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "gateway.md"
@@ -50,12 +51,6 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(doc: str, block: str) -> str:
-    head, rest = doc.split(BEGIN)
-    _, tail = rest.split(END)
-    return head + block.rstrip("\n") + tail
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group()
@@ -66,16 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         sys.stdout.write(block)
         return 0
-    doc = DOC.read_text()
-    updated = splice(doc, block)
-    if args.check:
-        if updated != doc:
-            print(f"{DOC} is stale: run `.venv/bin/python scripts/parameter_matrix.py`", file=sys.stderr)
-            return 1
-        return 0
-    if updated != doc:
-        DOC.write_text(updated)
-    return 0
+    return update(DOC, block, BEGIN, END, check=args.check, command=".venv/bin/python scripts/parameter_matrix.py")
 
 
 if __name__ == "__main__":

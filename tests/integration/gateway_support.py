@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,45 @@ def loop_catalog(tmp_path_factory: pytest.TempPathFactory, base_url: str, *, tim
     path = tmp_path_factory.mktemp("catalog") / "models.yaml"
     path.write_text(json.dumps(catalog))  # JSON is YAML
     return str(path)
+
+
+# --- one loopback upstream per provider, one alias per provider ----------------------------------------------
+UPSTREAM_CLASSES = {"openai": "OpenAIUpstream", "anthropic": "AnthropicUpstream", "bedrock": "BedrockUpstream"}
+
+
+def start_provider_upstreams() -> Iterator[dict[str, Any]]:
+    """Each provider's wire server, started (a module fixture's body: `yield from`)."""
+    from tests.support import upstreams as wire
+
+    started = {name: getattr(wire, cls)().start() for name, cls in UPSTREAM_CLASSES.items()}
+    try:
+        yield started
+    finally:
+        for up in started.values():
+            up.stop()
+
+
+def provider_settings(pg_url: str, upstreams: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
+                      models: dict[str, str], *, prefix: str, timeout_s: float, max_output_tokens: int,
+                      aliases: dict[str, list[str]] | None = None) -> Any:
+    """Settings whose catalog has a deployment `<prefix>-<provider>` at each provider's upstream (model
+    `models[provider]`) and an alias `via-<provider>` for each, plus `aliases`; no retries, no cache."""
+    from stratus.config import load_settings
+
+    deployments = {f"{prefix}-{name}": {"provider": name, "model": model, "base_url": upstreams[name].base_url,
+                                        "region": "us-east-1", "timeout_s": timeout_s,
+                                        "max_output_tokens": max_output_tokens, "price": {"input": 1.0, "output": 2.0}}
+                   for name, model in models.items()}
+    catalog = {"default_alias": "via-openai", "deployments": deployments,
+               "aliases": {f"via-{name}": [f"{prefix}-{name}"] for name in models} | (aliases or {})}
+    path = tmp_path_factory.mktemp(prefix) / "models.yaml"
+    path.write_text(json.dumps(catalog))
+    return load_settings(database_url=pg_url, models_file=str(path), openai_api_key="sk-loop",
+                         anthropic_api_key="sk-ant-loop", provider_mode="hosted", cache_enabled=False,
+                         retry_attempts=0)
+
+
+def aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # botocore signs; the loopback servers do not check
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)

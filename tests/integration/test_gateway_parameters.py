@@ -16,10 +16,15 @@ import httpx
 import openai
 import pytest
 
-from stratus.config import Settings, load_settings
+from stratus.config import Settings
 from stratus.llm import parameters as table
 from stratus_tools.local.server import GatewayServer
-from tests.integration.gateway_support import tenant_with_key
+from tests.integration.gateway_support import (
+    aws_test_credentials,
+    provider_settings,
+    start_provider_upstreams,
+    tenant_with_key,
+)
 from tests.support.upstreams import AnthropicUpstream, BedrockUpstream, OpenAIUpstream, Upstream
 
 PROVIDERS = {"openai": ("gpt-loop", OpenAIUpstream), "anthropic": ("claude-loop", AnthropicUpstream),
@@ -112,35 +117,20 @@ def _cases() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, Upstream]]:
-    started = {name: cls().start() for name, (_, cls) in PROVIDERS.items()}
-    try:
-        yield started
-    finally:
-        for up in started.values():
-            up.stop()
+    yield from start_provider_upstreams()
 
 
 @pytest.fixture(scope="module")
 def settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    deployments = {f"params-{name}": {"provider": name, "model": model, "base_url": upstreams[name].base_url,
-                                      "region": "us-east-1", "timeout_s": 5, "max_output_tokens": 8000,
-                                      "price": {"input": 1.0, "output": 2.0}}
-                   for name, (model, _) in PROVIDERS.items()}
-    aliases = {f"via-{name}": [f"params-{name}"] for name in PROVIDERS} | {
-        "mixed": ["params-anthropic", "params-openai"]}
-    catalog = {"default_alias": "via-openai", "deployments": deployments, "aliases": aliases}
-    path = tmp_path_factory.mktemp("params") / "models.yaml"
-    path.write_text(json.dumps(catalog))
-    return load_settings(database_url=pg_url, models_file=str(path), openai_api_key="sk-loop",
-                         anthropic_api_key="sk-ant-loop", provider_mode="hosted", cache_enabled=False,
-                         retry_attempts=0)
+    models = {name: model for name, (model, _) in PROVIDERS.items()}
+    return provider_settings(pg_url, upstreams, tmp_path_factory, models,
+                             prefix="params", timeout_s=5, max_output_tokens=8000,
+                             aliases={"mixed": ["params-anthropic", "params-openai"]})
 
 
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # botocore signs; the loopback server does not check
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    aws_test_credentials(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,19 @@ tests/integration/test_provider_*.py; this is the whole path, SDK to SDK.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import openai
 import pytest
 
-from stratus.config import Settings, load_settings
+from stratus.config import Settings
 from stratus_tools.local.server import GatewayServer
-from tests.integration.gateway_support import tenant_with_key
+from tests.integration.gateway_support import (
+    aws_test_credentials,
+    provider_settings,
+    start_provider_upstreams,
+    tenant_with_key,
+)
 from tests.support.upstreams import AnthropicUpstream, BedrockUpstream, Fault, OpenAIUpstream, Upstream
 
 TIMEOUT_S = 1.0
@@ -51,34 +55,19 @@ CASES = [pytest.param(provider, *case.values, id=f"{provider}-{case.id}")
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, Upstream]]:
-    started = {name: cls().start() for name, (_, cls) in PROVIDERS.items()}
-    try:
-        yield started
-    finally:
-        for up in started.values():
-            up.stop()
+    yield from start_provider_upstreams()
 
 
 @pytest.fixture(scope="module")
 def settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    deployments = {f"faults-{name}": {"provider": name, "model": model, "base_url": upstreams[name].base_url,
-                                      "region": "us-east-1", "timeout_s": TIMEOUT_S, "max_output_tokens": 500,
-                                      "price": {"input": 1.0, "output": 2.0}}
-                   for name, (model, _) in PROVIDERS.items()}
-    catalog = {"default_alias": "via-openai", "deployments": deployments,
-               "aliases": {f"via-{name}": [f"faults-{name}"] for name in PROVIDERS}}
-    path = tmp_path_factory.mktemp("faults") / "models.yaml"
-    path.write_text(json.dumps(catalog))
-    return load_settings(database_url=pg_url, models_file=str(path), openai_api_key="sk-loop",
-                         anthropic_api_key="sk-ant-loop", provider_mode="hosted", cache_enabled=False,
-                         retry_attempts=0)
+    models = {name: model for name, (model, _) in PROVIDERS.items()}
+    return provider_settings(pg_url, upstreams, tmp_path_factory, models,
+                             prefix="faults", timeout_s=TIMEOUT_S, max_output_tokens=500)
 
 
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # botocore signs; the loopback server does not check
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    aws_test_credentials(monkeypatch)
 
 
 @pytest.fixture(scope="module")
