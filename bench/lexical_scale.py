@@ -24,10 +24,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ import psycopg
 
 from bench.common import ROOT, database, record, summary_ms
 from bench.corpus import write_corpus
-from bench.ingest_throughput import chunk_texts
+from bench.ingest_throughput import chunk_texts, ingest_all
 from bench.retrieval_scale import make_queries
 from bench.synthetic import load_table, synthesize
 from stratus.config import get_settings, reset_settings
@@ -44,8 +42,6 @@ from stratus.db import chunks as chunk_store
 from stratus.db import documents
 from stratus.db.chunks import ChunkScope
 from stratus.db.connection import connect, tenant_transaction
-from stratus.db.records import SourceObject
-from stratus.ingest.pipeline import ingest_document
 from stratus.retrieval import lexical
 
 Hits = list[tuple[int, float]]
@@ -77,15 +73,8 @@ def _timing(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _ingest(files: list[Path], tenant_id: str) -> tuple[int, float]:
-    chunks, start = 0, time.perf_counter()
-    for f in files:
-        src = SourceObject(tenant_id=tenant_id, key=f.name, etag=uuid.uuid4().hex,
-                           last_modified=datetime.now(UTC), size=f.stat().st_size, content_type="text/html")
-        result = ingest_document(tenant_id, f.name, f.read_bytes(), src)
-        if result.status != "ingested":
-            raise RuntimeError(f"{f.name}: {result.status} {result.reason}")
-        chunks += result.chunk_count or 0
-    return chunks, time.perf_counter() - start
+    start = time.perf_counter()
+    return ingest_all(files, tenant_id), time.perf_counter() - start
 
 
 def ingest_cost(files: list[Path], rounds: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 
 from stratus.db import documents
 from stratus.db.connection import connect, tenant_transaction
+from tests.support.upstreams import AnthropicUpstream, BedrockUpstream, OpenAIUpstream, Upstream
 
 
 def tenant_with_key(url: str, prefix: str = "t", scopes: Iterable[str] = ("inference", "documents"),
@@ -73,14 +74,13 @@ def loop_catalog(tmp_path_factory: pytest.TempPathFactory, base_url: str, *, tim
 
 
 # --- one loopback upstream per provider, one alias per provider ----------------------------------------------
-UPSTREAM_CLASSES = {"openai": "OpenAIUpstream", "anthropic": "AnthropicUpstream", "bedrock": "BedrockUpstream"}
+UPSTREAM_CLASSES: dict[str, type[Upstream]] = {"openai": OpenAIUpstream, "anthropic": AnthropicUpstream,
+                                               "bedrock": BedrockUpstream}
 
 
-def start_provider_upstreams() -> Iterator[dict[str, Any]]:
+def start_provider_upstreams() -> Iterator[dict[str, Upstream]]:
     """Each provider's wire server, started (a module fixture's body: `yield from`)."""
-    from tests.support import upstreams as wire
-
-    started = {name: getattr(wire, cls)().start() for name, cls in UPSTREAM_CLASSES.items()}
+    started = {name: cls().start() for name, cls in UPSTREAM_CLASSES.items()}
     try:
         yield started
     finally:
@@ -88,7 +88,7 @@ def start_provider_upstreams() -> Iterator[dict[str, Any]]:
             up.stop()
 
 
-def provider_settings(pg_url: str, upstreams: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
+def provider_settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory,
                       models: dict[str, str], *, prefix: str, timeout_s: float, max_output_tokens: int,
                       aliases: dict[str, list[str]] | None = None) -> Any:
     """Settings whose catalog has a deployment `<prefix>-<provider>` at each provider's upstream (model

@@ -25,10 +25,10 @@ from tests.integration.gateway_support import (
     start_provider_upstreams,
     tenant_with_key,
 )
-from tests.support.upstreams import AnthropicUpstream, BedrockUpstream, OpenAIUpstream, Upstream
+from tests.support.upstreams import Upstream
 
-PROVIDERS = {"openai": ("gpt-loop", OpenAIUpstream), "anthropic": ("claude-loop", AnthropicUpstream),
-             "bedrock": ("anthropic.claude-loop-v1:0", BedrockUpstream)}
+# One deployment each; Claude on Bedrock, whose thinking translation is tested here.
+MODELS = {"openai": "gpt-loop", "anthropic": "claude-loop", "bedrock": "anthropic.claude-loop-v1:0"}
 TOOL = {"type": "function", "function": {"name": "lookup", "description": "Look a thing up",
                                          "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}}
@@ -122,8 +122,7 @@ def upstreams() -> Iterator[dict[str, Upstream]]:
 
 @pytest.fixture(scope="module")
 def settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    models = {name: model for name, (model, _) in PROVIDERS.items()}
-    return provider_settings(pg_url, upstreams, tmp_path_factory, models,
+    return provider_settings(pg_url, upstreams, tmp_path_factory, MODELS,
                              prefix="params", timeout_s=5, max_output_tokens=8000,
                              aliases={"mixed": ["params-anthropic", "params-openai"]})
 

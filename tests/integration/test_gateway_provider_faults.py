@@ -24,11 +24,10 @@ from tests.integration.gateway_support import (
     start_provider_upstreams,
     tenant_with_key,
 )
-from tests.support.upstreams import AnthropicUpstream, BedrockUpstream, Fault, OpenAIUpstream, Upstream
+from tests.support.upstreams import Fault, Upstream
 
 TIMEOUT_S = 1.0
-PROVIDERS = {"openai": ("gpt-loop", OpenAIUpstream), "anthropic": ("claude-loop", AnthropicUpstream),
-             "bedrock": ("amazon.nova-loop-v1:0", BedrockUpstream)}
+MODELS = {"openai": "gpt-loop", "anthropic": "claude-loop", "bedrock": "amazon.nova-loop-v1:0"}  # one deployment each
 
 # (fault, SDK exception, status, error code); every provider answers these.
 COMMON = [
@@ -50,7 +49,7 @@ OWN = {
                              id="424-model-error")],
 }
 CASES = [pytest.param(provider, *case.values, id=f"{provider}-{case.id}")
-         for provider in PROVIDERS for case in [*COMMON, *OWN[provider]]]
+         for provider in MODELS for case in [*COMMON, *OWN[provider]]]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +59,7 @@ def upstreams() -> Iterator[dict[str, Upstream]]:
 
 @pytest.fixture(scope="module")
 def settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    models = {name: model for name, (model, _) in PROVIDERS.items()}
-    return provider_settings(pg_url, upstreams, tmp_path_factory, models,
+    return provider_settings(pg_url, upstreams, tmp_path_factory, MODELS,
                              prefix="faults", timeout_s=TIMEOUT_S, max_output_tokens=500)
 
 
