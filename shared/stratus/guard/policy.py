@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stratus.errors import InvalidInput
+from stratus.tenants.cache import TenantCache
 from stratus.validation import describe_errors
 
 Score = Annotated[float, Field(ge=0, le=1)]
@@ -130,25 +131,15 @@ def load_policy(conn: Any, tenant_id: str) -> GuardPolicy:
         return effective(store.get_overrides(conn, tenant_id))
 
 
-# Per process: tenant -> (read at, policy). A change reaches other warm processes within the TTL; the
-# process that stores a change forgets its copy at once.
+# Per process (stratus.tenants.cache): a change reaches other warm processes within the TTL; the process
+# that stores a change forgets its copy at once.
 POLICY_TTL_S = 10.0
-_cache: dict[str, tuple[float, GuardPolicy]] = {}
+_cache: TenantCache[GuardPolicy] = TenantCache(POLICY_TTL_S)
 
 
 def cached_policy(conn: Any, tenant_id: str, *, ttl_s: float = POLICY_TTL_S) -> GuardPolicy:
     """load_policy, remembered for `ttl_s` seconds: the gateway reads it on every chat request."""
-    import time
-
-    now = time.monotonic()
-    hit = _cache.get(tenant_id)
-    if hit is not None and now - hit[0] < ttl_s:
-        return hit[1]
-    policy = load_policy(conn, tenant_id)
-    if len(_cache) > 10_000:  # bounded: a long-lived process serving many tenants
-        _cache.clear()
-    _cache[tenant_id] = (now, policy)
-    return policy
+    return _cache.get(tenant_id, lambda: load_policy(conn, tenant_id), ttl_s=ttl_s)
 
 
 def set_policy(conn: Any, tenant_id: str, overrides: Any, *, replace: bool = False) -> GuardPolicy:
@@ -165,5 +156,5 @@ def set_policy(conn: Any, tenant_id: str, overrides: Any, *, replace: bool = Fal
         current = {} if replace else store.get_overrides(conn, tenant_id)
         merged = {name: {**current.get(name, {}), **changes.get(name, {})} for name in {*current, *changes}}
         store.set_overrides(conn, tenant_id, merged)
-    _cache.pop(tenant_id, None)
+    _cache.forget(tenant_id)
     return effective(merged)

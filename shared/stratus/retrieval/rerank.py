@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from stratus.errors import Unsupported
 from stratus.retrieval.models import Hit, Reranked
+from stratus.tenants.cache import TenantCache
 
 if TYPE_CHECKING:
     from stratus.config import Settings
@@ -108,28 +109,17 @@ def reset_rerankers() -> None:
     _stored.clear()
 
 
-# Per process: tenant -> (read at, stored choice). Retrieval reads it on every query, and a round trip to the
-# database is a noticeable share of a 20 ms retrieval; a change reaches other warm processes within the TTL,
-# the process that stores one forgets its copy at once (as guard policies do).
+# Per process (stratus.tenants.cache, as guard policies): retrieval reads it on every query, and a round trip
+# to the database is a noticeable share of a 20 ms retrieval.
 CHOICE_TTL_S = 10.0
-_stored: dict[str, tuple[float, dict[str, str | None]]] = {}
+_stored: TenantCache[dict[str, str | None]] = TenantCache(CHOICE_TTL_S)
 
 
 def stored_choice(conn: Any, tenant_id: str, *, ttl_s: float = CHOICE_TTL_S) -> dict[str, str | None]:
     """The tenant's stored reranker choice, read in the caller's tenant transaction, remembered `ttl_s`."""
-    import time
-
     from stratus.db import retrieval_settings as store
 
-    now = time.monotonic()
-    hit = _stored.get(tenant_id)
-    if hit is not None and now - hit[0] < ttl_s:
-        return hit[1]
-    found = store.get(conn, tenant_id)
-    if len(_stored) > 10_000:  # bounded: a long-lived process serving many tenants
-        _stored.clear()
-    _stored[tenant_id] = (now, found)
-    return found
+    return _stored.get(tenant_id, lambda: store.get(conn, tenant_id), ttl_s=ttl_s)
 
 
 # --- a tenant's choice (the admin API) -------------------------------------------------------------------------
@@ -168,5 +158,5 @@ def set_tenant_choice(conn: Any, tenant_id: str, reranker: str | None, rerank_mo
         if not tenant_exists(conn, tenant_id):
             raise NotFound(f"no tenant {tenant_id!r}", field="tenant_id")
         store.put(conn, tenant_id, {"reranker": reranker, "rerank_model": rerank_model})
-    _stored.pop(tenant_id, None)
+    _stored.forget(tenant_id)
     return tenant_choice(conn, tenant_id, settings)
