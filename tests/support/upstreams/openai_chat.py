@@ -74,6 +74,8 @@ def _logprobs(body: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
 
 class OpenAIUpstream(Upstream):
     base_path = "/v1"
+    # False plays an OpenAI-compatible server that ignores stream_options (no usage chunk; several do).
+    honours_include_usage = True
 
     def handle(self, h: _Handler, method: str, path: str, body: Any, fault: Fault | None) -> None:
         if method != "POST" or path.split("?")[0] != "/v1/chat/completions":
@@ -124,7 +126,7 @@ class OpenAIUpstream(Upstream):
 
     def _stream(self, h: _Handler, reply: Reply, body: dict[str, Any], rid: str, model: str, created: int,
                 fault: Fault | None) -> None:
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = self.honours_include_usage and bool((body.get("stream_options") or {}).get("include_usage"))
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default")}
 
