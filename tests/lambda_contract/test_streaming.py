@@ -174,6 +174,19 @@ def test_the_anthropic_sdk_works_through_the_api(up: OpenAIUpstream, contract_st
     assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
 
 
+def test_the_responses_api_works_through_the_api(up: OpenAIUpstream, client: Any) -> None:
+    """POST /v1/responses on the deployed path: a stored response continued by previous_response_id, a stream."""
+    _, sdk = client
+    first = sdk.responses.create(model="fast", input="The sky is blue.")
+    second = sdk.responses.create(model="fast", input="Why?", previous_response_id=first.id)
+    assert [m["content"] for m in up.requests[-1].body["messages"][-3:]] == [
+        "The sky is blue.", "Echo: The sky is blue.", "Why?"]
+    with sdk.responses.stream(model="fast", input=SENTENCES, previous_response_id=second.id) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == f"Echo: {SENTENCES}" and final.status == "completed"
+    assert sdk.responses.retrieve(final.id).output_text == final.output_text
+
+
 def _text_of(line: str) -> str:
     if not line.startswith("data: {"):
         return ""
