@@ -95,10 +95,10 @@ def test_tool_use_and_its_result_round_trip(client: anthropic.Anthropic, upstrea
     assert call.input == {"city": "get_weather for Paris"}
     up = upstreams[provider]
     up.clear()
+    result = {"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 24 C"}
     second = client.messages.create(model=f"via-{provider}", max_tokens=100, tools=[WEATHER],  # type: ignore[list-item]
                                     messages=[ask, {"role": "assistant", "content": first.content},  # type: ignore[list-item]
-                                              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
-                                                                            "content": "sunny, 24 C"}]}])
+                                              {"role": "user", "content": [result]}])  # type: ignore[list-item]
     assert second.stop_reason == "end_turn"
     if provider == "openai":
         wire = up.requests[-1].body["messages"]

@@ -22,9 +22,9 @@ from stratus import spans, telemetry
 from stratus.config import Settings, get_settings
 from stratus.errors import StratusError
 from stratus.gateway import edge, errors
-from stratus.gateway.context import RequestContext, context_of, finish_task, new_context, request_id_from
 from stratus.gateway.anthropic_api import PATH as ANTHROPIC_PATH
 from stratus.gateway.anthropic_api import error_body as anthropic_error_body
+from stratus.gateway.context import RequestContext, context_of, finish_task, new_context, request_id_from
 from stratus.gateway.routes import admin, chat, documents, embeddings, messages, models, responses
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   # returns the gateway's); FastAPI's own spans would be a second server span beside it.
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = s
-    for router in (models.router, chat.router, messages.router, responses.router, embeddings.router, documents.router, admin.router):
+    for router in (models.router, chat.router, messages.router, responses.router, embeddings.router,
+                   documents.router, admin.router):
         app.include_router(router)
 
     @app.get("/health/live", include_in_schema=False)

@@ -46,8 +46,26 @@ def reply_for(body: dict[str, Any], cached_tokens: int = 0) -> Reply:
     tools = [(t["function"]["name"], t["function"].get("parameters") or {}) for t in body.get("tools") or []
              if t.get("type") == "function"]
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    return compose(last_text=last_text, last_is_tool_result=is_tool, tools=tools, all_text=all_text,
-                   max_tokens=max_tokens, cached_tokens=cached_tokens)
+    reply = compose(last_text=last_text, last_is_tool_result=is_tool, tools=tools, all_text=all_text,
+                    max_tokens=max_tokens, cached_tokens=cached_tokens)
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+    if schema and not reply.tool_name:  # structured output: an object of the schema, the echo in its strings
+        reply.text = json.dumps(_instance(schema, reply.text))
+    return reply
+
+
+def _instance(schema: dict[str, Any], text: str) -> Any:
+    """A value that satisfies a (simple) JSON schema: objects with all their properties, the echo as strings."""
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {name: _instance(sub, text) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_instance(schema.get("items") or {}, text)]
+    if kind in ("integer", "number"):
+        return len(text.split())
+    if kind == "boolean":
+        return True
+    return text
 
 
 def _usage(r: Reply) -> dict[str, Any]:

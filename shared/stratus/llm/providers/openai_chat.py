@@ -246,5 +246,5 @@ class OpenAIProvider:
                 **sdk_arguments(params), timeout=attempt_timeout(openai.Timeout, timeout))
         except _CAUGHT as err:
             raise classify(err, deployment) from err
-        yield from relay_stream(events, StreamAssembler(deployment, request), deployment, broken=_TRANSPORT, caught=_CAUGHT,
-                                classify=classify)
+        yield from relay_stream(events, StreamAssembler(deployment, request), deployment, broken=_TRANSPORT,
+                                caught=_CAUGHT, classify=classify)
