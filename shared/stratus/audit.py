@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,41 @@ class Actor:
     source_ip: str | None = None
 
 
-def operator(login: str) -> Actor:
-    """An operator command run with the database owner's login (the CLI)."""
-    return Actor(key_id=None, tenant_id=login, scopes=("owner",))
+def operator(conn: psycopg.Connection) -> Actor:
+    """An operator command (the CLI): no key; who ran it, as `operator:<OS user>/<database login>`."""
+    import getpass
+
+    return Actor(key_id=None, tenant_id=f"operator:{getpass.getuser()}/{conn.info.user}", scopes=("operator",))
+
+
+@dataclass
+class Change:
+    """What the caller fills in while it makes the change; `record=False` when nothing changed."""
+
+    before: Any = None
+    after: Any = None
+    record: bool = True
+    action: str | None = None  # set when the change turned out to be another action (a request, not a move)
+
+
+@contextmanager
+def change(conn: psycopg.Connection, chain: str, actor: Actor, action: str, target: str) -> Iterator[Change]:
+    """Runs a change and its audit row in one transaction: bound to the tenant (`chain`), and joined by the
+    library calls inside (stratus.db.connection.joined), or the owner's own for the global chain. A change
+    that fails leaves no row; a row that cannot be written fails the change."""
+    from stratus.db.connection import joined, tenant_transaction
+
+    done = Change()
+    if chain == GLOBAL_CHAIN:
+        with conn.transaction():
+            yield done
+            if done.record:
+                record(conn, chain, actor, done.action or action, target, before=done.before, after=done.after)
+        return
+    with tenant_transaction(chain, conn), joined(conn, chain):
+        yield done
+        if done.record:
+            record(conn, chain, actor, done.action or action, target, before=done.before, after=done.after)
 
 
 def scrub(value: Any) -> Any:

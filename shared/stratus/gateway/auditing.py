@@ -4,14 +4,12 @@ change that fails leaves no row and a row that cannot be written fails the chang
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from stratus.audit import Actor
+from stratus.audit import Actor, Change, change
 from stratus.gateway.context import context_of
 
 
@@ -28,22 +26,5 @@ def actor_of(request: Request) -> Actor:
 AuditActor = Annotated[Actor, Depends(actor_of)]
 
 
-@dataclass
-class Change:
-    """What the route fills in while it makes the change; `record=False` when nothing changed."""
-
-    before: Any = None
-    after: Any = None
-    record: bool = True
-
-
-@contextmanager
-def audited(conn: Any, actor: Actor, tenant_id: str, action: str, target: str) -> Iterator[Change]:
-    from stratus import audit
-    from stratus.db.connection import joined, tenant_transaction
-
-    change = Change()
-    with tenant_transaction(tenant_id, conn), joined(conn, tenant_id):
-        yield change
-        if change.record:
-            audit.record(conn, tenant_id, actor, action, target, before=change.before, after=change.after)
+def audited(conn: Any, actor: Actor, tenant_id: str, action: str, target: str) -> AbstractContextManager[Change]:
+    return change(conn, tenant_id, actor, action, target)
