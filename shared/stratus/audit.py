@@ -22,8 +22,10 @@ if TYPE_CHECKING:  # imported where used: the gateway's routes import this modul
 
 GENESIS = "0" * 64
 GLOBAL_CHAIN = "*"  # operator changes to state no tenant owns (global prompt labels, published versions)
-# Never recorded, at any depth: key text and digests (a row must not help anyone forge or find a key).
-SECRET_FIELDS = frozenset({"key", "key_hash", "secret", "password", "token"})
+# Never recorded, at any depth: key digests and secrets by field name, and any text that is an API key
+# (a row must not help anyone forge or find a key).
+SECRET_FIELDS = frozenset({"key_hash", "secret", "password", "token"})
+_KEY_TEXT = "sk-stratus-"
 _HASHED = ("chain", "seq", "at", "action", "target", "actor_key_id", "actor_tenant", "actor_scopes",
            "request_id", "source_ip", "before", "after")
 
@@ -88,6 +90,8 @@ def scrub(value: Any) -> Any:
         return None
     if hasattr(value, "__dataclass_fields__"):
         return scrub(dict(vars(value)))
+    if isinstance(value, str) and value.startswith(_KEY_TEXT):
+        return "[redacted]"
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)  # Decimal, UUID: their text
