@@ -97,6 +97,9 @@ def test_failed_gates_rejections_and_bad_input(client: TestClient, setup: Any) -
     assert _served(setup) is None
     missing = client.post(f"{base}/promotions/{uuid.uuid4()}/approve", json={}, headers=b)
     assert missing.status_code == 404
+    bad = client.get(f"{base}/promotions", params={"status": "done"}, headers=b)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "status"
+    assert [p["status"] for p in client.get(f"{base}/promotions", headers=b).json()["data"]] == ["rejected"]
 
 
 def _ask(version: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ is audited in its own transaction."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,7 +101,8 @@ def promote(tenant_id: TenantPath, name: NamePath, body: PromoteRequest, conn: C
 
 
 @router.get("/promotions")
-def list_promotions(tenant_id: TenantPath, conn: Conn, status: str | None = None) -> dict[str, Any]:
+def list_promotions(tenant_id: TenantPath, conn: Conn,
+                    status: Literal["pending", "approved", "rejected"] | None = None) -> dict[str, Any]:
     from stratus import approvals
     from stratus.db.connection import tenant_transaction
 
