@@ -20,7 +20,29 @@ def actor_of(request: Request) -> Actor:
     if who is None:  # the route's scope dependency runs first; without it there is nobody to record
         raise RuntimeError("audited route without an authenticated caller")
     return Actor(key_id=who.key_id, tenant_id=who.tenant_id, scopes=tuple(sorted(who.scopes)),
-                 request_id=ctx.request_id, source_ip=request.client.host if request.client else None)
+                 request_id=ctx.request_id, source_ip=source_address(request))
+
+
+def source_address(request: Request) -> str | None:
+    """The client's address. On Lambda the TCP peer is the Web Adapter (loopback): the address is the
+    `sourceIp` of the event's request context, which the adapter forwards in `x-amzn-request-context`
+    (replacing any copy the client sent); HTTP APIs and function URLs put it under `http`, REST APIs under
+    `identity`. Elsewhere (local mode, tests) it is the peer, and that header is not trusted."""
+    import json
+    import os
+
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        try:
+            context = json.loads(request.headers.get("x-amzn-request-context") or "{}")
+        except ValueError:
+            context = {}
+        if isinstance(context, dict):
+            for part in ("http", "identity"):
+                found = context.get(part)
+                ip = found.get("sourceIp") if isinstance(found, dict) else None
+                if isinstance(ip, str) and ip:
+                    return ip[:64]
+    return request.client.host if request.client else None
 
 
 AuditActor = Annotated[Actor, Depends(actor_of)]
