@@ -76,6 +76,22 @@ def test_each_admin_change_is_recorded_with_who_what_and_where(client: TestClien
     assert audit.verify(rows, tenant).ok
 
 
+def test_model_overrides_are_recorded_before_and_after(client: TestClient, own: Any, owner: Any) -> None:
+    from stratus.llm.catalog import load_catalog
+
+    tenant, headers = own
+    catalog = load_catalog()
+    alias, chosen = catalog.default_alias, sorted(catalog.deployments)[:2]
+    assert client.put(f"/v1/admin/tenants/{tenant}/models/{alias}", json={"deployments": chosen},
+                      headers=headers).status_code == 200
+    assert client.delete(f"/v1/admin/tenants/{tenant}/models/{alias}", headers=headers).status_code == 200
+    put, cleared = _rows(owner, tenant)
+    assert (put["action"], put["target"], put["before"]) == ("model_override.set", alias, {"deployments": None})
+    assert put["after"]["deployments"] == chosen
+    assert cleared["action"] == "model_override.clear" and cleared["before"] == {"deployments": chosen}
+    assert cleared["after"]["override"] is False
+
+
 def test_a_failed_change_leaves_no_row_and_a_failed_row_fails_the_change(
         client: TestClient, own: Any, owner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     tenant, headers = own

@@ -195,6 +195,7 @@ def set_model_override(tenant_id: TenantPath, alias: AliasPath, body: ModelOverr
     from stratus.gateway import overrides
 
     with audited(conn, actor, tenant_id, "model_override.set", alias) as change:
+        change.before = {"deployments": _override(conn, tenant_id, alias)}
         change.after = overrides.set_override(conn, tenant_id, alias, body.deployments)
     return dict(change.after)
 
@@ -204,8 +205,16 @@ def clear_model_override(tenant_id: TenantPath, alias: AliasPath, conn: Conn, ac
     from stratus.gateway import overrides
 
     with audited(conn, actor, tenant_id, "model_override.clear", alias) as change:
+        change.before = {"deployments": _override(conn, tenant_id, alias)}
         change.after = overrides.clear_override(conn, tenant_id, alias)
     return dict(change.after)
+
+
+def _override(conn: Any, tenant_id: str, alias: str) -> list[str] | None:
+    """The tenant's own deployments for `alias` before a change (None: it had none), for the audit row."""
+    from stratus.db.generations import model_override
+
+    return model_override(conn, tenant_id, alias)
 
 
 # --- guard policy ------------------------------------------------------------------------------------
