@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     from stratus_tools.cli.report import add_report_parser
 
     add_report_parser(sub)
+    from stratus_tools.cli.audit import add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 
