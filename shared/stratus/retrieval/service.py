@@ -71,7 +71,7 @@ def retrieve(
     if use_dense:  # embed before opening the transaction: no locks held during inference
         embedder = embedder or get_embedder(settings.embedding_model)
         with _timed(timings, "embed", "embed_query", model=settings.embedding_model):
-            vector = embedder.embed([request.query])[0]
+            vector = embedder.embed([request.query], kind="query")[0]
 
     rankings: dict[str, list[tuple[int, float]]] = {}
     lexical_exact: bool | None = None
