@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -232,6 +233,11 @@ class Settings(BaseModel):
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_max_tokens:
             raise ValueError("STRATUS_CHUNK_OVERLAP_TOKENS must be smaller than STRATUS_CHUNK_MAX_TOKENS")
+        # The id stored beside every vector and naming its index: a hosted model's must say its dimension.
+        hosted = self.embedding_model.startswith(("amazon.", "cohere.", "text-embedding-"))
+        if hosted and not re.fullmatch(r".+/\d+", self.embedding_model):
+            raise ValueError(f"STRATUS_EMBEDDING_MODEL: a hosted model's id names its dimension, e.g. "
+                             f"{self.embedding_model.split('/')[0]}/1024 (docs/retrieval.md)")
         if self.env != "local":
             missing = []
             if not (self.database_url or self.database_secret_arn or self.database_app_url

@@ -66,21 +66,33 @@ def is_hosted(model_name: str) -> bool:
     return model_name not in OFFLINE_MODELS
 
 
-@functools.cache
-def get_embedder(model_name: str) -> Embedder:
-    if model_name == "all-MiniLM-L6-v2-int8":
-        from stratus.embeddings.minilm import MiniLMEmbedder
-
-        return MiniLMEmbedder()
+def get_embedder(model_name: str, settings: Settings | None = None) -> Embedder:
+    """The embedder for a model id, built once: an offline model per process, a hosted one per process and
+    settings (its keys, region, endpoints, retries and pace come from them; default: the process's)."""
+    if model_name in OFFLINE_MODELS:
+        return _offline(model_name)
+    from stratus.config import get_settings
     from stratus.embeddings.models import UnknownModel, canonical_id
 
     try:
         canonical = canonical_id(model_name)
     except UnknownModel as err:
         raise ValueError(f"{err} (STRATUS_EMBEDDING_MODEL; known: {', '.join(known_models())})") from None
-    if canonical != model_name:
-        return get_embedder(canonical)  # one instance (pacer, clients) per canonical id
-    return hosted_embedder(canonical)
+    return _hosted(canonical, settings or get_settings())
+
+
+@functools.cache
+def _offline(model_name: str) -> Embedder:
+    if model_name == "all-MiniLM-L6-v2-int8":
+        from stratus.embeddings.minilm import MiniLMEmbedder
+
+        return MiniLMEmbedder()
+    raise ValueError(f"unknown embedding model {model_name!r} (STRATUS_EMBEDDING_MODEL)")
+
+
+@functools.cache
+def _hosted(model_name: str, settings: Settings) -> Embedder:  # one pacer and client set per model
+    return hosted_embedder(model_name, settings)
 
 
 def hosted_embedder(model_name: str, settings: Settings | None = None) -> Embedder:

@@ -176,6 +176,11 @@ class HostedEmbedder:
             self.pacer.wait()
             try:
                 vectors, billed = self._call(texts, kind)
+                if vectors.shape != (len(texts), self.dimensions):  # a broken answer: retried like one
+                    raise e.MalformedResponse(f"{self.model_name}: {vectors.shape[0]} vectors of "
+                                              f"{vectors.shape[-1]} dimensions for {len(texts)} texts",
+                                              deployment=self.model_name, status=200)
+                return vectors, billed
             except e.ProviderError as err:
                 if not err.retryable:
                     raise
@@ -183,12 +188,6 @@ class HostedEmbedder:
                     raise self._exhausted(err, attempt + 1) from err
                 self._sleep(self._backoff(attempt, err.retry_after))
                 attempt += 1
-                continue
-            if vectors.shape != (len(texts), self.dimensions):
-                raise e.MalformedResponse(f"{self.model_name}: {vectors.shape[0]} vectors of "
-                                          f"{vectors.shape[-1]} dimensions for {len(texts)} texts",
-                                          deployment=self.model_name, status=200)
-            return vectors, billed
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None and retry_after <= self.max_backoff_s:

@@ -69,7 +69,7 @@ def retrieve(
 
     vector: np.ndarray | None = None
     if use_dense:  # embed before opening the transaction: no locks held during inference
-        embedder = embedder or get_embedder(settings.embedding_model)
+        embedder = embedder or get_embedder(settings.embedding_model, settings)
         with _timed(timings, "embed", "embed_query", model=settings.embedding_model):
             vector = embedder.embed([request.query], kind="query")[0]
 
