@@ -1,4 +1,6 @@
 """Provider failures, classified once by the adapters so the router can decide: retry, fall back, or stop.
+Shared by every adapter that calls a model provider: chat (stratus.llm, which re-exports these names as
+stratus.llm.errors), embeddings (stratus.embeddings) and reranking (stratus.retrieval).
 
 - retryable: the same deployment may succeed if asked again (after `retry_after` when given).
 - fallback: another deployment may succeed where this one failed.

@@ -1,4 +1,5 @@
-"""Turning a provider's HTTP failure into the taxonomy of llm/errors.py, the same way for every adapter.
+"""Turning a provider's HTTP failure into the taxonomy of stratus/provider_errors.py, the same way for every
+adapter (chat, embeddings, rerank).
 
 The SDK-specific parts (which exception carries which status, body and headers) live in each adapter;
 this module holds the rules they share: the order of classification, status -> error class, and the

@@ -31,7 +31,6 @@ from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientEr
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
 from stratus.ingest.models import IngestResult
-from stratus.llm.pricing import embedding_cost_usd
 from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)
@@ -171,6 +170,8 @@ def ingest_document(
             embedding_model=settings.embedding_model,
         )
         if is_hosted(settings.embedding_model):  # the tenant pays for what its documents cost to embed
+            from stratus.llm.pricing import embedding_cost_usd  # only then: the catalog is no cold-start cost
+
             record_usage(c, tenant_id, tokens=tokens,
                          cost_usd=embedding_cost_usd(settings.embedding_model, tokens, settings))
     log.info("ingested %s/%s v%d (%d chunks)", tenant_id, key, version, len(chunks))
