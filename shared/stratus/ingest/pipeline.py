@@ -24,8 +24,9 @@ import numpy as np
 from stratus.config import Settings, get_settings
 from stratus.db import documents
 from stratus.db.connection import tenant_transaction
+from stratus.db.limits import record_usage
 from stratus.db.records import DocumentState, SourceObject
-from stratus.embeddings import Embedder, get_embedder
+from stratus.embeddings import Embedder, embed_metered, get_embedder, is_hosted
 from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientError, Unsupported
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
@@ -66,12 +67,25 @@ def content_salt(settings: Settings) -> str:
 
 def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
     """Embed in batches of similar length (less padding per batch); rows come back in input order."""
+    return embed_chunks(embedder, texts, batch_size)[0]
+
+
+def embed_chunks(embedder: Embedder, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, int]:
+    """embed_texts, with the tokens billed. A chunk a hosted model refuses (each is tried on its own, see
+    stratus.embeddings.hosted) fails the document: Unsupported, recorded on it, never retried."""
     out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
+    tokens = 0
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        out[idx] = embedder.embed([texts[i] for i in idx])
-    return out
+        result = embed_metered(embedder, [texts[i] for i in idx])
+        if result.failures:
+            j, err = min(result.failures.items())
+            raise Unsupported(f"chunk {idx[j]} cannot be embedded by {embedder.model_name}: {err.message}",
+                              field="embedding_model")
+        out[idx] = result.vectors
+        tokens += result.input_tokens
+    return out, tokens
 
 
 def ingest_document(
@@ -113,7 +127,7 @@ def ingest_document(
         return doc_state.status == "ready" and doc_state.content_hash == content_hash
 
     if current is None or not unchanged(current):
-        embedder = embedder or get_embedder(settings.embedding_model)
+        embedder = embedder or get_embedder(settings.embedding_model, settings)
         with clock.stage("chunk") as step:
             chunks = chunk_document(
                 doc,
@@ -122,8 +136,11 @@ def ingest_document(
                 overlap_tokens=settings.chunk_overlap_tokens,
             )
             step.annotate(chunks=len(chunks))
-        with clock.stage("embed", model=settings.embedding_model):
-            vectors = embed_texts(embedder, [ch.text for ch in chunks], settings.embed_batch_size)
+        try:
+            with clock.stage("embed", model=settings.embedding_model):
+                vectors, tokens = embed_chunks(embedder, [ch.text for ch in chunks], settings.embed_batch_size)
+        except Unsupported as err:
+            return _fail(tenant_id, key, source, err, confirm=confirm, conn=conn, clock=clock)
 
     with clock.stage("db", "store", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
         locked = documents.lock_document(c, tenant_id, key)
@@ -152,6 +169,11 @@ def ingest_document(
             embeddings=vectors,
             embedding_model=settings.embedding_model,
         )
+        if is_hosted(settings.embedding_model):  # the tenant pays for what its documents cost to embed
+            from stratus.llm.pricing import embedding_cost_usd  # only then: the catalog is no cold-start cost
+
+            record_usage(c, tenant_id, tokens=tokens,
+                         cost_usd=embedding_cost_usd(settings.embedding_model, tokens, settings))
     log.info("ingested %s/%s v%d (%d chunks)", tenant_id, key, version, len(chunks))
     return result("ingested", version=version, chunk_count=len(chunks))
 

@@ -1,4 +1,5 @@
-"""Dense retrieval: the query embedded with the index's own model, nearest chunks by cosine."""
+"""Dense retrieval: the query embedded with the index's own model, nearest chunks by cosine, on that model's
+partial HNSW index (the query is cast to the vector's dimension, as the index is: stratus.db.vector_index)."""
 
 from __future__ import annotations
 

@@ -69,9 +69,9 @@ def retrieve(
 
     vector: np.ndarray | None = None
     if use_dense:  # embed before opening the transaction: no locks held during inference
-        embedder = embedder or get_embedder(settings.embedding_model)
+        embedder = embedder or get_embedder(settings.embedding_model, settings)
         with _timed(timings, "embed", "embed_query", model=settings.embedding_model):
-            vector = embedder.embed([request.query])[0]
+            vector = embedder.embed([request.query], kind="query")[0]
 
     rankings: dict[str, list[tuple[int, float]]] = {}
     lexical_exact: bool | None = None
