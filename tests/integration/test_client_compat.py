@@ -20,7 +20,6 @@ import pytest
 from pydantic import BaseModel
 
 from stratus.config import Settings
-from stratus.gateway.routes.embeddings import embedding_model_ids
 from stratus_tools.local.server import GatewayServer
 from tests.integration.gateway_support import (
     aws_test_credentials,
@@ -113,7 +112,7 @@ def _run_client(name: str, server: GatewayServer, key: str, settings: Settings) 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PYTHONPATH"))}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # litellm would fetch its price map from the internet
     done = subprocess.run([str(COMPAT_PYTHON), str(ROOT / "tests" / "support" / "compat_clients.py"), name,
-                           server.url, key, "via-openai", embedding_model_ids(settings)[0]],
+                           server.url, key, "via-openai", settings.embedding_model],
                           capture_output=True, text=True, timeout=180, env=env, cwd="/")
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
