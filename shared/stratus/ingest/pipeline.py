@@ -22,14 +22,15 @@ from typing import Any
 import numpy as np
 
 from stratus.config import Settings, get_settings
-from stratus.db import documents
+from stratus.db import chunk_sentences, documents
 from stratus.db.connection import tenant_transaction
-from stratus.db.records import DocumentState, SourceObject
+from stratus.db.records import ChunkDraft, DocumentState, SourceObject
 from stratus.embeddings import Embedder, get_embedder
 from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientError, Unsupported
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
 from stratus.ingest.models import IngestResult
+from stratus.llm import extractive
 from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,20 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np
         idx = order[start : start + batch_size]
         out[idx] = embedder.embed([texts[i] for i in idx])
     return out
+
+
+def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkDraft],
+                 batch_size: int) -> tuple[np.ndarray, list[list[str]], list[np.ndarray]]:
+    """Each chunk's vector, and its sentences with theirs (stored for the groundedness rail, which then
+    embeds only an answer's sentences), in one embedding pass: sentences that overlapping chunks share are
+    embedded once, and the length-sorted batches mix chunks and sentences without padding either."""
+    sentences = [extractive.split_sentences(ch.text) for ch in chunks]
+    unique = list(dict.fromkeys(s for group in sentences for s in group))
+    vectors = embed_texts(embedder, [ch.text for ch in chunks] + unique, batch_size)
+    row = {s: vectors[len(chunks) + i] for i, s in enumerate(unique)}
+    by_chunk = [np.array([row[s] for s in group], dtype=np.float32).reshape(len(group), embedder.dimensions)
+                for group in sentences]
+    return vectors[: len(chunks)], sentences, by_chunk
 
 
 def ingest_document(
@@ -123,7 +138,7 @@ def ingest_document(
             )
             step.annotate(chunks=len(chunks))
         with clock.stage("embed", model=settings.embedding_model):
-            vectors = embed_texts(embedder, [ch.text for ch in chunks], settings.embed_batch_size)
+            vectors, sentences, sentence_vectors = embed_chunks(embedder, chunks, settings.embed_batch_size)
 
     with clock.stage("db", "store", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
         locked = documents.lock_document(c, tenant_id, key)
@@ -152,6 +167,8 @@ def ingest_document(
             embeddings=vectors,
             embedding_model=settings.embedding_model,
         )
+        chunk_sentences.store(c, tenant_id, locked.id, version, sentences=sentences, vectors=sentence_vectors,
+                              embedding_model=settings.embedding_model)
     log.info("ingested %s/%s v%d (%d chunks)", tenant_id, key, version, len(chunks))
     return result("ingested", version=version, chunk_count=len(chunks))
 
