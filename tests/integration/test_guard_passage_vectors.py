@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
-import pytest
 
 from stratus.db.connection import tenant_transaction
 from stratus.db.records import SourceObject
@@ -16,8 +15,6 @@ from stratus.guard.passage_vectors import prime
 from stratus.ingest.pipeline import ingest_document
 from stratus.llm import extractive
 from stratus.llm.types import ContextPassage
-
-pytestmark = pytest.mark.integration
 
 MODEL = grounding.EMBEDDING_MODEL
 DOC = (b"# Keys\n\nAPI keys are created in the console under Settings. Each key belongs to one project. "
