@@ -58,7 +58,14 @@ NAMES = ("Maria Lopez from the Denver office met Daniel Okafor on Tuesday to pla
          "Tanaka will send the schedule for the Osaka visit once the budget is approved. If anything changes, "
          "Kevin O'Brien in the London office updates the shared calendar and tells Sarah Connor, who keeps the "
          "minutes. Li Wei joins from Singapore for the review in March, and James Ward covers for him in "
-         "Madrid while he travels. Everyone sends their expenses to Maria by Friday.")
+         "Madrid while he travels. Everyone sends their expenses to Maria by Friday. Last quarter, Elena Petrova "
+         "from the Vienna branch found that the Toronto invoices had been filed twice, and Omar Haddad fixed the "
+         "records with help from Grace Kim in Seattle. Lucas Moreau will present the corrected figures in Paris "
+         "next week, and Fatima Zahra from the Casablanca office has asked for a copy of the slides. Nina "
+         "Svensson reminded the team that receipts from Stockholm must show the VAT number, and Peter Novak "
+         "confirmed that the Prague hotel bills already do. Finally, Rachel Adams asked whether the Dublin "
+         "training counts as travel, and Ahmed Khan promised to check the policy with Julia Fischer. Sofia Rossi "
+         "from the Milan office will collect the feedback afterwards and send it to David Cohen in Tel Aviv.")
 
 PASSAGES = (
     "API keys are created in the console under Settings, Keys. Each key belongs to one project and carries "
@@ -226,6 +233,7 @@ def main() -> dict:
     from stratus.embeddings import get_embedder
     from stratus_tools.guard.scan import RAILS, scan_text
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # others' work on a shared machine
     inputs = {"short": SHORT, "long": LONG, "names": NAMES}
     tokens = {label: get_embedder("all-MiniLM-L6-v2-int8").count_tokens(text) for label, text in inputs.items()}
     input_rails = [RAILS["injection"], RAILS["pii"]]
@@ -262,6 +270,7 @@ def main() -> dict:
 
     p50s = {label: warm[f"input_rails/{label}"]["p50_ms"] for label in inputs}
     out = {
+        "load_average_at_start": load_at_start, "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "tokens": tokens, "warm": warm, "first_use": first_use, "cold_start_ms": cold,
         "targets_ms": TARGETS_MS,
         "meets_target": {"input_rails_p50": {k: v <= TARGETS_MS["input_rails_p50"] for k, v in p50s.items()},

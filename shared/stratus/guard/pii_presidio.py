@@ -160,6 +160,9 @@ def _lowercase_lemma(doc: Any) -> Any:
     return doc
 
 
+_WHOLE_TEXT = 0.8  # share of the tokens in windows above which NER reads the whole text
+
+
 class _NerWhereNames:
     """The model's own NER components, run in one batch over the name windows of a text only; the
     entities they find are placed back on the whole text's doc."""
@@ -173,9 +176,13 @@ class _NerWhereNames:
         from stratus.guard.pii_names import windows
 
         spans = windows(doc)
-        parts = [doc[start:end].as_doc() for start, end in spans]
+        if sum(end - start for start, end in spans) >= _WHOLE_TEXT * len(doc):
+            spans = [(0, len(doc))]  # names everywhere: NER on the text itself, not on copies of it
+        parts = [doc if (start, end) == (0, len(doc)) else doc[start:end].as_doc() for start, end in spans]
         for name in self._nlp.disabled:  # only what _slim_pipeline kept: tok2vec (if NER listens to it), ner
             parts = list(self._nlp.get_pipe(name).pipe(parts))
+        if parts and parts[0] is doc:
+            return doc
         doc.ents = [Span(doc, start + e.start, start + e.end, label=e.label_)
                     for (start, _), part in zip(spans, parts, strict=True) for e in part.ents]
         return doc
