@@ -218,7 +218,7 @@ def _output_rails(url: str) -> tuple[dict[str, dict], int]:
         extractive.sentence_vectors.clear()
         grounding.groundedness(answer, passages, embedder=embedder)
 
-    checks = {"leak": leak, "groundedness": grounded, "pii": RAILS["pii"].check}
+    checks = {"leak": leak, "groundedness": grounded, "pii_output": RAILS["pii"].check}
     if "toxicity" in RAILS:
         checks["toxicity"] = RAILS["toxicity"].check
     sizes = (OUTPUT_RUNS, OUTPUT_ROUNDS)

@@ -31,6 +31,6 @@ def test_the_output_rails_run_over_passages_ingested_with_their_sentence_vectors
     conn.close()
     assert [p.number for p in passages] == [1, 2, 3, 4, 5] and stored == (5,)
     warm, tokens = gl._output_rails(pg_url)
-    assert {"leak/long", "groundedness/long", "groundedness_unstored/long", "pii/long",
+    assert {"leak/long", "groundedness/long", "groundedness_unstored/long", "pii_output/long",
             "output_rails/long"} <= warm.keys()
     assert tokens > 250
