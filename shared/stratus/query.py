@@ -26,6 +26,7 @@ edge.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ def guard_output(task: GenerateTask, response: GenerateResponse, *, conn: Any = 
 def load_passage_vectors(task: GenerateTask, *, conn: Any = None) -> None:
     """Before groundedness: the retrieved chunks' sentence vectors stored at ingestion, so that only the
     answer's sentences are embedded (stratus.guard.passage_vectors)."""
+    from stratus.errors import DatabaseUnavailable
     from stratus.guard.grounding import EMBEDDING_MODEL
     from stratus.guard.passage_vectors import prime
     from stratus.guard.rails import policy_of
@@ -117,7 +119,11 @@ def load_passage_vectors(task: GenerateTask, *, conn: Any = None) -> None:
     if not policy_of(state).enabled("groundedness"):
         return
     with span("passage_vectors", tenant_id=task.tenant_id) as step:
-        step.annotate(found=prime(conn, task.tenant_id, passages_from(task), EMBEDDING_MODEL))
+        try:
+            step.annotate(found=prime(conn, task.tenant_id, passages_from(task), EMBEDDING_MODEL))
+        except DatabaseUnavailable as err:  # an optimisation only: groundedness embeds the passages instead
+            logging.getLogger(__name__).warning("passage sentence vectors not loaded: %s", err)
+            step.annotate(outcome="database_unavailable")
 
 
 # --- the workflow's guard task -----------------------------------------------------------------------------

@@ -7,14 +7,19 @@ from datetime import UTC, datetime
 import numpy as np
 import psycopg
 
-from stratus.db.connection import tenant_transaction
+from stratus import query
+from stratus.db.connection import connect, tenant_transaction
 from stratus.db.records import SourceObject
 from stratus.embeddings import get_embedder
 from stratus.guard import grounding
 from stratus.guard.passage_vectors import prime
+from stratus.guard.policy import effective
+from stratus.guard.rails import start
 from stratus.ingest.pipeline import ingest_document
 from stratus.llm import extractive
 from stratus.llm.types import ContextPassage
+from stratus.retrieval.models import Hit, RetrieveResponse
+from stratus.workflow_state import GenerateTask
 
 MODEL = grounding.EMBEDDING_MODEL
 DOC = (b"# Keys\n\nAPI keys are created in the console under Settings. Each key belongs to one project. "
@@ -116,3 +121,44 @@ def test_a_new_version_replaces_the_stored_sentences(db, tenant_id) -> None:
         ids = {r[0] for r in db.execute("SELECT DISTINCT chunk_id FROM chunk_sentences").fetchall()}
     assert ids and not ids & old
     assert ids == {p.chunk_id for p in _passages(db, tenant_id)}
+
+
+def _rag_task(tenant: str, passages: list[ContextPassage], *, groundedness: str = "flag") -> GenerateTask:
+    hits = [Hit(chunk_id=p.chunk_id, document_id=p.document_id, source_key=p.source_key,
+                document_version=p.document_version, text=p.text, title=None, heading_path=[], page=None, score=1.0)
+            for p in passages]
+    retrieval = RetrieveResponse(tenant_id=tenant, query="keys?", mode="hybrid", k=len(hits), reranker="none",
+                                 hits=hits, timings_ms={})
+    state = start(effective({"groundedness": {"action": groundedness}}))
+    return GenerateTask(request_id="r-1", tenant_id=tenant, mode="rag", query="keys?",
+                        messages=[{"role": "user", "content": "keys?"}], retrieval=retrieval, guard=state)
+
+
+def test_the_output_step_loads_the_retrieved_chunks_vectors_unless_groundedness_is_off(db, tenant_id) -> None:
+    _ingest(tenant_id)
+    passages = _passages(db, tenant_id)
+    sentences = {s for p in passages for s in extractive.split_sentences(p.text)}
+    embedder = RecordingEmbedder()
+
+    extractive.sentence_vectors.clear()
+    query.load_passage_vectors(_rag_task(tenant_id, passages, groundedness="off"), conn=db)
+    extractive.sentence_vectors.embed(embedder, sorted(sentences))
+    assert set(embedder.texts) == sentences  # nothing was loaded: groundedness does not run
+
+    extractive.sentence_vectors.clear()
+    embedder.texts.clear()
+    query.load_passage_vectors(_rag_task(tenant_id, passages), conn=db)
+    extractive.sentence_vectors.embed(embedder, sorted(sentences))
+    assert embedder.texts == []  # every passage sentence came from the database
+
+
+def test_a_database_outage_only_costs_the_embedding(db, tenant_id, pg_url) -> None:
+    _ingest(tenant_id)
+    passages = _passages(db, tenant_id)
+    broken = connect(pg_url)
+    broken.close()
+    extractive.sentence_vectors.clear()
+    query.load_passage_vectors(_rag_task(tenant_id, passages), conn=broken)  # logs, does not raise
+    embedder = RecordingEmbedder()
+    grounding.groundedness(ANSWER, passages, embedder=embedder)
+    assert set(extractive.split_sentences(passages[0].text)) <= set(embedder.texts)
