@@ -16,21 +16,23 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from stratus.config import Settings, get_settings
-from stratus.db import documents
+from stratus.db import chunk_sentences, documents
 from stratus.db.connection import tenant_transaction
 from stratus.db.limits import record_usage
-from stratus.db.records import DocumentState, SourceObject
+from stratus.db.records import ChunkDraft, DocumentState, SourceObject
 from stratus.embeddings import Embedder, embed_metered, get_embedder, is_hosted
 from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientError, Unsupported
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
 from stratus.ingest.models import IngestResult
+from stratus.llm import extractive
 from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)
@@ -67,10 +69,10 @@ def content_salt(settings: Settings) -> str:
 
 def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
     """Embed in batches of similar length (less padding per batch); rows come back in input order."""
-    return embed_chunks(embedder, texts, batch_size)[0]
+    return embed_metered_texts(embedder, texts, batch_size)[0]
 
 
-def embed_chunks(embedder: Embedder, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, int]:
+def embed_metered_texts(embedder: Embedder, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, int]:
     """embed_texts, with the tokens billed. A chunk a hosted model refuses (each is tried on its own, see
     stratus.embeddings.hosted) fails the document: Unsupported, recorded on it, never retried."""
     out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
@@ -86,6 +88,37 @@ def embed_chunks(embedder: Embedder, texts: Sequence[str], batch_size: int) -> t
         out[idx] = result.vectors
         tokens += result.input_tokens
     return out, tokens
+
+
+@dataclass
+class EmbeddedChunks:
+    vectors: np.ndarray  # one per chunk, in the index's model
+    tokens: int  # what a hosted model billed for them
+    sentences: list[list[str]]  # each chunk's sentences
+    sentence_vectors: list[np.ndarray]  # theirs, in `sentence_model` (the groundedness rail's)
+    sentence_model: str
+
+
+def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkDraft], batch_size: int) -> EmbeddedChunks:
+    """Each chunk's vector, and its sentences with theirs (stored for the groundedness rail, which then
+    embeds only an answer's sentences). The sentences take the rail's own model (its scorer was calibrated
+    on it); when that is also the index's, in one pass: sentences that overlapping chunks share are embedded
+    once, and the length-sorted batches mix chunks and sentences without padding either."""
+    from stratus.guard.grounding import EMBEDDING_MODEL as SENTENCE_MODEL
+
+    sentences = [extractive.split_sentences(ch.text) for ch in chunks]
+    unique = list(dict.fromkeys(s for group in sentences for s in group))
+    texts = [ch.text for ch in chunks]
+    if embedder.model_name == SENTENCE_MODEL:
+        vectors, tokens = embed_metered_texts(embedder, texts + unique, batch_size)
+        chunk_vectors, rows, dims = vectors[: len(chunks)], vectors[len(chunks):], embedder.dimensions
+    else:  # a hosted index model: it is billed for the chunks only
+        chunk_vectors, tokens = embed_metered_texts(embedder, texts, batch_size)
+        sentence_embedder = get_embedder(SENTENCE_MODEL)
+        rows, dims = embed_texts(sentence_embedder, unique, batch_size), sentence_embedder.dimensions
+    row = {s: rows[i] for i, s in enumerate(unique)}
+    by_chunk = [np.array([row[s] for s in group], dtype=np.float32).reshape(len(group), dims) for group in sentences]
+    return EmbeddedChunks(chunk_vectors, tokens, sentences, by_chunk, SENTENCE_MODEL)
 
 
 def ingest_document(
@@ -138,7 +171,7 @@ def ingest_document(
             step.annotate(chunks=len(chunks))
         try:
             with clock.stage("embed", model=settings.embedding_model):
-                vectors, tokens = embed_chunks(embedder, [ch.text for ch in chunks], settings.embed_batch_size)
+                embedded = embed_chunks(embedder, chunks, settings.embed_batch_size)
         except Unsupported as err:
             return _fail(tenant_id, key, source, err, confirm=confirm, conn=conn, clock=clock)
 
@@ -166,14 +199,16 @@ def ingest_document(
             title=doc.title,
             content_hash=content_hash,
             chunks=chunks,
-            embeddings=vectors,
+            embeddings=embedded.vectors,
             embedding_model=settings.embedding_model,
         )
         if is_hosted(settings.embedding_model):  # the tenant pays for what its documents cost to embed
             from stratus.llm.pricing import embedding_cost_usd  # only then: the catalog is no cold-start cost
 
-            record_usage(c, tenant_id, tokens=tokens,
-                         cost_usd=embedding_cost_usd(settings.embedding_model, tokens, settings))
+            record_usage(c, tenant_id, tokens=embedded.tokens,
+                         cost_usd=embedding_cost_usd(settings.embedding_model, embedded.tokens, settings))
+        chunk_sentences.store(c, tenant_id, locked.id, version, sentences=embedded.sentences,
+                              vectors=embedded.sentence_vectors, embedding_model=embedded.sentence_model)
     log.info("ingested %s/%s v%d (%d chunks)", tenant_id, key, version, len(chunks))
     return result("ingested", version=version, chunk_count=len(chunks))
 
