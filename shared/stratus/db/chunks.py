@@ -222,17 +222,28 @@ def bm25_score(
     )
 
 
-def dense_statement(model: str, scope: ChunkScope) -> tuple[sql.Composed, dict[str, object]]:
+def dense_statement(model: str, scope: ChunkScope, *, side: bool = False) -> tuple[sql.Composed, dict[str, object]]:
     """The nearest-neighbour query, written so the planner can prove the partial HNSW index applies.
 
     It takes `fetch` candidates from the index; dense_search() sorts them by their exact distance and keeps
     the `limit` asked for. The sort is not left to SQL: the planner treats the index's output as already
     in distance order (an outer ORDER BY becomes an incremental sort on a "presorted" key that stops after
-    `limit` rows, even through a MATERIALIZED CTE), which a relaxed-order scan does not guarantee."""
+    `limit` rows, even through a MATERIALIZED CTE), which a relaxed-order scan does not guarantee.
+
+    `side`: the model's vectors are in chunk_embeddings (a model other than the deployment's, migration
+    0015); the scope's filters then apply to the joined chunk row."""
     dims = DENSE_INDEXES.get(model)
     if dims is None:
         raise Unsupported(f"no vector index for embedding model {model!r}", field="embedding_model")
     filters, params = scope.clauses()
+    if side:
+        vec = sql.SQL("(e.embedding::vector({d}))").format(d=sql.SQL(str(dims)))
+        return sql.SQL(
+            "SELECT e.chunk_id, {vec} <=> %(qvec)s::vector({d}) AS distance FROM chunk_embeddings e"
+            " JOIN chunks c ON c.id = e.chunk_id"
+            " WHERE e.embedding_model = {model} AND e.tenant_id = %(tenant)s AND c.tenant_id = %(tenant)s{filters}"
+            " ORDER BY {vec} <=> %(qvec)s::vector({d}) LIMIT %(fetch)s"
+        ).format(vec=vec, d=sql.SQL(str(dims)), model=sql.Literal(model), filters=filters), params
     vec = sql.SQL("(c.embedding::vector({d}))").format(d=sql.SQL(str(dims)))
     query = sql.SQL(
         "SELECT c.id, {vec} <=> %(qvec)s::vector({d}) AS distance FROM chunks c"
@@ -270,9 +281,10 @@ def dense_search(
     *,
     limit: int,
     scan: HnswScan,
+    side: bool = False,
 ) -> list[tuple[int, float]]:
     """Top `limit` (chunk id, cosine distance), nearest first (ties by id)."""
-    query, params = dense_statement(model, scope)
+    query, params = dense_statement(model, scope, side=side)
     # Iterative scans keep walking the graph until enough rows pass the tenant/metadata filters.
     conn.execute(
         "SELECT set_config('hnsw.iterative_scan', %s, true), set_config('hnsw.ef_search', %s, true),"
@@ -285,9 +297,10 @@ def dense_search(
     return rows[: int(limit)]
 
 
-def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope) -> str:
+def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope, *,
+                  side: bool = False) -> str:
     """EXPLAIN of the dense query (tests and operators check that the HNSW index is used)."""
-    query, params = dense_statement(model, scope)
+    query, params = dense_statement(model, scope, side=side)
     params.update(qvec=np.full(DENSE_INDEXES[model], 0.05, dtype=np.float32), tenant=tenant_id, fetch=10)
     rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
     return "\n".join(r[0] for r in rows)

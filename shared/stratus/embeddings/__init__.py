@@ -6,6 +6,7 @@ May import: nothing of stratus. Never stratus_tools; no cycles (pyproject.toml, 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -27,8 +28,19 @@ class Embedder(Protocol):
         ...
 
 
+# Models added by name at run time (a deployment's own adapter, or a test's second model).
+_registered: dict[str, Callable[[], Embedder]] = {}
+
+
+def register(model_name: str, factory: Callable[[], Embedder]) -> None:
+    _registered[model_name] = factory
+    get_embedder.cache_clear()
+
+
 @functools.cache
 def get_embedder(model_name: str) -> Embedder:
+    if model_name in _registered:
+        return _registered[model_name]()
     if model_name == "all-MiniLM-L6-v2-int8":
         from stratus.embeddings.minilm import MiniLMEmbedder
 

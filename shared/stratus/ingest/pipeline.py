@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from stratus.config import Settings, get_settings
-from stratus.db import documents
+from stratus.db import documents, embedding_state
 from stratus.db.connection import tenant_transaction
 from stratus.db.records import DocumentState, SourceObject
 from stratus.embeddings import Embedder, get_embedder
@@ -30,6 +30,7 @@ from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientEr
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
 from stratus.ingest.models import IngestResult
+from stratus.reindex import models as tenant_models
 from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def ingest_document(
     with clock.stage("db", "lookup", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
         documents.ensure_tenant(c, tenant_id)
         current = documents.get_document(c, tenant_id, key)
+        wanted = embedding_state.get(c, tenant_id)
     if current is not None and documents.is_stale(current, source):
         return result("skipped", version=current.version, reason="stale: a newer version is already applied")
 
@@ -112,6 +114,7 @@ def ingest_document(
     def unchanged(doc_state: DocumentState) -> bool:
         return doc_state.status == "ready" and doc_state.content_hash == content_hash
 
+    extra: dict[str, np.ndarray] = {}
     if current is None or not unchanged(current):
         embedder = embedder or get_embedder(settings.embedding_model)
         with clock.stage("chunk") as step:
@@ -124,8 +127,14 @@ def ingest_document(
             step.annotate(chunks=len(chunks))
         with clock.stage("embed", model=settings.embedding_model):
             vectors = embed_texts(embedder, [ch.text for ch in chunks], settings.embed_batch_size)
+        # Other models the tenant uses (its query model, a re-embedding's target, the previous model kept
+        # for rollback) get their vectors now too, before any lock; the store re-checks the set under a lock.
+        for model in tenant_models.extra_of(wanted, settings):
+            with clock.stage("embed", model=model):
+                extra[model] = embed_texts(get_embedder(model), [ch.text for ch in chunks], settings.embed_batch_size)
 
     with clock.stage("db", "store", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
+        models_now = tenant_models.extra_models(c, tenant_id, settings)  # first: the lock order reindex uses
         locked = documents.lock_document(c, tenant_id, key)
         if documents.is_stale(locked, source):
             return result(
@@ -152,6 +161,12 @@ def ingest_document(
             embeddings=vectors,
             embedding_model=settings.embedding_model,
         )
+        ids = embedding_state.chunk_ids(c, locked.id, version)
+        for model in models_now:  # a re-embedding started since the first read: embed here (rare)
+            more = extra.get(model)
+            if more is None:
+                more = embed_texts(get_embedder(model), [ch.text for ch in chunks], settings.embed_batch_size)
+            embedding_state.put_vectors(c, tenant_id, model, ids, more)
     log.info("ingested %s/%s v%d (%d chunks)", tenant_id, key, version, len(chunks))
     return result("ingested", version=version, chunk_count=len(chunks))
 
