@@ -23,7 +23,7 @@ from stratus.config import Settings, get_settings
 from stratus.errors import StratusError
 from stratus.gateway import edge, errors
 from stratus.gateway.context import RequestContext, context_of, finish_task, new_context, request_id_from
-from stratus.gateway.routes import admin, chat, documents, embeddings, models
+from stratus.gateway.routes import admin, chat, documents, embeddings, models, reindex
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   # returns the gateway's); FastAPI's own spans would be a second server span beside it.
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = s
-    for router in (models.router, chat.router, embeddings.router, documents.router, admin.router):
+    for router in (models.router, chat.router, embeddings.router, documents.router, admin.router, reindex.router):
         app.include_router(router)
 
     @app.get("/health/live", include_in_schema=False)
