@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from stratus import cache
+from stratus import cache, embeddings
 from stratus.config import load_settings
 from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope, HnswScan
@@ -168,6 +168,13 @@ def test_resumes_from_its_cursor_and_drops_previous(db, tenant_id, model_b):
     back = job.start(None, tenant_id, BASE, settings)
     assert back.total == 0
     assert job.step(None, tenant_id, settings).status == "switched"
+    embeddings.register("minilm-third-test", second_model.RotatedMiniLM)
+    try:
+        with pytest.raises(InvalidInput, match="drop it first") as refused:
+            job.start(None, tenant_id, "minilm-third-test", settings)  # a third model while B is still kept
+        assert refused.value.field == "model"
+    finally:
+        embeddings._registered.pop("minilm-third-test")
     job.drop_previous(None, tenant_id, settings, min_age_s=0)
     assert _vectors(db, tenant_id, model_b) == 0
     with pytest.raises(InvalidInput, match="previous"):

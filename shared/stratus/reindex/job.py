@@ -94,6 +94,10 @@ def start(conn: psycopg.Connection | None, tenant_id: str, model: str, settings:
                                field="model")
         if model == current:
             raise InvalidInput(f"the tenant's queries already use {model!r}", field="model")
+        if state.previous_model not in (None, model):
+            # At most two models are kept: a third would leave the oldest's vectors unmaintained.
+            raise InvalidInput(f"the previous model {state.previous_model!r} is still kept; roll back to it, move "
+                               "to it, or drop it first (--drop-previous)", field="model")
         total = embedding_state.count_missing(tx, tenant_id, model)
         # A previous model that is the new target keeps its (complete) vectors: only the gap is embedded.
         embedding_state.update(tx, tenant_id, target_model=model, cursor=0, embedded=0, total=total,
