@@ -169,12 +169,14 @@ def test_resumes_from_its_cursor_and_drops_previous(db, tenant_id, model_b):
     assert back.total == 0
     assert job.step(None, tenant_id, settings).status == "switched"
     embeddings.register("minilm-third-test", second_model.RotatedMiniLM)
+    chunk_store.DENSE_INDEXES["minilm-third-test"] = 384
     try:
         with pytest.raises(InvalidInput, match="drop it first") as refused:
             job.start(None, tenant_id, "minilm-third-test", settings)  # a third model while B is still kept
         assert refused.value.field == "model"
     finally:
         embeddings._registered.pop("minilm-third-test")
+        chunk_store.DENSE_INDEXES.pop("minilm-third-test")
     job.drop_previous(None, tenant_id, settings, min_age_s=0)
     assert _vectors(db, tenant_id, model_b) == 0
     with pytest.raises(InvalidInput, match="previous"):
@@ -209,3 +211,24 @@ def test_cache_entries_never_cross_models(db, tenant_id, model_b):
         assert cache.lookup(db, base, question + "?", [], vec_b, semantic=True, threshold=0.5,
                             embedding_model=model_b) is None
     assert np.isfinite(vec_b).all()
+
+
+def test_a_second_models_query_uses_its_own_partial_index(db, pg_url, tenant_id, model_b):
+    from stratus.db.embedding_state import ensure_index
+
+    with connect(pg_url, app_role=False) as owner:
+        name = ensure_index(owner, model_b, 384)
+        assert ensure_index(owner, model_b, 384) == name  # idempotent
+        owner.commit()
+    db.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+    db.commit()
+    try:
+        with tenant_transaction(tenant_id, db):
+            plan = chunk_store.explain_dense(db, tenant_id, model_b, ChunkScope(metadata={"lang": "en"}), side=True)
+        assert name in plan, plan
+    finally:
+        db.execute("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort")
+        db.commit()
+        with connect(pg_url, app_role=False) as owner:
+            owner.execute(f'DROP INDEX "{name}"')
+            owner.commit()

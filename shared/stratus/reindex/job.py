@@ -22,6 +22,7 @@ import psycopg
 
 from stratus.config import Settings
 from stratus.db import embedding_state
+from stratus.db.chunks import DENSE_INDEXES
 from stratus.db.connection import tenant_transaction
 from stratus.db.embedding_state import EmbeddingState
 from stratus.embeddings import get_embedder
@@ -70,6 +71,8 @@ def _check_model(model: str) -> None:
     except ValueError as err:
         raise InvalidInput(f"model {model!r} is not an embedding model this deployment can run",
                            field="model") from err
+    if model not in DENSE_INDEXES:  # dense search could not query it after the switch
+        raise InvalidInput(f"model {model!r} has no vector index in this deployment", field="model")
 
 
 def status(conn: psycopg.Connection | None, tenant_id: str, settings: Settings) -> Progress:

@@ -60,6 +60,7 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
             elif args.drop_previous:
                 progress = job.drop_previous(conn, args.tenant, settings)
             else:
+                _ensure_index(args.model, settings)
                 progress = job.start(conn, args.tenant, args.model, settings)
                 while progress.target_model is not None:
                     progress = job.step(conn, args.tenant, settings, batch=args.batch)
@@ -74,3 +75,21 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
 
     code = run_refusing("reindex", body, (InvalidInput, NotFound))
     return code if code else EXIT_OK
+
+
+def _ensure_index(model: str, settings: Any) -> None:
+    """The model's partial HNSW index in chunk_embeddings (the owner creates it; an unknown model is left to
+    job.start's refusal). The deployment's model is indexed on the chunk rows by the migrations."""
+    from stratus.db.embedding_state import ensure_index
+    from stratus.embeddings import get_embedder
+    from stratus_tools.local.commands import command_connection
+
+    if model == settings.embedding_model:
+        return
+    try:
+        dims = get_embedder(model).dimensions
+    except ValueError:
+        return
+    with command_connection(app_role=False) as owner:
+        ensure_index(owner, model, dims)
+        owner.commit()
