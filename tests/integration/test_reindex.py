@@ -162,6 +162,12 @@ def test_resumes_from_its_cursor_and_drops_previous(db, tenant_id, model_b):
     done = job.run(None, tenant_id, settings, batch=2)
     assert done.status == "switched" and done.embedded == 5  # 2 + 3: no chunk embedded twice
     assert _vectors(db, tenant_id, model_b) == 5
+    # Filters apply to the side table's rows through their chunk: only doc-1's chunk, found with model B
+    request = RetrieveRequest.model_validate({"tenant_id": tenant_id, "query": QUERIES[1], "mode": "dense", "k": 3,
+                                              "filters": {"source_key_prefix": "doc-1"}})
+    filtered = retrieve(request, conn=db, settings=settings)
+    assert filtered.embedding_model == model_b
+    assert [h.source_key for h in filtered.hits] == ["doc-1.txt"]
     with pytest.raises(InvalidInput, match="wait"):
         job.drop_previous(None, tenant_id, settings)  # a warm process may still query the previous model
     # Moving back to the deployment's model: its vectors are on the chunk rows, nothing to embed.
