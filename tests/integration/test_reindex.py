@@ -13,6 +13,7 @@ import pytest
 from stratus import cache, embeddings
 from stratus.config import load_settings
 from stratus.db import chunks as chunk_store
+from stratus.db import embedding_state
 from stratus.db.chunks import ChunkScope, HnswScan
 from stratus.db.connection import connect, tenant_transaction
 from stratus.db.records import SourceObject
@@ -157,6 +158,12 @@ def test_resumes_from_its_cursor_and_drops_previous(db, tenant_id, model_b):
     job.start(None, tenant_id, model_b, settings)
     first = job.step(None, tenant_id, settings, batch=2)
     assert (first.embedded, first.status) == (2, "running") and first.cursor > 0
+    # A duplicate delivery writing the same batch again writes nothing (progress never counts a chunk twice)
+    with tenant_transaction(tenant_id, db):
+        done_ids = [int(r[0]) for r in db.execute(
+            "SELECT chunk_id FROM chunk_embeddings WHERE embedding_model = %s", [model_b]).fetchall()]
+        again = get_embedder(model_b).embed(["x"] * len(done_ids))
+        assert embedding_state.put_vectors(db, tenant_id, model_b, done_ids, again) == 0
     # A crash after the batch committed: the next run starts above the cursor and embeds nothing twice.
     assert job.start(None, tenant_id, model_b, settings).cursor == first.cursor
     done = job.run(None, tenant_id, settings, batch=2)

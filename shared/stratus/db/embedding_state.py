@@ -75,7 +75,8 @@ def count_chunks(conn: psycopg.Connection, tenant_id: str) -> int:
 
 def put_vectors(conn: psycopg.Connection, tenant_id: str, model: str, chunk_ids: Sequence[int],
                 vectors: np.ndarray) -> int:
-    """Store `model`'s vectors of the given chunks; a chunk deleted meanwhile is skipped. Returns rows written."""
+    """Store `model`'s vectors of the given chunks; a chunk deleted meanwhile, or one that has its vector already
+    (a batch run twice), is skipped. Returns rows written, so that progress never counts a chunk twice."""
     if len(chunk_ids) != len(vectors):
         raise ValueError("one vector per chunk")
     written = 0
@@ -84,7 +85,7 @@ def put_vectors(conn: psycopg.Connection, tenant_id: str, model: str, chunk_ids:
             cur.execute(
                 "INSERT INTO chunk_embeddings (chunk_id, tenant_id, embedding_model, embedding)"
                 " SELECT id, tenant_id, %(m)s, %(v)s FROM chunks WHERE id = %(c)s AND tenant_id = %(t)s"
-                " ON CONFLICT (chunk_id, embedding_model) DO UPDATE SET embedding = EXCLUDED.embedding",
+                " ON CONFLICT (chunk_id, embedding_model) DO NOTHING",
                 {"m": model, "v": np.asarray(vec, dtype=np.float32), "c": cid, "t": tenant_id})
             written += cur.rowcount
     return written

@@ -111,7 +111,7 @@ def start(conn: psycopg.Connection | None, tenant_id: str, model: str, settings:
 
 def step(conn: psycopg.Connection | None, tenant_id: str, settings: Settings, *, batch: int = BATCH) -> Progress:
     """One bounded batch; switches the query model when nothing is left. Safe to repeat and to run after a
-    crash: the cursor and the vectors of a batch commit together, and a batch written twice is an upsert."""
+    crash: the cursor and the vectors of a batch commit together, and a batch written twice writes nothing twice."""
     with tenant_transaction(tenant_id, conn) as tx:
         state = embedding_state.get(tx, tenant_id)
         if state is None or state.target_model is None:
