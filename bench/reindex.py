@@ -22,6 +22,7 @@ from bench.common import ROOT, database, record
 from bench.corpus import write_corpus
 from bench.ingest_throughput import ingest_all
 from stratus.config import get_settings, reset_settings
+from stratus.db.connection import close_connection
 from stratus.reindex import job
 from tests.support import second_model
 
@@ -34,6 +35,7 @@ def main(pages: int | None = None, rounds: int | None = None, batch: int | None 
     with database(None, work / "pg") as url, second_model.registered() as target:
         os.environ["DATABASE_URL"] = url
         reset_settings()
+        close_connection()  # the process's kept connection may point at another database
         try:
             settings = get_settings()
             files = write_corpus(work / "corpus", limit=pages)
@@ -58,6 +60,7 @@ def main(pages: int | None = None, rounds: int | None = None, batch: int | None 
                 job.run(None, tenant, settings)
                 job.drop_previous(None, tenant, settings, min_age_s=0)
         finally:
+            close_connection()
             os.environ.pop("DATABASE_URL", None)
             reset_settings()
     shutil.rmtree(work, ignore_errors=True)
