@@ -28,7 +28,9 @@ CREATE TABLE chunk_embeddings (
   embedding        vector NOT NULL,
   PRIMARY KEY (chunk_id, embedding_model)
 );
-ALTER TABLE chunk_embeddings ALTER COLUMN embedding SET STORAGE PLAIN;
+-- MAIN, as chunks.embedding since 0017: in the row whenever it fits a page (an exact scan stays fast), out
+-- of line for the largest hosted models' vectors (3,072 dimensions = 12 KB), which PLAIN cannot hold.
+ALTER TABLE chunk_embeddings ALTER COLUMN embedding SET STORAGE MAIN;
 CREATE INDEX chunk_embeddings_tenant_model ON chunk_embeddings (tenant_id, embedding_model, chunk_id);
 -- The deployment's model has its vectors on the chunk rows; this index serves a tenant that moved away
 -- from it and back while another deployment model was the default.
