@@ -223,7 +223,7 @@ def bm25_score(
     )
 
 
-def dense_statement(model: str, scope: ChunkScope, dimensions: int | None = None
+def dense_statement(model: str, scope: ChunkScope, dimensions: int | None = None, *, side: bool = False
                     ) -> tuple[sql.Composed, dict[str, object]]:
     """The nearest-neighbour query, written so the planner can prove the model's partial HNSW index applies:
     the embedding cast to the model's dimension (`halfvec` above 2,000, stratus.db.vector_index) exactly
@@ -232,15 +232,26 @@ def dense_statement(model: str, scope: ChunkScope, dimensions: int | None = None
     It takes `fetch` candidates from the index; dense_search() sorts them by their exact distance and keeps
     the `limit` asked for. The sort is not left to SQL: the planner treats the index's output as already
     in distance order (an outer ORDER BY becomes an incremental sort on a "presorted" key that stops after
-    `limit` rows, even through a MATERIALIZED CTE), which a relaxed-order scan does not guarantee."""
-    named = model_dimensions(model)
+    `limit` rows, even through a MATERIALIZED CTE), which a relaxed-order scan does not guarantee.
+
+    `side`: the model's vectors are in chunk_embeddings (a model other than the deployment's, migration
+    0015); the scope's filters then apply to the joined chunk row."""
+    named = DENSE_INDEXES.get(model) or model_dimensions(model)
     dims = dimensions or named
     if dims is None or (named is not None and named != dims):
         raise Unsupported(f"no vector index for embedding model {model!r} at {dims} dimensions",
                           field="embedding_model")
     filters, params = scope.clauses()
-    vec = vector_expression("c.embedding", dims)
     qvec = sql.SQL("%(qvec)s::{t}({d})").format(t=sql.SQL(vector_type(dims)), d=sql.SQL(str(dims)))
+    if side:
+        vec = vector_expression("e.embedding", dims)
+        return sql.SQL(
+            "SELECT e.chunk_id, {vec} <=> {q} AS distance FROM chunk_embeddings e"
+            " JOIN chunks c ON c.id = e.chunk_id"
+            " WHERE e.embedding_model = {model} AND e.tenant_id = %(tenant)s AND c.tenant_id = %(tenant)s{filters}"
+            " ORDER BY {vec} <=> {q} LIMIT %(fetch)s"
+        ).format(vec=vec, q=qvec, model=sql.Literal(model), filters=filters), params
+    vec = vector_expression("c.embedding", dims)
     query = sql.SQL(
         "SELECT c.id, {vec} <=> {q} AS distance FROM chunks c"
         " WHERE c.embedding_model = {model} AND c.tenant_id = %(tenant)s{filters}"
@@ -277,9 +288,10 @@ def dense_search(
     *,
     limit: int,
     scan: HnswScan,
+    side: bool = False,
 ) -> list[tuple[int, float]]:
     """Top `limit` (chunk id, cosine distance), nearest first (ties by id)."""
-    query, params = dense_statement(model, scope, int(np.asarray(vector).shape[-1]))
+    query, params = dense_statement(model, scope, int(np.asarray(vector).shape[-1]), side=side)
     # Iterative scans keep walking the graph until enough rows pass the tenant/metadata filters.
     conn.execute(
         "SELECT set_config('hnsw.iterative_scan', %s, true), set_config('hnsw.ef_search', %s, true),"
@@ -292,10 +304,11 @@ def dense_search(
     return rows[: int(limit)]
 
 
-def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope) -> str:
+def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope, *,
+                  side: bool = False) -> str:
     """EXPLAIN of the dense query (tests and operators check that the HNSW index is used)."""
-    dims = model_dimensions(model)
-    query, params = dense_statement(model, scope, dims)
+    dims = DENSE_INDEXES.get(model) or model_dimensions(model)
+    query, params = dense_statement(model, scope, dims, side=side)
     params.update(qvec=np.full(dims or 1, 0.05, dtype=np.float32), tenant=tenant_id, fetch=10)
     rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
     return "\n".join(r[0] for r in rows)

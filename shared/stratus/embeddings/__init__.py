@@ -11,6 +11,7 @@ imports this package) nor stratus_tools; no cycles (pyproject.toml, [tool.import
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -63,12 +64,26 @@ def embed_metered(embedder: Embedder, texts: list[str], *, kind: EmbedKind = "do
 
 
 def is_hosted(model_name: str) -> bool:
-    return model_name not in OFFLINE_MODELS
+    return model_name not in OFFLINE_MODELS and model_name not in _registered
+
+
+# Models added by name at run time (a deployment's own adapter, or a test's second model): built once each.
+_registered: dict[str, Callable[[], Embedder]] = {}
+
+
+def register(model_name: str, factory: Callable[[], Embedder]) -> None:
+    _registered[model_name] = functools.cache(factory)
+
+
+def unregister(model_name: str) -> None:
+    _registered.pop(model_name, None)
 
 
 def get_embedder(model_name: str, settings: Settings | None = None) -> Embedder:
     """The embedder for a model id, built once: an offline model per process, a hosted one per process and
     settings (its keys, region, endpoints, retries and pace come from them; default: the process's)."""
+    if model_name in _registered:
+        return _registered[model_name]()
     if model_name in OFFLINE_MODELS:
         return _offline(model_name)
     from stratus.config import get_settings

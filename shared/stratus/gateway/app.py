@@ -25,7 +25,18 @@ from stratus.gateway import edge, errors
 from stratus.gateway.anthropic_api import PATH as ANTHROPIC_PATH
 from stratus.gateway.anthropic_api import error_body as anthropic_error_body
 from stratus.gateway.context import RequestContext, context_of, finish_task, new_context, request_id_from
-from stratus.gateway.routes import admin, approvals, audit, chat, documents, embeddings, messages, models, responses
+from stratus.gateway.routes import (
+    admin,
+    approvals,
+    audit,
+    chat,
+    documents,
+    embeddings,
+    messages,
+    models,
+    reindex,
+    responses,
+)
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive
@@ -49,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = s
     for router in (models.router, chat.router, messages.router, responses.router, embeddings.router,
-                   documents.router, admin.router, approvals.router, audit.router):
+                   documents.router, admin.router, approvals.router, audit.router, reindex.router):
         app.include_router(router)
 
     @app.get("/health/live", include_in_schema=False)

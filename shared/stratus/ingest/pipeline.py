@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from stratus.config import Settings, get_settings
-from stratus.db import chunk_sentences, documents
+from stratus.db import chunk_sentences, documents, embedding_state
 from stratus.db.connection import tenant_transaction
 from stratus.db.limits import record_usage
 from stratus.db.records import ChunkDraft, DocumentState, SourceObject
@@ -33,6 +33,7 @@ from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
 from stratus.ingest.models import IngestResult
 from stratus.llm import extractive
+from stratus.reindex import models as tenant_models
 from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,17 @@ def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkDraft], batch_size: i
     return EmbeddedChunks(chunk_vectors, tokens, sentences, by_chunk, SENTENCE_MODEL)
 
 
+def _bill(conn: Any, tenant_id: str, tokens_by_model: dict[str, int], settings: Settings) -> None:
+    """The tenant pays for what its documents cost to embed with hosted models."""
+    hosted = {m: t for m, t in tokens_by_model.items() if is_hosted(m)}
+    if not hosted:
+        return
+    from stratus.llm.pricing import embedding_cost_usd  # only then: the catalog is no cold-start cost
+
+    record_usage(conn, tenant_id, tokens=sum(hosted.values()),
+                 cost_usd=sum(embedding_cost_usd(m, t, settings) for m, t in hosted.items()))
+
+
 def ingest_document(
     tenant_id: str,
     key: str,
@@ -146,6 +158,7 @@ def ingest_document(
     with clock.stage("db", "lookup", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
         documents.ensure_tenant(c, tenant_id)
         current = documents.get_document(c, tenant_id, key)
+        wanted = embedding_state.get(c, tenant_id)
     if current is not None and documents.is_stale(current, source):
         return result("skipped", version=current.version, reason="stale: a newer version is already applied")
 
@@ -159,6 +172,7 @@ def ingest_document(
     def unchanged(doc_state: DocumentState) -> bool:
         return doc_state.status == "ready" and doc_state.content_hash == content_hash
 
+    extra: dict[str, tuple[np.ndarray, int]] = {}  # model -> (vectors, tokens billed)
     if current is None or not unchanged(current):
         embedder = embedder or get_embedder(settings.embedding_model, settings)
         with clock.stage("chunk") as step:
@@ -172,10 +186,17 @@ def ingest_document(
         try:
             with clock.stage("embed", model=settings.embedding_model):
                 embedded = embed_chunks(embedder, chunks, settings.embed_batch_size)
+            # Other models the tenant uses (its query model, a re-embedding's target, the previous model kept
+            # for rollback) get their vectors now too, before any lock; the store re-checks the set under a lock.
+            for model in tenant_models.extra_of(wanted, settings):
+                with clock.stage("embed", model=model):
+                    extra[model] = embed_metered_texts(get_embedder(model, settings), [ch.text for ch in chunks],
+                                                       settings.embed_batch_size)
         except Unsupported as err:
             return _fail(tenant_id, key, source, err, confirm=confirm, conn=conn, clock=clock)
 
     with clock.stage("db", "store", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
+        models_now = tenant_models.extra_models(c, tenant_id, settings)  # first: the lock order reindex uses
         locked = documents.lock_document(c, tenant_id, key)
         if documents.is_stale(locked, source):
             return result(
@@ -202,11 +223,16 @@ def ingest_document(
             embeddings=embedded.vectors,
             embedding_model=settings.embedding_model,
         )
-        if is_hosted(settings.embedding_model):  # the tenant pays for what its documents cost to embed
-            from stratus.llm.pricing import embedding_cost_usd  # only then: the catalog is no cold-start cost
-
-            record_usage(c, tenant_id, tokens=embedded.tokens,
-                         cost_usd=embedding_cost_usd(settings.embedding_model, embedded.tokens, settings))
+        billed = {settings.embedding_model: embedded.tokens}
+        ids = embedding_state.chunk_ids(c, locked.id, version)
+        for model in models_now:  # a re-embedding started since the first read: embed here (rare)
+            more = extra.get(model)
+            if more is None:
+                more = embed_metered_texts(get_embedder(model, settings), [ch.text for ch in chunks],
+                                           settings.embed_batch_size)
+            embedding_state.put_vectors(c, tenant_id, model, ids, more[0])
+            billed[model] = more[1]
+        _bill(c, tenant_id, billed, settings)
         chunk_sentences.store(c, tenant_id, locked.id, version, sentences=embedded.sentences,
                               vectors=embedded.sentence_vectors, embedding_model=embedded.sentence_model)
     log.info("ingested %s/%s v%d (%d chunks)", tenant_id, key, version, len(chunks))

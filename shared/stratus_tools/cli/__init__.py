@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     from stratus_tools.cli.audit import add_audit_parser
 
     add_audit_parser(sub)
+
+    from stratus_tools.cli.reindex import add_reindex_parser
+
+    add_reindex_parser(sub)
     return parser
 
 
