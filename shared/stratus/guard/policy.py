@@ -25,6 +25,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "injection": ("block", "flag", "off"),
     "pii": ("redact", "block", "flag", "off"),
     "context_injection": ("drop", "fence", "flag", "off"),
+    # Tool results: fenced or withheld like a chunk, or the request refused (an agent's loop can stop).
+    "tool_injection": ("block", "drop", "fence", "flag", "off"),
     "canary": ("block", "flag", "off"),
     "groundedness": ("block", "flag", "off"),
     "toxicity": ("block", "flag", "off"),
@@ -46,6 +48,7 @@ DEFAULTS: dict[str, RailPolicy] = {
     "injection": RailPolicy(action="flag"),  # block once ordinary chat is no longer flagged
     "pii": RailPolicy(action="redact"),
     "context_injection": RailPolicy(action="fence"),
+    "tool_injection": RailPolicy(action="fence"),
     "canary": RailPolicy(action="block"),
     "groundedness": RailPolicy(action="flag"),
     "toxicity": RailPolicy(action="flag"),  # block once measured on real labelled data
