@@ -33,4 +33,8 @@ def get_embedder(model_name: str) -> Embedder:
         from stratus.embeddings.minilm import MiniLMEmbedder
 
         return MiniLMEmbedder()
+    if model_name == "paraphrase-MiniLM-L3-v2":  # optional offline model: faster, weaker (docs/retrieval.md)
+        from stratus.embeddings.paraphrase_minilm import ParaphraseMiniLML3Embedder
+
+        return ParaphraseMiniLML3Embedder()
     raise ValueError(f"unknown embedding model {model_name!r} (STRATUS_EMBEDDING_MODEL)")
