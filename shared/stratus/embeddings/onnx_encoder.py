@@ -39,7 +39,7 @@ class OnnxSentenceEncoder:
     dimensions: int
     max_seq: ClassVar[int]  # tokens the model reads, [CLS] and [SEP] included
     hidden_output: ClassVar[str | None] = None  # the (batch, seq, dims) output; None: the first one
-    batch_tokens: ClassVar[int] = 1024  # tokens (padding included) per inference run; bench/embedding_models.py
+    batch_tokens: ClassVar[int] = 1024  # tokens (padding included) per inference run; docs/retrieval.md
 
     def __init__(self, threads: int | None = None) -> None:
         self.max_tokens = self.max_seq - 2  # room for [CLS] and [SEP]
@@ -85,10 +85,10 @@ class OnnxSentenceEncoder:
         return out
 
     def _runs(self, lengths: list[int]) -> list[list[int]]:
-        """Indices grouped into runs of similar length within a token budget. One large run spends its
-        time streaming (batch, heads, seq, seq) attention tensors through memory; runs that fit the
-        cache go faster, and grouping by length keeps padding low. A text's vector does not depend on
-        its neighbours, so the grouping changes no vector."""
+        """Indices grouped into runs of similar length within a token budget, for any caller (ingestion
+        sorts its batches; the gateway and the eval sampler do not): less padding, and the (batch, heads,
+        seq, seq) attention tensors of a run stay a few MB. A text's vector does not depend on its
+        neighbours, so the grouping changes no vector (tests/unit/test_embedding_models.py)."""
         runs: list[list[int]] = []
         for i in sorted(range(len(lengths)), key=lengths.__getitem__):
             if runs and (len(runs[-1]) + 1) * lengths[i] <= self.batch_tokens:
