@@ -8,7 +8,8 @@ model and scored dense-only and hybrid (nDCG@10, recall@10), as `stratus eval re
 model gets the same chunks (the chunker counts tokens with the default model's tokenizer), so only the
 vectors differ. The sets are for reporting: nothing is tuned on them.
 Speed: bare embedding of real chunks (the standard library's pydoc pages, bench/corpus.py) in the
-ingestion's batches, median chunks/s over ROUNDS; single-query embedding latency over the gold queries.
+ingestion's batches, median chunks/s over ROUNDS that alternate the models; single-query embedding
+latency over the gold queries.
 `--adapter` adds a model that is not in the registry (a candidate installed elsewhere): FACTORY() returns an
 embedder, or a (documents, queries) pair for models that embed the two sides differently.
 """
@@ -105,28 +106,34 @@ class _SameChunks:
         self.embed, self.count_tokens, self.token_offsets = documents.embed, chunker.count_tokens, chunker.token_offsets
 
 
-def speed(documents: Any, queries_embedder: Any, texts: list[str], queries: list[str]) -> dict[str, Any]:
+def speed(models: dict[str, tuple[Any, Any]], texts: list[str], queries: list[str]) -> dict[str, dict[str, Any]]:
+    """Rounds alternate the models, so a change in the machine's load hits every model alike."""
     from stratus.config import get_settings
     from stratus.ingest.pipeline import embed_texts
 
     batch = get_settings().embed_batch_size
-    documents.embed(texts[:4])  # model load stays out of the timings
-    queries_embedder.embed(queries[:1])
-    rates, latencies = [], []
+    for documents, queries_embedder in models.values():  # model loads stay out of the timings
+        documents.embed(texts[:4])
+        queries_embedder.embed(queries[:1])
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    latencies: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(ROUNDS):
-        start = time.perf_counter()
-        embed_texts(documents, texts, batch)
-        rates.append(len(texts) / (time.perf_counter() - start))
-        for q in queries:
+        for name, (documents, queries_embedder) in models.items():
             start = time.perf_counter()
-            queries_embedder.embed([q])
-            latencies.append((time.perf_counter() - start) * 1000)
+            embed_texts(documents, texts, batch)
+            rates[name].append(len(texts) / (time.perf_counter() - start))
+            for q in queries:
+                start = time.perf_counter()
+                queries_embedder.embed([q])
+                latencies[name].append((time.perf_counter() - start) * 1000)
     return {
-        "chunks_per_s": round(statistics.median(rates), 2),
-        "all_rounds": [round(r, 2) for r in rates],
-        "query_embed_p50_ms": round(percentile(latencies, 50), 2),
-        "query_embed_p95_ms": round(percentile(latencies, 95), 2),
-        "load_average": os.getloadavg()[0],
+        name: {
+            "chunks_per_s": round(statistics.median(rates[name]), 2),
+            "all_rounds": [round(r, 2) for r in rates[name]],
+            "query_embed_p50_ms": round(percentile(latencies[name], 50), 2),
+            "query_embed_p95_ms": round(percentile(latencies[name], 95), 2),
+        }
+        for name in models
     }
 
 
@@ -179,14 +186,17 @@ def run(models: Sequence[str], adapters: Sequence[str]) -> dict[str, Any]:
         "rounds": ROUNDS,
         "models": {},
     }
-    for name, (documents, queries_embedder) in candidates(models, adapters).items():
+    chosen = candidates(models, adapters)
+    for name, (documents, queries_embedder) in chosen.items():
         row: dict[str, Any] = {"dimensions": documents.dimensions}
         with dense_search_for(name, documents.dimensions) as row["dense_search"]:
             for set_name, (corpus, queries_file) in SETS.items():
                 row[set_name] = quality(documents, queries_embedder, corpus, queries_file)
-        row["speed"] = speed(documents, queries_embedder, texts, queries)
-        print(name, json.dumps(row))
         result["models"][name] = row
+    for name, timing in speed(chosen, texts, queries).items():
+        result["models"][name]["speed"] = timing
+        print(name, json.dumps(result["models"][name]))
+    result["load_average_after"] = os.getloadavg()[0]
     return result
 
 
