@@ -1,7 +1,8 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
-    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical audit reindex]
-    (default: all)
+    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical audit reindex
+                         embedding_models]
+    (default: all but embedding_models, which compares every offline model and is run by name)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables, whose chunks are embedded for real on the first run (110k texts for the default
@@ -26,7 +27,7 @@ from bench.common import RESULTS, ROOT, machine
 _SELF_CONTAINED = {"cache": "cache_hit", "workflow": "workflow_overhead", "gateway": "gateway_overhead",
                    "guard": "guard_latency", "eval": "eval_sampler", "db": "db_connections",
                    "lexical": "lexical_scale", "audit": "audit_write",
-                   "reindex": "reindex"}
+                   "reindex": "reindex", "embedding_models": "embedding_models"}
 
 
 def _summary() -> None:

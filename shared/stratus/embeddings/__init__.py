@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # Asymmetric models embed a question differently from the passage that answers it (Cohere's input_type);
 # symmetric ones (MiniLM, Titan, OpenAI) ignore the kind.
 EmbedKind = Literal["document", "query"]
-OFFLINE_MODELS = ("all-MiniLM-L6-v2-int8",)
+OFFLINE_MODELS = ("all-MiniLM-L6-v2-int8", "paraphrase-MiniLM-L3-v2")
 
 
 class Embedder(Protocol):
@@ -102,6 +102,10 @@ def _offline(model_name: str) -> Embedder:
         from stratus.embeddings.minilm import MiniLMEmbedder
 
         return MiniLMEmbedder()
+    if model_name == "paraphrase-MiniLM-L3-v2":  # optional offline model: faster, weaker (docs/retrieval.md)
+        from stratus.embeddings.paraphrase_minilm import ParaphraseMiniLML3Embedder
+
+        return ParaphraseMiniLML3Embedder()
     raise ValueError(f"unknown embedding model {model_name!r} (STRATUS_EMBEDDING_MODEL)")
 
 
