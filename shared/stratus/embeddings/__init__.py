@@ -63,6 +63,13 @@ def embed_metered(embedder: Embedder, texts: list[str], *, kind: EmbedKind = "do
     return Embedded(embedder.embed(texts, kind=kind), sum(embedder.count_tokens(t) for t in texts))
 
 
+def is_billed(embedder: Embedder) -> bool:
+    """Whether a provider bills this embedder's calls (a hosted model; not an offline or custom one)."""
+    from stratus.embeddings.hosted import HostedEmbedder
+
+    return isinstance(embedder, HostedEmbedder)
+
+
 def is_hosted(model_name: str) -> bool:
     return model_name not in OFFLINE_MODELS and model_name not in _registered
 

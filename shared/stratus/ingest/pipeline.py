@@ -27,7 +27,7 @@ from stratus.db import chunk_sentences, documents, embedding_state
 from stratus.db.connection import tenant_transaction
 from stratus.db.limits import record_usage
 from stratus.db.records import ChunkDraft, DocumentState, SourceObject
-from stratus.embeddings import Embedder, embed_metered, get_embedder, is_hosted
+from stratus.embeddings import Embedder, embed_metered, get_embedder, is_billed
 from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientError, Unsupported
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
@@ -123,14 +123,14 @@ def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkDraft], batch_size: i
 
 
 def _bill(conn: Any, tenant_id: str, tokens_by_model: dict[str, int], settings: Settings) -> None:
-    """The tenant pays for what its documents cost to embed with hosted models."""
-    hosted = {m: t for m, t in tokens_by_model.items() if is_hosted(m)}
-    if not hosted:
+    """The tenant pays for what its documents cost to embed with hosted models (`tokens_by_model` holds
+    only the embedders a provider bills)."""
+    if not tokens_by_model:
         return
     from stratus.llm.pricing import embedding_cost_usd  # only then: the catalog is no cold-start cost
 
-    record_usage(conn, tenant_id, tokens=sum(hosted.values()),
-                 cost_usd=sum(embedding_cost_usd(m, t, settings) for m, t in hosted.items()))
+    record_usage(conn, tenant_id, tokens=sum(tokens_by_model.values()),
+                 cost_usd=sum(embedding_cost_usd(m, t, settings) for m, t in tokens_by_model.items()))
 
 
 def ingest_document(
@@ -223,15 +223,17 @@ def ingest_document(
             embeddings=embedded.vectors,
             embedding_model=settings.embedding_model,
         )
-        billed = {settings.embedding_model: embedded.tokens}
+        assert embedder is not None, "set wherever new chunks were embedded"
+        billed = {embedder.model_name: embedded.tokens} if is_billed(embedder) else {}
         ids = embedding_state.chunk_ids(c, locked.id, version)
         for model in models_now:  # a re-embedding started since the first read: embed here (rare)
+            other = get_embedder(model, settings)
             more = extra.get(model)
             if more is None:
-                more = embed_metered_texts(get_embedder(model, settings), [ch.text for ch in chunks],
-                                           settings.embed_batch_size)
+                more = embed_metered_texts(other, [ch.text for ch in chunks], settings.embed_batch_size)
             embedding_state.put_vectors(c, tenant_id, model, ids, more[0])
-            billed[model] = more[1]
+            if is_billed(other):
+                billed[model] = more[1]
         _bill(c, tenant_id, billed, settings)
         chunk_sentences.store(c, tenant_id, locked.id, version, sentences=embedded.sentences,
                               vectors=embedded.sentence_vectors, embedding_model=embedded.sentence_model)
