@@ -109,9 +109,10 @@ def check_input(messages: Sequence[Message], query: str | None, state: GuardStat
 
 
 def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
-    from stratus.guard.injection import get_detector
+    # Direct injection: the embedding model (injection-v4); retrieved chunks keep injection-v3 (check_context).
+    from stratus.guard.direct import get_direct_detector
 
-    detector = get_detector()
+    detector = get_direct_detector()
     rail = policy.rail("injection")
     threshold = rail.threshold if rail.threshold is not None else detector.threshold
     indexed = [(i, m.text()) for i, m in enumerate(messages) if m.role == "user" and m.text().strip()]
