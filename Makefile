@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stratus-installed
 ENV ?= dev
 
-.PHONY: venv tools phoenix chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda fuzz lint bench soak build deploy clean
+.PHONY: venv tools phoenix compat chromium pgbouncer demo dev test test-unit test-integration test-infra test-lambda fuzz lint bench soak build deploy clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,19 @@ $(PHOENIX_STAMP): requirements-phoenix.txt
 	$(PHOENIX)/bin/pip install -q -r requirements-phoenix.txt
 	touch $(PHOENIX_STAMP)
 
+# litellm and langchain-openai in their own virtualenv, from the pinned requirements-compat.txt: clients
+# tests/integration/test_client_compat.py drives against the gateway (they pin an openai SDK of their own).
+COMPAT := .venv-compat
+COMPAT_STAMP := $(COMPAT)/.stratus-installed
+
+compat: $(COMPAT_STAMP)
+
+$(COMPAT_STAMP): requirements-compat.txt
+	test -x $(COMPAT)/bin/python || $(PY) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(COMPAT)/bin/pip install -q -r requirements-compat.txt
+	touch $(COMPAT_STAMP)
+
 dev: venv
 	$(BIN)/stratus dev
 
@@ -66,14 +79,14 @@ pgbouncer:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
 	  $$SUDO apt-get install -y -q pgbouncer || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q pgbouncer; }; }
 
-test: venv tools phoenix chromium pgbouncer
+test: venv tools phoenix compat chromium pgbouncer
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 test-unit: venv
 	$(BIN)/pytest -q -m unit
 
-test-integration: venv phoenix pgbouncer
+test-integration: venv phoenix compat pgbouncer
 	$(BIN)/pytest -q -m integration
 
 test-infra: venv tools

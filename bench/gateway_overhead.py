@@ -48,6 +48,7 @@ ROUNDS = int(os.environ.get("BENCH_GATEWAY_ROUNDS", "3"))
 _SCALE = float(os.environ.get("BENCH_GATEWAY_SCALE", "1"))
 LEVELS = {1: max(20, int(300 * _SCALE)), 16: max(160, int(1000 * _SCALE))}
 WARMUP = 50
+PEER = os.environ.get("BENCH_GATEWAY_PEER", "litellm")  # "none": skip the peer (rails on/off comparisons)
 CACHED_REQUESTS = max(200, int(1000 * _SCALE))
 MODEL = "bench"  # the name both gateways expose for the upstream
 UPSTREAM_MODEL = "gpt-4.1-mini"
@@ -338,6 +339,8 @@ def measure_overhead(targets: list[Target]) -> dict[str, Any]:
         if "stratus" in level and "stratus+guard" in level:
             s, g = level["stratus"]["overhead_p50_ms"], level["stratus+guard"]["overhead_p50_ms"]
             level["guard_rails_p50_ms"] = round(g - s, 2) if s is not None and g is not None else None
+            s_rps, g_rps = level["stratus"]["requests_per_s"], level["stratus+guard"]["requests_per_s"]
+            level["guard_throughput_ratio"] = round(g_rps / s_rps, 3) if s_rps and g_rps is not None else None
         if "stratus" in level and "litellm" in level:
             for p in ("p50", "p99"):
                 s, lite = level["stratus"][f"overhead_{p}_ms"], level["litellm"][f"overhead_{p}_ms"]
@@ -373,6 +376,8 @@ def _targets_met(result: dict[str, Any]) -> dict[str, Any]:
             met[f"{level}_{p}_ratio_le_0.5"] = None if ratio is None else ratio <= 0.5
     ratio = result.get("overhead", {}).get("concurrency_16", {}).get("throughput_ratio")
     met["concurrency_16_throughput_ratio_ge_2"] = None if ratio is None else ratio >= 2
+    ratio = result.get("overhead", {}).get("concurrency_16", {}).get("guard_throughput_ratio")
+    met["concurrency_16_guard_throughput_ratio_ge_0.7"] = None if ratio is None else ratio >= 0.7
     return met
 
 
@@ -400,6 +405,8 @@ def run(database_url: str, work: Path) -> dict[str, Any]:
         stratus.extra = guarded.extra = {"stratus": {"cache": False}}
         targets = [direct, stratus, guarded]
         try:
+            if PEER == "none":
+                raise PeerUnavailable("BENCH_GATEWAY_PEER=none: rails on/off only")
             lite_server, lite = start_litellm(upstream_url, work)
             servers.append(lite_server)
             targets.append(lite)
@@ -422,7 +429,8 @@ def main(url: str | None = None) -> dict[str, Any]:
     work.mkdir(parents=True)
     with database(url, work / "pg") as db_url:
         result = run(db_url, work)
-    record("gateway_overhead", result)
+    # A run without the peer measures the rails only: it must not replace the recorded peer comparison.
+    record("gateway_overhead" if PEER != "none" else "gateway_guard_rails", result)
     return result
 
 

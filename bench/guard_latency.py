@@ -10,9 +10,17 @@ cannot be unloaded in-process. Targets from the issue: input rails p50 <= 30 ms,
 and output rails p50 <= 30 ms on a 300-token answer.
 
 Output rails ("output_rails/long"): canary and system-prompt leak checks, groundedness of a cited ~300-token
-answer over five retrieved passages, and toxicity when that rail is in the registry. Groundedness runs with
-the sentence-vector cache cleared before every call: with a real provider neither the answer's nor the
-passages' sentences have been embedded before, so a warm cache would measure a case that does not happen.
+answer over five retrieved passages, toxicity when that rail is in the registry, and the PII re-redaction
+of the answer. The passages are ingested into a private embedded PostgreSQL first (or DATABASE_URL), as any
+tenant's documents are, so their sentence vectors are stored (migration 0020); groundedness then runs as the
+output step does: the sentence-vector cache cleared, the cited chunks' stored vectors loaded in one query,
+the answer's sentences embedded (with a real provider nobody has embedded them before).
+"groundedness_unstored/long" is the same answer with nothing stored (chunks ingested before migration 0020),
+for comparison in the same run.
+
+Input rails: besides the short question and the long document (a name in one sentence of four, as business
+text often has), "names" is a ~300-token text with a person or place name in every sentence: the PII rail
+runs its NER only on sentences that can hold a name (stratus.guard.pii_names), and this is its worst case.
 """
 
 from __future__ import annotations
@@ -23,12 +31,13 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 
-from bench.common import ROOT, record, summary_ms
+from bench.common import ROOT, database, record, summary_ms
 
 RUNS = int(os.environ.get("BENCH_GUARD_RUNS", "5"))
 ROUNDS = int(os.environ.get("BENCH_GUARD_ROUNDS", "40"))
-# Groundedness embeds ~40 sentences per call (hundreds of ms on 2 cores): fewer rounds keep the bench short.
+# Groundedness embeds the answer (and, unstored, ~26 passage sentences) per call: fewer rounds keep the bench short.
 OUTPUT_RUNS, OUTPUT_ROUNDS = min(RUNS, 3), max(1, ROUNDS // 8)
 TARGETS_MS = {"input_rails_p50": 30, "output_rails_p50": 30, "cold_start": 400}
 
@@ -42,6 +51,21 @@ _PARAGRAPH = ("The expense policy applies to all employees and contractors who t
               "a director approved it in advance. Questions go to the finance team at finance@example.com "
               "or to Daniel Okafor on extension 4471. ")
 LONG = _PARAGRAPH * 3  # ~300 tokens (MiniLM word pieces), about 220 words
+NAMES = ("Maria Lopez from the Denver office met Daniel Okafor on Tuesday to plan the audit. They agreed that "
+         "Anna Kowalski would collect the receipts from the Berlin team before the end of the month. Thomas "
+         "Becker asked whether the travel to Lisbon counts as a project cost or as overhead. The finance lead, "
+         "Priya Raman, said that the Chicago workshop should be booked under the same project code. Hiroshi "
+         "Tanaka will send the schedule for the Osaka visit once the budget is approved. If anything changes, "
+         "Kevin O'Brien in the London office updates the shared calendar and tells Sarah Connor, who keeps the "
+         "minutes. Li Wei joins from Singapore for the review in March, and James Ward covers for him in "
+         "Madrid while he travels. Everyone sends their expenses to Maria by Friday. Last quarter, Elena Petrova "
+         "from the Vienna branch found that the Toronto invoices had been filed twice, and Omar Haddad fixed the "
+         "records with help from Grace Kim in Seattle. Lucas Moreau will present the corrected figures in Paris "
+         "next week, and Fatima Zahra from the Casablanca office has asked for a copy of the slides. Nina "
+         "Svensson reminded the team that receipts from Stockholm must show the VAT number, and Peter Novak "
+         "confirmed that the Prague hotel bills already do. Finally, Rachel Adams asked whether the Dublin "
+         "training counts as travel, and Ahmed Khan promised to check the policy with Julia Fischer. Sofia Rossi "
+         "from the Milan office will collect the feedback afterwards and send it to David Cohen in Tel Aviv.")
 
 PASSAGES = (
     "API keys are created in the console under Settings, Keys. Each key belongs to one project and carries "
@@ -147,33 +171,61 @@ def _warm(fn, text: str, runs_n: int = RUNS, rounds: int = ROUNDS) -> dict[str, 
             "p95_ms": round(statistics.median(r["p95_ms"] for r in runs), 2), "runs": runs_n, "rounds": rounds}
 
 
-def _output_rails() -> tuple[dict[str, dict], int]:
+def _stored_passages(url: str) -> tuple[object, str, list]:
+    """PASSAGES ingested as a tenant's documents (one chunk each): the connection, tenant and passages."""
+    from stratus.db.connection import connect, tenant_transaction
+    from stratus.db.records import SourceObject
+    from stratus.ingest.pipeline import ingest_document
+    from stratus.llm.types import ContextPassage
+
+    conn = connect(url)
+    tenant = f"bench-guard-{uuid.uuid4().hex[:8]}"
+    for i, text in enumerate(PASSAGES, start=1):
+        data, key = text.encode(), f"docs/{i}.txt"
+        ingest_document(tenant, key, data, SourceObject(tenant_id=tenant, key=key, etag=uuid.uuid4().hex,
+                                                        size=len(data)), conn=conn)
+    with tenant_transaction(tenant, conn):
+        rows = conn.execute("SELECT c.id, d.id, c.document_version, d.source_key, c.text FROM chunks c"
+                            " JOIN documents d ON d.id = c.document_id ORDER BY d.source_key, c.ordinal").fetchall()
+    assert len(rows) == len(PASSAGES), "one chunk per passage, so the answer's [n] markers hold"
+    passages = [ContextPassage(number=n, chunk_id=c, document_id=str(d), document_version=v, source_key=k, text=t)
+                for n, (c, d, v, k, t) in enumerate(rows, start=1)]
+    return conn, tenant, passages
+
+
+def _output_rails(url: str) -> tuple[dict[str, dict], int]:
     """Warm p50/p95 of each output rail and of all of them together on the long answer."""
     from stratus.embeddings import get_embedder
     from stratus.guard import grounding, output
+    from stratus.guard.passage_vectors import prime
     from stratus.llm import extractive
-    from stratus.llm.types import ContextPassage
     from stratus_tools.guard.scan import RAILS
 
     embedder = get_embedder(grounding.EMBEDDING_MODEL)
-    passages = [ContextPassage(number=i, chunk_id=i, document_id=f"doc-{i}", document_version=1,
-                               source_key=f"docs/{i}.md", text=text) for i, text in enumerate(PASSAGES, start=1)]
+    conn, tenant, passages = _stored_passages(url)
     canary = output.new_canary()
 
     def leak(answer: str) -> None:
         output.leaks_canary(answer, canary)
         output.leaks_system_prompt(answer, SYSTEM_PROMPT)
 
-    def grounded(answer: str) -> None:
-        extractive.sentence_vectors.clear()  # nothing embedded before (see the module docstring)
+    def grounded(answer: str) -> None:  # as the output step runs it (see the module docstring)
+        extractive.sentence_vectors.clear()
+        prime(conn, tenant, passages, grounding.EMBEDDING_MODEL)
         grounding.groundedness(answer, passages, embedder=embedder)
 
-    checks = {"leak": leak, "groundedness": grounded}
+    def unstored(answer: str) -> None:
+        extractive.sentence_vectors.clear()
+        grounding.groundedness(answer, passages, embedder=embedder)
+
+    checks = {"leak": leak, "groundedness": grounded, "pii_output": RAILS["pii"].check}
     if "toxicity" in RAILS:
         checks["toxicity"] = RAILS["toxicity"].check
     sizes = (OUTPUT_RUNS, OUTPUT_ROUNDS)
     warm = {f"{name}/long": _warm(fn, ANSWER, *sizes) for name, fn in checks.items()}
     warm["output_rails/long"] = _warm(lambda a: [fn(a) for fn in checks.values()], ANSWER, *sizes)
+    warm["groundedness_unstored/long"] = _warm(unstored, ANSWER, *sizes)
+    conn.close()
     return warm, embedder.count_tokens(ANSWER)
 
 
@@ -181,9 +233,9 @@ def main() -> dict:
     from stratus.embeddings import get_embedder
     from stratus_tools.guard.scan import RAILS, scan_text
 
-    tokens = {"short": get_embedder("all-MiniLM-L6-v2-int8").count_tokens(SHORT),
-              "long": get_embedder("all-MiniLM-L6-v2-int8").count_tokens(LONG)}
-    inputs = {"short": SHORT, "long": LONG}
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # others' work on a shared machine
+    inputs = {"short": SHORT, "long": LONG, "names": NAMES}
+    tokens = {label: get_embedder("all-MiniLM-L6-v2-int8").count_tokens(text) for label, text in inputs.items()}
     input_rails = [RAILS["injection"], RAILS["pii"]]
     warm: dict[str, dict] = {}
     for label, text in inputs.items():
@@ -193,7 +245,8 @@ def main() -> dict:
         print(f"guard {label:<5} ({tokens[label]} tokens): "
               + "  ".join(f"{k.split('/')[0]} p50 {v['p50_ms']} ms" for k, v in warm.items() if k.endswith(label)))
 
-    output_warm, answer_tokens = _output_rails()
+    with database(None, ROOT / ".stratus" / "bench-guard" / "pg") as url:
+        output_warm, answer_tokens = _output_rails(url)
     warm.update(output_warm)
     tokens["answer"] = answer_tokens
     print(f"guard output ({answer_tokens} tokens): "
@@ -217,6 +270,7 @@ def main() -> dict:
 
     p50s = {label: warm[f"input_rails/{label}"]["p50_ms"] for label in inputs}
     out = {
+        "load_average_at_start": load_at_start, "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "tokens": tokens, "warm": warm, "first_use": first_use, "cold_start_ms": cold,
         "targets_ms": TARGETS_MS,
         "meets_target": {"input_rails_p50": {k: v <= TARGETS_MS["input_rails_p50"] for k, v in p50s.items()},

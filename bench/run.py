@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
-    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical
+    python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical audit reindex
                          injection_peers]   (default: all)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
@@ -25,7 +25,8 @@ from bench.common import RESULTS, ROOT, machine
 # retrieval): name on the command line -> bench module, imported only when wanted (each pulls in its own stack).
 _SELF_CONTAINED = {"cache": "cache_hit", "workflow": "workflow_overhead", "gateway": "gateway_overhead",
                    "guard": "guard_latency", "eval": "eval_sampler", "db": "db_connections",
-                   "lexical": "lexical_scale", "injection_peers": "injection_peers"}
+                   "lexical": "lexical_scale", "audit": "audit_write",
+                   "reindex": "reindex", "injection_peers": "injection_peers"}
 
 
 def _summary() -> None:
@@ -39,7 +40,7 @@ def _summary() -> None:
 
 def main(argv: list[str]) -> int:
     wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval", "db",
-                           "lexical", "injection_peers"}
+                           "lexical", "audit", "reindex", "injection_peers"}
     if "cold_start" in wanted:
         from bench import cold_start
 

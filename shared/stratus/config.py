@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -78,7 +79,16 @@ class Settings(BaseModel):
     template_path: Path = PROJECT_ROOT / "template.yaml"
 
     # Ingestion.
-    embedding_model: Literal["all-MiniLM-L6-v2-int8"] = "all-MiniLM-L6-v2-int8"
+    # The offline all-MiniLM-L6-v2-int8, or a hosted model id with its dimension (stratus/embeddings/models.py,
+    # docs/retrieval.md "Embedding models"), e.g. amazon.titan-embed-text-v2:0/512; an unknown id fails at
+    # the first get_embedder() with the list of known ones.
+    embedding_model: str = Field(default="all-MiniLM-L6-v2-int8", min_length=1)
+    # Hosted embedding models: Bedrock's region (default aws_region), one call's timeout, batches in flight
+    # at once per request, and a per-process pace per model (None: no pacing; 429s are still retried).
+    embedding_region: str | None = None
+    embedding_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    embedding_concurrency: int = Field(default=4, ge=1, le=64)
+    embedding_requests_per_second: float | None = Field(default=None, gt=0)
     embed_batch_size: int = Field(default=32, ge=1, le=256)
     chunk_max_tokens: int = Field(default=200, ge=32, le=254)
     chunk_overlap_tokens: int = Field(default=32, ge=0, le=128)
@@ -123,6 +133,7 @@ class Settings(BaseModel):
     # offline: always; hosted: never (a deployment without credentials then fails the request).
     provider_mode: Literal["auto", "offline", "hosted"] = "auto"
     openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None  # the OpenAI embeddings endpoint (None: api.openai.com; tests: loopback)
     anthropic_api_key: SecretStr | None = None
     # On AWS: a Secrets Manager secret holding {"openai": "...", "anthropic": "..."}.
     provider_secret_arn: str | None = None
@@ -222,6 +233,11 @@ class Settings(BaseModel):
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_max_tokens:
             raise ValueError("STRATUS_CHUNK_OVERLAP_TOKENS must be smaller than STRATUS_CHUNK_MAX_TOKENS")
+        # The id stored beside every vector and naming its index: a hosted model's must say its dimension.
+        hosted = self.embedding_model.startswith(("amazon.", "cohere.", "text-embedding-"))
+        if hosted and not re.fullmatch(r".+/\d+", self.embedding_model):
+            raise ValueError(f"STRATUS_EMBEDDING_MODEL: a hosted model's id names its dimension, e.g. "
+                             f"{self.embedding_model.split('/')[0]}/1024 (docs/retrieval.md)")
         if self.env != "local":
             missing = []
             if not (self.database_url or self.database_secret_arn or self.database_app_url

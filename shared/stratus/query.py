@@ -26,6 +26,7 @@ edge.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -94,11 +95,35 @@ def generate(task: GenerateTask, **options: Any) -> GenerateResponse:
     return answer(task, **options)
 
 
-def guard_output(task: GenerateTask, response: GenerateResponse) -> GenerateResponse:
+def guard_output(task: GenerateTask, response: GenerateResponse, *, conn: Any = None) -> GenerateResponse:
     """The output rails over the answer; a blocked answer keeps no text."""
     from stratus.guard.stages import guard_output as check_output
 
+    load_passage_vectors(task, conn=conn)
     return check_output(task, response)
+
+
+def load_passage_vectors(task: GenerateTask, *, conn: Any = None) -> None:
+    """Before groundedness: the retrieved chunks' sentence vectors stored at ingestion, so that only the
+    answer's sentences are embedded (stratus.guard.passage_vectors)."""
+    from stratus.errors import DatabaseUnavailable
+    from stratus.guard.grounding import EMBEDDING_MODEL
+    from stratus.guard.passage_vectors import prime
+    from stratus.guard.rails import policy_of
+    from stratus.spans import span
+    from stratus.workflow_state import passages_from
+
+    state = task.guard
+    if state is None or state.blocked is not None or task.retrieval is None or not task.retrieval.hits:
+        return
+    if not policy_of(state).enabled("groundedness"):
+        return
+    with span("passage_vectors", tenant_id=task.tenant_id) as step:
+        try:
+            step.annotate(found=prime(conn, task.tenant_id, passages_from(task), EMBEDDING_MODEL))
+        except DatabaseUnavailable as err:  # an optimisation only: groundedness embeds the passages instead
+            logging.getLogger(__name__).warning("passage sentence vectors not loaded: %s", err)
+            step.annotate(outcome="database_unavailable")
 
 
 # --- the workflow's guard task -----------------------------------------------------------------------------
@@ -127,7 +152,7 @@ def guard_task(event: Any, *, conn: Any = None) -> dict[str, Any]:
     fields = dict(state)
     response = parse_model(GenerateResponse, fields.pop("response", None), "guard output response")
     task = parse_model(GenerateTask, fields, "guard output")
-    return guard_output(task, response).model_dump(mode="json")
+    return guard_output(task, response, conn=conn).model_dump(mode="json")
 
 
 # --- in-process --------------------------------------------------------------------------------------------
@@ -163,7 +188,7 @@ def run_in_process(task: GenerateTask, *, conn: Any, settings: Settings, router:
     response = generate(task, settings=settings, router=router, conn=conn, defer=defer, known=known)
     hooks.step(TIMING["generate"], t)
     t = time.perf_counter()
-    response = guard_output(task, response)
+    response = guard_output(task, response, conn=conn)
     hooks.step(TIMING["guard_output"], t)
     return response
 
@@ -209,6 +234,7 @@ def open_stream(task: GenerateTask, *, conn: Any, settings: Settings, router: An
     from stratus.workflow_state import passages_from
 
     generation = stream_generate(task, settings=settings, router=router, conn=conn, record_conn=conn, known=known)
+    load_passage_vectors(task, conn=conn)
     guard = GuardedStream(task.guard, passages_from(task), system_prompt(task)) if task.guard else None
     return StreamedAnswer(generation, guard)
 

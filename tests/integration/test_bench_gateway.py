@@ -44,12 +44,13 @@ def test_overhead_subtracts_the_upstream_delay() -> None:
 
 def test_ratios_and_targets() -> None:
     result = {"overhead": {"concurrency_1": {"ratio_p50": 0.4, "ratio_p99": 0.6},
-                           "concurrency_16": {"throughput_ratio": 2.3}}}
+                           "concurrency_16": {"throughput_ratio": 2.3, "guard_throughput_ratio": 0.65}}}
     met = gw._targets_met(result)
     assert met["concurrency_1_p50_ratio_le_0.5"] is True
     assert met["concurrency_1_p99_ratio_le_0.5"] is False
     assert met["concurrency_16_p50_ratio_le_0.5"] is None  # not measured: neither met nor missed
     assert met["concurrency_16_throughput_ratio_ge_2"] is True
+    assert met["concurrency_16_guard_throughput_ratio_ge_0.7"] is False  # rails on below 0.7 x rails off
 
 
 def test_a_peer_that_cannot_install_is_skipped_with_its_reason(tmp_path, monkeypatch) -> None:

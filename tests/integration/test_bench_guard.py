@@ -18,3 +18,19 @@ def test_warm_reports_the_median_of_runs() -> None:
     figures = gl._warm(calls.append, "text", 2, 3)
     assert len(calls) == 1 + 2 * 3  # one untimed warm-up call
     assert figures["runs"] == 2 and figures["rounds"] == 3 and 0 <= figures["p50_ms"] <= figures["p95_ms"]
+
+
+def test_the_output_rails_run_over_passages_ingested_with_their_sentence_vectors(pg_url, monkeypatch) -> None:
+    monkeypatch.setattr(gl, "OUTPUT_RUNS", 1)
+    monkeypatch.setattr(gl, "OUTPUT_ROUNDS", 1)
+    conn, tenant, passages = gl._stored_passages(pg_url)
+    from stratus.db.connection import tenant_transaction
+
+    with tenant_transaction(tenant, conn):
+        stored = conn.execute("SELECT count(DISTINCT chunk_id) FROM chunk_sentences").fetchone()
+    conn.close()
+    assert [p.number for p in passages] == [1, 2, 3, 4, 5] and stored == (5,)
+    warm, tokens = gl._output_rails(pg_url)
+    assert {"leak/long", "groundedness/long", "groundedness_unstored/long", "pii_output/long",
+            "output_rails/long"} <= warm.keys()
+    assert tokens > 250

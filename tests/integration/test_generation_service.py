@@ -163,3 +163,30 @@ def test_tenant_override_reorders_deployments(
     out = generate(_chat(tenant_id, "who answers?"), router=router, conn=db,
                    settings=load_settings(cache_enabled=False))
     assert out.deployment == "loop-anthropic" and openai_up.requests == []
+
+
+def test_cached_answers_never_cross_an_embedding_model_switch(
+        router: Router, ups: tuple[OpenAIUpstream, AnthropicUpstream], db: Any, tenant_id: str) -> None:
+    from stratus.reindex import job
+    from tests.support import second_model
+
+    openai_up, _ = ups
+    settings = load_settings()
+    first = generate(_chat(tenant_id, "Where is the heat pump manual?"), router=router, conn=db, settings=settings)
+    assert first.cache.status == "miss"
+    with second_model.registered() as model_b:
+        # Given the tenant moved to another embedding model (no chunks: nothing to embed, it switches at once)
+        job.start(None, tenant_id, model_b, settings)
+        assert job.run(None, tenant_id, settings).query_model == model_b
+        # Then the answer cached under the old model is not served
+        moved = generate(_chat(tenant_id, "Where is the heat pump manual?"), router=router, conn=db, settings=settings)
+        assert moved.cache.status == "miss" and len(openai_up.requests) == 2
+        again = generate(_chat(tenant_id, "Where is the heat pump manual?"), router=router, conn=db, settings=settings)
+        assert again.cache.status == "hit_exact"
+        # A near-duplicate finds it semantically: the question embedded with the new model, compared in its space
+        near = generate(_chat(tenant_id, "where is the heat pump manual"), router=router, conn=db, settings=settings)
+        assert near.cache.status == "hit_semantic" and len(openai_up.requests) == 2
+        # And after a rollback the old model's entry serves again
+        job.rollback(None, tenant_id, settings)
+        back = generate(_chat(tenant_id, "Where is the heat pump manual?"), router=router, conn=db, settings=settings)
+        assert back.cache.status == "hit_exact" and back.text == first.text and len(openai_up.requests) == 2

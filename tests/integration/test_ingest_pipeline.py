@@ -33,7 +33,7 @@ class CountingEmbedder:
         )
         self.texts = 0
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], *, kind: str = "document") -> np.ndarray:
         self.texts += len(texts)
         return self.inner.embed(texts)
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from stratus.embeddings import get_embedder
 from stratus.llm import errors as e
-from stratus.llm.providers.openai_chat import OpenAIProvider
+from stratus.llm.providers.openai_chat import COUNTING_MODEL, USAGE_COUNTED_EVENT, OpenAIProvider
 from tests.integration.provider_contract import (
     COMMON_FAULTS,
+    TIMEOUT,
     SdkProviderContract,
+    ask,
     complete_translated,
     stream_error_then,
     stream_text,
@@ -44,6 +47,20 @@ class TestOpenAI(SdkProviderContract):
         stream_text(provider, deployment)
         assert up.requests[-1].body["stream_options"] == {"include_usage": True}
 
+    def test_a_stream_without_a_usage_chunk_completes_with_counted_tokens(self, up, deployment, provider, caplog):
+        """An OpenAI-compatible server that ignores stream_options: the answer arrives whole and is billed."""
+        up.honours_include_usage = False
+        try:
+            chunks = list(provider.stream(ask("stream this please"), deployment, timeout=TIMEOUT))
+        finally:
+            up.honours_include_usage = True  # the upstream is shared by the class's tests
+        assert "".join(c.text for c in chunks) == "Echo: stream this please"
+        final = chunks[-1]
+        assert final.finish_reason == "stop" and final.usage is not None
+        assert final.usage.output_tokens == get_embedder(COUNTING_MODEL).count_tokens("Echo: stream this please")
+        assert final.usage.input_tokens > 0 and USAGE_COUNTED_EVENT in caplog.text
+
     def test_error_object_inside_the_stream_is_classified(self, up, deployment, provider):
         up.inject(Fault.stream_error(500, after_chunks=1))
         stream_error_then(provider, deployment, e.ServerError)
+

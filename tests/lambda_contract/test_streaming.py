@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import openai
 import psycopg
 import pytest
@@ -156,6 +157,34 @@ def test_errors_and_limits_keep_openais_classes_through_the_api(client: Any, api
         sdk.chat.completions.create(model="fast", max_tokens=10**6, messages=[{"role": "user", "content": "hi"}])
     assert too_many.value.body["param"] == "max_tokens"
     assert {m.id for m in sdk.models.list()} >= {"fast", "rag/fast"}
+
+
+def test_the_anthropic_sdk_works_through_the_api(up: OpenAIUpstream, contract_stack: Any, api: RestApiStage) -> None:
+    """POST /v1/messages on the deployed path: x-api-key auth, a message, a Messages event stream, an error."""
+    _, key = tenant_with_key(contract_stack.database_url, "am")
+    sdk = anthropic.Anthropic(base_url=api.url.rstrip("/"), api_key=key, max_retries=0, timeout=60)
+    message = sdk.messages.create(model="fast", max_tokens=64, messages=[{"role": "user", "content": "Say hi."}])
+    assert message.type == "message" and message.content[0].text  # type: ignore[union-attr]
+    with sdk.messages.stream(model="fast", max_tokens=200, messages=[{"role": "user", "content": SENTENCES}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == f"Echo: {SENTENCES}" and final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        sdk.messages.create(model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+
+
+def test_the_responses_api_works_through_the_api(up: OpenAIUpstream, client: Any) -> None:
+    """POST /v1/responses on the deployed path: a stored response continued by previous_response_id, a stream."""
+    _, sdk = client
+    first = sdk.responses.create(model="fast", input="The sky is blue.")
+    second = sdk.responses.create(model="fast", input="Why?", previous_response_id=first.id)
+    assert [m["content"] for m in up.requests[-1].body["messages"][-3:]] == [
+        "The sky is blue.", "Echo: The sky is blue.", "Why?"]
+    with sdk.responses.stream(model="fast", input=SENTENCES, previous_response_id=second.id) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == f"Echo: {SENTENCES}" and final.status == "completed"
+    assert sdk.responses.retrieve(final.id).output_text == final.output_text
 
 
 def _text_of(line: str) -> str:

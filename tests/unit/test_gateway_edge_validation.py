@@ -116,8 +116,9 @@ def test_the_openapi_document_declares_patterns_bounds_and_error_statuses(client
         for method, op in item.items():
             assert {"400", "401", "403"} <= set(op["responses"]), (method, path)
             assert "422" not in op["responses"], (method, path)  # never answered: schema mismatches are 400s
+            shape = "AnthropicError" if path == "/v1/messages" else "ErrorResponse"  # each API's own error shape
             assert op["responses"]["400"]["content"]["application/json"]["schema"] == {
-                "$ref": "#/components/schemas/ErrorResponse"}
+                "$ref": f"#/components/schemas/{shape}"}
             for p in op.get("parameters", ()):
                 if p["in"] == "path" and p["name"] in ("tenant_id", "request_id", "key_id", "alias"):
                     assert "pattern" in p["schema"], (path, p["name"])

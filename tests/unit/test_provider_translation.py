@@ -10,6 +10,7 @@ from email.utils import formatdate
 import pytest
 from botocore.exceptions import ClientError, EventStreamError
 
+from stratus.embeddings import get_embedder
 from stratus.llm import errors as e
 from stratus.llm.catalog import Deployment, Price
 from stratus.llm.providers import anthropic_messages as anth
@@ -81,11 +82,24 @@ def test_openai_incomplete_bodies_are_malformed(body):
         oai.parse_completion(body, DEP)
 
 
-def test_openai_stream_without_usage_chunk_is_interrupted():
+def test_openai_stream_without_finish_reason_is_interrupted():
     asm = oai.StreamAssembler(DEP)
-    asm.feed({"model": "m1", "choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}]})
-    with pytest.raises(e.StreamInterrupted, match="usage"):
+    asm.feed({"model": "m1", "choices": [{"delta": {"content": "hi"}, "finish_reason": None}]})
+    with pytest.raises(e.StreamInterrupted, match="finish_reason"):
         asm.final()
+
+
+def test_openai_stream_without_usage_chunk_is_completed_with_counted_tokens(caplog):
+    request = ChatRequest(messages=[Message(role="user", content="How many tokens is this question?")])
+    asm = oai.StreamAssembler(DEP, request)
+    asm.feed({"model": "m1", "choices": [{"delta": {"content": "Seven words "}}]})
+    asm.feed({"model": "m1", "choices": [{"delta": {"content": "make this short answer."}, "finish_reason": "stop"}]})
+    final = asm.final()
+    count = get_embedder(oai.COUNTING_MODEL).count_tokens
+    assert final.finish_reason == "stop" and final.usage is not None
+    assert final.usage.input_tokens == count("user: How many tokens is this question?") > 0
+    assert final.usage.output_tokens == count("Seven words make this short answer.") > 0
+    assert oai.USAGE_COUNTED_EVENT in caplog.text
 
 
 # Anthropic

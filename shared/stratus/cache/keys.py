@@ -42,6 +42,10 @@ class CacheScope:
     prompt_hash: str  # content hash of the prompt version that rendered the request
     model_alias: str
     params_hash: str  # params_hash(request)
+    # The tenant's embedding model when it is not the deployment's: the retrieved context and the question's
+    # vector depend on it, so answers from before a switch are never served after it (nor after a rollback
+    # the other way). Empty for the deployment's model, so that those keys stay what they were.
+    embedding_model: str = ""
 
     def __post_init__(self) -> None:
         for name in ("tenant_id", "prompt_hash", "model_alias", "params_hash"):
@@ -50,7 +54,8 @@ class CacheScope:
 
     @property
     def key(self) -> str:
-        return _sha256("scope/v1", self.tenant_id, self.prompt_hash, self.model_alias, self.params_hash)
+        extra = [f"embedding_model={self.embedding_model}"] if self.embedding_model else []
+        return _sha256("scope/v1", self.tenant_id, self.prompt_hash, self.model_alias, self.params_hash, *extra)
 
 
 # The request fields besides the conversation that change what a model answers. `user` and `context`

@@ -134,7 +134,7 @@ def embed_question(question: str, embedding_model: str | None = None) -> np.ndar
     """The question's embedding, with the model the cache compares in (imports the model on first use)."""
     from stratus.embeddings import get_embedder
 
-    vectors = get_embedder(embedding_model or get_settings().embedding_model).embed([question])
+    vectors = get_embedder(embedding_model or get_settings().embedding_model).embed([question], kind="query")
     return cast(np.ndarray, vectors[0])
 
 

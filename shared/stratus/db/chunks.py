@@ -17,12 +17,13 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from stratus import lexical_analysis
+from stratus.db.vector_index import MIGRATED, model_dimensions, vector_expression, vector_type
 from stratus.errors import Unsupported
 
 Connection = psycopg.Connection  # for domain signatures, which do not import the driver
 
-# Mirrors the partial HNSW indexes in infra/db/migrations: model name -> dimensions of its index.
-DENSE_INDEXES: dict[str, int] = {"all-MiniLM-L6-v2-int8": 384}
+# The migrated partial HNSW indexes: model name -> dimensions (others: stratus.db.vector_index).
+DENSE_INDEXES: dict[str, int] = {model: dims for model, (_name, dims) in MIGRATED.items()}
 
 
 @dataclass(frozen=True)
@@ -222,23 +223,40 @@ def bm25_score(
     )
 
 
-def dense_statement(model: str, scope: ChunkScope) -> tuple[sql.Composed, dict[str, object]]:
-    """The nearest-neighbour query, written so the planner can prove the partial HNSW index applies.
+def dense_statement(model: str, scope: ChunkScope, dimensions: int | None = None, *, side: bool = False
+                    ) -> tuple[sql.Composed, dict[str, object]]:
+    """The nearest-neighbour query, written so the planner can prove the model's partial HNSW index applies:
+    the embedding cast to the model's dimension (`halfvec` above 2,000, stratus.db.vector_index) exactly
+    as the index was built. `dimensions`: the query vector's; by default the one the model id names.
 
     It takes `fetch` candidates from the index; dense_search() sorts them by their exact distance and keeps
     the `limit` asked for. The sort is not left to SQL: the planner treats the index's output as already
     in distance order (an outer ORDER BY becomes an incremental sort on a "presorted" key that stops after
-    `limit` rows, even through a MATERIALIZED CTE), which a relaxed-order scan does not guarantee."""
-    dims = DENSE_INDEXES.get(model)
-    if dims is None:
-        raise Unsupported(f"no vector index for embedding model {model!r}", field="embedding_model")
+    `limit` rows, even through a MATERIALIZED CTE), which a relaxed-order scan does not guarantee.
+
+    `side`: the model's vectors are in chunk_embeddings (a model other than the deployment's, migration
+    0015); the scope's filters then apply to the joined chunk row."""
+    named = DENSE_INDEXES.get(model) or model_dimensions(model)
+    dims = dimensions or named
+    if dims is None or (named is not None and named != dims):
+        raise Unsupported(f"no vector index for embedding model {model!r} at {dims} dimensions",
+                          field="embedding_model")
     filters, params = scope.clauses()
-    vec = sql.SQL("(c.embedding::vector({d}))").format(d=sql.SQL(str(dims)))
+    qvec = sql.SQL("%(qvec)s::{t}({d})").format(t=sql.SQL(vector_type(dims)), d=sql.SQL(str(dims)))
+    if side:
+        vec = vector_expression("e.embedding", dims)
+        return sql.SQL(
+            "SELECT e.chunk_id, {vec} <=> {q} AS distance FROM chunk_embeddings e"
+            " JOIN chunks c ON c.id = e.chunk_id"
+            " WHERE e.embedding_model = {model} AND e.tenant_id = %(tenant)s AND c.tenant_id = %(tenant)s{filters}"
+            " ORDER BY {vec} <=> {q} LIMIT %(fetch)s"
+        ).format(vec=vec, q=qvec, model=sql.Literal(model), filters=filters), params
+    vec = vector_expression("c.embedding", dims)
     query = sql.SQL(
-        "SELECT c.id, {vec} <=> %(qvec)s::vector({d}) AS distance FROM chunks c"
+        "SELECT c.id, {vec} <=> {q} AS distance FROM chunks c"
         " WHERE c.embedding_model = {model} AND c.tenant_id = %(tenant)s{filters}"
-        " ORDER BY {vec} <=> %(qvec)s::vector({d}) LIMIT %(fetch)s"
-    ).format(vec=vec, d=sql.SQL(str(dims)), model=sql.Literal(model), filters=filters)
+        " ORDER BY {vec} <=> {q} LIMIT %(fetch)s"
+    ).format(vec=vec, q=qvec, model=sql.Literal(model), filters=filters)
     return query, params
 
 
@@ -270,9 +288,10 @@ def dense_search(
     *,
     limit: int,
     scan: HnswScan,
+    side: bool = False,
 ) -> list[tuple[int, float]]:
     """Top `limit` (chunk id, cosine distance), nearest first (ties by id)."""
-    query, params = dense_statement(model, scope)
+    query, params = dense_statement(model, scope, int(np.asarray(vector).shape[-1]), side=side)
     # Iterative scans keep walking the graph until enough rows pass the tenant/metadata filters.
     conn.execute(
         "SELECT set_config('hnsw.iterative_scan', %s, true), set_config('hnsw.ef_search', %s, true),"
@@ -285,10 +304,12 @@ def dense_search(
     return rows[: int(limit)]
 
 
-def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope) -> str:
+def explain_dense(conn: psycopg.Connection, tenant_id: str, model: str, scope: ChunkScope, *,
+                  side: bool = False) -> str:
     """EXPLAIN of the dense query (tests and operators check that the HNSW index is used)."""
-    query, params = dense_statement(model, scope)
-    params.update(qvec=np.full(DENSE_INDEXES[model], 0.05, dtype=np.float32), tenant=tenant_id, fetch=10)
+    dims = DENSE_INDEXES.get(model) or model_dimensions(model)
+    query, params = dense_statement(model, scope, dims, side=side)
+    params.update(qvec=np.full(dims or 1, 0.05, dtype=np.float32), tenant=tenant_id, fetch=10)
     rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
     return "\n".join(r[0] for r in rows)
 

@@ -61,3 +61,14 @@ def reservation(conn: Connection, tenant_id: str, request_id: str) -> dict[str, 
         return None
     return {"request_id": row[0], "key_id": row[1], "window_start": row[2], "tokens": row[3],
             "amount_usd": float(row[4]), "expires_at": row[5]}
+
+
+def record_usage(conn: Connection, tenant_id: str, *, tokens: int, cost_usd: float) -> None:
+    """Spend outside a gateway request (a hosted model embedding a document at ingestion) into the tenant's
+    day: it counts against the budget like a request's, though nothing was admitted for it."""
+    if tokens <= 0 and cost_usd <= 0:
+        return
+    conn.execute("INSERT INTO budget_usage AS u (tenant_id, day, spent_usd, requests, tokens)"
+                 " VALUES (%s, (now() AT TIME ZONE 'UTC')::date, %s, 0, %s)"
+                 " ON CONFLICT (tenant_id, day) DO UPDATE SET spent_usd = u.spent_usd + excluded.spent_usd,"
+                 " tokens = u.tokens + excluded.tokens", [tenant_id, Decimal(str(cost_usd)), int(tokens)])

@@ -72,7 +72,8 @@ class MiniLMEmbedder:
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer, self._raw_tokenizer, self._session = tokenizer, raw, session
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], *, kind: str = "document") -> np.ndarray:
+        # A symmetric model: questions and passages are embedded alike, so `kind` changes nothing.
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         self._load()

@@ -22,8 +22,21 @@ from stratus import spans, telemetry
 from stratus.config import Settings, get_settings
 from stratus.errors import StratusError
 from stratus.gateway import edge, errors
+from stratus.gateway.anthropic_api import PATH as ANTHROPIC_PATH
+from stratus.gateway.anthropic_api import error_body as anthropic_error_body
 from stratus.gateway.context import RequestContext, context_of, finish_task, new_context, request_id_from
-from stratus.gateway.routes import admin, chat, documents, embeddings, models
+from stratus.gateway.routes import (
+    admin,
+    approvals,
+    audit,
+    chat,
+    documents,
+    embeddings,
+    messages,
+    models,
+    reindex,
+    responses,
+)
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive
@@ -46,7 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   # returns the gateway's); FastAPI's own spans would be a second server span beside it.
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = s
-    for router in (models.router, chat.router, embeddings.router, documents.router, admin.router):
+    for router in (models.router, chat.router, messages.router, responses.router, embeddings.router,
+                   documents.router, admin.router, approvals.router, audit.router, reindex.router):
         app.include_router(router)
 
     @app.get("/health/live", include_in_schema=False)
@@ -108,7 +122,9 @@ def error_response(request: Request, err: errors.APIError) -> JSONResponse:
                      error_message=err.message[:500])
     if err.status >= 500:
         log.error("request %s failed: %s", ctx.request_id, err.message)
-    return JSONResponse(err.body(), status_code=err.status, headers=err.headers, background=finish_task(ctx))
+    # The Anthropic Messages API answers in Anthropic's error shape, so its SDK reads the message.
+    body = anthropic_error_body(err) if request.url.path == ANTHROPIC_PATH else err.body()
+    return JSONResponse(body, status_code=err.status, headers=err.headers, background=finish_task(ctx))
 
 
 # --- exception handlers ------------------------------------------------------------------------------

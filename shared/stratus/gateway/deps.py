@@ -88,7 +88,9 @@ def principal(request: Request, conn: Conn) -> Principal:
     from stratus.gateway.keys import authenticate
 
     ctx = context_of(request)
-    found = authenticate(conn, request.headers.get("authorization"))
+    # Anthropic's SDK sends its key as x-api-key; OpenAI's as a bearer token.
+    api_key = request.headers.get("x-api-key")
+    found = authenticate(conn, request.headers.get("authorization") or (f"Bearer {api_key}" if api_key else None))
     if found is None:
         raise errors.invalid_api_key()
     ctx.principal = found

@@ -70,10 +70,10 @@ COMMON = (400, 408, 413, 503)
 AUTHENTICATED = (*COMMON, 401, 403)
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def responses(*statuses: int, model: type[BaseModel] = ErrorResponse) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a router or route: each status with its description and the error schema, so the
     OpenAPI document declares every status the route can answer (checked by tests/fuzz)."""
-    return {s: {"model": ErrorResponse, "description": _WHY[s]} for s in sorted(set(statuses))}
+    return {s: {"model": model, "description": _WHY[s]} for s in sorted(set(statuses))}
 
 
 def invalid_request(message: str, *, param: str | None = None, code: str | None = None) -> APIError:

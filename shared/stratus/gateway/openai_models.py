@@ -198,7 +198,6 @@ class ChatCompletionRequest(BaseModel):
         return total
 
 
-EMBEDDING_DIMENSIONS = 384
 # An image or file part, for the admission estimate: a detailed image is about 1,100-1,500 tokens at the
 # providers we route to; counted as 1,500 tokens (4 characters each) so the reservation stays above it.
 NON_TEXT_PART_CHARS = 6_000
@@ -213,11 +212,8 @@ class EmbeddingRequest(_Body):
     user: Annotated[str, StringConstraints(max_length=256)] | None = None
 
     def texts(self, max_inputs: int) -> list[str]:
-        """The inputs as strings; 400 naming `input` or `dimensions` otherwise."""
-        if self.dimensions is not None and self.dimensions != EMBEDDING_DIMENSIONS:
-            raise errors.invalid_request(f"dimensions: this model has {EMBEDDING_DIMENSIONS} dimensions; "
-                                         "other sizes are not supported", param="dimensions",
-                                         code="unsupported_value")
+        """The inputs as strings; 400 naming `input` otherwise (`dimensions` is the model's to judge: the
+        route checks it against the model asked for)."""
         values = [self.input] if isinstance(self.input, str) else list(self.input)
         if not values:
             raise errors.invalid_request("input must not be empty", param="input")

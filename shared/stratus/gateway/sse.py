@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import anyio
@@ -50,6 +50,11 @@ class EventStream(StreamingResponse):
     async def _pump(self) -> AsyncIterator[bytes]:
         while (data := await anyio.to_thread.run_sync(self._step)) is not None:
             yield data
+
+    def translated(self, translate: Callable[[Generator[bytes, None, None]], Generator[bytes, None, None]]
+                   ) -> EventStream:
+        """The same answer in another API's events (this response is not sent; its task goes with the new one)."""
+        return EventStream(translate(self._events), background=self.background)
 
     def _step(self) -> bytes | None:
         with self._lock:

@@ -22,6 +22,7 @@ from stratus.llm import errors as llm_errors
 from stratus.llm.catalog import Deployment, load_catalog
 from stratus.llm.router import RetryPolicy, Router, default_breaker
 from stratus.llm.types import ChatRequest, ContextPassage, Message, Usage
+from stratus.reindex import models as tenant_models
 from stratus.spans import span
 from stratus.workflow_state import CacheInfo, GenerateResponse, GenerateTask, PromptRef, passages_from
 
@@ -153,14 +154,17 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
                         prompt_ref=PromptRef(name=prompt.name, version=prompt.version, hash=prompt.content_hash,
                                              label=task.prompt_label))
         if use_cache:
-            prep.scope = cache.CacheScope(task.tenant_id, prompt.content_hash, alias, cache.params_hash(request))
+            embedding_model = tenant_models.query_model(task.tenant_id, s, conn)
+            prep.scope = cache.CacheScope(
+                task.tenant_id, prompt.content_hash, alias, cache.params_hash(request),
+                embedding_model="" if embedding_model == s.embedding_model else embedding_model)
             prep.question, single = _cache_question(task)
             semantic = s.cache_semantic and single
 
             def embed() -> Any:  # only when the exact lookup misses; kept for storing the answer
                 e = time.perf_counter()
-                with span("cache_embed", model=s.embedding_model):
-                    prep.embedding = cache.embed_question(prep.question, s.embedding_model)
+                with span("cache_embed", model=embedding_model):
+                    prep.embedding = cache.embed_question(prep.question, embedding_model)
                 timings["embed"] = ms_since(e)
                 return prep.embedding
 
@@ -168,7 +172,7 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
             with span("cache_lookup", semantic=semantic) as step:
                 prep.hit = cache.lookup(conn, prep.scope, prep.question, passages, embed if semantic else None,
                                         semantic=semantic, threshold=s.cache_similarity,
-                                        embedding_model=s.embedding_model)
+                                        embedding_model=embedding_model)
                 step.annotate(cache_hit=prep.hit is not None, cache_kind=prep.hit.kind if prep.hit else None)
             timings["cache"] = round(ms_since(t) - timings.get("embed", 0.0), 3)
     return prep
@@ -324,7 +328,7 @@ def finish(conn: Any, s: Settings, task: GenerateTask, response: GenerateRespons
                                 {"text": response.text, "finish_reason": response.finish_reason,
                                  "provider": response.provider, "model": response.model,
                                  "deployment": response.deployment},
-                                ttl_s=s.cache_ttl_s, embedding_model=s.embedding_model)
+                                ttl_s=s.cache_ttl_s, embedding_model=scope.embedding_model or s.embedding_model)
             response.cache.entry_id = entry
         response.timings_ms["record"] = ms_since(t)
         if not keep_total:

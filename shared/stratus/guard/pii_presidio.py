@@ -92,7 +92,6 @@ def _build() -> Any:
         CreditCardRecognizer,
         IbanRecognizer,
         IpRecognizer,
-        PhoneRecognizer,
         SpacyRecognizer,
         UsSsnRecognizer,
     )
@@ -116,7 +115,7 @@ def _build() -> Any:
         CreditCardRecognizer(),
         IbanRecognizer(),
         _offline_email_recognizer(),
-        PhoneRecognizer(supported_regions=PHONE_REGIONS),
+        _phone_recognizer(),
         UsSsnRecognizer(),
         IpRecognizer(),
         SpacyRecognizer(supported_entities=["PERSON", "LOCATION"]),
@@ -132,26 +131,83 @@ def _build() -> Any:
 # and the lower-cased word contains the lemma for the regular inflections context words take
 # ("phones", "cards", "numbers"), so the lower-cased word stands in for the lemma.
 _LEMMA_PIPE = "stratus_lowercase_lemma"
+# The NER itself then runs only over the sentences that can hold a name (stratus.guard.pii_names).
+_NAMES_PIPE = "stratus_ner_where_names"
 
 
 def _slim_pipeline(nlp: Any) -> None:
-    """Keep the tokenizer and NER only; lemmas become the lower-cased words."""
+    """Keep the tokenizer and NER only; lemmas become the lower-cased words; NER runs on name windows."""
     from spacy.language import Language
 
     shared = nlp.get_pipe("tok2vec") if "tok2vec" in nlp.pipe_names else None
     keep = {"ner"} | ({"tok2vec"} if shared is not None and "ner" in shared.listening_components else set())
-    for name in reversed(nlp.pipe_names):  # listeners before the tok2vec they listen to
+    for name in reversed(nlp.component_names):  # listeners before their tok2vec; disabled ones (senter) too
         if name not in keep:
             nlp.remove_pipe(name)
     if not Language.has_factory(_LEMMA_PIPE):
         Language.component(_LEMMA_PIPE, func=_lowercase_lemma)
+    if not Language.has_factory(_NAMES_PIPE):
+        Language.factory(_NAMES_PIPE, func=_NerWhereNames)
     nlp.add_pipe(_LEMMA_PIPE, first=True)
+    nlp.add_pipe(_NAMES_PIPE, last=True)
+    for name in keep:  # still reachable through get_pipe, no longer run on the whole text
+        nlp.disable_pipe(name)
 
 
 def _lowercase_lemma(doc: Any) -> Any:
     for token in doc:
         token.lemma = token.lower
     return doc
+
+
+_WHOLE_TEXT = 0.8  # share of the tokens in windows above which NER reads the whole text
+
+
+class _NerWhereNames:
+    """The model's own NER components, run in one batch over the name windows of a text only; the
+    entities they find are placed back on the whole text's doc."""
+
+    def __init__(self, nlp: Any, name: str) -> None:
+        self._nlp = nlp
+
+    def __call__(self, doc: Any) -> Any:
+        from spacy.tokens import Span
+
+        from stratus.guard.pii_names import windows
+
+        spans = windows(doc)
+        if sum(end - start for start, end in spans) >= _WHOLE_TEXT * len(doc):
+            spans = [(0, len(doc))]  # names everywhere: NER on the text itself, not on copies of it
+        parts = [doc if (start, end) == (0, len(doc)) else doc[start:end].as_doc() for start, end in spans]
+        for name in self._nlp.disabled:  # only what _slim_pipeline kept: tok2vec (if NER listens to it), ner
+            parts = list(self._nlp.get_pipe(name).pipe(parts))
+        if parts and parts[0] is doc:
+            return doc
+        doc.ents = [Span(doc, start + e.start, start + e.end, label=e.label_)
+                    for (start, _), part in zip(spans, parts, strict=True) for e in part.ents]
+        return doc
+
+
+# A phone number has at least this many digits in one run of digits and separators in every region we
+# accept ("+44 20 7946 0958", "(415) 555-0199"). Without such a run, libphonenumber's matcher (which
+# parses every digit group, "4471", "2024", once per region) has nothing to find.
+_PHONE_DIGITS = 5
+_DIGIT_RUN = re.compile(r"\+?\(?\d[\d\s().\-/]*\d")
+
+
+def _may_hold_phone(text: str) -> bool:
+    return any(sum(c.isdigit() for c in m.group(0)) >= _PHONE_DIGITS for m in _DIGIT_RUN.finditer(text))
+
+
+def _phone_recognizer() -> Any:
+    """Presidio's phone recognizer for PHONE_REGIONS, skipped on text without a run of enough digits."""
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    class DigitGatedPhoneRecognizer(PhoneRecognizer):
+        def analyze(self, text: str, entities: Any, nlp_artifacts: Any = None) -> Any:
+            return super().analyze(text, entities, nlp_artifacts) if _may_hold_phone(text) else []
+
+    return DigitGatedPhoneRecognizer(supported_regions=PHONE_REGIONS)
 
 
 def _offline_email_recognizer() -> Any:

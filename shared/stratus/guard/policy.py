@@ -9,7 +9,7 @@ defaults, so a new rail or a changed default reaches every tenant that did not o
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +25,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "injection": ("block", "flag", "off"),
     "pii": ("redact", "block", "flag", "off"),
     "context_injection": ("drop", "fence", "flag", "off"),
+    # Tool results: fenced or withheld like a chunk, or the request refused (an agent's loop can stop).
+    "tool_injection": ("block", "drop", "fence", "flag", "off"),
     "canary": ("block", "flag", "off"),
     "groundedness": ("block", "flag", "off"),
     "toxicity": ("block", "flag", "off"),
@@ -40,12 +42,17 @@ class RailPolicy(BaseModel):
     # and which entity types count (None: REQUEST_ENTITIES).
     restore: bool | None = None
     entities: list[str] | None = None
+    # context_injection only: which detector scores retrieved chunks (None: "direct", the fast one).
+    # "indirect" (stratus.guard.indirect) catches ~3x more instructions hidden in documents but costs
+    # ~30x the time per chunk (docs/guard.md, "Indirect injection").
+    detector: Literal["direct", "indirect"] | None = None
 
 
 DEFAULTS: dict[str, RailPolicy] = {
     "injection": RailPolicy(action="flag"),  # block once ordinary chat is no longer flagged
     "pii": RailPolicy(action="redact"),
     "context_injection": RailPolicy(action="fence"),
+    "tool_injection": RailPolicy(action="fence"),
     "canary": RailPolicy(action="block"),
     "groundedness": RailPolicy(action="flag"),
     "toxicity": RailPolicy(action="flag"),  # block once measured on real labelled data
@@ -75,6 +82,8 @@ class GuardPolicy(BaseModel):
         rails: dict[str, Any] = {}
         for name, rail in self.rails.items():
             shown: dict[str, Any] = {"action": rail.action, "threshold": rail.threshold}
+            if name == "context_injection":
+                shown["detector"] = rail.detector or "direct"
             if name == "pii":
                 shown["restore"] = rail.restore is not False
                 shown["entities"] = list(rail.entities) if rail.entities is not None else list(REQUEST_ENTITIES)
@@ -105,6 +114,9 @@ def validate_overrides(overrides: Any) -> dict[str, dict[str, Any]]:
         for option in ("restore", "entities"):
             if merged.get(option) is not None and name != "pii":
                 raise InvalidInput(f"{option} is an option of the pii rail only", field=f"rails.{name}.{option}")
+        if merged.get("detector") is not None and name != "context_injection":
+            raise InvalidInput("detector is an option of the context_injection rail only",
+                               field=f"rails.{name}.detector")
         if merged.get("entities") is not None:
             from stratus.guard.pii_types import ENTITIES
 
@@ -112,7 +124,8 @@ def validate_overrides(overrides: Any) -> dict[str, dict[str, Any]]:
             if unknown:
                 raise InvalidInput(f"unknown PII entities {unknown}; known: {', '.join(ENTITIES)}",
                                    field="rails.pii.entities")
-        checked[name] = {k: v for k, v in change.items() if k in ("action", "threshold", "restore", "entities")}
+        checked[name] = {k: v for k, v in change.items()
+                         if k in ("action", "threshold", "restore", "entities", "detector")}
     return checked
 
 

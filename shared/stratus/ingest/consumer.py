@@ -1,4 +1,5 @@
-"""The SQS consumer: S3 notifications in message bodies, partial batch failures.
+"""The SQS consumer: S3 notifications in message bodies, partial batch failures; a re-embedding's messages
+(stratus.reindex.queue) share the queue.
 
 A message fails (returns to the queue, then the DLQ) only when it is malformed or a dependency is
 unavailable; a bad document is recorded on its row and its message succeeds.
@@ -18,7 +19,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from stratus import spans
+from stratus.config import get_settings
 from stratus.ingest.events import parse_notification
+from stratus.reindex import queue as reindex_queue
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,12 @@ def process_sqs_batch(event: dict[str, Any], context: Any = None) -> tuple[dict[
 
     def _handle(record: SQSRecord) -> None:
         with spans.continued(_trace_context(record)), spans.span("message", message_id=record.message_id):
-            _objects(record)
+            tenant = reindex_queue.parse(record.body)
+            if tenant is None:
+                _objects(record)
+            else:  # a re-embedding's next part (stratus.reindex.queue)
+                remaining = getattr(context, "get_remaining_time_in_millis", None)
+                outcomes[f"reindex_{reindex_queue.handle(tenant, get_settings(), remaining).status}"] += 1
 
     def _objects(record: SQSRecord) -> None:
         for object_event in parse_notification(record.body):

@@ -16,20 +16,24 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from stratus.config import Settings, get_settings
-from stratus.db import documents
+from stratus.db import chunk_sentences, documents, embedding_state
 from stratus.db.connection import tenant_transaction
-from stratus.db.records import DocumentState, SourceObject
-from stratus.embeddings import Embedder, get_embedder
+from stratus.db.limits import record_usage
+from stratus.db.records import ChunkDraft, DocumentState, SourceObject
+from stratus.embeddings import Embedder, embed_metered, get_embedder, is_hosted
 from stratus.errors import ExtractionFailed, StratusError, TooLarge, TransientError, Unsupported
 from stratus.ingest.chunking import CHUNKER_VERSION, chunk_document
 from stratus.ingest.extract import extract
 from stratus.ingest.models import IngestResult
+from stratus.llm import extractive
+from stratus.reindex import models as tenant_models
 from stratus.spans import Span, span
 
 log = logging.getLogger(__name__)
@@ -66,12 +70,67 @@ def content_salt(settings: Settings) -> str:
 
 def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
     """Embed in batches of similar length (less padding per batch); rows come back in input order."""
+    return embed_metered_texts(embedder, texts, batch_size)[0]
+
+
+def embed_metered_texts(embedder: Embedder, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, int]:
+    """embed_texts, with the tokens billed. A chunk a hosted model refuses (each is tried on its own, see
+    stratus.embeddings.hosted) fails the document: Unsupported, recorded on it, never retried."""
     out = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
+    tokens = 0
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        out[idx] = embedder.embed([texts[i] for i in idx])
-    return out
+        result = embed_metered(embedder, [texts[i] for i in idx])
+        if result.failures:
+            j, err = min(result.failures.items())
+            raise Unsupported(f"chunk {idx[j]} cannot be embedded by {embedder.model_name}: {err.message}",
+                              field="embedding_model")
+        out[idx] = result.vectors
+        tokens += result.input_tokens
+    return out, tokens
+
+
+@dataclass
+class EmbeddedChunks:
+    vectors: np.ndarray  # one per chunk, in the index's model
+    tokens: int  # what a hosted model billed for them
+    sentences: list[list[str]]  # each chunk's sentences
+    sentence_vectors: list[np.ndarray]  # theirs, in `sentence_model` (the groundedness rail's)
+    sentence_model: str
+
+
+def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkDraft], batch_size: int) -> EmbeddedChunks:
+    """Each chunk's vector, and its sentences with theirs (stored for the groundedness rail, which then
+    embeds only an answer's sentences). The sentences take the rail's own model (its scorer was calibrated
+    on it); when that is also the index's, in one pass: sentences that overlapping chunks share are embedded
+    once, and the length-sorted batches mix chunks and sentences without padding either."""
+    from stratus.guard.grounding import EMBEDDING_MODEL as SENTENCE_MODEL
+
+    sentences = [extractive.split_sentences(ch.text) for ch in chunks]
+    unique = list(dict.fromkeys(s for group in sentences for s in group))
+    texts = [ch.text for ch in chunks]
+    if embedder.model_name == SENTENCE_MODEL:
+        vectors, tokens = embed_metered_texts(embedder, texts + unique, batch_size)
+        chunk_vectors, rows, dims = vectors[: len(chunks)], vectors[len(chunks):], embedder.dimensions
+    else:  # a hosted index model: it is billed for the chunks only
+        chunk_vectors, tokens = embed_metered_texts(embedder, texts, batch_size)
+        sentence_embedder = get_embedder(SENTENCE_MODEL)
+        rows, dims = embed_texts(sentence_embedder, unique, batch_size), sentence_embedder.dimensions
+    row = {s: rows[i] for i, s in enumerate(unique)}
+    by_chunk = [np.array([row[s] for s in group], dtype=np.float32).reshape(len(group), dims) for group in sentences]
+    return EmbeddedChunks(chunk_vectors, tokens, sentences, by_chunk, SENTENCE_MODEL)
+
+
+def _bill(conn: Any, tenant_id: str, tokens_by_model: dict[str, int], settings: Settings) -> None:
+    """The tenant pays for what its documents cost to embed with hosted models."""
+    hosted = {m: t for m, t in tokens_by_model.items() if is_hosted(m)}
+    if not hosted:
+        return
+    from stratus.llm.pricing import embedding_cost_usd  # only then: the catalog is no cold-start cost
+
+    record_usage(conn, tenant_id, tokens=sum(hosted.values()),
+                 cost_usd=sum(embedding_cost_usd(m, t, settings) for m, t in hosted.items()))
 
 
 def ingest_document(
@@ -99,6 +158,7 @@ def ingest_document(
     with clock.stage("db", "lookup", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
         documents.ensure_tenant(c, tenant_id)
         current = documents.get_document(c, tenant_id, key)
+        wanted = embedding_state.get(c, tenant_id)
     if current is not None and documents.is_stale(current, source):
         return result("skipped", version=current.version, reason="stale: a newer version is already applied")
 
@@ -112,8 +172,9 @@ def ingest_document(
     def unchanged(doc_state: DocumentState) -> bool:
         return doc_state.status == "ready" and doc_state.content_hash == content_hash
 
+    extra: dict[str, tuple[np.ndarray, int]] = {}  # model -> (vectors, tokens billed)
     if current is None or not unchanged(current):
-        embedder = embedder or get_embedder(settings.embedding_model)
+        embedder = embedder or get_embedder(settings.embedding_model, settings)
         with clock.stage("chunk") as step:
             chunks = chunk_document(
                 doc,
@@ -122,10 +183,20 @@ def ingest_document(
                 overlap_tokens=settings.chunk_overlap_tokens,
             )
             step.annotate(chunks=len(chunks))
-        with clock.stage("embed", model=settings.embedding_model):
-            vectors = embed_texts(embedder, [ch.text for ch in chunks], settings.embed_batch_size)
+        try:
+            with clock.stage("embed", model=settings.embedding_model):
+                embedded = embed_chunks(embedder, chunks, settings.embed_batch_size)
+            # Other models the tenant uses (its query model, a re-embedding's target, the previous model kept
+            # for rollback) get their vectors now too, before any lock; the store re-checks the set under a lock.
+            for model in tenant_models.extra_of(wanted, settings):
+                with clock.stage("embed", model=model):
+                    extra[model] = embed_metered_texts(get_embedder(model, settings), [ch.text for ch in chunks],
+                                                       settings.embed_batch_size)
+        except Unsupported as err:
+            return _fail(tenant_id, key, source, err, confirm=confirm, conn=conn, clock=clock)
 
     with clock.stage("db", "store", tenant_id=tenant_id), tenant_transaction(tenant_id, conn) as c:
+        models_now = tenant_models.extra_models(c, tenant_id, settings)  # first: the lock order reindex uses
         locked = documents.lock_document(c, tenant_id, key)
         if documents.is_stale(locked, source):
             return result(
@@ -149,9 +220,21 @@ def ingest_document(
             title=doc.title,
             content_hash=content_hash,
             chunks=chunks,
-            embeddings=vectors,
+            embeddings=embedded.vectors,
             embedding_model=settings.embedding_model,
         )
+        billed = {settings.embedding_model: embedded.tokens}
+        ids = embedding_state.chunk_ids(c, locked.id, version)
+        for model in models_now:  # a re-embedding started since the first read: embed here (rare)
+            more = extra.get(model)
+            if more is None:
+                more = embed_metered_texts(get_embedder(model, settings), [ch.text for ch in chunks],
+                                           settings.embed_batch_size)
+            embedding_state.put_vectors(c, tenant_id, model, ids, more[0])
+            billed[model] = more[1]
+        _bill(c, tenant_id, billed, settings)
+        chunk_sentences.store(c, tenant_id, locked.id, version, sentences=embedded.sentences,
+                              vectors=embedded.sentence_vectors, embedding_model=embedded.sentence_model)
     log.info("ingested %s/%s v%d (%d chunks)", tenant_id, key, version, len(chunks))
     return result("ingested", version=version, chunk_count=len(chunks))
 

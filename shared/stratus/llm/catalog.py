@@ -75,12 +75,18 @@ class Deployment(BaseModel):
         return self.provider in INTERNET_PROVIDERS if self.internet is None else self.internet
 
 
+# Embedding model id (without its dimension) -> USD per million input tokens.
+EmbeddingPrices = dict[str, Annotated[float, Field(ge=0)]]
+
+
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     deployments: dict[Name, Deployment]
     aliases: dict[Name, Annotated[list[Name], Field(min_length=1)]]
     default_alias: Name
+    # Embedding models' prices, USD per million input tokens (stratus.llm.pricing.embedding_cost_usd).
+    embedding_prices: EmbeddingPrices = Field(default_factory=dict)
     _egress: Egress | None = PrivateAttr(default=None)  # set by parse_catalog from settings.provider_egress
 
     @property

@@ -168,6 +168,15 @@ class _VectorCache:
                     self._items.popitem(last=False)
         return out
 
+    def seed(self, model_name: str, vectors: dict[str, np.ndarray]) -> None:
+        """Vectors computed elsewhere (stored at ingestion) for texts of this model."""
+        with self._lock:
+            for text, vector in vectors.items():
+                self._items[(model_name, text)] = np.asarray(vector, dtype=np.float32)
+                self._items.move_to_end((model_name, text))
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -1,9 +1,17 @@
-"""Cost of a call from its token usage and the deployment's price table (USD per million tokens)."""
+"""Cost of a call from its token usage and the deployment's price table (USD per million tokens); cost of
+embeddings from the catalog's `embedding_prices`."""
 
 from __future__ import annotations
 
-from stratus.llm.catalog import Price
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stratus.llm.catalog import EmbeddingPrices, Price
 from stratus.llm.types import Usage
+
+if TYPE_CHECKING:
+    from stratus.config import Settings
 
 _PER = 1_000_000
 
@@ -15,3 +23,36 @@ def cost_usd(price: Price, usage: Usage) -> float:
     total = ((usage.input_tokens - cached) * price.input + cached * cached_price
              + usage.output_tokens * price.output) / _PER
     return round(total, 10)
+
+
+def embedding_cost_usd(model_name: str, tokens: int, settings: Settings | None = None) -> float:
+    """What `tokens` input tokens of an embedding model cost (`…/512`: the price of the model at any size).
+    The offline models cost nothing; a hosted model missing from the price table is a configuration error,
+    never silently free."""
+    from stratus.embeddings import is_hosted
+
+    if not is_hosted(model_name):
+        return 0.0
+    base = model_name.rsplit("/", 1)[0]
+    path = Path((settings or _settings()).models_file)
+    prices = _embedding_prices(path)
+    if base not in prices:
+        raise ValueError(f"{path}: embedding_prices has no price for {base!r}")
+    return round(max(0, tokens) * prices[base] / _PER, 10)
+
+
+def _settings() -> Settings:
+    from stratus.config import get_settings
+
+    return get_settings()
+
+
+@functools.cache
+def _embedding_prices(path: Path) -> dict[str, float]:
+    """The catalog file's price table alone: no credentials, no secret read (ingestion uses it)."""
+    import yaml
+    from pydantic import TypeAdapter
+
+    data: Any = yaml.safe_load(path.read_text()) or {}
+    section = data.get("embedding_prices") if isinstance(data, dict) else None
+    return TypeAdapter(EmbeddingPrices).validate_python(section or {})

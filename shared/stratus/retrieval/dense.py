@@ -1,4 +1,5 @@
-"""Dense retrieval: the query embedded with the index's own model, nearest chunks by cosine."""
+"""Dense retrieval: the query embedded with the index's own model, nearest chunks by cosine, on that model's
+partial HNSW index (the query is cast to the vector's dimension, as the index is: stratus.db.vector_index)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def search(
     *,
     limit: int,
     scan: HnswScan,
+    side: bool = False,
 ) -> list[tuple[int, float]]:
-    """(chunk id, cosine similarity), most similar first."""
-    rows = chunk_store.dense_search(conn, tenant_id, vector, model, scope, limit=limit, scan=scan)
+    """(chunk id, cosine similarity), most similar first. `side`: the model's vectors are in
+    chunk_embeddings (stratus.reindex.models.stored_in_chunk_rows)."""
+    rows = chunk_store.dense_search(conn, tenant_id, vector, model, scope, limit=limit, scan=scan, side=side)
     return [(cid, 1.0 - distance) for cid, distance in rows]

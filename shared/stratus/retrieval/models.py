@@ -89,6 +89,8 @@ class RetrieveResponse(BaseModel):
     reranked: bool = False
     rerank_error: str | None = None
     rerank_cost_usd: float = 0.0
+    # The model the question was embedded with and whose index was searched (None: no dense retrieval).
+    embedding_model: str | None = None
 
 
 @dataclass(frozen=True)

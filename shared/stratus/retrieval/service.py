@@ -19,6 +19,7 @@ from stratus.db.chunks import ChunkScope
 from stratus.db.connection import tenant_transaction
 from stratus.embeddings import Embedder, get_embedder
 from stratus.llm.errors import ProviderError
+from stratus.reindex import models as tenant_models
 from stratus.retrieval import dense, lexical
 from stratus.retrieval.fusion import Fused, fuse
 from stratus.retrieval.models import Hit, RetrievalFilters, RetrieveRequest, RetrieveResponse
@@ -68,10 +69,13 @@ def retrieve(
     use_dense = request.mode in ("dense", "hybrid")
 
     vector: np.ndarray | None = None
-    if use_dense:  # embed before opening the transaction: no locks held during inference
-        embedder = embedder or get_embedder(settings.embedding_model)
-        with _timed(timings, "embed", "embed_query", model=settings.embedding_model):
-            vector = embedder.embed([request.query])[0]
+    # The tenant's model, read once: the query vector and the index searched are of the same model.
+    model = tenant_models.query_model(request.tenant_id, settings, conn) if use_dense else None
+    if model is not None:  # embed before opening the transaction: no locks held during inference
+        if embedder is None or embedder.model_name != model:
+            embedder = get_embedder(model, settings)
+        with _timed(timings, "embed", "embed_query", model=model):
+            vector = embedder.embed([request.query], kind="query")[0]
 
     rankings: dict[str, list[tuple[int, float]]] = {}
     lexical_exact: bool | None = None
@@ -88,11 +92,11 @@ def retrieve(
                 step.annotate(candidates=len(result.hits), exact=result.exact)
             rankings["lexical"], lexical_exact = result.hits, result.exact
         if use_dense:
-            assert vector is not None, "dense retrieval embeds the query first"
+            assert vector is not None and model is not None, "dense retrieval embeds the query first"
             with _timed(timings, "dense") as step:
                 rankings["dense"] = dense.search(
-                    tx, request.tenant_id, vector, settings.embedding_model, scope, limit=depth,
-                    scan=dense.scan_settings(settings),
+                    tx, request.tenant_id, vector, model, scope, limit=depth,
+                    scan=dense.scan_settings(settings), side=not tenant_models.stored_in_chunk_rows(model, settings),
                 )
                 step.annotate(candidates=len(rankings["dense"]))
         with _timed(timings, "fuse", "fusion"):
@@ -122,7 +126,7 @@ def retrieve(
         tenant_id=request.tenant_id, query=request.query, mode=request.mode, k=k, reranker=reranker.name,
         hits=hits, timings_ms=timings, lexical_exact=lexical_exact, rerank_model=reranker.model,
         reranked=reranker.name != "none" and rerank_error is None, rerank_error=rerank_error,
-        rerank_cost_usd=cost,
+        rerank_cost_usd=cost, embedding_model=model,
     )
 
 

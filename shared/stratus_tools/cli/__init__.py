@@ -191,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     from stratus_tools.cli.report import add_report_parser
 
     add_report_parser(sub)
+    from stratus_tools.cli.audit import add_audit_parser
+
+    add_audit_parser(sub)
+
+    from stratus_tools.cli.reindex import add_reindex_parser
+
+    add_reindex_parser(sub)
     return parser
 
 

@@ -131,14 +131,19 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     tenant = _tenant(args.tenant)
 
     def body() -> None:
+        from stratus import audit
         from stratus.gateway.keys import DEFAULT_SCOPES, create_key
         from stratus.gateway.tenancy import create_tenant
 
         with _connection() as conn:
             if args.create_tenant:
-                create_tenant(conn, tenant)
-            text, info = create_key(conn, tenant, name=args.name, scopes=args.scopes or DEFAULT_SCOPES,
-                                    requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
+                with audit.change(conn, tenant, audit.operator(conn), "tenant.create", tenant) as change:
+                    change.after = create_tenant(conn, tenant)
+                    change.record = change.after["created"]
+            with audit.change(conn, tenant, audit.operator(conn), "key.create", tenant) as change:
+                text, info = create_key(conn, tenant, name=args.name, scopes=args.scopes or DEFAULT_SCOPES,
+                                        requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
+                change.after = info  # audit.scrub drops the hash; the text is never passed
         if args.json:
             print(json.dumps({"key": text, **_key_json(info)}))
             return
@@ -177,10 +182,11 @@ def _cmd_keys_revoke(args: argparse.Namespace) -> int:
     tenant = _tenant(args.tenant)
 
     def body() -> None:
+        from stratus import audit
         from stratus.gateway.keys import revoke_key
 
-        with _connection() as conn:
-            info = revoke_key(conn, tenant, args.key)
+        with _connection() as conn, audit.change(conn, tenant, audit.operator(conn), "key.revoke", args.key) as change:
+            change.after = info = revoke_key(conn, tenant, args.key)
         print(f"revoked key {info.prefix} (id {info.id}) of tenant {tenant}")
 
     return _run("keys revoke", body)
@@ -190,10 +196,12 @@ def _cmd_tenants_create(args: argparse.Namespace) -> int:
     tenant = _tenant(args.tenant)
 
     def body() -> None:
+        from stratus import audit
         from stratus.gateway.tenancy import create_tenant
 
-        with _connection() as conn:
-            made = create_tenant(conn, tenant, args.name)
+        with _connection() as conn, audit.change(conn, tenant, audit.operator(conn), "tenant.create", tenant) as change:
+            change.after = made = create_tenant(conn, tenant, args.name)
+            change.record = made["created"]
         print(f"{'created' if made['created'] else 'exists:'} tenant {tenant}")
 
     return _run("tenants create", body)
@@ -222,10 +230,16 @@ def _cmd_tenants_limits(args: argparse.Namespace) -> int:
                if getattr(args, f) is not None}
 
     def body() -> None:
+        from stratus import audit
         from stratus.gateway.tenancy import get_limits, set_limits, usage
 
         with _connection() as conn:
-            limits = set_limits(conn, tenant, **changes) if changes else get_limits(conn, tenant)
+            if changes:
+                with audit.change(conn, tenant, audit.operator(conn), "limits.set", tenant) as change:
+                    change.before = get_limits(conn, tenant)
+                    change.after = limits = set_limits(conn, tenant, **changes)
+            else:
+                limits = get_limits(conn, tenant)
             used = usage(conn, tenant)
         if args.json:
             print(json.dumps({"limits": limits, "usage": used}))
@@ -248,6 +262,7 @@ def _cmd_tenants_retrieval(args: argparse.Namespace) -> int:
     tenant = _tenant(args.tenant)
 
     def body() -> None:
+        from stratus import audit
         from stratus.retrieval.rerank import set_tenant_choice, tenant_choice
 
         with _connection() as conn:
@@ -255,7 +270,9 @@ def _cmd_tenants_retrieval(args: argparse.Namespace) -> int:
             if args.reranker is not None or args.rerank_model is not None:
                 wanted = {field: found[field] if value is None else (None if value == "default" else value)
                           for field, value in (("reranker", args.reranker), ("rerank_model", args.rerank_model))}
-                found = set_tenant_choice(conn, tenant, wanted["reranker"], wanted["rerank_model"])
+                with audit.change(conn, tenant, audit.operator(conn), "retrieval_settings.set", tenant) as change:
+                    change.before = found
+                    change.after = found = set_tenant_choice(conn, tenant, wanted["reranker"], wanted["rerank_model"])
         if args.json:
             print(json.dumps(found))
             return

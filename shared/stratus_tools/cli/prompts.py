@@ -155,10 +155,14 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     folder = _folder(args.dir)
 
     def body() -> None:
+        from stratus import audit
         from stratus.prompts.registry import sync_prompts
 
-        with _registry_connection() as conn:
+        with _registry_connection() as conn, audit.change(conn, audit.GLOBAL_CHAIN, audit.operator(conn),
+                                                          "prompt.sync", str(folder or "prompts")) as change:
             report = sync_prompts(conn, folder)
+            change.after = {"published": report.published, "labelled": report.labelled}
+            change.record = bool(report.published or report.labelled)
         print("\n".join(report.lines()))
 
     return _run("sync", body)
@@ -171,17 +175,37 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
     if args.thresholds is not None and not args.thresholds.is_file():
         raise _usage(f"--thresholds: {args.thresholds} is not a file")
+    if tenant is not None and _protected(tenant, label):
+        print(f"stratus prompts promote: label {label!r} of tenant {tenant} is protected: a promotion needs two"
+              " admin keys (POST /v1/admin/tenants/{id}/prompts/{name}/promote, docs/audit.md#approvals)",
+              file=sys.stderr)
+        return EXIT_FAILED
     if not promotion_gate(name, version, force=args.force, verbose=args.verbose, thresholds=args.thresholds,
                           served=lambda: _current_version(name, label, tenant)):
         return EXIT_FAILED
 
     def body() -> None:
+        from stratus import audit
         from stratus.prompts.registry import promote
 
         with _registry_connection() as conn:
-            print(promote(conn, name, version, label, tenant).describe())
+            with audit.change(conn, tenant or audit.GLOBAL_CHAIN, audit.operator(conn), "prompt.promote",
+                              f"{name}:{label}") as change:
+                moved = promote(conn, name, version, label, tenant)
+                change.before = {"version": moved.previous}
+                change.after = {"version": moved.current, "eval_gate": "skipped (--force)" if args.force else "passed"}
+            print(moved.describe())
 
     return _run("promote", body)
+
+
+def _protected(tenant: str, label: str) -> bool:
+    """Whether the tenant requires two admin keys to move `label` (stratus.approvals)."""
+    from stratus import approvals
+    from stratus.db.connection import tenant_transaction
+
+    with _registry_connection() as conn, tenant_transaction(tenant, conn):
+        return label in approvals.protected_labels(conn, tenant)
 
 
 def _current_version(name: str, label: str, tenant: str | None) -> int | None:
@@ -200,10 +224,15 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     name, label, tenant = _name(args.name), _label(args.label), _tenant(args.tenant)
 
     def body() -> None:
+        from stratus import audit
         from stratus.prompts.registry import rollback
 
         with _registry_connection() as conn:
-            print(rollback(conn, name, label, tenant).describe())
+            with audit.change(conn, tenant or audit.GLOBAL_CHAIN, audit.operator(conn), "prompt.rollback",
+                              f"{name}:{label}") as change:
+                moved = rollback(conn, name, label, tenant)
+                change.before, change.after = {"version": moved.previous}, {"version": moved.current}
+            print(moved.describe())
 
     return _run("rollback", body)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratus.errors import InvalidInput, StratusError
+from stratus_tools.guard import indirect_eval
 
 VERDICTS = ("pass", "flag", "redact", "block")
 
@@ -192,6 +193,8 @@ RAILS: dict[str, Rail] = {
                 "Presidio PII detection; any finding -> redact (score = highest finding)"),
     "toxicity": Rail("toxicity", _toxicity_check, _toxicity_load, _toxicity_evaluate,
                      "toxicity classifier on answers (whole text and each sentence); over threshold -> block"),
+    "indirect": Rail("indirect", indirect_eval.check, indirect_eval.load, indirect_eval.evaluate,
+                     "instructions to the model inside documents / tool results (highest window); over -> flag"),
 }
 
 

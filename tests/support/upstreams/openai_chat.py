@@ -46,8 +46,26 @@ def reply_for(body: dict[str, Any], cached_tokens: int = 0) -> Reply:
     tools = [(t["function"]["name"], t["function"].get("parameters") or {}) for t in body.get("tools") or []
              if t.get("type") == "function"]
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    return compose(last_text=last_text, last_is_tool_result=is_tool, tools=tools, all_text=all_text,
-                   max_tokens=max_tokens, cached_tokens=cached_tokens)
+    reply = compose(last_text=last_text, last_is_tool_result=is_tool, tools=tools, all_text=all_text,
+                    max_tokens=max_tokens, cached_tokens=cached_tokens)
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+    if schema and not reply.tool_name:  # structured output: an object of the schema, the echo in its strings
+        reply.text = json.dumps(_instance(schema, reply.text))
+    return reply
+
+
+def _instance(schema: dict[str, Any], text: str) -> Any:
+    """A value that satisfies a (simple) JSON schema: objects with all their properties, the echo as strings."""
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {name: _instance(sub, text) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_instance(schema.get("items") or {}, text)]
+    if kind in ("integer", "number"):
+        return len(text.split())
+    if kind == "boolean":
+        return True
+    return text
 
 
 def _usage(r: Reply) -> dict[str, Any]:
@@ -74,6 +92,8 @@ def _logprobs(body: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
 
 class OpenAIUpstream(Upstream):
     base_path = "/v1"
+    # False plays an OpenAI-compatible server that ignores stream_options (no usage chunk; several do).
+    honours_include_usage = True
 
     def handle(self, h: _Handler, method: str, path: str, body: Any, fault: Fault | None) -> None:
         if method != "POST" or path.split("?")[0] != "/v1/chat/completions":
@@ -124,7 +144,7 @@ class OpenAIUpstream(Upstream):
 
     def _stream(self, h: _Handler, reply: Reply, body: dict[str, Any], rid: str, model: str, created: int,
                 fault: Fault | None) -> None:
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = self.honours_include_usage and bool((body.get("stream_options") or {}).get("include_usage"))
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default")}
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.gateway import errors
+from stratus.gateway.auditing import AuditActor, audited
 from stratus.gateway.deps import Conn, require
 from stratus.tenants import TENANT_ID_PATTERN, TenantId
 from stratus.validation import INT4_MAX
@@ -68,11 +69,13 @@ class ModelOverride(_Body):
 # --- tenants -----------------------------------------------------------------------------------------
 @admin.post("/tenants", status_code=201,
             responses={200: {"description": "The tenant already existed: returned unchanged"}})
-def create_tenant(body: TenantCreate, conn: Conn, response: Response) -> dict[str, Any]:
+def create_tenant(body: TenantCreate, conn: Conn, response: Response, actor: AuditActor) -> dict[str, Any]:
     """201 with the new tenant; 200 with the existing one, unchanged, when the id is taken."""
     from stratus.gateway import tenancy
 
-    tenant = tenancy.create_tenant(conn, body.id, body.name)
+    with audited(conn, actor, body.id, "tenant.create", body.id) as change:
+        tenant = tenancy.create_tenant(conn, body.id, body.name)
+        change.after, change.record = tenant, tenant["created"]
     if not tenant["created"]:
         response.status_code = 200
     return _public_dict({"object": "tenant", **tenant})
@@ -99,10 +102,13 @@ def get_tenant(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
 
 
 @admin.put("/tenants/{tenant_id}/limits")
-def set_limits(tenant_id: TenantPath, body: LimitsUpdate, conn: Conn) -> dict[str, Any]:
+def set_limits(tenant_id: TenantPath, body: LimitsUpdate, conn: Conn, actor: AuditActor) -> dict[str, Any]:
     from stratus.gateway import tenancy
 
-    return _public_dict(tenancy.set_limits(conn, tenant_id, **body.model_dump(exclude_unset=True)))
+    with audited(conn, actor, tenant_id, "limits.set", tenant_id) as change:
+        change.before = tenancy.get_limits(conn, tenant_id)
+        change.after = tenancy.set_limits(conn, tenant_id, **body.model_dump(exclude_unset=True))
+    return _public_dict(change.after)
 
 
 @admin.get("/tenants/{tenant_id}/limits")
@@ -121,14 +127,17 @@ def get_usage(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
 
 # --- keys --------------------------------------------------------------------------------------------
 @admin.post("/tenants/{tenant_id}/keys", status_code=201)
-def create_key(tenant_id: TenantPath, body: KeyCreate, conn: Conn) -> dict[str, Any]:
+def create_key(tenant_id: TenantPath, body: KeyCreate, conn: Conn, actor: AuditActor) -> dict[str, Any]:
     """The new key; its plaintext (`key`) is in this response only and cannot be shown again."""
     from stratus.gateway import keys
 
-    plaintext, info = keys.create_key(conn, tenant_id, name=body.name, scopes=tuple(dict.fromkeys(body.scopes)),
-                                      requests_per_minute=body.requests_per_minute,
-                                      tokens_per_minute=body.tokens_per_minute)
-    return {**_key(info), "key": plaintext}
+    with audited(conn, actor, tenant_id, "key.create", tenant_id) as change:
+        plaintext, info = keys.create_key(conn, tenant_id, name=body.name,
+                                          scopes=tuple(dict.fromkeys(body.scopes)),
+                                          requests_per_minute=body.requests_per_minute,
+                                          tokens_per_minute=body.tokens_per_minute)
+        change.after = _key(info)  # the row as lists show it: never the key text or its hash
+    return {**change.after, "key": plaintext}
 
 
 @admin.get("/tenants/{tenant_id}/keys")
@@ -139,11 +148,14 @@ def list_keys(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
 
 
 @admin.delete("/tenants/{tenant_id}/keys/{key_id}")
-def revoke_key(tenant_id: TenantPath, key_id: KeyPath, conn: Conn) -> dict[str, Any]:
+def revoke_key(tenant_id: TenantPath, key_id: KeyPath, conn: Conn, actor: AuditActor) -> dict[str, Any]:
     """Revokes the key (by id or prefix); it gets 401 from its next request on."""
     from stratus.gateway import keys
 
-    return _key(keys.revoke_key(conn, tenant_id, key_id))
+    with audited(conn, actor, tenant_id, "key.revoke", key_id) as change:
+        change.before = next((_key(k) for k in keys.list_keys(conn, tenant_id) if key_id in (k.id, k.prefix)), None)
+        change.after = revoked = _key(keys.revoke_key(conn, tenant_id, key_id))
+    return revoked
 
 
 # --- traces ------------------------------------------------------------------------------------------
@@ -177,18 +189,32 @@ def _trace(conn: Any, tenant_id: str, request_id: str) -> dict[str, Any]:
 
 # --- model overrides ---------------------------------------------------------------------------------
 @admin.put("/tenants/{tenant_id}/models/{alias}")
-def set_model_override(tenant_id: TenantPath, alias: AliasPath, body: ModelOverride, conn: Conn) -> dict[str, Any]:
+def set_model_override(tenant_id: TenantPath, alias: AliasPath, body: ModelOverride, conn: Conn,
+                       actor: AuditActor) -> dict[str, Any]:
     """This tenant's own ordered deployments for `alias` (each must be in the model catalog)."""
     from stratus.gateway import overrides
 
-    return overrides.set_override(conn, tenant_id, alias, body.deployments)
+    with audited(conn, actor, tenant_id, "model_override.set", alias) as change:
+        change.before = {"deployments": _override(conn, tenant_id, alias)}
+        change.after = overrides.set_override(conn, tenant_id, alias, body.deployments)
+    return dict(change.after)
 
 
 @admin.delete("/tenants/{tenant_id}/models/{alias}")
-def clear_model_override(tenant_id: TenantPath, alias: AliasPath, conn: Conn) -> dict[str, Any]:
+def clear_model_override(tenant_id: TenantPath, alias: AliasPath, conn: Conn, actor: AuditActor) -> dict[str, Any]:
     from stratus.gateway import overrides
 
-    return overrides.clear_override(conn, tenant_id, alias)
+    with audited(conn, actor, tenant_id, "model_override.clear", alias) as change:
+        change.before = {"deployments": _override(conn, tenant_id, alias)}
+        change.after = overrides.clear_override(conn, tenant_id, alias)
+    return dict(change.after)
+
+
+def _override(conn: Any, tenant_id: str, alias: str) -> list[str] | None:
+    """The tenant's own deployments for `alias` before a change (None: it had none), for the audit row."""
+    from stratus.db.generations import model_override
+
+    return model_override(conn, tenant_id, alias)
 
 
 # --- guard policy ------------------------------------------------------------------------------------
@@ -210,11 +236,15 @@ def get_guard_policy(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
 
 
 @admin.put("/tenants/{tenant_id}/guard")
-def set_guard_policy(tenant_id: TenantPath, body: GuardPolicyUpdate, conn: Conn) -> dict[str, Any]:
-    from stratus.guard.policy import set_policy
+def set_guard_policy(tenant_id: TenantPath, body: GuardPolicyUpdate, conn: Conn, actor: AuditActor) -> dict[str, Any]:
+    from stratus.gateway import tenancy
+    from stratus.guard.policy import load_policy, set_policy
 
-    policy = set_policy(conn, tenant_id, body.rails, replace=body.replace)
-    return {"object": "guard_policy", "tenant_id": tenant_id, **policy.public()}
+    with audited(conn, actor, tenant_id, "guard_policy.set", tenant_id) as change:
+        tenancy.get_limits(conn, tenant_id)  # NotFound for an unknown tenant, before reading its policy
+        change.before = load_policy(conn, tenant_id).public()
+        change.after = set_policy(conn, tenant_id, body.rails, replace=body.replace).public()
+    return {"object": "guard_policy", "tenant_id": tenant_id, **change.after}
 
 
 class RetrievalSettingsUpdate(_Body):
@@ -233,11 +263,14 @@ def get_retrieval_settings(tenant_id: TenantPath, conn: Conn) -> dict[str, Any]:
 
 
 @admin.put("/tenants/{tenant_id}/retrieval")
-def set_retrieval_settings(tenant_id: TenantPath, body: RetrievalSettingsUpdate, conn: Conn) -> dict[str, Any]:
-    from stratus.retrieval.rerank import set_tenant_choice
+def set_retrieval_settings(tenant_id: TenantPath, body: RetrievalSettingsUpdate, conn: Conn,
+                           actor: AuditActor) -> dict[str, Any]:
+    from stratus.retrieval.rerank import set_tenant_choice, tenant_choice
 
-    chosen = set_tenant_choice(conn, tenant_id, body.reranker, body.rerank_model)
-    return {"object": "retrieval_settings", "tenant_id": tenant_id, **chosen}
+    with audited(conn, actor, tenant_id, "retrieval_settings.set", tenant_id) as change:
+        change.before = tenant_choice(conn, tenant_id)
+        change.after = set_tenant_choice(conn, tenant_id, body.reranker, body.rerank_model)
+    return {"object": "retrieval_settings", "tenant_id": tenant_id, **change.after}
 
 
 router.include_router(admin)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.gateway import errors
+from stratus.gateway.auditing import AuditActor
 from stratus.gateway.deps import Conn, require
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"],
@@ -100,8 +101,13 @@ def get_document(document_id: DocumentId, who: Caller, conn: Conn) -> dict[str, 
 
 
 @router.delete("/{document_id}", status_code=202, response_model=Deletion)
-def delete_document(document_id: DocumentId, who: Caller, conn: Conn) -> dict[str, Any]:
+def delete_document(document_id: DocumentId, who: Caller, conn: Conn, actor: AuditActor) -> dict[str, Any]:
     """Deletes the object; ingestion then removes the document's chunks (status "deleting")."""
     from stratus.gateway import documents
+    from stratus.gateway.auditing import audited
 
-    return documents.delete_document(conn, who.tenant_id, document_id)
+    with audited(conn, actor, who.tenant_id, "document.delete", document_id) as change:
+        change.before = documents.get_document(conn, who.tenant_id, document_id)
+        change.after = documents.delete_document(conn, who.tenant_id, document_id)
+        change.record = change.before["status"] != "deleted"  # deleting again changes nothing
+    return dict(change.after)

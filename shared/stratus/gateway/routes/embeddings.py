@@ -1,4 +1,12 @@
-"""POST /v1/embeddings with the local MiniLM model (the one retrieval uses), rate limited and traced."""
+"""POST /v1/embeddings: the local MiniLM model (the one retrieval uses) and the hosted models whose provider
+is configured (Bedrock Titan and Cohere, OpenAI text-embedding-3), rate limited, costed into the tenant's
+budget and traced.
+
+`model` is a hosted model's id (`text-embedding-3-small`) with `dimensions` choosing its size, or the
+Stratus id that names both (`text-embedding-3-small/512`); a size the model does not offer is a 400 naming
+`dimensions`. Admission reserves the worst case (the local token count, doubled: the provider's tokenizer
+is not ours); the response's usage and the tenant's spend are what the provider billed.
+"""
 
 from __future__ import annotations
 
@@ -17,38 +25,80 @@ from stratus.gateway.openai_models import EmbeddingRequest
 router = APIRouter(prefix="/v1", tags=["inference"], responses=errors.responses(*errors.AUTHENTICATED, 404, 429))
 Caller = Annotated[Any, Depends(require("inference"))]
 MAX_INPUTS = 2048  # OpenAI's per-request limit
+RESERVE_FACTOR = 2  # worst case of the provider's token count over the local one, for the budget reservation
 
 
 def embedding_model_ids(settings: Any) -> list[str]:
-    """The ids callers may name: the configured model and its public name without the quantisation tag."""
+    """The ids callers may name: the configured model and its public name without the quantisation tag,
+    and each hosted model whose provider this deployment can call."""
     name = settings.embedding_model
-    return sorted({name, name.removesuffix("-int8")})
+    return sorted({name, name.removesuffix("-int8"), *_hosted_ids(settings)})
+
+
+def _hosted_ids(settings: Any) -> list[str]:
+    from stratus.embeddings.models import HOSTED
+
+    openai = settings.openai_api_key is not None or bool(settings.provider_secret_arn)
+    bedrock = settings.bedrock_enabled or settings.env != "local"  # IAM credentials on AWS
+    return [m.model for m in HOSTED.values() if (openai if m.provider == "openai" else bedrock)]
+
+
+def resolve(model: str, dimensions: int | None, settings: Any) -> str:
+    """The embedder id for a request's model and dimensions; 404 naming `model` or 400 naming `dimensions`."""
+    from stratus.embeddings import get_embedder
+    from stratus.embeddings.models import UnknownModel, canonical_id
+
+    base, _, size = model.partition("/")
+    if model in (settings.embedding_model, settings.embedding_model.removesuffix("-int8")) and not size:
+        native = get_embedder(settings.embedding_model, settings).dimensions
+        if dimensions not in (None, native):
+            raise errors.invalid_request(f"dimensions: {model} has {native} dimensions; other sizes are not "
+                                         "supported", param="dimensions", code="unsupported_value")
+        return str(settings.embedding_model)
+    if base not in _hosted_ids(settings) and model != settings.embedding_model:
+        raise errors.not_found(f"model {model!r} is not an embedding model here; use one of "
+                               f"{embedding_model_ids(settings)}", param="model", code="model_not_found")
+    if size and dimensions is not None and str(dimensions) != size:
+        raise errors.invalid_request(f"dimensions: {dimensions} contradicts the model id {model!r}",
+                                     param="dimensions", code="unsupported_value")
+    try:
+        return canonical_id(f"{base}/{dimensions}" if dimensions is not None else model)
+    except UnknownModel as err:
+        raise errors.invalid_request(f"dimensions: {err}", param="dimensions", code="unsupported_value") from None
 
 
 @router.post("/embeddings", summary="Create embeddings")
 def embeddings(body: EmbeddingRequest, request: Request, who: Caller, conn: Conn) -> Any:
-    from stratus.embeddings import get_embedder
+    from stratus.embeddings import embed_metered, get_embedder, is_hosted
+    from stratus.llm.pricing import embedding_cost_usd
 
     s, ctx = request.app.state.settings, context_of(request)
-    if body.model not in embedding_model_ids(s):
-        raise errors.not_found(f"model {body.model!r} is not an embedding model here; use one of "
-                               f"{embedding_model_ids(s)}", param="model", code="model_not_found")
+    model_id = resolve(body.model, body.dimensions, s)
     texts = body.texts(MAX_INPUTS)
-    embedder = get_embedder(s.embedding_model)
+    embedder = get_embedder(model_id, s)
     counts = [embedder.count_tokens(t) for t in texts]
-    for i, n in enumerate(counts):
-        if n > embedder.max_tokens:
-            raise errors.invalid_request(f"input.{i} has {n} tokens; this model reads at most {embedder.max_tokens}",
-                                         param="input", code="input_too_long")
-    tokens = sum(counts)
-    admit_or_raise(conn, ctx, who, estimated_tokens=tokens, max_cost_usd=0.0, settings=s)
+    if not is_hosted(model_id):  # the local tokenizer is this model's own: its limit is exact
+        for i, n in enumerate(counts):
+            if n > embedder.max_tokens:
+                raise errors.invalid_request(f"input.{i} has {n} tokens; this model reads at most "
+                                             f"{embedder.max_tokens}", param="input", code="input_too_long")
+    estimate = sum(counts) * (RESERVE_FACTOR if is_hosted(model_id) else 1)
+    admit_or_raise(conn, ctx, who, estimated_tokens=estimate,
+                   max_cost_usd=embedding_cost_usd(model_id, estimate, s), settings=s)
     t = time.perf_counter()
-    vectors = embedder.embed(texts)
+    result = embed_metered(embedder, texts)
     ctx.step("embed", t)
-    ctx.spent_tokens = tokens
-    ctx.trace.update(model_alias=body.model, input_tokens=tokens, output_tokens=0, cost_usd=0.0)
+    tokens = result.input_tokens
+    cost = embedding_cost_usd(model_id, tokens, s)
+    # What the provider billed is spent even when a text failed: the reservation settles at that.
+    ctx.spent_tokens, ctx.spent_usd = tokens, cost
+    ctx.trace.update(model_alias=body.model, deployment=model_id, provider=getattr(embedder, "provider", "offline"),
+                     input_tokens=tokens, output_tokens=0, cost_usd=cost)
+    if result.failures:
+        i, err = min(result.failures.items())
+        raise errors.invalid_request(f"input.{i}: {err.message}", param="input", code="invalid_input")
     data = [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
-            for i, v in enumerate(vectors)]
+            for i, v in enumerate(result.vectors)]
     return JSONResponse({"object": "list", "data": data, "model": body.model,
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, background=finish_task(ctx))
 
