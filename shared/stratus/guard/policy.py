@@ -42,11 +42,16 @@ class RailPolicy(BaseModel):
     # and which entity types count (None: REQUEST_ENTITIES).
     restore: bool | None = None
     entities: list[str] | None = None
-    # context_injection only: which detector scores retrieved chunks (None: "direct", the fast one).
-    # "indirect" (stratus.guard.indirect) catches ~3x more instructions hidden in documents but costs
-    # ~30x the time per chunk (docs/guard.md, "Indirect injection").
-    detector: Literal["direct", "indirect"] | None = None
+    # Which model scores the text (DETECTORS; None: the rail's first, the fast one). context_injection:
+    # "indirect" catches ~3x more instructions hidden in documents but costs ~30x the time per chunk;
+    # injection: "embedding" (injection-v4) catches more held-out attacks but embeds every message
+    # (docs/guard.md).
+    detector: Literal["ngram", "embedding", "direct", "indirect"] | None = None
 
+
+# The detectors a rail can use; the first is its default.
+DETECTORS: dict[str, tuple[str, ...]] = {"injection": ("ngram", "embedding"),
+                                         "context_injection": ("direct", "indirect")}
 
 DEFAULTS: dict[str, RailPolicy] = {
     "injection": RailPolicy(action="flag"),  # block once ordinary chat is no longer flagged
@@ -82,8 +87,8 @@ class GuardPolicy(BaseModel):
         rails: dict[str, Any] = {}
         for name, rail in self.rails.items():
             shown: dict[str, Any] = {"action": rail.action, "threshold": rail.threshold}
-            if name == "context_injection":
-                shown["detector"] = rail.detector or "direct"
+            if name in DETECTORS:
+                shown["detector"] = rail.detector or DETECTORS[name][0]
             if name == "pii":
                 shown["restore"] = rail.restore is not False
                 shown["entities"] = list(rail.entities) if rail.entities is not None else list(REQUEST_ENTITIES)
@@ -114,8 +119,9 @@ def validate_overrides(overrides: Any) -> dict[str, dict[str, Any]]:
         for option in ("restore", "entities"):
             if merged.get(option) is not None and name != "pii":
                 raise InvalidInput(f"{option} is an option of the pii rail only", field=f"rails.{name}.{option}")
-        if merged.get("detector") is not None and name != "context_injection":
-            raise InvalidInput("detector is an option of the context_injection rail only",
+        if merged.get("detector") is not None and merged["detector"] not in DETECTORS.get(name, ()):
+            choices = ", ".join(DETECTORS.get(name, ())) or "none (the option is for the injection rails)"
+            raise InvalidInput(f"rail {name!r} detectors: {choices}; not {merged['detector']!r}",
                                field=f"rails.{name}.detector")
         if merged.get("entities") is not None:
             from stratus.guard.pii_types import ENTITIES

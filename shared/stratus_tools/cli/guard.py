@@ -102,10 +102,10 @@ def _cmd_eval_guard(args: argparse.Namespace) -> int:
             print(json.dumps({"rail": m.rail, "dataset": m.dataset, "n": m.n,
                               **{k: round(v, 4) for k, v in m.metrics().items()}}))
     else:
-        print(f"{'rail':<10} {'dataset':<12} {'n':>5} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
+        print(f"{'rail':<10} {'dataset':<23} {'n':>5} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
               f" {'p50 ms':>7} {'p95 ms':>7}")
         for m in measurements:
-            print(f"{m.rail:<10} {m.dataset:<12} {m.n:5d} {m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f}"
+            print(f"{m.rail:<10} {m.dataset:<23} {m.n:5d} {m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f}"
                   f" {m.fpr:6.3f} {m.p50_ms:7.2f} {m.p95_ms:7.2f}")
     for problem in problems:
         print(f"stratus eval guard: regression: {problem}", file=sys.stderr)

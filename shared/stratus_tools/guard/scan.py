@@ -64,17 +64,22 @@ class Rail:
 
 
 def _injection_check(text: str) -> RailResult:
-    from stratus.guard.injection import get_detector
+    from stratus.guard.direct import get_direct_detector
 
-    assessed = get_detector().assess([text])[0]
+    # What a caller sends: the direct-injection model (injection-v4), as the input rail runs it.
+    assessed = get_direct_detector().assess([text])[0]
     # Default policy: an input over the validated threshold is refused, not merely flagged.
     return RailResult("block" if assessed.flagged else "pass", assessed.score, {"view": assessed.view})
 
 
 def _injection_load() -> None:
+    from stratus.embeddings import get_embedder
+    from stratus.guard.direct import EMBEDDING_MODEL, get_direct_detector
     from stratus.guard.injection import get_detector
 
-    get_detector().model  # noqa: B018 - reads the artifact
+    get_direct_detector().model  # noqa: B018 - reads the artifact
+    get_embedder(EMBEDDING_MODEL).embed(["warm up"])  # the embedding session builds on first use
+    get_detector().model  # noqa: B018 - the context rail's model
 
 
 def _injection_context_check(text: str) -> RailResult:
@@ -88,18 +93,33 @@ def _injection_context_check(text: str) -> RailResult:
 
 
 def _injection_evaluate() -> list[Measurement]:
-    from stratus.guard.injection import BENIGN_CHAT, load_hard_set, load_indirect, load_split
+    from stratus.guard.injection import load_indirect
+    from stratus_tools.guard.injection_sources import by_role
 
-    texts, labels = load_split("test")
-    out = [_measure_binary("injection", "s-labs-test", texts, [bool(x) for x in labels], _injection_check)]
-    texts, labels = load_hard_set()
-    out.append(_measure_binary("injection", "hard-set", texts, [bool(x) for x in labels], _injection_check))
-    texts, labels = load_hard_set(BENIGN_CHAT)  # all benign: only fpr is meaningful
-    out.append(_measure_binary("injection", "benign-chat", texts, [bool(x) for x in labels], _injection_check))
+    _injection_load()  # the first call's model load is not a per-input latency
+    # Direct injection on every source held out from training and threshold choice (docs/guard.md):
+    # attack-only sources have recall, benign-only ones fpr; the others are 0 by construction.
+    out = [_measure_source(src) for src in by_role("report")]
     texts, labels = load_indirect("test")  # documentation pieces, clean and with an attack spliced in
     out.append(_measure_binary("injection", "indirect-test", texts, [bool(x) for x in labels],
                                _injection_context_check))
     return out
+
+
+def _measure_source(src: Any, latency_sample: int = 100) -> Measurement:
+    """Quality on the whole source, scored in batches with cached embeddings (the same figures as training
+    records); latency per input on the path the rail runs, timed one by one on its first texts."""
+    from stratus.guard.direct import get_direct_detector
+    from stratus_tools.guard.direct_eval import score_texts
+
+    texts, labels = src.load()
+    hits = score_texts(get_direct_detector().model, texts) >= get_direct_detector().threshold
+    m = binary_metrics([bool(h) for h in hits], [bool(y) for y in labels])
+    timed = _measure_binary("injection", src.name, texts[:latency_sample], [bool(y) for y in labels[:latency_sample]],
+                            _injection_check)
+    name = {"benign-chat-openers": "benign-chat"}.get(src.name, src.name)
+    return Measurement("injection", name, len(texts), m["precision"], m["recall"], m["f1"], m["fpr"],
+                       timed.p50_ms, timed.p95_ms)
 
 
 # --- PII --------------------------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""Scoring the direct-injection detector on whole sources (training, `stratus eval guard`, the CI check).
+
+Embeddings of a source's texts are cached on disk under .stratus/cache/minilm, keyed by the texts' hash:
+the same text always gives the same vector, so the cache can only save time, never change a figure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stratus.guard.direct import EMBEDDING_MODEL, DirectModel, views
+from stratus.guard.injection import binary_metrics
+from stratus_tools.guard.injection_sources import ROOT, Source
+
+CACHE = ROOT / ".stratus" / "cache" / "minilm"
+
+
+def embed_cached(texts: Sequence[str], cache: Path = CACHE) -> np.ndarray:
+    """MiniLM vectors of `texts` (batched by length, so padding stays short), cached on disk."""
+    key = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
+    path = cache / EMBEDDING_MODEL / f"{key}.npy"
+    if path.is_file():
+        cached: np.ndarray = np.load(path)
+        return cached
+    from stratus.embeddings import get_embedder
+
+    embedder = get_embedder(EMBEDDING_MODEL)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), 384), dtype=np.float32)
+    for start in range(0, len(order), 32):
+        idx = order[start : start + 32]
+        out[idx] = embedder.embed([texts[j] for j in idx])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, out)
+    return out
+
+
+def score_texts(model: DirectModel, texts: Sequence[str]) -> np.ndarray:
+    """Scores as at run time (the highest over each text's views), with cached embeddings."""
+    if not texts:
+        return np.zeros(0)
+    best = model.probabilities(texts, embed_cached(texts))  # the texts themselves: the source's cache entry
+    owner: list[int] = []
+    extra: list[str] = []
+    for i, t in enumerate(texts):
+        for _, v in views(t)[1:]:  # windows and decoded base64: a second cache entry
+            owner.append(i)
+            extra.append(v)
+    if extra:
+        np.maximum.at(best, np.asarray(owner, dtype=np.int64), model.probabilities(extra, embed_cached(extra)))
+    return best
+
+
+def source_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Recall on the source's attacks, FPR on its benign texts, precision where it has both."""
+    m = binary_metrics(scores >= threshold, labels)
+    n_pos, n_neg = int(labels.sum()), int(len(labels) - labels.sum())
+    out: dict[str, Any] = {"n": len(labels), "attacks": n_pos, "benign": n_neg}
+    if n_pos:
+        out["recall"] = round(float(m["recall"]), 4)
+    if n_neg:
+        out["fpr"] = round(float(m["fpr"]), 4)
+    if n_pos and n_neg:
+        out["precision"] = round(float(m["precision"]), 4)
+    return out
+
+
+def evaluate(model: DirectModel, sources: Sequence[Source], threshold: float | None = None,
+             cap: int | None = None) -> dict[str, dict[str, Any]]:
+    """Metrics per source at the model's threshold (or `threshold`), plus the pooled report sources.
+    `cap` keeps a seeded sample of at most that many texts per source (the CI check's short form)."""
+    thr = model.threshold if threshold is None else threshold
+    results: dict[str, dict[str, Any]] = {}
+    pooled_s: list[np.ndarray] = []
+    pooled_y: list[np.ndarray] = []
+    for src in sources:
+        texts, labels = src.load()
+        y = np.asarray(labels, dtype=np.int8)
+        if cap is not None and len(texts) > cap:
+            keep = np.sort(np.random.default_rng(20).choice(len(texts), cap, replace=False))
+            texts, y = [texts[i] for i in keep], y[keep]
+        s = score_texts(model, texts)
+        results[src.name] = source_metrics(s, y, thr)
+        if src.role == "report":
+            pooled_s.append(s)
+            pooled_y.append(y)
+    if pooled_s:
+        results["all-report-sources"] = source_metrics(np.concatenate(pooled_s), np.concatenate(pooled_y), thr)
+    return results

