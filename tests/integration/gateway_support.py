@@ -112,3 +112,27 @@ def aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # botocore signs; the loopback servers do not check
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+# One deployment per provider, each at its loopback server (the suites that drive the gateway through SDKs).
+LOOP_MODELS = {"openai": "gpt-loop", "anthropic": "claude-loop", "bedrock": "amazon.nova-loop-v1:0"}
+
+
+def loopback_gateway_fixtures(prefix: str, *, timeout_s: float = 2.0, max_output_tokens: int = 500) -> tuple[Any, ...]:
+    """A module's `upstreams` and `settings` fixtures (LOOP_MODELS, aliases `via-<provider>`) and autouse AWS
+    test credentials, to assign at module level: `upstreams, settings, aws = loopback_gateway_fixtures("x")`."""
+
+    @pytest.fixture(scope="module", name="upstreams")
+    def upstreams() -> Iterator[dict[str, Upstream]]:
+        yield from start_provider_upstreams()
+
+    @pytest.fixture(scope="module", name="settings")
+    def settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Any:
+        return provider_settings(pg_url, upstreams, tmp_path_factory, LOOP_MODELS, prefix=prefix,
+                                 timeout_s=timeout_s, max_output_tokens=max_output_tokens)
+
+    @pytest.fixture(autouse=True, name="aws_credentials")
+    def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+        aws_test_credentials(monkeypatch)
+
+    return upstreams, settings, aws_credentials

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +20,14 @@ from pydantic import BaseModel
 
 from stratus.config import Settings
 from stratus_tools.local.server import GatewayServer
-from tests.integration.gateway_support import (
-    aws_test_credentials,
-    provider_settings,
-    start_provider_upstreams,
-    tenant_with_key,
-)
+from tests.integration.gateway_support import loopback_gateway_fixtures, tenant_with_key
 from tests.support.upstreams import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPAT_PYTHON = ROOT / ".venv-compat" / "bin" / "python"
-MODELS = {"openai": "gpt-loop", "anthropic": "claude-loop", "bedrock": "amazon.nova-loop-v1:0"}
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[dict[str, Upstream]]:
-    yield from start_provider_upstreams()
-
-
-@pytest.fixture(scope="module")
-def settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return provider_settings(pg_url, upstreams, tmp_path_factory, MODELS, prefix="compat", timeout_s=2.0,
-                             max_output_tokens=500)
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    aws_test_credentials(monkeypatch)
+upstreams, settings, aws_credentials = loopback_gateway_fixtures("compat")
 
 
 @pytest.fixture(scope="module")

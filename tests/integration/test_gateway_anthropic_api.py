@@ -5,41 +5,20 @@ gateway routes to each provider's loopback server, which records what it receive
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import anthropic
 import pytest
 
-from stratus.config import Settings
 from stratus_tools.local.server import GatewayServer
-from tests.integration.gateway_support import (
-    aws_test_credentials,
-    provider_settings,
-    start_provider_upstreams,
-    tenant_with_key,
-)
+from tests.integration.gateway_support import LOOP_MODELS, loopback_gateway_fixtures, tenant_with_key
 from tests.support.upstreams import Fault, Upstream
 
-MODELS = {"openai": "gpt-loop", "anthropic": "claude-loop", "bedrock": "amazon.nova-loop-v1:0"}
 WEATHER = {"name": "get_weather", "description": "The weather in a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 PIXEL = base64.b64encode(bytes.fromhex("89504e470d0a1a0a")).decode()
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[dict[str, Upstream]]:
-    yield from start_provider_upstreams()
-
-
-@pytest.fixture(scope="module")
-def settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return provider_settings(pg_url, upstreams, tmp_path_factory, MODELS, prefix="msgs", timeout_s=2.0,
-                             max_output_tokens=500)
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    aws_test_credentials(monkeypatch)
+upstreams, settings, aws_credentials = loopback_gateway_fixtures("msgs")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +27,7 @@ def client(pg_url: str, server: GatewayServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0)
 
 
-@pytest.mark.parametrize("provider", list(MODELS))
+@pytest.mark.parametrize("provider", list(LOOP_MODELS))
 def test_a_message_is_answered_through_each_provider(client: anthropic.Anthropic, upstreams: dict[str, Upstream],
                                                      provider: str) -> None:
     up = upstreams[provider]

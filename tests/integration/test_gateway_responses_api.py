@@ -5,40 +5,18 @@ OpenAI server, which records what it received)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import openai
 import pytest
 
-from stratus.config import Settings
 from stratus_tools.local.server import GatewayServer
-from tests.integration.gateway_support import (
-    aws_test_credentials,
-    provider_settings,
-    start_provider_upstreams,
-    tenant_with_key,
-)
+from tests.integration.gateway_support import LOOP_MODELS, loopback_gateway_fixtures, tenant_with_key
 from tests.support.upstreams import Upstream
 
-MODELS = {"openai": "gpt-loop", "anthropic": "claude-loop", "bedrock": "amazon.nova-loop-v1:0"}
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[dict[str, Upstream]]:
-    yield from start_provider_upstreams()
-
-
-@pytest.fixture(scope="module")
-def settings(pg_url: str, upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return provider_settings(pg_url, upstreams, tmp_path_factory, MODELS, prefix="resp", timeout_s=2.0,
-                             max_output_tokens=500)
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    aws_test_credentials(monkeypatch)
+upstreams, settings, aws_credentials = loopback_gateway_fixtures("resp")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +30,7 @@ def openai_up(upstreams: dict[str, Upstream]) -> Upstream:
     return upstreams["openai"]
 
 
-@pytest.mark.parametrize("provider", list(MODELS))
+@pytest.mark.parametrize("provider", list(LOOP_MODELS))
 def test_a_response_is_created_through_each_provider(client: openai.OpenAI, provider: str) -> None:
     response = client.responses.create(model=f"via-{provider}", input="How are API keys rotated?",
                                        instructions="Be brief.", max_output_tokens=64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Generator, Iterable
+from contextlib import closing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -287,13 +288,10 @@ def stream_events(chat_events: Iterable[bytes]) -> Generator[bytes, None, None]:
     index = -1
     stop: str | None = None
     extra: dict[str, Any] = {}
-    events = iter(chat_events)
-    try:
-        for frame in events:
-            payload = frame.removeprefix(b"data: ").strip()
-            if payload == b"[DONE]":
-                continue
-            data = json.loads(payload)
+    from stratus.gateway.sse import chunks as chat_chunks  # the stream's module: not at the app's import
+
+    with closing(chat_chunks(chat_events)) as chunks:
+        for data in chunks:
             if "error" in data:
                 yield _event("error", error_body(errors.APIError(_status_of(data["error"]), data["error"]["message"])))
                 return
@@ -335,10 +333,6 @@ def stream_events(chat_events: Iterable[bytes]) -> Generator[bytes, None, None]:
             if choice.get("finish_reason"):
                 stop = STOP_REASONS.get(choice["finish_reason"], "end_turn")
                 extra = {k: data[k] for k in ("citations", "stratus") if k in data}
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()  # a client that left stops the answer beneath (and its provider stream)
 
 
 def _status_of(error: dict[str, Any]) -> int:

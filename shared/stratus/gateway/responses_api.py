@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable
+from contextlib import closing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
@@ -331,13 +332,10 @@ def stream_events(shape: Shape, chat_events: Iterable[bytes],
         output.append(item)
         yield emit("response.output_item.done", output_index=index, item=item)
 
-    events = iter(chat_events)
-    try:
-        for frame in events:
-            payload = frame.removeprefix(b"data: ").strip()
-            if payload == b"[DONE]":
-                continue
-            data = json.loads(payload)
+    from stratus.gateway.sse import chunks as chat_chunks  # the stream's module: not at the app's import
+
+    with closing(chat_chunks(chat_events)) as chunks:
+        for data in chunks:
             if "error" in data:
                 err = data["error"]
                 yield emit("error", code=err.get("code"), message=err.get("message"), param=err.get("param"))
@@ -383,7 +381,3 @@ def stream_events(shape: Shape, chat_events: Iterable[bytes],
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
                 extra = {k: data[k] for k in ("citations", "stratus") if k in data}
-    finally:
-        close_events = getattr(events, "close", None)
-        if close_events is not None:
-            close_events()  # a client that left stops the answer beneath (and its provider stream)

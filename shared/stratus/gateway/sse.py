@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any
 
 import anyio
@@ -25,6 +25,21 @@ HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 def event(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+def chunks(events: Iterable[bytes]) -> Generator[dict[str, Any], None, None]:
+    """The objects of an event stream as `event` writes them, [DONE] left out: what another API's stream is
+    translated from. Closing this generator closes `events` (a client that left that stream stops the
+    answer beneath it, and its provider stream)."""
+    try:
+        for frame in events:
+            payload = frame.removeprefix(b"data: ").strip()
+            if payload != b"[DONE]":
+                yield json.loads(payload)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 def error_event(body: dict[str, Any]) -> bytes:
