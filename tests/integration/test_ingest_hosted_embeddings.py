@@ -89,3 +89,26 @@ def test_a_chunk_the_model_refuses_fails_the_document_not_the_queue(settings, be
     with tenant_transaction(tenant_id, db):
         error = db.execute("SELECT status, error FROM documents WHERE source_key = 'policy.md'").fetchone()
     assert error is not None and error[0] == "failed" and f"cannot be embedded by {MODEL}" in error[1]
+
+
+def test_a_reindex_into_a_hosted_model_is_billed_batch_by_batch(bedrock, db, pg_url, tenant_id, monkeypatch) -> None:
+    """A tenant moved from the offline model to Titan pays for the re-embedding's tokens, like ingestion's."""
+    from stratus.reindex import job
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    reset_clients()
+    offline = load_settings(database_url=pg_url, bedrock_endpoint_url=bedrock.base_url, retry_attempts=0,
+                            chunk_max_tokens=40, chunk_overlap_tokens=0)
+    assert ingest_document(tenant_id, "policy.md", DOC, _source(tenant_id, "policy.md"),
+                           settings=offline).status == "ingested"
+    bedrock.clear()
+    job.start(None, tenant_id, MODEL, offline)
+    while job.step(None, tenant_id, offline).status != "switched":
+        pass
+    billed = sum(len(r.body["inputText"].split()) for r in bedrock.requests)
+    with connect(pg_url, app_role=False) as owner:
+        spent = owner.execute("SELECT sum(spent_usd), sum(tokens) FROM budget_usage WHERE tenant_id = %s",
+                              [tenant_id]).fetchone()
+    assert billed > 0 and spent is not None and int(spent[1]) == billed
+    assert float(spent[0]) == pytest.approx(billed * 0.02 / 1e6, abs=1e-6)

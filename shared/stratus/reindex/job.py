@@ -26,7 +26,7 @@ from stratus.db.chunks import DENSE_INDEXES
 from stratus.db.connection import tenant_transaction
 from stratus.db.embedding_state import EmbeddingState
 from stratus.db.vector_index import model_dimensions
-from stratus.embeddings import get_embedder
+from stratus.embeddings import embed_metered, get_embedder, is_billed
 from stratus.errors import InvalidInput, NotFound
 from stratus.reindex import models
 
@@ -120,12 +120,22 @@ def step(conn: psycopg.Connection | None, tenant_id: str, settings: Settings, *,
         model, cursor = state.target_model, state.cursor
         todo = embedding_state.missing(tx, tenant_id, model, after=cursor, limit=batch)
     if todo:  # inference outside any transaction: no lock is held while the model runs
-        vectors = get_embedder(model).embed([text for _, text in todo])
+        embedder = get_embedder(model, settings)
+        embedded = embed_metered(embedder, [text for _, text in todo])
+        if embedded.failures:  # a chunk the model refuses: the move cannot complete; say which
+            i, err = min(embedded.failures.items())
+            raise InvalidInput(f"chunk {todo[i][0]} cannot be embedded by {model}: {err.message}", field="model")
         with tenant_transaction(tenant_id, conn) as tx:
             state = embedding_state.get(tx, tenant_id, lock="update")
             if state is None or state.target_model != model:  # rolled back or restarted meanwhile
                 return _progress(state, tenant_id, settings)
-            written = embedding_state.put_vectors(tx, tenant_id, model, [cid for cid, _ in todo], vectors)
+            if is_billed(embedder):  # the tenant pays for its re-embedding, batch by batch with the vectors
+                from stratus.db.limits import record_usage
+                from stratus.llm.pricing import embedding_cost_usd
+
+                record_usage(tx, tenant_id, tokens=embedded.input_tokens,
+                             cost_usd=embedding_cost_usd(model, embedded.input_tokens, settings))
+            written = embedding_state.put_vectors(tx, tenant_id, model, [cid for cid, _ in todo], embedded.vectors)
             embedding_state.update(tx, tenant_id, cursor=max(state.cursor, todo[-1][0]),
                                    embedded=state.embedded + written)
             return _progress(embedding_state.get(tx, tenant_id), tenant_id, settings)
