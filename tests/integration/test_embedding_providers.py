@@ -159,6 +159,27 @@ def test_5xx_and_dropped_connections_are_retried_then_become_overloaded(bedrock,
     assert err.value.retry_after is not None and len(up.requests) == 3
 
 
+def test_repeated_provider_failures_open_the_models_circuit(bedrock, openai_up) -> None:
+    """As for chat deployments: after breaker_failures provider-side failures the model is skipped for the
+    cooldown (CircuitOpen, 503 with what is left of it) without another call; a refused text never counts."""
+    embedder = _embedder("amazon.titan-embed-text-v2:0/256", bedrock, openai_up, retry_attempts=1,
+                         breaker_failures=3, breaker_cooldown_s=60)
+    bedrock.inject(Fault.status(500), Fault.status(500))
+    with pytest.raises(e.Overloaded):
+        embedder.embed(["first outage"])  # two failures: still closed
+    bedrock.inject(Fault.status(500), Fault.status(500))
+    with pytest.raises(e.CircuitOpen) as skipped:
+        embedder.embed(["second outage"])  # the third failure opens it; the retry is skipped
+    calls = len(bedrock.requests)
+    with pytest.raises(e.CircuitOpen):
+        embedder.embed(["during the cooldown"])
+    assert len(bedrock.requests) == calls == 3 and 55 < (skipped.value.retry_after or 0) <= 60
+    bedrock.clear()  # the fault the skipped retry did not consume
+    fresh = _embedder("amazon.titan-embed-text-v2:0/256", bedrock, openai_up, breaker_failures=1)
+    assert fresh.embed_all(["x" * 60_000]).failures  # a text the model refuses: the circuit stays closed
+    assert fresh.embed(["fine"]).shape == (1, 256)
+
+
 def test_a_timeout_is_retried_then_overloaded(bedrock, openai_up) -> None:
     embedder = _embedder("text-embedding-3-small/16", bedrock, openai_up, retry_attempts=1,
                          embedding_timeout_s=0.3)

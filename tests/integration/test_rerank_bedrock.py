@@ -280,7 +280,7 @@ def test_a_tenants_choice_is_invisible_to_another(db, pg_url: str) -> None:
 
 
 def test_repeated_outages_open_the_circuit_and_skip_the_call(up) -> None:
-    from stratus.llm.breaker import CircuitBreaker
+    from stratus.breaker import CircuitBreaker
     from stratus.retrieval.bedrock_rerank import CircuitOpen
 
     clock = [0.0]

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
+from stratus.breaker import CircuitBreaker
 from stratus.llm import errors
-from stratus.llm.breaker import CircuitBreaker
 from stratus.llm.catalog import parse_catalog
 from stratus.llm.router import RetryPolicy, Router
 from stratus.llm.types import ChatRequest, Completion, Message, StreamChunk, Usage

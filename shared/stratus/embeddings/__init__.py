@@ -123,6 +123,7 @@ def _hosted(model_name: str, settings: Settings) -> Embedder:  # one pacer and c
 
 def hosted_embedder(model_name: str, settings: Settings | None = None) -> Embedder:
     """A hosted model's adapter, configured from the settings (keys, region, endpoints, retries, pace)."""
+    from stratus.breaker import CircuitBreaker
     from stratus.config import get_settings
     from stratus.embeddings.hosted import HostedEmbedder, Pacer
     from stratus.embeddings.models import parse_model_id
@@ -138,7 +139,8 @@ def hosted_embedder(model_name: str, settings: Settings | None = None) -> Embedd
         call = bedrock_call(model_name, s)
     return HostedEmbedder(model_name, call, retries=s.retry_attempts, base_backoff_s=s.retry_base_backoff_s,
                           max_backoff_s=s.retry_max_backoff_s, concurrency=s.embedding_concurrency,
-                          pacer=Pacer(s.embedding_requests_per_second))
+                          pacer=Pacer(s.embedding_requests_per_second),
+                          breaker=CircuitBreaker(s.breaker_failures, s.breaker_cooldown_s))
 
 
 def known_models() -> list[str]:

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from stratus import provider_errors as e
+from stratus.breaker import CircuitBreaker
 from stratus.embeddings import Embedded, Embedder, EmbedKind
 from stratus.embeddings.models import Call, HostedModel, parse_model_id
 
@@ -70,7 +71,8 @@ class HostedEmbedder:
 
     def __init__(self, model_name: str, call: Call, *, retries: int = 2, base_backoff_s: float = 0.25,
                  max_backoff_s: float = 8.0, concurrency: int = 4, pacer: Pacer | None = None,
-                 sleep: Callable[[float], None] = time.sleep, jitter: Callable[[], float] = random.random) -> None:
+                 breaker: CircuitBreaker | None = None, sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[], float] = random.random) -> None:
         spec, dims = parse_model_id(model_name)
         self.spec: HostedModel = spec
         self.model_name = f"{spec.model}/{dims}"
@@ -81,6 +83,9 @@ class HostedEmbedder:
         self.retries, self.base_backoff_s, self.max_backoff_s = retries, base_backoff_s, max_backoff_s
         self.concurrency = max(1, concurrency)
         self.pacer = pacer or Pacer(None)
+        # As for chat deployments (stratus.breaker): after repeated provider-side failures the model is
+        # skipped for a cooldown (503 circuit_open) instead of every caller waiting out its retries.
+        self.breaker = breaker or CircuitBreaker(5, 30.0)
         self._sleep, self._jitter = sleep, jitter
 
     # The chunker's and the gateway's token counts: the local tokenizer (see the module docstring).
@@ -173,6 +178,10 @@ class HostedEmbedder:
     def _with_retries(self, texts: list[str], kind: EmbedKind) -> tuple[np.ndarray, int | None]:
         attempt = 0
         while True:
+            if not self.breaker.allow(self.model_name):
+                raise e.CircuitOpen(f"{self.model_name}: skipped, its circuit is open after repeated provider "
+                                    "failures", status=503, deployment=self.model_name,
+                                    retry_after=self.breaker.retry_after(self.model_name) or 1.0)
             self.pacer.wait()
             try:
                 vectors, billed = self._call(texts, kind)
@@ -180,8 +189,11 @@ class HostedEmbedder:
                     raise e.MalformedResponse(f"{self.model_name}: {vectors.shape[0]} vectors of "
                                               f"{vectors.shape[-1]} dimensions for {len(texts)} texts",
                                               deployment=self.model_name, status=200)
+                self.breaker.success(self.model_name)
                 return vectors, billed
             except e.ProviderError as err:
+                if err.trips:  # the model's own health; a refused text or a rate limit says nothing of it
+                    self.breaker.failure(self.model_name)
                 if not err.retryable:
                     raise
                 if attempt >= self.retries:

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from stratus.breaker import CircuitBreaker
 from stratus.llm import errors
-from stratus.llm.breaker import CircuitBreaker
 from stratus.llm.catalog import Catalog, Deployment
 from stratus.llm.pricing import cost_usd
 from stratus.llm.providers.base import Provider, get_provider

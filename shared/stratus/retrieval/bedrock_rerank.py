@@ -32,8 +32,8 @@ import botocore.parsers
 import urllib3.exceptions
 
 from stratus.aws.bedrock import agent_runtime_client
+from stratus.breaker import CircuitBreaker
 from stratus.llm import errors as e
-from stratus.llm.breaker import CircuitBreaker
 from stratus.llm.providers._classify import classify_sdk_error, for_status, malformed
 from stratus.retrieval.models import Hit, Reranked
 

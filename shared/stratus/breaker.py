@@ -1,4 +1,5 @@
-"""A circuit breaker per deployment, shared by every request a warm process serves.
+"""A circuit breaker per deployment (a chat deployment, or a hosted embedding model), shared by every
+request a warm process serves.
 
 After `failures` consecutive provider-side failures (the classes with `trips`, stratus.llm.errors: 5xx,
 overload, timeouts, no connection, broken answers) a deployment is skipped for `cooldown_s`; then one
