@@ -136,3 +136,26 @@ def loopback_gateway_fixtures(prefix: str, *, timeout_s: float = 2.0, max_output
         aws_test_credentials(monkeypatch)
 
     return upstreams, settings, aws_credentials
+
+
+def guarded_loop_settings(pg_url: str, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Settings for the guard suites: the loopback OpenAI catalog, no retries, no cache."""
+    from stratus.config import load_settings
+
+    path = loop_catalog(tmp_path_factory, upstream.base_url, timeout_s=5)
+    return load_settings(database_url=pg_url, models_file=path, openai_api_key="sk-loop", provider_mode="hosted",
+                         cache_enabled=False, retry_attempts=0)
+
+
+def tenant_with_guard_policy(url: str, prefix: str, rails: dict[str, Any]) -> tuple[str, str]:
+    """tenant_with_key, with `rails` (if any) stored as the tenant's guard policy."""
+    from stratus.guard.policy import set_policy
+
+    tenant_id, key = tenant_with_key(url, prefix)
+    if rails:
+        conn = connect(url)
+        try:
+            set_policy(conn, tenant_id, rails)
+        finally:
+            conn.close()
+    return tenant_id, key

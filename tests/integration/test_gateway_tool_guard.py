@@ -12,12 +12,10 @@ from typing import Any
 import openai
 import pytest
 
-from stratus.config import Settings, load_settings
-from stratus.db.connection import connect
-from stratus.guard.policy import set_policy
+from stratus.config import Settings
 from stratus.guard.rails import WITHHELD
 from stratus_tools.local.server import GatewayServer
-from tests.integration.gateway_support import loop_catalog, tenant_with_key
+from tests.integration.gateway_support import guarded_loop_settings, tenant_with_guard_policy
 from tests.integration.test_gateway_chat import trace
 from tests.support.upstreams import OpenAIUpstream
 
@@ -37,20 +35,11 @@ SEARCH_TOOL = {"type": "function", "function": {"name": "search_docs", "descript
 
 @pytest.fixture(scope="module")
 def settings(pg_url: str, upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    path = loop_catalog(tmp_path_factory, upstream.base_url, timeout_s=5)
-    return load_settings(database_url=pg_url, models_file=path, openai_api_key="sk-loop", provider_mode="hosted",
-                         cache_enabled=False, retry_attempts=0)
+    return guarded_loop_settings(pg_url, upstream, tmp_path_factory)
 
 
 def _tenant(pg_url: str, **rails: dict[str, Any]) -> tuple[str, str]:
-    tenant_id, key = tenant_with_key(pg_url, "tg")
-    if rails:
-        conn = connect(pg_url)
-        try:
-            set_policy(conn, tenant_id, rails)
-        finally:
-            conn.close()
-    return tenant_id, key
+    return tenant_with_guard_policy(pg_url, "tg", rails)
 
 
 def _agent_turn(result: str, arguments: str = '{"query": "httpx timeouts"}') -> list[dict[str, Any]]:

@@ -156,10 +156,10 @@ class ResponsesRequest(_Body):
                 out.append({"role": "tool", "tool_call_id": item.call_id, "content": output})
         return out
 
-    def as_chat(self, history: list[dict[str, Any]]) -> dict[str, Any]:
-        """The chat completion request body: instructions, the stored conversation, then this input."""
-        messages = ([{"role": "system", "content": self.instructions}] if self.instructions else []) + history \
-            + self.input_messages()
+    def as_chat(self, conversation: list[dict[str, Any]]) -> dict[str, Any]:
+        """The chat completion request body: instructions, then `conversation` (the stored one and this
+        request's input_messages)."""
+        messages = ([{"role": "system", "content": self.instructions}] if self.instructions else []) + conversation
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": self.stream,
                                 "stratus": self.stratus.model_dump(exclude_unset=True)}
         if self.stream:

@@ -34,13 +34,13 @@ def create_response(body: responses_api.ResponsesRequest, request: Request, who:
             raise errors.not_found(f"previous_response_id: no stored response {body.previous_response_id!r}",
                                    param="previous_response_id")
         history = found
+    conversation = history + body.input_messages()
     try:
-        chat = ChatCompletionRequest.model_validate(body.as_chat(history))
+        chat = ChatCompletionRequest.model_validate(body.as_chat(conversation))
     except ValidationError as err:  # the translation of a valid request should always validate
         raise errors.invalid_request(f"the request has no chat completion equivalent: {err.errors()[0]['msg']}",
                                      param=".".join(str(p) for p in err.errors()[0]["loc"])) from None
     shape = responses_api.Shape(body, body.model)
-    conversation = history + body.input_messages()
 
     def store(response: dict[str, Any]) -> None:
         if body.store:
