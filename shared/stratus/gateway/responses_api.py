@@ -115,6 +115,14 @@ class Reasoning(_Body):
     summary: None = None  # reasoning summaries have no chat completion equivalent
 
 
+# What `include` may name. Stratus's answers hold messages and function calls only, so the items the others
+# extend (hosted tool calls, reasoning, input images echoed back) never appear: asking is harmless. Logprobs
+# are the one include with content here: they are asked of the provider (`logprobs` on the chat request).
+Includable = Literal["message.output_text.logprobs", "reasoning.encrypted_content", "file_search_call.results",
+                     "web_search_call.results", "web_search_call.action.sources", "message.input_image.image_url",
+                     "computer_call_output.output.image_url", "code_interpreter_call.outputs"]
+
+
 class ResponsesRequest(_Body):
     model: ModelId
     input: str | Annotated[list[Item], Field(min_length=1)]
@@ -127,6 +135,8 @@ class ResponsesRequest(_Body):
     tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
     parallel_tool_calls: bool | None = None
     text: TextOptions | None = None
+    include: Annotated[list[Includable], Field(max_length=16)] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     reasoning: Reasoning | None = None
     metadata: dict[str, Annotated[str, StringConstraints(max_length=512)]] | None = None
     user: Annotated[str, StringConstraints(max_length=256)] | None = None
@@ -167,7 +177,14 @@ class ResponsesRequest(_Body):
         optional = {"max_completion_tokens": self.max_output_tokens, "temperature": self.temperature,
                     "top_p": self.top_p, "parallel_tool_calls": self.parallel_tool_calls, "user": self.user,
                     "safety_identifier": self.safety_identifier,
-                    "reasoning_effort": self.reasoning.effort if self.reasoning else None}
+                    "reasoning_effort": self.reasoning.effort if self.reasoning else None,
+                    "top_logprobs": self.top_logprobs}
+        if self.top_logprobs is not None or "message.output_text.logprobs" in (self.include or ()):
+            if self.stream:  # the chat path has none on streams (its output rails re-cut the chunks)
+                param = "top_logprobs" if self.top_logprobs is not None else "include"
+                raise errors.invalid_request(f"{param}: logprobs are not available on streamed responses; send "
+                                             "stream: false", param=param, code="unsupported_value")
+            optional["logprobs"] = True
         body.update({k: v for k, v in optional.items() if v is not None})
         if self.tools:
             body["tools"] = [{"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)}
@@ -261,10 +278,19 @@ class Shape:
         }
 
 
-def message_item(text: str, item_id: str | None = None, status: str = "completed") -> dict[str, Any]:
+def message_item(text: str, item_id: str | None = None, status: str = "completed", *,
+                 annotations: list[dict[str, Any]] | None = None,
+                 logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    part = {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": logprobs or []}
     return {"type": "message", "id": item_id or f"msg_{uuid.uuid4().hex}", "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if text or
-            status == "completed" else []}
+            "content": [part] if text or status == "completed" else []}
+
+
+def _annotation(chat: dict[str, Any]) -> dict[str, Any]:
+    """A chat completion annotation as the Responses API writes it (url_citation's fields at the top)."""
+    kind = chat.get("type")
+    inner = chat.get(kind) if isinstance(kind, str) else None
+    return {"type": kind, **inner} if isinstance(inner, dict) else chat
 
 
 def call_item(call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
@@ -275,7 +301,8 @@ def call_item(call_id: str, name: str, arguments: str, status: str = "completed"
 def response_object(shape: Shape, completion: dict[str, Any]) -> dict[str, Any]:
     choice = completion["choices"][0]
     msg = choice["message"]
-    output = [message_item(msg["content"])] if msg.get("content") else []
+    output = [message_item(msg["content"], annotations=[_annotation(a) for a in msg.get("annotations") or ()],
+                           logprobs=(choice.get("logprobs") or {}).get("content"))] if msg.get("content") else []
     output += [call_item(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls")
                or ()]
     return shape.response("completed", output, usage=_usage(completion.get("usage")),

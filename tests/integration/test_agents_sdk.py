@@ -1,0 +1,174 @@
+"""The OpenAI Agents SDK (openai-agents) as a client of Stratus, against a recording loopback OpenAI upstream:
+an agent answering through the Responses API (the SDK's default model) and through Chat Completions, an agent
+calling a function tool and answering from its result, and a streamed run. The SDK's own tracing is off in
+every run (it would export to OpenAI's servers); a recording trace processor proves no trace was made."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from agents import (
+    Agent,
+    ModelSettings,
+    OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
+    RunConfig,
+    Runner,
+    function_tool,
+)
+from agents.tracing import Span, Trace, TracingProcessor, add_trace_processor
+
+from stratus_tools.local.server import GatewayServer
+from tests.integration.gateway_support import loopback_gateway_fixtures, tenant_with_key
+from tests.support.upstreams import Upstream
+
+upstreams, settings, aws_credentials = loopback_gateway_fixtures("agents")
+
+# What a team sets for an agent behind its own gateway: no trace export to OpenAI's servers.
+NO_TRACING = RunConfig(tracing_disabled=True)
+
+
+class TraceRecorder(TracingProcessor):
+    """Records every trace and span the SDK would export."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_trace_start(self, trace: Trace) -> None:
+        self.seen.append(f"trace:{trace.name}")
+
+    def on_trace_end(self, trace: Trace) -> None: ...
+
+    def on_span_start(self, span: Span[Any]) -> None:
+        self.seen.append(f"span:{span.span_data.type}")
+
+    def on_span_end(self, span: Span[Any]) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def force_flush(self) -> None: ...
+
+
+@pytest.fixture(scope="module")
+def traces() -> TraceRecorder:
+    recorder = TraceRecorder()
+    add_trace_processor(recorder)
+    return recorder
+
+
+@pytest.fixture(scope="module")
+def key(pg_url: str) -> str:
+    return tenant_with_key(pg_url, "agents")[1]
+
+
+@pytest.fixture
+def up(upstreams: dict[str, Upstream], traces: TraceRecorder) -> Iterator[Upstream]:
+    upstreams["openai"].clear()
+    yield upstreams["openai"]
+    assert traces.seen == []  # tracing_disabled held for the whole run
+
+
+def _client(server: GatewayServer, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """The weather in a city.
+
+    Args:
+        city: The city's name.
+    """
+    return f"Sunny in {city}"
+
+
+def test_an_agent_answers_through_the_responses_api(server: GatewayServer, key: str, up: Upstream) -> None:
+    async def run() -> Any:
+        client = _client(server, key)
+        agent = Agent(name="support", instructions="Be brief.",
+                      model=OpenAIResponsesModel(model="via-openai", openai_client=client),
+                      model_settings=ModelSettings(temperature=0.2, max_tokens=40))
+        result = await Runner.run(agent, "How are API keys rotated?", run_config=NO_TRACING)
+        await client.close()
+        return result
+
+    result = asyncio.run(run())
+    assert result.final_output == "Echo: How are API keys rotated?"
+    assert result.context_wrapper.usage.output_tokens == 6 and result.context_wrapper.usage.requests == 1
+    sent = up.requests[-1].body
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "How are API keys rotated?"}]
+    assert (sent["temperature"], sent["max_completion_tokens"]) == (0.2, 40)
+
+
+def test_an_agent_answers_through_chat_completions(server: GatewayServer, key: str, up: Upstream) -> None:
+    async def run() -> Any:
+        client = _client(server, key)
+        agent = Agent(name="support", instructions="Be brief.",
+                      model=OpenAIChatCompletionsModel(model="via-openai", openai_client=client),
+                      model_settings=ModelSettings(temperature=0.2, max_tokens=40))
+        result = await Runner.run(agent, "How are API keys rotated?", run_config=NO_TRACING)
+        await client.close()
+        return result
+
+    result = asyncio.run(run())
+    assert result.final_output == "Echo: How are API keys rotated?"
+    sent = up.requests[-1].body
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "How are API keys rotated?"}]
+    assert sent["temperature"] == 0.2
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
+def test_an_agent_calls_a_function_tool_and_answers_from_its_result(api: str, server: GatewayServer, key: str,
+                                                                   up: Upstream) -> None:
+    async def run() -> Any:
+        client = _client(server, key)
+        model = (OpenAIResponsesModel(model="via-openai", openai_client=client) if api == "responses"
+                 else OpenAIChatCompletionsModel(model="via-openai", openai_client=client))
+        agent = Agent(name="weather", instructions="Use the tools.", model=model, tools=[get_weather])
+        result = await Runner.run(agent, "get_weather for Oslo", run_config=NO_TRACING)
+        await client.close()
+        return result
+
+    result = asyncio.run(run())
+    assert result.final_output == "Echo: Sunny in get_weather for Oslo"
+    calls = [i for i in result.new_items if i.type == "tool_call_item"]
+    outputs = [i for i in result.new_items if i.type == "tool_call_output_item"]
+    assert len(calls) == 1 and outputs[0].output == "Sunny in get_weather for Oslo"
+    first, second = (r.body for r in up.requests)
+    tool = first["tools"][0]["function"]
+    assert tool["name"] == "get_weather" and tool["parameters"]["required"] == ["city"]
+    assert tool.get("strict") is True  # the SDK's strict JSON schema, forwarded as it was sent
+    call = second["messages"][-2]["tool_calls"][0]
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "get_weather for Oslo"}'}
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": call["id"],
+                                      "content": "Sunny in get_weather for Oslo"}
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
+def test_a_streamed_run_delivers_text_deltas_and_the_final_output(api: str, server: GatewayServer, key: str,
+                                                                  up: Upstream) -> None:
+    async def run() -> tuple[Any, list[str], list[str]]:
+        client = _client(server, key)
+        model = (OpenAIResponsesModel(model="via-openai", openai_client=client) if api == "responses"
+                 else OpenAIChatCompletionsModel(model="via-openai", openai_client=client))
+        agent = Agent(name="streamer", instructions="Be brief.", model=model, tools=[get_weather])
+        result = Runner.run_streamed(agent, "get_weather for Bergen", run_config=NO_TRACING)
+        deltas, kinds = [], []
+        async for event in result.stream_events():
+            kinds.append(event.type if event.type != "run_item_stream_event" else event.name)
+            if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
+                deltas.append(event.data.delta)
+        await client.close()
+        return result, deltas, kinds
+
+    result, deltas, kinds = asyncio.run(run())
+    assert result.final_output == "Echo: Sunny in get_weather for Bergen" and len(deltas) > 1
+    assert "".join(deltas) == result.final_output
+    assert {"tool_called", "tool_output", "message_output_created"} <= set(kinds)
+    assert all(r.body["stream"] is True for r in up.requests) and len(up.requests) == 2
