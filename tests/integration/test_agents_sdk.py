@@ -172,3 +172,40 @@ def test_a_streamed_run_delivers_text_deltas_and_the_final_output(api: str, serv
     assert "".join(deltas) == result.final_output
     assert {"tool_called", "tool_output", "message_output_created"} <= set(kinds)
     assert all(r.body["stream"] is True for r in up.requests) and len(up.requests) == 2
+
+
+CITATION = {"type": "url_citation", "url_citation": {"start_index": 0, "end_index": 4, "url": "https://example.com/keys",
+                                                     "title": "Key rotation"}}
+
+
+def test_logprobs_and_annotations_reach_the_agents_raw_response(server: GatewayServer, key: str, up: Upstream,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an OpenAI upstream that cites a source (as its search models do)
+    monkeypatch.setattr(up, "annotations", [CITATION])
+
+    async def run() -> Any:
+        client = _client(server, key)
+        agent = Agent(name="support", model=OpenAIResponsesModel(model="via-openai", openai_client=client),
+                      model_settings=ModelSettings(top_logprobs=2))
+        result = await Runner.run(agent, "How are API keys rotated?", run_config=NO_TRACING)
+        await client.close()
+        return result
+
+    # When an agent asks for logprobs (the SDK sends include: message.output_text.logprobs and top_logprobs)
+    result = asyncio.run(run())
+    sent = up.requests[-1].body
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+    # Then the output text carries both, in the Responses API's shapes
+    part = result.raw_responses[0].output[0].content[0]
+    assert "".join(t.token for t in part.logprobs) == part.text == "Echo: How are API keys rotated?"
+    assert len(part.logprobs[0].top_logprobs) == 2
+    cited = part.annotations[0]
+    assert (cited.type, cited.url, cited.title, cited.start_index, cited.end_index) == (
+        "url_citation", "https://example.com/keys", "Key rotation", 0, 4)
+
+
+def test_a_streamed_response_refuses_logprobs_naming_the_field(server: GatewayServer, key: str, up: Upstream) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="via-openai", input="hi", stream=True, include=["message.output_text.logprobs"])
+    assert caught.value.param == "include" and up.requests == []

@@ -2,8 +2,8 @@
 the official `openai` SDK's async client, `.parse()` and `.stream()` helpers (here), and `litellm` and
 `langchain-openai` (in their own virtualenv, .venv-compat, driven by tests/support/compat_clients.py).
 For each: what the upstream received for every parameter the client set, and what the client got back.
-(`client.responses` and the `anthropic` SDK have their own suites: test_gateway_responses_api.py,
-test_gateway_anthropic_api.py.)"""
+(`client.responses`, the `anthropic` SDK and the OpenAI Agents SDK have their own suites:
+test_gateway_responses_api.py, test_gateway_anthropic_api.py, test_agents_sdk.py.)"""
 
 from __future__ import annotations
 
@@ -83,6 +83,18 @@ def test_the_stream_helper_gives_events_and_the_final_completion(server: Gateway
         final = stream.get_final_completion()
     assert {"content.delta", "content.done", "chunk"} <= kinds
     assert final.choices[0].message.parsed == Answer(answer="Echo: Reply in JSON please", confidence=5)
+
+
+def test_an_upstreams_annotations_reach_the_client_as_it_sent_them(server: GatewayServer, key: str, up: Upstream,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cited = {"type": "url_citation", "url_citation": {"start_index": 0, "end_index": 4, "title": "Key rotation",
+                                                      "url": "https://example.com/keys"}}
+    monkeypatch.setattr(up, "annotations", [cited])  # as OpenAI's search models send them
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    done = client.chat.completions.create(model="via-openai", messages=[{"role": "user", "content": "Hello there"}])
+    message = done.choices[0].message
+    assert [a.model_dump() for a in message.annotations or ()] == [cited] and message.refusal is None
+    assert done.system_fingerprint == "fp_loopback" and done.service_tier == "default"
 
 
 # --- litellm and langchain-openai, as clients ----------------------------------------------------------

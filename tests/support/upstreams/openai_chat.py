@@ -94,6 +94,8 @@ class OpenAIUpstream(Upstream):
     base_path = "/v1"
     # False plays an OpenAI-compatible server that ignores stream_options (no usage chunk; several do).
     honours_include_usage = True
+    # Sent on plain answers' messages as they are (e.g. url_citation, as OpenAI's search models send them).
+    annotations: list[dict[str, Any]] = []
 
     def handle(self, h: _Handler, method: str, path: str, body: Any, fault: Fault | None) -> None:
         if method != "POST" or path.split("?")[0] != "/v1/chat/completions":
@@ -121,7 +123,7 @@ class OpenAIUpstream(Upstream):
             "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default"),
             "choices": [{"index": i, "logprobs": _logprobs(body, reply), "finish_reason": reply.finish,
                          "message": {"role": "assistant", "content": reply.text if not reply.tool_name else None,
-                                     "refusal": None, "annotations": [], "tool_calls": tool_calls}}
+                                     "refusal": None, "annotations": self.annotations, "tool_calls": tool_calls}}
                         for i in range(int(body.get("n") or 1))],  # n choices, all the same answer
             "usage": _usage(reply),
         }, {"x-request-id": rid})
