@@ -114,6 +114,24 @@ def test_a_dimension_the_model_does_not_offer_is_a_400_naming_dimensions(server,
     assert caught.value.param == "dimensions"
 
 
+@pytest.mark.parametrize("ids", [[[1, 2, 3], [40, 50]], [7, 8, 9, 10]])
+def test_token_arrays_reach_an_openai_model_as_sent(server, tenant, oai, ids) -> None:
+    out = _sdk(server, tenant[1]).embeddings.create(model="text-embedding-3-small", input=ids, dimensions=64)
+    arrays = ids if isinstance(ids[0], list) else [ids]
+    assert oai.requests[0].body["input"] == arrays  # one array of ints is one input, as OpenAI reads it
+    assert [d.index for d in out.data] == list(range(len(arrays)))
+    np.testing.assert_allclose(out.data[-1].embedding, fake_vector(" ".join(map(str, arrays[-1])), 64), atol=1e-5)
+    assert out.usage.prompt_tokens == sum(len(a) for a in arrays)
+
+
+@pytest.mark.parametrize("model, ids", [("amazon.titan-embed-text-v2:0", [[1, 2]]), ("all-MiniLM-L6-v2", [1, 2]),
+                                        ("text-embedding-3-small", [[1, 2], []])])
+def test_token_arrays_a_model_cannot_read_are_a_400_naming_input(server, tenant, oai, bedrock, model, ids) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        _sdk(server, tenant[1]).embeddings.create(model=model, input=ids)
+    assert caught.value.param == "input" and not oai.requests and not bedrock.requests
+
+
 def test_a_text_the_provider_refuses_is_a_400_naming_input(server, tenant, bedrock) -> None:
     texts = ["fine", "a " * 600, "also fine"]  # 600 tokens: over Cohere's 512
     with pytest.raises(openai.BadRequestError) as caught:

@@ -72,7 +72,7 @@ class FakeApi:
         self.calls.append(list(texts))
         if self.faults:
             raise self.faults.pop(0)
-        if any("BAD" in t for t in texts):
+        if any(isinstance(t, str) and "BAD" in t for t in texts):
             raise e.InvalidRequest("a text is too long", status=400)
         rows = np.ones((len(texts), self.dims), dtype=np.float32) * np.arange(1, len(texts) + 1)[:, None]
         return rows, 3 * len(texts)
@@ -90,6 +90,19 @@ def test_batches_respect_the_texts_per_call() -> None:
     result = _embedder("cohere.embed-english-v3", api).embed_all([f"t{i}" for i in range(100)])
     assert [len(c) for c in api.calls] == [96, 4] and result.input_tokens == 300
     assert np.allclose(np.linalg.norm(result.vectors, axis=1), 1.0)
+
+
+def test_token_arrays_go_to_models_that_take_them_and_are_batched_by_their_length() -> None:
+    api = FakeApi(64)
+    arrays = [[1] * 8000 for _ in range(30)]  # 28 fill 0.75 of OpenAI's 300,000 tokens per call
+    result = _embedder("text-embedding-3-small/64", api).embed_all([*arrays, [], [2] * 8193])
+    assert [len(c) for c in api.calls] == [28, 2] and api.calls[0][0] is arrays[0]
+    assert set(result.failures) == {30, 31} and "empty token array" in result.failures[30].message
+    assert "8193 tokens" in result.failures[31].message
+    titan = FakeApi(256)
+    refused = _embedder("amazon.titan-embed-text-v2:0/256", titan).embed_all([[1, 2], "text"])
+    assert set(refused.failures) == {0} and "takes text" in refused.failures[0].message
+    assert titan.calls == [["text"]]  # the token ids never reached a model that cannot read them
 
 
 def test_refused_calls_are_split_until_each_bad_text_fails_alone() -> None:

@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from stratus.config import Settings
+    from stratus.embeddings.models import EmbedInput
     from stratus.provider_errors import ProviderError
 
 # Asymmetric models embed a question differently from the passage that answers it (Cohere's input_type);
@@ -53,14 +56,18 @@ class Embedded:
     failures: dict[int, ProviderError] = field(default_factory=dict)
 
 
-def embed_metered(embedder: Embedder, texts: list[str], *, kind: EmbedKind = "document") -> Embedded:
+def embed_metered(embedder: Embedder, texts: Sequence[EmbedInput], *, kind: EmbedKind = "document") -> Embedded:
     """Embed and say how many tokens were billed: a hosted model reports its own count and per-text
-    failures; an offline model costs nothing and counts with its own tokenizer."""
+    failures; an offline model costs nothing and counts with its own tokenizer. Token ids (EmbedInput)
+    are for the hosted models that take them."""
     from stratus.embeddings.hosted import HostedEmbedder
 
     if isinstance(embedder, HostedEmbedder):
         return embedder.embed_all(texts, kind=kind)
-    return Embedded(embedder.embed(texts, kind=kind), sum(embedder.count_tokens(t) for t in texts))
+    strings = [t for t in texts if isinstance(t, str)]
+    if len(strings) != len(texts):
+        raise ValueError(f"{embedder.model_name} takes text, not token ids")
+    return Embedded(embedder.embed(strings, kind=kind), sum(embedder.count_tokens(t) for t in strings))
 
 
 def is_billed(embedder: Embedder) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 
 from stratus import provider_errors as e
 from stratus.embeddings import EmbedKind
-from stratus.embeddings.models import Call, parse_model_id
+from stratus.embeddings.models import Call, EmbedInput, parse_model_id
 from stratus.provider_http import classify_sdk_error, for_status, malformed
 
 if TYPE_CHECKING:
@@ -92,7 +92,11 @@ def bedrock_call(model_name: str, settings: Settings) -> Call:
                                               urllib3.exceptions.HTTPError),
                                   specific=specific, unparsable=(botocore.parsers.ResponseParserError, ValueError))
 
-    def call(texts: list[str], kind: EmbedKind) -> tuple[np.ndarray, int | None]:
+    def call(inputs: list[EmbedInput], kind: EmbedKind) -> tuple[np.ndarray, int | None]:
+        texts = [t for t in inputs if isinstance(t, str)]
+        if len(texts) != len(inputs):  # HostedEmbedder refuses them first; Bedrock's models take text only
+            raise e.InvalidRequest(f"{model_name}: token ids: this model takes text", deployment=model_name,
+                                   field="input")
         try:
             response = client.invoke_model(modelId=spec.model, contentType="application/json",
                                            accept="application/json",

@@ -32,7 +32,7 @@ import numpy as np
 from stratus import provider_errors as e
 from stratus.breaker import CircuitBreaker
 from stratus.embeddings import Embedded, Embedder, EmbedKind
-from stratus.embeddings.models import Call, HostedModel, parse_model_id
+from stratus.embeddings.models import Call, EmbedInput, HostedModel, parse_model_id
 
 TOKENS_PER_CALL_SHARE = 0.75
 
@@ -95,6 +95,9 @@ class HostedEmbedder:
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         return self._tokenizer().token_offsets(text)
 
+    def _size(self, item: EmbedInput) -> int:
+        return len(item) if isinstance(item, list) else self.count_tokens(item)
+
     def _tokenizer(self) -> Embedder:
         from stratus.embeddings import get_embedder
 
@@ -109,7 +112,9 @@ class HostedEmbedder:
                                    f"failed)", status=err.status, deployment=self.model_name, field="input")
         return result.vectors
 
-    def embed_all(self, texts: list[str], *, kind: EmbedKind = "document") -> Embedded:
+    def embed_all(self, texts: Sequence[EmbedInput], *, kind: EmbedKind = "document") -> Embedded:
+        """Every input's vector (token ids too, where the model takes them), the tokens billed, and the
+        inputs that failed."""
         vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         failures: dict[int, e.ProviderError] = {}
         ok: list[int] = []
@@ -134,21 +139,28 @@ class HostedEmbedder:
             failures.update(failed)
         return Embedded(vectors, tokens, failures)
 
-    def _refuse(self, text: str) -> str | None:
+    def _refuse(self, text: EmbedInput) -> str | None:
+        if isinstance(text, list):
+            if not self.spec.takes_token_ids:
+                return "token ids: this model takes text (token arrays are OpenAI's models' tokenizer ids)"
+            if not text:
+                return "an empty token array cannot be embedded"
+            return (f"{len(text)} tokens; this model reads at most {self.max_tokens}"
+                    if len(text) > self.max_tokens else None)
         if not text.strip():
             return "an empty text cannot be embedded"
         if self.spec.max_input_chars is not None and len(text) > self.spec.max_input_chars:
             return f"{len(text)} characters; this model reads at most {self.spec.max_input_chars}"
         return None
 
-    def _batches(self, texts: list[str], indices: list[int]) -> list[list[int]]:
+    def _batches(self, texts: Sequence[EmbedInput], indices: list[int]) -> list[list[int]]:
         limit = self.spec.max_tokens_per_call
         budget = int(limit * TOKENS_PER_CALL_SHARE) if limit else None
         batches: list[list[int]] = []
         current: list[int] = []
         used = 0
         for i in indices:
-            n = self.count_tokens(texts[i]) if budget else 0
+            n = self._size(texts[i]) if budget else 0
             if current and (len(current) >= self.spec.max_texts_per_call or (budget and used + n > budget)):
                 batches.append(current)
                 current, used = [], 0
@@ -158,7 +170,7 @@ class HostedEmbedder:
             batches.append(current)
         return batches
 
-    def _embed_batch(self, texts: list[str], batch: Sequence[int], kind: EmbedKind
+    def _embed_batch(self, texts: Sequence[EmbedInput], batch: Sequence[int], kind: EmbedKind
                      ) -> tuple[dict[int, np.ndarray], int, dict[int, e.ProviderError]]:
         """One batch: its vectors by index, the tokens billed, and the texts refused. A refused call is
         split in halves until each refusal is pinned on a text."""
@@ -172,10 +184,10 @@ class HostedEmbedder:
             a, b = self._embed_batch(texts, batch[:mid], kind), self._embed_batch(texts, batch[mid:], kind)
             return a[0] | b[0], a[1] + b[1], a[2] | b[2]
         if billed is None:
-            billed = sum(self.count_tokens(t) for t in part)
+            billed = sum(self._size(t) for t in part)
         return dict(zip(batch, unit_rows(vectors), strict=True)), billed, {}
 
-    def _with_retries(self, texts: list[str], kind: EmbedKind) -> tuple[np.ndarray, int | None]:
+    def _with_retries(self, texts: list[EmbedInput], kind: EmbedKind) -> tuple[np.ndarray, int | None]:
         attempt = 0
         while True:
             if not self.breaker.allow(self.model_name):

@@ -17,8 +17,10 @@ from typing import Literal
 
 import numpy as np
 
-# An adapter's single API call: texts and their kind -> the vectors and the tokens billed (None: not said).
-Call = Callable[[list[str], Literal["document", "query"]], tuple[np.ndarray, int | None]]
+# One input: a text, or (OpenAI's models only: `takes_token_ids`) the ids of its tokens in the model's tokenizer.
+EmbedInput = str | list[int]
+# An adapter's single API call: inputs and their kind -> the vectors and the tokens billed (None: not said).
+Call = Callable[[list[EmbedInput], Literal["document", "query"]], tuple[np.ndarray, int | None]]
 Provider = Literal["bedrock-titan", "bedrock-cohere", "openai"]
 
 
@@ -32,6 +34,11 @@ class HostedModel:
     max_input_chars: int | None  # per text, where the API also limits characters
     max_texts_per_call: int
     max_tokens_per_call: int | None  # all texts of one call together (OpenAI); None: only per text
+
+    @property
+    def takes_token_ids(self) -> bool:
+        """Whether the API embeds token ids as well as text (OpenAI's does, in its models' tokenizer)."""
+        return self.provider == "openai"
 
 
 # Limits from each API's documentation: Titan Text Embeddings V2 takes one text of up to 8,192 tokens or

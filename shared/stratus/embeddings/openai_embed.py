@@ -13,7 +13,7 @@ import numpy as np
 
 from stratus import provider_errors as e
 from stratus.embeddings import EmbedKind
-from stratus.embeddings.models import Call, parse_model_id
+from stratus.embeddings.models import Call, EmbedInput, parse_model_id
 from stratus.provider_http import classify_sdk_error, describe, for_status, malformed
 
 if TYPE_CHECKING:
@@ -54,9 +54,10 @@ def openai_call(model_name: str, settings: Settings) -> Call:
             return malformed(name, str(err), err.status_code)
         return None
 
-    def call(texts: list[str], kind: EmbedKind) -> tuple[np.ndarray, int | None]:
+    def call(texts: list[EmbedInput], kind: EmbedKind) -> tuple[np.ndarray, int | None]:
+        inputs = _homogeneous(texts, model_name)
         try:
-            response = client.embeddings.create(model=spec.model, input=texts, dimensions=dims)
+            response = client.embeddings.create(model=spec.model, input=inputs, dimensions=dims)
             rows = sorted(response.data, key=lambda d: d.index)
             vectors = np.asarray([d.embedding for d in rows], dtype=np.float32)
         except Exception as err:  # noqa: BLE001 - classified, never swallowed
@@ -66,3 +67,14 @@ def openai_call(model_name: str, settings: Settings) -> Call:
         return vectors, response.usage.prompt_tokens if response.usage else None
 
     return call
+
+
+def _homogeneous(inputs: list[EmbedInput], model_name: str) -> list[str] | list[list[int]]:
+    """The API takes texts or token arrays in one call, not both."""
+    texts = [t for t in inputs if isinstance(t, str)]
+    if len(texts) == len(inputs):
+        return texts
+    if texts:
+        raise e.InvalidRequest(f"{model_name}: texts and token arrays cannot share a call", deployment=model_name,
+                               field="input")
+    return [t for t in inputs if isinstance(t, list)]

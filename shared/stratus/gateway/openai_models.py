@@ -205,21 +205,35 @@ NON_TEXT_PART_CHARS = 6_000
 
 class EmbeddingRequest(_Body):
     model: ModelId
-    # Token arrays are OpenAI-legal but belong to OpenAI's tokenizer; they are refused with 400 (`texts`).
-    input: str | list[str] | list[int] | list[list[int]]
+    # Token arrays are ids in OpenAI's models' tokenizer: passed to those models, refused for the others.
+    input: str | list[str] | list[Annotated[int, Field(ge=0)]] | list[list[Annotated[int, Field(ge=0)]]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: Annotated[str, StringConstraints(max_length=256)] | None = None
 
+    def token_ids(self, max_inputs: int) -> list[list[int]] | None:
+        """The token arrays (one array of ints is one input), or None when the input is text; 400 naming
+        `input` for an empty one."""
+        values = self.input
+        if isinstance(values, str) or not values or isinstance(values[0], str):
+            return None
+        arrays = [values] if isinstance(values[0], int) else values
+        if len(arrays) > max_inputs:
+            raise errors.invalid_request(f"input: at most {max_inputs} inputs per request", param="input")
+        for i, ids in enumerate(arrays):
+            if not ids:
+                raise errors.invalid_request(f"input.{i} is an empty token array", param="input")
+        return arrays
+
     def texts(self, max_inputs: int) -> list[str]:
         """The inputs as strings; 400 naming `input` otherwise (`dimensions` is the model's to judge: the
-        route checks it against the model asked for)."""
+        route checks it against the model asked for). Token arrays: see token_ids."""
         values = [self.input] if isinstance(self.input, str) else list(self.input)
         if not values:
             raise errors.invalid_request("input must not be empty", param="input")
         if not all(isinstance(v, str) for v in values):
-            raise errors.invalid_request("input: token arrays are not supported; send text", param="input",
-                                         code="unsupported_value")
+            raise errors.invalid_request("input: token arrays are taken by OpenAI's embedding models only; send "
+                                         "text", param="input", code="unsupported_value")
         texts = cast(list[str], values)  # every item was checked to be a str just above
         if len(texts) > max_inputs:
             raise errors.invalid_request(f"input: at most {max_inputs} texts per request", param="input")

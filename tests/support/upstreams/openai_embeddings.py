@@ -1,8 +1,9 @@
 """A loopback server speaking OpenAI's embeddings API: POST /v1/embeddings, `encoding_format` float or
 base64 (little-endian float32, which the SDK asks for by default and decodes), `dimensions` for the
-text-embedding-3 models, `usage.prompt_tokens`. Validated as the service does: at most 2,048 inputs,
-8,192 tokens each and 300,000 in all; an empty string is refused; a bad field is a 400 naming it.
-`api_key` set: any other bearer token is a 401, as api.openai.com answers."""
+text-embedding-3 models, `usage.prompt_tokens`. Input is text or token arrays (an array of ints, or arrays
+of them: each id one token; its vector is the text's for the ids written out, space-separated). Validated
+as the service does: at most 2,048 inputs, 8,192 tokens each and 300,000 in all; an empty string is
+refused; a bad field is a 400 naming it. `api_key` set: any other bearer token is a 401, as api.openai.com answers."""
 
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ def answer(body: Any) -> tuple[int, dict[str, Any]]:
         return 404, _invalid(f"The model `{model}` does not exist or you do not have access to it.", "model",
                              "model_not_found")
     texts = body.get("input")
-    if isinstance(texts, str):
+    if isinstance(texts, str) or (isinstance(texts, list) and texts and isinstance(texts[0], int)):
         texts = [texts]
+    if isinstance(texts, list) and texts and all(_token_array(t) for t in texts):
+        texts = [" ".join(str(i) for i in t) for t in texts]
     if not isinstance(texts, list) or not 1 <= len(texts) <= 2048 or not all(isinstance(t, str) for t in texts):
         return 400, _invalid("'$.input' is invalid. Please check the API reference.", "input")
     if any(not t for t in texts):
@@ -80,3 +83,7 @@ def answer(body: Any) -> tuple[int, dict[str, Any]]:
     tokens = sum(counts)
     return 200, {"object": "list", "data": data, "model": model,
                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def _token_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(i, int) and i >= 0 for i in value)

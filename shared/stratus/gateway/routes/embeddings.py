@@ -5,14 +5,15 @@ budget and traced.
 `model` is a hosted model's id (`text-embedding-3-small`) with `dimensions` choosing its size, or the
 Stratus id that names both (`text-embedding-3-small/512`); a size the model does not offer is a 400 naming
 `dimensions`. Admission reserves the worst case (the local token count, doubled: the provider's tokenizer
-is not ours); the response's usage and the tenant's spend are what the provider billed.
+is not ours); the response's usage and the tenant's spend are what the provider billed. Token arrays (ids
+in OpenAI's tokenizer) go to OpenAI's models as they came, and are a 400 naming `input` for the others.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
@@ -21,6 +22,9 @@ from stratus.gateway import errors
 from stratus.gateway.context import admit_or_raise, context_of, finish_task
 from stratus.gateway.deps import Conn, require
 from stratus.gateway.openai_models import EmbeddingRequest
+
+if TYPE_CHECKING:
+    from stratus.embeddings.models import EmbedInput
 
 router = APIRouter(prefix="/v1", tags=["inference"], responses=errors.responses(*errors.AUTHENTICATED, 404, 429))
 Caller = Annotated[Any, Depends(require("inference"))]
@@ -67,6 +71,13 @@ def resolve(model: str, dimensions: int | None, settings: Any) -> str:
         raise errors.invalid_request(f"dimensions: {err}", param="dimensions", code="unsupported_value") from None
 
 
+def takes_token_ids(model_id: str) -> bool:
+    from stratus.embeddings import is_hosted
+    from stratus.embeddings.models import parse_model_id
+
+    return is_hosted(model_id) and parse_model_id(model_id)[0].takes_token_ids
+
+
 @router.post("/embeddings", summary="Create embeddings")
 def embeddings(body: EmbeddingRequest, request: Request, who: Caller, conn: Conn) -> Any:
     from stratus.embeddings import embed_metered, get_embedder, is_hosted
@@ -74,12 +85,15 @@ def embeddings(body: EmbeddingRequest, request: Request, who: Caller, conn: Conn
 
     s, ctx = request.app.state.settings, context_of(request)
     model_id = resolve(body.model, body.dimensions, s)
-    texts = body.texts(MAX_INPUTS)
+    token_ids = body.token_ids(MAX_INPUTS)
+    if token_ids is not None and not takes_token_ids(model_id):
+        body.texts(MAX_INPUTS)  # the 400 naming input
+    texts: list[EmbedInput] = list(token_ids) if token_ids is not None else list(body.texts(MAX_INPUTS))
     embedder = get_embedder(model_id, s)
-    counts = [embedder.count_tokens(t) for t in texts]
+    counts = [len(t) if isinstance(t, list) else embedder.count_tokens(t) for t in texts]
     if not is_hosted(model_id):  # the local tokenizer is this model's own: its limit is exact
         for i, n in enumerate(counts):
-            if n > embedder.max_tokens:
+            if n > embedder.max_tokens:  # (text only: token ids reach hosted models alone)
                 raise errors.invalid_request(f"input.{i} has {n} tokens; this model reads at most "
                                              f"{embedder.max_tokens}", param="input", code="input_too_long")
     estimate = sum(counts) * (RESERVE_FACTOR if is_hosted(model_id) else 1)
