@@ -21,6 +21,7 @@ from agents import (
     function_tool,
 )
 from agents.tracing import Span, Trace, TracingProcessor, add_trace_processor
+from pydantic import BaseModel
 
 from stratus_tools.local.server import GatewayServer
 from tests.integration.gateway_support import loopback_gateway_fixtures, tenant_with_key
@@ -209,3 +210,80 @@ def test_a_streamed_response_refuses_logprobs_naming_the_field(server: GatewaySe
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="via-openai", input="hi", stream=True, include=["message.output_text.logprobs"])
     assert caught.value.param == "include" and up.requests == []
+
+
+class Ticket(BaseModel):
+    summary: str
+    priority: int
+
+
+def test_an_agents_structured_output_and_model_settings_reach_the_upstream(server: GatewayServer, key: str,
+                                                                           up: Upstream) -> None:
+    async def run() -> Any:
+        client = _client(server, key)
+        agent = Agent(name="triage", instructions="File a ticket.", output_type=Ticket,
+                      model=OpenAIResponsesModel(model="via-openai", openai_client=client),
+                      model_settings=ModelSettings(top_p=0.5, parallel_tool_calls=False, store=False,
+                                                   metadata={"team": "support"}, truncation="disabled"))
+        result = await Runner.run(agent, "The login page is down", run_config=NO_TRACING)
+        await client.close()
+        return result
+
+    result = asyncio.run(run())
+    assert result.final_output == Ticket(summary="Echo: The login page is down", priority=6)
+    sent = up.requests[-1].body
+    schema = sent["response_format"]["json_schema"]
+    assert schema["name"] == "final_output" and schema["strict"] is True
+    assert set(schema["schema"]["properties"]) == {"summary", "priority"}
+    assert sent["top_p"] == 0.5 and "parallel_tool_calls" not in sent  # no tools: nothing to run in parallel
+    response_id = result.raw_responses[0].response_id
+    assert response_id is not None and response_id.startswith("resp_")
+    with pytest.raises(openai.NotFoundError):  # store=False: nothing kept to continue from
+        openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0).responses.retrieve(response_id)
+
+
+def test_previous_response_id_continues_an_agents_conversation(server: GatewayServer, key: str, up: Upstream) -> None:
+    async def run() -> tuple[Any, Any]:
+        client = _client(server, key)
+        agent = Agent(name="support", instructions="Be brief.",
+                      model=OpenAIResponsesModel(model="via-openai", openai_client=client))
+        first = await Runner.run(agent, "Our office plant is a fern", run_config=NO_TRACING)
+        second = await Runner.run(agent, "Which plant is it?", previous_response_id=first.last_response_id,
+                                  run_config=NO_TRACING)
+        await client.close()
+        return first, second
+
+    first, second = asyncio.run(run())
+    assert second.final_output == "Echo: Which plant is it?"
+    # the second call sent only the new turn; the gateway put the stored conversation before it
+    assert up.requests[-1].body["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Our office plant is a fern"},
+        {"role": "assistant", "content": "Echo: Our office plant is a fern"},
+        {"role": "user", "content": "Which plant is it?"}]
+    assert first.last_response_id != second.last_response_id
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
+def test_a_handoff_passes_the_conversation_to_another_agent(api: str, server: GatewayServer, key: str,
+                                                          up: Upstream) -> None:
+    async def run() -> Any:
+        client = _client(server, key)
+
+        def model() -> Any:
+            return (OpenAIResponsesModel(model="via-openai", openai_client=client) if api == "responses"
+                    else OpenAIChatCompletionsModel(model="via-openai", openai_client=client))
+
+        billing = Agent(name="billing", instructions="You handle invoices.", model=model())
+        triage = Agent(name="triage", instructions="Route the customer.", model=model(), handoffs=[billing])
+        result = await Runner.run(triage, "transfer_to_billing about my invoice", run_config=NO_TRACING)
+        await client.close()
+        return result
+
+    result = asyncio.run(run())
+    assert result.last_agent.name == "billing"
+    first, second = (r.body for r in up.requests)
+    assert first["tools"][0]["function"]["name"] == "transfer_to_billing"
+    assert second["messages"][0] == {"role": "system", "content": "You handle invoices."}
+    handed = second["messages"][-1]
+    assert handed["role"] == "tool" and "billing" in handed["content"]
+    assert result.final_output == f"Echo: {handed['content']}"
