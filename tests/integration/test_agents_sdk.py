@@ -287,3 +287,30 @@ def test_a_handoff_passes_the_conversation_to_another_agent(api: str, server: Ga
     handed = second["messages"][-1]
     assert handed["role"] == "tool" and "billing" in handed["content"]
     assert result.final_output == f"Echo: {handed['content']}"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_service_tier_and_prompt_cache_settings_reach_the_upstream(stream: bool, server: GatewayServer, key: str,
+                                                                   up: Upstream) -> None:
+    async def run() -> Any:
+        client = _client(server, key)
+        settings = ModelSettings(prompt_cache_retention="24h", extra_args={"service_tier": "flex",
+                                                                           "prompt_cache_key": "tenant-a"})
+        agent = Agent(name="support", model=OpenAIResponsesModel(model="via-openai", openai_client=client),
+                      model_settings=settings)
+        if stream:
+            streamed = Runner.run_streamed(agent, "How are API keys rotated?", run_config=NO_TRACING)
+            final = [e.data.response async for e in streamed.stream_events()
+                     if e.type == "raw_response_event" and e.data.type == "response.completed"]
+            await client.close()
+            return final[0]
+        result = await Runner.run(agent, "How are API keys rotated?", run_config=NO_TRACING)
+        response = await client.responses.retrieve(result.last_response_id)  # as stored, as it was sent
+        await client.close()
+        return response
+
+    response = asyncio.run(run())
+    sent = up.requests[-1].body
+    assert (sent["service_tier"], sent["prompt_cache_key"], sent["prompt_cache_retention"]) == (
+        "flex", "tenant-a", "24h")
+    assert response.service_tier == "flex" and response.prompt_cache_key == "tenant-a"  # the tier served

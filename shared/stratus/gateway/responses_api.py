@@ -141,6 +141,11 @@ class ResponsesRequest(_Body):
     metadata: dict[str, Annotated[str, StringConstraints(max_length=512)]] | None = None
     user: Annotated[str, StringConstraints(max_length=256)] | None = None
     safety_identifier: Annotated[str, StringConstraints(max_length=256)] | None = None
+    # The chat parameters of the same names (the parameter table says which providers honour them).
+    service_tier: Annotated[str, StringConstraints(max_length=32)] | None = None
+    prompt_cache_key: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
     store: bool = True
     stream: bool = False
     truncation: Literal["disabled"] | None = None
@@ -178,7 +183,9 @@ class ResponsesRequest(_Body):
                     "top_p": self.top_p, "parallel_tool_calls": self.parallel_tool_calls, "user": self.user,
                     "safety_identifier": self.safety_identifier,
                     "reasoning_effort": self.reasoning.effort if self.reasoning else None,
-                    "top_logprobs": self.top_logprobs}
+                    "top_logprobs": self.top_logprobs, "service_tier": self.service_tier,
+                    "prompt_cache_key": self.prompt_cache_key, "prompt_cache_retention": self.prompt_cache_retention,
+                    "prompt_cache_options": self.prompt_cache_options}
         if self.top_logprobs is not None or "message.output_text.logprobs" in (self.include or ()):
             if self.stream:  # the chat path has none on streams (its output rails re-cut the chunks)
                 param = "top_logprobs" if self.top_logprobs is not None else "include"
@@ -274,7 +281,8 @@ class Shape:
             "text": {"format": fmt}, "reasoning": {"effort": r.reasoning.effort if r.reasoning else None,
                                                    "summary": None},
             "metadata": r.metadata or {}, "store": r.store, "truncation": "disabled", "user": r.user,
-            "usage": usage, **(extra or {}),
+            "service_tier": r.service_tier, "safety_identifier": r.safety_identifier,
+            "prompt_cache_key": r.prompt_cache_key, "usage": usage, **(extra or {}),
         }
 
 
@@ -307,7 +315,14 @@ def response_object(shape: Shape, completion: dict[str, Any]) -> dict[str, Any]:
                or ()]
     return shape.response("completed", output, usage=_usage(completion.get("usage")),
                           finish_reason=choice["finish_reason"],
-                          extra={"citations": completion.get("citations", []), "stratus": completion.get("stratus")})
+                          extra={"citations": completion.get("citations", []), "stratus": completion.get("stratus"),
+                                 **_served_tier(completion)})
+
+
+def _served_tier(completion: dict[str, Any]) -> dict[str, Any]:
+    """The tier the provider says it served (OpenAI's `service_tier`), which replaces the one asked for."""
+    tier = completion.get("service_tier")
+    return {"service_tier": tier} if tier else {}
 
 
 def assistant_message(response: dict[str, Any]) -> dict[str, Any]:
@@ -407,4 +422,4 @@ def stream_events(shape: Shape, chat_events: Iterable[bytes],
                                output_index=len(output), delta=arguments)
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
-                extra = {k: data[k] for k in ("citations", "stratus") if k in data}
+                extra = {k: data[k] for k in ("citations", "stratus") if k in data} | _served_tier(data)
