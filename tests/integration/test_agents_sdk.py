@@ -1,7 +1,9 @@
-"""The OpenAI Agents SDK (openai-agents) as a client of Stratus, against a recording loopback OpenAI upstream:
-an agent answering through the Responses API (the SDK's default model) and through Chat Completions, an agent
-calling a function tool and answering from its result, and a streamed run. The SDK's own tracing is off in
-every run (it would export to OpenAI's servers); a recording trace processor proves no trace was made."""
+"""The OpenAI Agents SDK (openai-agents) as a client of Stratus, against recording loopback upstreams: agents
+answering through the Responses API (the SDK's default model) and through Chat Completions, calling a function
+tool and answering from its result (through every provider), streamed runs, structured output, model settings,
+`previous_response_id`, handoffs. Each test asserts what the upstream received and what the agent returned.
+The SDK's own tracing is off in every run (it would export to OpenAI's servers); a recording trace processor
+proves no trace was made."""
 
 from __future__ import annotations
 
@@ -314,3 +316,21 @@ def test_service_tier_and_prompt_cache_settings_reach_the_upstream(stream: bool,
     assert (sent["service_tier"], sent["prompt_cache_key"], sent["prompt_cache_retention"]) == (
         "flex", "tenant-a", "24h")
     assert response.service_tier == "flex" and response.prompt_cache_key == "tenant-a"  # the tier served
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "bedrock"])
+def test_an_agent_with_a_tool_works_through_any_provider(provider: str, server: GatewayServer, key: str,
+                                                        upstreams: dict[str, Upstream], up: Upstream) -> None:
+    upstreams[provider].clear()
+
+    async def run() -> Any:
+        client = _client(server, key)
+        agent = Agent(name="weather", instructions="Use the tools.", tools=[get_weather],
+                      model=OpenAIResponsesModel(model=f"via-{provider}", openai_client=client))
+        result = await Runner.run(agent, "get_weather for Oslo", run_config=NO_TRACING)
+        await client.close()
+        return result
+
+    result = asyncio.run(run())
+    assert result.final_output == "Echo: Sunny in get_weather for Oslo"
+    assert len(upstreams[provider].requests) == 2 and up.requests == []  # the call, then the answer from its result
