@@ -92,7 +92,7 @@ def test_openai_model_with_dimensions_is_billed_at_the_providers_count(server, t
 
 def test_the_models_list_names_the_hosted_models_the_deployment_can_call(server, tenant) -> None:
     ids = {m.id for m in _sdk(server, tenant[1]).models.list()}
-    assert {"all-MiniLM-L6-v2", "text-embedding-3-small", "text-embedding-3-large",
+    assert {"all-MiniLM-L6-v2", "text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002",
             "amazon.titan-embed-text-v2:0", "cohere.embed-english-v3"} <= ids
 
 
@@ -112,6 +112,15 @@ def test_a_dimension_the_model_does_not_offer_is_a_400_naming_dimensions(server,
     with pytest.raises(openai.BadRequestError) as caught:
         _sdk(server, tenant[1]).embeddings.create(model=model, input="x", dimensions=dims)
     assert caught.value.param == "dimensions"
+
+
+def test_ada_002_is_served_at_its_one_size_without_sending_dimensions(server, tenant, oai) -> None:
+    out = _sdk(server, tenant[1]).embeddings.create(model="text-embedding-ada-002", input="refund policy")
+    assert len(out.data[0].embedding) == 1536 and out.model == "text-embedding-ada-002"
+    assert "dimensions" not in oai.requests[0].body  # the API refuses it for this model
+    with pytest.raises(openai.BadRequestError) as caught:
+        _sdk(server, tenant[1]).embeddings.create(model="text-embedding-ada-002", input="x", dimensions=256)
+    assert caught.value.param == "dimensions" and len(oai.requests) == 1
 
 
 @pytest.mark.parametrize("ids", [[[1, 2, 3], [40, 50]], [7, 8, 9, 10]])

@@ -43,13 +43,16 @@ class HostedModel:
 
 # Limits from each API's documentation: Titan Text Embeddings V2 takes one text of up to 8,192 tokens or
 # 50,000 characters per InvokeModel; Cohere Embed v3 on Bedrock up to 96 texts of 2,048 characters each (512
-# tokens); OpenAI's embeddings endpoint up to 2,048 inputs of 8,192 tokens, 300,000 tokens per request.
+# tokens); OpenAI's embeddings endpoint up to 2,048 inputs of 8,192 tokens, 300,000 tokens per request, for
+# every model.
 HOSTED: dict[str, HostedModel] = {m.model: m for m in (
     HostedModel("amazon.titan-embed-text-v2:0", "bedrock-titan", (256, 512, 1024), 1024, 8192, 50_000, 1, None),
     HostedModel("cohere.embed-english-v3", "bedrock-cohere", (1024,), 1024, 512, 2048, 96, None),
     HostedModel("cohere.embed-multilingual-v3", "bedrock-cohere", (1024,), 1024, 512, 2048, 96, None),
     HostedModel("text-embedding-3-small", "openai", range(1, 1537), 1536, 8192, None, 2048, 300_000),
     HostedModel("text-embedding-3-large", "openai", range(1, 3073), 3072, 8192, None, 2048, 300_000),
+    # The previous generation, still many clients' default (LangChain's OpenAIEmbeddings): one size only.
+    HostedModel("text-embedding-ada-002", "openai", (1536,), 1536, 8192, None, 2048, 300_000),
 )}
 
 

@@ -1,6 +1,7 @@
 """OpenAI's text-embedding-3 models through the official SDK (`client.embeddings.create`).
 
-`dimensions` is always sent (the API shortens and re-normalises the vector itself); the SDK asks for
+`dimensions` is sent to the models that offer several sizes (the API shortens and re-normalises the vector
+itself; text-embedding-ada-002 has one size and refuses the parameter); the SDK asks for
 base64 and decodes it. `usage.prompt_tokens` is what is billed. The SDK's own retries are off: the
 shared loop in stratus.embeddings.hosted retries, as the model router does for chat.
 """
@@ -57,7 +58,8 @@ def openai_call(model_name: str, settings: Settings) -> Call:
     def call(texts: list[EmbedInput], kind: EmbedKind) -> tuple[np.ndarray, int | None]:
         inputs = _homogeneous(texts, model_name)
         try:
-            response = client.embeddings.create(model=spec.model, input=inputs, dimensions=dims)
+            response = client.embeddings.create(model=spec.model, input=inputs,
+                                                dimensions=dims if len(spec.dimensions) > 1 else openai.omit)
             rows = sorted(response.data, key=lambda d: d.index)
             vectors = np.asarray([d.embedding for d in rows], dtype=np.float32)
         except Exception as err:  # noqa: BLE001 - classified, never swallowed
