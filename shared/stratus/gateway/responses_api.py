@@ -1,17 +1,15 @@
 """OpenAI's Responses API at the edge: POST /v1/responses (and GET/DELETE of a stored response), so
 `client.responses` works against Stratus. A request is translated into the chat completion it means (the
 stored conversation of `previous_response_id` first) and answered by the same pipeline; the answer is
-translated back into a `response` object, or the Responses stream events. With `store` (the default) the
-conversation through the response is kept per tenant (stratus.db.stored_responses) for the next turn.
+translated back into a `response` object (here), or the Responses stream events (responses_stream). With
+`store` (the default) the conversation through the response is kept per tenant (stratus.db.stored_responses)
+for the next turn.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable
-from contextlib import closing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
@@ -236,7 +234,7 @@ def response_id() -> str:
     return f"resp_{uuid.uuid4().hex}"
 
 
-def _usage(u: dict[str, Any] | None) -> dict[str, Any]:
+def usage_object(u: dict[str, Any] | None) -> dict[str, Any]:
     u = u or {}
     reasoning = int(((u.get("completion_tokens_details") or {}).get("reasoning_tokens")) or 0)
     return {"input_tokens": int(u.get("prompt_tokens") or 0),
@@ -313,13 +311,13 @@ def response_object(shape: Shape, completion: dict[str, Any]) -> dict[str, Any]:
                            logprobs=(choice.get("logprobs") or {}).get("content"))] if msg.get("content") else []
     output += [call_item(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls")
                or ()]
-    return shape.response("completed", output, usage=_usage(completion.get("usage")),
+    return shape.response("completed", output, usage=usage_object(completion.get("usage")),
                           finish_reason=choice["finish_reason"],
                           extra={"citations": completion.get("citations", []), "stratus": completion.get("stratus"),
-                                 **_served_tier(completion)})
+                                 **served_tier(completion)})
 
 
-def _served_tier(completion: dict[str, Any]) -> dict[str, Any]:
+def served_tier(completion: dict[str, Any]) -> dict[str, Any]:
     """The tier the provider says it served (OpenAI's `service_tier`), which replaces the one asked for."""
     tier = completion.get("service_tier")
     return {"service_tier": tier} if tier else {}
@@ -331,95 +329,3 @@ def assistant_message(response: dict[str, Any]) -> dict[str, Any]:
     calls = [{"id": i["call_id"], "type": "function", "function": {"name": i["name"], "arguments": i["arguments"]}}
              for i in response["output"] if i["type"] == "function_call"]
     return {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
-
-
-def _event(data: dict[str, Any]) -> bytes:
-    return f"event: {data['type']}\ndata: ".encode() + json.dumps(data, separators=(",", ":"),
-                                                                  ensure_ascii=False).encode() + b"\n\n"
-
-
-def stream_events(shape: Shape, chat_events: Iterable[bytes],
-                  on_complete: Callable[[dict[str, Any]], None]) -> Generator[bytes, None, None]:
-    """The Responses stream events for the chat completion chunks of one answer; `on_complete` gets the
-    final response object (to store it) before response.completed is sent. An error frame becomes an
-    `error` event and `response.failed`, and the stream ends there."""
-    seq = 0
-    output: list[dict[str, Any]] = []
-    open_item: dict[str, Any] | None = None
-    finish: str | None = None
-    extra: dict[str, Any] = {}
-
-    def emit(kind: str, **fields: Any) -> bytes:
-        nonlocal seq
-        seq += 1
-        return _event({"type": kind, "sequence_number": seq - 1, **fields})
-
-    def close() -> Generator[bytes, None, None]:
-        nonlocal open_item
-        item, open_item = open_item, None
-        if item is None:
-            return
-        index = len(output)
-        if item["type"] == "message":
-            text = item["content"][0]["text"]
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            yield emit("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
-                       text=text, logprobs=[])
-            yield emit("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
-                       part=part)
-        else:
-            yield emit("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                       name=item["name"], arguments=item["arguments"])
-        item["status"] = "completed"
-        output.append(item)
-        yield emit("response.output_item.done", output_index=index, item=item)
-
-    from stratus.gateway.sse import chunks as chat_chunks  # the stream's module: not at the app's import
-
-    with closing(chat_chunks(chat_events)) as chunks:
-        for data in chunks:
-            if "error" in data:
-                err = data["error"]
-                yield emit("error", code=err.get("code"), message=err.get("message"), param=err.get("param"))
-                failed = shape.response("failed", output)
-                failed["error"] = {"code": err.get("code") or "server_error", "message": err.get("message")}
-                yield emit("response.failed", response=failed)
-                return
-            if not data.get("choices"):  # the usage chunk: the last one
-                yield from close()
-                final = shape.response("completed", output, usage=_usage(data.get("usage")), finish_reason=finish,
-                                       extra=extra)
-                on_complete(final)
-                kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
-                yield emit(kind, response=final)
-                return
-            choice = data["choices"][0]
-            delta = choice.get("delta") or {}
-            if delta.get("role"):
-                started = shape.response("in_progress", [])
-                yield emit("response.created", response=started)
-                yield emit("response.in_progress", response=started)
-            if delta.get("content"):
-                if open_item is None or open_item["type"] != "message":
-                    yield from close()
-                    open_item = message_item("", status="in_progress")
-                    yield emit("response.output_item.added", output_index=len(output), item=dict(open_item))
-                    open_item["content"] = [{"type": "output_text", "text": "", "annotations": [], "logprobs": []}]
-                    yield emit("response.content_part.added", item_id=open_item["id"], output_index=len(output),
-                               content_index=0, part=dict(open_item["content"][0]))
-                open_item["content"][0]["text"] += delta["content"]
-                yield emit("response.output_text.delta", item_id=open_item["id"], output_index=len(output),
-                           content_index=0, delta=delta["content"], logprobs=[])
-            for call in delta.get("tool_calls") or ():
-                if call.get("id"):
-                    yield from close()
-                    open_item = call_item(call["id"], call["function"]["name"], "", status="in_progress")
-                    yield emit("response.output_item.added", output_index=len(output), item=dict(open_item))
-                arguments = call["function"].get("arguments")
-                if arguments and open_item is not None:
-                    open_item["arguments"] += arguments
-                    yield emit("response.function_call_arguments.delta", item_id=open_item["id"],
-                               output_index=len(output), delta=arguments)
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-                extra = {k: data[k] for k in ("citations", "stratus") if k in data} | _served_tier(data)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from stratus.gateway import errors, responses_api, sse
+from stratus.gateway import errors, responses_api, responses_stream, sse
 from stratus.gateway.chat import complete_chat
 from stratus.gateway.context import context_of
 from stratus.gateway.deps import Conn, require
@@ -50,7 +50,7 @@ def create_response(body: responses_api.ResponsesRequest, request: Request, who:
 
     answer = complete_chat(chat, context_of(request), who, conn, request.app.state.settings)
     if isinstance(answer, sse.EventStream):
-        return answer.translated(lambda events: responses_api.stream_events(shape, events, store))
+        return answer.translated(lambda events: responses_stream.stream_events(shape, events, store))
     assert isinstance(answer, JSONResponse)
     response = responses_api.response_object(shape, json.loads(bytes(answer.body)))
     store(response)
