@@ -15,6 +15,7 @@ import openai
 import pytest
 from agents import (
     Agent,
+    ModelBehaviorError,
     ModelSettings,
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
@@ -27,7 +28,7 @@ from pydantic import BaseModel
 
 from stratus_tools.local.server import GatewayServer
 from tests.integration.gateway_support import loopback_gateway_fixtures, tenant_with_key
-from tests.support.upstreams import Upstream
+from tests.support.upstreams import Fault, Upstream
 
 upstreams, settings, aws_credentials = loopback_gateway_fixtures("agents")
 
@@ -334,3 +335,29 @@ def test_an_agent_with_a_tool_works_through_any_provider(provider: str, server: 
     result = asyncio.run(run())
     assert result.final_output == "Echo: Sunny in get_weather for Oslo"
     assert len(upstreams[provider].requests) == 2 and up.requests == []  # the call, then the answer from its result
+
+
+def test_provider_failures_reach_the_agent_as_openais_exception_classes(server: GatewayServer, key: str,
+                                                                        up: Upstream) -> None:
+    async def run(stream: bool) -> None:
+        client = _client(server, key)
+        agent = Agent(name="support", model=OpenAIResponsesModel(model="via-openai", openai_client=client))
+        try:
+            if stream:
+                result = Runner.run_streamed(agent, "stream this please", run_config=NO_TRACING)
+                async for _event in result.stream_events():
+                    pass
+            else:
+                await Runner.run(agent, "How are API keys rotated?", run_config=NO_TRACING)
+        finally:
+            await client.close()
+
+    up.inject(Fault.status(429, retry_after=1))
+    with pytest.raises(openai.RateLimitError) as limited:
+        asyncio.run(run(stream=False))
+    assert limited.value.response.headers["retry-after"] == "1"
+    up.inject(Fault.stream_error(503, after_chunks=2))
+    # a failure after the first byte: the `error` event (then response.failed), which the SDK raises as it
+    # would against OpenAI
+    with pytest.raises(ModelBehaviorError, match="terminal event `error`.*code=stream_interrupted"):
+        asyncio.run(run(stream=True))
