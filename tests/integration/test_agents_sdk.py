@@ -317,6 +317,7 @@ def test_service_tier_and_prompt_cache_settings_reach_the_upstream(stream: bool,
     assert (sent["service_tier"], sent["prompt_cache_key"], sent["prompt_cache_retention"]) == (
         "flex", "tenant-a", "24h")
     assert response.service_tier == "flex" and response.prompt_cache_key == "tenant-a"  # the tier served
+    assert response.prompt_cache_retention == "24h" and response.background is False
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "bedrock"])

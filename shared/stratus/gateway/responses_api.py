@@ -280,7 +280,9 @@ class Shape:
                                                    "summary": None},
             "metadata": r.metadata or {}, "store": r.store, "truncation": "disabled", "user": r.user,
             "service_tier": r.service_tier, "safety_identifier": r.safety_identifier,
-            "prompt_cache_key": r.prompt_cache_key, "usage": usage, **(extra or {}),
+            "prompt_cache_key": r.prompt_cache_key, "prompt_cache_retention": r.prompt_cache_retention,
+            "top_logprobs": r.top_logprobs or 0, "background": False, "max_tool_calls": None,
+            "usage": usage, **(extra or {}),
         }
 
 
