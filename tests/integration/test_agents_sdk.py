@@ -21,9 +21,11 @@ from agents import (
     OpenAIResponsesModel,
     RunConfig,
     Runner,
+    WebSearchTool,
     function_tool,
 )
 from agents.tracing import Span, Trace, TracingProcessor, add_trace_processor
+from openai.types.shared import Reasoning
 from pydantic import BaseModel
 
 from stratus_tools.local.server import GatewayServer
@@ -362,3 +364,30 @@ def test_provider_failures_reach_the_agent_as_openais_exception_classes(server: 
     # would against OpenAI
     with pytest.raises(ModelBehaviorError, match="terminal event `error`.*code=stream_interrupted"):
         asyncio.run(run(stream=True))
+
+
+REFUSED = [  # what the chat pipeline cannot honour: a 400 naming the field, never a request half-served
+    pytest.param({"model_settings": ModelSettings(truncation="auto")}, {}, "truncation", id="truncation-auto"),
+    pytest.param({"model_settings": ModelSettings(reasoning=Reasoning(effort="low", summary="auto"))}, {},
+                 "reasoning.summary", id="reasoning-summary"),
+    pytest.param({"tools": [WebSearchTool()]}, {}, "tools.0.type", id="hosted-web-search"),
+    pytest.param({}, {"conversation_id": "conv_123"}, "conversation", id="conversations-api"),
+]
+
+
+@pytest.mark.parametrize("agent_kwargs, run_kwargs, param", REFUSED)
+def test_what_stratus_cannot_serve_is_a_400_naming_the_field(agent_kwargs: dict[str, Any], run_kwargs: dict[str, Any],
+                                                             param: str, server: GatewayServer, key: str,
+                                                             up: Upstream) -> None:
+    async def run() -> None:
+        client = _client(server, key)
+        agent = Agent(name="support", model=OpenAIResponsesModel(model="via-openai", openai_client=client),
+                      **agent_kwargs)
+        try:
+            await Runner.run(agent, "How are API keys rotated?", run_config=NO_TRACING, **run_kwargs)
+        finally:
+            await client.close()
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        asyncio.run(run())
+    assert caught.value.param == param and up.requests == []
