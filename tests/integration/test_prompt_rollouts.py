@@ -49,10 +49,8 @@ def conn(pg_url: str) -> Iterator[Any]:
     c.close()
 
 
-@pytest.fixture
-def setup(pg_url: str) -> dict[str, Any]:
-    """Tenants A and B, each with an admin key and an inference key, and a prompt published at v1 and v2
-    whose global `production` label serves v1 (as the owner publishes)."""
+def publish_two_versions(pg_url: str) -> str:
+    """A new prompt published at v1 and v2 whose global `production` label serves v1 (as the owner publishes)."""
     from stratus.prompts.models import build_prompt
     from stratus.prompts.registry import promote
 
@@ -64,7 +62,13 @@ def setup(pg_url: str) -> dict[str, Any]:
                           [name, version, psycopg.types.json.Jsonb(p.canonical()), p.content_hash])
         promote(owner, name, 1, "production")
         owner.commit()
-    out: dict[str, Any] = {"name": name, "url": pg_url}
+    return name
+
+
+@pytest.fixture
+def setup(pg_url: str) -> dict[str, Any]:
+    """Tenants A and B, each with an admin key and an inference key, and a prompt at v1 and v2 (v1 served)."""
+    out: dict[str, Any] = {"name": publish_two_versions(pg_url), "url": pg_url}
     for side in ("a", "b"):
         tenant, admin = tenant_with_key(pg_url, f"ro{side}", scopes=["admin"])
         out[side] = {"tenant": tenant, "admin": auth(admin), "user": auth(key_for(pg_url, tenant))}
