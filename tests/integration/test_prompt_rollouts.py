@@ -257,3 +257,23 @@ def test_a_conversation_stays_on_one_version_and_a_protected_label_needs_a_secon
     assert [r["action"] for r in result.rollouts if r["rollout_id"] == rollout["id"]] == ["completed"]
     actions = [r["action"] for r in _rows(setup)]
     assert actions[-4:] == ["rollout.start", "promotion.request", "promotion.approve", "rollout.complete"]
+
+
+def test_the_generate_task_splits_the_workflow_path_by_the_sticky_keys_it_carries(client: TestClient,
+                                                                                   setup: Any) -> None:
+    from tests.conftest import load_function_app
+
+    rollout = _start(client, setup, share=50, sticky_by="user")
+    generate = load_function_app("generate")
+
+    def version(sticky: dict[str, str] | None) -> tuple[int, str | None]:
+        event = {"request_id": f"req-{uuid.uuid4().hex}", "tenant_id": setup["a"]["tenant"], "mode": "chat",
+                 "messages": [{"role": "user", "content": "What is a rollout?"}], "model": "fast",
+                 "prompt": setup["name"], **({"sticky": sticky} if sticky is not None else {})}
+        out = generate.handler(event, None)["prompt"]
+        return out["version"], out["rollout_id"]
+
+    for user in (f"w{i}" for i in range(12)):
+        expected = 2 if on_candidate(rollout["id"], 50, f"user:{user}") else 1
+        assert version({"user": user, "key": "k"}) == (expected, rollout["id"])
+    assert version(None) == (1, None)  # no sticky keys: the label's version, outside the rollout

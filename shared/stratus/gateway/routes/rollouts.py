@@ -20,7 +20,8 @@ router = APIRouter(prefix="/v1/admin/tenants/{tenant_id}/prompts/{name}/rollouts
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 NamePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="a prompt's name")]
 RolloutPath = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{32,36}$", description="a rollout's id")]
-Share = Annotated[float, Field(ge=0, le=100, multiple_of=0.01, description="percent of sticky keys")]
+# Stored with two decimals (numeric(5, 2)): 12.345 becomes 12.35.
+Share = Annotated[float, Field(ge=0, le=100, description="percent of sticky keys")]
 Metric = Literal["overall", "citations_retrieved", "refusal_consistent", "groundedness", "output_pii", "latency",
                  "cost", "judge_faithfulness", "judge_relevance"]
 
