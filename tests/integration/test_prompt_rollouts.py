@@ -6,6 +6,7 @@ served the rollout; bad input is a 400 naming the field."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -107,12 +108,19 @@ def test_a_rollout_splits_traffic_by_user_sticky_and_only_for_its_tenant(client:
     assert {1, 2} == set(expected.values())  # both sides got traffic
     assert all(p["rollout_id"] == rollout["id"] for p in served.values())
     assert all(_ask(client, setup, u)["version"] == expected[u] for u in ("u0", "u1", "u2", "u3"))  # sticky
+    streamed = client.post("/v1/chat/completions", headers=setup["a"]["user"],
+                           json={"model": "fast", "messages": [{"role": "user", "content": "What is a rollout?"}],
+                                 "user": "u5", "stream": True, "stratus": {"prompt": setup["name"]}})
+    final = next(json.loads(line[6:]) for line in streamed.text.splitlines()
+                 if line.startswith("data: {") and '"stratus"' in line)
+    assert final["stratus"]["prompt"] == {"name": setup["name"], "version": expected["u5"],
+                                          "rollout_id": rollout["id"]}
 
     # Each request the rollout split was sampled with the version it was served
     with tenant_transaction(setup["a"]["tenant"], conn):
         kept = dict(conn.execute("SELECT request_id, prompt_version FROM eval_samples WHERE tenant_id = %s"
                                  " AND rollout_id = %s", [setup["a"]["tenant"], rollout["id"]]).fetchall())
-    assert len(kept) == 28 and sorted(set(kept.values())) == [1, 2]
+    assert len(kept) == 29 and sorted(set(kept.values())) == [1, 2]
 
     # Tenant B: served the label's version, never sees A's rollout nor reaches it by id
     b, base = setup["b"], f"/v1/admin/tenants/{setup['b']['tenant']}/prompts/{setup['name']}/rollouts"
