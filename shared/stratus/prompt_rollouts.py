@@ -65,7 +65,7 @@ def complete(conn: psycopg.Connection, actor: audit.Actor, tenant_id: str, rollo
     rollout's figures as its eval gate (merged over `eval_gate`), and the rollout keeps running until the
     label reaches the candidate: (the rollout, the request). An operator (no key) cannot request one."""
     from stratus import approvals
-    from stratus.prompts.registry import current_version, promote
+    from stratus.prompts.registry import promote
 
     with audit.change(conn, tenant_id, actor, "rollout.complete", rollout_id) as done:
         row = rollout.get(conn, tenant_id, rollout_id, lock=True)
@@ -73,11 +73,16 @@ def complete(conn: psycopg.Connection, actor: audit.Actor, tenant_id: str, rollo
             raise InvalidInput(f"rollout {rollout_id} is already {row['state']}", field="rollout_id")
         name, label, candidate = row["name"], row["label"], int(row["candidate_version"])
         check = rollout.compare(row, _scores(conn, tenant_id, row))
+        served = rollout.served_version(conn, tenant_id, name, label)
+        if served == candidate:  # the label got there another way (an approved request, a global promote)
+            before, after = rollout.end(conn, tenant_id, rollout_id, "completed",
+                                        f"label {label!r} already serves v{candidate}", last_check=check)
+            done.before, done.after = _brief(before), {**_brief(after), "check": check}
+            return rollout.public(after), None
         if check["decision"] != "ok" and not force:
             raise InvalidInput(f"rollout {rollout_id} cannot complete yet ({check['decision']}: "
                                f"{rollout.describe(check)}); send force to complete anyway", field="force")
-        served = current_version(conn, name, label, tenant_id)
-        if served != candidate and label in approvals.protected_labels(conn, tenant_id):
+        if label in approvals.protected_labels(conn, tenant_id):
             if actor.key_id is None:
                 raise Forbidden(f"label {label!r} is protected: completing needs a promotion request from one"
                                 " admin key and approval by another (the approvals API)", field="label")
@@ -103,7 +108,6 @@ def check_all(conn: psycopg.Connection, tenant_id: str) -> list[dict[str, Any]]:
     candidate (an approved promotion) completes it. Returns what was decided, per rollout."""
     from stratus.db import rollouts as store
     from stratus.db.connection import tenant_transaction
-    from stratus.prompts.registry import current_version
 
     with tenant_transaction(tenant_id, conn):
         ids = store.active_ids(conn, tenant_id)
@@ -121,7 +125,7 @@ def check_all(conn: psycopg.Connection, tenant_id: str) -> list[dict[str, Any]]:
                                             f"regression: {rollout.describe(check)}", last_check=check)
                 done.before, done.after = _brief(before), {**_brief(after), "check": check}
                 summary["action"] = "rolled_back"
-            elif current_version(conn, row["name"], row["label"], tenant_id) == row["candidate_version"]:
+            elif rollout.served_version(conn, tenant_id, row["name"], row["label"]) == row["candidate_version"]:
                 before, after = rollout.end(conn, tenant_id, rollout_id, "completed",
                                             f"label {row['label']!r} reached v{row['candidate_version']}",
                                             last_check=check)

@@ -285,3 +285,17 @@ def test_the_generate_task_splits_the_workflow_path_by_the_sticky_keys_it_carrie
         expected = 2 if on_candidate(rollout["id"], 50, f"user:{user}") else 1
         assert version({"user": user, "key": "k"}) == (expected, rollout["id"])
     assert version(None) == (1, None)  # no sticky keys: the label's version, outside the rollout
+
+
+def test_a_label_that_reached_the_candidate_another_way_completes_without_evidence(client: TestClient,
+                                                                                   setup: Any) -> None:
+    from stratus.prompts.registry import promote
+
+    rollout = _start(client, setup, share=5)
+    with psycopg.connect(setup["url"]) as owner:  # an operator moves the global label to v2 meanwhile
+        promote(owner, setup["name"], 2, "production")
+        owner.commit()
+    base = f"/v1/admin/tenants/{setup['a']['tenant']}/prompts/{setup['name']}/rollouts/{rollout['id']}"
+    r = client.post(f"{base}/complete", json={}, headers=setup["a"]["admin"])  # no samples, no force
+    assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+    assert r.json()["reason"] == "label 'production' already serves v2"

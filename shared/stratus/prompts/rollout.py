@@ -84,6 +84,12 @@ def serve_prompt(conn: store.Connection, tenant_id: str, name: str, *, label: st
     return Served(_from_store(chosen), rollout["id"])
 
 
+def served_version(conn: store.Connection, tenant_id: str, name: str, label: str) -> int | None:
+    """The version the label serves the tenant outside any rollout (its own label, else the global one)."""
+    found = store.serving(conn, tenant_id, name, label)
+    return found[0].version if found else None
+
+
 # --- the rollout's lifecycle (in the caller's tenant transaction) --------------------------------------------
 
 
