@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from stratus.llm.router import Router
     from stratus.llm.types import ToolCallDelta, Usage
     from stratus.query import Hooks
-    from stratus.workflow_state import GenerateResponse, GenerateTask, GuardState, GuardSummary
+    from stratus.workflow_state import GenerateResponse, GenerateTask, GuardState, GuardSummary, StickyKeys
 
 RAG_PREFIX = "rag/"
 
@@ -331,7 +331,7 @@ def _prompt(conn: Connection, body: ChatCompletionRequest, choice: ModelChoice, 
         return None, None
 
 
-def sticky_keys(body: ChatCompletionRequest, who: Principal) -> Any:
+def sticky_keys(body: ChatCompletionRequest, who: Principal) -> StickyKeys:
     """What keeps this caller on one side of a prompt rollout: the conversation it names
     (`stratus.conversation_id`), its end user (`safety_identifier`, else `user`; Anthropic's
     `metadata.user_id` arrives as `user`), and its API key."""
