@@ -65,3 +65,13 @@ def test_a_regression_needs_enough_samples_on_both_sides_and_more_than_the_margi
     # The label moved during the rollout: its versions are pooled, weighted by their samples
     pooled = compare(ROLLOUT, {1: (30, 0.9), 3: (10, 0.5), 2: (40, 0.78)})
     assert pooled["baseline"] == {"versions": [1, 3], "n": 40, "mean": 0.8} and pooled["decision"] == "ok"
+
+
+def test_the_api_and_the_cli_offer_the_metrics_the_domain_judges_on() -> None:
+    from typing import get_args
+
+    from stratus.gateway.routes.rollouts import Metric
+    from stratus.prompts.rollout import METRICS
+    from stratus_tools.cli.rollouts import METRICS as CLI_METRICS
+
+    assert get_args(Metric) == METRICS == CLI_METRICS

@@ -10,6 +10,11 @@ import argparse
 import json
 from typing import Any
 
+# stratus.prompts.rollout.METRICS, repeated so that building the parser imports no database code (a unit test
+# keeps the two equal).
+METRICS = ("overall", "citations_retrieved", "refusal_consistent", "groundedness", "output_pii", "latency",
+           "cost", "judge_faithfulness", "judge_relevance")
+
 
 def add_rollout_commands(cmds: Any) -> None:
     start = cmds.add_parser("rollout", help="serve VERSION to a share of a tenant's label",
@@ -26,7 +31,7 @@ def add_rollout_commands(cmds: Any) -> None:
                        help="scored samples each version needs before it is judged (default 30)")
     start.add_argument("--sticky-by", choices=("conversation", "user", "key"), default="conversation",
                        help="the most specific key to split on (default conversation, then user, then key)")
-    start.add_argument("--metric", default="overall", help="what it is judged on (default overall)")
+    start.add_argument("--metric", choices=METRICS, default="overall", help="what it is judged on (default overall)")
     start.set_defaults(func=_cmd_start)
 
     status = cmds.add_parser("status", help="a prompt's rollouts for a tenant, with each version's figures")
