@@ -20,7 +20,7 @@ from stratus import audit
 from stratus.config import Settings, load_settings
 from stratus.db import evals as eval_store
 from stratus.db.connection import connect, tenant_transaction
-from stratus.evals.sampler import SETTLE, run_sampler
+from stratus.evals.sampler import run_sampler
 from stratus.prompts.rollout import on_candidate
 from tests.integration.gateway_support import auth, key_for, tenant_with_key
 
@@ -153,8 +153,10 @@ def _samples(conn: Any, setup: dict[str, Any], rollout_id: str, good_version: in
 
 
 def _sample(settings: Settings, conn: Any, setup: dict[str, Any], since: datetime) -> Any:
+    """A sampler run over (since, now]: the samples written so far. Its window ends now, not later, so the
+    next run's default window (other modules' tests) starts where this one ended and loses nothing."""
     return run_sampler(settings=settings, conn=conn, tenants=[setup["a"]["tenant"]], since=since,
-                       now=datetime.now(UTC) + SETTLE)
+                       now=datetime.now(UTC))
 
 
 def test_a_candidate_that_scores_worse_is_rolled_back_by_the_sampler_and_audited(
