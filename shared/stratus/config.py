@@ -213,6 +213,9 @@ class Settings(BaseModel):
     # Online evaluation: the share of requests whose content is kept (PII-redacted) and scored by the
     # scheduled sampler; which ones is a function of the request id, so reruns pick the same ones.
     eval_sample_rate: float = Field(default=0.02, ge=0, le=1)
+    # Requests a prompt rollout split (either version) are sampled at least this often: a rollout is judged
+    # on its own samples, and at 2% a small share would take days to reach its minimum.
+    eval_rollout_sample_rate: float = Field(default=0.2, ge=0, le=1)
     eval_judge_model: str = "fast"  # the alias the LLM judge runs on (offline provider: the offline judge)
     eval_latency_target_ms: float = Field(default=8000, gt=0)  # a sampled answer slower than this fails
     eval_cost_target_usd: float = Field(default=0.02, gt=0)  # ... or costlier than this

@@ -117,6 +117,18 @@ class RetrievalOptions(_Strict):
     rerank: bool | None = None  # False: no reranking for this request; None: the tenant's reranker
 
 
+StickyId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class StickyKeys(_Strict):
+    """What keeps a caller on one side of a prompt rollout (stratus.prompts.rollout): the conversation it
+    names, its end user, its API key. Unset: the request takes part in no rollout."""
+
+    conversation: StickyId | None = None
+    user: StickyId | None = None
+    key: StickyId | None = None
+
+
 class QueryRequest(_Strict):
     """The workflow's input. `query` is what Retrieve searches for (the last user message by default)."""
 
@@ -140,6 +152,7 @@ class QueryRequest(_Strict):
     # each task's invocation span continues it, so a request and its workflow are one trace. Always present
     # in the state ({} when untraced): the Retrieve task's Parameters read it by path.
     trace_context: TraceContext = {}
+    sticky: StickyKeys = StickyKeys()
 
 
 class GenerateTask(QueryRequest):
@@ -163,6 +176,7 @@ class PromptRef(BaseModel):
     version: int
     hash: str
     label: str | None = None
+    rollout_id: str | None = None  # the prompt rollout that chose this version (None: the label's own)
 
 
 class CacheInfo(BaseModel):

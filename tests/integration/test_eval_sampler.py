@@ -381,7 +381,7 @@ def test_the_handler_stops_at_the_lambda_deadline_and_emits_its_metrics_when_con
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
         names = {m["Name"] for doc in lines for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
         assert names == ({"EvalSamples", "EvalJudgeFailures", "EvalRegressions", "EvalRunSeconds", "EvalJudgeCostUsd",
-                          "EvalDriftedTenants", "EvalTenantsLeft"} if emit else set())
+                          "EvalDriftedTenants", "EvalTenantsLeft", "RolloutsRolledBack"} if emit else set())
     finally:  # a partial run would be resumed by the next test's default window: remove it
         monkeypatch.delenv("STRATUS_EMIT_METRICS")
         reset_settings()

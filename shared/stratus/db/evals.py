@@ -18,7 +18,7 @@ Connection = psycopg.Connection
 FINISHED = "status IN ('done', 'partial')"
 
 SAMPLE_COLUMNS = ("tenant_id", "request_id", "created_at", "mode", "model_alias", "prompt_name", "prompt_version",
-                  "question", "answer", "chunk_ids", "cited_chunk_ids", "latency_ms", "cost_usd", "facts")
+                  "question", "answer", "chunk_ids", "cited_chunk_ids", "latency_ms", "cost_usd", "facts", "rollout_id")
 
 
 def insert_sample(conn: Connection, row: dict[str, Any]) -> None:

@@ -12,7 +12,9 @@
    baseline (the previous runs' means for that prompt); a drop past `eval_regression_drop` with enough
    samples is a regression.
 4. Input drift: the questions of the last day (at least the window) against those of the week before.
-5. The run is marked done with its summary; the caller emits its metrics (EMF on Lambda).
+5. Prompt rollouts: each active one's candidate against the label's version on the samples it split;
+   a regression past its margin rolls it back (stratus.prompt_rollouts.check_all, audited).
+6. The run is marked done with its summary; the caller emits its metrics (EMF on Lambda).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class RunResult:
     tenants_done: list[str] = field(default_factory=list)  # scored and aggregated (this run or the one resumed)
     tenants_left: int = 0  # not reached before the deadline: the next run resumes them
     regressions: list[dict[str, Any]] = field(default_factory=list)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)  # each active rollout's check and action
     drift: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
     seconds: float = 0.0
@@ -68,7 +71,7 @@ class RunResult:
                 "score_errors": self.score_errors, "unscored": self.unscored,
                 "judge_cost_usd": round(self.judge_cost_usd, 6), "resumed": self.resumed,
                 "tenants_done": len(self.tenants_done), "tenants_left": self.tenants_left,
-                "regressions": self.regressions,
+                "regressions": self.regressions, "rollouts": self.rollouts,
                 "drift": self.drift, "seconds": round(self.seconds, 3)}
 
 
@@ -170,6 +173,9 @@ def _score_tenant(conn: Any, tenant_id: str, result: RunResult, s: Any, router: 
         if pool:  # on a stop, calls not yet started are cancelled and those in flight are not waited for
             pool.shutdown(wait=finished, cancel_futures=True)
     _aggregate(conn, tenant_id, result, s)
+    from stratus.prompt_rollouts import check_all
+
+    result.rollouts.extend(check_all(conn, tenant_id))
     if samples:
         result.drift[tenant_id] = _drift(conn, tenant_id, result)
     return True
@@ -280,4 +286,5 @@ def _run_metrics(result: RunResult) -> list[Metric]:
     drifted = sum(1 for d in result.drift.values() if d.get("drifted"))
     out.append(Metric("EvalDriftedTenants", drifted, "Count"))
     out.append(Metric("EvalTenantsLeft", result.tenants_left, "Count"))
+    out.append(Metric("RolloutsRolledBack", sum(r["action"] == "rolled_back" for r in result.rollouts), "Count"))
     return out

@@ -29,7 +29,8 @@ def record_sample(conn: Any, *, tenant_id: str, request_id: str, mode: str, ques
            "prompt_name": response.prompt.name, "prompt_version": response.prompt.version, "question": asked.text,
            "answer": shown.text, "chunk_ids": list(response.chunk_ids),
            "cited_chunk_ids": [c.chunk_id for c in response.citations], "latency_ms": latency_ms,
-           "cost_usd": response.cost_usd, "facts": {"answer_pii": leaked, "cache": response.cache.status}}
+           "cost_usd": response.cost_usd, "facts": {"answer_pii": leaked, "cache": response.cache.status},
+           "rollout_id": response.prompt.rollout_id}
     with tenant_transaction(tenant_id, conn, relaxed=True):
         relax_commit(conn)  # already: the transaction was opened relaxed
         store.insert_sample(conn, row)

@@ -36,6 +36,7 @@ from stratus.gateway.routes import (
     models,
     reindex,
     responses,
+    rollouts,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = s
     for router in (models.router, chat.router, messages.router, responses.router, embeddings.router,
-                   documents.router, admin.router, approvals.router, audit.router, reindex.router):
+                   documents.router, admin.router, approvals.router, audit.router, reindex.router, rollouts.router):
         app.include_router(router)
 
     @app.get("/health/live", include_in_schema=False)

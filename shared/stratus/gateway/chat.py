@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from stratus.llm.router import Router
     from stratus.llm.types import ToolCallDelta, Usage
     from stratus.query import Hooks
-    from stratus.workflow_state import GenerateResponse, GenerateTask, GuardState, GuardSummary
+    from stratus.workflow_state import GenerateResponse, GenerateTask, GuardState, GuardSummary, StickyKeys
 
 RAG_PREFIX = "rag/"
 
@@ -78,10 +78,18 @@ def citations_object(response: GenerateResponse) -> list[dict[str, Any]]:
 def stratus_object(response: GenerateResponse, request_id: str, timings_ms: dict[str, float]) -> dict[str, Any]:
     cache = response.cache
     return {"request_id": request_id, "cache": cache.status, "cache_similarity": cache.similarity,
-            "prompt": {"name": response.prompt.name, "version": response.prompt.version},
+            "prompt": _prompt_object(response),
             "model_alias": response.model_alias, "deployment": response.deployment, "provider": response.provider,
             "offline": response.offline, "timings_ms": timings_ms, "cost_usd": response.cost_usd,
             "guard": response.guard.model_dump(mode="json") if response.guard is not None else None}
+
+
+def _prompt_object(response: GenerateResponse) -> dict[str, Any]:
+    ref = response.prompt
+    shown: dict[str, Any] = {"name": ref.name, "version": ref.version}
+    if ref.rollout_id:  # a rollout chose this version
+        shown["rollout_id"] = ref.rollout_id
+    return shown
 
 
 def completion_object(response: GenerateResponse, *, model: str, request_id: str,
@@ -212,7 +220,8 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
     raise_if_refused(ctx, decision)
     task = _task(body, ctx, who, choice, s, parameters)
     known = Known(tenant_exists=True, alias=choice.alias, deployments=deployments,  # the key's tenant exists
-                  prompt_key=prompt_key, prompt=prompt)
+                  prompt_key=prompt_key, prompt=prompt.prompt if prompt else None,
+                  rollout_id=prompt.rollout_id if prompt else None)
     if choice.mode == "rag" and not body.stream:
         response = _run_workflow(task, ctx, s.generation_deadline_s)  # the workflow runs the rails
     elif body.stream:
@@ -251,7 +260,9 @@ def _keep_sample(ctx: RequestContext, task: GenerateTask, response: GenerateResp
     """For the requests online evaluation samples: keep their content (redacted) after the response."""
     from stratus.evals.sampling import is_sampled
 
-    if not is_sampled(ctx.request_id, s.eval_sample_rate) or response.tool_calls:
+    # Requests a prompt rollout split are sampled more: its two versions need samples to be compared.
+    rate = max(s.eval_sample_rate, s.eval_rollout_sample_rate) if response.prompt.rollout_id else s.eval_sample_rate
+    if not is_sampled(ctx.request_id, rate) or response.tool_calls:
         return
     from stratus.evals.samples import record_sample
 
@@ -304,19 +315,30 @@ def _prompt(conn: Connection, body: ChatCompletionRequest, choice: ModelChoice, 
     """Plain chat's prompt version, read in the request's admission transaction so that generation need
     not open one for it: ((name, label, version), the version), or (None, None) where generation resolves
     it itself (RAG; or a prompt that does not resolve: generation raises that error, after admission, as
-    it always did)."""
+    it always did). The version is the label's, or its active rollout's candidate for this caller."""
     if choice.mode != "chat":
         return None, None
     from stratus.errors import StratusError
-    from stratus.prompts import ensure_prompts_synced, resolve_prompt
+    from stratus.prompts import ensure_prompts_synced
+    from stratus.prompts.rollout import serve_prompt
 
     opts = body.stratus
     key = (opts.prompt or s.gateway_chat_prompt, opts.prompt_label or "production", None)
     try:
         ensure_prompts_synced()
-        return key, resolve_prompt(conn, who.tenant_id, key[0], label=key[1])
+        return key, serve_prompt(conn, who.tenant_id, key[0], label=key[1], sticky=sticky_keys(body, who))
     except StratusError:  # found nothing, or an invalid name or label: no statement failed
         return None, None
+
+
+def sticky_keys(body: ChatCompletionRequest, who: Principal) -> StickyKeys:
+    """What keeps this caller on one side of a prompt rollout: the conversation it names
+    (`stratus.conversation_id`), its end user (`safety_identifier`, else `user`; Anthropic's
+    `metadata.user_id` arrives as `user`), and its API key."""
+    from stratus.workflow_state import StickyKeys
+
+    return StickyKeys(conversation=body.stratus.conversation_id, user=body.safety_identifier or body.user or None,
+                      key=who.key_id)
 
 
 def _max_cost(deployments: list[Deployment], prompt_tokens: int, max_out: int) -> float:
@@ -342,6 +364,7 @@ def _task(body: ChatCompletionRequest, ctx: RequestContext, who: Principal, choi
                                                              else s.generation_deadline_s)}
     if opts.prompt_label:
         fields["prompt_label"] = opts.prompt_label
+    fields["sticky"] = sticky_keys(body, who)
     if choice.mode == "rag":
         fields["prompt"] = opts.prompt
         fields["query"] = _question(body)

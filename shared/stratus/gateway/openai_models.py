@@ -90,6 +90,8 @@ class StratusOptions(_Body):
     # None: RAG answers use the response cache; plain chat only when STRATUS_GATEWAY_CHAT_CACHE is on
     # (an OpenAI client asking twice at temperature 0.7 expects two samples, not one stored answer).
     cache: bool | None = None
+    # Keeps a conversation on one version while a prompt rollout splits its label (docs/prompts.md).
+    conversation_id: Annotated[str, StringConstraints(pattern=r"^[!-~]{1,256}$")] | None = None
 
 
 class ChatCompletionRequest(BaseModel):

@@ -100,6 +100,7 @@ class Known:
     # request's own, so generation need not open a transaction only to read it.
     prompt_key: tuple[str, str, int | None] | None = None
     prompt: Any = None
+    rollout_id: str | None = None  # the prompt rollout that chose `prompt` (stratus.prompts.rollout)
 
 
 NOTHING_KNOWN = Known()
@@ -109,7 +110,8 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
     """Resolve the prompt and model, render the request and consult the cache, in one short tenant
     transaction. NotFound (tenant, model) and InvalidInput surface here, before any model is called."""
     from stratus import cache
-    from stratus.prompts import ensure_prompts_synced, resolve_prompt
+    from stratus.prompts import ensure_prompts_synced
+    from stratus.prompts.rollout import serve_prompt
 
     ensure_prompts_synced()  # publishes the packaged prompt files once per process (no-op when current)
     started = time.perf_counter()
@@ -135,8 +137,12 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
                 from stratus.errors import NotFound
 
                 raise NotFound(f"unknown tenant {task.tenant_id!r}", field="tenant_id")
-            prompt = given if given is not None else resolve_prompt(
-                conn, task.tenant_id, prompt_name, label=task.prompt_label, version=task.prompt_version)
+            if given is not None:
+                prompt, rollout_id = given, known.rollout_id
+            else:  # the label's version, or its active rollout's candidate for this caller's sticky keys
+                served = serve_prompt(conn, task.tenant_id, prompt_name, label=task.prompt_label,
+                                      version=task.prompt_version, sticky=task.sticky)
+                prompt, rollout_id = served.prompt, served.rollout_id
             alias = task.model or prompt.model or router.catalog.default_alias
             if known.alias == alias and known.deployments is not None:
                 deployments = known.deployments
@@ -152,7 +158,7 @@ def prepare(task: GenerateTask, s: Settings, router: Router, conn: Any, known: K
         prep = Prepared(alias=alias, deployments=deployments, request=request, passages=passages, timings=timings,
                         started=started, use_cache=use_cache,
                         prompt_ref=PromptRef(name=prompt.name, version=prompt.version, hash=prompt.content_hash,
-                                             label=task.prompt_label))
+                                             label=task.prompt_label, rollout_id=rollout_id))
         if use_cache:
             embedding_model = tenant_models.query_model(task.tenant_id, s, conn)
             prep.scope = cache.CacheScope(

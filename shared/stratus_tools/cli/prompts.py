@@ -1,5 +1,5 @@
-"""`stratus prompts list|sync|promote|rollback|diff`. Imported when the CLI builds its parser, so this
-module imports nothing heavy at the top; each command loads what it needs.
+"""`stratus prompts list|sync|promote|rollback|diff` (and the rollout commands: cli/rollouts.py). Imported
+when the CLI builds its parser, so this module imports nothing heavy at the top; each command loads what it needs.
 
 Database: DATABASE_URL (or the Aurora secret outside local mode); in local mode without one, the
 database of a running local stack, else the embedded PostgreSQL started for this command. The registry
@@ -19,7 +19,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_prompts_parser(sub: Any) -> None:
-    prompts = sub.add_parser("prompts", help="the prompt registry: list, sync, promote, rollback, diff",
+    prompts = sub.add_parser("prompts", help="the prompt registry: list, sync, promote, rollback, diff, rollouts",
                              description="Versioned prompts (prompts/<name>/<version>.yaml) and the labels"
                              " that choose which version is served, globally or per tenant.")
     cmds = prompts.add_subparsers(dest="prompts_command", required=True, metavar="ACTION")
@@ -62,6 +62,10 @@ def add_prompts_parser(sub: Any) -> None:
     where.add_argument("--dir", type=Path, help="prompt folder (default: STRATUS_PROMPTS_DIR or prompts/)")
     where.add_argument("--published", action="store_true", help="compare published versions in the registry")
     diff.set_defaults(func=_cmd_diff)
+
+    from stratus_tools.cli.rollouts import add_rollout_commands
+
+    add_rollout_commands(cmds)  # rollout, status, advance, complete, abort
 
 
 # --- arguments -----------------------------------------------------------------------------------------
