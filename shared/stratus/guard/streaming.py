@@ -66,6 +66,8 @@ class GuardedStream:
         cut = hold_from(self._held, self._canary)
         if self._whole_sentences:
             cut = min(cut, len(self._held) - len(self._sentence))
+        if not self._held[:cut].strip():
+            return ""  # only the space before a held word: it goes out with that word
         piece, self._held = self._held[:cut], self._held[cut:]
         return self._check(piece)
 
@@ -80,13 +82,19 @@ class GuardedStream:
         return tail
 
     def summary(self) -> GuardSummary:
-        """The request's verdicts: the earlier stages', then one per output rail (its strongest)."""
+        """The request's verdicts: the earlier stages', then one per output rail (its strongest; the PII
+        rail's with the entities and count of every piece)."""
         merged: dict[str, Verdict] = {}
         for v in self._verdicts:
             best = merged.get(v.rail)
             if best is None or _ORDER[v.action] > _ORDER[best.action] or (
                     v.action == best.action and _worse(v, best)):
                 merged[v.rail] = v
+        found = [v.details for v in self._verdicts if v.rail == "pii" and v.details.get("count")]
+        if len(found) > 1:
+            merged["pii"] = merged["pii"].model_copy(update={"details": {
+                "entities": sorted({e for d in found for e in d["entities"]}),
+                "count": sum(d["count"] for d in found)}})
         return GuardSummary(verdicts=[*self._state.verdicts, *merged.values()],
                             blocked=self._state.blocked or self.blocked)
 
