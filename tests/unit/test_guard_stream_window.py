@@ -94,3 +94,10 @@ def test_the_pii_window_is_bounded_and_the_canary_and_placeholders_are_not() -> 
     assert len(long_run) - hold_from(long_run) <= WINDOW_CHARS
     spaced = "marker: " + " ".join(CANARY)  # 60+ characters, every one of them the canary's
     assert released(spaced, CANARY) == "marker: "
+
+
+def test_without_a_pii_rail_that_can_change_the_text_only_the_canary_is_held() -> None:
+    assert hold_from("write to bob@exam", pii=False) == len("write to bob@exam")
+    assert released("Hello <EMAIL_", None) == "Hello "
+    assert hold_from("Hello <EMAIL_", pii=False) == len("Hello <EMAIL_")
+    assert hold_from("the marker: stratus-ca", CANARY, pii=False) == len("the marker: ")

@@ -42,14 +42,16 @@ _CAPITALISED = re.compile(r"[A-Z][A-Za-z'’\-]*|[A-Z][a-z]{0,2}\.")
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
-def hold_from(text: str, canary: str | None = None) -> int:
-    """The index in `text` from which the rest must be held back (len(text): nothing to hold)."""
+def hold_from(text: str, canary: str | None = None, *, pii: bool = True) -> int:
+    """The index in `text` from which the rest must be held back (len(text): nothing to hold). `canary`:
+    the request's canary when its rail is on; `pii`: whether the PII rail may change or stop the text."""
     end = len(text)
-    pii = min(_word(text), _run(text, _DIGIT_GROUP), _run(text, _CAPITALISED))
-    cut = max(pii, end - WINDOW_CHARS)
-    placeholder = _PLACEHOLDER_START.search(text, max(0, end - 64))
-    if placeholder is not None:
-        cut = min(cut, placeholder.start())
+    cut = end
+    if pii:
+        cut = max(min(_word(text), _run(text, _DIGIT_GROUP), _run(text, _CAPITALISED)), end - WINDOW_CHARS)
+        placeholder = _PLACEHOLDER_START.search(text, max(0, end - 64))
+        if placeholder is not None:
+            cut = min(cut, placeholder.start())
     if canary:
         cut = min(cut, _canary_prefix(text, canary))
     # Never inside a whole placeholder: "<EMAIL_" released and "1>" held would both go out unrestored.

@@ -44,6 +44,8 @@ class GuardedStream:
         self._canary = state.canary if self._policy.enabled("canary") else None
         self._toxicity = "toxicity" in self._policy.rails and self._policy.enabled("toxicity")
         self._whole_sentences = self._toxicity and self._policy.rail("toxicity").action == "block"
+        # Under `flag` the PII rail only records what it saw: no value is held back for it.
+        self._pii = self._policy.enabled("pii") and self._policy.rail("pii").action != "flag"
         self._held = ""  # model text not released yet
         self._raw = ""  # everything the model said (the canary rail reads it whole)
         self._sentence = ""  # the model text of the sentence under way, not yet scored for toxicity
@@ -63,7 +65,7 @@ class GuardedStream:
             self._score_sentences(final=False)
             if self.blocked is not None:
                 return ""
-        cut = hold_from(self._held, self._canary)
+        cut = hold_from(self._held, self._canary, pii=self._pii)
         if self._whole_sentences:
             cut = min(cut, len(self._held) - len(self._sentence))
         if not self._held[:cut].strip():
