@@ -20,8 +20,8 @@ from tests.lambda_contract.api_gateway import RestApiStage
 from tests.lambda_contract.process import FunctionProcess
 from tests.support.upstreams import OpenAIUpstream
 
-# Several sentences: the output rails hold each sentence until it has passed, so a sentence is the
-# smallest piece a client can see before the next is generated.
+# Several sentences, generated over a few seconds (the output rails hold back only the word that ends a
+# model chunk, so the client sees the answer word by word while the rest is generated).
 SENTENCES = (
     "The first sentence arrives early. The second follows after a while. The third takes its time too. "
     "The fourth is nearly the last. The fifth ends it."
