@@ -29,6 +29,10 @@ MAX_CHARS = 100_000
 MIN_SWEEP_CHARS = 3
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*?)_(\d+)>")
+# Text without one of these holds no value the recognizers report: a name is capitalised (pii_presidio keeps
+# capitalised PERSON spans only), a number has digits, an email an @, an IPv6 address a colon. A stream's
+# pieces (redact with `context`) skip the detector on it; known values are still swept.
+_MAY_HOLD = re.compile(r"[A-Z0-9@:]")
 
 
 def detect(
@@ -65,7 +69,10 @@ def redact(
     The caller's mapping is not modified; the returned one extends it. `context` is text that came just
     before `text` and was handled already (a stream's released part): the detector reads it (a name is
     found by the words around it) but only what falls in `text` is redacted."""
-    findings = _after(detect(context + text, entities, min_score=min_score, detector=detector), context)
+    if context and not _MAY_HOLD.search(text):
+        findings: list[Finding] = []  # a streamed piece of lower-case words: nothing for the detector
+    else:
+        findings = _after(detect(context + text, entities, min_score=min_score, detector=detector), context)
     mapping = dict(mapping or {})
     placeholders = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
     findings = [f for f in findings if not _overlaps_any(f.start, f.end, placeholders)]
