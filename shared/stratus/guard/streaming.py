@@ -60,8 +60,8 @@ class GuardedStream:
             return ""
         self._held += text
         self._raw += text
-        self._sentence += text
         if self._toxicity:
+            self._sentence += text
             self._score_sentences(final=False)
             if self.blocked is not None:
                 return ""
