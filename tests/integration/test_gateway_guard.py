@@ -1,7 +1,7 @@
 """The guard rails in the gateway's chat path, through the `openai` SDK against uvicorn and a loopback
 OpenAI upstream (which answers "Echo: <last user text>", so what it was sent is what it says):
 injection flagged or blocked per policy, PII never reaching the provider and restored for the caller,
-a system-prompt leak blocked, toxicity, streamed answers checked sentence by sentence, and a blocked
+a system-prompt leak blocked, toxicity, streamed answers checked chunk by chunk, and a blocked
 request costing nothing and traced with its verdicts."""
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def test_a_streamed_answer_is_restored_and_a_streamed_leak_ends_in_an_error(serv
         for chunk in client.chat.completions.create(model="fast", stream=True, messages=leak):
             received.extend(c.delta.content or "" for c in chunk.choices)
     assert "guard_canary" in str(caught.value.body) or "canary" in str(caught.value)
-    assert "escalate refund requests" not in "".join(received)  # the leaking sentence was held back
+    assert "escalate refund requests" not in "".join(received)  # the leak stopped before its second half
 
 
 def test_a_blocked_stream_before_the_first_byte_is_a_plain_400(server: GatewayServer, pg_url: str,

@@ -80,22 +80,24 @@ def test_the_canary_goes_into_the_prompts_system_message_never_the_callers() -> 
                                       "this marker.")
 
 
-def test_a_stream_releases_whole_sentences_and_restores_a_placeholder_split_across_chunks() -> None:
+def test_a_stream_releases_each_chunk_at_once_and_restores_a_placeholder_split_across_chunks() -> None:
     _, _, state = rails.check_input([Message(role="user", content="I am ada@example.com")], None, _state())
     stream = GuardedStream(state)
     released = [stream.feed(piece) for piece in ["Hello <EM", "AIL_", "1>, your ", "refund is on its way.", " Bye"]]
-    assert released[:4] == ["", "", "", ""]  # no sentence has ended yet (a final "." may still be "3.5")
-    assert released[4] == "Hello ada@example.com, your refund is on its way. "
+    # The open placeholder waits for its ">"; the last word of a chunk waits for the next (a final "." may
+    # still be "3.5", a word may still be an email's first half).
+    assert released == ["Hello ", "", "ada@example.com, your ", "refund is on its ", "way. "]
     assert stream.finish("Hello <EMAIL_1>, your refund is on its way. Bye") == "Bye"
     summary = stream.summary()
     assert summary.blocked is None and {v.rail for v in summary.verdicts} >= {"injection", "pii", "canary"}
 
 
-def test_a_stream_holds_back_the_sentence_that_leaks_the_canary() -> None:
-    state = _state()
+def test_a_stream_never_releases_any_part_of_a_canary_split_across_chunks() -> None:
+    # A random canary's first hex digit may be the "e" of "Sure": that letter would wait for the next chunk.
+    state = _state().model_copy(update={"canary": "stratus-canary-0123456789abcdef"})
     stream = GuardedStream(state)
     assert stream.feed("Sure. ") == "Sure. "
-    assert stream.feed(f"The marker is {state.canary[:20]}") == ""
+    assert stream.feed(f"The marker is {state.canary[:20]}") == "The marker is "  # the canary's start waits
     assert stream.feed(f"{state.canary[20:]}. More.") == ""
     assert stream.blocked is not None and stream.blocked.rail == "canary"
     assert stream.summary().blocked == stream.blocked

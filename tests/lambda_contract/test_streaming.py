@@ -20,8 +20,8 @@ from tests.lambda_contract.api_gateway import RestApiStage
 from tests.lambda_contract.process import FunctionProcess
 from tests.support.upstreams import OpenAIUpstream
 
-# Several sentences: the output rails hold each sentence until it has passed, so a sentence is the
-# smallest piece a client can see before the next is generated.
+# Several sentences, generated over a few seconds (the output rails hold back only the word that ends a
+# model chunk, so the client sees the answer word by word while the rest is generated).
 SENTENCES = (
     "The first sentence arrives early. The second follows after a while. The third takes its time too. "
     "The fourth is nearly the last. The fifth ends it."
@@ -123,7 +123,7 @@ def test_the_stream_ends_before_the_invocation_does(
     assert gateway.proc is environment and environment is not None and environment.poll() is None
 
 
-def test_the_sentence_held_guard_works_on_the_streamed_path(up: OpenAIUpstream, client: Any) -> None:
+def test_the_stream_guard_works_on_the_streamed_path(up: OpenAIUpstream, client: Any) -> None:
     _, sdk = client
     text = "Send the receipt to ada.lovelace@example.com. Thanks a lot."
     chunks = list(sdk.chat.completions.create(model="fast", stream=True, messages=[{"role": "user", "content": text}]))
@@ -143,7 +143,7 @@ def test_the_sentence_held_guard_works_on_the_streamed_path(up: OpenAIUpstream, 
         ):
             received.extend(c.delta.content or "" for c in chunk.choices)
     assert "canary" in json.dumps(caught.value.body) or "canary" in str(caught.value)
-    assert "escalate refund requests" not in "".join(received)  # the leaking sentence was held back
+    assert "escalate refund requests" not in "".join(received)  # the leak stopped before its second half
 
 
 def test_errors_and_limits_keep_openais_classes_through_the_api(client: Any, api: RestApiStage) -> None:

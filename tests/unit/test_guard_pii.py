@@ -55,6 +55,33 @@ def test_redact_sweeps_repeats_the_detector_missed() -> None:
     assert r.text == "<PERSON_1> called. Later <PERSON_1> emailed. Graceful is a word."
 
 
+def test_context_is_read_by_the_detector_but_only_the_text_is_redacted() -> None:
+    # A stream's piece: the detector needs the words before it ("Ada" is a name in "to Ada Lovelace").
+    def names_in_context(text: str, entities: Sequence[str]) -> list[Finding]:
+        return [f for f in fake(text, entities) if f.type != "PERSON" or text.startswith("Write to")]
+
+    r = redact(" Ada Lovelace, or ada@example.com", context="Write to", detector=names_in_context)
+    assert r.text == " <PERSON_1>, or <EMAIL_1>"
+    assert redact(" Ada Lovelace", detector=names_in_context).text == " Ada Lovelace"
+    # A value that began in the context (already released) keeps only its part in the text.
+    split = redact("11 123456 now", context="call +44 79", detector=fake)
+    assert split.text == "<PHONE_1> now" and split.mapping == {"<PHONE_1>": "11 123456"}
+
+
+def test_a_streamed_piece_of_lower_case_words_skips_the_detector_but_known_values_are_swept() -> None:
+    calls: list[str] = []
+
+    def counting(text: str, entities: Sequence[str]) -> list[Finding]:
+        calls.append(text)
+        return fake(text, entities)
+
+    r = redact(" and grace said", {"<PERSON_1>": "grace"}, context="Then", detector=counting)
+    assert r.text == " and <PERSON_1> said" and calls == []
+    for piece in (" Ada Lovelace", " at 5", " ada@example.com", " fe::1"):  # a capital, a digit, an @, a colon
+        redact(piece, context="Then", detector=counting)
+    assert len(calls) == 4
+
+
 def test_overlaps_resolve_to_the_higher_score() -> None:
     def both(text: str, entities: Sequence[str]) -> list[Finding]:
         return [Finding("PHONE", 4, 15, 0.4, text[4:15]), Finding("US_SSN", 4, 15, 0.85, text[4:15])]

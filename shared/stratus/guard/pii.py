@@ -29,6 +29,10 @@ MAX_CHARS = 100_000
 MIN_SWEEP_CHARS = 3
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*?)_(\d+)>")
+# Text without one of these holds no value the recognizers report: a name is capitalised (pii_presidio keeps
+# capitalised PERSON spans only), a number has digits, an email an @, an IPv6 address a colon. A stream's
+# pieces (redact with `context`) skip the detector on it; known values are still swept.
+_MAY_HOLD = re.compile(r"[A-Z0-9@:]")
 
 
 def detect(
@@ -58,11 +62,17 @@ def redact(
     entities: Sequence[str] | None = None,
     min_score: float = MIN_SCORE,
     detector: Detector | None = None,
+    context: str = "",
 ) -> Redaction:
     """Replace PII with placeholders. Pass the request's mapping so far to keep numbering and reuse
     placeholders across messages: the same value always gets the same placeholder in one request.
-    The caller's mapping is not modified; the returned one extends it."""
-    findings = detect(text, entities, min_score=min_score, detector=detector)
+    The caller's mapping is not modified; the returned one extends it. `context` is text that came just
+    before `text` and was handled already (a stream's released part): the detector reads it (a name is
+    found by the words around it) but only what falls in `text` is redacted."""
+    if context and not _MAY_HOLD.search(text):
+        findings: list[Finding] = []  # a streamed piece of lower-case words: nothing for the detector
+    else:
+        findings = _after(detect(context + text, entities, min_score=min_score, detector=detector), context)
     mapping = dict(mapping or {})
     placeholders = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
     findings = [f for f in findings if not _overlaps_any(f.start, f.end, placeholders)]
@@ -94,10 +104,11 @@ def reredact(
     entities: Sequence[str] | None = None,
     min_score: float = MIN_SCORE,
     detector: Detector | None = None,
+    context: str = "",
 ) -> Redaction:
     """Redact model output: every original value the request already knows goes back behind its
     placeholder (wherever it appears), new PII gets new placeholders, existing placeholders stay."""
-    return redact(text, mapping, entities=entities, min_score=min_score, detector=detector)
+    return redact(text, mapping, entities=entities, min_score=min_score, detector=detector, context=context)
 
 
 def restore(text: str, mapping: dict[str, str]) -> str:
@@ -121,6 +132,15 @@ def _entities(entities: Sequence[str] | None) -> tuple[str, ...]:
     if unknown:
         raise InvalidInput(f"unknown PII entities {unknown}; known: {list(ENTITIES)}", field="entities")
     return tuple(e for e in ENTITIES if e in entities)
+
+
+def _after(findings: list[Finding], context: str) -> list[Finding]:
+    """Findings in `context + text`, as spans of `text`: one that began in the context keeps its part here."""
+    if not context:
+        return findings
+    n = len(context)
+    return [Finding(f.type, max(f.start, n) - n, f.end - n, f.score, f.text[max(n - f.start, 0):])
+            for f in findings if f.end > n]
 
 
 def _non_overlapping(findings: Iterable[Finding]) -> list[Finding]:

@@ -313,12 +313,16 @@ def check_context(hits: Sequence[Any], state: GuardState) -> tuple[list[Any], Gu
 
 def check_output(text: str, state: GuardState, *, passages: Sequence[ContextPassage] = (),
                  system_prompt: str | None = None, final: bool = True,
-                 seen: dict[str, str] | None = None, canary_text: str | None = None) -> tuple[str, GuardState]:
+                 seen: dict[str, str] | None = None, canary_text: str | None = None, context: str = "",
+                 toxicity: bool = True) -> tuple[str, GuardState]:
     """The answer as the caller may see it, and the new state. `final=False` (a streamed piece) skips
     groundedness, which needs the whole answer; `seen` (streams) carries the placeholders given to new
-    PII in earlier pieces, so one value keeps one placeholder across pieces (updated in place), and
-    `canary_text` is what the leak rail reads (everything generated so far, not just this piece). A piece
-    (final=False) is checked untraced: a subsegment per rail per piece would be noise."""
+    PII in earlier pieces, so one value keeps one placeholder across pieces (updated in place),
+    `canary_text` is what the leak rail reads (everything generated so far, not just this piece),
+    `context` the text released just before the piece (the PII detector reads it, names are found by
+    their neighbours) and `toxicity=False` leaves toxicity to the caller (a stream scores whole sentences,
+    not pieces of them). A piece (final=False) is checked untraced: a subsegment per rail per piece would
+    be noise."""
     policy = policy_of(state)
     verdicts: list[Verdict] = []
     if policy.enabled("canary"):
@@ -327,14 +331,14 @@ def check_output(text: str, state: GuardState, *, passages: Sequence[ContextPass
     if final and passages and policy.enabled("groundedness"):
         with _rail("output", "groundedness") as step:
             verdicts.append(_noted(step, groundedness_verdict(text, passages, policy)))
-    if "toxicity" in policy.rails and policy.enabled("toxicity"):
+    if toxicity and "toxicity" in policy.rails and policy.enabled("toxicity"):
         with _rail("output", "toxicity", on=final) as step:
-            verdicts.append(_noted(step, _toxicity(text, policy)))
+            verdicts.append(_noted(step, toxicity_verdict(text, policy)))
     if any(v.action == "block" for v in verdicts):
         return text, _record(state, *verdicts)
     if policy.enabled("pii"):
         with _rail("output", "pii", on=final) as step:
-            text, verdict = _pii_output(text, state, passages, policy, seen)
+            text, verdict = _pii_output(text, state, passages, policy, seen, context)
             verdicts.append(_noted(step, verdict))
     return text, _record(state, *verdicts)
 
@@ -380,7 +384,7 @@ def groundedness_verdict(text: str, passages: Sequence[ContextPassage], policy: 
                    threshold=threshold, details=details)
 
 
-def _toxicity(text: str, policy: GuardPolicy) -> Verdict:
+def toxicity_verdict(text: str, policy: GuardPolicy) -> Verdict:
     from stratus.guard.toxicity import get_classifier
 
     rail = policy.rail("toxicity")
@@ -392,7 +396,7 @@ def _toxicity(text: str, policy: GuardPolicy) -> Verdict:
 
 
 def _pii_output(text: str, state: GuardState, passages: Sequence[ContextPassage], policy: GuardPolicy,
-                seen: dict[str, str] | None) -> tuple[str, Verdict]:
+                seen: dict[str, str] | None, context: str = "") -> tuple[str, Verdict]:
     """Re-redaction: PII in the answer that is neither the caller's own nor in the tenant's retrieved
     documents is masked; the caller's values come back in place of their placeholders when redaction
     is the policy (placeholders are the provider's view, not the caller's)."""
@@ -401,7 +405,8 @@ def _pii_output(text: str, state: GuardState, passages: Sequence[ContextPassage]
     rail = policy.rail("pii")
     min_score = rail.threshold if rail.threshold is not None else pii.MIN_SCORE
     vault = state.vault
-    done = pii.reredact(text, {**vault, **(seen or {})}, entities=_entities(rail), min_score=min_score)
+    done = pii.reredact(text, {**vault, **(seen or {})}, entities=_entities(rail), min_score=min_score,
+                        context=context)
     documents = "\n".join(p.text for p in passages)
     # New PII: neither the caller's (vault) nor the tenant's documents'. In this piece or earlier ones.
     masked = {p: v for p, v in done.mapping.items() if p not in vault and v not in documents}

@@ -1,11 +1,17 @@
-"""Output rails on a streamed answer: nothing reaches the caller before the rails have seen it.
+"""Output rails on a streamed answer: the caller gets each chunk as soon as the rails can judge it.
 
-Text is held back until a sentence (or line) ends, then that sentence goes through the output rails
-(canary over everything generated so far, toxicity, PII re-redaction and placeholder restore) and is
-released. A placeholder or a canary split across model chunks is therefore always checked whole. What
-cannot be judged sentence by sentence, groundedness, runs on the whole answer at the end: the caller
-has the text by then, so a block there ends the stream with an error event instead of the final chunk.
-The cost is latency to the first byte of each sentence, not to the end of the answer.
+Only what a rail must see whole is held back (stratus.guard.stream_window): a placeholder not yet closed,
+the start of the canary, a word, number or name the next chunk may still extend. The rest of each model
+chunk goes out at once, after the canary rail has read everything generated so far and the PII rail has
+re-redacted the piece (reading the text released just before it, so names are found by their context) and
+restored the caller's placeholders. So a placeholder, the canary or a PII value split across model chunks
+is still checked whole and never released in part, and a leak stops the stream before it is sent.
+
+Toxicity is a score on text the model already produced and reads sentences: each sentence is scored when
+it ends, and with the default `flag` that only records a verdict. Under `block` the stream holds whole
+sentences again (the old behaviour: nothing toxic reaches the caller, at a sentence's delay before its
+first byte). Groundedness needs the whole answer and runs at the end: the caller has the text by then, so
+a block there ends the stream with an error event instead of the final chunk.
 """
 
 from __future__ import annotations
@@ -14,13 +20,17 @@ import re
 from collections.abc import Sequence
 
 from stratus.guard import rails
+from stratus.guard.stream_window import hold_from
 from stratus.llm.types import ContextPassage
 from stratus.workflow_state import GuardState, GuardSummary, Verdict
 
-# The end of a sentence or line: what follows can be checked on its own.
+# The end of a sentence or line: what the toxicity rail scores as one sentence.
 _BOUNDARY = re.compile(r"[.!?:;](?=\s)\s*|\n+")
-# Held text is released anyway past this size (a list or a table with no sentence end in sight).
+# A sentence is scored (and, under a toxicity block, released) anyway past this size (a list or a table
+# with no sentence end in sight).
 MAX_HELD_CHARS = 600
+# How much of the released text the PII detector reads before a piece (a name's sentence, roughly).
+CONTEXT_CHARS = 200
 _ORDER = {"pass": 0, "flag": 1, "fence": 2, "drop": 2, "redact": 3, "block": 4}
 
 
@@ -30,52 +40,81 @@ class GuardedStream:
         self._state = state
         self._passages = list(passages)
         self._system_prompt = system_prompt
-        self._held = ""
-        self._raw = ""  # everything the model said (the canary rail reads it whole)
-        self._seen: dict[str, str] = {}  # placeholders given to new PII in earlier sentences
-        self._verdicts: list[Verdict] = []
         self._policy = rails.policy_of(state)
+        self._canary = state.canary if self._policy.enabled("canary") else None
+        self._toxicity = "toxicity" in self._policy.rails and self._policy.enabled("toxicity")
+        self._whole_sentences = self._toxicity and self._policy.rail("toxicity").action == "block"
+        # Under `flag` the PII rail only records what it saw: no value is held back for it.
+        self._pii = self._policy.enabled("pii") and self._policy.rail("pii").action != "flag"
+        self._held = ""  # model text not released yet
+        self._raw = ""  # everything the model said (the canary rail reads it whole)
+        self._sentence = ""  # the model text of the sentence under way, not yet scored for toxicity
+        self._seen: dict[str, str] = {}  # placeholders given to new PII in earlier pieces
+        self._verdicts: list[Verdict] = []
         self.blocked: Verdict | None = None
 
     def feed(self, text: str) -> str:
-        """Take a model chunk; return the text that may go to the caller now ('' while a sentence is open
-        or once blocked)."""
+        """Take a model chunk; return the text that may go to the caller now ('' while all of it is held, or
+        once blocked)."""
         if self.blocked is not None or not text:
             return ""
         self._held += text
         self._raw += text
-        cut = _last_boundary(self._held)
-        if cut == 0 and len(self._held) < MAX_HELD_CHARS:
-            return ""
-        if cut == 0:
-            cut = len(self._held)
+        if self._toxicity:
+            self._sentence += text
+            self._score_sentences(final=False)
+            if self.blocked is not None:
+                return ""
+        cut = hold_from(self._held, self._canary, pii=self._pii)
+        if self._whole_sentences:
+            cut = min(cut, len(self._held) - len(self._sentence))
+        if not self._held[:cut].strip():
+            return ""  # only the space before a held word: it goes out with that word
         piece, self._held = self._held[:cut], self._held[cut:]
         return self._check(piece)
 
     def finish(self, answer: str) -> str:
         """The held tail (checked), then the whole-answer rails; `answer` is the complete model text."""
-        tail = self._check(self._held) if self._held and self.blocked is None else ""
-        self._held = ""
+        if self.blocked is None and self._toxicity:
+            self._score_sentences(final=True)
+        held, self._held = self._held, ""
+        tail = self._check(held) if held and self.blocked is None else ""
         if self.blocked is None and self._passages and self._policy.enabled("groundedness"):
             self._add([rails.groundedness_verdict(answer, self._passages, self._policy)])
         return tail
 
     def summary(self) -> GuardSummary:
-        """The request's verdicts: the earlier stages', then one per output rail (its strongest)."""
+        """The request's verdicts: the earlier stages', then one per output rail (its strongest; the PII
+        rail's with the entities and count of every piece)."""
         merged: dict[str, Verdict] = {}
         for v in self._verdicts:
             best = merged.get(v.rail)
             if best is None or _ORDER[v.action] > _ORDER[best.action] or (
                     v.action == best.action and _worse(v, best)):
                 merged[v.rail] = v
+        found = [v.details for v in self._verdicts if v.rail == "pii" and v.details.get("count")]
+        if len(found) > 1:
+            merged["pii"] = merged["pii"].model_copy(update={"details": {
+                "entities": sorted({e for d in found for e in d["entities"]}),
+                "count": sum(d["count"] for d in found)}})
         return GuardSummary(verdicts=[*self._state.verdicts, *merged.values()],
                             blocked=self._state.blocked or self.blocked)
+
+    def _score_sentences(self, *, final: bool) -> None:
+        """Toxicity over the sentences that ended (all of it at the end, or past MAX_HELD_CHARS)."""
+        cut = len(self._sentence) if final or len(self._sentence) >= MAX_HELD_CHARS else _last_boundary(
+            self._sentence)
+        done, self._sentence = self._sentence[:cut], self._sentence[cut:]
+        if done.strip():
+            self._add([rails.toxicity_verdict(done, self._policy)])
 
     def _check(self, piece: str) -> str:
         if not piece:
             return ""
+        released = self._raw[:len(self._raw) - len(self._held) - len(piece)]
         text, state = rails.check_output(piece, self._state, passages=self._passages, final=False,
-                                         system_prompt=self._system_prompt, seen=self._seen, canary_text=self._raw)
+                                         system_prompt=self._system_prompt, seen=self._seen, canary_text=self._raw,
+                                         context=_context(released), toxicity=False)
         self._add(state.verdicts[len(self._state.verdicts):])
         return "" if self.blocked is not None else text
 
@@ -83,6 +122,15 @@ class GuardedStream:
         self._verdicts.extend(verdicts)
         if self.blocked is None:
             self.blocked = next((v for v in verdicts if v.action == "block"), None)
+
+
+def _context(released: str) -> str:
+    """The end of the released text, from a word's start (half a word would read as a word of its own)."""
+    if len(released) <= CONTEXT_CHARS:
+        return released
+    tail = released[-CONTEXT_CHARS:]
+    space = tail.find(" ")
+    return tail[space + 1:] if space >= 0 else tail
 
 
 def _last_boundary(text: str) -> int:
