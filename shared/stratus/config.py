@@ -192,11 +192,9 @@ class Settings(BaseModel):
     # Request fields that are no OpenAI parameter (a client's extra_body) are forwarded to OpenAI-compatible
     # deployments (refused by the others, stratus.llm.parameters); off: 400 unknown_parameter.
     forward_unknown_parameters: bool = True
-    # X-Ray tracing of the gateway (the template turns it on with Tracing: Active). The X-Ray SDK costs
-    # ~400 ms of import, so it loads only when this is on, on the first invocation.
-    tracing: bool = False
     # OpenTelemetry traces over OTLP/HTTP (stratus.telemetry, docs/observability.md): on when an endpoint is
     # set. OTEL_EXPORTER_OTLP_ENDPOINT is a base URL (/v1/traces is appended); the TRACES one is used as is.
+    # X-Ray's own OTLP endpoint (https://xray.<region>.amazonaws.com) is posted to SigV4-signed (no X-Ray SDK).
     otel_endpoint: str | None = Field(default=None, pattern=r"^https?://")
     otel_traces_endpoint: str | None = Field(default=None, pattern=r"^https?://")
     otel_service_name: str | None = None  # default: stratus-<function> (stratus-gateway, stratus-ingest...)

@@ -7,7 +7,7 @@
 On when OTEL_EXPORTER_OTLP_ENDPOINT (a base URL: /v1/traces is appended) or
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is) is set and OTEL_SDK_DISABLED is not; the sampler follows
 OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on: a caller's sampled flag is
-obeyed), the service name OTEL_SERVICE_NAME (default `stratus`). The exporter's other settings (headers
+obeyed), the service name OTEL_SERVICE_NAME (default `stratus-<function>`). The exporter's other settings (headers
 such as a backend's API key, timeout, compression, certificate) are the SDK's own OTEL_EXPORTER_OTLP_*
 variables, which it reads itself.
 
@@ -17,6 +17,10 @@ response is complete: `flush()`, called by Observability.handler after the handl
 gateway's middleware after the last byte of the response (docs/observability.md says why this and not an
 extension). The OTLP exporter (protobuf, requests) is imported by the worker on its first export, so a cold
 start pays only for the SDK.
+
+X-Ray: an endpoint on X-Ray's host (`https://xray.<region>.amazonaws.com`, its OTLP endpoint) is posted to
+with SigV4-signed requests (stratus.aws.sigv4, the function's role credentials, action xray:PutSpans),
+so X-Ray gets the same spans as any other backend, without a collector layer or the X-Ray SDK.
 
 Off (no endpoint), the SDK is never imported and stratus.spans stays a no-op.
 """
@@ -88,7 +92,8 @@ def new_provider(settings: Settings, service: str) -> Any:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    resource = Resource.create({"service.name": settings.otel_service_name or "stratus", "service.namespace": "stratus",
+    resource = Resource.create({"service.name": settings.otel_service_name or f"stratus-{service}",
+                                "service.namespace": "stratus",
                                 "stratus.function": service, "deployment.environment.name": settings.env})
     return TracerProvider(resource=resource, sampler=sampler(settings))
 
@@ -137,6 +142,23 @@ def reset() -> None:
         spans.use(None)
 
 
+def signing_session(endpoint: str, credentials: Any = None) -> Any:
+    """A requests Session that SigV4-signs its requests when `endpoint` is X-Ray's (None otherwise: the
+    exporter makes its own, and takes OTEL_EXPORTER_OTLP_HEADERS for a backend's key)."""
+    from urllib.parse import urlsplit
+
+    from stratus.aws.sigv4 import SigV4Auth, xray_region
+
+    region = xray_region(urlsplit(endpoint).hostname or "")
+    if region is None:
+        return None
+    import requests
+
+    session = requests.Session()
+    session.auth = SigV4Auth("xray", region, credentials)
+    return session
+
+
 def lazy_otlp_exporter(endpoint: str) -> Any:
     """The OTLP/HTTP (protobuf) span exporter, imported and made on the first export (on the batch
     processor's worker thread), so a cold start does not pay for protobuf and requests."""
@@ -151,7 +173,7 @@ def lazy_otlp_exporter(endpoint: str) -> Any:
             if self._exporter is None:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-                self._exporter = OTLPSpanExporter(endpoint=self.endpoint)
+                self._exporter = OTLPSpanExporter(endpoint=self.endpoint, session=signing_session(self.endpoint))
             return self._exporter
 
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
