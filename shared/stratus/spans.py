@@ -87,6 +87,9 @@ def attributes_of(annotations: Mapping[str, Annotation]) -> dict[str, AttributeV
             continue
         if key == "provider" and isinstance(value, str):
             value = PROVIDER_NAMES.get(value, value)
+        if key == "status" and (isinstance(value, bool) or not isinstance(value, int)):
+            out["stratus.status"] = value  # a state (an ingested document's "unchanged"), not an HTTP status
+            continue
         out[attribute_name(key)] = value
         if key == "outcome" and value != "ok":
             out["error.type"] = str(value)  # a failed attempt names its error class, as the convention asks

@@ -142,3 +142,9 @@ def test_an_invocation_without_w3c_context_continues_the_trace_xray_sampled(expo
     assert from_xray.parent is not None and f"{from_xray.parent.span_id:016x}" == "53995c3f42cd8ad8"
     assert f"{from_workflow.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert own.parent is None and f"{own.context.trace_id:032x}" != "5759e988bd862e3fe1be46a994272793"
+
+
+def test_only_a_numeric_status_is_an_http_status_code() -> None:
+    assert spans.attributes_of({"status": 429}) == {"http.response.status_code": 429}
+    # an ingested document's state is no HTTP status
+    assert spans.attributes_of({"status": "unchanged"}) == {"stratus.status": "unchanged"}
