@@ -28,7 +28,7 @@ _SELF_CONTAINED = {"cache": "cache_hit", "workflow": "workflow_overhead", "gatew
                    "guard": "guard_latency", "eval": "eval_sampler", "db": "db_connections",
                    "lexical": "lexical_scale", "audit": "audit_write",
                    "reindex": "reindex", "embedding_models": "embedding_models",
-                   "injection_peers": "injection_peers"}
+                   "injection_peers": "injection_peers", "otel": "otel_export"}
 
 
 def _summary() -> None:
@@ -42,7 +42,7 @@ def _summary() -> None:
 
 def main(argv: list[str]) -> int:
     wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval", "db",
-                           "lexical", "audit", "reindex", "injection_peers"}
+                           "lexical", "audit", "reindex", "injection_peers", "otel"}
     if "cold_start" in wanted:
         from bench import cold_start
 
