@@ -202,6 +202,10 @@ class Settings(BaseModel):
                                  "parentbased_always_off", "parentbased_traceidratio"] = "parentbased_always_on"
     otel_traces_sampler_arg: float = Field(default=1.0, ge=0, le=1)  # the ratio of the traceidratio samplers
     otel_sdk_disabled: bool = False
+    # A Secrets Manager secret holding the exporter's headers as a JSON object (a backend's API key), read by
+    # the export thread on its first export: the key stays out of the function's configuration. It replaces
+    # OTEL_EXPORTER_OTLP_HEADERS when set.
+    otel_headers_secret_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:secretsmanager:")
     # Prompt and completion text on the model spans (gen_ai.input.messages, gen_ai.output.messages), PII-
     # redacted; off by default: spans are then ids, names, counts and flags only.
     trace_content: bool = False

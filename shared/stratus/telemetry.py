@@ -83,7 +83,7 @@ def exporting_provider(settings: Settings, service: str, endpoint: str) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = new_provider(settings, service)
-    provider.add_span_processor(BatchSpanProcessor(lazy_otlp_exporter(endpoint)))
+    provider.add_span_processor(BatchSpanProcessor(lazy_otlp_exporter(endpoint, settings.otel_headers_secret_arn)))
     return provider
 
 
@@ -159,9 +159,10 @@ def signing_session(endpoint: str, credentials: Any = None) -> Any:
     return session
 
 
-def lazy_otlp_exporter(endpoint: str) -> Any:
+def lazy_otlp_exporter(endpoint: str, headers_secret_arn: str | None = None) -> Any:
     """The OTLP/HTTP (protobuf) span exporter, imported and made on the first export (on the batch
-    processor's worker thread), so a cold start does not pay for protobuf and requests."""
+    processor's worker thread), so a cold start does not pay for protobuf and requests, nor for reading the
+    headers' secret (`headers_secret_arn`: a JSON object of header names and values)."""
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     class LazyOTLPExporter(SpanExporter):
@@ -173,11 +174,22 @@ def lazy_otlp_exporter(endpoint: str) -> Any:
             if self._exporter is None:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-                self._exporter = OTLPSpanExporter(endpoint=self.endpoint, session=signing_session(self.endpoint))
+                headers = None
+                if headers_secret_arn:
+                    from stratus.aws.secrets import json_secret
+
+                    headers = json_secret(headers_secret_arn) or None
+                self._exporter = OTLPSpanExporter(endpoint=self.endpoint, headers=headers,
+                                                  session=signing_session(self.endpoint))
             return self._exporter
 
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            result: SpanExportResult = self._get().export(spans)
+            try:
+                exporter = self._get()
+            except Exception:  # noqa: BLE001 - the secret unreadable now: this batch is lost, the next one retries
+                log.warning("cannot make the OTLP exporter (headers secret %s)", headers_secret_arn, exc_info=True)
+                return SpanExportResult.FAILURE
+            result: SpanExportResult = exporter.export(spans)
             return result
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:

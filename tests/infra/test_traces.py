@@ -97,3 +97,27 @@ def test_lambda_tracing_stays_active_without_the_xray_sdk(template: dict[str, An
         pins = {line.split("==")[0].strip().lower().replace("_", "-") for line in path.read_text().splitlines()
                 if "==" in line and not line.startswith("#")}
         assert "aws-xray-sdk" not in pins, path
+
+
+def test_a_headers_secret_is_named_to_every_function_and_readable_by_it_alone(template: dict[str, Any],
+                                                                              transformed: dict[str, Any]) -> None:
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:langfuse-otlp-AbCdEf"
+
+    def variable(endpoint: str, secret: str, logical_id: str) -> Any:
+        resolver = Resolver(template, stack_name="s", region=REGION, account_id="123456789012",
+                            parameters={"OtelExporterEndpoint": endpoint, "OtelExporterHeadersSecretArn": secret})
+        value = function_properties(template, logical_id)["Environment"]["Variables"]["STRATUS_OTEL_HEADERS_SECRET_ARN"]
+        return resolver.resolve(value), resolver.condition("HasOtelHeadersSecret")
+
+    for logical_id in _functions(template):
+        assert variable("https://cloud.langfuse.com/api/public/otel", arn, logical_id) == (arn, True)
+        assert variable("", arn, logical_id) == (NO_VALUE, False)  # not exporting: no secret read either
+        assert variable("https://cloud.langfuse.com/api/public/otel", "", logical_id) == (NO_VALUE, False)
+    assert load_settings(otel_headers_secret_arn=arn).otel_headers_secret_arn == arn
+    policy = transformed["Resources"]["OtelHeadersSecretPolicy"]
+    assert policy["Condition"] == "HasOtelHeadersSecret"
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert statement["Resource"] == {"Ref": "OtelExporterHeadersSecretArn"}  # that secret only
+    assert {r["Ref"] for r in policy["Properties"]["Roles"]} == \
+           {r["Ref"] for r in transformed["Resources"]["XRayExportPolicy"]["Properties"]["Roles"]}

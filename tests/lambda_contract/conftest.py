@@ -35,7 +35,7 @@ import pytest
 
 from tests.lambda_contract.api_gateway import RestApiStage
 from tests.lambda_contract.environment import build_layers, build_runtime
-from tests.lambda_contract.otlp import OTLPCollector
+from tests.lambda_contract.otlp import OTLP_HEADERS, OTLPCollector
 from tests.lambda_contract.process import FunctionProcess, ProcessBackedFunction
 from tests.lambda_contract.stack import CACHE, FUNCTIONS, ROOT, deploy_migrations, function_processes
 from tests.lambda_contract.xray import XRayCollector
@@ -93,6 +93,7 @@ def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict
     with LocalStack(settings, parameters=parameters, retry_delay_s=1) as stack, \
             pgbouncer(stack.database_url, pool_size=4) as pooler:
         stack.pooler = pooler
+        _headers_secret(stack)
         extra: dict[str, dict[str, str]] = {name: {} for name in FUNCTIONS}
         extra["GatewayFunction"].update(_gateway_provider(stack, upstream, data))
         processes = function_processes(stack, pooler, template, lambda_builds, FUNCTIONS, xray_daemon=xray.address,
@@ -135,3 +136,15 @@ def _gateway_provider(stack: Any, upstream: OpenAIUpstream, folder: Path) -> dic
     secret = stack.resources.resolver.resolve({"Ref": "ProviderSecret"})
     stack.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=json.dumps({"openai": "sk-loop"}))
     return {"STRATUS_PROVIDER_MODE": "hosted", "STRATUS_MODELS_FILE": str(models), "STRATUS_PROVIDER_EGRESS": "nat"}
+
+
+def _headers_secret(stack: Any) -> None:
+    """The exporter's headers in a secret, its ARN as OtelExporterHeadersSecretArn: the operator creates the
+    secret before the deploy, so the parameter is set before any function's environment is resolved."""
+    import json
+
+    arn = stack.client("secretsmanager").create_secret(Name="otlp-headers",
+                                                       SecretString=json.dumps(OTLP_HEADERS))["ARN"]
+    resolver = stack.resources.resolver
+    resolver.values["OtelExporterHeadersSecretArn"] = arn
+    resolver._conditions.clear()  # conditions decided with the parameter empty are decided again

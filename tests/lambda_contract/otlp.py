@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# The exporter's headers the tier puts in OtelExporterHeadersSecretArn's secret: every request must carry them.
+OTLP_HEADERS = {"x-stratus-tier": "contract-key"}
+
 
 @dataclass
 class ReceivedSpan:
@@ -39,6 +42,7 @@ class OTLPCollector:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
+        self.request_headers: list[dict[str, str]] = []  # each export request's HTTP headers
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +60,7 @@ class OTLPCollector:
                     self.end_headers()
                     return
                 request = ExportTraceServiceRequest.FromString(body)
+                collector.request_headers.append(dict(self.headers.items()))
                 collector._add(request)
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)

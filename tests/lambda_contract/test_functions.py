@@ -45,6 +45,7 @@ def test_each_process_sees_only_its_layers_and_the_template_environment(function
         # the template's OTEL_* variables for OtelExporterEndpoint (the tier's loopback OTLP receiver)
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://127.0.0.1:"), logical_id
         assert env["OTEL_SERVICE_NAME"].startswith("stratus-") and env["OTEL_TRACES_SAMPLER"], logical_id
+        assert env["STRATUS_OTEL_HEADERS_SECRET_ARN"].startswith("arn:aws:secretsmanager:"), logical_id
         paths = process.sys_path
         assert paths[0] == str(process.spec.code_dir) and all(".venv" not in p for p in paths), paths
         assert any(p.endswith("python") and "common-" in p for p in paths)

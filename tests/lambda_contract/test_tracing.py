@@ -20,7 +20,7 @@ from urllib.parse import quote_plus
 import pytest
 
 from tests.integration.gateway_support import tenant_with_key
-from tests.lambda_contract.otlp import OTLPCollector, ReceivedSpan
+from tests.lambda_contract.otlp import OTLP_HEADERS, OTLPCollector, ReceivedSpan
 from tests.lambda_contract.process import FunctionProcess
 from tests.lambda_contract.runtime_api import Invocation, new_trace_header
 from tests.lambda_contract.xray import XRayCollector, trace_hex
@@ -227,3 +227,6 @@ def test_nothing_is_sent_to_the_xray_daemon(corpus: dict[str, Any], otlp: OTLPCo
     # daemon address in its environment: spans went over OTLP only, no segment over UDP.
     assert {s.resource.get("stratus.function") for s in otlp.spans} >= {"ingest", "guard", "retrieve", "generate"}
     assert xray.documents == [] and xray.malformed == []
+    # and every export request carried the headers each function read from OtelExporterHeadersSecretArn
+    assert otlp.request_headers and all(h.get("x-stratus-tier") == OTLP_HEADERS["x-stratus-tier"]
+                                        for h in otlp.request_headers)
