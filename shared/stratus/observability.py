@@ -10,7 +10,7 @@ write through the same formatter. Metrics are CloudWatch EMF lines, flushed afte
 only when `STRATUS_EMIT_METRICS` is on (the template turns it on; locally stdout belongs to the commands).
 
 Traces are OpenTelemetry only (stratus.telemetry), on when an OTLP endpoint is set
-(OTEL_EXPORTER_OTLP_ENDPOINT; X-Ray gets them through the collector layer): each invocation is a SERVER
+(OTEL_EXPORTER_OTLP_ENDPOINT; X-Ray takes them at its OTLP endpoint, signed): each invocation is a SERVER
 span named after the function, a child of the W3C trace context the event carries (the query workflow's
 `trace_context`, in the state or in a guard event's `state`) or else of the invocation's X-Ray trace when
 X-Ray sampled it (`_X_AMZN_TRACE_ID`), with `obs.step` and the library's spans

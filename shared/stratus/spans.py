@@ -9,8 +9,8 @@
 Off until `use(tracer_provider)` (stratus.telemetry does it when an OTLP endpoint is set, tests with an
 in-memory exporter), so the CLI, the local stack and the tests pay nothing. Each `span` is an OTel span, a
 child of the current one (the gateway's request span, a task function's invocation span, or the caller's
-context carried in: `continued`). X-Ray gets the same spans through OTLP (the collector layer,
-docs/observability.md); nothing here speaks X-Ray's own protocol.
+context carried in: `continued`). X-Ray gets the same spans through its OTLP endpoint (stratus.telemetry
+signs the requests, docs/observability.md); nothing here speaks X-Ray's own protocol.
 
 Annotations are keyword arguments: ids, modes, names, counts and flags, never prompt, answer or document
 text; a None value is left out. They become the GenAI semantic conventions' names where one exists
