@@ -121,3 +121,16 @@ def test_a_headers_secret_is_named_to_every_function_and_readable_by_it_alone(te
     assert statement["Resource"] == {"Ref": "OtelExporterHeadersSecretArn"}  # that secret only
     assert {r["Ref"] for r in policy["Properties"]["Roles"]} == \
            {r["Ref"] for r in transformed["Resources"]["XRayExportPolicy"]["Properties"]["Roles"]}
+
+
+def test_the_parameters_refuse_what_the_functions_would_refuse(template: dict[str, Any]) -> None:
+    import re
+
+    endpoint = re.compile(template["Parameters"]["OtelExporterEndpoint"]["AllowedPattern"])
+    secret = re.compile(template["Parameters"]["OtelExporterHeadersSecretArn"]["AllowedPattern"])
+    for ok in ("", "xray", "http://10.0.0.5:4318", "https://cloud.langfuse.com/api/public/otel"):
+        assert endpoint.fullmatch(ok), ok
+    for bad in ("localhost:4318", "XRAY", "https://", "ftp://x"):  # the settings want http(s) URLs
+        assert not endpoint.fullmatch(bad), bad
+    assert secret.fullmatch("") and secret.fullmatch("arn:aws:secretsmanager:eu-west-1:123456789012:secret:k-AbCdEf")
+    assert not secret.fullmatch("langfuse-key") and not secret.fullmatch("arn:aws:ssm:eu-west-1:123456789012:x")
