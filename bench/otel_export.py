@@ -5,12 +5,12 @@
 
 - `flush`: one process plays a warm Lambda environment. Each "invocation" opens a SERVER span with
   `spans_per_invocation - 1` children (about what a task function records), then calls `telemetry.flush()`
-  as `Observability.handler` does before the result goes back to the runtime. The spans go through the
-  same BatchSpanProcessor and lazy OTLP/HTTP exporter the functions use, to a real OTLP/HTTP receiver on
-  loopback (tests/lambda_contract/otlp.py decodes every protobuf request): the collector layer's
-  `localhost:4318` stands in the same place on Lambda. Reported: the spans' own time, the flush (what the
-  invocation waits for), and the first flush of the process (the exporter's import and connection), and,
-  for comparison, a SimpleSpanProcessor that posts each span as it ends (export on the request path).
+  as the functions' extension does while the runtime posts the result (a handler without one, before). The
+  spans go through the same BatchSpanProcessor and lazy OTLP/HTTP exporter the functions use, to a real
+  OTLP/HTTP receiver on loopback (tests/lambda_contract/otlp.py decodes every protobuf request). Reported:
+  the spans' own time, the flush (the extension's work: billed duration, after the result), the first flush
+  of the process (the exporter's import and connection), and, for comparison, a SimpleSpanProcessor that
+  posts each span as it ends (export on the request path).
 - `handler_import`: `import app` of functions/gateway in a fresh interpreter with the Lambda variables
   set (as the Runtime Interface Client imports it), timed inside the process (interpreter start excluded),
   median of `runs`; with and without an OTLP endpoint. `--baseline DIR` (a checkout's shared/ and

@@ -35,6 +35,7 @@ ENV_NAMES = {
     "otel_traces_sampler": ("OTEL_TRACES_SAMPLER",),
     "otel_traces_sampler_arg": ("OTEL_TRACES_SAMPLER_ARG",),
     "otel_sdk_disabled": ("OTEL_SDK_DISABLED",),
+    "lambda_runtime_api": ("AWS_LAMBDA_RUNTIME_API",),  # set by Lambda: where the runtime and extensions talk
 }
 
 
@@ -206,6 +207,9 @@ class Settings(BaseModel):
     # the export thread on its first export: the key stays out of the function's configuration. It replaces
     # OTEL_EXPORTER_OTLP_HEADERS when set.
     otel_headers_secret_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:secretsmanager:")
+    # Lambda's Runtime API (host:port), set by Lambda: a handler's spans are flushed by an internal extension
+    # after its result has gone back (stratus.lambda_extension). None outside Lambda.
+    lambda_runtime_api: str | None = None
     # Prompt and completion text on the model spans (gen_ai.input.messages, gen_ai.output.messages), PII-
     # redacted; off by default: spans are then ids, names, counts and flags only.
     trace_content: bool = False

@@ -13,8 +13,9 @@ Traces are OpenTelemetry only (stratus.telemetry), on when an OTLP endpoint is s
 (OTEL_EXPORTER_OTLP_ENDPOINT; X-Ray takes them at its OTLP endpoint, signed): each invocation is a SERVER
 span named after the function, a child of the W3C trace context the event carries (the query workflow's
 `trace_context`, in the state or in a guard event's `state`) or else of the invocation's X-Ray trace when
-X-Ray sampled it (`_X_AMZN_TRACE_ID`), with `obs.step` and the library's spans
-(stratus.spans) under it; the batch is flushed when the handler has returned (docs/observability.md). The
+X-Ray sampled it (`_X_AMZN_TRACE_ID`), with `obs.step` and the library's spans (stratus.spans) under it. On
+Lambda the batch is flushed by an internal extension once the result has gone back (stratus.lambda_extension),
+elsewhere (or if the extension could not register) when the handler has returned (docs/observability.md). The
 X-Ray SDK is not used: Powertools' Tracer is never created, so its ~400 ms of cold start is gone.
 """
 
@@ -43,6 +44,7 @@ class Observability:
     logger: Logger
     metrics: Metrics
     emit_metrics: bool
+    extension: Any = None  # stratus.lambda_extension.FlushAfterResponse when it registered, else None
 
     def handler(self, correlation_id: Callable[[Any], str | None] | None = None) -> Callable[[Handler], Handler]:
         """Decorates a Lambda handler: context and correlation id in every log line, metrics flushed after
@@ -62,7 +64,10 @@ class Observability:
                     with spans.continued(carried), spans.server_span(self.service):
                         return fn(event, context)
                 finally:
-                    telemetry.flush()  # the invocation's spans leave before Lambda may freeze the process
+                    if self.extension is not None:
+                        self.extension.handler_done()  # it flushes while the runtime posts the result
+                    else:
+                        telemetry.flush()  # the spans leave before Lambda may freeze the process
 
             injected = self.logger.inject_lambda_context(run, clear_state=True)
 
@@ -122,11 +127,18 @@ def _safe(extract: Callable[[Any], str | None], event: Any) -> str | None:
     return str(value) if value else None
 
 
-def observe(service: str) -> Observability:
-    """The function's Logger, Metrics and OpenTelemetry provider; call once, at module scope (cold start)."""
+def observe(service: str, *, flush_after_result: bool = True) -> Observability:
+    """The function's Logger, Metrics and OpenTelemetry provider; call once, at module scope (cold start).
+    On Lambda with tracing on, `flush_after_result` registers the internal extension that flushes each
+    invocation's spans after the result has gone (the gateway, which flushes after its streamed response
+    itself, passes False)."""
     settings = get_settings()
     logger = Logger(service=service, level=settings.log_level)
     copy_config_to_registered_loggers(source_logger=logger, include={"stratus"})  # library logs as JSON too
     metrics = Metrics(namespace=NAMESPACE, service=service)
-    telemetry.configure(service, settings)  # OpenTelemetry, when an OTLP endpoint is set
-    return Observability(service, logger, metrics, settings.emit_metrics)
+    extension = None
+    if telemetry.configure(service, settings) is not None and flush_after_result and settings.lambda_runtime_api:
+        from stratus import lambda_extension
+
+        extension = lambda_extension.start(settings.lambda_runtime_api, telemetry.flush)
+    return Observability(service, logger, metrics, settings.emit_metrics, extension)

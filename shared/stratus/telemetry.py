@@ -13,10 +13,10 @@ variables, which it reads itself.
 
 Spans are batched (BatchSpanProcessor) and exported by its worker thread, never on the request's path.
 Where the process may be frozen between requests (Lambda), the invocation's spans are flushed once its
-response is complete: `flush()`, called by Observability.handler after the handler returned and by the
-gateway's middleware after the last byte of the response (docs/observability.md says why this and not an
-extension). The OTLP exporter (protobuf, requests) is imported by the worker on its first export, so a cold
-start pays only for the SDK.
+result has gone back: `flush()`, called by the internal extension (stratus.lambda_extension) while the
+runtime posts a handler's result, and by the gateway's middleware after the last byte of the response
+(docs/observability.md says why this and not a collector layer). The OTLP exporter (protobuf, requests)
+is imported by the worker on its first export, so a cold start pays only for the SDK.
 
 X-Ray: an endpoint on X-Ray's host (`https://xray.<region>.amazonaws.com`, its OTLP endpoint) is posted to
 with SigV4-signed requests (stratus.aws.sigv4, the function's role credentials, action xray:PutSpans),

@@ -75,3 +75,26 @@ def test_the_functions_exporter_signs_what_it_posts_to_xray(receiver: tuple[str,
     names = {s.name for rs in ExportTraceServiceRequest.FromString(request["body"]).resource_spans
              for ss in rs.scope_spans for s in ss.spans}
     assert names == {"retrieve", "lexical"}
+
+
+def test_without_an_extensions_api_the_handler_flushes_itself(receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    from aws_lambda_powertools import Logger, Metrics
+
+    from stratus import lambda_extension
+    from stratus.observability import Observability
+    from stratus_tools.local.ports import free_port
+
+    # Given no Extensions API where the runtime's should be (registration refused): no extension
+    assert lambda_extension.start(f"127.0.0.1:{free_port()}", telemetry.flush) is None
+    url, received = receiver
+    telemetry.reset()
+    try:
+        telemetry.configure("retrieve", load_settings(otel_endpoint=url))
+        obs = Observability("retrieve", logger=Logger(service="retrieve"), metrics=Metrics(namespace="T"),
+                            emit_metrics=False, extension=None)
+        # When a handler returns
+        obs.handler()(lambda event, context: {"ok": True})({}, None)
+        # Then its spans were exported before it returned (nothing left queued for a frozen process)
+        assert len(received) == 1
+    finally:
+        telemetry.reset()

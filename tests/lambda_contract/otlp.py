@@ -43,6 +43,7 @@ class OTLPCollector:
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
         self.request_headers: list[dict[str, str]] = []  # each export request's HTTP headers
+        self.delay_s = 0.0  # how long each export request waits for its answer
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,6 +61,7 @@ class OTLPCollector:
                     self.end_headers()
                     return
                 request = ExportTraceServiceRequest.FromString(body)
+                time.sleep(collector.delay_s)  # a slow backend, as a test asks
                 collector.request_headers.append(dict(self.headers.items()))
                 collector._add(request)
                 answer = ExportTraceServiceResponse().SerializeToString()

@@ -42,11 +42,23 @@ INGEST_STEPS = {"document", "download", "lookup", "extract", "chunk", "embed", "
 SERVER = 2  # OTLP's SpanKind SERVER: a function's invocation span
 
 
-def _invocations(otlp: OTLPCollector, trace_header: str, expect: set[str], wait_s: float = 20.0
-                 ) -> dict[str, list[dict[str, Any]]]:
+def _invocations(otlp: OTLPCollector, trace_header: str, expect: set[str], wait_s: float = 20.0,
+                 counts: dict[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
     """The trace's invocation spans by function (the resource's `stratus.function`), each with the spans
-    under it (its `steps`, at any depth); waits until every name in `expect` arrived."""
-    found = otlp.trace(trace_hex(trace_header), names=expect, wait_s=wait_s)
+    under it (its `steps`, at any depth); waits until every name in `expect` arrived and each function in
+    `counts` has that many invocations (spans leave after each invocation's result: the last task's may
+    still be on their way when the workflow has answered)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = _tree(otlp.trace(trace_hex(trace_header), names=expect, wait_s=wait_s))
+        if all(len(found.get(f, [])) >= n for f, n in (counts or {}).items()) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def _tree(found: list[ReceivedSpan]) -> dict[str, list[dict[str, Any]]]:
     by_id = {s.span_id: s for s in found}
     invocations: dict[str, list[dict[str, Any]]] = {}
     entries: dict[str, dict[str, Any]] = {}
@@ -107,7 +119,7 @@ def test_the_workflow_tasks_trace_their_steps_under_the_callers_trace(corpus: di
     assert result.output.get("citations"), result.output
     # Then every task's process exported its invocation span and a span per step, in the caller's trace
     expect = set().union(*WORKFLOW_STEPS.values()) | set(WORKFLOW_STEPS)
-    invocations = _invocations(otlp, trace, expect)
+    invocations = _invocations(otlp, trace, expect, counts={"guard": 3})
     assert set(WORKFLOW_STEPS) <= set(invocations), sorted(invocations)
     for function, steps in WORKFLOW_STEPS.items():
         missing = steps - _step_names(invocations[function])
@@ -143,7 +155,7 @@ def test_the_workflow_continues_the_invocations_own_trace(corpus: dict[str, Any]
     monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)
     query = new_query("Say hello.", corpus["tenant"], mode="chat").model_dump(mode="json")
     run_workflow(query, timeout_s=60)
-    invocations = _invocations(otlp, trace, WORKFLOW_STEPS["generate"] | {"generate"})
+    invocations = _invocations(otlp, trace, WORKFLOW_STEPS["generate"] | {"generate"}, counts={"guard": 2})
     assert "generate" in invocations and len(invocations["guard"]) == 2, sorted(invocations)  # chat: no retrieval
     assert WORKFLOW_STEPS["generate"] <= _step_names(invocations["generate"])
 
@@ -230,3 +242,31 @@ def test_nothing_is_sent_to_the_xray_daemon(corpus: dict[str, Any], otlp: OTLPCo
     # and every export request carried the headers each function read from OtelExporterHeadersSecretArn
     assert otlp.request_headers and all(h.get("x-stratus-tier") == OTLP_HEADERS["x-stratus-tier"]
                                         for h in otlp.request_headers)
+
+
+def test_a_task_functions_spans_leave_after_its_result(corpus: dict[str, Any], functions: dict[str, FunctionProcess],
+                                                       otlp: OTLPCollector) -> None:
+    import time
+
+    # Given a slow backend (each export takes half a second to answer) and a warm retrieve environment
+    retrieve = functions["RetrieveFunction"]
+    event = {**json.loads((ROOT / "events" / "retrieve.json").read_text()), "tenant_id": corpus["tenant"]}
+    assert retrieve.invoke(event).error_type is None
+    otlp.delay_s = 0.5
+    try:
+        # When Step Functions (here: the test) invokes it
+        trace = new_trace_header()
+        invocation = retrieve.invoke(event, trace_header=trace)
+        assert invocation.error_type is None, invocation.body[:500]
+        deadline = time.monotonic() + 10
+        while invocation.completed_at is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        otlp.delay_s = 0.0
+    # Then the result went back first; the invocation completed only when the extension's flush was done
+    assert invocation.responded_at is not None and invocation.completed_at is not None
+    assert invocation.completed_at - invocation.responded_at >= 0.4
+    # and the spans arrived, from the function's own process, before the environment took another event
+    found = otlp.trace(trace_hex(trace), names={"retrieve", "lexical"}, wait_s=5)
+    assert {"retrieve", "lexical"} <= {s.name for s in found}
+    assert {s.resource["stratus.function"] for s in found} == {"retrieve"}
