@@ -15,15 +15,7 @@ that speaks the documented protocol to the real Runtime Interface Client:
 As on Lambda, `/next` never answers with an error: it blocks (the RIC's native client crashes on
 anything unexpected there). The server hands out one event at a time and records when each part of a
 streamed response arrived, so a test can see the first bytes leave before the last.
-
-And the Extensions API (2020-01-01), as far as an internal extension (a thread in the function's process)
-uses it:
-
-    POST /2020-01-01/extension/register     Lambda-Extension-Name; answers Lambda-Extension-Identifier
-    GET  /2020-01-01/extension/event/next   blocks until the next invocation reaches the runtime (INVOKE)
-
-As on Lambda, an invocation is complete only when the runtime has answered and every extension has asked for
-its next event: the runtime's next `/next` waits for that, and the invocation records both moments.
+The Extensions API (an internal extension's registration and events) is in extensions_api.py.
 """
 
 from __future__ import annotations
@@ -40,8 +32,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.lambda_contract.extensions_api import EXTENSION_PREFIX, ExtensionsApi, extension_call
+
 PREFIX = "/2018-06-01/runtime"
-EXTENSION_PREFIX = "/2020-01-01/extension"
 _INVOCATION = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
 
 
@@ -79,7 +72,7 @@ def new_trace_header() -> str:
             f"Parent={uuid.uuid4().hex[:16]};Sampled=1")
 
 
-class RuntimeApi:
+class RuntimeApi(ExtensionsApi):
     """The Runtime API of one environment; `invoke` queues an event and waits for its outcome."""
 
     def __init__(self) -> None:
@@ -89,7 +82,7 @@ class RuntimeApi:
         self.init_error_type: str | None = None
         self.first_next_at: float | None = None  # monotonic: the environment finished its init
         self.environment = 0  # bumped by reset(): a /next left waiting by a killed environment gives up
-        self.extensions: dict[str, Extension] = {}
+        self.extensions = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="runtime-api", daemon=True)
@@ -123,24 +116,6 @@ class RuntimeApi:
         self.init_error_type = None
         self.extensions = {}
 
-    def dispatched(self, invocation: Invocation) -> None:
-        """The runtime got `invocation`: each extension's next event is its INVOKE."""
-        for extension in self.extensions.values():
-            extension.current = invocation
-            extension.events.put({"eventType": "INVOKE", "deadlineMs": invocation.deadline_ms,
-                                  "requestId": invocation.request_id,
-                                  "invokedFunctionArn": invocation.function_arn,
-                                  "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id}})
-
-    def extensions_idle(self) -> bool:
-        return all(e.current is None for e in self.extensions.values())
-
-
-@dataclass
-class Extension:
-    name: str
-    events: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
-    current: Invocation | None = None  # the invocation it has not yet signalled done with
 
 
 def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
@@ -151,8 +126,8 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path == f"{EXTENSION_PREFIX}/event/next":
-                return self._extension_next()
+            if self.path.startswith(EXTENSION_PREFIX):
+                return extension_call(self, api)
             if self.path != f"{PREFIX}/invocation/next":
                 return self._answer(404, {"errorMessage": f"unknown path {self.path}", "errorType": "NotFound"})
             if api.first_next_at is None:
@@ -176,18 +151,8 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_POST(self) -> None:  # noqa: N802
-            if self.path == f"{EXTENSION_PREFIX}/register":
-                self._read_body()
-                identifier = str(uuid.uuid4())
-                api.extensions[identifier] = Extension(self.headers.get("Lambda-Extension-Name") or "")
-                data = json.dumps({"functionName": "", "functionVersion": "$LATEST", "handler": ""}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Lambda-Extension-Identifier", identifier)
-                self.end_headers()
-                self.wfile.write(data)
-                return None
+            if self.path.startswith(EXTENSION_PREFIX):
+                return extension_call(self, api, self._read_body())
             if self.path == f"{PREFIX}/init/error":
                 api.init_error = _json(self._read_body())
                 api.init_error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
@@ -214,46 +179,15 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
                     return
             else:
                 invocation.body = self._read_body()
-            invocation.responded_at = time.monotonic()
-            if api.extensions_idle():
-                invocation.completed_at = invocation.responded_at
+            api.responded(invocation)
             invocation.done.set()
             self._answer(202, {"status": "OK"})
 
-        def _extension_next(self) -> None:
-            """An extension is done with its invocation (which may complete it) and waits for the next event."""
-            extension = api.extensions.get(self.headers.get("Lambda-Extension-Identifier") or "")
-            if extension is None:
-                return self._answer(403, {"errorMessage": "unknown extension", "errorType": "Extension.Unknown"})
-            finished, extension.current = extension.current, None
-            if finished is not None and finished.responded_at is not None and api.extensions_idle():
-                finished.completed_at = time.monotonic()
-            environment = api.environment
-            while True:
-                try:
-                    event = extension.events.get(timeout=0.1)
-                    break
-                except queue.Empty:
-                    if api.environment != environment:
-                        self.close_connection = True
-                        return None
-            data = json.dumps(event).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Lambda-Extension-Event-Identifier", str(uuid.uuid4()))
-            self.end_headers()
-            self.wfile.write(data)
-            return None
-
         def _next_event(self) -> Invocation | None:
-            """Blocks, as Lambda does, until there is an event (and every extension is done with the last
-            one), unless this environment ends meanwhile."""
+            """Blocks, as Lambda does, until there is an event, unless this environment ends meanwhile."""
             environment = api.environment
-            while not api.extensions_idle():
-                if api.environment != environment:
-                    return None
-                time.sleep(0.005)
+            if not api.wait_for_extensions(environment):  # the last invocation is complete only then
+                return None
             while True:
                 try:
                     invocation = api._events.get(timeout=0.1)
