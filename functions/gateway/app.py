@@ -10,6 +10,8 @@ from stratus.gateway.context import request_id_from
 from stratus.lambda_web import LambdaInvocations
 from stratus.observability import observe
 
-obs = observe("gateway")  # a bad configuration fails the cold start, naming the variable
+# A bad configuration fails the cold start, naming the variable. The request middleware flushes the spans
+# after the streamed response itself: no extension.
+obs = observe("gateway", flush_after_result=False)
 # Each request is one invocation: its Lambda context (request id, deadline, trace) comes in a header.
 app = LambdaInvocations(create_app(), obs, request_id=request_id_from)

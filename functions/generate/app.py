@@ -21,7 +21,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # the state machine's Retry/Catch decide on them by name.
     task = parse_model(GenerateTask, event, "generate request")
     obs.annotate(tenant_id=task.tenant_id, request_id=task.request_id, mode=task.mode)
-    response = generate(task)  # subsegments: prompt, cache_lookup, model_call > provider_attempt..., record
+    response = generate(task)  # spans: prompt, cache_lookup, model_call > provider_attempt..., record
     obs.annotate(cache_hit=response.cache.status.startswith("hit"), provider=response.provider,
                  deployment=response.deployment)
     return response.model_dump(mode="json")

@@ -23,6 +23,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if isinstance(state, dict):
         obs.annotate(stage=event["stage"] if isinstance(event.get("stage"), str) else None,
                      tenant_id=state.get("tenant_id"), request_id=state.get("request_id"))
-    result = guard_task(event)  # a subsegment per rail: rail_injection, rail_pii, rail_context_injection...
+    result = guard_task(event)  # a span per rail: rail_injection, rail_pii, rail_context_injection...
     obs.annotate(blocked=(result.get("guard") or {}).get("blocked") is not None)
     return result

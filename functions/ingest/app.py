@@ -11,7 +11,7 @@ obs = observe("ingest")  # a bad configuration fails the cold start, naming the 
 @obs.handler()
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     obs.annotate(messages=len(event.get("Records") or []))
-    # a subsegment per object event (## document: download, lookup, extract, chunk, embed, store)
+    # a span per object event (document: download, lookup, extract, chunk, embed, store)
     response, outcomes = process_sqs_batch(event, context)
     for outcome, count in outcomes.items():
         obs.count(f"Documents_{outcome}", count)

@@ -21,6 +21,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = parse_request({k: v for k, v in event.items() if k != "trace_context"} if isinstance(event, dict)
                             else event)
     obs.annotate(tenant_id=request.tenant_id, request_id=request.request_id, mode=request.mode)
-    response = retrieve(request)  # a subsegment per stage: embed_query, filters, lexical, dense, fusion...
+    response = retrieve(request)  # a span per stage: embed_query, filters, lexical, dense, fusion...
     obs.annotate(hits=len(response.hits))
     return response.model_dump(mode="json")

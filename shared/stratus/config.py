@@ -35,6 +35,7 @@ ENV_NAMES = {
     "otel_traces_sampler": ("OTEL_TRACES_SAMPLER",),
     "otel_traces_sampler_arg": ("OTEL_TRACES_SAMPLER_ARG",),
     "otel_sdk_disabled": ("OTEL_SDK_DISABLED",),
+    "lambda_runtime_api": ("AWS_LAMBDA_RUNTIME_API",),  # set by Lambda: where the runtime and extensions talk
 }
 
 
@@ -192,11 +193,9 @@ class Settings(BaseModel):
     # Request fields that are no OpenAI parameter (a client's extra_body) are forwarded to OpenAI-compatible
     # deployments (refused by the others, stratus.llm.parameters); off: 400 unknown_parameter.
     forward_unknown_parameters: bool = True
-    # X-Ray tracing of the gateway (the template turns it on with Tracing: Active). The X-Ray SDK costs
-    # ~400 ms of import, so it loads only when this is on, on the first invocation.
-    tracing: bool = False
     # OpenTelemetry traces over OTLP/HTTP (stratus.telemetry, docs/observability.md): on when an endpoint is
     # set. OTEL_EXPORTER_OTLP_ENDPOINT is a base URL (/v1/traces is appended); the TRACES one is used as is.
+    # X-Ray's own OTLP endpoint (https://xray.<region>.amazonaws.com) is posted to SigV4-signed (no X-Ray SDK).
     otel_endpoint: str | None = Field(default=None, pattern=r"^https?://")
     otel_traces_endpoint: str | None = Field(default=None, pattern=r"^https?://")
     otel_service_name: str | None = None  # default: stratus-<function> (stratus-gateway, stratus-ingest...)
@@ -204,6 +203,13 @@ class Settings(BaseModel):
                                  "parentbased_always_off", "parentbased_traceidratio"] = "parentbased_always_on"
     otel_traces_sampler_arg: float = Field(default=1.0, ge=0, le=1)  # the ratio of the traceidratio samplers
     otel_sdk_disabled: bool = False
+    # A Secrets Manager secret holding the exporter's headers as a JSON object (a backend's API key), read by
+    # the export thread on its first export: the key stays out of the function's configuration. It replaces
+    # OTEL_EXPORTER_OTLP_HEADERS when set.
+    otel_headers_secret_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:secretsmanager:")
+    # Lambda's Runtime API (host:port), set by Lambda: a handler's spans are flushed by an internal extension
+    # after its result has gone back (stratus.lambda_extension). None outside Lambda.
+    lambda_runtime_api: str | None = None
     # Prompt and completion text on the model spans (gen_ai.input.messages, gen_ai.output.messages), PII-
     # redacted; off by default: spans are then ids, names, counts and flags only.
     trace_content: bool = False

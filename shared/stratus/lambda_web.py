@@ -7,8 +7,10 @@ gives a plain handler's invocation:
 
 - the request id decided once (the client's `x-request-id` when sane) and written back into the request,
   so the app, the logs and the response share it; log lines carry it with the Lambda request id;
-- the X-Ray trace header published as `_X_AMZN_TRACE_ID`, as the Runtime Interface Client does, so the
-  X-Ray SDK's Lambda context finds the invocation's segment, and the request traced as `## handler`;
+- the X-Ray trace header published as `_X_AMZN_TRACE_ID`, as the Runtime Interface Client does (with
+  OpenTelemetry off, the query workflow's `traceHeader` continues it: stratus.spans.trace_header); a request
+  without a W3C `traceparent` whose invocation X-Ray sampled gets one for the same trace, so the request span
+  joins the trace of API Gateway's and Lambda's own segments (one trace in X-Ray, docs/observability.md);
 - the invocation's deadline in `scope["state"]["deadline_at"]` (epoch seconds), so the app can end its
   work, and a stream, before Lambda ends the environment;
 - the response's status class counted, and the metrics and OpenTelemetry spans flushed, once the response
@@ -31,6 +33,7 @@ from stratus import spans, telemetry
 
 LAMBDA_CONTEXT_HEADER = b"x-amzn-lambda-context"
 TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
+TRACEPARENT_HEADER = spans.TRACEPARENT.encode()
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class LambdaInvocations:
         scope.setdefault("state", {})["deadline_at"] = invocation.deadline_at
         if invocation.trace_id:
             os.environ[TRACE_VARIABLE] = invocation.trace_id
+            self._continue_xray_trace(scope, invocation.trace_id)
         logger = self.obs.logger
         logger.clear_state()
         logger.append_keys(function_request_id=invocation.request_id, cold_start=self._cold,
@@ -99,14 +103,21 @@ class LambdaInvocations:
             await send(message)
 
         try:
-            # X-Ray's `## handler`; in OpenTelemetry the gateway's request span (GatewayMiddleware) is the root.
-            with self.obs.step("handler", otel=False, route=scope.get("path", ""), request_id=rid):
-                await self.app(scope, receive, send_status)
+            await self.app(scope, receive, send_status)  # the request span is GatewayMiddleware's
         finally:
             self.obs.count(f"Responses{status // 100}xx")
             self.obs.flush_metrics()
             if spans.otel_enabled():  # the response is complete: the invocation's spans leave now
                 await asyncio.to_thread(telemetry.flush)
+
+    @staticmethod
+    def _continue_xray_trace(scope: dict[str, Any], trace_header: str) -> None:
+        headers = scope.get("headers", ())
+        if not spans.enabled() or any(k == TRACEPARENT_HEADER for k, _ in headers):
+            return  # a caller's W3C context wins: its trace id is kept across every function
+        traceparent = spans.traceparent_of_xray(trace_header)
+        if traceparent is not None:
+            scope["headers"] = [*headers, (TRACEPARENT_HEADER, traceparent.encode("latin-1"))]
 
     def _decide_request_id(self, scope: dict[str, Any]) -> str:
         headers = [(k, v) for k, v in scope.get("headers", ()) if k != self.request_id_header]

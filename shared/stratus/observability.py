@@ -1,6 +1,6 @@
 """Logging, metrics and tracing for a Lambda function, set up once at module scope by its handler.
 
-    obs = observe("retrieve")                      # module scope: Logger, Metrics and (if on) Tracer
+    obs = observe("retrieve")                      # module scope: Logger, Metrics, OpenTelemetry (if on)
 
     @obs.handler(correlation_id=lambda event: event.get("request_id"))
     def handler(event, context): ...
@@ -8,16 +8,15 @@
 Logs are JSON (Powertools Logger) with the function's correlation id, and the library's own loggers
 write through the same formatter. Metrics are CloudWatch EMF lines, flushed after each invocation,
 only when `STRATUS_EMIT_METRICS` is on (the template turns it on; locally stdout belongs to the commands).
-Tracing follows `STRATUS_TRACING` (on in the template, where functions run with `Tracing: Active`): the
-handler runs inside Powertools' `capture_lambda_handler` subsegment, `obs.step(name)` records a
-subsegment per step, and the library's own steps (`stratus.spans.span`, e.g. retrieval's lexical and dense
-searches, each provider attempt) record theirs through the same Tracer, which `observe` installs there.
-Off, the X-Ray SDK is never imported (it costs ~250 ms of cold start) and spans are no-ops.
 
-OpenTelemetry (stratus.telemetry) is on when an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT): each
-invocation is a SERVER span named after the function, a child of the W3C trace context the event carries
-(the query workflow's `trace_context`, in the state or in a guard event's `state`), with the library's spans
-under it; the batch is flushed when the handler has returned (docs/observability.md).
+Traces are OpenTelemetry only (stratus.telemetry), on when an OTLP endpoint is set
+(OTEL_EXPORTER_OTLP_ENDPOINT; X-Ray takes them at its OTLP endpoint, signed): each invocation is a SERVER
+span named after the function, a child of the W3C trace context the event carries (the query workflow's
+`trace_context`, in the state or in a guard event's `state`) or else of the invocation's X-Ray trace when
+X-Ray sampled it (`_X_AMZN_TRACE_ID`), with `obs.step` and the library's spans (stratus.spans) under it. On
+Lambda the batch is flushed by an internal extension once the result has gone back (stratus.lambda_extension),
+elsewhere (or if the extension could not register) when the handler has returned (docs/observability.md). The
+X-Ray SDK is not used: Powertools' Tracer is never created, so its ~400 ms of cold start is gone.
 """
 
 from __future__ import annotations
@@ -44,12 +43,12 @@ class Observability:
     service: str
     logger: Logger
     metrics: Metrics
-    tracer: Any  # a Powertools Tracer when tracing is on, else None
     emit_metrics: bool
+    extension: Any = None  # stratus.lambda_extension.FlushAfterResponse when it registered, else None
 
     def handler(self, correlation_id: Callable[[Any], str | None] | None = None) -> Callable[[Handler], Handler]:
         """Decorates a Lambda handler: context and correlation id in every log line, metrics flushed after
-        the invocation, and the invocation traced as a subsegment of Lambda's own segment."""
+        the invocation, and the invocation traced as a span (its spans flushed before the result returns)."""
 
         def decorate(fn: Handler) -> Handler:
             @functools.wraps(fn)
@@ -59,14 +58,19 @@ class Observability:
                 if not spans.otel_enabled():
                     return fn(event, context)
                 try:
-                    with spans.continued(trace_context_of(event)), spans.server_span(self.service):
+                    # The workflow's W3C context, else the trace X-Ray sampled this invocation in (an SQS
+                    # message's AWSTraceHeader, Step Functions' traceHeader): X-Ray shows one trace either way.
+                    carried = trace_context_of(event) or spans.lambda_xray_carrier()
+                    with spans.continued(carried), spans.server_span(self.service):
                         return fn(event, context)
                 finally:
-                    telemetry.flush()  # the invocation's spans leave before Lambda may freeze the process
+                    if self.extension is not None:
+                        self.extension.handler_done()  # it flushes while the runtime posts the result
+                    else:
+                        telemetry.flush()  # the spans leave before Lambda may freeze the process
 
             injected = self.logger.inject_lambda_context(run, clear_state=True)
 
-            @functools.wraps(fn)  # the trace names the subsegment after the handler
             def entry(event: Any, context: Any) -> Any:
                 # Lambda's context (and the local stack's) carries the function's identity for the log
                 # keys; a caller without one (a test, a script) still gets the handler.
@@ -75,24 +79,20 @@ class Observability:
             wrapped: Handler = entry
             if self.emit_metrics:
                 wrapped = self.metrics.log_metrics(wrapped)
-            if self.tracer is not None:
-                wrapped = self.tracer.capture_lambda_handler(wrapped, capture_response=False)
             return functools.wraps(fn)(wrapped)
 
         return decorate
 
     @contextmanager
-    def step(self, name: str, *, otel: bool = True, **annotations: spans.Annotation) -> Iterator[spans.Span]:
-        """A named subsegment (and OpenTelemetry span, unless `otel` is False) around one step of the work
-        (no-op without tracing)."""
-        provider = self.tracer.provider if self.tracer is not None else None
-        with spans.open_span(provider, name, annotations, otel=otel) as opened:
+    def step(self, name: str, **annotations: spans.Annotation) -> Iterator[spans.Span]:
+        """A named span around one step of the handler's work (a no-op without tracing)."""
+        with spans.span(name, **annotations) as opened:
             yield opened
 
     def annotate(self, **annotations: spans.Annotation) -> None:
-        """Annotates the innermost open subsegment (`## handler` in a handler's body): tenant, request, mode,
-        outcome. Indexed by X-Ray; ids and labels only, never prompt text. No-op without tracing."""
-        spans.annotate_with(self.tracer.provider if self.tracer is not None else None, annotations)
+        """Annotates the innermost open span (the invocation's, in a handler's body): tenant, request, mode,
+        outcome. Ids and labels only, never prompt text. No-op without tracing."""
+        spans.annotate(**annotations)
 
     def flush_metrics(self) -> None:
         """Writes this invocation's metrics (what `handler` does after a plain handler returns)."""
@@ -127,18 +127,18 @@ def _safe(extract: Callable[[Any], str | None], event: Any) -> str | None:
     return str(value) if value else None
 
 
-def observe(service: str) -> Observability:
-    """The function's Logger, Metrics and Tracer; call once, at module scope (cold start)."""
+def observe(service: str, *, flush_after_result: bool = True) -> Observability:
+    """The function's Logger, Metrics and OpenTelemetry provider; call once, at module scope (cold start).
+    On Lambda with tracing on, `flush_after_result` registers the internal extension that flushes each
+    invocation's spans after the result has gone (the gateway, which flushes after its streamed response
+    itself, passes False)."""
     settings = get_settings()
     logger = Logger(service=service, level=settings.log_level)
     copy_config_to_registered_loggers(source_logger=logger, include={"stratus"})  # library logs as JSON too
     metrics = Metrics(namespace=NAMESPACE, service=service)
-    telemetry.configure(service, settings)  # OpenTelemetry, when an OTLP endpoint is set
-    tracer = None
-    if settings.tracing:
-        from aws_lambda_powertools import Tracer  # imports the X-Ray SDK
+    extension = None
+    if telemetry.configure(service, settings) is not None and flush_after_result and settings.lambda_runtime_api:
+        from stratus import lambda_extension
 
-        tracer = Tracer(service=service)
-        if not tracer.disabled:  # off outside Lambda (no LAMBDA_TASK_ROOT), as Powertools decides
-            spans.install(tracer.provider)  # the library's steps (stratus.spans) become subsegments too
-    return Observability(service, logger, metrics, tracer, settings.emit_metrics)
+        extension = lambda_extension.start(settings.lambda_runtime_api, telemetry.flush)
+    return Observability(service, logger, metrics, settings.emit_metrics, extension)

@@ -1,4 +1,4 @@
-"""Steps of the library's work as OpenTelemetry spans (and X-Ray subsegments), when tracing is on.
+"""Steps of the library's work as OpenTelemetry spans, when tracing is on.
 
     from stratus.spans import span
 
@@ -6,38 +6,37 @@
         ...
         step.annotate(candidates=len(hits))
 
-Two sinks, each off until installed, so the CLI, the local stack and the tests pay nothing for them:
-- OpenTelemetry: `use(tracer_provider)` (stratus.telemetry does it when an OTLP endpoint is set, tests with
-  an in-memory exporter). Each `span` is an OTel span, a child of the current one (the gateway's request
-  span, a task function's invocation span, or the caller's context carried in: `continued`).
-- X-Ray: `install(recorder)` (stratus.observability, for a Lambda with `Tracing: Active` and
-  STRATUS_TRACING on): each span is also a `## name` subsegment with X-Ray annotations.
+Off until `use(tracer_provider)` (stratus.telemetry does it when an OTLP endpoint is set, tests with an
+in-memory exporter), so the CLI, the local stack and the tests pay nothing. Each `span` is an OTel span, a
+child of the current one (the gateway's request span, a task function's invocation span, or the caller's
+context carried in: `continued`). X-Ray gets the same spans through its OTLP endpoint (stratus.telemetry
+signs the requests, docs/observability.md); nothing here speaks X-Ray's own protocol.
 
 Annotations are keyword arguments: ids, modes, names, counts and flags, never prompt, answer or document
-text; a None value is left out. X-Ray gets them under their own names. OpenTelemetry gets the GenAI
-semantic conventions' names where one exists (ATTRIBUTES: `model` is `gen_ai.request.model`,
-`input_tokens` is `gen_ai.usage.input_tokens`...) and `stratus.<name>` for the rest (`stratus.tenant_id`,
-`stratus.cache_hit`...). `Span.set_attributes` adds OTel-only attributes under their full names.
+text; a None value is left out. They become the GenAI semantic conventions' names where one exists
+(ATTRIBUTES: `model` is `gen_ai.request.model`, `input_tokens` is `gen_ai.usage.input_tokens`...) and
+`stratus.<name>` for the rest (`stratus.tenant_id`, `stratus.cache_hit`...). `Span.set_attributes` adds
+attributes under their full names.
 
-Context for the next hop: `trace_header()` is X-Ray's (StartSyncExecution's `traceHeader`); `carrier()` is
-W3C trace context (`traceparent`, `tracestate`) of the current span, which the gateway returns to its caller
-and passes in the workflow's input, and which `continued(carrier)` resumes in the task functions.
+Context for the next hop: `carrier()` is W3C trace context (`traceparent`, `tracestate`) of the current span,
+which the gateway returns to its caller and passes in the workflow's input, and which `continued(carrier)`
+resumes in the task functions; `trace_header()` is the same span in X-Ray's header format, for
+StartSyncExecution's `traceHeader` (Step Functions and Lambda record their own segments in that trace).
 
-This module imports neither the X-Ray SDK, Powertools nor the OpenTelemetry SDK: only the OpenTelemetry
-API (which FastAPI imports anyway) once a tracer is in use.
+This module imports neither Powertools nor the OpenTelemetry SDK: only the OpenTelemetry API (which FastAPI
+imports anyway) once a tracer is in use.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 Annotation = str | int | float | bool | None
 AttributeValue = str | int | float | bool | Sequence[str] | Sequence[int] | Sequence[float] | Sequence[bool]
 
-_provider: Any = None  # the Powertools Tracer's provider (aws_xray_sdk's recorder) once a handler installed it
 _tracer: Any = None  # an opentelemetry.trace.Tracer once `use` was given a TracerProvider
 
 # Annotation names that have an OpenTelemetry GenAI semantic-convention name (semconv gen-ai spans;
@@ -63,12 +62,6 @@ CLIENT_SPANS = frozenset({"provider_attempt", "workflow"})
 TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
 
 
-def install(provider: Any) -> None:
-    """Record spans as X-Ray subsegments through `provider` (a Powertools Tracer's); None turns that off."""
-    global _provider
-    _provider = provider
-
-
 def use(tracer_provider: Any) -> None:
     """Record spans through an OpenTelemetry TracerProvider (stratus.telemetry's, or a test's); None: off."""
     global _tracer
@@ -76,11 +69,10 @@ def use(tracer_provider: Any) -> None:
 
 
 def enabled() -> bool:
-    return _provider is not None or _tracer is not None
-
-
-def otel_enabled() -> bool:
     return _tracer is not None
+
+
+otel_enabled = enabled  # the name the handlers' wrappers use
 
 
 def attribute_name(key: str) -> str:
@@ -88,13 +80,16 @@ def attribute_name(key: str) -> str:
 
 
 def attributes_of(annotations: Mapping[str, Annotation]) -> dict[str, AttributeValue]:
-    """The OpenTelemetry attributes of X-Ray-style annotations (None values left out)."""
+    """The OpenTelemetry attributes of keyword annotations (None values left out)."""
     out: dict[str, AttributeValue] = {}
     for key, value in annotations.items():
         if value is None:
             continue
         if key == "provider" and isinstance(value, str):
             value = PROVIDER_NAMES.get(value, value)
+        if key == "status" and (isinstance(value, bool) or not isinstance(value, int)):
+            out["stratus.status"] = value  # a state (an ingested document's "unchanged"), not an HTTP status
+            continue
         out[attribute_name(key)] = value
         if key == "outcome" and value != "ok":
             out["error.type"] = str(value)  # a failed attempt names its error class, as the convention asks
@@ -104,15 +99,12 @@ def attributes_of(annotations: Mapping[str, Annotation]) -> dict[str, AttributeV
 class Span:
     """One open step; `annotate` adds what is learned inside it (a cache hit, an outcome)."""
 
-    __slots__ = ("_subsegment", "_otel")
+    __slots__ = ("_otel",)
 
-    def __init__(self, subsegment: Any = None, otel: Any = None) -> None:
-        self._subsegment = subsegment
+    def __init__(self, otel: Any = None) -> None:
         self._otel = otel
 
     def annotate(self, **annotations: Annotation) -> None:
-        if self._subsegment is not None:
-            _put(self._subsegment, annotations)
         if self._otel is not None:
             self._otel.set_attributes(attributes_of(annotations))
             outcome = annotations.get("outcome")
@@ -122,7 +114,7 @@ class Span:
                 self._otel.set_status(Status(StatusCode.ERROR, str(outcome)))
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue | None]) -> None:
-        """OpenTelemetry attributes under their full names (not sent to X-Ray); None values left out."""
+        """Attributes under their full names (not mapped like `annotate`'s); None values left out."""
         if self._otel is not None:
             self._otel.set_attributes({k: v for k, v in attributes.items() if v is not None})
 
@@ -148,40 +140,23 @@ _OFF = Span()
 
 @contextmanager
 def span(name: str, **annotations: Annotation) -> Iterator[Span]:
-    """A span `name` (and a `## name` subsegment) around the block, annotated; a no-op when tracing is off."""
-    with open_span(_provider, name, annotations) as opened:
-        yield opened
-
-
-@contextmanager
-def open_span(provider: Any, name: str, annotations: dict[str, Annotation], *, otel: bool = True) -> Iterator[Span]:
-    """`span` through a given X-Ray provider (Observability.step passes its own Tracer's); `otel=False`
-    records the subsegment only (the gateway's `## handler`, whose OTel counterpart is the request span)."""
-    tracer = _tracer if otel else None
-    if provider is None and tracer is None:
+    """A span `name` around the block, annotated; a no-op when tracing is off. An exception inside is
+    recorded on the span (its status set to error), then re-raised."""
+    tracer = _tracer
+    if tracer is None:
         yield _OFF
         return
-    with ExitStack() as stack:
-        opened: Any = None
-        subsegment: Any = None
-        if tracer is not None:
-            from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import SpanKind
 
-            kind = SpanKind.CLIENT if name in CLIENT_SPANS else SpanKind.INTERNAL
-            # An exception inside is recorded on the span (and its status set to error), then re-raised.
-            opened = stack.enter_context(tracer.start_as_current_span(name, kind=kind,
-                                                                      attributes=attributes_of(annotations)))
-        if provider is not None:
-            subsegment = stack.enter_context(provider.in_subsegment(f"## {name}"))
-            _put(subsegment, annotations)
-        yield Span(subsegment, opened)
+    kind = SpanKind.CLIENT if name in CLIENT_SPANS else SpanKind.INTERNAL
+    with tracer.start_as_current_span(name, kind=kind, attributes=attributes_of(annotations)) as opened:
+        yield Span(opened)
 
 
 @contextmanager
 def server_span(name: str, headers: Mapping[str, str] | None = None, **annotations: Annotation) -> Iterator[Span]:
     """An OpenTelemetry SERVER span (a gateway request, a function's invocation): a child of the W3C context
-    in `headers` when there is one, else of the current context; not an X-Ray subsegment (Lambda and
-    Powertools record those). A no-op Span when OpenTelemetry is off."""
+    in `headers` when there is one, else of the current context. A no-op Span when OpenTelemetry is off."""
     tracer = _tracer
     if tracer is None:
         yield _OFF
@@ -191,36 +166,16 @@ def server_span(name: str, headers: Mapping[str, str] | None = None, **annotatio
     parent = context_from(headers) if headers else None
     with tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER,
                                       attributes=attributes_of(annotations)) as otel:
-        yield Span(None, otel)
+        yield Span(otel)
 
 
 def annotate(**annotations: Annotation) -> None:
-    """Annotates the innermost open span (and subsegment: a handler's `## handler` when no span is open)."""
-    annotate_with(_provider, annotations)
-
-
-def annotate_with(provider: Any, annotations: dict[str, Annotation]) -> None:
-    if _tracer is not None:
-        from opentelemetry import trace
-
-        trace.get_current_span().set_attributes(attributes_of(annotations))
-    if provider is None:
+    """Annotates the innermost open span (a handler's invocation span when no step is open)."""
+    if _tracer is None:
         return
-    try:
-        entity = provider.get_trace_entity()
-    except Exception:  # no segment in this context (e.g. a thread the SDK has no context for)
-        return
-    _put(entity, annotations)
+    from opentelemetry import trace
 
-
-def _put(entity: Any, annotations: dict[str, Annotation]) -> None:
-    for key, value in annotations.items():
-        if value is None:
-            continue
-        try:
-            entity.put_annotation(key, value)
-        except Exception:  # Lambda's own (facade) segment refuses changes; a step never fails on tracing
-            return
+    trace.get_current_span().set_attributes(attributes_of(annotations))
 
 
 # --- W3C trace context -----------------------------------------------------------------------------------
@@ -281,16 +236,43 @@ def trace_id() -> str | None:
 
 
 def trace_header() -> str | None:
-    """The X-Ray header of the work in progress, for the next hop: `Root=...;Parent=<current subsegment>;
-    Sampled=...` when a traced handler is running, else Lambda's `_X_AMZN_TRACE_ID` for this invocation
-    (set per invocation by the runtime; None outside Lambda)."""
-    if _provider is not None:
-        try:
-            entity = _provider.get_trace_entity()
-            root, parent, sampled = entity.trace_id, entity.id, entity.sampled
-        except Exception:
-            root = None
-        if root and parent and parent.strip("0"):  # a no-op (unsampled, SDK off) entity has an all-zero id
-            return f"Root={root};Parent={parent};Sampled={1 if sampled else 0}"
+    """The current span as an X-Ray trace header, `Root=1-<8 hex>-<24 hex>;Parent=<span id>;Sampled=<0|1>`
+    (X-Ray's form of the same 128-bit trace id), for StartSyncExecution's `traceHeader`: Step Functions and
+    the task functions' Lambda segments then land in the trace the spans are in. Without a recording span,
+    Lambda's `_X_AMZN_TRACE_ID` for this invocation (set per invocation by the runtime; None outside Lambda)."""
+    if _tracer is not None:
+        from opentelemetry import trace
+
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            hex_id, sampled = f"{ctx.trace_id:032x}", 1 if ctx.trace_flags.sampled else 0
+            return f"Root=1-{hex_id[:8]}-{hex_id[8:]};Parent={ctx.span_id:016x};Sampled={sampled}"
     # A runtime variable, not a setting (it changes with every invocation): read here, not in config.
     return os.environ.get("_X_AMZN_TRACE_ID") or None
+
+
+def traceparent_of_xray(header: str | None) -> str | None:
+    """A W3C `traceparent` for the same trace and parent as an X-Ray header (`Root=1-<8 hex>-<24 hex>;
+    Parent=<16 hex>;Sampled=1`), so that spans started from it share the trace X-Ray recorded API Gateway's
+    and Lambda's segments in. Only for a header X-Ray sampled: otherwise (Sampled=0 or undecided, no Parent,
+    malformed) None, and the span's own sampler decides in a trace of its own."""
+    if not header:
+        return None
+    fields = dict(part.strip().partition("=")[::2] for part in header.split(";"))
+    version, _, rest = fields.get("Root", "").partition("-")
+    epoch, _, unique = rest.partition("-")
+    trace_hex, parent = (epoch + unique).lower(), fields.get("Parent", "").lower()
+    if (version != "1" or fields.get("Sampled") != "1" or not _hex(trace_hex, 32) or not _hex(parent, 16)):
+        return None
+    return f"00-{trace_hex}-{parent}-01"
+
+
+def lambda_xray_carrier() -> dict[str, str] | None:
+    """This Lambda invocation's X-Ray trace (`_X_AMZN_TRACE_ID`) as a W3C carrier, when X-Ray sampled it: what
+    an invocation span continues when its event carries no W3C context of its own."""
+    traceparent = traceparent_of_xray(os.environ.get("_X_AMZN_TRACE_ID"))
+    return {TRACEPARENT: traceparent} if traceparent else None
+
+
+def _hex(value: str, length: int) -> bool:
+    return len(value) == length and value.strip("0") != "" and all(c in "0123456789abcdef" for c in value)

@@ -7,16 +7,20 @@
 On when OTEL_EXPORTER_OTLP_ENDPOINT (a base URL: /v1/traces is appended) or
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is) is set and OTEL_SDK_DISABLED is not; the sampler follows
 OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on: a caller's sampled flag is
-obeyed), the service name OTEL_SERVICE_NAME (default `stratus`). The exporter's other settings (headers
+obeyed), the service name OTEL_SERVICE_NAME (default `stratus-<function>`). The exporter's other settings (headers
 such as a backend's API key, timeout, compression, certificate) are the SDK's own OTEL_EXPORTER_OTLP_*
 variables, which it reads itself.
 
 Spans are batched (BatchSpanProcessor) and exported by its worker thread, never on the request's path.
 Where the process may be frozen between requests (Lambda), the invocation's spans are flushed once its
-response is complete: `flush()`, called by Observability.handler after the handler returned and by the
-gateway's middleware after the last byte of the response (docs/observability.md says why this and not an
-extension). The OTLP exporter (protobuf, requests) is imported by the worker on its first export, so a cold
-start pays only for the SDK.
+result has gone back: `flush()`, called by the internal extension (stratus.lambda_extension) while the
+runtime posts a handler's result, and by the gateway's middleware after the last byte of the response
+(docs/observability.md says why this and not a collector layer). The OTLP exporter (protobuf, requests)
+is imported by the worker on its first export, so a cold start pays only for the SDK.
+
+X-Ray: an endpoint on X-Ray's host (`https://xray.<region>.amazonaws.com`, its OTLP endpoint) is posted to
+with SigV4-signed requests (stratus.aws.sigv4, the function's role credentials, action xray:PutSpans),
+so X-Ray gets the same spans as any other backend, without a collector layer or the X-Ray SDK.
 
 Off (no endpoint), the SDK is never imported and stratus.spans stays a no-op.
 """
@@ -79,7 +83,7 @@ def exporting_provider(settings: Settings, service: str, endpoint: str) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = new_provider(settings, service)
-    provider.add_span_processor(BatchSpanProcessor(lazy_otlp_exporter(endpoint)))
+    provider.add_span_processor(BatchSpanProcessor(lazy_otlp_exporter(endpoint, settings.otel_headers_secret_arn)))
     return provider
 
 
@@ -88,7 +92,8 @@ def new_provider(settings: Settings, service: str) -> Any:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    resource = Resource.create({"service.name": settings.otel_service_name or "stratus", "service.namespace": "stratus",
+    resource = Resource.create({"service.name": settings.otel_service_name or f"stratus-{service}",
+                                "service.namespace": "stratus",
                                 "stratus.function": service, "deployment.environment.name": settings.env})
     return TracerProvider(resource=resource, sampler=sampler(settings))
 
@@ -137,9 +142,27 @@ def reset() -> None:
         spans.use(None)
 
 
-def lazy_otlp_exporter(endpoint: str) -> Any:
+def signing_session(endpoint: str, credentials: Any = None) -> Any:
+    """A requests Session that SigV4-signs its requests when `endpoint` is X-Ray's (None otherwise: the
+    exporter makes its own, and takes OTEL_EXPORTER_OTLP_HEADERS for a backend's key)."""
+    from urllib.parse import urlsplit
+
+    from stratus.aws.sigv4 import SigV4Auth, xray_region
+
+    region = xray_region(urlsplit(endpoint).hostname or "")
+    if region is None:
+        return None
+    import requests
+
+    session = requests.Session()
+    session.auth = SigV4Auth("xray", region, credentials)
+    return session
+
+
+def lazy_otlp_exporter(endpoint: str, headers_secret_arn: str | None = None) -> Any:
     """The OTLP/HTTP (protobuf) span exporter, imported and made on the first export (on the batch
-    processor's worker thread), so a cold start does not pay for protobuf and requests."""
+    processor's worker thread), so a cold start does not pay for protobuf and requests, nor for reading the
+    headers' secret (`headers_secret_arn`: a JSON object of header names and values)."""
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     class LazyOTLPExporter(SpanExporter):
@@ -151,11 +174,22 @@ def lazy_otlp_exporter(endpoint: str) -> Any:
             if self._exporter is None:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-                self._exporter = OTLPSpanExporter(endpoint=self.endpoint)
+                headers = None
+                if headers_secret_arn:
+                    from stratus.aws.secrets import json_secret
+
+                    headers = json_secret(headers_secret_arn) or None
+                self._exporter = OTLPSpanExporter(endpoint=self.endpoint, headers=headers,
+                                                  session=signing_session(self.endpoint))
             return self._exporter
 
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            result: SpanExportResult = self._get().export(spans)
+            try:
+                exporter = self._get()
+            except Exception:  # noqa: BLE001 - the secret unreadable now: this batch is lost, the next one retries
+                log.warning("cannot make the OTLP exporter (headers secret %s)", headers_secret_arn, exc_info=True)
+                return SpanExportResult.FAILURE
+            result: SpanExportResult = exporter.export(spans)
             return result
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:

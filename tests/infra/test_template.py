@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from stratus.config import Settings, load_settings
+from stratus_tools.local.cfn import NO_VALUE, Resolver
 from stratus_tools.local.template import behind_web_adapter, function_properties, load_template, resources_of_type
 
 from .conftest import ROOT, TEMPLATE, lint, sam_transform
@@ -141,22 +142,34 @@ def test_functions_share_the_layer_runtime_and_architecture(template: dict[str, 
 def test_function_environment_names_real_settings(template: dict[str, Any], stage: str) -> None:
     # Settings ignores unknown variables, so a misspelt STRATUS_* name would silently fall back.
     fields = set(Settings.model_fields)
-    parameters = {name: p.get("Default") for name, p in template["Parameters"].items()} | {"Stage": stage}
+    defaults = {name: p.get("Default") for name, p in template["Parameters"].items()} | {"Stage": stage}
+    exporting = {"OtelExporterEndpoint": "xray",
+                 "OtelExporterHeadersSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:otlp-AbCdEf"}
+    # with the parameters' defaults (no trace export: those variables are left out), then exporting
+    for parameters in (defaults, defaults | exporting):
+        conditions = Resolver(template, stack_name="s", region="eu-west-1", account_id="1", parameters=parameters)
 
-    def value(v: Any) -> str:  # parameters resolve to their values, other intrinsics to a placeholder
-        if isinstance(v, dict) and "Ref" in v and v["Ref"] in parameters:
-            return str(parameters[v["Ref"]])
-        return v if isinstance(v, str) else "resolved-at-deploy"
+        def value(v: Any, parameters: dict[str, Any] = parameters, conditions: Resolver = conditions) -> Any:
+            # parameters resolve to their values, !If to its branch, other intrinsics to a placeholder
+            if isinstance(v, dict) and "Fn::If" in v:
+                name, yes, no = v["Fn::If"]
+                return value(yes if conditions.condition(name) else no)
+            if isinstance(v, dict) and v.get("Ref") == "AWS::NoValue":
+                return NO_VALUE
+            if isinstance(v, dict) and "Ref" in v and v["Ref"] in parameters:
+                return str(parameters[v["Ref"]])
+            return v if isinstance(v, str) else "resolved-at-deploy"
 
-    for logical_id in _functions(template):
-        variables = function_properties(template, logical_id)["Environment"]["Variables"]
-        settings = {
-            n.removeprefix("STRATUS_").lower(): value(v)
-            for n, v in variables.items()
-            if n.startswith("STRATUS_")
-        }
-        assert set(settings) - fields == set(), f"{logical_id}: no such setting"
-        assert load_settings(**settings).env == stage
+        for logical_id in _functions(template):
+            variables = function_properties(template, logical_id)["Environment"]["Variables"]
+            settings = {
+                n.removeprefix("STRATUS_").lower(): resolved
+                for n, v in variables.items()
+                if n.startswith("STRATUS_") and (resolved := value(v)) is not NO_VALUE
+            }
+            assert set(settings) - fields == set(), f"{logical_id}: no such setting"
+            assert load_settings(**settings).env == stage
+            assert ("otel_headers_secret_arn" in settings) == (parameters is not defaults), logical_id
 
 
 # CloudWatch Logs' vended-log delivery actions have no resource-level permissions: AWS documents "*" for

@@ -1,7 +1,9 @@
 """The Lambda-contract tier: every function in its own process under the real Runtime Interface Client.
 
 One local stack per session plays AWS (moto for S3, SQS, Step Functions and Secrets Manager, built from
-template.yaml; embedded PostgreSQL), and a loopback X-Ray daemon collects the segments. Each function
+template.yaml; embedded PostgreSQL), deployed with OtelExporterEndpoint set to a loopback OTLP/HTTP receiver
+that collects every function's spans. A loopback X-Ray daemon listens where Lambda's (Tracing: Active) would:
+the functions must send it nothing, as no X-Ray SDK records there any more. Each function
 gets its own process (tests/lambda_contract/process.py) with only its layers on sys.path and the
 environment the template gives it for the dev stage; moto's Lambda hook routes Step Functions tasks,
 SQS batches and direct invokes to those processes.
@@ -33,7 +35,7 @@ import pytest
 
 from tests.lambda_contract.api_gateway import RestApiStage
 from tests.lambda_contract.environment import build_layers, build_runtime
-from tests.lambda_contract.otlp import OTLPCollector
+from tests.lambda_contract.otlp import OTLP_HEADERS, OTLPCollector
 from tests.lambda_contract.process import FunctionProcess, ProcessBackedFunction
 from tests.lambda_contract.stack import CACHE, FUNCTIONS, ROOT, deploy_migrations, function_processes
 from tests.lambda_contract.xray import XRayCollector
@@ -48,6 +50,7 @@ def lambda_builds() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def xray() -> Iterator[XRayCollector]:
+    """Where Lambda's X-Ray daemon would listen (AWS_XRAY_DAEMON_ADDRESS): nothing may arrive."""
     collector = XRayCollector().start()
     yield collector
     collector.stop()
@@ -85,11 +88,13 @@ def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict
     template = load_template(ROOT / "template.yaml")
     from stratus_tools.local.pgbouncer import pgbouncer
 
-    with LocalStack(settings, parameters={"Stage": "dev"}, retry_delay_s=1) as stack, \
+    # The template's own OTEL_* variables (OtelExporterEndpoint), not an override: what a deploy gets.
+    parameters = {"Stage": "dev", "OtelExporterEndpoint": otlp.url}
+    with LocalStack(settings, parameters=parameters, retry_delay_s=1) as stack, \
             pgbouncer(stack.database_url, pool_size=4) as pooler:
         stack.pooler = pooler
-        tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url}
-        extra = {name: dict(tracing) for name in FUNCTIONS}
+        _headers_secret(stack)
+        extra: dict[str, dict[str, str]] = {name: {} for name in FUNCTIONS}
         extra["GatewayFunction"].update(_gateway_provider(stack, upstream, data))
         processes = function_processes(stack, pooler, template, lambda_builds, FUNCTIONS, xray_daemon=xray.address,
                                        logs=data, extra=extra)
@@ -131,3 +136,15 @@ def _gateway_provider(stack: Any, upstream: OpenAIUpstream, folder: Path) -> dic
     secret = stack.resources.resolver.resolve({"Ref": "ProviderSecret"})
     stack.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=json.dumps({"openai": "sk-loop"}))
     return {"STRATUS_PROVIDER_MODE": "hosted", "STRATUS_MODELS_FILE": str(models), "STRATUS_PROVIDER_EGRESS": "nat"}
+
+
+def _headers_secret(stack: Any) -> None:
+    """The exporter's headers in a secret, its ARN as OtelExporterHeadersSecretArn: the operator creates the
+    secret before the deploy, so the parameter is set before any function's environment is resolved."""
+    import json
+
+    arn = stack.client("secretsmanager").create_secret(Name="otlp-headers",
+                                                       SecretString=json.dumps(OTLP_HEADERS))["ARN"]
+    resolver = stack.resources.resolver
+    resolver.values["OtelExporterHeadersSecretArn"] = arn
+    resolver._conditions.clear()  # conditions decided with the parameter empty are decided again

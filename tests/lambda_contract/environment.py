@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratus_tools.local.cfn import Unresolvable
+from stratus_tools.local.cfn import NO_VALUE, Unresolvable
 from stratus_tools.local.template import function_properties
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,9 +117,12 @@ def function_spec(template: dict[str, Any], logical_id: str, resolver: Any, name
         if key in overrides or key in unset:
             continue
         try:
-            environment[key] = str(resolver.resolve(value))
+            resolved = resolver.resolve(value)
         except Unresolvable as err:
             unresolved.append(f"{key} ({err})")
+            continue
+        if resolved is not NO_VALUE:  # an !If ... AWS::NoValue: Lambda gets no such variable
+            environment[key] = str(resolved)
     if unresolved:
         raise AssertionError(f"{logical_id}: variables that point at resources not emulated here must be "
                              f"overridden by the contract tier: {', '.join(unresolved)}")

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# The exporter's headers the tier puts in OtelExporterHeadersSecretArn's secret: every request must carry them.
+OTLP_HEADERS = {"x-stratus-tier": "contract-key"}
+
 
 @dataclass
 class ReceivedSpan:
@@ -39,6 +42,8 @@ class OTLPCollector:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
+        self.request_headers: list[dict[str, str]] = []  # each export request's HTTP headers
+        self.delay_s = 0.0  # how long each export request waits for its answer
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +61,8 @@ class OTLPCollector:
                     self.end_headers()
                     return
                 request = ExportTraceServiceRequest.FromString(body)
+                time.sleep(collector.delay_s)  # a slow backend, as a test asks
+                collector.request_headers.append(dict(self.headers.items()))
                 collector._add(request)
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)

@@ -15,6 +15,7 @@ that speaks the documented protocol to the real Runtime Interface Client:
 As on Lambda, `/next` never answers with an error: it blocks (the RIC's native client crashes on
 anything unexpected there). The server hands out one event at a time and records when each part of a
 streamed response arrived, so a test can see the first bytes leave before the last.
+The Extensions API (an internal extension's registration and events) is in extensions_api.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.lambda_contract.extensions_api import EXTENSION_PREFIX, ExtensionsApi, extension_call
 
 PREFIX = "/2018-06-01/runtime"
 _INVOCATION = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
@@ -52,6 +55,8 @@ class Invocation:
     streamed: bool = False
     chunks: list[tuple[float, bytes]] = field(default_factory=list)  # (monotonic arrival, bytes)
     trailers: dict[str, str] = field(default_factory=dict)
+    responded_at: float | None = None  # monotonic: the runtime posted the response (or error)
+    completed_at: float | None = None  # monotonic: every extension asked for its next event after it
     # Streaming: called with each part as it arrives; False means the caller has gone (API Gateway closed
     # the client's connection), and the function's stream is cut as Lambda cuts it.
     on_chunk: Callable[[bytes], bool] | None = None
@@ -67,7 +72,7 @@ def new_trace_header() -> str:
             f"Parent={uuid.uuid4().hex[:16]};Sampled=1")
 
 
-class RuntimeApi:
+class RuntimeApi(ExtensionsApi):
     """The Runtime API of one environment; `invoke` queues an event and waits for its outcome."""
 
     def __init__(self) -> None:
@@ -77,6 +82,7 @@ class RuntimeApi:
         self.init_error_type: str | None = None
         self.first_next_at: float | None = None  # monotonic: the environment finished its init
         self.environment = 0  # bumped by reset(): a /next left waiting by a killed environment gives up
+        self.extensions = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="runtime-api", daemon=True)
@@ -108,6 +114,8 @@ class RuntimeApi:
         self.first_next_at = None
         self.init_error = None
         self.init_error_type = None
+        self.extensions = {}
+
 
 
 def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
@@ -118,6 +126,8 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.startswith(EXTENSION_PREFIX):
+                return extension_call(self, api)
             if self.path != f"{PREFIX}/invocation/next":
                 return self._answer(404, {"errorMessage": f"unknown path {self.path}", "errorType": "NotFound"})
             if api.first_next_at is None:
@@ -126,6 +136,7 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             if invocation is None:
                 self.close_connection = True  # its environment is gone; the event waits for the new one
                 return
+            api.dispatched(invocation)
             body = json.dumps(invocation.event).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -140,6 +151,8 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_POST(self) -> None:  # noqa: N802
+            if self.path.startswith(EXTENSION_PREFIX):
+                return extension_call(self, api, self._read_body())
             if self.path == f"{PREFIX}/init/error":
                 api.init_error = _json(self._read_body())
                 api.init_error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
@@ -166,12 +179,15 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
                     return
             else:
                 invocation.body = self._read_body()
+            api.responded(invocation)
             invocation.done.set()
             self._answer(202, {"status": "OK"})
 
         def _next_event(self) -> Invocation | None:
             """Blocks, as Lambda does, until there is an event, unless this environment ends meanwhile."""
             environment = api.environment
+            if not api.wait_for_extensions(environment):  # the last invocation is complete only then
+                return None
             while True:
                 try:
                     invocation = api._events.get(timeout=0.1)

@@ -1,5 +1,6 @@
 """The six functions as Lambda runs them: own process, real RIC, only their layers, the template's
-environment for the dev stage, tracing on, the template's timeout as the deadline."""
+environment for the dev stage (traces exported to the tier's OTLP receiver), the template's timeout as the
+deadline."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 from openai import OpenAI
 
 from tests.integration.gateway_support import tenant_with_key
+from tests.lambda_contract.otlp import OTLPCollector
 from tests.lambda_contract.process import FunctionProcess
 from tests.lambda_contract.runtime_api import new_trace_header
 from tests.lambda_contract.web_adapter import http_response
-from tests.lambda_contract.xray import XRayCollector
+from tests.lambda_contract.xray import trace_hex
 
 ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = "sk-stratus-REPLACE_WITH_A_KEY"
@@ -38,8 +40,12 @@ def test_each_process_sees_only_its_layers_and_the_template_environment(function
                                                                          ) -> None:
     for logical_id, process in functions.items():
         env = process.environment()
-        assert env["STRATUS_ENV"] == "dev" and env["STRATUS_TRACING"] == "true", logical_id
+        assert env["STRATUS_ENV"] == "dev" and "STRATUS_TRACING" not in env, logical_id
         assert env["AWS_XRAY_DAEMON_ADDRESS"] and env["AWS_LAMBDA_FUNCTION_NAME"] == process.spec.name
+        # the template's OTEL_* variables for OtelExporterEndpoint (the tier's loopback OTLP receiver)
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://127.0.0.1:"), logical_id
+        assert env["OTEL_SERVICE_NAME"].startswith("stratus-") and env["OTEL_TRACES_SAMPLER"], logical_id
+        assert env["STRATUS_OTEL_HEADERS_SECRET_ARN"].startswith("arn:aws:secretsmanager:"), logical_id
         paths = process.sys_path
         assert paths[0] == str(process.spec.code_dir) and all(".venv" not in p for p in paths), paths
         assert any(p.endswith("python") and "common-" in p for p in paths)
@@ -49,7 +55,7 @@ def test_each_process_sees_only_its_layers_and_the_template_environment(function
 
 
 def test_the_gateway_streams_its_answer_to_rest_api_events_with_tracing_on(
-        functions: dict[str, FunctionProcess], contract_stack: Any, xray: XRayCollector) -> None:
+        functions: dict[str, FunctionProcess], contract_stack: Any, otlp: OTLPCollector) -> None:
     # Given a tenant with a key, when API Gateway invokes the gateway with the event from events/ and a trace
     _, key = tenant_with_key(contract_stack.database_url, "lc")
     gateway = functions["GatewayFunction"]
@@ -61,9 +67,9 @@ def test_the_gateway_streams_its_answer_to_rest_api_events_with_tracing_on(
     prelude, body = http_response(invocation.body)
     assert prelude["statusCode"] == 200, body
     assert json.loads(body)["id"] == "rag/fast"
-    # and the request was traced under the invocation's trace id
-    docs = xray.for_trace(trace, names={"## handler"})
-    assert "## handler" in {d.get("name") for d in docs}, [d.get("name") for d in docs]
+    # and the request was traced in the invocation's (sampled) X-Ray trace, as the service name says
+    (request,) = otlp.trace(trace_hex(trace), names={"GET /v1/models"})
+    assert request.resource["service.name"] == "stratus-gateway"
     assert gateway.cold_starts and gateway.cold_starts[0].init_ms > 0
     # and a bad key is the OpenAI error shape, not a crash
     denied = gateway.invoke(_event("gateway_models.json", **{PLACEHOLDER: "sk-stratus-wrong"}))
@@ -72,13 +78,13 @@ def test_the_gateway_streams_its_answer_to_rest_api_events_with_tracing_on(
 
 
 def test_task_functions_answer_and_trace(functions: dict[str, FunctionProcess], contract_stack: Any,
-                                         xray: XRayCollector) -> None:
+                                         otlp: OTLPCollector) -> None:
     tenant, _ = tenant_with_key(contract_stack.database_url, "lc")
     retrieve = functions["RetrieveFunction"]
     trace = new_trace_header()
     result = _ok(retrieve.invoke({**_event("retrieve.json"), "tenant_id": tenant}, trace_header=trace), retrieve)
     assert result["hits"] == [] and result["mode"] == "hybrid"
-    assert "## handler" in {d.get("name") for d in xray.for_trace(trace, names={"## handler"})}
+    assert "retrieve" in {s.name for s in otlp.trace(trace_hex(trace), names={"retrieve"})}
 
     generate = functions["GenerateFunction"]
     answer = _ok(generate.invoke({**_event("generate_chat.json"), "tenant_id": tenant,
@@ -115,7 +121,7 @@ def test_a_deadline_passed_ends_the_environment(functions: dict[str, FunctionPro
 
 def test_an_upload_is_ingested_and_answered_through_the_workflow(functions: dict[str, FunctionProcess],
                                                                  contract_stack: Any, api: Any,
-                                                                 xray: XRayCollector) -> None:
+                                                                 otlp: OTLPCollector) -> None:
     # Given a document uploaded to the bucket: S3 -> SQS -> the ingest function's process
     tenant, key = tenant_with_key(contract_stack.database_url, "lc")
     text = (ROOT / "examples" / "corpus" / "security-policy.md").read_bytes()
@@ -134,9 +140,10 @@ def test_an_upload_is_ingested_and_answered_through_the_workflow(functions: dict
     assert citations and all("security-policy" in c["source_key"] for c in citations)
     for task in ("GuardFunction", "RetrieveFunction", "GenerateFunction"):
         assert functions[task].api.invocations, f"{task} was not invoked in its process"
-    # all in the caller's trace: the gateway's own handler subsegment and each task's steps under its root
-    wanted = {"## handler", "## lexical", "## model_call", "## rail_injection"}
-    names = {d.get("name") for d in xray.for_trace(trace, names=wanted)}
+    # all in the caller's X-Ray trace (it sent no traceparent): the gateway's request span and each task's
+    # steps, one OpenTelemetry trace whose id is X-Ray's, so X-Ray shows them with its own segments
+    wanted = {"POST /v1/chat/completions", "workflow", "lexical", "model_call", "rail_injection"}
+    names = {s.name for s in otlp.trace(trace_hex(trace), names=wanted)}
     assert wanted <= names, names
     # and the streamed form of the same question answers from the same document, in the gateway's process
     stream = client.chat.completions.create(model="rag/fast", stream=True, messages=[

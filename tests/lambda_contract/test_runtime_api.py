@@ -130,4 +130,7 @@ def test_the_server_is_small_and_loopback_only() -> None:
     api = RuntimeApi()
     assert api.address.startswith("127.0.0.1:")
     api.stop()
-    assert Path(__file__).with_name("runtime_api.py").read_text().count("\n") < 250
+    # the Runtime API, with the hooks the Extensions API (its own module) needs: invocations complete when
+    # every extension is done
+    assert Path(__file__).with_name("runtime_api.py").read_text().count("\n") < 260
+    assert Path(__file__).with_name("extensions_api.py").read_text().count("\n") < 120

@@ -1,10 +1,12 @@
-"""X-Ray as the deployed functions send it: one request is one trace, with a subsegment per step.
+"""Traces as the deployed functions export them: OpenTelemetry spans over OTLP/HTTP to the endpoint the
+template's OtelExporterEndpoint sets (a loopback receiver here), one request one trace, a span per step.
 
-The caller's trace header goes to StartSyncExecution (`traceHeader`); the local Step Functions hands it to
-each Lambda task's invocation (Lambda-Runtime-Trace-Id), as a state machine with tracing on does. Each
-task's process then sends its `## handler` subsegment, with one subsegment per step nested in it, under
-the caller's trace root. Ingestion traces its steps per object event; a message that carries an X-Ray
-AWSTraceHeader continues its sender's trace.
+X-Ray's trace header, where there is one, names the trace: the caller's header goes to StartSyncExecution
+(`traceHeader`), the local Step Functions hands it to each Lambda task's invocation (Lambda-Runtime-Trace-Id)
+as a state machine with tracing on does, and each task's invocation span continues that (sampled) trace, with
+a span per step under it. So in X-Ray the spans share the trace of Lambda's and Step Functions' own segments.
+Ingestion traces its steps per object event; a message that carries an X-Ray AWSTraceHeader continues its
+sender's trace. Nothing goes to the X-Ray daemon's port: the X-Ray SDK is gone.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ from urllib.parse import quote_plus
 import pytest
 
 from tests.integration.gateway_support import tenant_with_key
-from tests.lambda_contract.otlp import OTLPCollector
+from tests.lambda_contract.otlp import OTLP_HEADERS, OTLPCollector, ReceivedSpan
 from tests.lambda_contract.process import FunctionProcess
 from tests.lambda_contract.runtime_api import Invocation, new_trace_header
-from tests.lambda_contract.xray import XRayCollector, trace_root
+from tests.lambda_contract.xray import XRayCollector, trace_hex
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "examples" / "corpus" / "security-policy.md"
 QUESTION = "How often are API keys rotated?"
 
-# The steps each task function records (as `## <name>` subsegments under its `## handler`).
+# The steps each task function records (as spans under its invocation span).
 WORKFLOW_STEPS = {
     "guard": {"policy", "rail_injection", "rail_pii", "rail_context_injection", "rail_canary", "rail_groundedness",
               "rail_toxicity"},
@@ -37,49 +39,51 @@ WORKFLOW_STEPS = {
 INGEST_STEPS = {"document", "download", "lookup", "extract", "chunk", "embed", "store"}
 
 
-def _names(steps: set[str]) -> set[str]:
-    return {f"## {s}" for s in steps} | {"## handler"}
+SERVER = 2  # OTLP's SpanKind SERVER: a function's invocation span
 
 
-def _handlers(xray: XRayCollector, trace_header: str, expect: set[str], wait_s: float = 20.0
-              ) -> dict[str, list[dict[str, Any]]]:
-    """The trace's `## handler` subsegments by the function's service (Powertools annotates `Service`),
-    each with every subsegment under it flattened into `steps`; waits until the `expect` names arrived."""
-    xray.for_trace(trace_header, names=expect, wait_s=wait_s)
-    root = trace_root(trace_header)
-    tops = [d for d in list(xray.documents) if d.get("trace_id") == root]
-    parent: dict[str, str | None] = {}
-    docs: dict[str, dict[str, Any]] = {}
+def _invocations(otlp: OTLPCollector, trace_header: str, expect: set[str], wait_s: float = 20.0,
+                 counts: dict[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The trace's invocation spans by function (the resource's `stratus.function`), each with the spans
+    under it (its `steps`, at any depth); waits until every name in `expect` arrived and each function in
+    `counts` has that many invocations (spans leave after each invocation's result: the last task's may
+    still be on their way when the workflow has answered)."""
+    import time
 
-    def walk(doc: dict[str, Any], up: str | None) -> None:
-        docs[doc["id"]] = doc
-        parent[doc["id"]] = up or doc.get("parent_id")
-        for sub in doc.get("subsegments") or []:
-            walk(sub, doc["id"])
-
-    for top in tops:
-        walk(top, None)
-    handlers: dict[str, list[dict[str, Any]]] = {}
-    for doc in docs.values():
-        if doc.get("name") == "## handler":
-            service = (doc.get("annotations") or {}).get("Service", "?")
-            handlers.setdefault(service, []).append({**doc, "steps": []})
-    by_id = {h["id"]: h for hs in handlers.values() for h in hs}
-    for doc_id, doc in docs.items():  # a step belongs to its nearest `## handler` (streamed ones too)
-        up = parent.get(doc_id)
-        while up is not None and up not in by_id:
-            up = parent.get(up)
-        if up is not None:
-            by_id[up]["steps"].append(doc)
-    return handlers
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = _tree(otlp.trace(trace_hex(trace_header), names=expect, wait_s=wait_s))
+        if all(len(found.get(f, [])) >= n for f, n in (counts or {}).items()) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
-def _step_names(handlers: list[dict[str, Any]]) -> set[str]:
-    return {s["name"].removeprefix("## ") for h in handlers for s in h["steps"]}
+def _tree(found: list[ReceivedSpan]) -> dict[str, list[dict[str, Any]]]:
+    by_id = {s.span_id: s for s in found}
+    invocations: dict[str, list[dict[str, Any]]] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    for s in found:
+        function = s.resource.get("stratus.function")
+        if s.kind == SERVER and s.name == function:
+            entry = {"span": s, "steps": []}
+            invocations.setdefault(function, []).append(entry)
+            entries[s.span_id] = entry
+    for s in found:  # a step belongs to its nearest invocation span
+        up = s.parent_id
+        while up is not None and up not in entries:
+            up = by_id[up].parent_id if up in by_id else None
+        if up is not None and s.span_id not in entries:
+            entries[up]["steps"].append(s)
+    return invocations
 
 
-def _annotations(handlers: dict[str, list[dict[str, Any]]]) -> str:
-    return json.dumps([d.get("annotations") for hs in handlers.values() for h in hs for d in [h, *h["steps"]]])
+def _step_names(invocations: list[dict[str, Any]]) -> set[str]:
+    return {s.name for i in invocations for s in i["steps"]}
+
+
+def _attributes(invocations: dict[str, list[dict[str, Any]]]) -> str:
+    every: list[ReceivedSpan] = [s for i in invocations.values() for e in i for s in [e["span"], *e["steps"]]]
+    return json.dumps([s.attributes for s in every], default=str)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,7 @@ def _invocations_for(process: FunctionProcess, key: str) -> list[Invocation]:
 
 
 def test_the_workflow_tasks_trace_their_steps_under_the_callers_trace(corpus: dict[str, Any],
-                                                                      xray: XRayCollector) -> None:
+                                                                      otlp: OTLPCollector) -> None:
     from stratus.aws.workflows import run_workflow
     from stratus.workflow_state import new_query
 
@@ -113,31 +117,35 @@ def test_the_workflow_tasks_trace_their_steps_under_the_callers_trace(corpus: di
     query = new_query(QUESTION, corpus["tenant"], request_id=request_id).model_dump(mode="json")
     result = run_workflow(query, trace_header=trace, timeout_s=60)
     assert result.output.get("citations"), result.output
-    # Then every task's process sent its handler and per-step subsegments under the caller's trace root
-    expect = set().union(*(_names(steps) for steps in WORKFLOW_STEPS.values()))
-    handlers = _handlers(xray, trace, expect)
-    assert set(WORKFLOW_STEPS) <= set(handlers), sorted(handlers)
-    for service, steps in WORKFLOW_STEPS.items():
-        missing = steps - _step_names(handlers[service])
-        assert not missing, f"{service} sent no {sorted(missing)}: {sorted(_step_names(handlers[service]))}"
-    assert len(handlers["guard"]) == 3  # input, context, output: one invocation each, one trace
-    # annotated with the request, its tenant and the routing decisions (indexed, searchable) ...
-    (generate,) = handlers["generate"]
-    assert generate["annotations"]["request_id"] == request_id
-    assert generate["annotations"]["tenant_id"] == corpus["tenant"]
-    assert generate["annotations"]["provider"] == "offline" and generate["annotations"]["cache_hit"] is False
-    attempt = next(s for s in generate["steps"] if s["name"] == "## provider_attempt")
-    assert attempt["annotations"]["provider"] == "offline" and attempt["annotations"]["outcome"] == "ok"
-    assert attempt["annotations"]["deployment"]
-    (retrieve,) = handlers["retrieve"]
-    assert retrieve["annotations"]["request_id"] == request_id and retrieve["annotations"]["mode"] == "hybrid"
-    assert {h["annotations"]["stage"] for h in handlers["guard"]} == {"input", "context", "output"}
+    # Then every task's process exported its invocation span and a span per step, in the caller's trace
+    expect = set().union(*WORKFLOW_STEPS.values()) | set(WORKFLOW_STEPS)
+    invocations = _invocations(otlp, trace, expect, counts={"guard": 3})
+    assert set(WORKFLOW_STEPS) <= set(invocations), sorted(invocations)
+    for function, steps in WORKFLOW_STEPS.items():
+        missing = steps - _step_names(invocations[function])
+        assert not missing, f"{function} sent no {sorted(missing)}: {sorted(_step_names(invocations[function]))}"
+    assert len(invocations["guard"]) == 3  # input, context, output: one invocation each, one trace
+    # each invocation continues the trace X-Ray sampled, Lambda's segment as its parent
+    parent = trace.split("Parent=")[1].split(";")[0]
+    assert {i["span"].parent_id for inv in invocations.values() for i in inv} == {parent}
+    # annotated with the request, its tenant and the routing decisions ...
+    (generate,) = invocations["generate"]
+    attributes = generate["span"].attributes
+    assert attributes["stratus.request_id"] == request_id and attributes["stratus.tenant_id"] == corpus["tenant"]
+    assert attributes["gen_ai.provider.name"] == "offline" and attributes["stratus.cache_hit"] is False
+    attempt = next(s for s in generate["steps"] if s.name == "provider_attempt")
+    assert attempt.attributes["gen_ai.provider.name"] == "offline" and attempt.attributes["stratus.outcome"] == "ok"
+    assert attempt.attributes["stratus.deployment"]
+    (retrieve,) = invocations["retrieve"]
+    assert retrieve["span"].attributes["stratus.request_id"] == request_id
+    assert retrieve["span"].attributes["stratus.mode"] == "hybrid"
+    assert {i["span"].attributes["stratus.stage"] for i in invocations["guard"]} == {"input", "context", "output"}
     # ... and never with the question's (or the answer's) text
-    annotations = _annotations(handlers)
-    assert QUESTION not in annotations and "rotated" not in annotations
+    text = _attributes(invocations)
+    assert QUESTION not in text and "rotated" not in text
 
 
-def test_the_workflow_continues_the_invocations_own_trace(corpus: dict[str, Any], xray: XRayCollector,
+def test_the_workflow_continues_the_invocations_own_trace(corpus: dict[str, Any], otlp: OTLPCollector,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from stratus.aws.workflows import run_workflow
     from stratus.workflow_state import new_query
@@ -147,24 +155,24 @@ def test_the_workflow_continues_the_invocations_own_trace(corpus: dict[str, Any]
     monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)
     query = new_query("Say hello.", corpus["tenant"], mode="chat").model_dump(mode="json")
     run_workflow(query, timeout_s=60)
-    handlers = _handlers(xray, trace, _names(WORKFLOW_STEPS["generate"]))
-    assert "generate" in handlers and len(handlers["guard"]) == 2, sorted(handlers)  # chat: no retrieval
-    assert WORKFLOW_STEPS["generate"] <= _step_names(handlers["generate"])
+    invocations = _invocations(otlp, trace, WORKFLOW_STEPS["generate"] | {"generate"}, counts={"guard": 2})
+    assert "generate" in invocations and len(invocations["guard"]) == 2, sorted(invocations)  # chat: no retrieval
+    assert WORKFLOW_STEPS["generate"] <= _step_names(invocations["generate"])
 
 
-def test_an_upload_is_ingested_with_a_subsegment_per_step(corpus: dict[str, Any], xray: XRayCollector) -> None:
+def test_an_upload_is_ingested_with_a_span_per_step(corpus: dict[str, Any], otlp: OTLPCollector) -> None:
     # The S3 -> SQS -> Lambda run of the corpus fixture: its invocation's trace holds the ingest steps
     traces = {inv.trace_id for inv in corpus["ingest_runs"]}
     seen: set[str] = set()
     for trace in traces:
-        handlers = _handlers(xray, trace, _names(INGEST_STEPS), wait_s=5.0)
-        seen |= _step_names(handlers.get("ingest", []))
+        invocations = _invocations(otlp, trace, INGEST_STEPS, wait_s=5.0)
+        seen |= _step_names(invocations.get("ingest", []))
     assert INGEST_STEPS <= seen, sorted(seen)
 
 
 def test_an_sqs_message_with_a_trace_header_continues_that_trace(corpus: dict[str, Any], contract_stack: Any,
                                                                  functions: dict[str, FunctionProcess],
-                                                                 xray: XRayCollector) -> None:
+                                                                 otlp: OTLPCollector) -> None:
     # Given a traced sender's message (AWSTraceHeader) naming the already ingested object
     trace = new_trace_header()
     body = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
@@ -176,13 +184,14 @@ def test_an_sqs_message_with_a_trace_header_continues_that_trace(corpus: dict[st
         MessageSystemAttributes={"AWSTraceHeader": {"StringValue": trace, "DataType": "String"}})
     assert contract_stack.wait_for_ingestion(timeout=120)
     # Then the ingest process ran it in that trace (the content is unchanged: nothing is re-embedded)
-    handlers = _handlers(xray, trace, _names({"document", "download", "lookup", "extract", "store"}))
-    assert "ingest" in handlers, f"no ingest subsegments in {trace_root(trace)}: {sorted(handlers)}"
-    steps = _step_names(handlers["ingest"])
-    assert {"document", "download", "lookup", "extract", "store"} <= steps and "embed" not in steps, sorted(steps)
-    document = next(s for h in handlers["ingest"] for s in h["steps"] if s["name"] == "## document")
-    assert document["annotations"]["status"] == "unchanged"
-    assert document["annotations"]["tenant_id"] == corpus["tenant"]
+    wanted = {"document", "download", "lookup", "extract", "store"}
+    invocations = _invocations(otlp, trace, wanted)
+    assert "ingest" in invocations, f"no ingest spans in {trace_hex(trace)}: {sorted(invocations)}"
+    steps = _step_names(invocations["ingest"])
+    assert wanted <= steps and "embed" not in steps, sorted(steps)
+    document = next(s for i in invocations["ingest"] for s in i["steps"] if s.name == "document")
+    assert document.attributes["stratus.status"] == "unchanged"
+    assert document.attributes["stratus.tenant_id"] == corpus["tenant"]
 
 
 def test_a_request_through_the_api_is_one_opentelemetry_trace_across_the_functions(
@@ -217,9 +226,47 @@ def test_a_request_through_the_api_is_one_opentelemetry_trace_across_the_functio
     # each task function exported from its own process (its resource names it)
     functions_seen = {s.resource.get("stratus.function") for s in found}
     assert {"gateway", "guard", "retrieve", "generate"} <= functions_seen, functions_seen
-    # the gateway's X-Ray `## handler` step opens no OpenTelemetry span (no stray trace per request), and
     # FastAPI's own request span is off (ours is the one that continues the caller's context)
     assert not [s for s in otlp.spans if s.name == "handler" or s.name.startswith("fastapi")]
     attempt = next(s for s in found if s.name == "provider_attempt")
     assert attempt.attributes["gen_ai.operation.name"] == "chat"
     assert attempt.attributes["gen_ai.provider.name"] and attempt.attributes["gen_ai.usage.output_tokens"] > 0
+
+
+def test_nothing_is_sent_to_the_xray_daemon(corpus: dict[str, Any], otlp: OTLPCollector,
+                                             xray: XRayCollector) -> None:
+    # Every function ran above (the corpus's ingestion, the workflows, the API request) with Tracing: Active's
+    # daemon address in its environment: spans went over OTLP only, no segment over UDP.
+    assert {s.resource.get("stratus.function") for s in otlp.spans} >= {"ingest", "guard", "retrieve", "generate"}
+    assert xray.documents == [] and xray.malformed == []
+    # and every export request carried the headers each function read from OtelExporterHeadersSecretArn
+    assert otlp.request_headers and all(h.get("x-stratus-tier") == OTLP_HEADERS["x-stratus-tier"]
+                                        for h in otlp.request_headers)
+
+
+def test_a_task_functions_spans_leave_after_its_result(corpus: dict[str, Any], functions: dict[str, FunctionProcess],
+                                                       otlp: OTLPCollector) -> None:
+    import time
+
+    # Given a slow backend (each export takes half a second to answer) and a warm retrieve environment
+    retrieve = functions["RetrieveFunction"]
+    event = {**json.loads((ROOT / "events" / "retrieve.json").read_text()), "tenant_id": corpus["tenant"]}
+    assert retrieve.invoke(event).error_type is None
+    otlp.delay_s = 0.5
+    try:
+        # When Step Functions (here: the test) invokes it
+        trace = new_trace_header()
+        invocation = retrieve.invoke(event, trace_header=trace)
+        assert invocation.error_type is None, invocation.body[:500]
+        deadline = time.monotonic() + 10
+        while invocation.completed_at is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        otlp.delay_s = 0.0
+    # Then the result went back first; the invocation completed only when the extension's flush was done
+    assert invocation.responded_at is not None and invocation.completed_at is not None
+    assert invocation.completed_at - invocation.responded_at >= 0.4
+    # and the spans arrived, from the function's own process, before the environment took another event
+    found = otlp.trace(trace_hex(trace), names={"retrieve", "lexical"}, wait_s=5)
+    assert {"retrieve", "lexical"} <= {s.name for s in found}
+    assert {s.resource["stratus.function"] for s in found} == {"retrieve"}

@@ -1,4 +1,5 @@
-"""A loopback X-Ray daemon: collects the segment documents functions send over UDP.
+"""A loopback X-Ray daemon: collects the segment documents sent to it over UDP (the functions send none now
+that their spans go over OTLP; the tier checks that), and X-Ray trace header helpers.
 
 The X-Ray SDK sends each document as one datagram, `{"format": "json", "version": 1}\\n<document>`, to
 AWS_XRAY_DAEMON_ADDRESS. In Lambda it sends subsegments of the segment Lambda itself records (the
@@ -82,3 +83,8 @@ def _flatten(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield document
     for sub in document.get("subsegments") or []:
         yield from _flatten(sub)
+
+
+def trace_hex(trace_header: str) -> str:
+    """The W3C form (32 hex digits) of an X-Ray header's Root: the same 128-bit trace id."""
+    return trace_root(trace_header).removeprefix("1-").replace("-", "")

@@ -18,7 +18,6 @@ class FakeObs:
     def __init__(self) -> None:
         self.logger = FakeLogger()
         self.counts: list[str] = []
-        self.steps: list[tuple[str, dict[str, Any]]] = []
         self.flushed = 0
 
     def count(self, name: str, value: float = 1) -> None:
@@ -26,12 +25,6 @@ class FakeObs:
 
     def flush_metrics(self) -> None:
         self.flushed += 1
-
-    def step(self, name: str, *, otel: bool = True, **annotations: Any) -> Any:
-        self.steps.append((name, annotations))
-        from contextlib import nullcontext
-
-        return nullcontext()
 
 
 class FakeLogger:
@@ -83,7 +76,6 @@ def test_an_invocation_decides_the_request_id_passes_the_deadline_and_counts_the
     assert (b"x-request-id", b"client-7") in seen["headers"]
     assert obs.logger.correlation_id == "client-7" and obs.logger.keys["function_request_id"] == "lambda-1"
     assert obs.logger.keys["cold_start"] is True
-    assert obs.steps == [("handler", {"route": "/v1/models", "request_id": "client-7"})]
     assert obs.counts == ["ColdStart", "Responses4xx"] and obs.flushed == 1
     # A second invocation of the same environment is warm; without the header nothing is added.
     asyncio.run(app({**scope, "headers": [(b"x-amzn-lambda-context", context)]}, receive, send))
@@ -142,3 +134,45 @@ def test_a_stream_whose_client_left_is_closed_before_its_background_task_runs() 
     asyncio.run(stream({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send))
     assert order == ["closed", "background"]
     assert not any(m.get("body") == b"data: 3\n\n" for m in sent)
+
+
+def test_a_request_without_traceparent_joins_the_trace_xray_sampled() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from stratus import spans
+
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(list(scope["headers"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    def invoke(trace: str, *headers: tuple[bytes, bytes]) -> dict[bytes, bytes]:
+        context = json.dumps({"request_id": "l-1", "xray_trace_id": trace}).encode()
+        scope = {"type": "http", "path": "/v1/models", "method": "GET",
+                 "headers": [(b"x-amzn-lambda-context", context), *headers]}
+        asyncio.run(LambdaInvocations(inner, FakeObs(), request_id=lambda given: "r")(scope, receive, send))
+        return dict(seen[-1])
+
+    sampled = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    assert b"traceparent" not in invoke(sampled)  # OpenTelemetry off: nothing added
+    provider = TracerProvider()
+    spans.use(provider)
+    try:
+        # X-Ray's trace id and Lambda's segment as the parent, so X-Ray shows one trace
+        assert invoke(sampled)[b"traceparent"] == b"00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
+        # a caller's own W3C context wins
+        mine = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        assert invoke(sampled, (b"traceparent", mine))[b"traceparent"] == mine
+        # a trace X-Ray did not sample: the request's own sampler decides, in a trace of its own
+        assert b"traceparent" not in invoke(sampled.replace("Sampled=1", "Sampled=0"))
+    finally:
+        spans.use(None)
+        provider.shutdown()

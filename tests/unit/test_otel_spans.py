@@ -122,7 +122,7 @@ def test_a_task_invocation_continues_the_workflow_inputs_trace_context(exporter:
 
     from stratus.observability import Observability
 
-    obs = Observability("guard", logger=Logger(service="guard"), metrics=Metrics(namespace="T"), tracer=None,
+    obs = Observability("guard", logger=Logger(service="guard"), metrics=Metrics(namespace="T"),
                         emit_metrics=False)
 
     @obs.handler()

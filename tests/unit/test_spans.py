@@ -1,165 +1,150 @@
-"""stratus.spans: library steps as X-Ray subsegments, only when a traced handler installed a provider."""
+"""stratus.spans apart from the attribute mapping (tests/unit/test_otel_spans.py): off until a tracer is in
+use, the X-Ray form of the current span for the workflow's traceHeader, and X-Ray headers read back as W3C."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from stratus import spans
 
-
-class FakeEntity:
-    def __init__(self, name: str, trace_id: str = "1-5759e988-bd862e3fe1be46a994272793", entity_id: str = "",
-                 sampled: bool = True) -> None:
-        self.name = name
-        self.trace_id = trace_id
-        self.id = entity_id or f"{abs(hash(name)) % 10**16:016d}"
-        self.sampled = sampled
-        self.annotations: dict[str, Any] = {}
-        self.error: BaseException | None = None
-
-    def put_annotation(self, key: str, value: Any) -> None:
-        self.annotations[key] = value
-
-
-class FakeRecorder:
-    """What stratus.spans uses of aws_xray_sdk's recorder: in_subsegment and get_trace_entity."""
-
-    def __init__(self) -> None:
-        self.stack = [FakeEntity("## handler", entity_id="aaaaaaaaaaaaaaaa")]
-        self.closed: list[FakeEntity] = []
-
-    @contextmanager
-    def in_subsegment(self, name: str) -> Iterator[FakeEntity]:
-        sub = FakeEntity(name)
-        self.stack.append(sub)
-        try:
-            yield sub
-        except BaseException as err:
-            sub.error = err
-            raise
-        finally:
-            self.closed.append(self.stack.pop())
-
-    def get_trace_entity(self) -> FakeEntity:
-        return self.stack[-1]
+XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 
 
 @pytest.fixture
-def recorder() -> Iterator[FakeRecorder]:
-    fake = FakeRecorder()
-    spans.install(fake)
-    yield fake
-    spans.install(None)
+def exporter() -> Iterator[InMemorySpanExporter]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    spans.use(provider)
+    yield memory
+    spans.use(None)
+    provider.shutdown()
 
 
-def test_spans_do_nothing_until_a_provider_is_installed() -> None:
-    spans.install(None)
+def test_spans_do_nothing_until_a_tracer_is_in_use() -> None:
+    spans.use(None)
     with spans.span("lexical", tenant_id="acme") as step:
         step.annotate(candidates=3)  # a no-op, not an error
     spans.annotate(request_id="req-1")
-    assert not spans.enabled()
+    assert not spans.enabled() and not step.recording
 
 
-def test_a_span_is_a_named_annotated_subsegment(recorder: FakeRecorder) -> None:
-    with spans.span("lexical", tenant_id="acme", mode="hybrid", skipped=None) as step:
-        step.annotate(candidates=3, exact=True)
-    (closed,) = recorder.closed
-    assert closed.name == "## lexical"
-    # None values are left out; the rest are X-Ray annotations
-    assert closed.annotations == {"tenant_id": "acme", "mode": "hybrid", "candidates": 3, "exact": True}
-
-
-def test_spans_nest_and_annotate_goes_to_the_innermost(recorder: FakeRecorder) -> None:
-    spans.annotate(request_id="req-1")  # no span open: the handler's subsegment
-    with spans.span("model_call"), spans.span("provider_attempt", provider="offline"):
-        spans.annotate(outcome="ok")
-    assert recorder.stack[0].annotations == {"request_id": "req-1"}
-    assert [e.name for e in recorder.closed] == ["## provider_attempt", "## model_call"]
-    assert recorder.closed[0].annotations == {"provider": "offline", "outcome": "ok"}
-
-
-def test_an_error_inside_a_span_is_recorded_and_propagates(recorder: FakeRecorder) -> None:
-    with pytest.raises(ValueError, match="boom"), spans.span("extract"):
-        raise ValueError("boom")
-    assert isinstance(recorder.closed[0].error, ValueError)
-
-
-def test_an_entity_that_refuses_annotations_never_fails_the_step(recorder: FakeRecorder) -> None:
-    def refuse(key: str, value: Any) -> None:
-        raise RuntimeError("FacadeSegmentMutationException")
-
-    recorder.stack[0].put_annotation = refuse  # type: ignore[method-assign]
-    spans.annotate(tenant_id="acme")  # swallowed
-
-
-def test_trace_header_names_the_current_subsegment_as_parent(recorder: FakeRecorder) -> None:
+def test_trace_header_is_the_current_span_in_xrays_format(exporter: InMemorySpanExporter) -> None:
     with spans.span("workflow"):
-        current = recorder.stack[-1]
-        assert spans.trace_header() == f"Root={current.trace_id};Parent={current.id};Sampled=1"
+        header = spans.trace_header()
+    (workflow,) = exporter.get_finished_spans()
+    trace_hex = f"{workflow.context.trace_id:032x}"
+    # the same 128-bit id: Step Functions' and the tasks' Lambda segments land in the spans' trace
+    assert header == f"Root=1-{trace_hex[:8]}-{trace_hex[8:]};Parent={workflow.context.span_id:016x};Sampled=1"
+    assert spans.traceparent_of_xray(header) == f"00-{trace_hex}-{workflow.context.span_id:016x}-01"
+
+
+def test_an_unsampled_span_says_so_in_the_trace_header() -> None:
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    spans.use(provider)
+    try:
+        with spans.span("workflow"):
+            header = spans.trace_header()
+    finally:
+        spans.use(None)
+    assert header is not None and header.endswith(";Sampled=0")
 
 
 def test_trace_header_falls_back_to_lambdas_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    spans.install(None)
+    spans.use(None)
     monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
     assert spans.trace_header() is None
-    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
-    monkeypatch.setenv("_X_AMZN_TRACE_ID", header)
-    assert spans.trace_header() == header
-    # an unsampled no-op entity (all-zero id) is no parent either
-    fake = FakeRecorder()
-    fake.stack = [FakeEntity("dummy", entity_id="0000000000000000", sampled=False)]
-    spans.install(fake)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", XRAY)
+    assert spans.trace_header() == XRAY
+    provider = TracerProvider()
+    spans.use(provider)  # on, but no span open: still Lambda's
     try:
-        assert spans.trace_header() == header
+        assert spans.trace_header() == XRAY
     finally:
-        spans.install(None)
+        spans.use(None)
 
 
-def test_observability_step_uses_its_own_tracer() -> None:
+@pytest.mark.parametrize("header", [
+    None, "", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",  # undecided
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",  # no parent
+    "Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    "Root=1-5759e988-bd862e3fe1be46a99427279;Parent=53995c3f42cd8ad8;Sampled=1",  # 31 hex digits
+    "Root=1-00000000-000000000000000000000000;Parent=53995c3f42cd8ad8;Sampled=1",  # all zero: invalid
+    "Root=1-5759e988-bd862e3fe1be46a99427279z;Parent=53995c3f42cd8ad8;Sampled=1",
+])
+def test_only_a_well_formed_sampled_xray_header_becomes_a_traceparent(header: str | None) -> None:
+    assert spans.traceparent_of_xray(header) is None
+
+
+def test_an_xray_header_in_any_order_and_case_becomes_a_traceparent() -> None:
+    header = "Sampled=1;Parent=53995C3F42CD8AD8;Root=1-5759E988-BD862E3FE1BE46A994272793;Lineage=a:1"
+    assert spans.traceparent_of_xray(header) == "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
+
+
+def test_observability_steps_and_annotations_are_spans(exporter: InMemorySpanExporter) -> None:
     from stratus.observability import Observability
 
-    fake = FakeRecorder()
-    obs = Observability("t", logger=None, metrics=None, tracer=type("T", (), {"provider": fake})(),  # type: ignore[arg-type]
-                        emit_metrics=False)
-    with obs.step("migrate", tenant_id="acme") as step:
-        step.annotate(applied=2)
-    obs.annotate(request_id="req-1")
-    assert fake.closed[0].name == "## migrate" and fake.closed[0].annotations == {"tenant_id": "acme", "applied": 2}
-    assert fake.stack[0].annotations == {"request_id": "req-1"}
-    untraced = Observability("t", logger=None, metrics=None, tracer=None, emit_metrics=False)  # type: ignore[arg-type]
-    with untraced.step("migrate") as step:
-        step.annotate(applied=2)
+    obs = Observability("migrate", logger=None, metrics=None, emit_metrics=False)  # type: ignore[arg-type]
+    with spans.server_span("migrate"):
+        obs.annotate(request_id="req-1")
+        with obs.step("publish_prompts", tenant_id="acme") as step:
+            step.annotate(applied=2)
+    step_span, invocation = exporter.get_finished_spans()
+    assert step_span.name == "publish_prompts" and step_span.parent is not None
+    assert step_span.parent.span_id == invocation.context.span_id
+    assert dict(step_span.attributes or {}) == {"stratus.tenant_id": "acme", "stratus.applied": 2}
+    assert dict(invocation.attributes or {}) == {"stratus.request_id": "req-1"}
 
 
-def test_each_provider_attempt_is_a_span_with_its_deployment_and_outcome(recorder: FakeRecorder) -> None:
-    from stratus.llm import errors
-    from stratus.llm.types import Usage
-    from tests.unit.test_router import REQUEST, make_router
-
-    router, _, _ = make_router({"primary": [errors.ServerError("boom", status=500), "timeout"],
-                                "secondary": [Usage(input_tokens=1, output_tokens=1)]})
-    router.complete("fast", REQUEST)
-    attempts = [(e.name, e.annotations) for e in recorder.closed]
-    assert attempts == [
-        ("## provider_attempt", {"provider": "openai", "deployment": "primary", "model": "gpt-a",
-                                 "outcome": "server_error", "status": 500}),
-        ("## provider_attempt", {"provider": "openai", "deployment": "primary", "model": "gpt-a",
-                                 "outcome": "timeout"}),
-        ("## provider_attempt", {"provider": "anthropic", "deployment": "secondary", "model": "claude-b",
-                                 "outcome": "ok"}),
-    ]
-
-
-def test_the_library_steps_import_neither_powertools_nor_the_xray_sdk() -> None:
-    # The modules that open spans on the request path: importing them costs no tracing import.
+def test_nothing_imports_powertools_tracer_or_the_xray_sdk() -> None:
+    # The request path's modules import no tracing library; a function's whole set-up (observe), as on
+    # Lambda, creates no Powertools Tracer: the X-Ray SDK is never loaded.
     code = ("import sys, stratus.spans, stratus.retrieval.service, stratus.llm.router, stratus.guard.rails, "
             "stratus.ingest.pipeline, stratus.generation.service; "
-            "print(sorted(m for m in ('aws_xray_sdk', 'aws_lambda_powertools') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+            "print(sorted(m for m in ('aws_xray_sdk', 'aws_lambda_powertools') if m in sys.modules)); "
+            "from stratus.observability import observe; observe('retrieve'); "
+            "print(sorted(m for m in ('aws_xray_sdk',) if m in sys.modules))")
+    env = {"PATH": "/usr/bin:/bin", "LAMBDA_TASK_ROOT": "/var/task", "AWS_LAMBDA_FUNCTION_NAME": "retrieve",
+           "PYTHONPATH": ":".join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout + out.stderr
+
+
+def test_an_invocation_without_w3c_context_continues_the_trace_xray_sampled(exporter: InMemorySpanExporter,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools import Logger, Metrics
+
+    from stratus.observability import Observability
+
+    obs = Observability("ingest", logger=Logger(service="ingest"), metrics=Metrics(namespace="T"), emit_metrics=False)
+
+    @obs.handler()
+    def handler(event: dict[str, object], context: object) -> None:
+        return None
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", XRAY)  # set per invocation by the runtime
+    handler({"Records": []}, None)
+    w3c = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    handler({"trace_context": {"traceparent": w3c}}, None)  # the workflow's own context wins
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", XRAY.replace("Sampled=1", "Sampled=0"))
+    handler({}, None)  # not sampled by X-Ray: a trace of its own
+    from_xray, from_workflow, own = exporter.get_finished_spans()
+    assert f"{from_xray.context.trace_id:032x}" == "5759e988bd862e3fe1be46a994272793"
+    assert from_xray.parent is not None and f"{from_xray.parent.span_id:016x}" == "53995c3f42cd8ad8"
+    assert f"{from_workflow.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert own.parent is None and f"{own.context.trace_id:032x}" != "5759e988bd862e3fe1be46a994272793"
+
+
+def test_only_a_numeric_status_is_an_http_status_code() -> None:
+    assert spans.attributes_of({"status": 429}) == {"http.response.status_code": 429}
+    # an ingested document's state is no HTTP status
+    assert spans.attributes_of({"status": "unchanged"}) == {"stratus.status": "unchanged"}

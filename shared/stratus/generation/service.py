@@ -1,6 +1,6 @@
 """Generate one answer: resolve the prompt version, consult the response cache, call the routed model,
-attach citations, and record tokens, cost and attempts. In a traced Lambda each of those is a subsegment
-(`## prompt`, `## cache_lookup`, `## model_call` with one `## provider_attempt` per try, `## record`).
+attach citations, and record tokens, cost and attempts. With tracing on each of those is a span
+(`prompt`, `cache_lookup`, `model_call` with one `provider_attempt` per try, `record`).
 
 Database work happens in two short tenant transactions (before and after the model call): a
 transaction is never held open while a provider is thinking.

@@ -6,8 +6,8 @@
 Extraction, chunking and embedding run outside any transaction; the version swap runs in one
 tenant transaction with the document row locked, so readers see the old version or the new one,
 never half of either, and concurrent or out-of-order events for the same key cannot interleave.
-In a traced Lambda each stage is a subsegment: `## lookup`, `## extract`, `## chunk`, `## embed`, `## store`
-(`## record_failure`, `## remove` on those paths).
+With tracing on each stage is a span: `lookup`, `extract`, `chunk`, `embed`, `store`
+(`record_failure`, `remove` on those paths).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class _Clock:
 
     @contextmanager
     def stage(self, name: str, step: str | None = None, **annotations: str | int) -> Iterator[Span]:
-        """Adds the block's time to `name` and traces it as the `## <step or name>` subsegment."""
+        """Adds the block's time to `name` and traces it as the `<step or name>` span."""
         start = time.perf_counter()
         try:
             with span(step or name, **annotations) as opened:

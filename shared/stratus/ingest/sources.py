@@ -8,7 +8,7 @@ Nothing in an event is trusted that the deployment did not configure: the bucket
 bucket (STRATUS_DOCUMENTS_BUCKET) and the key must be under `tenants/<valid tenant id>/`, or the event is
 rejected (a warning and the `Documents_rejected` metric, and the message succeeds: retrying cannot make it
 valid, so it never reaches the DLQ). Size, etag and version come from S3's HEAD/GET, never from the event.
-In a traced Lambda each event is a `## document` subsegment (the object's GET is `## download` in it).
+With tracing on each event is a `document` span (the object's GET is `download` in it).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ same deployment with exponential backoff and full jitter (a `retry-after` from t
 is short enough to wait for), then fall back to the next deployment. Timeouts fall back at once: waiting
 again on a deployment that just used its whole timeout would spend the deadline on it. A failure no
 deployment can fix (a malformed request) stops the request. Every attempt is recorded for the trace (and,
-in a traced Lambda, is a `## provider_attempt` subsegment annotated with its provider, deployment and
+with tracing on, is a `provider_attempt` span annotated with its provider, deployment and
 outcome); only the successful one is billed.
 """
 
