@@ -56,7 +56,8 @@ RDS_PROXY_MIN_ACU = 8
 NAT_HOUR, NAT_GB = 0.045, 0.045  # aws.amazon.com/vpc/pricing: NAT gateway hour, data processed
 ENDPOINT_AZ_HOUR, ENDPOINT_GB = 0.01, 0.01  # aws.amazon.com/privatelink/pricing: interface endpoint per AZ
 LOGS_INGEST_GB = 0.50  # aws.amazon.com/cloudwatch/pricing: Standard log ingestion (Lambda's first tier too)
-XRAY_TRACE = 5.00 / 1e6  # aws.amazon.com/xray/pricing: traces recorded
+XRAY_TRACE = 5.00 / 1e6  # aws.amazon.com/xray/pricing: traces recorded (Tracing: Active's platform segments;
+# the template's default OtelExporterEndpoint is empty, so no spans are exported and none are priced here)
 KMS_KEY_MONTH = 1.00  # aws.amazon.com/kms/pricing: customer managed key
 ALARM_METRIC_MONTH = 0.10  # aws.amazon.com/cloudwatch/pricing: standard-resolution alarm, per metric it reads
 DASHBOARD_MONTH = 3.00  # same page: per dashboard

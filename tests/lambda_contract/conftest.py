@@ -27,6 +27,7 @@ tier's stand-in for the Lambda Web Adapter between the two (tests/lambda_contrac
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,9 @@ def upstream() -> Iterator[OpenAIUpstream]:
 # Package scope: the stack (one LocalStack per process) stops when this tier's tests end, so tiers that
 # start their own stack can run after it in the same session.
 @pytest.fixture(scope="package")
-def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict[str, Any],
-                   xray: XRayCollector, upstream: OpenAIUpstream, otlp: OTLPCollector) -> Iterator[Any]:
+def contract_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                   lambda_builds: dict[str, Any], xray: XRayCollector, upstream: OpenAIUpstream,
+                   otlp: OTLPCollector) -> Iterator[Any]:
     """The local stack with every template function running in its own RIC process, exporting its
     OpenTelemetry spans to the loopback OTLP receiver."""
     from stratus.config import load_settings
@@ -84,7 +86,11 @@ def contract_stack(tmp_path_factory: pytest.TempPathFactory, lambda_builds: dict
     from stratus_tools.local.template import load_template
 
     data = tmp_path_factory.mktemp("contract")
-    settings = load_settings(data_dir=str(ROOT / ".stratus" / f"contract-{os.getpid()}"))
+    # The stack's data folder goes when the tier ends (the template's functions reach it by path; a
+    # folder per process keeps parallel runs apart).
+    data_dir = ROOT / ".stratus" / f"contract-{os.getpid()}"
+    request.addfinalizer(lambda: shutil.rmtree(data_dir, ignore_errors=True))
+    settings = load_settings(data_dir=str(data_dir))
     template = load_template(ROOT / "template.yaml")
     from stratus_tools.local.pgbouncer import pgbouncer
 

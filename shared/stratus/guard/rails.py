@@ -12,8 +12,8 @@
 Each stage takes the GuardState the previous one returned and returns a new one with its verdicts
 appended; a blocking verdict sets `blocked` and later stages are not run. Nothing here raises for a
 policy decision: the caller (the guard function, the gateway) decides how a block is answered. Models
-load on first use (the guard function's cold start stays light). In a traced Lambda each rail that runs is
-a `## rail_<name>` subsegment annotated with its stage and action (never the text it read).
+load on first use (the guard function's cold start stays light). When tracing is on each rail that runs is
+a `rail_<name>` span annotated with its stage and action (never the text it read).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _decide(action: str, hit: bool) -> Action:
 
 @contextmanager
 def _rail(stage: str, rail: str, *, on: bool = True) -> Iterator[Span]:
-    """One rail as the `## rail_<rail>` subsegment (`on=False`: untraced, e.g. each piece of a stream)."""
+    """One rail as the `rail_<rail>` span (`on=False`: untraced, e.g. each piece of a stream)."""
     if not on:
         yield Span()
         return
@@ -321,7 +321,7 @@ def check_output(text: str, state: GuardState, *, passages: Sequence[ContextPass
     `canary_text` is what the leak rail reads (everything generated so far, not just this piece),
     `context` the text released just before the piece (the PII detector reads it, names are found by
     their neighbours) and `toxicity=False` leaves toxicity to the caller (a stream scores whole sentences,
-    not pieces of them). A piece (final=False) is checked untraced: a subsegment per rail per piece would
+    not pieces of them). A piece (final=False) is checked untraced: a span per rail per piece would
     be noise."""
     policy = policy_of(state)
     verdicts: list[Verdict] = []

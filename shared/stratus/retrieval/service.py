@@ -1,6 +1,6 @@
 """retrieve(): hybrid retrieval for one tenant — BM25 and HNSW candidates fused (retrieval.fusion:
 min-max normalised scores in a weighted sum by default, or weighted RRF), optionally reranked, with the
-time each stage took (and, in a traced Lambda, a subsegment per stage).
+time each stage took (and, when tracing is on, a span per stage).
 
 Reranking fails open: a reranker that cannot answer within its deadline (outage, throttling past its
 retries, a refusal) leaves the fused order in place, and the response says so (`reranked`, `rerank_error`)."""
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def _timed(timings: dict[str, float], stage: str, step: str | None = None, **annotations: str | int) -> Iterator[Span]:
-    """Times a stage into `timings` and traces it as the `## <step or stage>` subsegment."""
+    """Times a stage into `timings` and traces it as the `<step or stage>` span."""
     start = time.perf_counter()
     try:
         with span(step or stage, **annotations) as opened:
