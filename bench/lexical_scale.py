@@ -252,7 +252,7 @@ def main(url: str | None = None) -> dict[str, Any]:
                     weights = {t: lexical.idf(stats.chunk_count, d) for t, d in stats.df.items()}
                     lists = chunk_store.read_postings(conn, tenant, {t: chunk_store.POSTINGS_START for t in weights},
                                                       depth)
-                    ids = sorted({c for p in lists.values() for c, _ in p})
+                    ids = sorted({int(c) for ids_, _ in lists.values() for c in ids_})
                     return chunk_store.bm25_score(conn, tenant, weights, ids, ChunkScope(), k1=settings.bm25_k1,
                                                   b=settings.bm25_b, avg_length=stats.avg_length)[:k]
             lat, got = _timed(fixed, queries)
