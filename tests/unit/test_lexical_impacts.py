@@ -191,6 +191,8 @@ def test_an_unsettled_query_at_the_budget_is_answered_but_not_called_exact(monke
     result = impacts.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=40)
     # Then it still answers ten chunks, with their exact scores, and says the list is not certain
     assert result is not None and not result.exact and len(result.hits) == 10
+    # And it used its whole budget (a last, shallower round), never more
+    assert 36 <= store.reads <= 40
     assert all(s == pytest.approx(store.score(c, weights)) for c, s in result.hits)
 
 

@@ -147,7 +147,12 @@ def impact_search(
         reading = {t: cursors[t] for i, t in enumerate(terms) if t in cursors and bound[i] >= top_bound / GROWTH}
         for t in reading:
             depths[t] *= GROWTH
-        over_budget = read + sum(depths[t] for t in reading) > max_postings
+        want, left = sum(depths[t] for t in reading), max_postings - read
+        if want > left >= FIRST_DEPTH * len(reading):  # a last round: shallower slices that use up the budget
+            for t in reading:
+                depths[t] = depths[t] * left // want
+            want = sum(depths[t] for t in reading)
+        over_budget = read + want > max_postings
         certain = not cursors or unseen <= theta
         if certain and (not cursors or int(live.sum()) <= MAX_EXACT or over_budget) or over_budget:
             if not certain and allowed is not None:

@@ -30,7 +30,10 @@ __all__ = ["LexicalResult", "idf", "plan_terms", "search", "uses_impacts"]
 
 # A metadata scope that admits at most this many of the tenant's chunks is turned into their ids once per
 # query, and the impact lists are filtered by them as they are read; a wider one scores each chunk met.
-SCOPE_IDS_MAX = 20_000
+# Reading the ids costs a heap row each (~7 us at 100k, a page per row: chunk rows carry their vector),
+# scoring a chunk met ~45 us; at 100k a 1-in-10 filter (10k ids, ~75 ms) was no faster read as ids than
+# scored (~100 ms p50), so the ids serve the selective filters only (docs/retrieval.md).
+SCOPE_IDS_MAX = 5_000
 
 
 def idf(chunk_count: int, df: int) -> float:
