@@ -213,3 +213,31 @@ def test_a_query_of_more_terms_than_a_machine_word_has_bits_is_still_exact(monke
     # Then it is the brute-force top 10
     assert result is not None and result.exact
     assert [c for c, _ in result.hits] == [c for c, _ in _brute(store, weights, 10)]
+
+
+def test_exact_scoring_stops_at_max_exact_chunks_when_lists_remain_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a query of common terms whose budget ends with many chunks still in contention
+    rng = random.Random(21)
+    docs = _corpus(rng, 800, 30)
+    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
+    store = FakeStore(docs, ref_avgdl=avgdl)
+    scored: list[int] = []
+
+    def counting(conn, tenant_id, idf, chunk_ids, scope, **kw):  # noqa: ANN001, ANN003
+        scored.extend(chunk_ids)
+        return store.bm25_score(conn, tenant_id, idf, chunk_ids, scope, **kw)
+
+    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
+    monkeypatch.setattr(chunk_store, "bm25_score", counting)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 8)
+    monkeypatch.setattr(impacts, "MAX_EXACT", 30)
+    df = Counter(t for c in docs.values() for t in c)
+    weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w1", "w2")}
+    stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
+    # When it is searched with a budget smaller than its lists
+    result = _search("lists", stats, weights, np.zeros(0, dtype=np.int64), max_postings=120)
+    # Then no more than MAX_EXACT chunks were scored, the scores are exact, and a cut-short answer says so
+    assert result is not None and len(result.hits) == 10 and 0 < len(scored) <= 30
+    assert all(s == pytest.approx(store.score(c, weights)) for c, s in result.hits)
+    if result.exact:
+        assert [c for c, _ in result.hits] == [c for c, _ in _brute(store, weights, 10)]

@@ -159,12 +159,13 @@ def impact_search(
                 return None
             order = np.argsort(-upper[live], kind="stable")
             ranked = [(float(u), int(c)) for u, c in zip(upper[live][order], uniq[live][order], strict=True)]
-            if not certain:
-                # Out of budget with a chunk not yet met possibly in the top (a query of only very common
-                # terms): the best-bounded chunks met so far, scored exactly, and said to be approximate.
-                ranked = ranked[:MAX_EXACT]
-            return LexicalResult(_score_ranked(conn, tenant_id, weights, ranked, scope, limit=limit, k1=k1, b=b,
-                                               avg_length=stats.avg_length), certain)
+            # At most MAX_EXACT chunks are scored, best bound first. Out of budget with the top still open (a
+            # chunk not yet met may belong in it, or too many met ones might), the best-bounded chunks met
+            # are scored and the answer says it is not certain.
+            # (With every list read to its end there is nothing left to read: all of them are scored.)
+            hits, settled = _score_ranked(conn, tenant_id, weights, ranked, scope, limit=limit, k1=k1, b=b,
+                                          avg_length=stats.avg_length, cap=MAX_EXACT if cursors else len(ranked))
+            return LexicalResult(hits, certain and settled)
 
 
 def _score_ranked(
@@ -178,20 +179,24 @@ def _score_ranked(
     k1: float,
     b: float,
     avg_length: float,
-) -> list[tuple[int, float]]:
-    """Exact scores of (upper bound, chunk) candidates, best bound first, until no bound can enter the top."""
+    cap: int,
+) -> tuple[list[tuple[int, float]], bool]:
+    """Exact scores of (upper bound, chunk) candidates, best bound first, until no bound can enter the top
+    (settled: True) or `cap` have been scored with some bound still above the k-th score (False)."""
     scores: dict[int, float] = {}
     i = 0
     while i < len(ranked):
         best = top_k(scores, limit)
         if len(best) == limit and ranked[i][0] < best[-1][1]:
             break
-        batch = [cid for _, cid in ranked[i:i + max(SCORE_BATCH, 2 * limit)]]
+        if i >= cap:
+            return best, False
+        batch = [cid for _, cid in ranked[i:i + min(max(SCORE_BATCH, 2 * limit), cap - i)]]
         i += len(batch)
         scores.update(
             chunk_store.bm25_score(conn, tenant_id, weights, batch, scope, k1=k1, b=b, avg_length=avg_length)
         )
-    return top_k(scores, limit)
+    return top_k(scores, limit), True
 
 
 def impact_search_scored(
