@@ -180,7 +180,9 @@ def main(url: str | None = None) -> dict[str, Any]:
         settings = get_settings()
         files = write_corpus(work / "corpus", limit=pages)
         out: dict[str, Any] = {"size": size, "queries": n_queries, "k": k, "bm25_k1": settings.bm25_k1,
-                               "bm25_b": settings.bm25_b, "bm25_max_postings": settings.bm25_max_postings}
+                               "bm25_b": settings.bm25_b, "bm25_max_postings": settings.bm25_max_postings,
+                               # timings on a shared machine swing with its load: note it at start and end
+                               "load_average_1_5_15": {"start": [round(x, 2) for x in os.getloadavg()]}}
         out["ingest"] = ingest_cost(files[:ingest_pages], rounds=int(os.environ.get("LEXICAL_INGEST_ROUNDS", "4")))
         conn = connect(db_url)
         # Real chunk texts (the chunker's output over the pages); the vectors play no part in lexical search.
@@ -252,7 +254,7 @@ def main(url: str | None = None) -> dict[str, Any]:
                     weights = {t: lexical.idf(stats.chunk_count, d) for t, d in stats.df.items()}
                     lists = chunk_store.read_postings(conn, tenant, {t: chunk_store.POSTINGS_START for t in weights},
                                                       depth)
-                    ids = sorted({c for p in lists.values() for c, _ in p})
+                    ids = sorted({int(c) for ids_, _ in lists.values() for c in ids_})
                     return chunk_store.bm25_score(conn, tenant, weights, ids, ChunkScope(), k1=settings.bm25_k1,
                                                   b=settings.bm25_b, avg_length=stats.avg_length)[:k]
             lat, got = _timed(fixed, queries)
@@ -270,6 +272,7 @@ def main(url: str | None = None) -> dict[str, Any]:
                     print(f"sparsevec ef {ef}: {designs[f'sparsevec_hnsw_ef{ef}']}")
             designs["sparsevec_build"] = info
         out["designs"] = designs
+        out["load_average_1_5_15"]["end"] = [round(x, 2) for x in os.getloadavg()]
         out["targets"] = {"lexical_p50_ms_at_100k": 15}
         out["note"] = ("Latency: one lexical search (stats, postings or GIN, scoring), no query embedding, "
                        "through tenant_transaction as the app role. Scaled data as in bench/synthetic.py.")

@@ -17,7 +17,7 @@ from stratus.db import documents
 from stratus.db.chunks import ChunkScope
 from stratus.db.connection import connect, tenant_transaction
 from stratus.db.records import ChunkDraft, SourceObject
-from stratus.retrieval import lexical
+from stratus.retrieval import impacts, lexical
 
 MODEL = "all-MiniLM-L6-v2-int8"
 K1, B = 1.5, 0.9  # the configured defaults (STRATUS_BM25_K1/B), at which ingestion builds the postings
@@ -92,11 +92,14 @@ def _postings_mirror_chunks(conn, tenant_id: str) -> None:
     assert len(got) == len(set(got)) and set(got) == want
 
 
-@pytest.fixture
-def impacts_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small slices (so the threshold algorithm deepens) and no GIN path to fall back on."""
-    monkeypatch.setattr(lexical, "FIRST_DEPTH", 2)
-    monkeypatch.setattr(lexical, "GROWTH", 2)
+@pytest.fixture(params=["scope_ids", "scored"])
+def impacts_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small slices (so the threshold algorithm deepens) and no GIN path to fall back on; a metadata scope
+    either read as ids first or (no scope small enough) decided on each chunk's row."""
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 2)
+    monkeypatch.setattr(impacts, "GROWTH", 2)
+    if request.param == "scored":
+        monkeypatch.setattr(lexical, "SCOPE_IDS_MAX", 0)
 
     def no_gin(*args: object, **kwargs: object) -> list[tuple[int, float]]:
         raise AssertionError("the GIN path was used")
@@ -167,9 +170,13 @@ def test_tenants_never_see_each_others_postings(db, pg_url: str, new_tenant) -> 
         # RLS: B's transaction sees none of A's postings, even when it names A
         assert db.execute("SELECT count(*) FROM lexical_postings WHERE tenant_id = %s", [a]).fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM lexical_postings WHERE term = 'quorbleflax'").fetchone() == (0,)
-        assert chunk_store.read_postings(db, a, {"quorbleflax": chunk_store.POSTINGS_START}, 10) == {"quorbleflax": []}
+        ids, imps = chunk_store.read_postings(db, a, {"quorbleflax": chunk_store.POSTINGS_START}, 10)["quorbleflax"]
+        assert len(ids) == len(imps) == 0
+        assert len(chunk_store.chunk_ids_in_scope(db, a, ChunkScope(metadata={}), cap=100)) == 0
     assert _search(db, b, "quorbleflax").hits == []
     assert len(_search(db, a, "quorbleflax").hits) == 2
+    with tenant_transaction(a, db):
+        assert len(chunk_store.chunk_ids_in_scope(db, a, ChunkScope(metadata={}), cap=100)) == 2
     # And no write can plant a posting under another tenant
     with pytest.raises(Exception, match="row-level security"), tenant_transaction(b, db):
         db.execute("INSERT INTO lexical_postings (tenant_id, term, impact, chunk_id) VALUES (%s, 'x', 1, 1)", [a])

@@ -11,7 +11,7 @@ import pytest
 
 from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope, LexicalStats
-from stratus.retrieval import lexical
+from stratus.retrieval import impacts, lexical
 
 K1, B = 1.2, 0.75
 
@@ -42,7 +42,8 @@ class FakeStore:
             d = depth if isinstance(depth, int) else depth[term]
             after = [p for p in self.postings.get(term, []) if p < cursor][:d]
             self.reads += len(after)
-            out[term] = [(cid, imp) for imp, cid in after]
+            out[term] = (np.array([cid for _, cid in after], dtype=np.int64),
+                         np.array([imp for imp, _ in after], dtype=np.float64))
         return out
 
     def score(self, cid: int, weights: dict[str, float]) -> float:
@@ -66,15 +67,26 @@ def _corpus(rng: random.Random, n: int, vocab: int, long_from: int | None = None
     return docs
 
 
-def _brute(store: FakeStore, weights: dict[str, float], k: int) -> list[tuple[int, float]]:
-    scored = [(c, store.score(c, weights)) for c in store.docs]
+def _brute(store: FakeStore, weights: dict[str, float], k: int, allowed: set[int] | None = None
+           ) -> list[tuple[int, float]]:
+    scored = [(c, store.score(c, weights)) for c in store.docs if allowed is None or c in allowed]
     return sorted(((c, s) for c, s in scored if s > 0), key=lambda x: (-x[1], x[0]))[:k]
 
 
-@pytest.mark.parametrize("scope", [ChunkScope(), ChunkScope(metadata={"all": True})], ids=["lists", "scored"])
+def _search(path: str, stats: LexicalStats, weights: dict[str, float], allowed: np.ndarray, *, limit: int = 10,
+            max_postings: int = 10**6) -> lexical.LexicalResult | None:
+    """The three ways the impact lists answer: unscoped, filtered by a scope's ids, scored on each row."""
+    if path == "scored":
+        return impacts.impact_search_scored(None, "t", stats, weights, ChunkScope(metadata={"all": True}),
+                                            limit=limit, k1=K1, b=B, max_postings=max_postings)
+    return impacts.impact_search(None, "t", stats, weights, ChunkScope(), limit=limit, k1=K1, b=B,
+                                 max_postings=max_postings, allowed=allowed if path == "allowed" else None)
+
+
+@pytest.mark.parametrize("path", ["lists", "allowed", "scored"])
 @pytest.mark.parametrize("drift", [0.5, 1.0, 2.5])
 def test_threshold_search_returns_the_exact_bm25_top_k(
-    monkeypatch: pytest.MonkeyPatch, drift: float, scope: ChunkScope
+    monkeypatch: pytest.MonkeyPatch, drift: float, path: str
 ) -> None:
     # Given postings written at a reference avgdl that differs from today's (by a factor `drift`)
     rng = random.Random(int(drift * 10))
@@ -83,9 +95,11 @@ def test_threshold_search_returns_the_exact_bm25_top_k(
     store = FakeStore(docs, ref_avgdl=avgdl / drift)
     monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
     monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
-    monkeypatch.setattr(lexical, "FIRST_DEPTH", 4)
-    monkeypatch.setattr(lexical, "GROWTH", 2)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 4)
+    monkeypatch.setattr(impacts, "GROWTH", 2)
     df = Counter(t for c in docs.values() for t in c)
+    # (the "allowed" path: a scope admitting one chunk in three, given as its sorted ids)
+    allowed = np.array(sorted(c for c in docs if c % 3 == 0), dtype=np.int64)
     for _ in range(40):
         # When a query of common and rare terms is answered by the threshold algorithm
         terms = rng.sample(sorted(df), rng.randint(1, 6)) + ["w0"]
@@ -93,11 +107,10 @@ def test_threshold_search_returns_the_exact_bm25_top_k(
         stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights},
                              impact_avgdl=avgdl / drift)
         store.reads = 0
-        result = lexical.impact_search(None, "t", stats, weights, scope, limit=10, k1=K1, b=B,
-                                       max_postings=10**6)
-        # Then it is the brute-force top 10, scores included, and certified exact
+        result = _search(path, stats, weights, allowed)
+        # Then it is the brute-force top 10 (of the chunks the scope admits), scores included, and certified exact
         assert result is not None and result.exact
-        want = _brute(store, weights, 10)
+        want = _brute(store, weights, 10, set(allowed.tolist()) if path == "allowed" else None)
         assert [c for c, _ in result.hits] == [c for c, _ in want]
         assert [s for _, s in result.hits] == pytest.approx([s for _, s in want])
 
@@ -115,14 +128,15 @@ def test_threshold_search_stops_early_on_a_selective_query(monkeypatch: pytest.M
     weights = {t: lexical.idf(len(docs), df[t]) for t in [*rare, "w0"]}
     stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
     # When it is searched
-    result = lexical.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=10**6)
+    result = impacts.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=10**6)
     # Then it reads far fewer postings than the common term alone holds, and is exact
     assert result is not None and result.exact
     assert store.reads < df["w0"] / 4
     assert [c for c, _ in result.hits] == [c for c, _ in _brute(store, weights, 10)]
 
 
-def test_threshold_search_gives_up_past_the_postings_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", ["allowed", "scored"])
+def test_a_scoped_search_gives_up_past_the_postings_budget(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     rng = random.Random(5)
     docs = _corpus(rng, 500, 50)
     avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
@@ -130,18 +144,17 @@ def test_threshold_search_gives_up_past_the_postings_budget(monkeypatch: pytest.
     monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
     # A scope that admits nothing: no top 10 can ever be certified, so the search must hand over
     monkeypatch.setattr(chunk_store, "bm25_score", lambda *a, **k: [])
-    monkeypatch.setattr(lexical, "FIRST_DEPTH", 4)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 4)
     df = Counter(t for c in docs.values() for t in c)
     weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w1")}
     stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
-    assert lexical.impact_search(None, "t", stats, weights, ChunkScope(metadata={"none": 1}), limit=10, k1=K1, b=B,
-                                 max_postings=100) is None
+    assert _search(path, stats, weights, np.zeros(0, dtype=np.int64), max_postings=100) is None
 
 
 def test_threshold_bound_scales_unread_impacts_by_the_drift() -> None:
-    plan = lexical.ImpactPlan({"a": 2.0, "b": 1.0}, drift=1.5)
-    assert lexical.threshold(plan, {"a": 1.0, "b": None}) == pytest.approx(3.0, rel=1e-5)
-    assert lexical.threshold(plan, {"a": None, "b": None}) == 0.0
+    plan = impacts.ImpactPlan({"a": 2.0, "b": 1.0}, drift=1.5)
+    assert impacts.threshold(plan, {"a": 1.0, "b": None}) == pytest.approx(3.0, rel=1e-5)
+    assert impacts.threshold(plan, {"a": None, "b": None}) == 0.0
 
 
 def test_stored_impact_bound_holds_for_any_length_when_avgdl_grows() -> None:
@@ -171,11 +184,60 @@ def test_an_unsettled_query_at_the_budget_is_answered_but_not_called_exact(monke
     store = FakeStore(docs, ref_avgdl=avgdl)
     monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
     monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
-    monkeypatch.setattr(lexical, "FIRST_DEPTH", 8)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 8)
     df = Counter(t for c in docs.values() for t in c)
     weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w1")}
     stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
-    result = lexical.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=40)
+    result = impacts.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=40)
     # Then it still answers ten chunks, with their exact scores, and says the list is not certain
     assert result is not None and not result.exact and len(result.hits) == 10
+    # And it used its whole budget (a last, shallower round), never more
+    assert 36 <= store.reads <= 40
     assert all(s == pytest.approx(store.score(c, weights)) for c, s in result.hits)
+
+
+def test_a_query_of_more_terms_than_a_machine_word_has_bits_is_still_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a query of 80 distinct terms (a long pasted question; the API allows 4,000 characters)
+    rng = random.Random(13)
+    docs = _corpus(rng, 300, 200)
+    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
+    store = FakeStore(docs, ref_avgdl=avgdl)
+    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
+    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 4)
+    df = Counter(t for c in docs.values() for t in c)
+    weights = {t: lexical.idf(len(docs), df[t]) for t in sorted(df)[:80]}
+    stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
+    # When it is searched through the lists
+    result = _search("lists", stats, weights, np.zeros(0, dtype=np.int64))
+    # Then it is the brute-force top 10
+    assert result is not None and result.exact
+    assert [c for c, _ in result.hits] == [c for c, _ in _brute(store, weights, 10)]
+
+
+def test_exact_scoring_stops_at_max_exact_chunks_when_lists_remain_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a query of common terms whose budget ends with many chunks still in contention
+    rng = random.Random(21)
+    docs = _corpus(rng, 800, 30)
+    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
+    store = FakeStore(docs, ref_avgdl=avgdl)
+    scored: list[int] = []
+
+    def counting(conn, tenant_id, idf, chunk_ids, scope, **kw):  # noqa: ANN001, ANN003
+        scored.extend(chunk_ids)
+        return store.bm25_score(conn, tenant_id, idf, chunk_ids, scope, **kw)
+
+    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
+    monkeypatch.setattr(chunk_store, "bm25_score", counting)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 8)
+    monkeypatch.setattr(impacts, "MAX_EXACT", 30)
+    df = Counter(t for c in docs.values() for t in c)
+    weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w1", "w2")}
+    stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
+    # When it is searched with a budget smaller than its lists
+    result = _search("lists", stats, weights, np.zeros(0, dtype=np.int64), max_postings=120)
+    # Then no more than MAX_EXACT chunks were scored, the scores are exact, and a cut-short answer says so
+    assert result is not None and len(result.hits) == 10 and 0 < len(scored) <= 30
+    assert all(s == pytest.approx(store.score(c, weights)) for c, s in result.hits)
+    if result.exact:
+        assert [c for c, _ in result.hits] == [c for c, _ in _brute(store, weights, 10)]

@@ -88,37 +88,66 @@ def lexical_stats(conn: psycopg.Connection, tenant_id: str, terms: Sequence[str]
     )
 
 
+# A term's postings as read: chunk ids and impacts, highest impact first (ties: highest chunk id first).
+Postings = tuple[np.ndarray, np.ndarray]
+
+
 def read_postings(
     conn: psycopg.Connection,
     tenant_id: str,
     cursors: Mapping[str, tuple[float, int]],
     depth: int | Mapping[str, int],
-) -> dict[str, list[tuple[int, float]]]:
-    """For each term, its next `depth` (or `depth[term]`) postings (chunk id, impact) after its cursor,
-    highest impact first.
+) -> dict[str, Postings]:
+    """For each term, its next `depth` (or `depth[term]`) postings after its cursor, highest impact first:
+    (chunk ids as int64, impacts as float64).
 
     A cursor is the (impact, chunk id) of the last posting already read (`POSTINGS_START` for none);
-    each list is one backward index-only range scan of the primary key (migration 0011).
+    each list is one backward index-only range scan of the primary key (migration 0011), all lists in one
+    round trip. Each list comes back packed (int8send/float4send concatenated into one bytea): turning
+    thousands of rows into Python tuples cost more than the database took to read them.
     """
     if not cursors:
         return {}
     terms = list(cursors)
     rows = conn.execute(
-        "SELECT q.term, p.chunk_id, p.impact"
+        "SELECT q.term, p.ids, p.imps"
         " FROM unnest(%(terms)s::text[], %(imps)s::float8[], %(ids)s::bigint[], %(depths)s::int[])"
         "   AS q(term, imp, cid, depth)"
-        " CROSS JOIN LATERAL (SELECT chunk_id, impact FROM lexical_postings p"
-        "   WHERE p.tenant_id = %(tenant)s AND p.term = q.term AND (p.impact, p.chunk_id) < (q.imp::real, q.cid)"
-        "   ORDER BY p.impact DESC, p.chunk_id DESC LIMIT q.depth) p",
+        " CROSS JOIN LATERAL (SELECT"
+        "   string_agg(int8send(s.chunk_id), ''::bytea ORDER BY s.impact DESC, s.chunk_id DESC) AS ids,"
+        "   string_agg(float4send(s.impact), ''::bytea ORDER BY s.impact DESC, s.chunk_id DESC) AS imps"
+        "   FROM (SELECT chunk_id, impact FROM lexical_postings p"
+        "     WHERE p.tenant_id = %(tenant)s AND p.term = q.term AND (p.impact, p.chunk_id) < (q.imp::real, q.cid)"
+        "     ORDER BY p.impact DESC, p.chunk_id DESC LIMIT q.depth) s) p",
         {
             "terms": terms, "imps": [cursors[t][0] for t in terms], "ids": [cursors[t][1] for t in terms],
             "depths": [int(depth if isinstance(depth, int) else depth[t]) for t in terms], "tenant": tenant_id,
         },
     ).fetchall()
-    out: dict[str, list[tuple[int, float]]] = {t: [] for t in terms}
-    for term, chunk_id, impact in rows:
-        out[term].append((int(chunk_id), float(impact)))
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+    out: dict[str, Postings] = dict.fromkeys(terms, empty)
+    for term, ids, imps in rows:
+        if ids is not None:
+            out[term] = (np.frombuffer(ids, dtype=">i8").astype(np.int64),
+                         np.frombuffer(imps, dtype=">f4").astype(np.float64))
     return out
+
+
+def chunk_ids_in_scope(conn: psycopg.Connection, tenant_id: str, scope: ChunkScope, *, cap: int) -> np.ndarray | None:
+    """Sorted ids of the tenant's chunks that the scope admits, or None when more than `cap` do.
+
+    A metadata filter is answered by the GIN index on `metadata` (jsonb_path_ops, migration 0001); the ids
+    come back packed in one bytea, as in read_postings."""
+    filters, params = scope.clauses()
+    row = conn.execute(
+        sql.SQL("SELECT count(*), string_agg(int8send(s.id), ''::bytea ORDER BY s.id) FROM"
+                " (SELECT c.id FROM chunks c WHERE c.tenant_id = %(tenant)s{filters} LIMIT %(cap)s) s").format(
+            filters=filters),
+        {**params, "tenant": tenant_id, "cap": int(cap) + 1},
+    ).fetchone()
+    if row is None or int(row[0]) > cap:
+        return None
+    return np.frombuffer(row[1], dtype=">i8").astype(np.int64) if row[1] is not None else np.zeros(0, dtype=np.int64)
 
 
 def document_ids_with_prefix(conn: psycopg.Connection, tenant_id: str, prefix: str) -> list[str]:
