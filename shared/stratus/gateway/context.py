@@ -180,7 +180,6 @@ def after_response(ctx: RequestContext) -> None:
     """Settle the reservation to what the request really used, then write its trace. Runs after the
     response has been sent (a background task); never raises: the caller already has its answer."""
     from stratus.errors import DatabaseUnavailable
-    from stratus.gateway.heap import freeze_once
     from stratus.gateway.pool import lease
     from stratus.gateway.traces import TraceRecord
 
@@ -205,7 +204,6 @@ def after_response(ctx: RequestContext) -> None:
                 if not together:
                     _write_apart(conn, ctx, who, trace_record)
             _emit_metrics(ctx)
-            freeze_once()  # the first answered request's modules and clients leave the collector's reach
             return
         except DatabaseUnavailable:
             if pause is None:
