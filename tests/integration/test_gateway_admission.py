@@ -7,13 +7,11 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 
 from stratus.config import get_settings
 from stratus.db import limits as store
 from stratus.db.connection import connect, tenant_transaction
-from stratus.errors import InvalidInput
 from stratus.gateway import admission, keys, tenancy
 from stratus.gateway.admission import Admission
 from stratus.gateway.keys import Principal
@@ -112,42 +110,6 @@ def test_concurrency_cannot_overspend_the_budget(pg_url: str, db, tenant_id: str
     assert refused[0].retry_after_s == pytest.approx(12 * 3600 - 5)  # until midnight UTC
     u = tenancy.usage(db, tenant_id, now=NOW)
     assert u["spent_usd"] == pytest.approx(0.90) and u["reserved_usd"] == 0 and u["spent_usd"] <= 1.0
-
-
-def test_a_pipelined_admission_is_committed_before_it_is_read(pg_url: str, db, tenant_id: str) -> None:
-    # Given a key limited to 10 requests a minute, and requests admitted as the chat route admits them: the
-    # statement sent in a pipelined tenant transaction beside a read, the decision read after the COMMIT
-    p = principal_for(db, tenant_id, requests_per_minute=10)
-
-    def attempt(conn, i: int) -> Admission:
-        with admission.pipelined_transaction(conn, tenant_id, f"r{i}"):
-            conn.execute("SELECT count(*) FROM rate_counters WHERE tenant_id = %s", [tenant_id]).fetchone()
-            pending = admission.send(conn, p, request_id=f"r{i}", estimated_tokens=5, max_cost_usd=0, now=NOW)
-        # Then the transaction is over (its row locks released) before the decision is known
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        with connect(pg_url) as other, tenant_transaction(tenant_id, other):
-            seen = store.reservation(other, tenant_id, f"r{i}")
-        decision = pending.decision()
-        assert (seen is not None) == decision.admitted  # committed, visible to everyone, or nothing
-        return decision
-
-    results = race(pg_url, attempt)
-    # and the limit holds exactly under concurrency, as without a pipeline
-    assert sum(r.admitted for r in results) == 10
-    assert {(r.reason, r.scope) for r in results if not r.admitted} == {("requests", "key")}
-    assert [(s.split(":")[0], r, t) for s, _, r, t in counters(db, tenant_id)] == [("key", 10, 50), ("tenant", 10, 50)]
-
-
-def test_a_reservation_id_in_flight_is_refused_in_a_pipeline_too(db, tenant_id: str) -> None:
-    p = principal_for(db, tenant_id)
-    assert admission.admit(db, p, request_id="same", estimated_tokens=5, max_cost_usd=0.01, now=NOW).admitted
-    # Its error arrives with the COMMIT, and is still the 400 naming x-request-id
-    with pytest.raises(InvalidInput, match="'same' is already in use") as refused:
-        admission.admit(db, p, request_id="same", estimated_tokens=5, max_cost_usd=0.01, now=NOW)
-    assert refused.value.field == "x-request-id"
-    # and the connection is usable afterwards, with the first reservation alone counted
-    assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert [(r, t) for _, _, r, t in counters(db, tenant_id)] == [(1, 5)]
 
 
 def test_a_refused_request_counts_nothing(db, tenant_id: str) -> None:

@@ -285,10 +285,6 @@ def close_connection() -> None:
     _local.conn = None
 
 
-# A transaction in progress: ACTIVE while a pipeline (psycopg's pipeline mode) holds statements not yet read.
-_OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.ACTIVE)
-
-
 @contextmanager
 def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None, *,
                        relaxed: bool = False) -> Iterator[psycopg.Connection]:
@@ -301,7 +297,7 @@ def tenant_transaction(tenant_id: str, conn: psycopg.Connection | None = None, *
     """
     own = conn is None
     conn = conn or get_connection()
-    if _joined.get(conn) == tenant_id and conn.info.transaction_status in _OPEN:
+    if _joined.get(conn) == tenant_id and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
         yield conn  # inside `joined`: the caller's transaction, already bound to this tenant
         return
     try:

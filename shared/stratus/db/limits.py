@@ -1,10 +1,5 @@
 """Rate windows and budget reservations (SQL adapter): admission and settlement are one call each to the
 PL/pgSQL functions in migration 0006, inside the caller's tenant transaction.
-
-Each comes in two halves, `send_*` (the statement goes out) and the pending call's result (read back):
-in psycopg's pipeline mode the caller commits between the two, so the statement, the COMMIT and their
-answers share one round trip and the rate windows' row locks, which every admission of the tenant
-waits for, are held only while the server runs them, not across a trip back to the client.
 """
 
 from __future__ import annotations
@@ -24,74 +19,38 @@ _ADMIT_COLUMNS = ("admitted", "reason", "scope", "window_end", "tenant_rpm", "te
                   "budget_period", "spent_usd", "reserved_usd")
 
 
-class PendingAdmit:
-    """An admission sent; `figures()` reads its answer (after the caller's commit, in a pipeline)."""
-
-    def __init__(self, cursor: psycopg.Cursor[Any], request_id: str) -> None:
-        self._cursor, self._request_id = cursor, request_id
-
-    def figures(self) -> dict[str, Any]:
-        try:
-            row = self._cursor.fetchone()
-        except psycopg.errors.UniqueViolation:
-            raise request_id_in_use(self._request_id) from None
-        assert row is not None
-        figures = dict(zip(_ADMIT_COLUMNS, row, strict=True))
-        for money in ("budget_usd", "spent_usd", "reserved_usd"):
-            figures[money] = None if figures[money] is None else float(figures[money])
-        return figures
-
-
-class PendingSettle:
-    """A settlement sent; `found()` reads whether there was a live reservation to settle."""
-
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
-        self._cursor = cursor
-
-    def found(self) -> bool:
-        row = self._cursor.fetchone()
-        return bool(row and row[0])
-
-
-def admit(conn: Connection, **kw: Any) -> dict[str, Any]:
-    """Counts and reserves the request, or refuses it and changes nothing; the figures behind either.
-    Arguments as `send_admit`'s."""
-    return send_admit(conn, **kw).figures()
-
-
-def send_admit(conn: Connection, *, tenant_id: str, key_id: str | None, request_id: str, tokens: int,
-               max_cost_usd: float, now: datetime | None, tenant_rpm: int, tenant_tpm: int, key_rpm: int | None,
-               key_tpm: int | None, default_key_rpm: int | None, default_key_tpm: int | None,
-               reservation_ttl: timedelta) -> PendingAdmit:
-    params = [tenant_id, key_id, request_id, tokens, Decimal(str(max_cost_usd)), now, tenant_rpm, tenant_tpm,
-              key_rpm, key_tpm, default_key_rpm, default_key_tpm, reservation_ttl]
+def admit(conn: Connection, *, tenant_id: str, key_id: str | None, request_id: str, tokens: int,
+          max_cost_usd: float, now: datetime | None, tenant_rpm: int, tenant_tpm: int, key_rpm: int | None,
+          key_tpm: int | None, default_key_rpm: int | None, default_key_tpm: int | None,
+          reservation_ttl: timedelta) -> dict[str, Any]:
+    """Counts and reserves the request, or refuses it and changes nothing; the figures behind either."""
     try:
-        cur = conn.execute(
-            f"SELECT {', '.join(_ADMIT_COLUMNS)} FROM gateway_admit(%s::text, %s::uuid, %s::text, %s::integer,"
-            " %s::numeric, %s::timestamptz, %s::integer, %s::integer, %s::integer, %s::integer, %s::integer,"
-            " %s::integer, %s::interval)", params)
-    except psycopg.errors.UniqueViolation:  # outside a pipeline the error comes back at once
-        raise request_id_in_use(request_id) from None
-    return PendingAdmit(cur, request_id)
+        row = _admit(conn, [tenant_id, key_id, request_id, tokens, Decimal(str(max_cost_usd)), now, tenant_rpm,
+                            tenant_tpm, key_rpm, key_tpm, default_key_rpm, default_key_tpm, reservation_ttl])
+    except psycopg.errors.UniqueViolation:
+        raise InvalidInput(f"request id {request_id!r} is already in use by a request in flight; send a unique"
+                           " x-request-id", field="x-request-id") from None
+    figures = dict(zip(_ADMIT_COLUMNS, row, strict=True))
+    for money in ("budget_usd", "spent_usd", "reserved_usd"):
+        figures[money] = None if figures[money] is None else float(figures[money])
+    return figures
 
 
-def request_id_in_use(request_id: str) -> InvalidInput:
-    return InvalidInput(f"request id {request_id!r} is already in use by a request in flight; send a unique"
-                        " x-request-id", field="x-request-id")
+def _admit(conn: Connection, params: list[Any]) -> tuple[Any, ...]:
+    row = conn.execute(
+        f"SELECT {', '.join(_ADMIT_COLUMNS)} FROM gateway_admit(%s::text, %s::uuid, %s::text, %s::integer,"
+        " %s::numeric, %s::timestamptz, %s::integer, %s::integer, %s::integer, %s::integer, %s::integer,"
+        " %s::integer, %s::interval)", params).fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 def settle(conn: Connection, *, tenant_id: str, request_id: str, tokens: int, cost_usd: float,
            now: datetime | None) -> bool:
     """Replaces the request's reservation by its real figures; False if there was none (already settled)."""
-    return send_settle(conn, tenant_id=tenant_id, request_id=request_id, tokens=tokens, cost_usd=cost_usd,
-                       now=now).found()
-
-
-def send_settle(conn: Connection, *, tenant_id: str, request_id: str, tokens: int, cost_usd: float,
-                now: datetime | None) -> PendingSettle:
-    return PendingSettle(conn.execute(
-        "SELECT gateway_settle(%s::text, %s::text, %s::integer, %s::numeric, %s::timestamptz)",
-        [tenant_id, request_id, tokens, Decimal(str(cost_usd)), now]))
+    row = conn.execute("SELECT gateway_settle(%s::text, %s::text, %s::integer, %s::numeric, %s::timestamptz)",
+                       [tenant_id, request_id, tokens, Decimal(str(cost_usd)), now]).fetchone()
+    return bool(row and row[0])
 
 
 def reservation(conn: Connection, tenant_id: str, request_id: str) -> dict[str, Any] | None:

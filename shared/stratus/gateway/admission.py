@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-
-import psycopg
 
 from stratus.config import Settings, get_settings
 from stratus.db import limits as store
@@ -49,110 +46,41 @@ def admit(conn: store.Connection, principal: Principal, *, request_id: str, esti
           max_cost_usd: float, settings: Settings | None = None, now: datetime | None = None,
           in_transaction: bool = False) -> Admission:
     """Counts the request in its rate windows and reserves its tokens and worst-case cost, or refuses it.
-    In its own tenant transaction, or (`in_transaction`) in the caller's, already bound to the tenant.
-    Its own transaction is pipelined: BEGIN, the tenant binding, the admission and the COMMIT go out
-    together and their answers come back together (one round trip instead of four)."""
-    if in_transaction:
-        return send(conn, principal, request_id=request_id, estimated_tokens=estimated_tokens,
-                    max_cost_usd=max_cost_usd, settings=settings, now=now).decision()
-    with pipelined_transaction(conn, principal.tenant_id, request_id):
-        pending = send(conn, principal, request_id=request_id, estimated_tokens=estimated_tokens,
-                       max_cost_usd=max_cost_usd, settings=settings, now=now)
-    return pending.decision()
-
-
-@contextmanager
-def pipelined_transaction(conn: store.Connection, tenant_id: str, request_id: str) -> Iterator[store.Connection]:
-    """A tenant transaction in psycopg's pipeline mode, for the admission (or settlement) of `request_id`
-    sent with `send` and read after the block. A statement's error arrives with the COMMIT there: a
-    reservation id already in flight is still the 400 it is outside a pipeline."""
-    try:
-        with conn.pipeline(), tenant_transaction(tenant_id, conn):
-            yield conn
-    except psycopg.errors.UniqueViolation as err:
-        if err.diag.table_name != "budget_reservations":
-            raise
-        raise store.request_id_in_use(request_id) from None
-
-
-class PendingAdmission:
-    """An admission sent in the caller's tenant transaction; `decision()` reads it. In a pipeline
-    (`conn.pipeline()` around the transaction), read it after the commit: the statement, the COMMIT and
-    their answers then share one round trip, and the tenant's rate-window row locks, which every
-    admission of that tenant waits for, are released without a trip back to the client in between."""
-
-    def __init__(self, pending: store.PendingAdmit, principal: Principal, tokens: int, cost: float,
-                 now: datetime | None) -> None:
-        self._pending, self._principal, self._tokens, self._cost, self._now = pending, principal, tokens, cost, now
-
-    def decision(self) -> Admission:
-        f = self._pending.figures()
-        principal, tokens, cost, now = self._principal, self._tokens, self._cost, self._now
-        reset_s = max(0.0, (f["window_end"] - (now or datetime.now(UTC))).total_seconds())
-        headers = rate_limit_headers(f, reset_s)
-        if f["admitted"]:
-            return Admission(True, None, None, 0.0, headers, tokens, cost, "")
-        if f["reason"] == "budget":
-            period_end = _period_end(f["budget_period"], now or datetime.now(UTC))
-            retry = (period_end - (now or datetime.now(UTC))).total_seconds()
-            return Admission(False, "budget", "tenant", retry, headers, 0, 0.0, _budget_message(principal, f, cost))
-        return Admission(False, f["reason"], f["scope"], reset_s, headers, 0, 0.0,
-                         _rate_message(principal, f, tokens, reset_s))
-
-
-def send(conn: store.Connection, principal: Principal, *, request_id: str, estimated_tokens: int,
-         max_cost_usd: float, settings: Settings | None = None, now: datetime | None = None) -> PendingAdmission:
-    """`admit`'s statement, sent in the caller's tenant transaction (already bound to the tenant)."""
+    In its own tenant transaction, or (`in_transaction`) in the caller's, already bound to the tenant."""
     settings = settings or get_settings()
     # Clamped to what the counters store (int4 tokens, numeric(14, 6) dollars): a huge estimate is refused
     # by the limits, never by the database.
     tokens, cost = min(INT4_MAX, max(0, int(estimated_tokens))), min(99_999_999.0, max(0.0, float(max_cost_usd)))
-    pending = store.send_admit(conn, tenant_id=principal.tenant_id, key_id=principal.key_id, request_id=request_id,
-                               tokens=tokens, max_cost_usd=cost, now=now,
-                               tenant_rpm=settings.tenant_requests_per_minute,
-                               tenant_tpm=settings.tenant_tokens_per_minute,
-                               key_rpm=principal.requests_per_minute, key_tpm=principal.tokens_per_minute,
-                               default_key_rpm=settings.key_requests_per_minute,
-                               default_key_tpm=settings.key_tokens_per_minute, reservation_ttl=RESERVATION_TTL)
-    return PendingAdmission(pending, principal, tokens, cost, now)
+    with nullcontext() if in_transaction else tenant_transaction(principal.tenant_id, conn):
+        f = store.admit(conn, tenant_id=principal.tenant_id, key_id=principal.key_id, request_id=request_id,
+                        tokens=tokens, max_cost_usd=cost, now=now,
+                        tenant_rpm=settings.tenant_requests_per_minute, tenant_tpm=settings.tenant_tokens_per_minute,
+                        key_rpm=principal.requests_per_minute, key_tpm=principal.tokens_per_minute,
+                        default_key_rpm=settings.key_requests_per_minute,
+                        default_key_tpm=settings.key_tokens_per_minute, reservation_ttl=RESERVATION_TTL)
+    reset_s = max(0.0, (f["window_end"] - (now or datetime.now(UTC))).total_seconds())
+    headers = rate_limit_headers(f, reset_s)
+    if f["admitted"]:
+        return Admission(True, None, None, 0.0, headers, tokens, cost, "")
+    if f["reason"] == "budget":
+        period_end = _period_end(f["budget_period"], now or datetime.now(UTC))
+        retry = (period_end - (now or datetime.now(UTC))).total_seconds()
+        return Admission(False, "budget", "tenant", retry, headers, 0, 0.0, _budget_message(principal, f, cost))
+    return Admission(False, f["reason"], f["scope"], reset_s, headers, 0, 0.0,
+                     _rate_message(principal, f, tokens, reset_s))
 
 
 def settle(conn: store.Connection, principal: Principal, *, request_id: str, tokens: int, cost_usd: float,
            now: datetime | None = None, in_transaction: bool = False) -> None:
     """The request's real tokens and cost replace its reservation; a second call for it changes nothing.
-    In its own tenant transaction (pipelined, as `admit`'s), or (`in_transaction`) in the caller's,
-    already bound to the tenant."""
-    if in_transaction:
-        send_settle(conn, principal, request_id=request_id, tokens=tokens, cost_usd=cost_usd, now=now).check()
-        return
-    with pipelined_transaction(conn, principal.tenant_id, request_id):
-        pending = send_settle(conn, principal, request_id=request_id, tokens=tokens, cost_usd=cost_usd, now=now)
-    pending.check()
-
-
-class PendingSettle:
-    """A settlement sent; `check()` reads it (after the commit, in a pipeline: see PendingAdmission)."""
-
-    def __init__(self, pending: store.PendingSettle, principal: Principal, request_id: str, tokens: int,
-                 cost_usd: float) -> None:
-        self._pending, self._principal, self._request_id = pending, principal, request_id
-        self._tokens, self._cost_usd = tokens, cost_usd
-
-    def check(self) -> None:
-        if not self._pending.found() and (self._tokens or self._cost_usd):
-            # Settled already, or it expired first (a request that outlived RESERVATION_TTL): its use goes
-            # uncounted.
-            log.warning("no live reservation %s of tenant %s: %d tokens, %.6f USD not counted", self._request_id,
-                        self._principal.tenant_id, self._tokens, self._cost_usd)
-
-
-def send_settle(conn: store.Connection, principal: Principal, *, request_id: str, tokens: int, cost_usd: float,
-                now: datetime | None = None) -> PendingSettle:
-    """`settle`'s statement, sent in the caller's tenant transaction (already bound to the tenant)."""
-    tokens, cost_usd = min(INT4_MAX, max(0, int(tokens))), max(0.0, float(cost_usd))
-    pending = store.send_settle(conn, tenant_id=principal.tenant_id, request_id=request_id, tokens=tokens,
-                                cost_usd=cost_usd, now=now)
-    return PendingSettle(pending, principal, request_id, tokens, cost_usd)
+    In its own tenant transaction, or (`in_transaction`) in the caller's, already bound to the tenant."""
+    with nullcontext() if in_transaction else tenant_transaction(principal.tenant_id, conn):
+        found = store.settle(conn, tenant_id=principal.tenant_id, request_id=request_id,
+                             tokens=min(INT4_MAX, max(0, int(tokens))), cost_usd=max(0.0, float(cost_usd)), now=now)
+    if not found and (tokens or cost_usd):
+        # Settled already, or it expired first (a request that outlived RESERVATION_TTL): its use goes uncounted.
+        log.warning("no live reservation %s of tenant %s: %d tokens, %.6f USD not counted", request_id,
+                    principal.tenant_id, tokens, cost_usd)
 
 
 def rate_limit_headers(f: dict[str, Any], reset_s: float) -> dict[str, str]:

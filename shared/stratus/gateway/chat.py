@@ -186,8 +186,8 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
     from starlette.responses import JSONResponse
 
     from stratus import query
-    from stratus.gateway.admission import pipelined_transaction
-    from stratus.gateway.context import finish_task, raise_if_refused, send_admission
+    from stratus.db.connection import tenant_transaction
+    from stratus.gateway.context import admit_request, finish_task, raise_if_refused
     from stratus.generation.service import Known, get_router
 
     body.refuse_unsupported(s.forward_unknown_parameters)
@@ -195,11 +195,9 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
     parameters = body.parameters(body.output_limit)
     choice = parse_model_id(body.model)
     router = get_router(s)
-    # One tenant transaction for the model's override and the admission (each round trip is latency),
-    # pipelined: BEGIN and the tenant binding travel with the first read, and the admission with the
-    # COMMIT (its decision is read after it). A refusal commits like an admission (the decision changes
-    # nothing) and is raised after it.
-    with pipelined_transaction(conn, who.tenant_id, ctx.reservation_id):
+    # One tenant transaction for the model's override and the admission (each round trip is latency);
+    # a refusal commits like an admission (the decision changes nothing) and is raised after it.
+    with tenant_transaction(who.tenant_id, conn):
         deployments = _deployments(conn, who.tenant_id, choice, router)  # 404 model_not_found: free
         deployments = honouring(deployments, parameters)  # 400 unsupported_parameter: free
         prompt_key, prompt = _prompt(conn, body, choice, who, s)  # before admission: it holds no locks
@@ -208,9 +206,10 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
         prompt_tokens = -(-body.prompt_chars() // CHARS_PER_TOKEN)
         if choice.mode == "rag":  # the retrieved passages join the prompt
             prompt_tokens += (body.stratus.k or s.retrieval_k) * s.chunk_max_tokens
-        decision = send_admission(conn, ctx, who, estimated_tokens=prompt_tokens + max_out,
-                                  max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s)
-    raise_if_refused(ctx, decision())
+        decision = admit_request(conn, ctx, who, estimated_tokens=prompt_tokens + max_out,
+                                 max_cost_usd=_max_cost(deployments, prompt_tokens, max_out), settings=s,
+                                 in_transaction=True)
+    raise_if_refused(ctx, decision)
     task = _task(body, ctx, who, choice, s, parameters)
     known = Known(tenant_exists=True, alias=choice.alias, deployments=deployments,  # the key's tenant exists
                   prompt_key=prompt_key, prompt=prompt)

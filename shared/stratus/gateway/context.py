@@ -127,29 +127,6 @@ def admit_request(conn: psycopg.Connection, ctx: RequestContext, principal: Prin
     return decision
 
 
-def send_admission(conn: psycopg.Connection, ctx: RequestContext, principal: Principal, *, estimated_tokens: int,
-                   max_cost_usd: float, settings: Any) -> Callable[[], Admission]:
-    """admit_request in two halves, for a caller that pipelines its tenant transaction: the statement is
-    sent now, and the returned call reads the decision, after the caller's COMMIT (stratus.gateway.admission.
-    PendingAdmission says why)."""
-    from stratus.gateway.admission import send
-
-    t = time.perf_counter()
-    pending = send(conn, principal, request_id=ctx.reservation_id, estimated_tokens=estimated_tokens,
-                   max_cost_usd=max_cost_usd, settings=settings)
-
-    def decision() -> Admission:
-        from stratus.spans import span
-
-        with span("admission", tenant_id=principal.tenant_id, estimated_tokens=estimated_tokens) as step:
-            decided = pending.decision()
-            step.annotate(admitted=decided.admitted, refused_by=decided.reason)
-        ctx.step("admit", t)
-        return decided
-
-    return decision
-
-
 def raise_if_refused(ctx: RequestContext, decision: Admission) -> None:
     """admit_or_raise's second half: the 429 of a refusal, else the reservation noted for settling."""
     from stratus.gateway import errors
@@ -250,22 +227,18 @@ def _all_in_one(conn: psycopg.Connection, ctx: RequestContext, who: Principal,
     from stratus.db import traces as trace_store
     from stratus.db.connection import is_unavailable, joined, tenant_transaction
     from stratus.errors import DatabaseUnavailable
-    from stratus.gateway.admission import send_settle
+    from stratus.gateway.admission import settle
     from stratus.gateway.traces import trace_row
 
     try:
-        # Pipelined: BEGIN, the tenant binding, the records, the trace and the settlement go out without
-        # waiting for one another (a deferred record that reads a result back waits for its own answer),
-        # and the settlement's answer is read after the COMMIT, so its row locks (the tenant's budget and
-        # windows, which every admission takes) are released in the round trip that took them.
-        with conn.pipeline():
-            with tenant_transaction(who.tenant_id, conn), joined(conn, who.tenant_id):
-                for write in ctx.deferred:
-                    write(conn)
-                trace_store.insert_trace(conn, trace_row(trace_record()), relaxed=False)
-                settled = send_settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens,
-                                      cost_usd=ctx.spent_usd)
-        settled.check()
+        with tenant_transaction(who.tenant_id, conn), joined(conn, who.tenant_id):
+            for write in ctx.deferred:
+                write(conn)
+            trace_store.insert_trace(conn, trace_row(trace_record()), relaxed=False)
+            # Last: the settlement's row locks (the tenant's budget and windows, which every admission
+            # takes) are held only until the commit.
+            settle(conn, who, request_id=ctx.reservation_id, tokens=ctx.spent_tokens, cost_usd=ctx.spent_usd,
+                   in_transaction=True)
     except Exception as err:  # noqa: BLE001 - redone apart, where each failure is handled as it always was
         if not conn.closed and not conn.broken:
             with suppress(psycopg.Error):
