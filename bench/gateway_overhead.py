@@ -11,8 +11,10 @@ the client minus the upstream's fixed delay; the direct baseline shows how much 
 own HTTP handling. Nothing any server reports about itself is used. Levels run interleaved within a round
 (direct, Stratus, LiteLLM) so drift hits all three alike; figures are medians over the rounds.
 
-Also measured: the Stratus gateway's throughput at a cached request (cache on, one question repeated) at
-concurrency 16. The gateway function's cold start is bench/cold_start.py's (through the Lambda contract tier).
+Also measured: each gateway process's CPU time per answered request (with its children; psutil), which a
+shared machine's load disturbs far less than latency; and the Stratus gateway's throughput at a cached
+request (cache on, one question repeated) at concurrency 16. The gateway function's cold start is
+bench/cold_start.py's (through the Lambda contract tier).
 
 Everything (client threads, gateways, upstream, PostgreSQL) shares this machine's cores; on a 2-core
 machine the figures include that contention, for both gateways alike.
@@ -75,6 +77,7 @@ class Target:
     api_key: str
     model: str
     extra: dict[str, Any] = field(default_factory=dict)  # added to every request body
+    pid: int | None = None  # the serving process, whose CPU time per request is recorded
 
 
 @dataclass
@@ -181,7 +184,7 @@ def start_litellm(upstream_url: str, work: Path) -> tuple[Server, Target]:
     except PeerUnavailable:
         server.stop()
         raise
-    return server, Target("litellm", f"http://127.0.0.1:{port}/v1", master, MODEL)
+    return server, Target("litellm", f"http://127.0.0.1:{port}/v1", master, MODEL, pid=server.proc.pid)
 
 
 # --- Stratus -------------------------------------------------------------------------------------------
@@ -220,7 +223,8 @@ def start_stratus(upstream_url: str, database_url: str, work: Path) -> tuple[Ser
         server.stop()
         raise RuntimeError(str(err)) from None
     url = f"http://127.0.0.1:{port}/v1"
-    return server, Target("stratus", url, key, MODEL), Target("stratus+guard", url, guarded_key, MODEL)
+    return (server, Target("stratus", url, key, MODEL, pid=server.proc.pid),
+            Target("stratus+guard", url, guarded_key, MODEL, pid=server.proc.pid))
 
 
 def _create_tenant_and_key(database_url: str, *, guard_rails: bool) -> str:
@@ -308,6 +312,27 @@ def load(target: Target, *, concurrency: int, requests: int, repeat_question: bo
     return LoadResult(latencies, time.perf_counter() - start, errors, cache)
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process and its children so far (None without a process)."""
+    if pid is None:
+        return None
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def _overhead(res: LoadResult) -> dict[str, float]:
     over = [max(0.0, x - UPSTREAM_LATENCY_S) for x in res.latencies_s]
     s = summary_ms(over) if over else {"n": 0}
@@ -322,11 +347,18 @@ def measure_overhead(targets: list[Target]) -> dict[str, Any]:
     for r in range(ROUNDS):
         for concurrency, requests in LEVELS.items():
             for t in targets:
+                cpu_before = cpu_seconds(t.pid)
                 res = load(t, concurrency=concurrency, requests=requests)
+                cpu_after = cpu_seconds(t.pid)
                 figures = _overhead(res)
+                if cpu_before is not None and cpu_after is not None and res.latencies_s:
+                    # The server's own CPU per answered request: far less sensitive than latency to what
+                    # else runs on a shared machine.
+                    figures["cpu_ms_per_request"] = round((cpu_after - cpu_before) * 1000 / len(res.latencies_s), 3)
                 rounds[concurrency][t.name].append(figures)
                 print(f"round {r + 1} c={concurrency:<2} {t.name:<8} overhead p50 {figures.get('p50_ms')} ms "
-                      f"p99 {figures.get('p99_ms')} ms  {figures['rps']} req/s  errors {dict(res.errors)}")
+                      f"p99 {figures.get('p99_ms')} ms  {figures['rps']} req/s  "
+                      f"cpu {figures.get('cpu_ms_per_request')} ms/req  errors {dict(res.errors)}")
     out: dict[str, Any] = {}
     for concurrency, by_target in rounds.items():
         level: dict[str, Any] = {"requests_per_round": LEVELS[concurrency]}
@@ -336,6 +368,8 @@ def measure_overhead(targets: list[Target]) -> dict[str, Any]:
                 "overhead_mean_ms": _median(runs, "mean_ms"), "requests_per_s": _median(runs, "rps"),
                 "errors": sum(x["errors"] for x in runs), "rounds": runs,
             }
+            if any("cpu_ms_per_request" in x for x in runs):
+                level[name]["cpu_ms_per_request"] = _median(runs, "cpu_ms_per_request")
         if "stratus" in level and "stratus+guard" in level:
             s, g = level["stratus"]["overhead_p50_ms"], level["stratus+guard"]["overhead_p50_ms"]
             level["guard_rails_p50_ms"] = round(g - s, 2) if s is not None and g is not None else None
@@ -347,6 +381,8 @@ def measure_overhead(targets: list[Target]) -> dict[str, Any]:
                 level[f"ratio_{p}"] = round(s / lite, 3) if s is not None and lite else None
             s_rps, lite_rps = level["stratus"]["requests_per_s"], level["litellm"]["requests_per_s"]
             level["throughput_ratio"] = round(s_rps / lite_rps, 3) if s_rps is not None and lite_rps else None
+            s_cpu, lite_cpu = level["stratus"].get("cpu_ms_per_request"), level["litellm"].get("cpu_ms_per_request")
+            level["cpu_ratio"] = round(s_cpu / lite_cpu, 3) if s_cpu is not None and lite_cpu else None
         out[f"concurrency_{concurrency}"] = level
     return out
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import collections
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -40,6 +42,29 @@ def test_overhead_subtracts_the_upstream_delay() -> None:
     figures = gw._overhead(res)
     assert figures["p50_ms"] == pytest.approx(4.0, abs=0.01)
     assert figures["p99_ms"] > 50 and figures["errors"] == 0 and figures["rps"] == 10.0
+
+
+def test_cpu_seconds_count_a_process_and_its_children() -> None:
+    import psutil
+
+    # Given a parent that only sleeps, and its child that burns CPU until stopped
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time\n"
+                               "subprocess.Popen([sys.executable, '-c', 'while True: pass'])\ntime.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 10
+        while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        start = gw.cpu_seconds(parent.pid)
+        time.sleep(1.5)
+        spent = gw.cpu_seconds(parent.pid) - start
+    finally:
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait()
+    # Then the child's CPU counts with the parent's (even a machine shared with others gives it some)
+    assert spent >= 0.1
+    assert gw.cpu_seconds(None) is None
 
 
 def test_ratios_and_targets() -> None:
