@@ -36,7 +36,8 @@ def api_key(settings: Settings) -> str | None:
 
 def openai_call(model_name: str, settings: Settings) -> Call:
     import httpx2
-    import openai
+
+    from stratus.openai_sdk import openai
 
     spec, dims = parse_model_id(model_name)
     key = api_key(settings)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx2
-import openai
 
 from stratus.embeddings import get_embedder
 from stratus.llm import errors as e
@@ -31,6 +30,7 @@ from stratus.llm.types import (
     ToolCallDelta,
     Usage,
 )
+from stratus.openai_sdk import openai
 
 log = logging.getLogger(__name__)
 # The log event of a stream whose upstream ignored stream_options.include_usage (several
