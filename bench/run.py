@@ -29,7 +29,7 @@ _SELF_CONTAINED = {"cache": "cache_hit", "workflow": "workflow_overhead", "gatew
                    "lexical": "lexical_scale", "audit": "audit_write",
                    "reindex": "reindex", "embedding_models": "embedding_models",
                    "injection_peers": "injection_peers", "rollout": "prompt_rollout",
-                   "stream": "stream_first_chunk", "otel": "otel_export"}
+                   "stream": "stream_first_chunk", "otel": "otel_export", "tracing": "tracing_overhead"}
 
 
 def _summary() -> None:
