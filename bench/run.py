@@ -1,7 +1,7 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
     python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical audit reindex
-                         embedding_models injection_peers rollout stream otel]
+                         embedding_models injection_peers rollout stream otel tracing]
     (default: all but embedding_models, which compares every offline model and is run by name)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
@@ -43,7 +43,8 @@ def _summary() -> None:
 
 def main(argv: list[str]) -> int:
     wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval", "db",
-                           "lexical", "audit", "reindex", "injection_peers", "rollout", "stream", "otel"}
+                           "lexical", "audit", "reindex", "injection_peers", "rollout", "stream", "otel",
+                           "tracing"}
     if "cold_start" in wanted:
         from bench import cold_start
 
