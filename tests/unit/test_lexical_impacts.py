@@ -239,5 +239,50 @@ def test_exact_scoring_stops_at_max_exact_chunks_when_lists_remain_unread(monkey
     # Then no more than MAX_EXACT chunks were scored, the scores are exact, and a cut-short answer says so
     assert result is not None and len(result.hits) == 10 and 0 < len(scored) <= 30
     assert all(s == pytest.approx(store.score(c, weights)) for c, s in result.hits)
-    if result.exact:
-        assert [c for c, _ in result.hits] == [c for c, _ in _brute(store, weights, 10)]
+    assert not result.exact  # the cap cut the scoring short, and the answer says so
+
+
+def test_any_budget_answers_with_exact_scores_and_never_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given lists of very different lengths (a common and a rarer term) searched under many budgets, some of
+    # which end in a last round shared between a shallow and a deep list
+    rng = random.Random(2)
+    docs = _corpus(rng, 1500, 60)
+    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
+    store = FakeStore(docs, ref_avgdl=avgdl)
+    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
+    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 2)
+    df = Counter(t for c in docs.values() for t in c)
+    for terms in (("w3", "w35"), ("w3", "w4", "w9", "w34"), ("w0", "w1", "w30")):
+        weights = {t: lexical.idf(len(docs), df[t]) for t in terms}
+        stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights},
+                             impact_avgdl=avgdl)
+        for budget in range(8, 3000, 13):
+            # When it is searched within that budget
+            result = _search("lists", stats, weights, np.zeros(0, dtype=np.int64), max_postings=budget)
+            # Then it answers without failing (a cut-short answer may hold fewer than ten), with exact scores,
+            # and the brute-force top when it says it is exact
+            assert result is not None and 0 < len(result.hits) <= 10
+            assert all(s == pytest.approx(store.score(c, weights)) for c, s in result.hits)
+            if result.exact:
+                assert [c for c, _ in result.hits] == [c for c, _ in _brute(store, weights, 10)]
+
+
+def test_a_filtered_search_cut_short_by_the_scoring_cap_declines(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a query whose top is certain but whose exact scoring stops at MAX_EXACT, under a filter's ids
+    rng = random.Random(0)
+    docs = _corpus(rng, 800, 30)
+    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
+    store = FakeStore(docs, ref_avgdl=avgdl)
+    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
+    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 8)
+    monkeypatch.setattr(impacts, "MAX_EXACT", 30)
+    df = Counter(t for c in docs.values() for t in c)
+    weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w3", "w5")}
+    stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
+    allowed = np.array(sorted(docs)[::2], dtype=np.int64)
+    # When it is searched through the filtered lists
+    result = _search("allowed", stats, weights, allowed, max_postings=340)
+    # Then it declines, so the caller answers exactly another way
+    assert result is None

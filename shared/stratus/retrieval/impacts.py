@@ -90,7 +90,8 @@ def impact_search(
 
     `allowed` (sorted chunk ids): only these chunks may be returned (the ids a metadata scope admits);
     postings of other chunks are dropped as they are read, while each list's bound still comes from what
-    was read. Unsettled at the budget, a scoped search returns None (the caller answers another way).
+    was read. Unsettled at the budget or cut short at `MAX_EXACT` scorings, a scoped search returns None
+    (the caller answers another way, exactly).
     """
     assert stats.impact_avgdl is not None
     ratio = stats.avg_length / stats.impact_avgdl
@@ -149,8 +150,8 @@ def impact_search(
             depths[t] *= GROWTH
         want, left = sum(depths[t] for t in reading), max_postings - read
         if want > left >= FIRST_DEPTH * len(reading):  # a last round: shallower slices that use up the budget
-            for t in reading:
-                depths[t] = depths[t] * left // want
+            for t in reading:  # at least one posting each: a slice of 0 would read as an exhausted list
+                depths[t] = max(1, depths[t] * left // want)
             want = sum(depths[t] for t in reading)
         over_budget = read + want > max_postings
         certain = not cursors or unseen <= theta
@@ -165,6 +166,8 @@ def impact_search(
             # (With every list read to its end there is nothing left to read: all of them are scored.)
             hits, settled = _score_ranked(conn, tenant_id, weights, ranked, scope, limit=limit, k1=k1, b=b,
                                           avg_length=stats.avg_length, cap=MAX_EXACT if cursors else len(ranked))
+            if allowed is not None and not settled:
+                return None  # a filtered query has an exact path (GIN) to fall back on
             return LexicalResult(hits, certain and settled)
 
 
