@@ -152,12 +152,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "interleaved with this one: e.g. the commit before the X-Ray SDK was removed")
     args = parser.parse_args([] if argv is None else argv)  # bench.run calls main() with its own argv
     runs, invocations = (2, 10) if args.quick else (args.runs, args.invocations)
+    load = [round(x, 2) for x in os.getloadavg()]
     result: dict[str, Any] = {
-        "conditions": "2 shared cores under load from other work (wall times inflated); loopback receiver",
+        "conditions": "2 shared cores, load average at start and end recorded; loopback receiver",
+        "load_average_at_start": load,
         "flush": {n: flush(invocations, n) for n in (8, 30)},
         "handler_import": {"otel_off": handler_import(runs, None, args.baseline),
                            "otel_on": handler_import(runs, "http://127.0.0.1:4318", args.baseline)},
     }
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.baseline is not None:
         result["baseline"] = os.environ.get("BENCH_BASELINE_LABEL", str(args.baseline))
     if args.out is not None:

@@ -116,8 +116,10 @@ def run(url: str, rounds: int, calls: int) -> dict[str, Any]:
 def main(url: str | None = None) -> dict[str, Any]:
     rounds = int(os.environ.get("BENCH_ROLLOUT_ROUNDS", "5"))
     calls = int(os.environ.get("BENCH_ROLLOUT_CALLS", "200"))
+    load = [round(x, 2) for x in os.getloadavg()]
     with database(url, ROOT / ".stratus" / "bench-rollout" / "pg") as db_url:
         result = run(db_url, rounds, calls)
+    result["load_average_at_start_and_end"] = [load, [round(x, 2) for x in os.getloadavg()]]
     record("prompt_rollout", result)
     return result
 

@@ -2,7 +2,8 @@
 
     python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical audit reindex
                          embedding_models injection_peers rollout stream otel tracing]
-    (default: all but embedding_models, which compares every offline model and is run by name)
+    (default: all but embedding_models, which compares every offline model, and otel, whose recorded run
+    compares against a baseline checkout: both are run by name)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables, whose chunks are embedded for real on the first run (110k texts for the default
@@ -43,8 +44,7 @@ def _summary() -> None:
 
 def main(argv: list[str]) -> int:
     wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval", "db",
-                           "lexical", "audit", "reindex", "injection_peers", "rollout", "stream", "otel",
-                           "tracing"}
+                           "lexical", "audit", "reindex", "injection_peers", "rollout", "stream", "tracing"}
     if "cold_start" in wanted:
         from bench import cold_start
 

@@ -21,7 +21,7 @@ default policy (`rails_on`). Per stream:
 
 Client, gateway and upstream run in this one process (the gateway under uvicorn in a thread), so the
 figures include their contention for the interpreter. Reported: the median over all streams of each
-target and the median of each round's median, rounds and streams noted. Results in
+target, and each round's median beside it, rounds and streams noted. Results in
 bench/results/stream_first_chunk.json.
 """
 
@@ -197,6 +197,7 @@ def main(url: str | None = None) -> dict[str, Any]:
     with database(url, ROOT / ".stratus" / "bench-stream" / "pg") as database_url:
         result = measure(database_url)
     result["load_at_start"] = load
+    result["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["target_first_chunk_p50_ms"] = 50
     result["target_met"] = all(g["rails_on"]["first_chunk_p50_ms"] <= 50 for g in result["by_gap_s"].values())
     for gap, targets in result["by_gap_s"].items():
