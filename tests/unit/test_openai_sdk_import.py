@@ -12,7 +12,8 @@ import pytest
 pytestmark = pytest.mark.unit
 
 # Thread A imports `httpx` slowly (a finder delays its module body); thread B, once A is inside that import,
-# does what a request does: import the SDK through `via`, then normalise a timeout (reads sys.modules["httpx"]).
+# does what a request does: (through stratus, import the SDK's module) then normalise a timeout, which reads
+# sys.modules["httpx"]. The SDK is imported before the race starts, so only the import lock decides it.
 _RACE = textwrap.dedent("""
     import importlib.abc, importlib.util, sys, threading, time
     started = threading.Event()
@@ -31,14 +32,14 @@ _RACE = textwrap.dedent("""
             spec.loader.exec_module = exec_module
             return spec
 
+    import openai  # the SDK itself does not import legacy httpx
+    from openai._httpx2 import normalize_httpx_timeout
+
     sys.meta_path.insert(0, SlowHttpx())
     threading.Thread(target=lambda: __import__("httpx"), daemon=True).start()
     started.wait(5)
     if sys.argv[1] == "stratus":
-        from stratus.openai_sdk import openai
-    else:
-        import openai
-    from openai._httpx2 import normalize_httpx_timeout
+        from stratus.openai_sdk import openai  # waits for the import in progress
     normalize_httpx_timeout(5.0)
     print("ok")
 """)
