@@ -299,7 +299,7 @@ def test_service_tier_and_prompt_cache_settings_reach_the_upstream(stream: bool,
                                                                    up: Upstream) -> None:
     async def run() -> Any:
         client = _client(server, key)
-        settings = ModelSettings(prompt_cache_retention="24h", extra_args={"service_tier": "flex",
+        settings = ModelSettings(prompt_cache_retention="24h", extra_args={"service_tier": "auto",
                                                                            "prompt_cache_key": "tenant-a"})
         agent = Agent(name="support", model=OpenAIResponsesModel(model="via-openai", openai_client=client),
                       model_settings=settings)
@@ -317,8 +317,8 @@ def test_service_tier_and_prompt_cache_settings_reach_the_upstream(stream: bool,
     response = asyncio.run(run())
     sent = up.requests[-1].body
     assert (sent["service_tier"], sent["prompt_cache_key"], sent["prompt_cache_retention"]) == (
-        "flex", "tenant-a", "24h")
-    assert response.service_tier == "flex" and response.prompt_cache_key == "tenant-a"  # the tier served
+        "auto", "tenant-a", "24h")
+    assert response.service_tier == "default" and response.prompt_cache_key == "tenant-a"  # served, not asked
     assert response.prompt_cache_retention == "24h" and response.background is False
 
 

@@ -77,6 +77,12 @@ def _usage(r: Reply) -> dict[str, Any]:
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 
 
+def _served_tier(body: dict[str, Any]) -> str:
+    """The tier OpenAI reports having served: `auto` (and no tier) is served as `default`."""
+    asked = str(body.get("service_tier") or "auto")
+    return "default" if asked == "auto" else asked
+
+
 def _logprobs(body: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
     """With `logprobs: true`: one entry per word of the answer (and `top_logprobs` alternatives each)."""
     if not body.get("logprobs") or reply.tool_name:
@@ -120,7 +126,7 @@ class OpenAIUpstream(Upstream):
                            "function": {"name": reply.tool_name, "arguments": json.dumps(reply.tool_arguments)}}]
         h.send_json(200, {
             "id": rid, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default"),
+            "system_fingerprint": "fp_loopback", "service_tier": _served_tier(body),
             "choices": [{"index": i, "logprobs": _logprobs(body, reply), "finish_reason": reply.finish,
                          "message": {"role": "assistant", "content": reply.text if not reply.tool_name else None,
                                      "refusal": None, "annotations": self.annotations, "tool_calls": tool_calls}}
@@ -148,7 +154,7 @@ class OpenAIUpstream(Upstream):
                 fault: Fault | None) -> None:
         include_usage = self.honours_include_usage and bool((body.get("stream_options") or {}).get("include_usage"))
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": "fp_loopback", "service_tier": str(body.get("service_tier") or "default")}
+                "system_fingerprint": "fp_loopback", "service_tier": _served_tier(body)}
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             payload = base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
