@@ -9,8 +9,9 @@ function's own process that registers with the Extensions API during init. So:
                     -> this thread, woken, flushes the batch (in parallel) -> GET /extension/event/next
 
 The caller (Step Functions, the SQS poller) has the result while the spans are still being exported; the
-flush is billed duration, not latency. The thread never raises: any failure of its own logs and asks for the
-next event, because an extension that stops asking would hold every invocation until its timeout. If the
+flush is billed duration, not latency. The thread never raises: any failure of its own (an unreachable API, an
+error reply, a failed flush) logs, pauses briefly when the API failed, and asks for the next event again,
+because an extension that stops asking would hold every invocation until its timeout. If the
 registration fails, `start` returns None and the handler flushes before returning, as before.
 """
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 NAME = "stratus-telemetry"
 API = "/2020-01-01/extension"
+FIRST_PAUSE_S, MAX_PAUSE_S = 0.05, 1.0  # between failed /event/next calls
 
 
 class FlushAfterResponse:
@@ -57,24 +59,37 @@ class FlushAfterResponse:
         self._done.set()
 
     def _run(self) -> None:
+        pause = 0.0
         while True:
             try:
-                _, _, event = self._call("GET", f"{API}/event/next", None,
-                                         {"Lambda-Extension-Identifier": self.identifier})
+                status, _, event = self._call("GET", f"{API}/event/next", None,
+                                              {"Lambda-Extension-Identifier": self.identifier})
             except (OSError, ValueError):
                 log.warning("the %s extension lost the Extensions API", NAME, exc_info=True)
-                time.sleep(0.05)
+                pause = _wait(pause)
                 continue
-            if event.get("eventType") != "INVOKE":
-                self.flush()  # SHUTDOWN (not subscribed today): whatever is left goes now
+            if status != 200:  # an error reply carries no event: ask again, without spinning
+                log.warning("the Extensions API answered %s to the %s extension's /event/next", status, NAME)
+                pause = _wait(pause)
+                continue
+            pause = 0.0
+            kind = event.get("eventType")
+            if kind == "SHUTDOWN":  # not subscribed today; if it comes, whatever is left goes now
+                self._flush()
+                return
+            if kind != "INVOKE":
+                log.warning("the %s extension ignored an event of type %r", NAME, kind)
                 continue
             deadline_s = float(event.get("deadlineMs") or 0) / 1000 - time.time()
             self._done.wait(timeout=max(0.0, deadline_s))  # past the deadline Lambda ends the environment
             self._done.clear()
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - the extension must keep asking for events
-                log.warning("flushing spans after the response failed", exc_info=True)
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the extension must keep asking for events
+            log.warning("flushing spans after the response failed", exc_info=True)
 
     def _call(self, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         connection = http.client.HTTPConnection(self.runtime_api, timeout=None)  # /event/next blocks
@@ -87,6 +102,13 @@ class FlushAfterResponse:
                     json.loads(raw) if raw else {})
         finally:
             connection.close()
+
+
+def _wait(previous: float) -> float:
+    """Sleeps before asking the Extensions API again: 50 ms, doubling up to 1 s while it keeps failing."""
+    pause = min(MAX_PAUSE_S, previous * 2 if previous else FIRST_PAUSE_S)
+    time.sleep(pause)
+    return pause
 
 
 def start(runtime_api: str, flush: Callable[[], bool]) -> FlushAfterResponse | None:

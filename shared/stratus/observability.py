@@ -48,25 +48,29 @@ class Observability:
 
     def handler(self, correlation_id: Callable[[Any], str | None] | None = None) -> Callable[[Handler], Handler]:
         """Decorates a Lambda handler: context and correlation id in every log line, metrics flushed after
-        the invocation, and the invocation traced as a span (its spans flushed before the result returns)."""
+        the invocation, and the invocation traced as a span. Its spans are flushed by the extension once the
+        result has gone back, or before the handler returns where the extension did not register."""
 
         def decorate(fn: Handler) -> Handler:
             @functools.wraps(fn)
             def run(event: Any, context: Any) -> Any:
-                if correlation_id is not None:
-                    self.logger.set_correlation_id(_safe(correlation_id, event))
-                if not spans.otel_enabled():
-                    return fn(event, context)
+                traced = spans.otel_enabled()
                 try:
+                    if correlation_id is not None:
+                        self.logger.set_correlation_id(_safe(correlation_id, event))
+                    if not traced:
+                        return fn(event, context)
                     # The workflow's W3C context, else the trace X-Ray sampled this invocation in (an SQS
                     # message's AWSTraceHeader, Step Functions' traceHeader): X-Ray shows one trace either way.
                     carried = trace_context_of(event) or spans.lambda_xray_carrier()
                     with spans.continued(carried), spans.server_span(self.service):
                         return fn(event, context)
                 finally:
+                    # Always: a registered extension waits for this (up to the deadline) before it asks
+                    # Lambda for the next event, traced or not.
                     if self.extension is not None:
                         self.extension.handler_done()  # it flushes while the runtime posts the result
-                    else:
+                    elif traced:
                         telemetry.flush()  # the spans leave before Lambda may freeze the process
 
             injected = self.logger.inject_lambda_context(run, clear_state=True)

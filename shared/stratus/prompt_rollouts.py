@@ -51,6 +51,7 @@ def abort(conn: psycopg.Connection, actor: audit.Actor, tenant_id: str, rollout_
     why = f"aborted by {who}" + (f": {reason}" if reason else "")
     with audit.change(conn, tenant_id, actor, "rollout.abort", rollout_id) as done:
         before, after = rollout.end(conn, tenant_id, rollout_id, "rolled_back", why)
+        _close_requests(conn, actor, tenant_id, after)
         done.before, done.after = _brief(before), _brief(after)
         shown = rollout.public(after)
     return shown
@@ -77,6 +78,7 @@ def complete(conn: psycopg.Connection, actor: audit.Actor, tenant_id: str, rollo
         if served == candidate:  # the label got there another way (an approved request, a global promote)
             before, after = rollout.end(conn, tenant_id, rollout_id, "completed",
                                         f"label {label!r} already serves v{candidate}", last_check=check)
+            _close_requests(conn, actor, tenant_id, after)
             done.before, done.after = _brief(before), {**_brief(after), "check": check}
             return rollout.public(after), None
         if check["decision"] != "ok" and not force:
@@ -86,6 +88,10 @@ def complete(conn: psycopg.Connection, actor: audit.Actor, tenant_id: str, rollo
             if actor.key_id is None:
                 raise Forbidden(f"label {label!r} is protected: completing needs a promotion request from one"
                                 " admin key and approval by another (the approvals API)", field="label")
+            waiting = approvals.pending_for_rollout(conn, tenant_id, str(row["id"]))
+            if waiting is not None:  # asked again: the same request, not a second one for the approver
+                done.record = False
+                return rollout.public(row), waiting
             gate = {**(eval_gate or {}), "passed": check["decision"] == "ok", "rollout": check,
                     "rollout_id": str(row["id"])}
             request = approvals.request(conn, tenant_id, name=name, version=candidate, label=label,
@@ -97,6 +103,7 @@ def complete(conn: psycopg.Connection, actor: audit.Actor, tenant_id: str, rollo
         before, after = rollout.end(conn, tenant_id, rollout_id, "completed",
                                     f"label {label!r} moved to v{candidate}" + (" (forced)" if force else ""),
                                     last_check=check)
+        _close_requests(conn, actor, tenant_id, after)  # one a rejected earlier try left pending
         done.before = {**_brief(before), "label_version": moved.previous}
         done.after = {**_brief(after), "label_version": moved.current, "check": check}
     return rollout.public(after), None
@@ -120,17 +127,21 @@ def check_all(conn: psycopg.Connection, tenant_id: str) -> list[dict[str, Any]]:
                 continue
             check = rollout.compare(row, _scores(conn, tenant_id, row))
             summary = {"tenant_id": tenant_id, "rollout_id": rollout_id, "prompt": _target(row), **check}
-            if check["decision"] == "regression":
-                before, after = rollout.end(conn, tenant_id, rollout_id, "rolled_back",
-                                            f"regression: {rollout.describe(check)}", last_check=check)
-                done.before, done.after = _brief(before), {**_brief(after), "check": check}
-                summary["action"] = "rolled_back"
-            elif rollout.served_version(conn, tenant_id, row["name"], row["label"]) == row["candidate_version"]:
+            # The label first: once it serves the candidate (an approved promotion), rolling back would
+            # only mark as regressed what everyone is being served.
+            if rollout.served_version(conn, tenant_id, row["name"], row["label"]) == row["candidate_version"]:
                 before, after = rollout.end(conn, tenant_id, rollout_id, "completed",
                                             f"label {row['label']!r} reached v{row['candidate_version']}",
                                             last_check=check)
+                _close_requests(conn, SAMPLER, tenant_id, after)
                 done.action, done.before, done.after = "rollout.complete", _brief(before), _brief(after)
                 summary["action"] = "completed"
+            elif check["decision"] == "regression":
+                before, after = rollout.end(conn, tenant_id, rollout_id, "rolled_back",
+                                            f"regression: {rollout.describe(check)}", last_check=check)
+                _close_requests(conn, SAMPLER, tenant_id, after)
+                done.before, done.after = _brief(before), {**_brief(after), "check": check}
+                summary["action"] = "rolled_back"
             else:
                 rollout.record_check(conn, tenant_id, rollout_id, check)
                 done.record = False
@@ -147,6 +158,7 @@ def status(conn: psycopg.Connection, tenant_id: str, name: str | None = None, st
     from stratus.db.connection import tenant_transaction
 
     with tenant_transaction(tenant_id, conn):
+        _require_tenant(conn, tenant_id)
         rows = store.list_rollouts(conn, tenant_id, name, state)
         shown = []
         for row in rows:
@@ -155,6 +167,17 @@ def status(conn: psycopg.Connection, tenant_id: str, name: str | None = None, st
                 item["check"] = rollout.compare(row, _scores(conn, tenant_id, row))
             shown.append(item)
     return shown
+
+
+def _close_requests(conn: psycopg.Connection, actor: audit.Actor, tenant_id: str, ended: dict[str, Any]) -> None:
+    """Rejects the promotion requests the ended rollout filed, each audited as promotion.reject (by whoever
+    ended it) in the rollout's own transaction: none may move the label after it."""
+    from stratus import approvals
+
+    why = f"rollout {ended['id']} {ended['state']}: {ended['reason']}"
+    for request in approvals.close_for_rollout(conn, tenant_id, str(ended["id"]), why):
+        audit.record(conn, tenant_id, actor, "promotion.reject", str(request["id"]),
+                     before={"status": "pending"}, after=audit.scrub(request))
 
 
 def _scores(conn: psycopg.Connection, tenant_id: str, row: dict[str, Any]) -> dict[int, tuple[int, float]]:

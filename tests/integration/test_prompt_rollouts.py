@@ -136,16 +136,17 @@ def test_a_rollout_splits_traffic_by_user_sticky_and_only_for_its_tenant(client:
     assert listed[0]["check"]["decision"] == "insufficient"
 
 
-def _samples(conn: Any, setup: dict[str, Any], rollout_id: str, good_version: int) -> None:
+def _samples(conn: Any, setup: dict[str, Any], rollout_id: str, good_version: int, count: int = 6,
+             batch: str = "") -> None:
     """Samples of the rollout's two versions as the gateway keeps them: `good_version`'s answers were fast
     and leaked nothing; the other's were slow and carried PII the caller had not sent."""
     tenant = setup["a"]["tenant"]
     with tenant_transaction(tenant, conn):
         for version in (1, 2):
             good = version == good_version
-            for i in range(6):
+            for i in range(count):
                 eval_store.insert_sample(conn, {
-                    "tenant_id": tenant, "request_id": f"s-{rollout_id[:8]}-{version}-{i}", "mode": "chat",
+                    "tenant_id": tenant, "request_id": f"s-{rollout_id[:8]}{batch}-{version}-{i}", "mode": "chat",
                     "prompt_name": setup["name"], "prompt_version": version, "rollout_id": rollout_id,
                     "question": "What is a rollout?", "answer": "A share of traffic on a new version.",
                     "latency_ms": 120.0 if good else 20_000.0, "cost_usd": 0.0,
@@ -301,3 +302,121 @@ def test_a_label_that_reached_the_candidate_another_way_completes_without_eviden
     r = client.post(f"{base}/complete", json={}, headers=setup["a"]["admin"])  # no samples, no force
     assert r.status_code == 200 and r.json()["state"] == "completed", r.text
     assert r.json()["reason"] == "label 'production' already serves v2"
+
+
+def _protected_request(client: TestClient, settings: Settings, setup: Any, conn: Any
+                       ) -> tuple[dict[str, Any], dict[str, Any], str, datetime]:
+    """A rollout on a protected label whose candidate scored ahead, completed into a pending promotion
+    request: (the rollout, the request, the rollout's URL, the sampler window's start)."""
+    tenant = setup["a"]["tenant"]
+    client.put(f"/v1/admin/tenants/{tenant}/approvals", json={"protected_labels": ["production"]},
+               headers=setup["a"]["admin"])
+    rollout = _start(client, setup, share=50, min_samples=5)
+    base = f"/v1/admin/tenants/{tenant}/prompts/{setup['name']}/rollouts/{rollout['id']}"
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    _samples(conn, setup, rollout["id"], good_version=2)
+    _sample(settings, conn, setup, since)
+    r = client.post(f"{base}/complete", json={}, headers=setup["a"]["admin"])
+    assert r.status_code == 202, r.text
+    return rollout, r.json()["promotion_request"], base, since
+
+
+def _promotions(client: TestClient, setup: Any, status: str) -> list[dict[str, Any]]:
+    tenant = setup["a"]["tenant"]
+    r = client.get(f"/v1/admin/tenants/{tenant}/promotions", params={"status": status}, headers=setup["a"]["admin"])
+    return list(r.json()["data"])
+
+
+def test_a_rollback_by_the_sampler_rejects_the_rollouts_pending_promotion_request(
+        client: TestClient, settings: Settings, setup: Any, conn: Any) -> None:
+    rollout, request, base, since = _protected_request(client, settings, setup, conn)
+    # When the candidate then regresses on later traffic, the sampler rolls the rollout back
+    _samples(conn, setup, rollout["id"], good_version=1, count=24, batch="late")
+    result = _sample(settings, conn, setup, since)
+    assert [r["action"] for r in result.rollouts if r["rollout_id"] == rollout["id"]] == ["rolled_back"]
+
+    # Then its request is rejected by the system, audited, and a second key can no longer approve it
+    [closed] = [p for p in _promotions(client, setup, "rejected") if p["id"] == request["id"]]
+    assert closed["decided_by"] == "system:rollout_ended" and closed["reason"].startswith(
+        f"rollout {rollout['id']} rolled_back: regression")
+    assert _promotions(client, setup, "pending") == []
+    rows = _rows(setup)
+    assert [(r["action"], r["actor_tenant"]) for r in rows[-2:]] == [
+        ("promotion.reject", "system:eval_sampler"), ("rollout.rollback", "system:eval_sampler")]
+    assert rows[-2]["target"] == request["id"] and audit.verify(rows, setup["a"]["tenant"]).ok
+    tenant = setup["a"]["tenant"]
+    second = auth(key_for(setup["url"], tenant, scopes=["admin"]))
+    r = client.post(f"/v1/admin/tenants/{tenant}/promotions/{request['id']}/approve", json={}, headers=second)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "request_id"
+    assert {_ask(client, setup, f"u{i}")["version"] for i in range(6)} == {1}  # the label never moved
+
+
+def test_an_aborted_rollouts_request_is_rejected_and_a_stale_one_cannot_be_approved(
+        client: TestClient, settings: Settings, setup: Any, conn: Any) -> None:
+    rollout, request, base, _ = _protected_request(client, settings, setup, conn)
+    tenant = setup["a"]["tenant"]
+    r = client.delete(base, params={"reason": "bad tone"}, headers=setup["a"]["admin"])
+    assert r.status_code == 200 and r.json()["state"] == "rolled_back"
+    [closed] = [p for p in _promotions(client, setup, "rejected") if p["id"] == request["id"]]
+    assert closed["decided_by"] == "system:rollout_ended" and "bad tone" in closed["reason"]
+    assert [r["action"] for r in _rows(setup)[-2:]] == ["promotion.reject", "rollout.abort"]
+
+    # A request left pending by a rollout that ended without closing it (a row from before the fix)
+    with psycopg.connect(setup["url"]) as owner:
+        owner.execute("UPDATE promotion_requests SET status = 'pending', decided_by = NULL, decided_at = NULL,"
+                      " reason = NULL WHERE id = %s", [request["id"]])
+        owner.commit()
+    second = auth(key_for(setup["url"], tenant, scopes=["admin"]))
+    r = client.post(f"/v1/admin/tenants/{tenant}/promotions/{request['id']}/approve", json={}, headers=second)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "eval_gate.rollout_id", r.text
+    assert "rolled_back" in r.json()["error"]["message"]
+    assert {_ask(client, setup, f"u{i}")["version"] for i in range(6)} == {1}
+    r = client.post(f"/v1/admin/tenants/{tenant}/promotions/{request['id']}/reject", json={}, headers=second)
+    assert r.status_code == 200 and r.json()["status"] == "rejected"  # clearing it away stays possible
+
+
+def test_a_label_that_reached_the_candidate_completes_even_when_later_samples_regress(
+        client: TestClient, settings: Settings, setup: Any, conn: Any) -> None:
+    rollout, request, base, since = _protected_request(client, settings, setup, conn)
+    tenant = setup["a"]["tenant"]
+    second = auth(key_for(setup["url"], tenant, scopes=["admin"]))
+    r = client.post(f"/v1/admin/tenants/{tenant}/promotions/{request['id']}/approve", json={}, headers=second)
+    assert r.status_code == 200, r.text
+    _samples(conn, setup, rollout["id"], good_version=1, count=24, batch="late")  # scored before the sampler ran
+
+    result = _sample(settings, conn, setup, since)
+    [check] = [r for r in result.rollouts if r["rollout_id"] == rollout["id"]]
+    assert (check["action"], check["decision"]) == ("completed", "regression")
+    shown = client.get(base, headers=setup["a"]["admin"]).json()
+    assert (shown["state"], shown["share"]) == ("completed", 50.0)
+    assert {_ask(client, setup, f"u{i}")["version"] for i in range(6)} == {2}
+
+
+def test_completing_a_protected_label_again_returns_the_pending_request(
+        client: TestClient, settings: Settings, setup: Any, conn: Any) -> None:
+    rollout, request, base, _ = _protected_request(client, settings, setup, conn)
+    audited = len(_rows(setup))
+    r = client.post(f"{base}/complete", json={}, headers=setup["a"]["admin"])
+    assert r.status_code == 202 and r.json()["promotion_request"]["id"] == request["id"]
+    assert [p["id"] for p in _promotions(client, setup, "pending")] == [request["id"]]
+    assert len(_rows(setup)) == audited  # nothing changed, nothing audited
+
+
+def test_a_sampler_check_keeps_updated_at_and_an_unknown_tenant_is_a_404(
+        client: TestClient, settings: Settings, setup: Any, conn: Any) -> None:
+    rollout = _start(client, setup, share=10, min_samples=50)
+
+    def stamps() -> tuple[Any, Any]:
+        with psycopg.connect(setup["url"]) as owner:
+            row = owner.execute("SELECT updated_at, last_check FROM prompt_rollouts WHERE id = %s",
+                                [rollout["id"]]).fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    updated, _ = stamps()
+    _sample(settings, conn, setup, datetime.now(UTC) - timedelta(seconds=1))
+    after, last_check = stamps()
+    assert last_check["decision"] == "insufficient" and after == updated
+
+    r = client.get(f"/v1/admin/tenants/no-such-tenant/prompts/{setup['name']}/rollouts", headers=setup["a"]["admin"])
+    assert r.status_code == 404 and r.json()["error"]["param"] == "tenant_id", r.text

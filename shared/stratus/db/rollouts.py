@@ -58,10 +58,10 @@ def get(conn: Connection, tenant_id: str, rollout_id: str, *, lock: bool = False
         return cur.fetchone()
 
 
-def active(conn: Connection, tenant_id: str, name: str, label: str, *, lock: bool = False) -> dict[str, Any] | None:
+def active(conn: Connection, tenant_id: str, name: str, label: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(_SELECT + " WHERE tenant_id = %s AND name = %s AND label = %s AND state = 'active'"
-                    + (" FOR UPDATE" if lock else ""), [tenant_id, name, label])
+        cur.execute(_SELECT + " WHERE tenant_id = %s AND name = %s AND label = %s AND state = 'active'",
+                    [tenant_id, name, label])
         return cur.fetchone()
 
 
@@ -102,6 +102,12 @@ def update(conn: Connection, tenant_id: str, rollout_id: str, **fields: Any) -> 
         found = cur.fetchone()
     assert found is not None
     return found
+
+
+def set_last_check(conn: Connection, tenant_id: str, rollout_id: str, check: dict[str, Any]) -> None:
+    """The sampler's latest comparison; updated_at stays the time of the last change anyone made."""
+    conn.execute("UPDATE prompt_rollouts SET last_check = %s WHERE tenant_id = %s AND id = %s",
+                 [Jsonb(check), tenant_id, rollout_id])
 
 
 def version_scores(conn: Connection, tenant_id: str, rollout_id: str, metric: str) -> dict[int, tuple[int, float]]:

@@ -169,7 +169,7 @@ def end(conn: store.Connection, tenant_id: str, rollout_id: str, state: Literal[
 
 
 def record_check(conn: store.Connection, tenant_id: str, rollout_id: str, check: dict[str, Any]) -> None:
-    store.update(conn, tenant_id, rollout_id, last_check=check)
+    store.set_last_check(conn, tenant_id, rollout_id, check)
 
 
 # --- judging it ----------------------------------------------------------------------------------------------
