@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from stratus.guard.pii_types import Finding
+from stratus.guard.pii_types import Finding, name_token
 
 if TYPE_CHECKING:
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
@@ -77,12 +77,9 @@ def analyze(text: str, entities: Sequence[str]) -> list[Finding]:
 
 # The small spaCy model tags odd spans as PERSON ("expiry 09/27", "cluster eu-west-1"). A name is
 # capitalised words: every token starts with an uppercase letter and carries no digits.
-_NAME_TOKEN = re.compile(r"[^\W\d_][^\W\d_'’.-]*(?:['’.-][^\W\d_]*)*\.?")
-
-
 def _looks_like_name(span: str) -> bool:
     tokens = span.split()
-    return bool(tokens) and all(t[0].isupper() and _NAME_TOKEN.fullmatch(t) for t in tokens)
+    return bool(tokens) and all(name_token(t) for t in tokens)
 
 
 def _build() -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +18,16 @@ ENTITIES: tuple[str, ...] = (
     "PERSON",
     "LOCATION",
 )
+
+# One word of a name, in any script: letters with inner apostrophes, hyphens or full stops ("O'Brien",
+# "Jean-Luc", "J.R."), maybe a final full stop ("Dr."). The detector adapter and the stream window share it,
+# so a name the detector would keep is never released in part ("Łukasz", "Émile" as well as "Ada").
+_NAME_TOKEN = re.compile(r"[^\W\d_][^\W\d_'’.-]*(?:['’.-][^\W\d_]*)*\.?")
+
+
+def name_token(token: str) -> bool:
+    """A capitalised word that may belong to a name: an uppercase first letter (any script), no digits."""
+    return token[:1].isupper() and _NAME_TOKEN.fullmatch(token) is not None
 
 
 @dataclass(frozen=True, slots=True)
