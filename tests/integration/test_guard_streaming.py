@@ -42,6 +42,17 @@ def test_new_pii_split_across_chunks_is_masked_and_never_released_in_part() -> N
     assert pii[0].action == "redact" and set(pii[0].details["entities"]) == {"EMAIL", "PHONE"}
 
 
+def test_the_streams_pii_count_is_of_distinct_values_as_outside_a_stream() -> None:
+    answer = "Write to grace@example.com or call +44 20 7946 0958; again, grace@example.com today."
+    stream = GuardedStream(_state())
+    out = _run(stream, [" " + w if i else w for i, w in enumerate(answer.split(" "))])
+    assert "".join(out) == "Write to <EMAIL_1> or call <PHONE_1>; again, <EMAIL_1> today."
+    pii = [v for v in stream.summary().verdicts if v.rail == "pii" and v.stage == "output"]
+    _, whole = rails.check_output(answer, _state())
+    assert pii[0].details == {"entities": ["EMAIL", "PHONE"], "count": 2}
+    assert pii[0].details == [v for v in whole.verdicts if v.rail == "pii"][0].details
+
+
 def test_a_name_split_across_chunks_is_found_with_its_context_and_never_released_in_part() -> None:
     out = _run(GuardedStream(_state()), ["Yesterday", " I", " met", " Grace", " Hop", "per", " and", " she",
                                          " said", " hi", "."])

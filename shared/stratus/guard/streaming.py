@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 
 from stratus.guard import rails
+from stratus.guard.pii import PLACEHOLDER
 from stratus.guard.stream_window import hold_from
 from stratus.llm.types import ContextPassage
 from stratus.workflow_state import GuardState, GuardSummary, Verdict
@@ -85,18 +86,18 @@ class GuardedStream:
 
     def summary(self) -> GuardSummary:
         """The request's verdicts: the earlier stages', then one per output rail (its strongest; the PII
-        rail's with the entities and count of every piece)."""
+        rail's with the entity types and the count of distinct new values over all pieces)."""
         merged: dict[str, Verdict] = {}
         for v in self._verdicts:
             best = merged.get(v.rail)
             if best is None or _ORDER[v.action] > _ORDER[best.action] or (
                     v.action == best.action and _worse(v, best)):
                 merged[v.rail] = v
-        found = [v.details for v in self._verdicts if v.rail == "pii" and v.details.get("count")]
-        if len(found) > 1:
+        if "pii" in merged and merged["pii"].details.get("count") and self._seen:
+            # Distinct values, as outside a stream: every new value's placeholder is in self._seen once, however
+            # many pieces it appeared in.
             merged["pii"] = merged["pii"].model_copy(update={"details": {
-                "entities": sorted({e for d in found for e in d["entities"]}),
-                "count": sum(d["count"] for d in found)}})
+                "entities": sorted({_label(p) for p in self._seen}), "count": len(self._seen)}})
         return GuardSummary(verdicts=[*self._state.verdicts, *merged.values()],
                             blocked=self._state.blocked or self.blocked)
 
@@ -131,6 +132,11 @@ def _context(released: str) -> str:
     tail = released[-CONTEXT_CHARS:]
     space = tail.find(" ")
     return tail[space + 1:] if space >= 0 else tail
+
+
+def _label(placeholder: str) -> str:
+    match = PLACEHOLDER.fullmatch(placeholder)
+    return match.group(1) if match else "PII"
 
 
 def _last_boundary(text: str) -> int:
