@@ -32,6 +32,9 @@ _BOUNDARY = re.compile(r"[.!?:;](?=\s)\s*|\n+")
 MAX_HELD_CHARS = 600
 # How much of the released text the PII detector reads before a piece (a name's sentence, roughly).
 CONTEXT_CHARS = 200
+# Words and skeletons as the leak checks (stratus.guard.output) read them.
+_LEAK_WORD = re.compile(r"\w+")
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 _ORDER = {"pass": 0, "flag": 1, "fence": 2, "drop": 2, "redact": 3, "block": 4}
 
 
@@ -51,6 +54,7 @@ class GuardedStream:
         self._raw = ""  # everything the model said (the canary rail reads it whole)
         self._sentence = ""  # the model text of the sentence under way, not yet scored for toxicity
         self._seen: dict[str, str] = {}  # placeholders given to new PII in earlier pieces
+        self._leak = _LeakTail(self._canary, system_prompt if self._policy.enabled("canary") else None)
         self._verdicts: list[Verdict] = []
         self.blocked: Verdict | None = None
 
@@ -114,7 +118,8 @@ class GuardedStream:
             return ""
         released = self._raw[:len(self._raw) - len(self._held) - len(piece)]
         text, state = rails.check_output(piece, self._state, passages=self._passages, final=False,
-                                         system_prompt=self._system_prompt, seen=self._seen, canary_text=self._raw,
+                                         system_prompt=self._system_prompt, seen=self._seen,
+                                         canary_text=self._leak.tail(self._raw),
                                          context=_context(released), toxicity=False)
         self._add(state.verdicts[len(self._state.verdicts):])
         return "" if self.blocked is not None else text
@@ -123,6 +128,51 @@ class GuardedStream:
         self._verdicts.extend(verdicts)
         if self.blocked is None:
             self.blocked = next((v for v in verdicts if v.action == "block"), None)
+
+
+class _LeakTail:
+    """What the canary rail reads at a release: the end of everything generated so far that a leak new
+    since the last release can lie in. Such a leak ends in the new text and is no longer than what it
+    leaks, so the tail is the new text's words plus the prompt's word count before them (the prompt
+    check compares words), or its skeleton characters plus the canary's (the canary check compares
+    skeletons), whichever reaches further back. Reading everything at every release cost the square of
+    the answer's length (once per model chunk); a leak seen at an earlier release keeps its score in the
+    verdicts, whose strongest the summary reports."""
+
+    def __init__(self, canary: str | None, system_prompt: str | None) -> None:
+        self._prompt_words = len(_LEAK_WORD.findall(system_prompt.lower())) if system_prompt else 0
+        self._canary_chars = _skeleton_len(canary) if canary else 0
+        self._read = 0  # how much of the text the last release's check covered
+        self._starts: list[int] = []  # where each word of the text starts (the last one may still grow)
+
+    def tail(self, text: str) -> str:
+        new = self._read
+        self._read = len(text)
+        scan = self._starts.pop() if self._starts else 0  # the last word may have grown: found again
+        new_words = 0
+        for match in _LEAK_WORD.finditer(text, scan):
+            self._starts.append(match.start())
+            new_words += match.end() > new
+        start = len(text)
+        if self._prompt_words:
+            back = self._prompt_words + new_words
+            start = self._starts[-back] if back <= len(self._starts) else 0
+        if self._canary_chars:
+            start = min(start, _skeleton_start(text, self._canary_chars + _skeleton_len(text[new:])))
+        return text[start:]
+
+
+def _skeleton_len(text: str) -> int:
+    return len(_NOT_ALNUM.sub("", text.lower()))
+
+
+def _skeleton_start(text: str, chars: int) -> int:
+    """Where the end of `text` that holds `chars` skeleton characters (as the canary check sees it) starts."""
+    i = len(text)
+    while i > 0 and chars > 0:
+        i -= 1
+        chars -= _skeleton_len(text[i])
+    return i
 
 
 def _context(released: str) -> str:
