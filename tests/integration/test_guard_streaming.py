@@ -75,6 +75,13 @@ def test_a_name_that_begins_with_a_capital_outside_ascii_is_masked_and_never_rel
     assert [p for p in out if "mile" in p or "Zola" in p] == ["Émile Zola "]
 
 
+def test_a_name_with_a_particle_is_judged_whole_streamed_as_it_is_whole() -> None:
+    answer = "I met Leonardo da Vinci and she."
+    out = _run(GuardedStream(_state()), [" " + w if i else w for i, w in enumerate(answer.split(" "))])
+    assert "".join(out) == pii.redact(answer).text == "I met <PERSON_1> and she."
+    assert not any("Leonardo" in piece or "Vinci" in piece for piece in out)
+
+
 def test_the_callers_own_value_comes_back_whole_from_a_placeholder_split_across_chunks() -> None:
     _, _, state = rails.check_input([Message(role="user", content="I am Ada Lovelace")], None, _state())
     out = _run(GuardedStream(state), ["Hi", " <PER", "SON", "_1", ">,", " welcome", " back", "."])

@@ -25,6 +25,11 @@ ENTITIES: tuple[str, ...] = (
 _NAME_TOKEN = re.compile(r"[^\W\d_][^\W\d_'’.-]*(?:['’.-][^\W\d_]*)*\.?")
 
 
+# Lower-case words that join a name's capitalised ones ("Leonardo da Vinci", "Ludwig van Beethoven"): inside
+# a name they belong to it, so a stream holds them with the run and the detector's span keeps them.
+NAME_PARTICLES = frozenset({"van", "de", "von", "da", "di", "del", "der", "du", "le", "la", "bin", "ibn", "al"})
+
+
 def name_token(token: str) -> bool:
     """A capitalised word that may belong to a name: an uppercase first letter (any script), no digits."""
     return token[:1].isupper() and _NAME_TOKEN.fullmatch(token) is not None

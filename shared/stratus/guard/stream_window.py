@@ -16,8 +16,9 @@ chunk that completes or ends it. What counts as a candidate:
 - a trailing run of digit groups (`+44 20 7946`, `4111 1111`, `GB82 WEST 1234`): the next group may still
   belong to it;
 - a trailing run of capitalised words (`Ada`, `Ada Lovelace`, `Łukasz Żuk`: an uppercase first letter in
-  any script, the same word shape the detector keeps as a name): a name may have more words to come, and a
-  name released word by word would leak its first name before NER sees the whole.
+  any script, the same word shape the detector keeps as a name), with the particles that join a name's
+  words after one of them (`Ludwig van`): a name may have more words to come, and a name released word by
+  word would leak its first name before NER sees the whole.
 
 The PII candidates are bounded by WINDOW_CHARS (a URL or a long run of Title Case is released past it);
 placeholders and the canary are short and always held whole.
@@ -30,7 +31,7 @@ from collections.abc import Callable
 
 from stratus.guard.output import CANARY_PREFIX
 from stratus.guard.pii import PLACEHOLDER
-from stratus.guard.pii_types import name_token
+from stratus.guard.pii_types import NAME_PARTICLES, name_token
 
 # The PII candidates are held back at most this far (a 90-character email is long; so is a 12-word name).
 WINDOW_CHARS = 96
@@ -49,7 +50,7 @@ def hold_from(text: str, canary: str | None = None, *, pii: bool = True) -> int:
     end = len(text)
     cut = end
     if pii:
-        cut = max(min(_word(text), _run(text, _DIGIT_GROUP.fullmatch), _run(text, _capitalised)), end - WINDOW_CHARS)
+        cut = max(min(_word(text), _run(text, _DIGIT_GROUP.fullmatch), _name_run(text)), end - WINDOW_CHARS)
         placeholder = _PLACEHOLDER_START.search(text, max(0, end - 64))
         if placeholder is not None:
             cut = min(cut, placeholder.start())
@@ -71,6 +72,16 @@ def _capitalised(token: str) -> bool:
     """A word of a name as the detector sees one ("Ada", "O'Brien", "Łukasz"); with a final full stop only
     an initial or a title ("J.", "Dr.", "Mrs."): "Sure." ends a sentence."""
     return name_token(token) and (not token.endswith(".") or len(token) <= 4)
+
+
+def _name_run(text: str) -> int:
+    """Where the trailing run of a name's words starts: capitalised words, and particles after one ("Ludwig
+    van" waits for "Beethoven": released alone, "Ludwig" would be judged without the rest of the name)."""
+    start = _run(text, lambda t: _capitalised(t) or t in NAME_PARTICLES)
+    for match in _TOKEN.finditer(text, start):
+        if _capitalised(match.group(0)):
+            return match.start()  # a run opens with a capital: "met la" is not a name's start
+    return len(text)
 
 
 def _run(text: str, token: Callable[[str], object]) -> int:
