@@ -4,7 +4,7 @@ split across chunks is never released in part."""
 
 from __future__ import annotations
 
-from stratus.guard import rails
+from stratus.guard import pii, rails
 from stratus.guard.policy import effective
 from stratus.guard.streaming import GuardedStream
 from stratus.llm.types import Message
@@ -42,11 +42,44 @@ def test_new_pii_split_across_chunks_is_masked_and_never_released_in_part() -> N
     assert pii[0].action == "redact" and set(pii[0].details["entities"]) == {"EMAIL", "PHONE"}
 
 
+def test_the_streams_pii_count_is_of_distinct_values_as_outside_a_stream() -> None:
+    answer = "Write to grace@example.com or call +44 20 7946 0958; again, grace@example.com today."
+    stream = GuardedStream(_state())
+    out = _run(stream, [" " + w if i else w for i, w in enumerate(answer.split(" "))])
+    assert "".join(out) == "Write to <EMAIL_1> or call <PHONE_1>; again, <EMAIL_1> today."
+    pii = [v for v in stream.summary().verdicts if v.rail == "pii" and v.stage == "output"]
+    _, whole = rails.check_output(answer, _state())
+    assert pii[0].details == {"entities": ["EMAIL", "PHONE"], "count": 2}
+    assert pii[0].details == [v for v in whole.verdicts if v.rail == "pii"][0].details
+
+
 def test_a_name_split_across_chunks_is_found_with_its_context_and_never_released_in_part() -> None:
     out = _run(GuardedStream(_state()), ["Yesterday", " I", " met", " Grace", " Hop", "per", " and", " she",
                                          " said", " hi", "."])
     assert "".join(out) == "Yesterday I met <PERSON_1> and she said hi."
     assert not any("Grace" in piece or "Hop" in piece for piece in out)
+
+
+def test_a_name_that_begins_with_a_capital_outside_ascii_is_masked_and_never_released_in_part() -> None:
+    out = _run(GuardedStream(_state()), ["I", " met", " Łukasz", " Żuk", " and", " she", "."])
+    assert "".join(out) == "I met <PERSON_1> and she."
+    assert not any("ukasz" in piece or "Żuk" in piece for piece in out)
+    out = _run(GuardedStream(_state()), ["I", " met", " Ángel", " Ruiz", " and", " she", "."])
+    assert "".join(out) == "I met <PERSON_1> and she."
+    assert not any("ngel" in piece or "Ruiz" in piece for piece in out)
+    # The small spaCy model does not tag "Émile Zola" in this sentence, streamed or not; the stream still
+    # judges the name whole, as the whole answer is judged.
+    answer = ["Yesterday", " I", " met", " Émile", " Zola", " and", " we", " talked", "."]
+    out = _run(GuardedStream(_state()), answer)
+    assert "".join(out) == pii.redact("".join(answer)).text
+    assert [p for p in out if "mile" in p or "Zola" in p] == ["Émile Zola "]
+
+
+def test_a_name_with_a_particle_is_judged_whole_streamed_as_it_is_whole() -> None:
+    answer = "I met Leonardo da Vinci and she."
+    out = _run(GuardedStream(_state()), [" " + w if i else w for i, w in enumerate(answer.split(" "))])
+    assert "".join(out) == pii.redact(answer).text == "I met <PERSON_1> and she."
+    assert not any("Leonardo" in piece or "Vinci" in piece for piece in out)
 
 
 def test_the_callers_own_value_comes_back_whole_from_a_placeholder_split_across_chunks() -> None:

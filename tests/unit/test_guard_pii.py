@@ -80,6 +80,10 @@ def test_a_streamed_piece_of_lower_case_words_skips_the_detector_but_known_value
     for piece in (" Ada Lovelace", " at 5", " ada@example.com", " fe::1"):  # a capital, a digit, an @, a colon
         redact(piece, context="Then", detector=counting)
     assert len(calls) == 4
+    # A capital in any script counts: a name may begin with one ("Łukasz", "Émile", "Ángel").
+    for piece in ("ukasz Ż", " Émile", " Ángel", " Ωμέγα"):
+        redact(piece, context="I met", detector=counting)
+    assert len(calls) == 8
 
 
 def test_overlaps_resolve_to_the_higher_score() -> None:

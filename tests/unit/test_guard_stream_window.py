@@ -54,6 +54,24 @@ def test_a_run_ends_with_a_word_that_cannot_belong_to_it() -> None:
     assert released("I met Grace Hopper\nNext") == "I met Grace Hopper\n"  # a newline ends the name too
 
 
+@pytest.mark.parametrize("name", ["Łukasz Żuk", "Émile Zola", "Ángel Di María", "Ørjan Ødegaard"])
+def test_a_name_that_begins_with_a_capital_outside_ascii_is_held_whole(name: str) -> None:
+    pieces = ["I", " met", *(" " + w for w in name.split()), " and", " she", "."]
+    out = stream(pieces)
+    assert "".join(out) == "I met " + name + " and she."
+    released_name = [p for p in out if any(w in p for w in name.split())]
+    assert released_name == [" " + name + " "] or released_name == [name + " "]
+
+
+def test_a_particle_inside_a_name_is_held_with_it_and_one_without_a_name_is_not() -> None:
+    assert released("I met Ludwig van") == "I met "
+    assert released("I met Leonardo da ") == "I met "
+    out = stream(["I", " met", " Ludwig", " van", " Beethoven", " and", " she", "."])
+    assert [p for p in out if "Ludwig" in p or "van" in p or "Beethoven" in p] == ["Ludwig van Beethoven "]
+    assert released("they met de") == "they met "  # "de" may still grow, but no name is under way
+    assert released("they met de la ") == "they met de la "
+
+
 def test_an_email_split_across_chunks_is_never_released_in_part() -> None:
     out = stream(["Write to", " ada", ".love", "lace@", "exam", "ple.com", " today", "."])
     assert out == ["Write ", "to ", "", "", "", "", "ada.lovelace@example.com ", "", "today."]

@@ -29,10 +29,9 @@ MAX_CHARS = 100_000
 MIN_SWEEP_CHARS = 3
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*?)_(\d+)>")
-# Text without one of these holds no value the recognizers report: a name is capitalised (pii_presidio keeps
-# capitalised PERSON spans only), a number has digits, an email an @, an IPv6 address a colon. A stream's
-# pieces (redact with `context`) skip the detector on it; known values are still swept.
-_MAY_HOLD = re.compile(r"[A-Z0-9@:]")
+# Besides an uppercase letter (any script: see _may_hold), what a value the recognizers report needs: a
+# number has digits, an email an @, an IPv6 address a colon.
+_MAY_HOLD = re.compile(r"[0-9@:]")
 
 
 def detect(
@@ -69,7 +68,7 @@ def redact(
     The caller's mapping is not modified; the returned one extends it. `context` is text that came just
     before `text` and was handled already (a stream's released part): the detector reads it (a name is
     found by the words around it) but only what falls in `text` is redacted."""
-    if context and not _MAY_HOLD.search(text):
+    if context and not _may_hold(text):
         findings: list[Finding] = []  # a streamed piece of lower-case words: nothing for the detector
     else:
         findings = _after(detect(context + text, entities, min_score=min_score, detector=detector), context)
@@ -115,6 +114,14 @@ def restore(text: str, mapping: dict[str, str]) -> str:
     """Put originals back for placeholders found in `mapping`; unknown placeholders are left as they
     are. One pass, so a restored value that looks like a placeholder is never expanded again."""
     return PLACEHOLDER.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+
+
+def _may_hold(text: str) -> bool:
+    """Whether `text` may hold a value the recognizers report. Without an uppercase letter in any script (a
+    name is capitalised: pii_presidio keeps capitalised PERSON spans only, "Łukasz" as well as "Ada"), a
+    digit, an @ or a colon it holds none: a stream's pieces (redact with `context`) skip the detector then;
+    known values are still swept."""
+    return text != text.lower() or _MAY_HOLD.search(text) is not None
 
 
 def _presidio(text: str, entities: Sequence[str]) -> list[Finding]:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from stratus.guard.pii_types import Finding
+from stratus.guard.pii_types import NAME_PARTICLES, Finding, name_token
 
 if TYPE_CHECKING:
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
@@ -76,13 +76,11 @@ def analyze(text: str, entities: Sequence[str]) -> list[Finding]:
 
 
 # The small spaCy model tags odd spans as PERSON ("expiry 09/27", "cluster eu-west-1"). A name is
-# capitalised words: every token starts with an uppercase letter and carries no digits.
-_NAME_TOKEN = re.compile(r"[^\W\d_][^\W\d_'’.-]*(?:['’.-][^\W\d_]*)*\.?")
-
-
+# capitalised words (an uppercase first letter, no digits), maybe joined by particles ("da", "van").
 def _looks_like_name(span: str) -> bool:
     tokens = span.split()
-    return bool(tokens) and all(t[0].isupper() and _NAME_TOKEN.fullmatch(t) for t in tokens)
+    return bool(tokens) and name_token(tokens[0]) and name_token(tokens[-1]) and all(
+        name_token(t) or t in NAME_PARTICLES for t in tokens[1:-1])
 
 
 def _build() -> Any:

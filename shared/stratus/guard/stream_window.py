@@ -15,8 +15,10 @@ chunk that completes or ends it. What counts as a candidate:
   window's bound;
 - a trailing run of digit groups (`+44 20 7946`, `4111 1111`, `GB82 WEST 1234`): the next group may still
   belong to it;
-- a trailing run of capitalised words (`Ada`, `Ada Lovelace`): a name may have more words to come, and a
-  name released word by word would leak its first name before NER sees the whole.
+- a trailing run of capitalised words (`Ada`, `Ada Lovelace`, `Łukasz Żuk`: an uppercase first letter in
+  any script, the same word shape the detector keeps as a name), with the particles that join a name's
+  words after one of them (`Ludwig van`): a name may have more words to come, and a name released word by
+  word would leak its first name before NER sees the whole.
 
 The PII candidates are bounded by WINDOW_CHARS (a URL or a long run of Title Case is released past it);
 placeholders and the canary are short and always held whole.
@@ -25,9 +27,11 @@ placeholders and the canary are short and always held whole.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from stratus.guard.output import CANARY_PREFIX
 from stratus.guard.pii import PLACEHOLDER
+from stratus.guard.pii_types import NAME_PARTICLES, name_token
 
 # The PII candidates are held back at most this far (a 90-character email is long; so is a 12-word name).
 WINDOW_CHARS = 96
@@ -37,8 +41,6 @@ _PLACEHOLDER_START = re.compile(r"<(?:[A-Z][A-Z_]*\d*)?\Z")
 _WORD = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~@\-]+\Z")
 _TOKEN = re.compile(r"\S+")
 _DIGIT_GROUP = re.compile(r"[+(]?[A-Za-z0-9]*\d[A-Za-z0-9().\-/:]*|[A-Z]{4}")  # "(415)", "555-0199", "WEST"
-# "Ada", "O'Brien", "Jean-Luc"; with a full stop only an initial or a title ("J.", "Dr."): "Sure." ends a sentence.
-_CAPITALISED = re.compile(r"[A-Z][A-Za-z'’\-]*|[A-Z][a-z]{0,2}\.")
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
@@ -48,7 +50,7 @@ def hold_from(text: str, canary: str | None = None, *, pii: bool = True) -> int:
     end = len(text)
     cut = end
     if pii:
-        cut = max(min(_word(text), _run(text, _DIGIT_GROUP), _run(text, _CAPITALISED)), end - WINDOW_CHARS)
+        cut = max(min(_word(text), _run(text, _DIGIT_GROUP.fullmatch), _name_run(text)), end - WINDOW_CHARS)
         placeholder = _PLACEHOLDER_START.search(text, max(0, end - 64))
         if placeholder is not None:
             cut = min(cut, placeholder.start())
@@ -66,7 +68,23 @@ def _word(text: str) -> int:
     return match.start() if match else len(text)
 
 
-def _run(text: str, token: re.Pattern[str]) -> int:
+def _capitalised(token: str) -> bool:
+    """A word of a name as the detector sees one ("Ada", "O'Brien", "Łukasz"); with a final full stop only
+    an initial or a title ("J.", "Dr.", "Mrs."): "Sure." ends a sentence."""
+    return name_token(token) and (not token.endswith(".") or len(token) <= 4)
+
+
+def _name_run(text: str) -> int:
+    """Where the trailing run of a name's words starts: capitalised words, and particles after one ("Ludwig
+    van" waits for "Beethoven": released alone, "Ludwig" would be judged without the rest of the name)."""
+    start = _run(text, lambda t: _capitalised(t) or t in NAME_PARTICLES)
+    for match in _TOKEN.finditer(text, start):
+        if _capitalised(match.group(0)):
+            return match.start()  # a run opens with a capital: "met la" is not a name's start
+    return len(text)
+
+
+def _run(text: str, token: Callable[[str], object]) -> int:
     """Where the trailing run of `token`s starts: tokens one space apart, the last at the end of the text
     (spaces after it are fine: the next word may still join the run, a newline ends it)."""
     start = len(text)
@@ -75,7 +93,7 @@ def _run(text: str, token: re.Pattern[str]) -> int:
     tokens = list(_TOKEN.finditer(text, max(0, len(text) - WINDOW_CHARS)))
     for i in range(len(tokens) - 1, -1, -1):
         t = tokens[i]
-        if not token.fullmatch(t.group(0)):
+        if not token(t.group(0)):
             break
         if i < len(tokens) - 1 and text[t.end():tokens[i + 1].start()] != " ":
             break

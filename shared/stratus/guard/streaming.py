@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 
 from stratus.guard import rails
+from stratus.guard.pii import PLACEHOLDER
 from stratus.guard.stream_window import hold_from
 from stratus.llm.types import ContextPassage
 from stratus.workflow_state import GuardState, GuardSummary, Verdict
@@ -31,6 +32,9 @@ _BOUNDARY = re.compile(r"[.!?:;](?=\s)\s*|\n+")
 MAX_HELD_CHARS = 600
 # How much of the released text the PII detector reads before a piece (a name's sentence, roughly).
 CONTEXT_CHARS = 200
+# Words and skeletons as the leak checks (stratus.guard.output) read them.
+_LEAK_WORD = re.compile(r"\w+")
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 _ORDER = {"pass": 0, "flag": 1, "fence": 2, "drop": 2, "redact": 3, "block": 4}
 
 
@@ -50,6 +54,7 @@ class GuardedStream:
         self._raw = ""  # everything the model said (the canary rail reads it whole)
         self._sentence = ""  # the model text of the sentence under way, not yet scored for toxicity
         self._seen: dict[str, str] = {}  # placeholders given to new PII in earlier pieces
+        self._leak = _LeakTail(self._canary, system_prompt if self._policy.enabled("canary") else None)
         self._verdicts: list[Verdict] = []
         self.blocked: Verdict | None = None
 
@@ -85,18 +90,18 @@ class GuardedStream:
 
     def summary(self) -> GuardSummary:
         """The request's verdicts: the earlier stages', then one per output rail (its strongest; the PII
-        rail's with the entities and count of every piece)."""
+        rail's with the entity types and the count of distinct new values over all pieces)."""
         merged: dict[str, Verdict] = {}
         for v in self._verdicts:
             best = merged.get(v.rail)
             if best is None or _ORDER[v.action] > _ORDER[best.action] or (
                     v.action == best.action and _worse(v, best)):
                 merged[v.rail] = v
-        found = [v.details for v in self._verdicts if v.rail == "pii" and v.details.get("count")]
-        if len(found) > 1:
+        if "pii" in merged and merged["pii"].details.get("count") and self._seen:
+            # Distinct values, as outside a stream: every new value's placeholder is in self._seen once, however
+            # many pieces it appeared in.
             merged["pii"] = merged["pii"].model_copy(update={"details": {
-                "entities": sorted({e for d in found for e in d["entities"]}),
-                "count": sum(d["count"] for d in found)}})
+                "entities": sorted({_label(p) for p in self._seen}), "count": len(self._seen)}})
         return GuardSummary(verdicts=[*self._state.verdicts, *merged.values()],
                             blocked=self._state.blocked or self.blocked)
 
@@ -113,7 +118,8 @@ class GuardedStream:
             return ""
         released = self._raw[:len(self._raw) - len(self._held) - len(piece)]
         text, state = rails.check_output(piece, self._state, passages=self._passages, final=False,
-                                         system_prompt=self._system_prompt, seen=self._seen, canary_text=self._raw,
+                                         system_prompt=self._system_prompt, seen=self._seen,
+                                         canary_text=self._leak.tail(self._raw),
                                          context=_context(released), toxicity=False)
         self._add(state.verdicts[len(self._state.verdicts):])
         return "" if self.blocked is not None else text
@@ -124,6 +130,51 @@ class GuardedStream:
             self.blocked = next((v for v in verdicts if v.action == "block"), None)
 
 
+class _LeakTail:
+    """What the canary rail reads at a release: the end of everything generated so far that a leak new
+    since the last release can lie in. Such a leak ends in the new text and is no longer than what it
+    leaks, so the tail is the new text's words plus the prompt's word count before them (the prompt
+    check compares words), or its skeleton characters plus the canary's (the canary check compares
+    skeletons), whichever reaches further back. Reading everything at every release cost the square of
+    the answer's length (once per model chunk); a leak seen at an earlier release keeps its score in the
+    verdicts, whose strongest the summary reports."""
+
+    def __init__(self, canary: str | None, system_prompt: str | None) -> None:
+        self._prompt_words = len(_LEAK_WORD.findall(system_prompt.lower())) if system_prompt else 0
+        self._canary_chars = _skeleton_len(canary) if canary else 0
+        self._read = 0  # how much of the text the last release's check covered
+        self._starts: list[int] = []  # where each word of the text starts (the last one may still grow)
+
+    def tail(self, text: str) -> str:
+        new = self._read
+        self._read = len(text)
+        scan = self._starts.pop() if self._starts else 0  # the last word may have grown: found again
+        new_words = 0
+        for match in _LEAK_WORD.finditer(text, scan):
+            self._starts.append(match.start())
+            new_words += match.end() > new
+        start = len(text)
+        if self._prompt_words:
+            back = self._prompt_words + new_words
+            start = self._starts[-back] if back <= len(self._starts) else 0
+        if self._canary_chars:
+            start = min(start, _skeleton_start(text, self._canary_chars + _skeleton_len(text[new:])))
+        return text[start:]
+
+
+def _skeleton_len(text: str) -> int:
+    return len(_NOT_ALNUM.sub("", text.lower()))
+
+
+def _skeleton_start(text: str, chars: int) -> int:
+    """Where the end of `text` that holds `chars` skeleton characters (as the canary check sees it) starts."""
+    i = len(text)
+    while i > 0 and chars > 0:
+        i -= 1
+        chars -= _skeleton_len(text[i])
+    return i
+
+
 def _context(released: str) -> str:
     """The end of the released text, from a word's start (half a word would read as a word of its own)."""
     if len(released) <= CONTEXT_CHARS:
@@ -131,6 +182,11 @@ def _context(released: str) -> str:
     tail = released[-CONTEXT_CHARS:]
     space = tail.find(" ")
     return tail[space + 1:] if space >= 0 else tail
+
+
+def _label(placeholder: str) -> str:
+    match = PLACEHOLDER.fullmatch(placeholder)
+    return match.group(1) if match else "PII"
 
 
 def _last_boundary(text: str) -> int:
