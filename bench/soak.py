@@ -307,7 +307,8 @@ class Soak:
     # --- faults ------------------------------------------------------------------------------------------
     def _window(self, kind: str, start: float, end: float) -> None:
         with self.rec.lock:
-            self.rec.windows.append({"kind": kind, "start": start, "end": end + GRACE_S})
+            # "until": the fault itself (up to recovery); "end" adds the grace period
+            self.rec.windows.append({"kind": kind, "start": start, "until": end, "end": end + GRACE_S})
             self.rec.faults[kind] += 1
 
     def _provider_fault(self, kind: str) -> None:
@@ -477,10 +478,11 @@ class Soak:
         """A provider fault that outlasted the only deployment's retries is answered with the gateway's typed
         provider error (502 all_deployments_failed, 503 circuit_open, 504 timeout), as OpenAI's SDKs expect
         and retry; that is the honest status while only the provider is down. During a database outage
-        the only acceptable 5xx is 503."""
+        the only acceptable 5xx is 503; the grace period after the database is back does not count as the
+        outage (a provider fault injected then answers as a provider fault)."""
         windows = set(self.windows_of(s))
         return ((s.status, s.code.split(":")[0]) in PROVIDER_ERRORS and bool(PROVIDER_FAULTS & windows)
-                and "db_restart" not in windows)
+                and "db_restart" not in self.windows_of(s, grace=False))
 
     def summarise(self, wall_s: float, drained: bool) -> dict[str, Any]:
         rec = self.rec
@@ -531,8 +533,10 @@ class Soak:
             "tenants": {n: {"rpm": t["rpm"], "budget_usd": t["budget"]} for n, t in self.tenants.items()},
         }
 
-    def windows_of(self, s: Sample) -> list[str]:
-        return sorted({w["kind"] for w in self.rec.windows if w["start"] <= s.end and s.start <= w["end"]})
+    def windows_of(self, s: Sample, *, grace: bool = True) -> list[str]:
+        """The kinds of fault window the request overlapped (`grace=False`: the faults themselves)."""
+        key = "end" if grace else "until"
+        return sorted({w["kind"] for w in self.rec.windows if w["start"] <= s.end and s.start <= w[key]})
 
     def _owner(self) -> Any:
         import psycopg
