@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Iterable
 
 import numpy as np
 import pytest
@@ -65,6 +66,24 @@ def _corpus(rng: random.Random, n: int, vocab: int, long_from: int | None = None
         length = rng.randint(5, 40) * (3 if long_from is not None and cid >= long_from else 1)
         docs[cid] = Counter(rng.choices(words, weights, k=length))
     return docs
+
+
+def _served(monkeypatch: pytest.MonkeyPatch, seed: int, n: int, vocab: int, first_depth: int) -> FakeStore:
+    """A corpus of n chunks over `vocab` terms (postings at the current avgdl), read and scored by the search."""
+    docs = _corpus(random.Random(seed), n, vocab)
+    store = FakeStore(docs, ref_avgdl=sum(sum(c.values()) for c in docs.values()) / len(docs))
+    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
+    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", first_depth)
+    return store
+
+
+def _query(store: FakeStore, terms: Iterable[str]) -> tuple[dict[str, float], LexicalStats]:
+    """The idf weights of `terms` and the tenant statistics a search of them reads."""
+    df = Counter(t for c in store.docs.values() for t in c)
+    weights = {t: lexical.idf(len(store.docs), df[t]) for t in terms}
+    return weights, LexicalStats(chunk_count=len(store.docs), avg_length=store.avgdl,
+                                 df={t: df[t] for t in weights}, impact_avgdl=store.avgdl)
 
 
 def _brute(store: FakeStore, weights: dict[str, float], k: int, allowed: set[int] | None = None
@@ -178,16 +197,8 @@ def test_impacts_are_used_only_when_they_can_answer_exactly() -> None:
 
 def test_an_unsettled_query_at_the_budget_is_answered_but_not_called_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a query of the two most common terms only, and a budget too small to settle its top 10
-    rng = random.Random(8)
-    docs = _corpus(rng, 600, 40)
-    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
-    store = FakeStore(docs, ref_avgdl=avgdl)
-    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
-    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
-    monkeypatch.setattr(impacts, "FIRST_DEPTH", 8)
-    df = Counter(t for c in docs.values() for t in c)
-    weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w1")}
-    stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
+    store = _served(monkeypatch, 8, 600, 40, first_depth=8)
+    weights, stats = _query(store, ("w0", "w1"))
     result = impacts.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=40)
     # Then it still answers ten chunks, with their exact scores, and says the list is not certain
     assert result is not None and not result.exact and len(result.hits) == 10
@@ -198,16 +209,8 @@ def test_an_unsettled_query_at_the_budget_is_answered_but_not_called_exact(monke
 
 def test_a_query_of_more_terms_than_a_machine_word_has_bits_is_still_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a query of 80 distinct terms (a long pasted question; the API allows 4,000 characters)
-    rng = random.Random(13)
-    docs = _corpus(rng, 300, 200)
-    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
-    store = FakeStore(docs, ref_avgdl=avgdl)
-    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
-    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
-    monkeypatch.setattr(impacts, "FIRST_DEPTH", 4)
-    df = Counter(t for c in docs.values() for t in c)
-    weights = {t: lexical.idf(len(docs), df[t]) for t in sorted(df)[:80]}
-    stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
+    store = _served(monkeypatch, 13, 300, 200, first_depth=4)
+    weights, stats = _query(store, sorted({t for c in store.docs.values() for t in c})[:80])
     # When it is searched through the lists
     result = _search("lists", stats, weights, np.zeros(0, dtype=np.int64))
     # Then it is the brute-force top 10
@@ -245,18 +248,9 @@ def test_exact_scoring_stops_at_max_exact_chunks_when_lists_remain_unread(monkey
 def test_any_budget_answers_with_exact_scores_and_never_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given lists of very different lengths (a common and a rarer term) searched under many budgets, some of
     # which end in a last round shared between a shallow and a deep list
-    rng = random.Random(2)
-    docs = _corpus(rng, 1500, 60)
-    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
-    store = FakeStore(docs, ref_avgdl=avgdl)
-    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
-    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
-    monkeypatch.setattr(impacts, "FIRST_DEPTH", 2)
-    df = Counter(t for c in docs.values() for t in c)
+    store = _served(monkeypatch, 2, 1500, 60, first_depth=2)
     for terms in (("w3", "w35"), ("w3", "w4", "w9", "w34"), ("w0", "w1", "w30")):
-        weights = {t: lexical.idf(len(docs), df[t]) for t in terms}
-        stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights},
-                             impact_avgdl=avgdl)
+        weights, stats = _query(store, terms)
         for budget in range(8, 3000, 13):
             # When it is searched within that budget
             result = _search("lists", stats, weights, np.zeros(0, dtype=np.int64), max_postings=budget)
@@ -270,18 +264,10 @@ def test_any_budget_answers_with_exact_scores_and_never_fails(monkeypatch: pytes
 
 def test_a_filtered_search_cut_short_by_the_scoring_cap_declines(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a query whose top is certain but whose exact scoring stops at MAX_EXACT, under a filter's ids
-    rng = random.Random(0)
-    docs = _corpus(rng, 800, 30)
-    avgdl = sum(sum(c.values()) for c in docs.values()) / len(docs)
-    store = FakeStore(docs, ref_avgdl=avgdl)
-    monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
-    monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
-    monkeypatch.setattr(impacts, "FIRST_DEPTH", 8)
+    store = _served(monkeypatch, 0, 800, 30, first_depth=8)
     monkeypatch.setattr(impacts, "MAX_EXACT", 30)
-    df = Counter(t for c in docs.values() for t in c)
-    weights = {t: lexical.idf(len(docs), df[t]) for t in ("w0", "w3", "w5")}
-    stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
-    allowed = np.array(sorted(docs)[::2], dtype=np.int64)
+    weights, stats = _query(store, ("w0", "w3", "w5"))
+    allowed = np.array(sorted(store.docs)[::2], dtype=np.int64)
     # When it is searched through the filtered lists
     result = _search("allowed", stats, weights, allowed, max_postings=340)
     # Then it declines, so the caller answers exactly another way
