@@ -16,7 +16,10 @@ tenant's documents are, so their sentence vectors are stored (migration 0020); g
 output step does: the sentence-vector cache cleared, the cited chunks' stored vectors loaded in one query,
 the answer's sentences embedded (with a real provider nobody has embedded them before).
 "groundedness_unstored/long" is the same answer with nothing stored (chunks ingested before migration 0020),
-for comparison in the same run.
+for comparison in the same run. "output_step_default/long" is what a caller waits for under the default
+policy, through the rails' own entry point: groundedness only flags there, so it is left for after the
+response ("after_response/long", the gateway's part once the answer has gone); under groundedness `block`
+("output_step_grounding_blocks/long") it runs on the response path.
 
 Input rails: besides the short question and the long document (a name in one sentence of four, as business
 text often has), "names" is a ~300-token text with a person or place name in every sentence: the PII rail
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 
 from bench.common import ROOT, database, record, summary_ms
 
@@ -196,9 +200,11 @@ def _stored_passages(url: str) -> tuple[object, str, list]:
 def _output_rails(url: str) -> tuple[dict[str, dict], int]:
     """Warm p50/p95 of each output rail and of all of them together on the long answer."""
     from stratus.embeddings import get_embedder
-    from stratus.guard import grounding, output
+    from stratus.guard import grounding, output, rails
     from stratus.guard.passage_vectors import prime
+    from stratus.guard.policy import GuardPolicy, effective
     from stratus.llm import extractive
+    from stratus.query import after_response_rails
     from stratus_tools.guard.scan import RAILS
 
     embedder = get_embedder(grounding.EMBEDDING_MODEL)
@@ -218,6 +224,18 @@ def _output_rails(url: str) -> tuple[dict[str, dict], int]:
         extractive.sentence_vectors.clear()
         grounding.groundedness(answer, passages, embedder=embedder)
 
+    def output_step(policy: GuardPolicy) -> Callable[[str], None]:
+        def run(answer: str) -> None:  # as stratus.query.guard_output runs it: priming only when it grounds
+            extractive.sentence_vectors.clear()
+            if not rails.after_response(policy, "groundedness"):
+                prime(conn, tenant, passages, grounding.EMBEDDING_MODEL)
+            rails.check_output(answer, rails.start(policy), passages=passages)
+        return run
+
+    def after_response(answer: str) -> None:  # what the gateway runs once the answer has been sent
+        extractive.sentence_vectors.clear()
+        after_response_rails(conn, tenant, answer, ["groundedness"], passages=passages)
+
     checks = {"leak": leak, "groundedness": grounded, "pii_output": RAILS["pii"].check}
     if "toxicity" in RAILS:
         checks["toxicity"] = RAILS["toxicity"].check
@@ -225,6 +243,12 @@ def _output_rails(url: str) -> tuple[dict[str, dict], int]:
     warm = {f"{name}/long": _warm(fn, ANSWER, *sizes) for name, fn in checks.items()}
     warm["output_rails/long"] = _warm(lambda a: [fn(a) for fn in checks.values()], ANSWER, *sizes)
     warm["groundedness_unstored/long"] = _warm(unstored, ANSWER, *sizes)
+    # The output step itself under the default policy (groundedness only flags, so it runs after the
+    # response) and under groundedness `block` (it runs on the response path), and the part after the response.
+    warm["output_step_default/long"] = _warm(output_step(effective()), ANSWER, *sizes)
+    warm["output_step_grounding_blocks/long"] = _warm(
+        output_step(effective({"groundedness": {"action": "block"}})), ANSWER, *sizes)
+    warm["after_response/long"] = _warm(after_response, ANSWER, *sizes)
     conn.close()
     return warm, embedder.count_tokens(ANSWER)
 
@@ -274,7 +298,10 @@ def main() -> dict:
         "tokens": tokens, "warm": warm, "first_use": first_use, "cold_start_ms": cold,
         "targets_ms": TARGETS_MS,
         "meets_target": {"input_rails_p50": {k: v <= TARGETS_MS["input_rails_p50"] for k, v in p50s.items()},
-                         "output_rails_p50": {"long": warm["output_rails/long"]["p50_ms"]
+                         # what a caller waits for under the default policy; and with every rail inline
+                         "output_rails_p50": {"default_policy": warm["output_step_default/long"]["p50_ms"]
+                                              <= TARGETS_MS["output_rails_p50"],
+                                              "all_inline": warm["output_rails/long"]["p50_ms"]
                                               <= TARGETS_MS["output_rails_p50"]},
                          "cold_start": cold <= TARGETS_MS["cold_start"]},
     }

@@ -109,21 +109,56 @@ def load_passage_vectors(task: GenerateTask, *, conn: Any = None) -> None:
     from stratus.errors import DatabaseUnavailable
     from stratus.guard.grounding import EMBEDDING_MODEL
     from stratus.guard.passage_vectors import prime
-    from stratus.guard.rails import policy_of
+    from stratus.guard.rails import after_response, policy_of
     from stratus.spans import span
     from stratus.workflow_state import passages_from
 
     state = task.guard
     if state is None or state.blocked is not None or task.retrieval is None or not task.retrieval.hits:
         return
-    if not policy_of(state).enabled("groundedness"):
-        return
+    policy = policy_of(state)
+    if not policy.enabled("groundedness") or after_response(policy, "groundedness"):
+        return  # not run, or run after the response (after_response_rails primes its own)
     with span("passage_vectors", tenant_id=task.tenant_id) as step:
         try:
             step.annotate(found=prime(conn, task.tenant_id, passages_from(task), EMBEDDING_MODEL))
         except DatabaseUnavailable as err:  # an optimisation only: groundedness embeds the passages instead
             logging.getLogger(__name__).warning("passage sentence vectors not loaded: %s", err)
             step.annotate(outcome="database_unavailable")
+
+
+def after_response_rails(conn: Any, tenant_id: str, text: str, rails: list[str], *,
+                         passages: list[Any] | None = None, chunk_ids: list[int] | None = None) -> list[Any]:
+    """The output rails an answer's guard summary left for after the response (GuardSummary.deferred), run
+    now: their verdicts, for the request's trace. `passages` are the prompt's when the caller has them (the
+    gateway in-process); otherwise they are read back by `chunk_ids` (a workflow's answer carries only those),
+    in the prompt's order, so [n] markers still point where they did. A chunk deleted since is left out."""
+    from stratus.db.chunks import fetch_chunks
+    from stratus.db.connection import tenant_transaction
+    from stratus.guard.grounding import EMBEDDING_MODEL
+    from stratus.guard.passage_vectors import prime
+    from stratus.guard.policy import cached_policy
+    from stratus.guard.rails import groundedness_verdict
+    from stratus.llm.types import ContextPassage
+    from stratus.spans import span
+
+    if "groundedness" not in rails:
+        return []
+    policy = cached_policy(conn, tenant_id)
+    if passages is None:
+        with tenant_transaction(tenant_id, conn) as tx:
+            rows = fetch_chunks(tx, tenant_id, chunk_ids or [])
+            passages = [ContextPassage(number=i, chunk_id=c, document_id=r["document_id"],
+                                       document_version=r["document_version"], source_key=r["source_key"],
+                                       title=r["title"], text=r["text"])
+                        for i, c in enumerate(chunk_ids or [], start=1) if (r := rows.get(c)) is not None]
+    if not passages or not policy.enabled("groundedness"):
+        return []
+    with span("rail_groundedness", stage="output", rail="groundedness", after_response=True) as step:
+        prime(conn, tenant_id, passages, EMBEDDING_MODEL)
+        verdict = groundedness_verdict(text, passages, policy)
+        step.annotate(action=verdict.action, score=verdict.score)
+    return [verdict]
 
 
 # --- the workflow's guard task -----------------------------------------------------------------------------

@@ -55,6 +55,9 @@ class GuardSummary(BaseModel):
 
     verdicts: list[Verdict] = []
     blocked: Verdict | None = None
+    # Rails whose verdict could only be recorded (action `flag`) and that run after the response instead:
+    # their verdicts reach the request's trace, not this summary (stratus.guard.deferred).
+    deferred: list[str] = []
 
     def flagged(self) -> list[str]:
         return [v.rail for v in self.verdicts if v.hit]
@@ -70,7 +73,7 @@ class GuardState(GuardSummary):
     search_query: str | None = None  # the unredacted question: retrieval runs inside the stack
 
     def summary(self) -> GuardSummary:
-        return GuardSummary(verdicts=self.verdicts, blocked=self.blocked)
+        return GuardSummary(verdicts=self.verdicts, blocked=self.blocked, deferred=self.deferred)
 
 
 # --- the workflow's request and response -------------------------------------------------------------

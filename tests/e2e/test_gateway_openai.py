@@ -115,6 +115,24 @@ def test_a_rag_answer_cites_the_corpus_in_text_and_in_the_extension_field(client
     assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
     assert completion.model == "rag/fast" and completion.object == "chat.completion"
     assert completion.model_extra["stratus"]["request_id"] == raw.headers["x-request-id"]
+    # Groundedness only flags by default: it runs after the response (the workflow's answer names its passages
+    # by chunk id) and its verdict reaches the trace, not the answer.
+    assert completion.model_extra["stratus"]["guard"]["deferred"] == ["groundedness"]
+    _assert_grounded_in_trace(raw.headers["x-request-id"])
+
+
+def _assert_grounded_in_trace(request_id: str) -> None:
+    from stratus.db.connection import get_connection
+    from stratus.gateway.traces import get_trace
+
+    deadline = time.monotonic() + 30
+    while (row := get_trace(get_connection(), TENANT, request_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert row is not None, f"no trace for {request_id}"
+    grounded = [v for v in row["guard"]["verdicts"] if v["rail"] == "groundedness"]
+    assert row["guard"]["deferred"] == [] and len(grounded) == 1
+    assert grounded[0]["action"] == "pass" and grounded[0]["score"] >= grounded[0]["threshold"]
+    assert row["timings_ms"]["guard_after_response"] > 0
 
 
 def test_a_streamed_answer_ends_with_citations_usage_and_done(client: openai.OpenAI) -> None:
@@ -127,6 +145,8 @@ def test_a_streamed_answer_ends_with_citations_usage_and_done(client: openai.Ope
     assert finals and finals[-1].choices[0].finish_reason == "stop"
     assert finals[-1].model_extra["citations"] and "[1]" in text
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0  # the usage chunk comes last
+    assert finals[-1].model_extra["stratus"]["guard"]["deferred"] == ["groundedness"]
+    _assert_grounded_in_trace(finals[-1].model_extra["stratus"]["request_id"])
 
 
 def test_plain_chat_passes_tools_through_to_the_provider(client: openai.OpenAI, upstream: OpenAIUpstream) -> None:

@@ -32,5 +32,6 @@ def test_the_output_rails_run_over_passages_ingested_with_their_sentence_vectors
     assert [p.number for p in passages] == [1, 2, 3, 4, 5] and stored == (5,)
     warm, tokens = gl._output_rails(pg_url)
     assert {"leak/long", "groundedness/long", "groundedness_unstored/long", "pii_output/long",
-            "output_rails/long"} <= warm.keys()
+            "output_rails/long", "output_step_default/long", "output_step_grounding_blocks/long",
+            "after_response/long"} <= warm.keys()
     assert tokens > 250

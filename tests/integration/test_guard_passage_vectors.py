@@ -134,7 +134,7 @@ def _rag_task(tenant: str, passages: list[ContextPassage], *, groundedness: str 
                         messages=[{"role": "user", "content": "keys?"}], retrieval=retrieval, guard=state)
 
 
-def test_the_output_step_loads_the_retrieved_chunks_vectors_unless_groundedness_is_off(db, tenant_id) -> None:
+def test_the_output_step_loads_the_retrieved_chunks_vectors_when_groundedness_runs_there(db, tenant_id) -> None:
     _ingest(tenant_id)
     passages = _passages(db, tenant_id)
     sentences = {s for p in passages for s in extractive.split_sentences(p.text)}
@@ -147,9 +147,34 @@ def test_the_output_step_loads_the_retrieved_chunks_vectors_unless_groundedness_
 
     extractive.sentence_vectors.clear()
     embedder.texts.clear()
-    query.load_passage_vectors(_rag_task(tenant_id, passages), conn=db)
+    query.load_passage_vectors(_rag_task(tenant_id, passages), conn=db)  # flag: the rail runs after the response
+    extractive.sentence_vectors.embed(embedder, sorted(sentences))
+    assert set(embedder.texts) == sentences
+
+    extractive.sentence_vectors.clear()
+    embedder.texts.clear()
+    query.load_passage_vectors(_rag_task(tenant_id, passages, groundedness="block"), conn=db)
     extractive.sentence_vectors.embed(embedder, sorted(sentences))
     assert embedder.texts == []  # every passage sentence came from the database
+
+
+def test_the_rails_after_the_response_read_a_workflow_answers_passages_back_by_chunk_id(db, tenant_id) -> None:
+    _ingest(tenant_id)
+    passages = _passages(db, tenant_id)
+    ids = [p.chunk_id for p in passages]
+    extractive.sentence_vectors.clear()
+    given = query.after_response_rails(db, tenant_id, ANSWER, ["groundedness"], passages=passages)
+    extractive.sentence_vectors.clear()
+    read_back = query.after_response_rails(db, tenant_id, ANSWER, ["groundedness"], chunk_ids=[*ids, 10**12])
+    assert [v.rail for v in given] == ["groundedness"] and given == read_back  # an unknown id is left out
+    assert read_back[0].stage == "output" and read_back[0].action in ("pass", "flag")
+    # Stored vectors were primed: embedding the passages' sentences now costs nothing.
+    embedder = RecordingEmbedder()
+    extractive.sentence_vectors.embed(embedder, sorted({s for p in passages for s in
+                                                        extractive.split_sentences(p.text)}))
+    assert embedder.texts == []
+    assert query.after_response_rails(db, tenant_id, ANSWER, ["groundedness"], chunk_ids=[]) == []
+    assert query.after_response_rails(db, "another-tenant", ANSWER, ["groundedness"], chunk_ids=ids) == []
 
 
 def test_a_database_outage_only_costs_the_embedding(db, tenant_id, pg_url) -> None:
@@ -158,7 +183,7 @@ def test_a_database_outage_only_costs_the_embedding(db, tenant_id, pg_url) -> No
     broken = connect(pg_url)
     broken.close()
     extractive.sentence_vectors.clear()
-    query.load_passage_vectors(_rag_task(tenant_id, passages), conn=broken)  # logs, does not raise
+    query.load_passage_vectors(_rag_task(tenant_id, passages, groundedness="block"), conn=broken)  # logs only
     embedder = RecordingEmbedder()
     grounding.groundedness(ANSWER, passages, embedder=embedder)
     assert set(extractive.split_sentences(passages[0].text)) <= set(embedder.texts)

@@ -62,13 +62,27 @@ def test_a_leaked_canary_is_found_even_when_spelled_out() -> None:
 
 
 def test_a_refusal_is_not_scored_as_an_ungrounded_claim() -> None:
-    _, out = rails.check_output("The provided documents do not answer this question.", _state(),
+    blocking = {"groundedness": {"action": "block"}}  # on the response path (under `flag` it runs after it)
+    _, out = rails.check_output("The provided documents do not answer this question.", _state(**blocking),
                                 passages=[PASSAGE])
     grounded = [v for v in out.verdicts if v.rail == "groundedness"][0]
-    assert grounded.action == "pass" and grounded.details == {"declined": True}
-    _, invented = rails.check_output("Refunds are accepted within 90 days of purchase [1].", _state(),
+    assert grounded.action == "pass" and grounded.details == {"declined": True} and out.blocked is None
+    _, invented = rails.check_output("Refunds are accepted within 90 days of purchase [1].", _state(**blocking),
                                      passages=[PASSAGE])
-    assert [v.action for v in invented.verdicts if v.rail == "groundedness"] == ["flag"]
+    assert [v.action for v in invented.verdicts if v.rail == "groundedness"] == ["block"]
+    assert invented.blocked is not None and invented.blocked.rail == "groundedness"
+
+
+def test_groundedness_that_only_flags_is_left_for_after_the_response() -> None:
+    text, out = rails.check_output("Refunds are accepted within 90 days of purchase [1].", _state(),
+                                   passages=[PASSAGE])
+    assert out.deferred == ["groundedness"] and out.summary().deferred == ["groundedness"]
+    assert not [v for v in out.verdicts if v.rail == "groundedness"] and out.blocked is None
+    assert text == "Refunds are accepted within 90 days of purchase [1]."
+    _, plain = rails.check_output("Refunds are accepted within 90 days.", _state())  # no passages: nothing to run
+    assert plain.deferred == []
+    _, off = rails.check_output("Refunds [1].", _state(groundedness={"action": "off"}), passages=[PASSAGE])
+    assert off.deferred == [] and not [v for v in off.verdicts if v.rail == "groundedness"]
 
 
 def test_the_canary_goes_into_the_prompts_system_message_never_the_callers() -> None:

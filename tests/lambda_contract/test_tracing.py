@@ -31,8 +31,8 @@ QUESTION = "How often are API keys rotated?"
 
 # The steps each task function records (as spans under its invocation span).
 WORKFLOW_STEPS = {
-    "guard": {"policy", "rail_injection", "rail_pii", "rail_context_injection", "rail_canary", "rail_groundedness",
-              "rail_toxicity"},
+    # Groundedness only flags by default: the output stage leaves it to the gateway, after the response.
+    "guard": {"policy", "rail_injection", "rail_pii", "rail_context_injection", "rail_canary", "rail_toxicity"},
     "retrieve": {"embed_query", "filters", "lexical", "dense", "fusion", "fetch", "rerank"},
     "generate": {"prompt", "cache_lookup", "model_call", "provider_attempt", "record"},
 }
@@ -117,6 +117,7 @@ def test_the_workflow_tasks_trace_their_steps_under_the_callers_trace(corpus: di
     query = new_query(QUESTION, corpus["tenant"], request_id=request_id).model_dump(mode="json")
     result = run_workflow(query, trace_header=trace, timeout_s=60)
     assert result.output.get("citations"), result.output
+    assert result.output["guard"]["deferred"] == ["groundedness"]
     # Then every task's process exported its invocation span and a span per step, in the caller's trace
     expect = set().union(*WORKFLOW_STEPS.values()) | set(WORKFLOW_STEPS)
     invocations = _invocations(otlp, trace, expect, counts={"guard": 3})
@@ -215,7 +216,7 @@ def test_a_request_through_the_api_is_one_opentelemetry_trace_across_the_functio
     assert raw.headers["x-trace-id"] == caller_trace
     # ... and every process flushed its spans before its invocation ended: one tree under the caller's span
     expect = {"POST /v1/chat/completions", "workflow", "guard", "retrieve", "generate", "provider_attempt",
-              "lexical", "rail_injection"}
+              "lexical", "rail_injection", "rail_groundedness"}
     found = otlp.trace(caller_trace, names=expect, wait_s=20)
     names = {s.name for s in found}
     assert expect <= names, sorted(expect - names)
@@ -226,6 +227,10 @@ def test_a_request_through_the_api_is_one_opentelemetry_trace_across_the_functio
     # each task function exported from its own process (its resource names it)
     functions_seen = {s.resource.get("stratus.function") for s in found}
     assert {"gateway", "guard", "retrieve", "generate"} <= functions_seen, functions_seen
+    # groundedness (it only flags) ran in the gateway after the response, still inside the request's span
+    (grounded,) = [s for s in found if s.name == "rail_groundedness"]
+    assert grounded.resource.get("stratus.function") == "gateway"
+    assert grounded.attributes["stratus.after_response"] is True
     # FastAPI's own request span is off (ours is the one that continues the caller's context)
     assert not [s for s in otlp.spans if s.name == "handler" or s.name.startswith("fastapi")]
     attempt = next(s for s in found if s.name == "provider_attempt")

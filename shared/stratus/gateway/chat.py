@@ -231,6 +231,7 @@ def complete_chat(body: ChatCompletionRequest, ctx: RequestContext, who: Princip
                                         defer=ctx.deferred, hooks=_hooks(ctx))
     _account(ctx, response, streamed=False)
     _guard_verdict(ctx, response.guard)  # after accounting: an answer blocked on the way out was paid for
+    _after_response_rails(ctx, task, response)
     _keep_sample(ctx, task, response, s)
     payload = completion_object(response, model=choice.requested, request_id=ctx.request_id,
                                 timings_ms=_timings(ctx, response))
@@ -254,6 +255,23 @@ def _guard_verdict(ctx: RequestContext, guard: GuardState | GuardSummary | None)
     ctx.trace["guard"] = summary.model_dump(mode="json")
     if summary.blocked is not None:
         raise errors.guard_blocked(summary.blocked)
+
+
+def _after_response_rails(ctx: RequestContext, task: GenerateTask, response: GenerateResponse) -> None:
+    """The output rails the answer's guard left for after the response (they only record): run before its
+    trace is written (stratus.gateway.context.after_response)."""
+    from functools import partial
+
+    from stratus.query import after_response_rails
+    from stratus.workflow_state import passages_from
+
+    guard = response.guard
+    if guard is None or not guard.deferred or guard.blocked is not None:
+        return
+    # In-process the prompt's passages are at hand; a workflow's answer names them by chunk id only.
+    passages = passages_from(task) if task.retrieval is not None else None
+    ctx.after_rails = partial(after_response_rails, tenant_id=task.tenant_id, text=response.text,
+                              rails=list(guard.deferred), passages=passages, chunk_ids=list(response.chunk_ids))
 
 
 def _keep_sample(ctx: RequestContext, task: GenerateTask, response: GenerateResponse, s: Settings) -> None:
@@ -465,6 +483,7 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
                     assert response is not None, "the answer is whole after its last chunk"
                     if answer.guard is not None and response.guard is not None:
                         ctx.trace["guard"] = response.guard.model_dump(mode="json")
+                        _after_response_rails(ctx, task, response)
                     _account(ctx, response, streamed=True)
                     _keep_sample(ctx, task, response, s)
                     yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id,

@@ -61,6 +61,8 @@ class RequestContext:
     spent_usd: float = 0.0
     finished: bool = False  # settle + trace scheduled (once per request)
     deferred: list[Any] = field(default_factory=list)  # writes that wait for the response: f(conn) -> None
+    # Output rails the answer's guard left for after the response: f(conn) -> their verdicts, for the trace.
+    after_rails: Callable[[psycopg.Connection], list[Any]] | None = None
     emit_metrics: bool = False  # SpendUsd and LatencyMs as EMF log lines after the response (settings)
     deadline_at: float | None = None  # epoch s: when Lambda ends this invocation (None: no such limit)
 
@@ -163,6 +165,8 @@ def after_response(ctx: RequestContext) -> None:
     who = ctx.principal
     if who is None:
         return  # no tenant (401 or earlier): nothing to settle, nowhere to trace
+    if ctx.after_rails is not None:
+        _run_after_rails(ctx)
 
     def trace_record() -> Any:  # built once the records are written: latency_ms counts them
         code = ctx.status_code or 200
@@ -192,6 +196,28 @@ def after_response(ctx: RequestContext) -> None:
         except Exception:  # noqa: BLE001 - the response is sent; a failed settle expires with its reservation
             log.exception("request %s: settling or tracing failed", ctx.request_id)
             return
+
+
+def _run_after_rails(ctx: RequestContext) -> None:
+    """The rails left for after the response, their verdicts added to the trace's guard record. A failure
+    leaves them listed as deferred there (never computed) and costs nothing else."""
+    from stratus.gateway.pool import lease
+
+    t = time.perf_counter()
+    rails, ctx.after_rails = ctx.after_rails, None
+    assert rails is not None
+    try:
+        with lease() as conn:
+            verdicts = rails(conn)
+    except Exception:  # noqa: BLE001 - the answer is sent; the settle and the trace must still happen
+        log.exception("request %s: the rails run after the response failed", ctx.request_id)
+        return
+    finally:
+        ctx.step("guard_after_response", t)
+    guard = dict(ctx.trace.get("guard") or {})
+    guard["verdicts"] = [*guard.get("verdicts", []), *(v.model_dump(mode="json") for v in verdicts)]
+    guard["deferred"] = []
+    ctx.trace["guard"] = guard
 
 
 def _write_apart(conn: psycopg.Connection, ctx: RequestContext, who: Principal,

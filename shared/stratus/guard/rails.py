@@ -41,6 +41,9 @@ WITHHELD = "[Tool result withheld by the guard: it contained instructions addres
 # span to mean something, and a span shorter than this many words is never a leak ("you are a helpful").
 MIN_LEAK_SPAN_WORDS = 8
 CANARY_OVERLAP_THRESHOLD = 0.5
+# Output rails worth moving off the response path when they only record: groundedness embeds the answer's
+# sentences (~100 ms for 300 tokens on one vCPU), every other output rail costs a few ms.
+AFTER_RESPONSE_RAILS = ("groundedness",)
 # An answer that cites nothing and only declines ("the documents do not say ...") makes no claim to ground.
 _DECLINES = re.compile(
     r"\b(cannot|can ?not|can't|unable to|do(?:es)? not|don't|doesn't|no information|not (?:mentioned|covered|"
@@ -64,6 +67,18 @@ def policy_of(state: GuardState) -> GuardPolicy:
 def _record(state: GuardState, *verdicts: Verdict) -> GuardState:
     blocked = state.blocked or next((v for v in verdicts if v.action == "block"), None)
     return state.model_copy(update={"verdicts": [*state.verdicts, *verdicts], "blocked": blocked})
+
+
+def after_response(policy: GuardPolicy, rail: str) -> bool:
+    """Whether `rail` runs after the response instead of on its path: it is one of AFTER_RESPONSE_RAILS and
+    its action only records (`flag`), so its verdict cannot change what the caller gets."""
+    return rail in AFTER_RESPONSE_RAILS and policy.enabled(rail) and policy.rail(rail).action == "flag"
+
+
+def _defer(state: GuardState, rail: str) -> GuardState:
+    if rail in state.deferred:
+        return state
+    return state.model_copy(update={"deferred": [*state.deferred, rail]})
 
 
 def _decide(action: str, hit: bool) -> Action:
@@ -329,8 +344,11 @@ def check_output(text: str, state: GuardState, *, passages: Sequence[ContextPass
         with _rail("output", "canary", on=final) as step:
             verdicts.append(_noted(step, _canary(canary_text or text, state.canary, system_prompt, policy)))
     if final and passages and policy.enabled("groundedness"):
-        with _rail("output", "groundedness") as step:
-            verdicts.append(_noted(step, groundedness_verdict(text, passages, policy)))
+        if after_response(policy, "groundedness"):
+            state = _defer(state, "groundedness")
+        else:
+            with _rail("output", "groundedness") as step:
+                verdicts.append(_noted(step, groundedness_verdict(text, passages, policy)))
     if toxicity and "toxicity" in policy.rails and policy.enabled("toxicity"):
         with _rail("output", "toxicity", on=final) as step:
             verdicts.append(_noted(step, toxicity_verdict(text, policy)))

@@ -56,6 +56,7 @@ class GuardedStream:
         self._seen: dict[str, str] = {}  # placeholders given to new PII in earlier pieces
         self._leak = _LeakTail(self._canary, system_prompt if self._policy.enabled("canary") else None)
         self._verdicts: list[Verdict] = []
+        self._deferred: list[str] = []  # rails left to run after the response (rails.after_response)
         self.blocked: Verdict | None = None
 
     def feed(self, text: str) -> str:
@@ -85,7 +86,10 @@ class GuardedStream:
         held, self._held = self._held, ""
         tail = self._check(held) if held and self.blocked is None else ""
         if self.blocked is None and self._passages and self._policy.enabled("groundedness"):
-            self._add([rails.groundedness_verdict(answer, self._passages, self._policy)])
+            if rails.after_response(self._policy, "groundedness"):
+                self._deferred = ["groundedness"]
+            else:
+                self._add([rails.groundedness_verdict(answer, self._passages, self._policy)])
         return tail
 
     def summary(self) -> GuardSummary:
@@ -103,7 +107,7 @@ class GuardedStream:
             merged["pii"] = merged["pii"].model_copy(update={"details": {
                 "entities": sorted({_label(p) for p in self._seen}), "count": len(self._seen)}})
         return GuardSummary(verdicts=[*self._state.verdicts, *merged.values()],
-                            blocked=self._state.blocked or self.blocked)
+                            blocked=self._state.blocked or self.blocked, deferred=self._deferred)
 
     def _score_sentences(self, *, final: bool) -> None:
         """Toxicity over the sentences that ended (all of it at the end, or past MAX_HELD_CHARS)."""
