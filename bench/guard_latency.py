@@ -175,6 +175,14 @@ def _warm(fn, text: str, runs_n: int = RUNS, rounds: int = ROUNDS) -> dict[str, 
             "p95_ms": round(statistics.median(r["p95_ms"] for r in runs), 2), "runs": runs_n, "rounds": rounds}
 
 
+def _input_step(text: str) -> None:
+    from stratus.guard import rails
+    from stratus.guard.policy import effective
+    from stratus.llm.types import Message
+
+    rails.check_input([Message(role="user", content=text)], None, rails.start(effective()))
+
+
 def _stored_passages(url: str) -> tuple[object, str, list]:
     """PASSAGES ingested as a tenant's documents (one chunk each): the connection, tenant and passages."""
     from stratus.db.connection import connect, tenant_transaction
@@ -266,6 +274,9 @@ def main() -> dict:
         for rail in input_rails:
             warm[f"{rail.name}/{label}"] = _warm(rail.check, text)
         warm[f"input_rails/{label}"] = _warm(lambda t: scan_text(t, input_rails), text)
+        # The input step as a request runs it under the default policy (injection-v3, PII redaction);
+        # the scan rails above score injection with injection-v4, a tenant's opt-in.
+        warm[f"input_step_default/{label}"] = _warm(_input_step, text)
         print(f"guard {label:<5} ({tokens[label]} tokens): "
               + "  ".join(f"{k.split('/')[0]} p50 {v['p50_ms']} ms" for k, v in warm.items() if k.endswith(label)))
 
@@ -292,12 +303,15 @@ def main() -> dict:
     print(f"guard cold start (import functions/guard/app.py): {cold} ms (target {TARGETS_MS['cold_start']} ms); "
           f"first use: {first_use['handler']}")
 
-    p50s = {label: warm[f"input_rails/{label}"]["p50_ms"] for label in inputs}
+    p50s = {label: warm[f"input_step_default/{label}"]["p50_ms"] for label in inputs}
+    v4_p50s = {label: warm[f"input_rails/{label}"]["p50_ms"] for label in inputs}
     out = {
         "load_average_at_start": load_at_start, "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "tokens": tokens, "warm": warm, "first_use": first_use, "cold_start_ms": cold,
         "targets_ms": TARGETS_MS,
         "meets_target": {"input_rails_p50": {k: v <= TARGETS_MS["input_rails_p50"] for k, v in p50s.items()},
+                         "input_rails_p50_with_injection_v4": {k: v <= TARGETS_MS["input_rails_p50"]
+                                                               for k, v in v4_p50s.items()},
                          # what a caller waits for under the default policy; and with every rail inline
                          "output_rails_p50": {"default_policy": warm["output_step_default/long"]["p50_ms"]
                                               <= TARGETS_MS["output_rails_p50"],

@@ -97,23 +97,27 @@ class InjectionModel:
     def buckets(self) -> int:
         return int(self.weights.shape[0])
 
-    def raw_score(self, text: str) -> float:
-        """The classifier alone on one text: sigmoid(tfidf(text) . w + b)."""
-        tf: dict[int, int] = {}
-        for gram in F.ngrams(F.normalise(text)):
-            b = F.bucket(gram, self.buckets)
-            tf[b] = tf.get(b, 0) + 1
-        if not tf:
+    def raw_score(self, text: str, buckets: dict[str, int] | None = None) -> float:
+        """The classifier alone on one text: sigmoid(tfidf(text) . w + b). `buckets` remembers each n-gram's
+        bucket across the views of one text (a sentence's n-grams recur in its windows and the whole text:
+        hashing each once is most of the saving on a long input)."""
+        grams = F.ngrams(F.normalise(text))
+        if not grams:
             return _sigmoid(self.bias)
-        idx = np.fromiter(tf.keys(), dtype=np.int64, count=len(tf))
-        x = (1.0 + np.log(np.fromiter(tf.values(), dtype=np.float64, count=len(tf)))) * self.idf[idx]
+        known = {} if buckets is None else buckets
+        for gram in set(grams).difference(known):
+            known[gram] = F.bucket(gram, self.buckets)
+        ids = np.fromiter(map(known.__getitem__, grams), dtype=np.int64, count=len(grams))
+        idx, counts = np.unique(ids, return_counts=True)
+        x = (1.0 + np.log(counts.astype(np.float64))) * self.idf[idx]
         x /= np.sqrt(np.dot(x, x))
         return _sigmoid(float(np.dot(x, self.weights[idx])) + self.bias)
 
     def assess(self, text: str) -> InjectionScore:
-        best, view = self.raw_score(text), "text"
+        buckets: dict[str, int] = {}
+        best, view = self.raw_score(text, buckets), "text"
         for name, part in _views(text):
-            s = self.raw_score(part)
+            s = self.raw_score(part, buckets)
             if s > best:
                 best, view = s, name
         return InjectionScore(score=best, flagged=best >= self.threshold, threshold=self.threshold, view=view)
