@@ -157,6 +157,8 @@ def after_response_rails(conn: Any, tenant_id: str, text: str, rails: list[str],
     with span("rail_groundedness", stage="output", rail="groundedness", after_response=True) as step:
         prime(conn, tenant_id, passages, EMBEDDING_MODEL)
         verdict = groundedness_verdict(text, passages, policy)
+        if verdict.action == "block":  # the policy changed since: the answer went out under `flag`
+            verdict = verdict.model_copy(update={"action": "flag"})
         step.annotate(action=verdict.action, score=verdict.score)
     return [verdict]
 

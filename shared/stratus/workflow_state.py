@@ -56,7 +56,7 @@ class GuardSummary(BaseModel):
     verdicts: list[Verdict] = []
     blocked: Verdict | None = None
     # Rails whose verdict could only be recorded (action `flag`) and that run after the response instead:
-    # their verdicts reach the request's trace, not this summary (stratus.guard.deferred).
+    # their verdicts reach the request's trace, not this summary (stratus.guard.rails.after_response).
     deferred: list[str] = []
 
     def flagged(self) -> list[str]:
