@@ -6,11 +6,13 @@ prompt as a whole; here a text is cut into windows (a sentence, short ones merge
 tool results are read as their string values) and the text's score is its highest window's, so a short
 payload in a long benign text is not diluted.
 
-Each window is scored by a logistic head (models/indirect-v1, trained by stratus_tools.guard.
+Each window is scored by a logistic head (models/indirect-v2, trained by stratus_tools.guard.
 indirect_train) over its MiniLM sentence embedding plus a few cues that carry what the embedding blurs:
 an AI / assistant addressed, role markers and fake system tags, "ignore previous", a tool named in a
-command, hidden markup. numpy at run time; the embedder is the one retrieval already loads. The
-threshold was chosen on held-out sources for <= 1% of clean chunks flagged (docs/guard.md).
+command, hidden markup, an answer dictated word for word. An artifact names the cues it was trained with
+(v1 the first eight), so an older artifact still loads. numpy at run time; the embedder is the one
+retrieval already loads. The threshold was chosen on held-out sources: <= 1% flagged of clean prose chunks
+and of clean procedure documents that instruct their reader (docs/guard.md).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from stratus.guard.detector import LazyDetector
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODEL_DIR / "indirect-v1"
+DEFAULT_MODEL = MODEL_DIR / "indirect-v2"
 EMBEDDER = "all-MiniLM-L6-v2-int8"
 
 _BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -63,7 +65,18 @@ CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("secrets", re.compile(r"\b(system prompt|api[ _-]?key|password|credentials?|secret|token|env(ironment)? "
                            r"variables?|confidential)\b", re.I)),
     ("hidden_markup", re.compile(r"<!--|display:\s*none|font-size:\s*0|color:\s*(white|#fff)|\u200b|\u202e", re.I)),
+    # v2: an override with no "instructions" noun ("ignore the rest of this data"), and an answer dictated
+    # to the reader ("reply with only ...", "print '...'", "include in your response ...").
+    ("override_any", re.compile(r"\b(ignore|disregard|forget|override|bypass)\b.{0,30}\b(above|previous|prior|"
+                                r"earlier|rest of|everything|all (other|prior|previous))\b", re.I | re.S)),
+    ("dictated_output", re.compile(r"\b(reply|respond|answer|print|say|output|repeat|write)\b[^.\n]{0,40}(\bonly\b|"
+                                   r"\bexactly\b|\bnothing else\b|\bthe following\b|[\"'<])|\binclude (this|the "
+                                   r"following|in your (response|answer|reply|summary))", re.I)),
 )
+CUE_NAMES = tuple(name for name, _ in CUES)
+_CUE_PATTERNS = dict(CUES)
+# The cues that pick which windows a very long text keeps (fixed, so every artifact reads the same windows).
+_RANKING_CUES = CUE_NAMES[:8]
 
 
 @dataclass(frozen=True)
@@ -121,7 +134,8 @@ def windows(text: str) -> list[str]:
         if decoded:
             out.append(decoded)
     if len(out) > MAX_WINDOWS:
-        ranked = sorted(range(len(out)), key=lambda i: (-int(cue_vector(out[i]).sum() > 0), i))[:MAX_WINDOWS]
+        ranked = sorted(range(len(out)), key=lambda i: (-int(cue_vector(out[i], _RANKING_CUES).sum() > 0), i))
+        ranked = ranked[:MAX_WINDOWS]
         out = [out[i] for i in sorted(ranked)]
     return out
 
@@ -135,25 +149,26 @@ def _decode_base64(run: str) -> str | None:
     return decoded if decoded and printable / len(decoded) > 0.95 and " " in decoded else None
 
 
-def cue_vector(window: str) -> np.ndarray:
-    return np.array([1.0 if p.search(window) else 0.0 for _, p in CUES], dtype=np.float32)
+def cue_vector(window: str, names: Sequence[str] = CUE_NAMES) -> np.ndarray:
+    return np.array([1.0 if _CUE_PATTERNS[n].search(window) else 0.0 for n in names], dtype=np.float32)
 
 
-def features(embedder: Any, texts: Sequence[str]) -> np.ndarray:
-    """One row per window: its unit MiniLM embedding, then the cues."""
+def features(embedder: Any, texts: Sequence[str], cues: Sequence[str] = CUE_NAMES) -> np.ndarray:
+    """One row per window: its unit MiniLM embedding, then the named cues."""
     if not texts:
-        return np.zeros((0, 384 + len(CUES)), dtype=np.float32)
+        return np.zeros((0, 384 + len(cues)), dtype=np.float32)
     emb = embedder.embed(list(texts))
-    cues = np.stack([cue_vector(t) for t in texts])
-    return np.hstack([emb, cues]).astype(np.float32)
+    flags = np.stack([cue_vector(t, cues) for t in texts])
+    return np.hstack([emb, flags]).astype(np.float32)
 
 
 @dataclass
 class IndirectModel:
-    weights: np.ndarray  # float32: 384 embedding dimensions, then one per cue
+    weights: np.ndarray  # float32: 384 embedding dimensions, then one per cue of `cues`
     bias: float
     threshold: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    cues: tuple[str, ...] = CUE_NAMES
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> IndirectModel:
@@ -164,9 +179,10 @@ class IndirectModel:
         with np.load(npz) as arrays:
             weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
         metadata = json.loads(meta.read_text(encoding="utf-8"))
-        if metadata.get("cues") != [name for name, _ in CUES] or weights.shape[0] != 384 + len(CUES):
-            raise ValueError(f"indirect-injection model {npz}: its cues do not match this code's")
-        return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata)
+        cues = tuple(metadata.get("cues") or ())
+        if not set(cues) <= set(CUE_NAMES) or weights.shape[0] != 384 + len(cues):
+            raise ValueError(f"indirect-injection model {npz}: its cues {list(cues)} are not this code's")
+        return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata, cues=cues)
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +201,8 @@ class IndirectModel:
 
         per_text = [windows(t) for t in texts]
         flat = [w for ws in per_text for w in ws]
-        scores = self.window_scores(features(embedder or get_embedder(EMBEDDER), flat)) if flat else np.zeros(0)
+        x = features(embedder or get_embedder(EMBEDDER), flat, self.cues) if flat else None
+        scores = self.window_scores(x) if x is not None else np.zeros(0)
         out, at = [], 0
         for ws in per_text:
             part = scores[at:at + len(ws)]
