@@ -42,7 +42,7 @@ def test_only_action_and_threshold_are_stored() -> None:
 
 
 def test_the_context_rail_uses_the_fast_detector_unless_a_tenant_opts_into_the_indirect_one() -> None:
-    """The indirect detector finds more instructions hidden in documents but costs ~30x per chunk: opt-in."""
+    """The indirect detector embeds every sentence window of a chunk (~30x the direct one's cost): opt-in."""
     from types import SimpleNamespace
 
     from stratus.guard import rails
