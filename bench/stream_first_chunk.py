@@ -61,8 +61,10 @@ class TimedUpstream(OpenAIUpstream):
         write = h.write_chunk
 
         def timed(data: bytes) -> None:
-            write(data)
+            # Stamped before the write: a client in this process can read the chunk (and stamp its arrival)
+            # before a stamp taken after the write returns, which made a fast path's lag come out negative.
             times.append(time.perf_counter())
+            write(data)
 
         h.write_chunk = timed
         return super()._send_deltas(h, deltas, *args)
