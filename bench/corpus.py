@@ -16,7 +16,8 @@ from pathlib import Path
 
 # Modules whose import has side effects (GUIs, test suites, this-is-Python poems) are skipped.
 _SKIP_PREFIXES = ("test", "idlelib", "tkinter", "turtle", "antigravity", "this", "lib2to3", "ensurepip",
-                  "venv", "pydoc_data", "__", "_", "xxsubtype", "msilib", "winreg", "winsound", "nt")
+                  "venv", "pydoc_data", "__", "_", "xxsubtype", "msilib", "winreg", "winsound", "nt",
+                  "posix")  # posix.environ is a plain dict: its page would print the environment
 
 
 # What differs between two renderings of the same module: object addresses and warning-filter counters.

@@ -166,13 +166,15 @@ def task_seconds() -> dict[str, tuple[float, str]]:
     guard, retrieval = bench("guard_latency")["warm"], bench("retrieval_scale")["sizes"]["100000"]["latency"]
     generate_own = bench("workflow_overhead")["chat"]["tasks"]["p50_ms"]
     return {
-        "GuardInput": (guard["input_rails/short"]["p50_ms"] / 1e3, "guard_latency input_rails/short p50"),
+        "GuardInput": (guard["input_step_default/short"]["p50_ms"] / 1e3,
+                       "guard_latency input_step_default/short p50"),
         "Retrieve": (retrieval["hybrid"]["with_query_embedding"]["p50_ms"] / 1e3,
                      "retrieval_scale hybrid p50 at 100k chunks, with the query embedding"),
         "GuardContext": (guard["injection/long"]["p50_ms"] / 1e3, "guard_latency injection/long p50"),
         "Generate": (PROVIDER_SECONDS + generate_own / 1e3,
                      "assumed provider time + workflow_overhead chat task p50 (offline provider)"),
-        "GuardOutput": (guard["output_rails/long"]["p50_ms"] / 1e3, "guard_latency output_rails/long p50"),
+        "GuardOutput": (guard["output_step_default/long"]["p50_ms"] / 1e3,
+                        "guard_latency output_step_default/long p50 (groundedness runs in the gateway after it)"),
     }
 
 
@@ -260,11 +262,13 @@ def _api(stack: Stack, traffic: Traffic) -> Line:
 def _lambdas(stack: Stack, traffic: Traffic) -> list[Line]:
     """Per function: invocations x (duration + cold starts) x memory, and the request price."""
     gateway = bench("gateway_overhead")["overhead"]["concurrency_1"]
+    # Groundedness only flags by default: the gateway runs it after a RAG answer has gone (billed all the same).
+    grounding_s = bench("guard_latency")["warm"]["after_response/long"]["p50_ms"] / 1e3
     cold = bench("cold_start")["functions"]  # by logical id: init through the RIC (or the Web Adapter)
     pii_load_s = bench("guard_latency")["first_use"]["pii"]["load_ms"] / 1e3
     seconds: dict[str, dict[str, float]] = {"GatewayFunction": {
         "chat": gateway["stratus+guard"]["overhead_p50_ms"] / 1e3 + PROVIDER_SECONDS,
-        "rag": gateway["stratus"]["overhead_p50_ms"] / 1e3 + traffic.workflow_seconds}}  # it waits
+        "rag": gateway["stratus"]["overhead_p50_ms"] / 1e3 + traffic.workflow_seconds + grounding_s}}  # it waits
     for state, function in traffic.path:
         seconds.setdefault(function, {"chat": 0.0, "rag": 0.0})["rag"] += traffic.tasks[state][0]
     invocations = traffic.invocations()
@@ -306,7 +310,8 @@ def _init_seconds(cold: dict[str, Any], function: str) -> float:
 def _duration_source(function: str, traffic: Traffic) -> str:
     if function == "GatewayFunction":
         return ("gateway_overhead c=1 p50 (stratus+guard for chat, stratus for RAG) + assumed provider time "
-                "for chat, + the whole workflow for RAG (the gateway waits for it)")
+                "for chat, + the whole workflow for RAG (the gateway waits for it) + guard_latency "
+                "after_response/long p50 (groundedness after a RAG answer)")
     return "; ".join(f"{state}: {traffic.tasks[state][1]}" for state, f in traffic.path if f == function)
 
 

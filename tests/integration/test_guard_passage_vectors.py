@@ -177,6 +177,17 @@ def test_the_rails_after_the_response_read_a_workflow_answers_passages_back_by_c
     assert query.after_response_rails(db, "another-tenant", ANSWER, ["groundedness"], chunk_ids=ids) == []
 
 
+def test_a_policy_changed_to_block_since_the_answer_records_flag(db, tenant_id) -> None:
+    from stratus.guard.policy import set_policy
+
+    _ingest(tenant_id)
+    passages = _passages(db, tenant_id)
+    set_policy(db, tenant_id, {"groundedness": {"action": "block"}})
+    invented = "Every key lasts exactly 400 days and is renewed by the billing team [1]."
+    (verdict,) = query.after_response_rails(db, tenant_id, invented, ["groundedness"], passages=passages)
+    assert verdict.score < verdict.threshold and verdict.action == "flag"  # the answer went out under flag
+
+
 def test_a_database_outage_only_costs_the_embedding(db, tenant_id, pg_url) -> None:
     _ingest(tenant_id)
     passages = _passages(db, tenant_id)

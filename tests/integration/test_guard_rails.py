@@ -85,6 +85,14 @@ def test_groundedness_that_only_flags_is_left_for_after_the_response() -> None:
     assert off.deferred == [] and not [v for v in off.verdicts if v.rail == "groundedness"]
 
 
+def test_a_blocked_answer_defers_nothing() -> None:
+    state = _state()
+    spaced = " ".join(state.canary.upper())
+    _, out = rails.check_output(f"Refunds are accepted within 90 days [1]. {spaced}", state, passages=[PASSAGE])
+    assert out.blocked is not None and out.blocked.rail == "canary"
+    assert out.deferred == [] and out.summary().deferred == []
+
+
 def test_the_canary_goes_into_the_prompts_system_message_never_the_callers() -> None:
     caller = [Message(role="system", content="Be brief."), Message(role="user", content="hi")]
     assert rails.canary_message(caller, "stratus-canary-0123456789abcdef", caller) == caller

@@ -257,9 +257,11 @@ def _guard_verdict(ctx: RequestContext, guard: GuardState | GuardSummary | None)
         raise errors.guard_blocked(summary.blocked)
 
 
-def _after_response_rails(ctx: RequestContext, task: GenerateTask, response: GenerateResponse) -> None:
+def _after_response_rails(ctx: RequestContext, task: GenerateTask, response: GenerateResponse,
+                          sent: str | None = None) -> None:
     """The output rails the answer's guard left for after the response (they only record): run before its
-    trace is written (stratus.gateway.context.after_response)."""
+    trace is written (stratus.gateway.context.after_response), on the text the caller got (`sent`, for a
+    stream: its response holds the model's own text, before the rails redacted it)."""
     from functools import partial
 
     from stratus.query import after_response_rails
@@ -270,7 +272,8 @@ def _after_response_rails(ctx: RequestContext, task: GenerateTask, response: Gen
         return
     # In-process the prompt's passages are at hand; a workflow's answer names them by chunk id only.
     passages = passages_from(task) if task.retrieval is not None else None
-    ctx.after_rails = partial(after_response_rails, tenant_id=task.tenant_id, text=response.text,
+    ctx.after_rails = partial(after_response_rails, tenant_id=task.tenant_id,
+                              text=response.text if sent is None else sent,
                               rails=list(guard.deferred), passages=passages, chunk_ids=list(response.chunk_ids))
 
 
@@ -468,6 +471,7 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
 
     def events() -> Generator[bytes, None, None]:
         yield sse.event(writer.role(answer.first))
+        sent: list[str] = []  # the answer's text as the caller gets it
         try:
             try:
                 for chunk in answer:
@@ -476,6 +480,7 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
                                               type="api_error", code="timeout")
                     data = writer.delta(chunk)
                     if data is not None:
+                        sent.append(chunk.text)
                         yield sse.event(data)
                     if chunk.finish_reason is None:
                         continue
@@ -483,7 +488,7 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
                     assert response is not None, "the answer is whole after its last chunk"
                     if answer.guard is not None and response.guard is not None:
                         ctx.trace["guard"] = response.guard.model_dump(mode="json")
-                        _after_response_rails(ctx, task, response)
+                        _after_response_rails(ctx, task, response, sent="".join(sent))
                     _account(ctx, response, streamed=True)
                     _keep_sample(ctx, task, response, s)
                     yield sse.event(writer.final(chunk.finish_reason, response, ctx.request_id,

@@ -171,7 +171,7 @@ def after_response(ctx: RequestContext) -> None:
     def trace_record() -> Any:  # built once the records are written: latency_ms counts them
         code = ctx.status_code or 200
         fields = {"request_id": ctx.request_id, "tenant_id": who.tenant_id, "key_prefix": who.key_prefix,
-                  "route": ctx.route, "method": ctx.method, "latency_ms": ctx.elapsed_ms(),
+                  "route": ctx.route, "method": ctx.method, "latency_ms": _latency_ms(ctx),
                   "status": "ok" if code < 400 else "error", "status_code": code, **ctx.trace}
         fields["timings_ms"] = {**fields.get("timings_ms", {}), **ctx.timings_ms}
         known = TraceRecord.model_fields
@@ -198,14 +198,32 @@ def after_response(ctx: RequestContext) -> None:
             return
 
 
-def _run_after_rails(ctx: RequestContext) -> None:
-    """The rails left for after the response, their verdicts added to the trace's guard record. A failure
-    leaves them listed as deferred there (never computed) and costs nothing else."""
-    from stratus.gateway.pool import lease
+# The rails after the response need at least this long before the invocation's end (besides the margin the
+# settle and the trace keep): on a first request the embedding model loads first.
+AFTER_RAILS_MIN_S = 2.0
+AFTER_RAILS_STEP = "guard_after_response"
 
-    t = time.perf_counter()
+
+def _latency_ms(ctx: RequestContext) -> float:
+    """The request's latency as traced and measured: the after-response writes count, the rails run after the
+    response do not (the caller never waits for them)."""
+    return round(ctx.elapsed_ms() - ctx.timings_ms.get(AFTER_RAILS_STEP, 0.0), 3)
+
+
+def _run_after_rails(ctx: RequestContext) -> None:
+    """The rails left for after the response, their verdicts added to the trace's guard record. A failure,
+    or too little of the invocation left, leaves them listed as deferred there (never computed) and costs
+    nothing else."""
+    from stratus.gateway.pool import lease
+    from stratus.guard.rails import AFTER_RESPONSE_RAILS
+
     rails, ctx.after_rails = ctx.after_rails, None
     assert rails is not None
+    if ctx.deadline_at is not None and ctx.deadline_at - time.time() < INVOCATION_MARGIN_S + AFTER_RAILS_MIN_S:
+        log.warning("request %s: too little of the invocation left for the rails after the response",
+                    ctx.request_id)
+        return
+    t = time.perf_counter()
     try:
         with lease() as conn:
             verdicts = rails(conn)
@@ -213,10 +231,12 @@ def _run_after_rails(ctx: RequestContext) -> None:
         log.exception("request %s: the rails run after the response failed", ctx.request_id)
         return
     finally:
-        ctx.step("guard_after_response", t)
+        ctx.step(AFTER_RAILS_STEP, t)
     guard = dict(ctx.trace.get("guard") or {})
     guard["verdicts"] = [*guard.get("verdicts", []), *(v.model_dump(mode="json") for v in verdicts)]
-    guard["deferred"] = []
+    # Every rail the runner knows has run (a rail with nothing left to read, or turned off since, gives no
+    # verdict); one it does not know stays listed.
+    guard["deferred"] = [r for r in guard.get("deferred", []) if r not in AFTER_RESPONSE_RAILS]
     ctx.trace["guard"] = guard
 
 
@@ -284,7 +304,7 @@ def _emit_metrics(ctx: RequestContext) -> None:
         return
     from stratus.evals.metrics import Metric, emit
 
-    emit([Metric("SpendUsd", round(ctx.spent_usd, 8)), Metric("LatencyMs", ctx.elapsed_ms(), "Milliseconds")],
+    emit([Metric("SpendUsd", round(ctx.spent_usd, 8)), Metric("LatencyMs", _latency_ms(ctx), "Milliseconds")],
          service="gateway")
 
 

@@ -66,7 +66,10 @@ def policy_of(state: GuardState) -> GuardPolicy:
 
 def _record(state: GuardState, *verdicts: Verdict) -> GuardState:
     blocked = state.blocked or next((v for v in verdicts if v.action == "block"), None)
-    return state.model_copy(update={"verdicts": [*state.verdicts, *verdicts], "blocked": blocked})
+    update: dict[str, Any] = {"verdicts": [*state.verdicts, *verdicts], "blocked": blocked}
+    if blocked is not None:
+        update["deferred"] = []  # a blocked answer is never sent: nothing runs after it
+    return state.model_copy(update=update)
 
 
 def after_response(policy: GuardPolicy, rail: str) -> bool:

