@@ -102,10 +102,11 @@ def test_the_api_line_prices_the_api_the_template_declares(cost: ModuleType) -> 
 
 
 def test_rds_proxy_bills_the_capacity_it_fronts_at_8_acu_at_least(cost: ModuleType) -> None:
-    def proxy(**parameters: str) -> float:
+    def proxy(requests_per_day: int = 1_000_000, **parameters: str) -> float:
         stack = cost.load_stack("prod")
         stack.parameters |= parameters
-        return next(line.usd for line in cost.estimate(stack, 1_000_000, 0.3)[0] if line.name == "RDS Proxy")
+        return next(line.usd for line in cost.estimate(stack, requests_per_day, 0.3)[0] if line.name == "RDS Proxy")
 
     assert proxy(DatabaseMaxCapacity="2") == pytest.approx(8 * 730 * 0.015)  # 2 instances x 2 ACU: the minimum
-    assert proxy() > 8 * 730 * 0.015
+    assert proxy() >= 8 * 730 * 0.015
+    assert proxy(10_000_000) > 8 * 730 * 0.015  # busier: the capacity it fronts, past the minimum
