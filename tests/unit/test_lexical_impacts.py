@@ -142,6 +142,7 @@ def test_threshold_search_stops_early_on_a_selective_query(monkeypatch: pytest.M
     store = FakeStore(docs, ref_avgdl=avgdl)
     monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
     monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 128)  # slices small beside this corpus's common term
     df = Counter(t for c in docs.values() for t in c)
     rare = [t for t in df if 3 <= df[t] <= 20][:2]
     weights = {t: lexical.idf(len(docs), df[t]) for t in [*rare, "w0"]}

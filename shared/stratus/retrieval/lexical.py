@@ -74,10 +74,9 @@ def search(
     impacts: bool = True,
 ) -> LexicalResult:
     """Top `limit` chunks by BM25; `impacts=False` forces the GIN path (benchmarks compare the two)."""
-    terms = chunk_store.query_lexemes(conn, query_text(query))
+    terms, stats = chunk_store.query_statistics(conn, tenant_id, query_text(query))
     if not terms:
         return LexicalResult([], True)
-    stats = chunk_store.lexical_stats(conn, tenant_id, terms)
     if stats.chunk_count == 0 or not stats.df:
         return LexicalResult([], True)
     df = query_terms(stats.df)

@@ -27,7 +27,7 @@ from stratus.config import Settings, get_settings
 from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope
 from stratus.db.connection import tenant_transaction
-from stratus.embeddings import Embedder, get_embedder
+from stratus.embeddings import Embedder, alongside_other_work, get_embedder
 from stratus.llm.errors import ProviderError
 from stratus.reindex import models as tenant_models
 from stratus.retrieval import dense, lexical
@@ -190,8 +190,11 @@ class _DenseSide:
         return hits
 
     def on_own_connection(self, scope: ChunkScope, conn: chunk_store.Connection | None) -> list[tuple[int, float]]:
-        """Embeds, then searches in a transaction of its own on `conn` (None: this thread's kept connection)."""
-        self.embed()
+        """Embeds, then searches in a transaction of its own on `conn` (None: this thread's kept connection).
+        The embedding runs on one thread: beside the lexical side, a query on every core was slower
+        (docs/retrieval.md)."""
+        with alongside_other_work():
+            self.embed()
         with tenant_transaction(self.request.tenant_id, conn) as tx:
             return self.search(tx, scope)
 
