@@ -74,11 +74,12 @@ def guard_input(request: Request, *, conn: Any = None) -> Request:
     return check_input(request, policy)
 
 
-def retrieve(request: RetrieveRequest, *, conn: Any = None, settings: Settings | None = None) -> RetrieveResponse:
-    """The tenant's passages for the (unredacted) question."""
+def retrieve(request: RetrieveRequest, *, conn: Any = None, dense_conn: Any = None,
+             settings: Settings | None = None) -> RetrieveResponse:
+    """The tenant's passages for the (unredacted) question (`dense_conn`: stratus.retrieval.service)."""
     from stratus.retrieval.service import retrieve as search
 
-    return search(request, conn=conn, settings=settings)
+    return search(request, conn=conn, dense_conn=dense_conn, settings=settings)
 
 
 def guard_context(task: GenerateTask) -> GenerateTask:
