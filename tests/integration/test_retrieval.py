@@ -351,5 +351,12 @@ def test_handler_round_trip(pg_url: str, tenant_id: str) -> None:
     top = out["hits"][0]
     assert top["source_key"] == "handbook/keys.md" and "expired" in top["text"].lower()
     assert set(out["timings_ms"]) >= {"embed", "lexical", "dense", "fuse", "fetch", "total"}
+    # The hybrid's dense side ran on this thread's second kept connection, which closes with the first
+    from stratus.db import connection
+
+    kept, side = connection._local.conn, getattr(connection._local, "side", None)
+    assert side is not None and side is not kept and not side.closed
+    connection.close_connection()
+    assert kept.closed and side.closed
     with pytest.raises(InvalidInput):
         app.handler({**event, "mode": "nope"}, None)

@@ -261,6 +261,17 @@ def get_connection() -> psycopg.Connection:
     return conn
 
 
+def get_side_connection() -> psycopg.Connection:
+    """This thread's second kept connection, for work it hands to another thread while it holds its own
+    (hybrid retrieval's dense side); reopened if broken, closed with the first by `close_connection`."""
+    conn: psycopg.Connection | None = getattr(_local, "side", None)
+    if not reusable(conn):
+        conn = open_app_connection()
+        _local.side = conn
+    assert conn is not None
+    return conn
+
+
 def _ensure_schema(url: str | None = None) -> None:
     """Applies pending migrations with the owner's login, once per process, when STRATUS_AUTO_MIGRATE is
     on; concurrent starts serialise on a lock. On AWS migrations run at deploy time instead."""
@@ -279,10 +290,12 @@ def _ensure_schema(url: str | None = None) -> None:
 
 
 def close_connection() -> None:
-    conn: psycopg.Connection | None = getattr(_local, "conn", None)
-    if conn is not None and not conn.closed:
-        conn.close()
-    _local.conn = None
+    """Closes this thread's kept connections (`get_connection`, `get_side_connection`)."""
+    for slot in ("conn", "side"):
+        conn: psycopg.Connection | None = getattr(_local, slot, None)
+        if conn is not None and not conn.closed:
+            conn.close()
+        setattr(_local, slot, None)
 
 
 @contextmanager

@@ -5,9 +5,10 @@ time each stage took (and, when tracing is on, a span per stage).
 Hybrid runs its two sides at once (`STRATUS_RETRIEVAL_PARALLEL`, on by default): the dense side (query
 embedding, then the HNSW walk) on a second connection in a worker thread while the lexical side runs on the
 caller's; both wait on PostgreSQL or in ONNX Runtime, which release the GIL. The second connection is the
-caller's `dense_conn`, else, when the caller left the connection to retrieve() (`conn` not given), the worker
-thread's own kept connection; a caller that passes only `conn` gets the two sides one after the other on it.
-Each side reads in its own transaction, bound to the same tenant.
+caller's `dense_conn`, else, when the caller left the connection to retrieve() (`conn` not given), the calling
+thread's second kept connection (`get_side_connection`, closed with the first); a caller that passes only
+`conn` gets the two sides one after the other on it. Each side reads in its own transaction, bound to the
+same tenant.
 
 Reranking fails open: a reranker that cannot answer within its deadline (outage, throttling past its
 retries, a refusal) leaves the fused order in place, and the response says so (`reranked`, `rerank_error`)."""
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from stratus.config import Settings, get_settings
 from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope
-from stratus.db.connection import tenant_transaction
+from stratus.db.connection import get_side_connection, tenant_transaction
 from stratus.embeddings import Embedder, alongside_other_work, get_embedder
 from stratus.llm.errors import ProviderError
 from stratus.reindex import models as tenant_models
@@ -41,8 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Worker threads for hybrid's dense side. Each keeps its own database connection (get_connection is per
-# thread): a warm Lambda, serving one request at a time, holds one second connection.
+# Worker threads for hybrid's dense side; the connection each uses belongs to the caller.
 _DENSE_WORKERS = 4
 _workers: ThreadPoolExecutor | None = None
 _workers_lock = threading.Lock()
@@ -115,7 +115,7 @@ def retrieve(
         pending: Future[list[tuple[int, float]]] | None = None
         if parallel and side is not None:  # the worker runs in this context: its spans nest under ours
             pending = _worker_pool().submit(contextvars.copy_context().run, side.on_own_connection, scope,
-                                            dense_conn)
+                                            dense_conn or get_side_connection())
         try:
             if use_lexical:
                 with _timed(timings, "lexical") as step:
@@ -189,8 +189,8 @@ class _DenseSide:
             step.annotate(candidates=len(hits))
         return hits
 
-    def on_own_connection(self, scope: ChunkScope, conn: chunk_store.Connection | None) -> list[tuple[int, float]]:
-        """Embeds, then searches in a transaction of its own on `conn` (None: this thread's kept connection).
+    def on_own_connection(self, scope: ChunkScope, conn: chunk_store.Connection) -> list[tuple[int, float]]:
+        """Embeds, then searches in a transaction of its own on `conn`, which no other thread uses meanwhile.
         The embedding runs on one thread: beside the lexical side, a query on every core was slower
         (docs/retrieval.md)."""
         with alongside_other_work():
