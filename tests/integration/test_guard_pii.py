@@ -81,3 +81,38 @@ def test_eval_set_stays_above_its_floors() -> None:
     for kind in EXACT:
         score = report.per_type[kind]
         assert (score.precision, score.recall) == (1.0, 1.0), score
+
+
+# Name-dense text (a person or place in every sentence): the NER decides on every token here.
+NAME_DENSE = (
+    "Maria Lopez from the Denver office met Daniel Okafor on Tuesday. Anna Kowalski collects the receipts "
+    "from the Berlin team, and Thomas Becker asked whether the trip to Lisbon counts as overhead. Kevin "
+    "O'Brien in the London office tells Sarah Connor, who keeps the minutes. Li Wei joins from Singapore, "
+    "and Fatima Zahra from the Casablanca office asked Leonardo da Vinci for a copy of the slides."
+)
+
+
+def test_ner_multiplies_through_numpy_and_finds_what_the_shipped_model_finds() -> None:
+    # Given the analyzer's NER, built on numpy's ops (OpenBLAS), and the model as spaCy loads it (BLIS)
+    import spacy
+
+    from stratus.guard import pii_presidio
+
+    ours = pii_presidio.analyzer().nlp_engine.nlp["en"]
+    ner = ours.get_pipe("ner")
+    # its token encoder and the precomputed hidden layer: the products a prediction makes through ops.gemm
+    # (the output layer's weights go to the parser's own loop)
+    for ref in ("tok2vec", "lower"):
+        assert all(not node.ops.use_blis for node in ner.model.get_ref(ref).walk())
+    shipped = spacy.load(pii_presidio.SPACY_MODEL)
+    shipped_ner = shipped.get_pipe("ner")
+    assert shipped_ner.model.ops.use_blis
+
+    # When both NER components read the same tokenised texts (the whole pipeline's parser would set
+    # sentence boundaries, which no entity crosses), Then they find the same entities
+    texts = [NAME_DENSE, *(case.text for case in load_cases(CASES))]
+    for text in texts:
+        found = [(e.start_char, e.end_char, e.label_) for e in ner(ours.make_doc(text)).ents]
+        expected = [(e.start_char, e.end_char, e.label_) for e in shipped_ner(shipped.make_doc(text)).ents]
+        assert found == expected, text
+    assert ("PERSON", "Leonardo da Vinci") in types(NAME_DENSE)
