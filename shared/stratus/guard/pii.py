@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from stratus.errors import InvalidInput, TooLarge
 from stratus.guard.pii_types import ENTITIES, Detector, Finding, Redaction
 
-__all__ = ["ENTITIES", "Finding", "Redaction", "detect", "redact", "reredact", "restore"]
+__all__ = ["ENTITIES", "Finding", "Redaction", "detect", "once_per_text", "redact", "reredact", "restore"]
 
 # Keep what the recognizers report at their base confidence (phones without context score 0.4),
 # drop the weak context-only patterns (Presidio's loosest SSN shapes score 0.05).
@@ -114,6 +114,22 @@ def restore(text: str, mapping: dict[str, str]) -> str:
     """Put originals back for placeholders found in `mapping`; unknown placeholders are left as they
     are. One pass, so a restored value that looks like a placeholder is never expanded again."""
     return PLACEHOLDER.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+
+
+def once_per_text(detector: Detector | None = None) -> Detector:
+    """`detector` (default: Presidio) remembering what it found in each text, for one request's scan: a
+    workflow's query is its last user message, which would otherwise go through NER twice. Scoped to the
+    caller, never process-wide: a shared cache would let one tenant time whether another sent a text."""
+    run = detector or _presidio
+    found: dict[tuple[str, tuple[str, ...]], list[Finding]] = {}
+
+    def remembered(text: str, entities: Sequence[str]) -> list[Finding]:
+        key = (text, tuple(entities))
+        if key not in found:
+            found[key] = run(text, entities)
+        return list(found[key])
+
+    return remembered
 
 
 def _may_hold(text: str) -> bool:
