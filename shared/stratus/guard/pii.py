@@ -80,13 +80,15 @@ def redact(
     spans = sorted(findings + swept, key=lambda f: f.start)
 
     index = {_key(_label(p), value): p for p, value in mapping.items()}
+    last = _last_numbers(mapping)
     out: list[str] = []
     cursor = 0
     for f in spans:
         key = _key(f.type, f.text)
         placeholder = index.get(key)
         if placeholder is None:
-            placeholder = _next_placeholder(f.type, mapping)
+            last[f.type] = last.get(f.type, 0) + 1
+            placeholder = f"<{f.type}_{last[f.type]}>"
             mapping[placeholder] = f.text
             index[key] = placeholder
         out.append(text[cursor : f.start])
@@ -191,7 +193,9 @@ def _sweep(text: str, known: dict[str, str], *, taken: list[tuple[int, int]]) ->
     if not known:
         return []
     values = sorted(known, key=len, reverse=True)
-    pattern = re.compile("|".join(rf"(?<!\w){re.escape(v)}(?!\w)" for v in values))
+    # One word-boundary check around the alternation, not one per value: the regex engine then tests the
+    # values only where a word starts (a name-dense text has dozens of known values).
+    pattern = re.compile(rf"(?<!\w)(?:{'|'.join(re.escape(v) for v in values)})(?!\w)")
     found: list[Finding] = []
     for m in pattern.finditer(text):
         if not _overlaps_any(m.start(), m.end(), taken):
@@ -215,6 +219,10 @@ def _key(entity: str, value: str) -> tuple[str, str]:
     return entity, " ".join(value.split())
 
 
-def _next_placeholder(entity: str, mapping: dict[str, str]) -> str:
-    used = [int(m.group(2)) for p in mapping if (m := PLACEHOLDER.fullmatch(p)) and m.group(1) == entity]
-    return f"<{entity}_{max(used, default=0) + 1}>"
+def _last_numbers(mapping: dict[str, str]) -> dict[str, int]:
+    """Entity -> the highest placeholder number the mapping uses (the next value of that type gets one more)."""
+    last: dict[str, int] = {}
+    for p in mapping:
+        if m := PLACEHOLDER.fullmatch(p):
+            last[m.group(1)] = max(last.get(m.group(1), 0), int(m.group(2)))
+    return last
