@@ -127,7 +127,8 @@ def _build() -> Any:
         SpacyRecognizer(supported_entities=["PERSON", "LOCATION"]),
     ):
         registry.add_recognizer(recognizer)
-    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"],
+                          context_aware_enhancer=_context_enhancer())
 
 
 # Presidio needs only the entities and, for its context boost ("phone", "ssn", "card" near a match),
@@ -198,6 +199,27 @@ class _NerWhereNames:
         doc.ents = [Span(doc, start + e.start, start + e.end, label=e.label_)
                     for (start, _), part in zip(spans, parts, strict=True) for e in part.ents]
         return doc
+
+
+def _context_enhancer() -> Any:
+    """Presidio's context enhancer (a context word near a match, "phone", "ssn", raises its score), given
+    only the results it can change. It deep-copies every result before looking at any, yet only recognizers
+    with context words are enhanced; NER's names have none, and a name-dense text has dozens of them."""
+    from presidio_analyzer import RecognizerResult
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+    key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+
+    class EnhancerOfContextResults(LemmaContextAwareEnhancer):
+        def enhance_using_context(self, text: str, raw_results: list[Any], nlp_artifacts: Any,
+                                  recognizers: list[Any], context: list[str] | None = None) -> list[Any]:
+            with_context = {r.id for r in recognizers if r.context}
+            wanted = [(r.recognition_metadata or {}).get(key) in with_context for r in raw_results]
+            enhanced = iter(super().enhance_using_context(
+                text, [r for r, w in zip(raw_results, wanted, strict=True) if w], nlp_artifacts, recognizers, context))
+            return [next(enhanced) if w else r for r, w in zip(raw_results, wanted, strict=True)]
+
+    return EnhancerOfContextResults()  # Presidio's settings: AnalyzerEngine makes the same one when given none
 
 
 # A phone number has at least this many digits in one run of digits and separators in every region we
