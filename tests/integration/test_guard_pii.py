@@ -136,3 +136,20 @@ def test_context_enhancement_gives_presidios_own_scores() -> None:
         assert scored(ours, text) == scored(presidios, text), text
     # and a context word still raises a score ("phone" beside a number the recognizer gives 0.4)
     assert ("PHONE_NUMBER", 19, 31) in [r[:3] for r in scored(ours, texts[1]) if r[3] > 0.4]
+
+
+def test_detection_from_threads_matches_and_leaves_blas_as_it_was() -> None:
+    # Given texts detected one after another, and numpy's BLAS thread setting before
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import ThreadpoolController
+
+    texts = [NAME_DENSE, "Call Grace Kim on +44 20 7946 0958.", "No names here at all."] * 4
+    sequential = [detect(text) for text in texts]
+    blas_before = [lib["num_threads"] for lib in ThreadpoolController().info()]
+    # When threads detect them at once (NER limits BLAS to one thread while it runs)
+    with ThreadPoolExecutor(6) as pool:
+        concurrent = list(pool.map(detect, texts))
+    # Then the findings are the same and the process's BLAS setting is restored
+    assert concurrent == sequential
+    assert [lib["num_threads"] for lib in ThreadpoolController().info()] == blas_before

@@ -179,6 +179,9 @@ class _NerWhereNames:
 
         self._nlp = nlp
         self._blas = ThreadpoolController()  # numpy's OpenBLAS is loaded by now (spaCy imports numpy)
+        # The BLAS thread limit is process-wide, set and restored around each NER run: runs in threads of one
+        # process must not overlap, or one would restore it under another (NER holds the GIL most of its time).
+        self._one_at_a_time = threading.Lock()
 
     def __call__(self, doc: Any) -> Any:
         from spacy.tokens import Span
@@ -191,7 +194,7 @@ class _NerWhereNames:
         parts = [doc if (start, end) == (0, len(doc)) else doc[start:end].as_doc() for start, end in spans]
         # One BLAS thread (numpy's OpenBLAS, see _build): the products are too small to share, and on a busy
         # machine OpenBLAS's second thread made a 63-token text take 90 ms instead of 5.
-        with self._blas.limit(limits=1, user_api="blas"):
+        with self._one_at_a_time, self._blas.limit(limits=1, user_api="blas"):
             for name in self._nlp.disabled:  # only what _slim_pipeline kept: tok2vec (if NER listens to it), ner
                 parts = list(self._nlp.get_pipe(name).pipe(parts))
         if parts and parts[0] is doc:
