@@ -99,7 +99,7 @@ def _build() -> Any:
     # The model's layers keep the thinc ops current when they are built: numpy's, without BLIS. The NER's
     # matrix products (its own CNN token encoder, a few hundred tokens x 288 x 288 per layer) then go to
     # numpy's OpenBLAS instead of thinc's BLIS wheel, which picks its kernel by CPU model and falls back to
-    # its generic C kernel on a CPU it does not know (this machine's AMD EPYC): 3x slower than OpenBLAS on
+    # its generic C kernel on a CPU it does not know (the bench machine's AMD EPYC): 3x slower than OpenBLAS on
     # the same product, 5 of the 21 ms NER took on a 300-token text. OpenBLAS picks its kernel at run time
     # on x86-64 and arm64. The entities are the same (tests/integration/test_guard_pii.py compares them).
     with use_ops("numpy", use_blis=False):
