@@ -109,6 +109,9 @@ class Settings(BaseModel):
     hnsw_iterative_scan: Literal["off", "relaxed_order", "strict_order"] = "relaxed_order"
     hnsw_max_scan_tuples: int = Field(default=20_000, ge=100, le=10_000_000)
     hnsw_fetch: int = Field(default=50, ge=1, le=1000)
+    # Hybrid runs its dense side (query embedding, HNSW walk) on a second connection while the lexical
+    # side runs on the first (stratus.retrieval.service); off: one after the other on one connection.
+    retrieval_parallel: bool = True
     # Chosen on evals/retrieval/ (k1 0.9-2.0 x b 0.3-0.9), reported on evals/retrieval-stdlib/:
     # docs/retrieval.md. Short chunks with a title/heading prefix favour strong length normalisation.
     bm25_k1: float = Field(default=1.5, ge=0)

@@ -74,11 +74,12 @@ def guard_input(request: Request, *, conn: Any = None) -> Request:
     return check_input(request, policy)
 
 
-def retrieve(request: RetrieveRequest, *, conn: Any = None, settings: Settings | None = None) -> RetrieveResponse:
-    """The tenant's passages for the (unredacted) question."""
+def retrieve(request: RetrieveRequest, *, conn: Any = None, dense_conn: Any = None,
+             settings: Settings | None = None) -> RetrieveResponse:
+    """The tenant's passages for the (unredacted) question (`dense_conn`: stratus.retrieval.service)."""
     from stratus.retrieval.service import retrieve as search
 
-    return search(request, conn=conn, settings=settings)
+    return search(request, conn=conn, dense_conn=dense_conn, settings=settings)
 
 
 def guard_context(task: GenerateTask) -> GenerateTask:
@@ -230,9 +231,11 @@ def run_in_process(task: GenerateTask, *, conn: Any, settings: Settings, router:
     return response
 
 
-def before_stream(task: GenerateTask, *, conn: Any, settings: Settings, hooks: Hooks = NO_HOOKS) -> GenerateTask:
+def before_stream(task: GenerateTask, *, conn: Any, settings: Settings, hooks: Hooks = NO_HOOKS,
+                  dense_conn: Any = None) -> GenerateTask:
     """The steps before generation: guard_input, then (RAG) retrieve and guard_context. A block raises
-    from hooks.verdict; otherwise the task comes back with `guard.blocked` set and no later step run."""
+    from hooks.verdict; otherwise the task comes back with `guard.blocked` set and no later step run.
+    `dense_conn`: a second connection for hybrid retrieval's dense side (stratus.retrieval.service)."""
     t = time.perf_counter()
     task = guard_input(task, conn=conn)
     hooks.step(TIMING["guard_input"], t)
@@ -240,7 +243,7 @@ def before_stream(task: GenerateTask, *, conn: Any, settings: Settings, hooks: H
     if task.mode != "rag" or (task.guard is not None and task.guard.blocked is not None):
         return task
     t = time.perf_counter()
-    result = retrieve(retrieval_request(task), conn=conn, settings=settings)
+    result = retrieve(retrieval_request(task), conn=conn, dense_conn=dense_conn, settings=settings)
     hooks.step(TIMING["retrieve"], t)
     task = task.model_copy(update={"retrieval": result})
     t = time.perf_counter()

@@ -43,7 +43,8 @@ def test_the_benchmark_measures_latency_and_recall_on_real_embeddings(db, pg_url
                                   record_as=None, cache_root=tmp_path)
     assert set(result["sizes"]) == {"60", "150"}
     for entry in result["sizes"].values():
-        assert {"lexical", "dense", "hybrid", "hybrid_metadata_filter"} <= set(entry["latency"])
+        modes = {"lexical", "dense", "hybrid", "hybrid_one_connection", "hybrid_metadata_filter"}
+        assert modes <= set(entry["latency"])
         recall = entry["hnsw_recall_at_10"]["default"]
         for flt in ("tenant_filter", "tenant_and_metadata_filter"):
             for qset in ("A", "B"):

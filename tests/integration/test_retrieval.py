@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -239,6 +240,57 @@ def test_dense_search_under_a_restrictive_filter_matches_exact_search(db, pg_url
         db.rollback()
         db.execute("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort")
         db.commit()
+
+
+def test_hybrid_runs_its_dense_side_on_the_second_connection(db, pg_url: str, tenant_id: str) -> None:
+    # Given a tenant's documents, another tenant holding the same text, and a second connection for the dense side
+    other = f"t-{uuid.uuid4().hex[:12]}"
+    vectors = get_embedder(MODEL).embed(SMALL_CORPUS)
+    mine = _store(db, tenant_id, "guides/keys.md", SMALL_CORPUS, vectors=vectors, metadata={"lang": "en"})
+    _store(db, other, "guides/keys.md", SMALL_CORPUS, vectors=vectors, metadata={"lang": "en"})
+    statements: list[str] = []
+
+    class Recorded(psycopg.Cursor):  # the side connection's statements, as sent to the server
+        def execute(self, query, params=None, **kwargs):
+            statements.append(query if isinstance(query, str) else query.as_string(self))
+            return super().execute(query, params, **kwargs)
+
+    side = connect(pg_url)
+    side.cursor_factory = Recorded
+    try:
+        for filters in ({}, {"source_key_prefix": "guides/"}, {"metadata": {"lang": "en"}}):
+            request = RetrieveRequest.model_validate(
+                {"tenant_id": tenant_id, "query": "rotate an expired API key", "mode": "hybrid", "k": 6,
+                 "filters": filters})
+            # When the two sides run at once, and then one after the other on one connection
+            together = retrieve(request, conn=db, dense_conn=side, settings=load_settings())
+            in_turn = retrieve(request, conn=db, settings=load_settings(retrieval_parallel=False))
+            # Then both give the same fused ranking, of this tenant's chunks only
+            assert [(h.chunk_id, h.lexical_rank, h.dense_rank) for h in together.hits] == \
+                [(h.chunk_id, h.lexical_rank, h.dense_rank) for h in in_turn.hits], filters
+            assert together.hits and {h.document_id for h in together.hits} == {mine}, filters
+            assert {"embed", "lexical", "dense"} <= set(together.timings_ms)
+            # And the HNSW walk ran on the second connection, in a transaction of its own that is closed
+            assert any("<=>" in q for q in statements) and not any("to_tsvector" in q for q in statements)
+            assert side.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            statements.clear()
+    finally:
+        side.close()
+
+
+def test_hybrid_with_a_lost_second_connection_is_an_outage(db, pg_url: str, tenant_id: str) -> None:
+    from stratus.errors import DatabaseUnavailable
+
+    # Given a second connection the server has gone away from
+    _store(db, tenant_id, "keys.md", SMALL_CORPUS[:3])
+    side = connect(pg_url)
+    side.close()
+    request = RetrieveRequest.model_validate({"tenant_id": tenant_id, "query": "rotate keys", "mode": "hybrid"})
+    # When hybrid runs its dense side on it, then it is the outage error (a 503 upstream), not a partial answer
+    with pytest.raises(DatabaseUnavailable):
+        retrieve(request, conn=db, dense_conn=side, settings=load_settings())
+    # And the caller's own connection is left usable
+    assert retrieve(request, conn=db, settings=load_settings(retrieval_parallel=False)).hits
 
 
 def test_hnsw_scan_settings_come_from_configuration() -> None:

@@ -96,10 +96,16 @@ def _search(path: str, stats: LexicalStats, weights: dict[str, float], allowed: 
             max_postings: int = 10**6) -> lexical.LexicalResult | None:
     """The three ways the impact lists answer: unscoped, filtered by a scope's ids, scored on each row."""
     if path == "scored":
-        return impacts.impact_search_scored(None, "t", stats, weights, ChunkScope(metadata={"all": True}),
-                                            limit=limit, k1=K1, b=B, max_postings=max_postings)
-    return impacts.impact_search(None, "t", stats, weights, ChunkScope(), limit=limit, k1=K1, b=B,
-                                 max_postings=max_postings, allowed=allowed if path == "allowed" else None)
+        scoped = _lexical_query(stats, weights, ChunkScope(metadata={"all": True}), limit=limit,
+                                max_postings=max_postings)
+        return impacts.impact_search_scored(None, scoped)
+    query = _lexical_query(stats, weights, ChunkScope(), limit=limit, max_postings=max_postings)
+    return impacts.impact_search(None, query, allowed=allowed if path == "allowed" else None)
+
+
+def _lexical_query(stats: LexicalStats, weights: dict[str, float], scope: ChunkScope, *, limit: int = 10,
+           max_postings: int = 10**6) -> impacts.LexicalQuery:
+    return impacts.LexicalQuery("t", stats, weights, scope, limit=limit, k1=K1, b=B, max_postings=max_postings)
 
 
 @pytest.mark.parametrize("path", ["lists", "allowed", "scored"])
@@ -142,12 +148,13 @@ def test_threshold_search_stops_early_on_a_selective_query(monkeypatch: pytest.M
     store = FakeStore(docs, ref_avgdl=avgdl)
     monkeypatch.setattr(chunk_store, "read_postings", store.read_postings)
     monkeypatch.setattr(chunk_store, "bm25_score", store.bm25_score)
+    monkeypatch.setattr(impacts, "FIRST_DEPTH", 128)  # slices small beside this corpus's common term
     df = Counter(t for c in docs.values() for t in c)
     rare = [t for t in df if 3 <= df[t] <= 20][:2]
     weights = {t: lexical.idf(len(docs), df[t]) for t in [*rare, "w0"]}
     stats = LexicalStats(chunk_count=len(docs), avg_length=avgdl, df={t: df[t] for t in weights}, impact_avgdl=avgdl)
     # When it is searched
-    result = impacts.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=10**6)
+    result = impacts.impact_search(None, _lexical_query(stats, weights, ChunkScope()))
     # Then it reads far fewer postings than the common term alone holds, and is exact
     assert result is not None and result.exact
     assert store.reads < df["w0"] / 4
@@ -199,7 +206,7 @@ def test_an_unsettled_query_at_the_budget_is_answered_but_not_called_exact(monke
     # Given a query of the two most common terms only, and a budget too small to settle its top 10
     store = _served(monkeypatch, 8, 600, 40, first_depth=8)
     weights, stats = _query(store, ("w0", "w1"))
-    result = impacts.impact_search(None, "t", stats, weights, ChunkScope(), limit=10, k1=K1, b=B, max_postings=40)
+    result = impacts.impact_search(None, _lexical_query(stats, weights, ChunkScope(), max_postings=40))
     # Then it still answers ten chunks, with their exact scores, and says the list is not certain
     assert result is not None and not result.exact and len(result.hits) == 10
     # And it used its whole budget (a last, shallower round), never more

@@ -31,6 +31,23 @@ def test_a_texts_vector_does_not_depend_on_its_batch_neighbours() -> None:
     assert np.min(np.sum(alone * embedder.embed(texts), axis=1)) >= 0.9999
 
 
+def test_an_embedding_beside_other_work_runs_on_one_thread_and_gives_the_same_vectors() -> None:
+    from stratus.embeddings import alongside_other_work, runs_alongside
+
+    embedder = get_embedder("all-MiniLM-L6-v2-int8")
+    texts, before = REFERENCE["texts"], np.array(REFERENCE["vectors"], dtype=np.float32)
+    # Given the reference texts embedded one at a time beside other work (hybrid retrieval's dense side)
+    with alongside_other_work():
+        assert runs_alongside()
+        beside = np.vstack([embedder.embed([t], kind="query") for t in texts])
+    # Then the vectors are the usual ones, and they came from a one-thread session of their own
+    assert not runs_alongside()
+    assert np.min(np.sum(beside * before, axis=1)) >= 0.9999
+    single = embedder._single  # type: ignore[attr-defined]
+    assert single is not None and single is not embedder._session  # type: ignore[attr-defined]
+    assert single.get_session_options().intra_op_num_threads == 1
+
+
 @pytest.fixture(scope="module")
 def l3():  # type: ignore[no-untyped-def]
     return get_embedder("paraphrase-MiniLM-L3-v2")

@@ -74,14 +74,36 @@ def lexical_stats(conn: psycopg.Connection, tenant_id: str, terms: Sequence[str]
         " WHERE tenant_id = %s",
         [tenant_id],
     ).fetchone()
-    n, total = (int(row[0]), int(row[1])) if row else (0, 0)
-    impact = (float(row[2]), float(row[3]), None if row[4] is None else float(row[4])) if row else (1.2, 0.75, None)
     df: dict[str, int] = dict(
         conn.execute(
             "SELECT term, df FROM lexical_terms WHERE tenant_id = %s AND term = ANY(%s::text[]) AND df > 0",
             [tenant_id, list(terms)],
         ).fetchall()
     )
+    return _stats(row, df)
+
+
+def query_statistics(conn: psycopg.Connection, tenant_id: str, query: str) -> tuple[list[str], LexicalStats]:
+    """`query_lexemes` and `lexical_stats` of them in one round trip (a query's first two steps)."""
+    row = conn.execute(
+        "WITH q AS (SELECT coalesce(array_agg(lexeme), '{}'::text[]) AS lexemes"
+        "           FROM unnest(to_tsvector(%(cfg)s::regconfig, %(query)s)))"
+        " SELECT q.lexemes, s.chunk_count, s.total_length, s.impact_k1, s.impact_b, s.impact_avgdl, d.terms, d.dfs"
+        " FROM q LEFT JOIN lexical_stats s ON s.tenant_id = %(tenant)s"
+        " CROSS JOIN LATERAL (SELECT coalesce(array_agg(t.term), '{}'::text[]) AS terms,"
+        "                            coalesce(array_agg(t.df), '{}'::int[]) AS dfs"
+        "   FROM lexical_terms t WHERE t.tenant_id = %(tenant)s AND t.term = ANY(q.lexemes) AND t.df > 0) d",
+        {"cfg": lexical_analysis.TS_CONFIG, "query": query, "tenant": tenant_id},
+    ).fetchone()
+    assert row is not None  # an aggregate without GROUP BY always answers one row
+    stats = _stats(None if row[1] is None else row[1:6], dict(zip(row[6], row[7], strict=True)))
+    return list(row[0]), stats
+
+
+def _stats(row: Sequence[Any] | None, df: dict[str, int]) -> LexicalStats:
+    """LexicalStats from a lexical_stats row (None: the tenant has no chunks) and the terms' frequencies."""
+    n, total = (int(row[0]), int(row[1])) if row else (0, 0)
+    impact = (float(row[2]), float(row[3]), None if row[4] is None else float(row[4])) if row else (1.2, 0.75, None)
     return LexicalStats(
         chunk_count=n, avg_length=(total / n) if n else 0.0, df=df,
         impact_k1=impact[0], impact_b=impact[1], impact_avgdl=impact[2],

@@ -11,7 +11,9 @@ imports this package) nor stratus_tools; no cycles (pyproject.toml, [tool.import
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -28,6 +30,23 @@ if TYPE_CHECKING:
 # symmetric ones (MiniLM, Titan, OpenAI) ignore the kind.
 EmbedKind = Literal["document", "query"]
 OFFLINE_MODELS = ("all-MiniLM-L6-v2-int8", "paraphrase-MiniLM-L3-v2")
+
+# Set while an embedding runs beside other CPU work of the same request (hybrid retrieval's dense side):
+# offline encoders then run on one thread, not on every core (stratus.embeddings.onnx_encoder).
+_alongside: ContextVar[bool] = ContextVar("stratus_embed_alongside", default=False)
+
+
+@contextmanager
+def alongside_other_work() -> Iterator[None]:
+    token = _alongside.set(True)
+    try:
+        yield
+    finally:
+        _alongside.reset(token)
+
+
+def runs_alongside() -> bool:
+    return _alongside.get()
 
 
 class Embedder(Protocol):

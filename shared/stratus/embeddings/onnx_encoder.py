@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from stratus.embeddings import runs_alongside
+
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
     from tokenizers import Tokenizer
@@ -46,6 +48,9 @@ class OnnxSentenceEncoder:
         self._threads = threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or (os.cpu_count() or 1)
         self._lock = threading.Lock()
         self._session: InferenceSession | None = None
+        # One thread, for an embedding that runs beside other work of the request (runs_alongside): a
+        # single query on every core fights that work for the CPU. Loaded on first such use.
+        self._single: InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
         self._raw_tokenizer: Tokenizer | None = None
 
@@ -53,36 +58,48 @@ class OnnxSentenceEncoder:
         """(model.onnx, tokenizer.json)"""
         raise NotImplementedError
 
-    def _load(self) -> None:
+    def _load(self, single: bool = False) -> InferenceSession:
+        """The session (`single`: the one-thread session), loading it and the tokenizer on first use."""
         with self._lock:
-            if self._session is not None:
-                return
-            import onnxruntime as ort
+            session = self._single if single else self._session
+            if session is not None:
+                return session
             from tokenizers import Tokenizer
 
-            model, tok = self.files()
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self._threads
-            opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-            tokenizer = Tokenizer.from_file(str(tok))
-            tokenizer.enable_truncation(self.max_seq)
-            tokenizer.no_padding()  # the file asks for 128-token padding; runs are padded to their longest text
-            self._input_names = {i.name for i in session.get_inputs()}
-            self._output_names = [self.hidden_output] if self.hidden_output else None
-            self._tokenizer, self._session = tokenizer, session
+            session = self._new_session(1 if single else self._threads)
+            if self._tokenizer is None:
+                tokenizer = Tokenizer.from_file(str(self.files()[1]))
+                tokenizer.enable_truncation(self.max_seq)
+                tokenizer.no_padding()  # the file asks for 128-token padding; runs are padded to their longest
+                self._input_names = {i.name for i in session.get_inputs()}
+                self._output_names = [self.hidden_output] if self.hidden_output else None
+                self._tokenizer = tokenizer
+            if single:
+                self._single = session
+            else:
+                self._session = session
+            return session
+
+    def _new_session(self, threads: int) -> InferenceSession:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(self.files()[0]), opts, providers=["CPUExecutionProvider"])
 
     def embed(self, texts: list[str], *, kind: str = "document") -> np.ndarray:
         # Symmetric models: questions and passages are embedded alike, so `kind` changes nothing.
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        self._load()
+        session = self._load(single=runs_alongside())
         assert self._tokenizer is not None
-        encodings = self._tokenizer.encode_batch(texts)  # unpadded: padding is per run below
+        # unpadded: padding is per run below; one text skips the batch encoder's thread pool
+        encodings = self._tokenizer.encode_batch(texts) if len(texts) > 1 else [self._tokenizer.encode(texts[0])]
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for run in self._runs([len(e.ids) for e in encodings]):
-            out[run] = self._run([encodings[i].ids for i in run])
+            out[run] = self._run(session, [encodings[i].ids for i in run])
         return out
 
     def _runs(self, lengths: list[int]) -> list[list[int]]:
@@ -98,8 +115,7 @@ class OnnxSentenceEncoder:
                 runs.append([i])
         return runs
 
-    def _run(self, token_ids: list[list[int]]) -> np.ndarray:
-        assert self._session is not None
+    def _run(self, session: InferenceSession, token_ids: list[list[int]]) -> np.ndarray:
         width = max(len(t) for t in token_ids)
         ids = np.zeros((len(token_ids), width), dtype=np.int64)  # [PAD] is id 0
         mask = np.zeros_like(ids)
@@ -109,7 +125,7 @@ class OnnxSentenceEncoder:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden: np.ndarray = self._session.run(self._output_names, feeds)[0]  # (batch, seq, dims)
+        hidden: np.ndarray = session.run(self._output_names, feeds)[0]  # (batch, seq, dims)
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

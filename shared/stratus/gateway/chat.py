@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -456,10 +457,12 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
     their failures are plain JSON errors. The output rails hold each sentence back until they have passed
     it (stratus.guard.streaming); a block after the first byte ends the stream with an error event."""
     from stratus import query
-    from stratus.gateway import sse
+    from stratus.gateway import pool, sse
     from stratus.gateway.context import bill_worst_case, finish_task
 
-    task = query.before_stream(task, conn=conn, settings=s, hooks=_hooks(ctx))
+    # Hybrid retrieval's dense side runs beside its lexical side on a connection of its own.
+    with pool.lease() if task.mode == "rag" and s.retrieval_parallel else nullcontext() as dense_conn:
+        task = query.before_stream(task, conn=conn, settings=s, hooks=_hooks(ctx), dense_conn=dense_conn)
     t = time.perf_counter()
     # Records on the request's own leased connection (held until the response and its task are done).
     answer = query.open_stream(task, conn=conn, settings=s, router=router, known=known)

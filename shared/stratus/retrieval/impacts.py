@@ -32,8 +32,9 @@ class LexicalResult:
     exact: bool  # False: chunks holding only the very common query terms were not scored
 
 
-# The first slice read from each term's postings; each further round reads GROWTH times more.
-FIRST_DEPTH = 128
+# The first slice read from each term's postings; each further round reads GROWTH times more. At 100k
+# chunks 512 took 2.5 rounds a query where 128 took 3.7, 0.5-1 ms less per query (docs/retrieval.md).
+FIRST_DEPTH = 512
 GROWTH = 4
 # Most chunks scored from their tsvectors once the lists have narrowed the top down (else read deeper).
 MAX_EXACT = 200
@@ -51,6 +52,26 @@ class ImpactPlan:
     drift: float  # max(1, avgdl / avgdl_ref): how much any stored impact may have grown since written
 
 
+@dataclass(frozen=True)
+class LexicalQuery:
+    """One tenant's BM25 query as the impact searches read it: the corpus statistics, each term's idf, the
+    scope, and the best `limit` chunks wanted from at most `max_postings` postings."""
+
+    tenant_id: str
+    stats: chunk_store.LexicalStats
+    weights: dict[str, float]  # idf per query term present in the corpus
+    scope: ChunkScope
+    limit: int
+    k1: float
+    b: float
+    max_postings: int
+
+    def score(self, conn: chunk_store.Connection, chunk_ids: list[int]) -> list[tuple[int, float]]:
+        """Exact BM25 of these chunks (those in the scope), from their tsvectors."""
+        return chunk_store.bm25_score(conn, self.tenant_id, self.weights, chunk_ids, self.scope, k1=self.k1,
+                                      b=self.b, avg_length=self.stats.avg_length)
+
+
 def threshold(plan: ImpactPlan, last_impact: dict[str, float | None]) -> float:
     """Upper bound of the score of a chunk met in none of the lists read so far.
 
@@ -65,19 +86,8 @@ def top_k(scores: dict[int, float], limit: int) -> list[tuple[int, float]]:
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
 
-def impact_search(
-    conn: chunk_store.Connection,
-    tenant_id: str,
-    stats: chunk_store.LexicalStats,
-    weights: dict[str, float],
-    scope: ChunkScope,
-    *,
-    limit: int,
-    k1: float,
-    b: float,
-    max_postings: int,
-    allowed: np.ndarray | None = None,
-) -> LexicalResult | None:
+def impact_search(conn: chunk_store.Connection, query: LexicalQuery, *,
+                  allowed: np.ndarray | None = None) -> LexicalResult | None:
     """BM25 top `limit` from the impact lists, exact unless reading `max_postings` postings did not settle it.
 
     The lists alone bound every chunk met (no random access, as in Fagin's NRA): its impacts in the lists
@@ -93,11 +103,12 @@ def impact_search(
     was read. Unsettled at the budget or cut short at `MAX_EXACT` scorings, a scoped search returns None
     (the caller answers another way, exactly).
     """
+    stats, limit, max_postings = query.stats, query.limit, query.max_postings
     assert stats.impact_avgdl is not None
     ratio = stats.avg_length / stats.impact_avgdl
     lo, hi = min(1.0, ratio) / _SLACK, max(1.0, ratio) * _SLACK
-    terms = list(weights)
-    w = np.array([weights[t] for t in terms], dtype=np.float64)
+    terms = list(query.weights)
+    w = np.array([query.weights[t] for t in terms], dtype=np.float64)
     cursors: dict[str, tuple[float, int]] = {t: chunk_store.POSTINGS_START for t in terms}
     last = np.zeros(len(terms))
     ids_parts: list[np.ndarray] = []
@@ -107,7 +118,7 @@ def impact_search(
     reading = dict(cursors)
     read = 0
     while True:
-        lists = chunk_store.read_postings(conn, tenant_id, reading, {t: depths[t] for t in reading})
+        lists = chunk_store.read_postings(conn, query.tenant_id, reading, {t: depths[t] for t in reading})
         for i, term in enumerate(terms):
             if term not in lists:
                 continue
@@ -164,28 +175,17 @@ def impact_search(
             # chunk not yet met may belong in it, or too many met ones might), the best-bounded chunks met
             # are scored and the answer says it is not certain.
             # (With every list read to its end there is nothing left to read: all of them are scored.)
-            hits, settled = _score_ranked(conn, tenant_id, weights, ranked, scope, limit=limit, k1=k1, b=b,
-                                          avg_length=stats.avg_length, cap=MAX_EXACT if cursors else len(ranked))
+            hits, settled = _score_ranked(conn, query, ranked, cap=MAX_EXACT if cursors else len(ranked))
             if allowed is not None and not settled:
                 return None  # a filtered query has an exact path (GIN) to fall back on
             return LexicalResult(hits, certain and settled)
 
 
-def _score_ranked(
-    conn: chunk_store.Connection,
-    tenant_id: str,
-    weights: dict[str, float],
-    ranked: list[tuple[float, int]],
-    scope: ChunkScope,
-    *,
-    limit: int,
-    k1: float,
-    b: float,
-    avg_length: float,
-    cap: int,
-) -> tuple[list[tuple[int, float]], bool]:
+def _score_ranked(conn: chunk_store.Connection, query: LexicalQuery, ranked: list[tuple[float, int]], *,
+                  cap: int) -> tuple[list[tuple[int, float]], bool]:
     """Exact scores of (upper bound, chunk) candidates, best bound first, until no bound can enter the top
     (settled: True) or `cap` have been scored with some bound still above the k-th score (False)."""
+    limit = query.limit
     scores: dict[int, float] = {}
     i = 0
     while i < len(ranked):
@@ -196,24 +196,11 @@ def _score_ranked(
             return best, False
         batch = [cid for _, cid in ranked[i:i + min(max(SCORE_BATCH, 2 * limit), cap - i)]]
         i += len(batch)
-        scores.update(
-            chunk_store.bm25_score(conn, tenant_id, weights, batch, scope, k1=k1, b=b, avg_length=avg_length)
-        )
+        scores.update(query.score(conn, batch))
     return top_k(scores, limit), True
 
 
-def impact_search_scored(
-    conn: chunk_store.Connection,
-    tenant_id: str,
-    stats: chunk_store.LexicalStats,
-    weights: dict[str, float],
-    scope: ChunkScope,
-    *,
-    limit: int,
-    k1: float,
-    b: float,
-    max_postings: int,
-) -> LexicalResult | None:
+def impact_search_scored(conn: chunk_store.Connection, query: LexicalQuery) -> LexicalResult | None:
     """Exact BM25 top `limit` by the threshold algorithm with random access (each chunk met is scored
     from its tsvector); for scopes that only the chunk row can decide. None past `max_postings`.
 
@@ -221,6 +208,7 @@ def impact_search_scored(
     met in, the lists' current bounds elsewhere) can still beat the k-th exact score; bounds only fall
     and the k-th score only rises, so a chunk set aside once never needs scoring later.
     """
+    stats, weights, limit = query.stats, query.weights, query.limit
     assert stats.impact_avgdl is not None
     plan = ImpactPlan(weights, max(1.0, stats.avg_length / stats.impact_avgdl))
     cursors: dict[str, tuple[float, int]] = {t: chunk_store.POSTINGS_START for t in weights}
@@ -230,7 +218,7 @@ def impact_search_scored(
     scores: dict[int, float] = {}
     depth, read = FIRST_DEPTH, 0
     while True:
-        lists = chunk_store.read_postings(conn, tenant_id, cursors, depth)
+        lists = chunk_store.read_postings(conn, query.tenant_id, cursors, depth)
         for term, (ids, imps) in lists.items():
             read += len(ids)
             if len(ids) < depth:  # exhausted: every chunk holding the term has been met
@@ -242,32 +230,25 @@ def impact_search_scored(
             for cid, imp in zip(ids.tolist(), imps.tolist(), strict=True):
                 if cid not in done:
                     met.setdefault(cid, {})[term] = imp
-        _score_candidates(conn, tenant_id, plan, scope, met, done, scores, last,
-                          limit=limit, k1=k1, b=b, avg_length=stats.avg_length)
+        _score_candidates(conn, query, plan, met, done, scores, last)
         unseen = threshold(plan, last)
         best = top_k(scores, limit)
         kth = best[-1][1] if len(best) == limit else 0.0
         if not cursors or (len(best) == limit and kth >= unseen):
             return LexicalResult(best, True)
-        if read + depth * GROWTH * len(cursors) > max_postings:
+        if read + depth * GROWTH * len(cursors) > query.max_postings:
             return None
         depth *= GROWTH
 
 
 def _score_candidates(
     conn: chunk_store.Connection,
-    tenant_id: str,
+    query: LexicalQuery,
     plan: ImpactPlan,
-    scope: ChunkScope,
     met: dict[int, dict[str, float]],
     done: set[int],
     scores: dict[int, float],
     last: dict[str, float | None],
-    *,
-    limit: int,
-    k1: float,
-    b: float,
-    avg_length: float,
 ) -> None:
     """Score, best bound first, every met chunk whose upper bound can still reach the top `limit`."""
     factor = plan.drift * _SLACK
@@ -278,6 +259,7 @@ def _score_candidates(
             v for t, v in rest.items() if t not in imps
         )
 
+    limit = query.limit
     ranked = sorted(((upper(imps), cid) for cid, imps in met.items()), reverse=True)
     best = top_k(scores, limit)
     kth = best[-1][1] if len(best) == limit else 0.0
@@ -287,8 +269,7 @@ def _score_candidates(
             break  # nobody from here on can enter the top list, now or later
         batch = [cid for _, cid in ranked[i:i + SCORE_BATCH]]
         i += len(batch)
-        scores.update(chunk_store.bm25_score(conn, tenant_id, plan.weights, batch, scope, k1=k1, b=b,
-                                             avg_length=avg_length))
+        scores.update(query.score(conn, batch))
         best = top_k(scores, limit)
         kth = best[-1][1] if len(best) == limit else 0.0
     # Every met chunk is now scored or set aside (its bound is below the k-th score, and only falls).

@@ -24,7 +24,7 @@ import math
 from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope
 from stratus.lexical_analysis import query_terms, query_text
-from stratus.retrieval.impacts import LexicalResult, impact_search, impact_search_scored
+from stratus.retrieval.impacts import LexicalQuery, LexicalResult, impact_search, impact_search_scored
 
 __all__ = ["LexicalResult", "idf", "plan_terms", "search", "uses_impacts"]
 
@@ -74,10 +74,9 @@ def search(
     impacts: bool = True,
 ) -> LexicalResult:
     """Top `limit` chunks by BM25; `impacts=False` forces the GIN path (benchmarks compare the two)."""
-    terms = chunk_store.query_lexemes(conn, query_text(query))
+    terms, stats = chunk_store.query_statistics(conn, tenant_id, query_text(query))
     if not terms:
         return LexicalResult([], True)
-    stats = chunk_store.lexical_stats(conn, tenant_id, terms)
     if stats.chunk_count == 0 or not stats.df:
         return LexicalResult([], True)
     df = query_terms(stats.df)
@@ -86,12 +85,11 @@ def search(
         allowed = chunk_store.chunk_ids_in_scope(conn, tenant_id, scope, cap=SCOPE_IDS_MAX) if scope.metadata else None
         if allowed is not None and len(allowed) == 0:
             return LexicalResult([], True)  # the scope admits no chunk
+        query_ = LexicalQuery(tenant_id, stats, weights, scope, limit=limit, k1=k1, b=b, max_postings=max_postings)
         if scope.metadata and allowed is None:
-            result = impact_search_scored(conn, tenant_id, stats, weights, scope, limit=limit, k1=k1, b=b,
-                                          max_postings=max_postings)
+            result = impact_search_scored(conn, query_)
         else:
-            result = impact_search(conn, tenant_id, stats, weights, scope, limit=limit, k1=k1, b=b,
-                                   max_postings=max_postings, allowed=allowed)
+            result = impact_search(conn, query_, allowed=allowed)
         if result is not None:
             return result
     kept, dropped = plan_terms(df, max_postings)

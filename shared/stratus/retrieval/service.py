@@ -2,14 +2,24 @@
 min-max normalised scores in a weighted sum by default, or weighted RRF), optionally reranked, with the
 time each stage took (and, when tracing is on, a span per stage).
 
+Hybrid runs its two sides at once (`STRATUS_RETRIEVAL_PARALLEL`, on by default): the dense side (query
+embedding, then the HNSW walk) on a second connection in a worker thread while the lexical side runs on the
+caller's; both wait on PostgreSQL or in ONNX Runtime, which release the GIL. The second connection is the
+caller's `dense_conn`, else, when the caller left the connection to retrieve() (`conn` not given), the worker
+thread's own kept connection; a caller that passes only `conn` gets the two sides one after the other on it.
+Each side reads in its own transaction, bound to the same tenant.
+
 Reranking fails open: a reranker that cannot answer within its deadline (outage, throttling past its
 retries, a refusal) leaves the fused order in place, and the response says so (`reranked`, `rerank_error`)."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +27,7 @@ from stratus.config import Settings, get_settings
 from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope
 from stratus.db.connection import tenant_transaction
-from stratus.embeddings import Embedder, get_embedder
+from stratus.embeddings import Embedder, alongside_other_work, get_embedder
 from stratus.llm.errors import ProviderError
 from stratus.reindex import models as tenant_models
 from stratus.retrieval import dense, lexical
@@ -30,6 +40,20 @@ if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
+
+# Worker threads for hybrid's dense side. Each keeps its own database connection (get_connection is per
+# thread): a warm Lambda, serving one request at a time, holds one second connection.
+_DENSE_WORKERS = 4
+_workers: ThreadPoolExecutor | None = None
+_workers_lock = threading.Lock()
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    global _workers
+    with _workers_lock:
+        if _workers is None:
+            _workers = ThreadPoolExecutor(max_workers=_DENSE_WORKERS, thread_name_prefix="stratus-dense")
+        return _workers
 
 
 @contextmanager
@@ -57,9 +81,11 @@ def retrieve(
     request: RetrieveRequest,
     *,
     conn: chunk_store.Connection | None = None,
+    dense_conn: chunk_store.Connection | None = None,
     embedder: Embedder | None = None,
     settings: Settings | None = None,
 ) -> RetrieveResponse:
+    """`dense_conn`: a second connection, used by this call alone, for hybrid's dense side."""
     settings = settings or get_settings()
     k = request.k or settings.retrieval_k
     depth = max(settings.retrieval_candidates, k)
@@ -67,15 +93,18 @@ def retrieve(
     started = time.perf_counter()
     use_lexical = request.mode in ("lexical", "hybrid")
     use_dense = request.mode in ("dense", "hybrid")
+    parallel = (use_lexical and use_dense and settings.retrieval_parallel
+                and (conn is None or dense_conn is not None))
 
-    vector: np.ndarray | None = None
     # The tenant's model, read once: the query vector and the index searched are of the same model.
     model = tenant_models.query_model(request.tenant_id, settings, conn) if use_dense else None
-    if model is not None:  # embed before opening the transaction: no locks held during inference
+    side: _DenseSide | None = None
+    if model is not None:
         if embedder is None or embedder.model_name != model:
             embedder = get_embedder(model, settings)
-        with _timed(timings, "embed", "embed_query", model=model):
-            vector = embedder.embed([request.query], kind="query")[0]
+        side = _DenseSide(request, model, embedder, depth, settings, timings)
+        if not parallel:  # embed before opening the transaction: no locks held during inference
+            side.embed()
 
     rankings: dict[str, list[tuple[int, float]]] = {}
     lexical_exact: bool | None = None
@@ -83,22 +112,26 @@ def retrieve(
         reranker = get_reranker(choose(settings, stored_choice(tx, request.tenant_id), request.rerank), settings)
         with _timed(timings, "filters"):
             scope = _scope(tx, request.tenant_id, request.filters)
-        if use_lexical:
-            with _timed(timings, "lexical") as step:
-                result = lexical.search(
-                    tx, request.tenant_id, request.query, scope, limit=depth, k1=settings.bm25_k1,
-                    b=settings.bm25_b, max_postings=settings.bm25_max_postings,
-                )
-                step.annotate(candidates=len(result.hits), exact=result.exact)
-            rankings["lexical"], lexical_exact = result.hits, result.exact
-        if use_dense:
-            assert vector is not None and model is not None, "dense retrieval embeds the query first"
-            with _timed(timings, "dense") as step:
-                rankings["dense"] = dense.search(
-                    tx, request.tenant_id, vector, model, scope, limit=depth,
-                    scan=dense.scan_settings(settings), side=not tenant_models.stored_in_chunk_rows(model, settings),
-                )
-                step.annotate(candidates=len(rankings["dense"]))
+        pending: Future[list[tuple[int, float]]] | None = None
+        if parallel and side is not None:  # the worker runs in this context: its spans nest under ours
+            pending = _worker_pool().submit(contextvars.copy_context().run, side.on_own_connection, scope,
+                                            dense_conn)
+        try:
+            if use_lexical:
+                with _timed(timings, "lexical") as step:
+                    result = lexical.search(
+                        tx, request.tenant_id, request.query, scope, limit=depth, k1=settings.bm25_k1,
+                        b=settings.bm25_b, max_postings=settings.bm25_max_postings,
+                    )
+                    step.annotate(candidates=len(result.hits), exact=result.exact)
+                rankings["lexical"], lexical_exact = result.hits, result.exact
+        finally:
+            if pending is not None:
+                wait([pending])  # never leave the worker using a connection the caller may reuse
+        if pending is not None:
+            rankings["dense"] = pending.result()
+        elif side is not None:
+            rankings["dense"] = side.search(tx, scope)
         with _timed(timings, "fuse", "fusion"):
             keep = depth if reranker.name != "none" else k
             fused = fuse(
@@ -128,6 +161,42 @@ def retrieve(
         reranked=reranker.name != "none" and rerank_error is None, rerank_error=rerank_error,
         rerank_cost_usd=cost, embedding_model=model,
     )
+
+
+class _DenseSide:
+    """The dense side of one retrieval: the query embedded with the tenant's model, then its HNSW walk."""
+
+    def __init__(self, request: RetrieveRequest, model: str, embedder: Embedder, depth: int, settings: Settings,
+                 timings: dict[str, float]) -> None:
+        self.request, self.model, self.embedder, self.depth = request, model, embedder, depth
+        self.settings, self.timings = settings, timings
+        self.vector: np.ndarray | None = None
+
+    def embed(self) -> None:
+        with _timed(self.timings, "embed", "embed_query", model=self.model):
+            self.vector = self.embedder.embed([self.request.query], kind="query")[0]
+
+    def search(self, tx: chunk_store.Connection, scope: ChunkScope) -> list[tuple[int, float]]:
+        if self.vector is None:
+            self.embed()
+        assert self.vector is not None
+        with _timed(self.timings, "dense") as step:
+            hits = dense.search(
+                tx, self.request.tenant_id, self.vector, self.model, scope, limit=self.depth,
+                scan=dense.scan_settings(self.settings),
+                side=not tenant_models.stored_in_chunk_rows(self.model, self.settings),
+            )
+            step.annotate(candidates=len(hits))
+        return hits
+
+    def on_own_connection(self, scope: ChunkScope, conn: chunk_store.Connection | None) -> list[tuple[int, float]]:
+        """Embeds, then searches in a transaction of its own on `conn` (None: this thread's kept connection).
+        The embedding runs on one thread: beside the lexical side, a query on every core was slower
+        (docs/retrieval.md)."""
+        with alongside_other_work():
+            self.embed()
+        with tenant_transaction(self.request.tenant_id, conn) as tx:
+            return self.search(tx, scope)
 
 
 def _hit(f: Fused, row: dict[str, Any], mode: str) -> Hit:
