@@ -35,3 +35,20 @@ def test_the_output_rails_run_over_passages_ingested_with_their_sentence_vectors
             "output_rails/long", "output_step_default/long", "output_step_grounding_blocks/long",
             "after_response/long"} <= warm.keys()
     assert tokens > 250
+
+
+def test_the_workflow_input_step_redacts_the_question_and_the_query(monkeypatch) -> None:
+    from stratus.guard import rails
+
+    seen = []
+    check_input = rails.check_input
+
+    def recording(messages, query, state):  # noqa: ANN001, ANN202
+        out = check_input(messages, query, state)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(rails, "check_input", recording)
+    gl._input_step_workflow(gl.SHORT)
+    [(messages, query, _)] = seen
+    assert messages[-1].content == query and "Maria Lopez" not in query and "<PERSON_1>" in query

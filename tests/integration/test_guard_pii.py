@@ -81,3 +81,75 @@ def test_eval_set_stays_above_its_floors() -> None:
     for kind in EXACT:
         score = report.per_type[kind]
         assert (score.precision, score.recall) == (1.0, 1.0), score
+
+
+# Name-dense text (a person or place in every sentence): the NER decides on every token here.
+NAME_DENSE = (
+    "Maria Lopez from the Denver office met Daniel Okafor on Tuesday. Anna Kowalski collects the receipts "
+    "from the Berlin team, and Thomas Becker asked whether the trip to Lisbon counts as overhead. Kevin "
+    "O'Brien in the London office tells Sarah Connor, who keeps the minutes. Li Wei joins from Singapore, "
+    "and Fatima Zahra from the Casablanca office asked Leonardo da Vinci for a copy of the slides."
+)
+
+
+def test_ner_multiplies_through_numpy_and_finds_what_the_shipped_model_finds() -> None:
+    # Given the analyzer's NER, built on numpy's ops (OpenBLAS), and the model as spaCy loads it (BLIS)
+    import spacy
+
+    from stratus.guard import pii_presidio
+
+    ours = pii_presidio.analyzer().nlp_engine.nlp["en"]
+    ner = ours.get_pipe("ner")
+    # its token encoder and the precomputed hidden layer: the products a prediction makes through ops.gemm
+    # (the output layer's weights go to the parser's own loop)
+    for ref in ("tok2vec", "lower"):
+        assert all(not node.ops.use_blis for node in ner.model.get_ref(ref).walk())
+    shipped = spacy.load(pii_presidio.SPACY_MODEL)
+    shipped_ner = shipped.get_pipe("ner")
+    assert shipped_ner.model.ops.use_blis
+
+    # When both NER components read the same tokenised texts (the whole pipeline's parser would set
+    # sentence boundaries, which no entity crosses), Then they find the same entities
+    texts = [NAME_DENSE, *(case.text for case in load_cases(CASES))]
+    for text in texts:
+        found = [(e.start_char, e.end_char, e.label_) for e in ner(ours.make_doc(text)).ents]
+        expected = [(e.start_char, e.end_char, e.label_) for e in shipped_ner(shipped.make_doc(text)).ents]
+        assert found == expected, text
+    assert ("PERSON", "Leonardo da Vinci") in types(NAME_DENSE)
+
+
+def test_context_enhancement_gives_presidios_own_scores() -> None:
+    # Given our analyzer and Presidio's engine with its own context enhancer, on the same recognizers and NLP
+    from presidio_analyzer import AnalyzerEngine
+
+    from stratus.guard import pii_presidio
+
+    ours = pii_presidio.analyzer()
+    presidios = AnalyzerEngine(registry=ours.registry, nlp_engine=ours.nlp_engine, supported_languages=["en"])
+    texts = [NAME_DENSE, "My phone number is 212 555 0199, Grace Kim.", *(case.text for case in load_cases(CASES))]
+
+    def scored(engine: AnalyzerEngine, text: str) -> list[tuple[str, int, int, float]]:
+        return sorted((r.entity_type, r.start, r.end, r.score) for r in engine.analyze(text=text, language="en"))
+
+    # When both analyze the same texts, Then every result and score is the same
+    for text in texts:
+        assert scored(ours, text) == scored(presidios, text), text
+    # and a context word still raises a score ("phone" beside a number the recognizer gives 0.4)
+    assert ("PHONE_NUMBER", 19, 31) in [r[:3] for r in scored(ours, texts[1]) if r[3] > 0.4]
+
+
+def test_detection_from_threads_matches_and_leaves_blas_as_it_was() -> None:
+    # Given texts detected one after another, and numpy's BLAS thread setting before
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import ThreadpoolController
+
+    texts = [NAME_DENSE, "Call Grace Kim on +44 20 7946 0958.", "No names here at all."] * 4
+    sequential = [detect(text) for text in texts]
+    blas_before = [lib["num_threads"] for lib in ThreadpoolController().info()]
+    # When threads detect them at once (NER limits BLAS to one thread while it runs)
+    with ThreadPoolExecutor(6) as pool:
+        concurrent = list(pool.map(detect, texts))
+    # Then the findings are the same and the process's BLAS setting is restored
+    assert concurrent == sequential
+    assert [lib["num_threads"] for lib in ThreadpoolController().info()] == blas_before

@@ -31,6 +31,26 @@ def test_input_redacts_user_text_and_query_with_shared_placeholders_and_leaves_t
     assert pii.action == "redact" and pii.details["count"] == 2
 
 
+def test_a_workflow_query_repeating_the_question_is_detected_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a workflow's input: the question is the last user message and the query
+    from stratus.guard import pii
+
+    read: list[str] = []
+    presidio = pii._presidio
+
+    def counting(text: str, entities: list[str]) -> list[pii.Finding]:
+        read.append(text)
+        return presidio(text, entities)
+
+    monkeypatch.setattr(pii, "_presidio", counting)
+    question = "Maria Lopez from the Denver office asks: is maria@example.com on the Berlin trip?"
+    # When the input rails run
+    messages, query, state = rails.check_input([Message(role="user", content=question)], question, _state())
+    # Then Presidio read the question once, and both copies are redacted alike
+    assert read == [question]
+    assert query == messages[0].content == "<PERSON_1> from the Denver office asks: is <EMAIL_1> on the Berlin trip?"
+
+
 def test_a_flag_policy_records_pii_without_changing_or_keeping_it() -> None:
     user = Message(role="user", content="Call me on +44 20 7946 0958")
     messages, _, state = rails.check_input([user], None, _state(pii={"action": "flag"}))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from stratus.errors import InvalidInput, TooLarge
-from stratus.guard.pii import MAX_CHARS, detect, redact, reredact, restore
+from stratus.guard.pii import MAX_CHARS, detect, once_per_text, redact, reredact, restore
 from stratus.guard.pii_types import Finding
 from stratus_tools.guard.pii_eval import Case, evaluate, load_cases
 
@@ -169,3 +169,28 @@ def test_eval_scores_overlap_matches_per_type(tmp_path) -> None:
     bad.write_text(f"{good}\n{wrong}\n")
     with pytest.raises(InvalidInput, match=r"cases.jsonl:2: .*does not occur"):
         load_cases(bad)
+
+
+def test_once_per_text_detects_each_text_once_and_redacts_as_the_detector_does() -> None:
+    # Given a detector that counts the texts it reads, remembered for one request
+    read: list[str] = []
+
+    def counting(text: str, entities: Sequence[str]) -> list[Finding]:
+        read.append(text)
+        return fake(text, entities)
+
+    once = once_per_text(counting)
+    text = "I am Ada Lovelace, ada@example.com."
+    # When the same text is redacted twice (a message, then the query repeating it) and another text once
+    first = redact(text, detector=once)
+    again = redact(text, first.mapping, detector=once)
+    other = redact("Grace wrote.", again.mapping, detector=once)
+    # Then each text was read once, and the results are what the detector itself gives
+    assert read == [text, "Grace wrote."]
+    assert again.text == first.text == redact(text, detector=fake).text == "I am <PERSON_1>, <EMAIL_1>."
+    assert other.text == "<PERSON_2> wrote."
+    # and a caller changing the findings it got changes nothing remembered
+    once(text, ("EMAIL",)).clear()
+    assert [f.type for f in once(text, ("EMAIL",))] == ["EMAIL"]
+    # and the entity list is part of what is remembered
+    assert [f.type for f in once(text, ("PERSON",))] == ["PERSON"]

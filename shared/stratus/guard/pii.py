@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from stratus.errors import InvalidInput, TooLarge
 from stratus.guard.pii_types import ENTITIES, Detector, Finding, Redaction
 
-__all__ = ["ENTITIES", "Finding", "Redaction", "detect", "redact", "reredact", "restore"]
+__all__ = ["ENTITIES", "Finding", "Redaction", "detect", "once_per_text", "redact", "reredact", "restore"]
 
 # Keep what the recognizers report at their base confidence (phones without context score 0.4),
 # drop the weak context-only patterns (Presidio's loosest SSN shapes score 0.05).
@@ -80,13 +80,15 @@ def redact(
     spans = sorted(findings + swept, key=lambda f: f.start)
 
     index = {_key(_label(p), value): p for p, value in mapping.items()}
+    last = _last_numbers(mapping)
     out: list[str] = []
     cursor = 0
     for f in spans:
         key = _key(f.type, f.text)
         placeholder = index.get(key)
         if placeholder is None:
-            placeholder = _next_placeholder(f.type, mapping)
+            last[f.type] = last.get(f.type, 0) + 1
+            placeholder = f"<{f.type}_{last[f.type]}>"
             mapping[placeholder] = f.text
             index[key] = placeholder
         out.append(text[cursor : f.start])
@@ -114,6 +116,22 @@ def restore(text: str, mapping: dict[str, str]) -> str:
     """Put originals back for placeholders found in `mapping`; unknown placeholders are left as they
     are. One pass, so a restored value that looks like a placeholder is never expanded again."""
     return PLACEHOLDER.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+
+
+def once_per_text(detector: Detector | None = None) -> Detector:
+    """`detector` (default: Presidio) remembering what it found in each text, for one request's scan: a
+    workflow's query is its last user message, which would otherwise go through NER twice. Scoped to the
+    caller, never process-wide: a shared cache would let one tenant time whether another sent a text."""
+    run = detector or _presidio
+    found: dict[tuple[str, tuple[str, ...]], list[Finding]] = {}
+
+    def remembered(text: str, entities: Sequence[str]) -> list[Finding]:
+        key = (text, tuple(entities))
+        if key not in found:
+            found[key] = run(text, entities)
+        return list(found[key])
+
+    return remembered
 
 
 def _may_hold(text: str) -> bool:
@@ -175,7 +193,9 @@ def _sweep(text: str, known: dict[str, str], *, taken: list[tuple[int, int]]) ->
     if not known:
         return []
     values = sorted(known, key=len, reverse=True)
-    pattern = re.compile("|".join(rf"(?<!\w){re.escape(v)}(?!\w)" for v in values))
+    # One word-boundary check around the alternation, not one per value: the regex engine then tests the
+    # values only where a word starts (a name-dense text has dozens of known values).
+    pattern = re.compile(rf"(?<!\w)(?:{'|'.join(re.escape(v) for v in values)})(?!\w)")
     found: list[Finding] = []
     for m in pattern.finditer(text):
         if not _overlaps_any(m.start(), m.end(), taken):
@@ -199,6 +219,10 @@ def _key(entity: str, value: str) -> tuple[str, str]:
     return entity, " ".join(value.split())
 
 
-def _next_placeholder(entity: str, mapping: dict[str, str]) -> str:
-    used = [int(m.group(2)) for p in mapping if (m := PLACEHOLDER.fullmatch(p)) and m.group(1) == entity]
-    return f"<{entity}_{max(used, default=0) + 1}>"
+def _last_numbers(mapping: dict[str, str]) -> dict[str, int]:
+    """Entity -> the highest placeholder number the mapping uses (the next value of that type gets one more)."""
+    last: dict[str, int] = {}
+    for p in mapping:
+        if m := PLACEHOLDER.fullmatch(p):
+            last[m.group(1)] = max(last.get(m.group(1), 0), int(m.group(2)))
+    return last

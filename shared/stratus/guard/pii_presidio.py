@@ -93,18 +93,26 @@ def _build() -> Any:
         SpacyRecognizer,
         UsSsnRecognizer,
     )
+    from thinc.api import use_ops
 
     # nlp_engine_name "spacy" makes a SpacyNlpEngine (create_engine is typed as the base NlpEngine).
-    engine = cast("SpacyNlpEngine", NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
-            "ner_model_configuration": {
-                "model_to_presidio_entity_mapping": _NER_MAPPING,
-                "labels_to_ignore": _NER_IGNORED,
-            },
-        }
-    ).create_engine())
+    # The model's layers keep the thinc ops current when they are built: numpy's, without BLIS. The NER's
+    # matrix products (its own CNN token encoder, a few hundred tokens x 288 x 288 per layer) then go to
+    # numpy's OpenBLAS instead of thinc's BLIS wheel, which picks its kernel by CPU model and falls back to
+    # its generic C kernel on a CPU it does not know (the bench machine's AMD EPYC): 3x slower than OpenBLAS on
+    # the same product, 5 of the 21 ms NER took on a 300-token text. OpenBLAS picks its kernel at run time
+    # on x86-64 and arm64. The entities are the same (tests/integration/test_guard_pii.py compares them).
+    with use_ops("numpy", use_blis=False):
+        engine = cast("SpacyNlpEngine", NlpEngineProvider(
+            nlp_configuration={
+                "nlp_engine_name": "spacy",
+                "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+                "ner_model_configuration": {
+                    "model_to_presidio_entity_mapping": _NER_MAPPING,
+                    "labels_to_ignore": _NER_IGNORED,
+                },
+            }
+        ).create_engine())
     assert engine.nlp is not None, "create_engine loads the spaCy pipelines"
     _slim_pipeline(engine.nlp["en"])
 
@@ -119,7 +127,8 @@ def _build() -> Any:
         SpacyRecognizer(supported_entities=["PERSON", "LOCATION"]),
     ):
         registry.add_recognizer(recognizer)
-    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"],
+                          context_aware_enhancer=_context_enhancer())
 
 
 # Presidio needs only the entities and, for its context boost ("phone", "ssn", "card" near a match),
@@ -166,7 +175,13 @@ class _NerWhereNames:
     entities they find are placed back on the whole text's doc."""
 
     def __init__(self, nlp: Any, name: str) -> None:
+        from threadpoolctl import ThreadpoolController
+
         self._nlp = nlp
+        self._blas = ThreadpoolController()  # numpy's OpenBLAS is loaded by now (spaCy imports numpy)
+        # The BLAS thread limit is process-wide, set and restored around each NER run: runs in threads of one
+        # process must not overlap, or one would restore it under another (NER holds the GIL most of its time).
+        self._one_at_a_time = threading.Lock()
 
     def __call__(self, doc: Any) -> Any:
         from spacy.tokens import Span
@@ -177,13 +192,37 @@ class _NerWhereNames:
         if sum(end - start for start, end in spans) >= _WHOLE_TEXT * len(doc):
             spans = [(0, len(doc))]  # names everywhere: NER on the text itself, not on copies of it
         parts = [doc if (start, end) == (0, len(doc)) else doc[start:end].as_doc() for start, end in spans]
-        for name in self._nlp.disabled:  # only what _slim_pipeline kept: tok2vec (if NER listens to it), ner
-            parts = list(self._nlp.get_pipe(name).pipe(parts))
+        # One BLAS thread (numpy's OpenBLAS, see _build): the products are too small to share, and on a busy
+        # machine OpenBLAS's second thread made a 63-token text take 90 ms instead of 5.
+        with self._one_at_a_time, self._blas.limit(limits=1, user_api="blas"):
+            for name in self._nlp.disabled:  # only what _slim_pipeline kept: tok2vec (if NER listens to it), ner
+                parts = list(self._nlp.get_pipe(name).pipe(parts))
         if parts and parts[0] is doc:
             return doc
         doc.ents = [Span(doc, start + e.start, start + e.end, label=e.label_)
                     for (start, _), part in zip(spans, parts, strict=True) for e in part.ents]
         return doc
+
+
+def _context_enhancer() -> Any:
+    """Presidio's context enhancer (a context word near a match, "phone", "ssn", raises its score), given
+    only the results it can change. It deep-copies every result before looking at any, yet only recognizers
+    with context words are enhanced; NER's names have none, and a name-dense text has dozens of them."""
+    from presidio_analyzer import RecognizerResult
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+    key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+
+    class EnhancerOfContextResults(LemmaContextAwareEnhancer):
+        def enhance_using_context(self, text: str, raw_results: list[Any], nlp_artifacts: Any,
+                                  recognizers: list[Any], context: list[str] | None = None) -> list[Any]:
+            with_context = {r.id for r in recognizers if r.context}
+            wanted = [(r.recognition_metadata or {}).get(key) in with_context for r in raw_results]
+            enhanced = iter(super().enhance_using_context(
+                text, [r for r, w in zip(raw_results, wanted, strict=True) if w], nlp_artifacts, recognizers, context))
+            return [next(enhanced) if w else r for r, w in zip(raw_results, wanted, strict=True)]
+
+    return EnhancerOfContextResults()  # Presidio's settings: AnalyzerEngine makes the same one when given none
 
 
 # A phone number has at least this many digits in one run of digits and separators in every region we

@@ -205,6 +205,7 @@ def _pii_input(messages: list[Message], query: str | None, policy: GuardPolicy, 
     rail = policy.rail("pii")
     min_score = rail.threshold if rail.threshold is not None else pii.MIN_SCORE
     redacting = rail.action == "redact"
+    detector = pii.once_per_text()  # the query repeats the last user message: one detection for both
     mapping = dict(vault)
     findings: list[Any] = []
     out: list[Message] = []
@@ -220,7 +221,7 @@ def _pii_input(messages: list[Message], query: str | None, policy: GuardPolicy, 
             if not text:
                 new_parts.append(part)
                 continue
-            done = pii.redact(text, mapping, entities=_entities(rail), min_score=min_score)
+            done = pii.redact(text, mapping, entities=_entities(rail), min_score=min_score, detector=detector)
             findings.extend(done.findings)
             mapping = done.mapping
             new_text = done.text if redacting else text
@@ -228,7 +229,8 @@ def _pii_input(messages: list[Message], query: str | None, policy: GuardPolicy, 
         content = new_parts[0] if isinstance(m.content, str) else new_parts
         out.append(m.model_copy(update={"content": content}))
     if query:
-        done = pii.redact(query, mapping, entities=_entities(rail), min_score=min_score)  # same placeholders
+        done = pii.redact(query, mapping, entities=_entities(rail), min_score=min_score,  # same placeholders
+                          detector=detector)
         findings.extend(done.findings)
         mapping = done.mapping
         if redacting:
