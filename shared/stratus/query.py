@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -232,10 +233,11 @@ def run_in_process(task: GenerateTask, *, conn: Any, settings: Settings, router:
 
 
 def before_stream(task: GenerateTask, *, conn: Any, settings: Settings, hooks: Hooks = NO_HOOKS,
-                  dense_conn: Any = None) -> GenerateTask:
+                  dense_lease: Callable[[], AbstractContextManager[Any]] | None = None) -> GenerateTask:
     """The steps before generation: guard_input, then (RAG) retrieve and guard_context. A block raises
     from hooks.verdict; otherwise the task comes back with `guard.blocked` set and no later step run.
-    `dense_conn`: a second connection for hybrid retrieval's dense side (stratus.retrieval.service)."""
+    `dense_lease`: lends hybrid retrieval a second connection (or None) for its dense side, for the
+    retrieval only (stratus.retrieval.service)."""
     t = time.perf_counter()
     task = guard_input(task, conn=conn)
     hooks.step(TIMING["guard_input"], t)
@@ -243,7 +245,9 @@ def before_stream(task: GenerateTask, *, conn: Any, settings: Settings, hooks: H
     if task.mode != "rag" or (task.guard is not None and task.guard.blocked is not None):
         return task
     t = time.perf_counter()
-    result = retrieve(retrieval_request(task), conn=conn, dense_conn=dense_conn, settings=settings)
+    request = retrieval_request(task)
+    with dense_lease() if dense_lease is not None and request.mode == "hybrid" else nullcontext() as dense_conn:
+        result = retrieve(request, conn=conn, dense_conn=dense_conn, settings=settings)
     hooks.step(TIMING["retrieve"], t)
     task = task.model_copy(update={"retrieval": result})
     t = time.perf_counter()

@@ -278,19 +278,63 @@ def test_hybrid_runs_its_dense_side_on_the_second_connection(db, pg_url: str, te
         side.close()
 
 
-def test_hybrid_with_a_lost_second_connection_is_an_outage(db, pg_url: str, tenant_id: str) -> None:
-    from stratus.errors import DatabaseUnavailable
-
-    # Given a second connection the server has gone away from
+def test_hybrid_whose_second_connection_is_lost_searches_on_the_first(db, pg_url: str, tenant_id: str) -> None:
+    # Given a second connection that is gone (as after a failover while the Lambda was frozen)
     _store(db, tenant_id, "keys.md", SMALL_CORPUS[:3])
     side = connect(pg_url)
     side.close()
     request = RetrieveRequest.model_validate({"tenant_id": tenant_id, "query": "rotate keys", "mode": "hybrid"})
-    # When hybrid runs its dense side on it, then it is the outage error (a 503 upstream), not a partial answer
-    with pytest.raises(DatabaseUnavailable):
+    in_turn = retrieve(request, conn=db, settings=load_settings(retrieval_parallel=False))
+    # When hybrid hands its dense side to it, then the dense side runs again on the caller's connection
+    got = retrieve(request, conn=db, dense_conn=side, settings=load_settings())
+    assert [(h.chunk_id, h.dense_rank) for h in got.hits] == [(h.chunk_id, h.dense_rank) for h in in_turn.hits]
+    assert any(h.dense_rank is not None for h in got.hits)
+
+
+def test_hybrid_runs_its_sides_in_turn_when_every_worker_is_busy(db, pg_url: str, tenant_id: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from stratus.retrieval import service
+
+    _store(db, tenant_id, "keys.md", SMALL_CORPUS[:3])
+    monkeypatch.setattr(service, "_slots", threading.BoundedSemaphore(1))
+    service._slots.acquire()  # every worker busy
+    statements: list[str] = []
+
+    class Recorded(psycopg.Cursor):
+        def execute(self, query, params=None, **kwargs):
+            statements.append(str(query))
+            return super().execute(query, params, **kwargs)
+
+    side = connect(pg_url)
+    side.cursor_factory = Recorded
+    try:
+        request = RetrieveRequest.model_validate({"tenant_id": tenant_id, "query": "rotate keys",
+                                                  "mode": "hybrid"})
+        got = retrieve(request, conn=db, dense_conn=side, settings=load_settings())
+        # Then the answer is whole, the second connection never used, and the slot still the busy worker's
+        assert any(h.dense_rank is not None for h in got.hits)
+        assert statements == []
+        assert not service._slots.acquire(blocking=False)
+        service._slots.release()
+        # and with the worker free again, the second connection serves the dense side
         retrieve(request, conn=db, dense_conn=side, settings=load_settings())
-    # And the caller's own connection is left usable
-    assert retrieve(request, conn=db, settings=load_settings(retrieval_parallel=False)).hits
+        assert statements
+    finally:
+        side.close()
+
+
+def test_query_statistics_equal_the_separate_reads(db, tenant_id: str) -> None:
+    _store(db, tenant_id, "keys.md", SMALL_CORPUS[:3])
+    empty = f"t-{uuid.uuid4().hex[:12]}"  # a tenant with no chunks (no lexical_stats row)
+    for tenant in (tenant_id, empty):
+        for query in ("rotate the expired API keys", "the and of", "zzzunknownterm"):
+            with tenant_transaction(tenant, db):
+                terms, stats = chunk_store.query_statistics(db, tenant, query_text(query))
+                lexemes = chunk_store.query_lexemes(db, query_text(query))
+                assert sorted(terms) == sorted(lexemes), (tenant, query)
+                assert stats == chunk_store.lexical_stats(db, tenant, lexemes), (tenant, query)
 
 
 def test_hnsw_scan_settings_come_from_configuration() -> None:

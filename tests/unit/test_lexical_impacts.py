@@ -279,3 +279,14 @@ def test_a_filtered_search_cut_short_by_the_scoring_cap_declines(monkeypatch: py
     result = _search("allowed", stats, weights, allowed, max_postings=340)
     # Then it declines, so the caller answers exactly another way
     assert result is None
+
+
+@pytest.mark.parametrize("path", ["lists", "scored"])
+def test_the_first_slices_stay_within_a_small_postings_budget(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    # Given the default first slice (512) and a budget of 100 postings for a query of three common terms
+    store = _served(monkeypatch, 11, 2000, 30, first_depth=512)
+    weights, stats = _query(store, ("w0", "w1", "w2"))
+    # When it is searched, then no more than the budget is read, and the answer still comes (or declines)
+    result = _search(path, stats, weights, np.zeros(0, dtype=np.int64), max_postings=100)
+    assert store.reads <= 100
+    assert result is None or len(result.hits) == 10

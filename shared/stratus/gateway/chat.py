@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -450,6 +451,20 @@ def _run_workflow(task: GenerateTask, ctx: RequestContext, deadline_s: float) ->
     return GenerateResponse.model_validate(output)
 
 
+@contextmanager
+def _second_connection() -> Iterator[Connection | None]:
+    """A pooled connection for hybrid retrieval's dense side while it retrieves; None (the two sides run in
+    turn on the request's connection) when none can be opened."""
+    from stratus.gateway import pool
+
+    with ExitStack() as stack:
+        try:
+            conn: Connection | None = stack.enter_context(pool.lease())
+        except domain.DatabaseUnavailable:
+            conn = None
+        yield conn
+
+
 def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask, choice: ModelChoice,
             conn: Connection, s: Settings, router: Router, known: Known) -> Response:
     """Streamed chat or RAG, in-process (a workflow cannot stream). The input rails, retrieval, the
@@ -457,12 +472,12 @@ def _stream(body: ChatCompletionRequest, ctx: RequestContext, task: GenerateTask
     their failures are plain JSON errors. The output rails hold each sentence back until they have passed
     it (stratus.guard.streaming); a block after the first byte ends the stream with an error event."""
     from stratus import query
-    from stratus.gateway import pool, sse
+    from stratus.gateway import sse
     from stratus.gateway.context import bill_worst_case, finish_task
 
-    # Hybrid retrieval's dense side runs beside its lexical side on a connection of its own.
-    with pool.lease() if task.mode == "rag" and s.retrieval_parallel else nullcontext() as dense_conn:
-        task = query.before_stream(task, conn=conn, settings=s, hooks=_hooks(ctx), dense_conn=dense_conn)
+    # Hybrid retrieval's dense side runs beside its lexical side on a pooled connection of its own.
+    task = query.before_stream(task, conn=conn, settings=s, hooks=_hooks(ctx),
+                               dense_lease=_second_connection if s.retrieval_parallel else None)
     t = time.perf_counter()
     # Records on the request's own leased connection (held until the response and its task are done).
     answer = query.open_stream(task, conn=conn, settings=s, router=router, known=known)

@@ -72,6 +72,11 @@ class LexicalQuery:
                                       b=self.b, avg_length=self.stats.avg_length)
 
 
+def first_depth(terms: int, max_postings: int) -> int:
+    """The first slice of each list: FIRST_DEPTH, less where the budget could not pay for it."""
+    return max(1, min(FIRST_DEPTH, max_postings // max(1, terms)))
+
+
 def threshold(plan: ImpactPlan, last_impact: dict[str, float | None]) -> float:
     """Upper bound of the score of a chunk met in none of the lists read so far.
 
@@ -114,7 +119,8 @@ def impact_search(conn: chunk_store.Connection, query: LexicalQuery, *,
     ids_parts: list[np.ndarray] = []
     contrib_parts: list[np.ndarray] = []
     term_parts: list[np.ndarray] = []  # which list each posting came from (a chunk is met once per list)
-    depths = dict.fromkeys(terms, FIRST_DEPTH)
+    first = first_depth(len(terms), max_postings)
+    depths = dict.fromkeys(terms, first)
     reading = dict(cursors)
     read = 0
     while True:
@@ -160,7 +166,7 @@ def impact_search(conn: chunk_store.Connection, query: LexicalQuery, *,
         for t in reading:
             depths[t] *= GROWTH
         want, left = sum(depths[t] for t in reading), max_postings - read
-        if want > left >= FIRST_DEPTH * len(reading):  # a last round: shallower slices that use up the budget
+        if want > left >= first * len(reading):  # a last round: shallower slices that use up the budget
             for t in reading:  # at least one posting each: a slice of 0 would read as an exhausted list
                 depths[t] = max(1, depths[t] * left // want)
             want = sum(depths[t] for t in reading)
@@ -216,7 +222,7 @@ def impact_search_scored(conn: chunk_store.Connection, query: LexicalQuery) -> L
     met: dict[int, dict[str, float]] = {}  # unscored chunks: their impact per list they were met in
     done: set[int] = set()  # scored, or set aside for good
     scores: dict[int, float] = {}
-    depth, read = FIRST_DEPTH, 0
+    depth, read = first_depth(len(weights), query.max_postings), 0
     while True:
         lists = chunk_store.read_postings(conn, query.tenant_id, cursors, depth)
         for term, (ids, imps) in lists.items():

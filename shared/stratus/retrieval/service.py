@@ -28,7 +28,8 @@ from stratus.config import Settings, get_settings
 from stratus.db import chunks as chunk_store
 from stratus.db.chunks import ChunkScope
 from stratus.db.connection import get_side_connection, tenant_transaction
-from stratus.embeddings import Embedder, alongside_other_work, get_embedder
+from stratus.embeddings import OFFLINE_MODELS, Embedder, alongside_other_work, get_embedder
+from stratus.errors import DatabaseUnavailable
 from stratus.llm.errors import ProviderError
 from stratus.reindex import models as tenant_models
 from stratus.retrieval import dense, lexical
@@ -42,10 +43,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Worker threads for hybrid's dense side; the connection each uses belongs to the caller.
-_DENSE_WORKERS = 4
+# Worker threads for hybrid's dense side; the connection each uses belongs to the caller. A caller that
+# finds every worker busy runs its two sides in turn rather than queue behind the others.
+_DENSE_WORKERS = 8
 _workers: ThreadPoolExecutor | None = None
 _workers_lock = threading.Lock()
+_slots = threading.BoundedSemaphore(_DENSE_WORKERS)
 
 
 def _worker_pool() -> ThreadPoolExecutor:
@@ -103,43 +106,28 @@ def retrieve(
         if embedder is None or embedder.model_name != model:
             embedder = get_embedder(model, settings)
         side = _DenseSide(request, model, embedder, depth, settings, timings)
-        if not parallel:  # embed before opening the transaction: no locks held during inference
-            side.embed()
-
-    rankings: dict[str, list[tuple[int, float]]] = {}
-    lexical_exact: bool | None = None
-    with tenant_transaction(request.tenant_id, conn) as tx:
-        reranker = get_reranker(choose(settings, stored_choice(tx, request.tenant_id), request.rerank), settings)
-        with _timed(timings, "filters"):
-            scope = _scope(tx, request.tenant_id, request.filters)
-        pending: Future[list[tuple[int, float]]] | None = None
-        if parallel and side is not None:  # the worker runs in this context: its spans nest under ours
-            pending = _worker_pool().submit(contextvars.copy_context().run, side.on_own_connection, scope,
-                                            dense_conn or get_side_connection())
-        try:
-            if use_lexical:
-                with _timed(timings, "lexical") as step:
-                    result = lexical.search(
-                        tx, request.tenant_id, request.query, scope, limit=depth, k1=settings.bm25_k1,
-                        b=settings.bm25_b, max_postings=settings.bm25_max_postings,
-                    )
-                    step.annotate(candidates=len(result.hits), exact=result.exact)
-                rankings["lexical"], lexical_exact = result.hits, result.exact
-        finally:
-            if pending is not None:
-                wait([pending])  # never leave the worker using a connection the caller may reuse
-        if pending is not None:
-            rankings["dense"] = pending.result()
-        elif side is not None:
-            rankings["dense"] = side.search(tx, scope)
-        with _timed(timings, "fuse", "fusion"):
-            keep = depth if reranker.name != "none" else k
-            fused = fuse(
-                rankings, settings.fusion, rrf_k=settings.rrf_k, limit=keep,
-                weights={"lexical": settings.fusion_lexical_weight, "dense": 1.0 - settings.fusion_lexical_weight},
-            )
-        with _timed(timings, "fetch"):
-            rows = chunk_store.fetch_chunks(tx, request.tenant_id, [f.chunk_id for f in fused])
+    second = _second_connection(conn, dense_conn) if parallel and side is not None else None
+    try:
+        if side is not None and (second is None or side.model not in OFFLINE_MODELS):
+            side.embed()  # before the transaction opens: no locks held during inference or a provider call
+        with tenant_transaction(request.tenant_id, conn) as tx:
+            reranker = get_reranker(choose(settings, stored_choice(tx, request.tenant_id), request.rerank),
+                                    settings)
+            with _timed(timings, "filters"):
+                scope = _scope(tx, request.tenant_id, request.filters)
+            rankings, lexical_exact = _rankings(tx, request, scope, depth, settings, timings, side, second)
+            with _timed(timings, "fuse", "fusion"):
+                keep = depth if reranker.name != "none" else k
+                fused = fuse(
+                    rankings, settings.fusion, rrf_k=settings.rrf_k, limit=keep,
+                    weights={"lexical": settings.fusion_lexical_weight,
+                             "dense": 1.0 - settings.fusion_lexical_weight},
+                )
+            with _timed(timings, "fetch"):
+                rows = chunk_store.fetch_chunks(tx, request.tenant_id, [f.chunk_id for f in fused])
+    finally:
+        if second is not None:
+            _slots.release()
 
     hits = [_hit(f, rows[f.chunk_id], request.mode) for f in fused if f.chunk_id in rows]
     rerank_error: str | None = None
@@ -163,6 +151,62 @@ def retrieve(
     )
 
 
+def _second_connection(conn: chunk_store.Connection | None,
+                       dense_conn: chunk_store.Connection | None) -> chunk_store.Connection | None:
+    """The dense side's connection, holding a worker slot (the caller releases it); None, and the two sides
+    run in turn, when every worker is busy or the calling thread cannot open its second connection."""
+    if dense_conn is not None and dense_conn is conn:
+        return None  # one connection cannot serve two threads
+    if not _slots.acquire(blocking=False):
+        return None
+    if dense_conn is not None:
+        return dense_conn
+    try:
+        return get_side_connection()
+    except DatabaseUnavailable as err:
+        _slots.release()
+        log.warning("hybrid retrieval runs its sides in turn: no second connection (%s)", err)
+        return None
+
+
+def _rankings(tx: chunk_store.Connection, request: RetrieveRequest, scope: ChunkScope, depth: int,
+              settings: Settings, timings: dict[str, float], side: _DenseSide | None,
+              second: chunk_store.Connection | None) -> tuple[dict[str, list[tuple[int, float]]], bool | None]:
+    """Each retriever's ranking (and whether the lexical one is exact): with `second`, the dense side runs
+    on it in a worker thread meanwhile; if that connection is lost, it runs again on the caller's."""
+    rankings: dict[str, list[tuple[int, float]]] = {}
+    exact: bool | None = None
+    pending: Future[list[tuple[int, float]]] | None = None
+    if side is not None and second is not None:  # the worker runs in this context: its spans nest under ours
+        pending = _worker_pool().submit(contextvars.copy_context().run, side.on_own_connection, scope, second)
+    try:
+        if request.mode in ("lexical", "hybrid"):
+            with _timed(timings, "lexical") as step:
+                result = lexical.search(
+                    tx, request.tenant_id, request.query, scope, limit=depth, k1=settings.bm25_k1,
+                    b=settings.bm25_b, max_postings=settings.bm25_max_postings,
+                )
+                step.annotate(candidates=len(result.hits), exact=result.exact)
+            rankings["lexical"], exact = result.hits, result.exact
+    except BaseException:
+        if pending is not None:  # never leave the worker using a connection the caller may reuse
+            wait([pending])
+            if pending.exception() is not None:
+                log.warning("hybrid retrieval's dense side failed as well: %r", pending.exception())
+        raise
+    if pending is not None and second is not None and side is not None:
+        try:
+            rankings["dense"] = pending.result()
+        except DatabaseUnavailable:
+            if not (second.closed or second.broken):
+                raise
+            log.info("hybrid retrieval's second connection was lost; the dense side runs on the first")
+            rankings["dense"] = side.search(tx, scope)
+    elif side is not None:
+        rankings["dense"] = side.search(tx, scope)
+    return rankings, exact
+
+
 class _DenseSide:
     """The dense side of one retrieval: the query embedded with the tenant's model, then its HNSW walk."""
 
@@ -177,9 +221,7 @@ class _DenseSide:
             self.vector = self.embedder.embed([self.request.query], kind="query")[0]
 
     def search(self, tx: chunk_store.Connection, scope: ChunkScope) -> list[tuple[int, float]]:
-        if self.vector is None:
-            self.embed()
-        assert self.vector is not None
+        assert self.vector is not None, "the query is embedded first"
         with _timed(self.timings, "dense") as step:
             hits = dense.search(
                 tx, self.request.tenant_id, self.vector, self.model, scope, limit=self.depth,
@@ -190,11 +232,12 @@ class _DenseSide:
         return hits
 
     def on_own_connection(self, scope: ChunkScope, conn: chunk_store.Connection) -> list[tuple[int, float]]:
-        """Embeds, then searches in a transaction of its own on `conn`, which no other thread uses meanwhile.
-        The embedding runs on one thread: beside the lexical side, a query on every core was slower
-        (docs/retrieval.md)."""
-        with alongside_other_work():
-            self.embed()
+        """Embeds (unless done already), then searches in a transaction of its own on `conn`, which no other
+        thread uses meanwhile. The embedding runs on one thread: beside the lexical side, a query on every
+        core was slower (docs/retrieval.md)."""
+        if self.vector is None:
+            with alongside_other_work():
+                self.embed()
         with tenant_transaction(self.request.tenant_id, conn) as tx:
             return self.search(tx, scope)
 
