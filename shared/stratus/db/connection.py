@@ -253,22 +253,20 @@ def fresh(conn: psycopg.Connection) -> bool:
 
 def get_connection() -> psycopg.Connection:
     """A connection reused across invocations of a warm Lambda (one per thread), reopened if broken."""
-    conn: psycopg.Connection | None = getattr(_local, "conn", None)
-    if not reusable(conn):
-        conn = open_app_connection()
-        _local.conn = conn
-    assert conn is not None
-    return conn
+    return _kept("conn")
 
 
 def get_side_connection() -> psycopg.Connection:
     """This thread's second kept connection, for work it hands to another thread while it holds its own
     (hybrid retrieval's dense side); reopened if broken, closed with the first by `close_connection`."""
-    conn: psycopg.Connection | None = getattr(_local, "side", None)
-    if not reusable(conn):
+    return _kept("side")
+
+
+def _kept(slot: str) -> psycopg.Connection:
+    conn: psycopg.Connection | None = getattr(_local, slot, None)
+    if conn is None or not reusable(conn):
         conn = open_app_connection()
-        _local.side = conn
-    assert conn is not None
+        setattr(_local, slot, conn)
     return conn
 
 
