@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -130,11 +130,14 @@ def load_passage_vectors(task: GenerateTask, *, conn: Any = None) -> None:
 
 
 def after_response_rails(conn: Any, tenant_id: str, text: str, rails: list[str], *,
-                         passages: list[Any] | None = None, chunk_ids: list[int] | None = None) -> list[Any]:
+                         passages: list[Any] | None = None, chunk_ids: list[int] | None = None,
+                         other_choices: Sequence[str] = ()) -> list[Any]:
     """The output rails an answer's guard summary left for after the response (GuardSummary.deferred), run
     now: their verdicts, for the request's trace. `passages` are the prompt's when the caller has them (the
     gateway in-process); otherwise they are read back by `chunk_ids` (a workflow's answer carries only those),
-    in the prompt's order, so [n] markers still point where they did. A chunk deleted since is left out."""
+    in the prompt's order, so [n] markers still point where they did. A chunk deleted since is left out.
+    `other_choices` are the texts of the choices after the first (n > 1): each gets a verdict of its own,
+    its index in `details["choice"]`, as the rails on the response path give them."""
     from stratus.db.chunks import fetch_chunks
     from stratus.db.connection import tenant_transaction
     from stratus.guard.grounding import EMBEDDING_MODEL
@@ -156,13 +159,19 @@ def after_response_rails(conn: Any, tenant_id: str, text: str, rails: list[str],
                         for i, c in enumerate(chunk_ids or [], start=1) if (r := rows.get(c)) is not None]
     if not passages or not policy.enabled("groundedness"):
         return []
+    verdicts = []
     with span("rail_groundedness", stage="output", rail="groundedness", after_response=True) as step:
         prime(conn, tenant_id, passages, EMBEDDING_MODEL)
-        verdict = groundedness_verdict(text, passages, policy)
-        if verdict.action == "block":  # the policy changed since: the answer went out under `flag`
-            verdict = verdict.model_copy(update={"action": "flag"})
-        step.annotate(action=verdict.action, score=verdict.score)
-    return [verdict]
+        for index, answer in enumerate([text, *other_choices]):
+            verdict = groundedness_verdict(answer, passages, policy)
+            if verdict.action == "block":  # the policy changed since: the answer went out under `flag`
+                verdict = verdict.model_copy(update={"action": "flag"})
+            if index:
+                verdict = verdict.model_copy(update={"details": {**verdict.details, "choice": index}})
+            verdicts.append(verdict)
+        weakest = min(verdicts, key=lambda v: v.score)
+        step.annotate(action=weakest.action, score=weakest.score, choices=len(verdicts))
+    return verdicts
 
 
 # --- the workflow's guard task -----------------------------------------------------------------------------

@@ -121,7 +121,18 @@ def test_a_rag_answer_cites_the_corpus_in_text_and_in_the_extension_field(client
     _assert_grounded_in_trace(raw.headers["x-request-id"])
 
 
-def _assert_grounded_in_trace(request_id: str) -> None:
+def test_every_choice_of_a_rag_answer_is_scored_for_groundedness(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="rag/metered", n=2, messages=[{"role": "user", "content": "How long are tracking events kept?"}])
+    assert len(raw.parse().choices) == 2
+    grounded = _assert_grounded_in_trace(raw.headers["x-request-id"], choices=2)
+    assert [v["details"].get("choice") for v in grounded] == [None, 1]
+    assert grounded[0]["score"] == grounded[1]["score"]  # the loopback provider's n choices are the same text
+
+
+def _assert_grounded_in_trace(request_id: str, choices: int = 0) -> list[dict[str, Any]]:
+    """The groundedness verdicts the rails after the response wrote to the trace: one that passes (the
+    offline provider answers from the passages), or one per choice when `choices` is given."""
     from stratus.db.connection import get_connection
     from stratus.gateway.traces import get_trace
 
@@ -130,9 +141,11 @@ def _assert_grounded_in_trace(request_id: str) -> None:
         time.sleep(0.1)
     assert row is not None, f"no trace for {request_id}"
     grounded = [v for v in row["guard"]["verdicts"] if v["rail"] == "groundedness"]
-    assert row["guard"]["deferred"] == [] and len(grounded) == 1
-    assert grounded[0]["action"] == "pass" and grounded[0]["score"] >= grounded[0]["threshold"]
+    assert row["guard"]["deferred"] == [] and len(grounded) == (choices or 1)
+    if not choices:
+        assert grounded[0]["action"] == "pass" and grounded[0]["score"] >= grounded[0]["threshold"]
     assert row["timings_ms"]["guard_after_response"] > 0
+    return grounded
 
 
 def test_a_streamed_answer_ends_with_citations_usage_and_done(client: openai.OpenAI) -> None:

@@ -188,6 +188,16 @@ def test_a_policy_changed_to_block_since_the_answer_records_flag(db, tenant_id) 
     assert verdict.score < verdict.threshold and verdict.action == "flag"  # the answer went out under flag
 
 
+def test_every_choice_of_n_is_scored_after_the_response(db, tenant_id) -> None:
+    _ingest(tenant_id)
+    passages = _passages(db, tenant_id)
+    invented = "Every key lasts exactly 400 days and is renewed by the billing team [1]."
+    first, second = query.after_response_rails(db, tenant_id, ANSWER, ["groundedness"], passages=passages,
+                                               other_choices=[invented])
+    assert "choice" not in first.details and second.details["choice"] == 1
+    assert second.action == "flag" and second.score < second.threshold and second.score < first.score
+
+
 def test_a_database_outage_only_costs_the_embedding(db, tenant_id, pg_url) -> None:
     _ingest(tenant_id)
     passages = _passages(db, tenant_id)

@@ -140,6 +140,9 @@ def test_every_choice_of_n_passes_the_output_rails() -> None:
     task, response = _response(f"The hidden marker is {canary}.", canary)
     blocked = guard_output(task, response)  # one leaking choice blocks the whole answer
     assert blocked.guard is not None and blocked.guard.blocked is not None and blocked.wire == {}
+    # The verdicts name the choice they are about: the first's carry no index, the second's carry 1.
+    assert blocked.guard.blocked.rail == "canary" and blocked.guard.blocked.details["choice"] == 1
+    assert [v.details.get("choice") for v in blocked.guard.verdicts if v.rail == "canary"] == [None, 1]
     task, response = _response("Write to jane.doe@example.com for access.", canary)
     redacted = guard_output(task, response)
     choice = redacted.wire["choices"][0]

@@ -274,9 +274,13 @@ def _after_response_rails(ctx: RequestContext, task: GenerateTask, response: Gen
         return
     # In-process the prompt's passages are at hand; a workflow's answer names them by chunk id only.
     passages = passages_from(task) if task.retrieval is not None else None
+    # The other choices (n > 1) as the caller got them: their text after the rails on the response path.
+    others = [c["message"]["content"] for c in response.wire.get("choices") or []
+              if isinstance((c.get("message") or {}).get("content"), str)] if sent is None else []
     ctx.after_rails = partial(after_response_rails, tenant_id=task.tenant_id,
                               text=response.text if sent is None else sent,
-                              rails=list(guard.deferred), passages=passages, chunk_ids=list(response.chunk_ids))
+                              rails=list(guard.deferred), passages=passages, chunk_ids=list(response.chunk_ids),
+                              other_choices=others)
 
 
 def _keep_sample(ctx: RequestContext, task: GenerateTask, response: GenerateResponse, s: Settings) -> None:

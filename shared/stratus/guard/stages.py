@@ -68,17 +68,29 @@ def _other_choices(choices: list[dict[str, Any]], state: GuardState, passages: A
     """The choices after the first (Completion.wire["choices"]) through the output rails: a rewritten text
     replaces the provider's and loses its logprobs."""
     out = []
-    for choice in choices:
+    for index, choice in enumerate(choices, start=1):
         message = choice.get("message") or {}
         text = message.get("content")
         if isinstance(text, str) and text:
+            before = len(state.verdicts)
             checked, state = rails.check_output(text, state, passages=passages, system_prompt=system)
+            state = _of_choice(state, before, index)
             if state.blocked is not None:
                 return [], state
             if checked != text:
                 choice = choice | {"message": message | {"content": checked}, "logprobs": None}
         out.append(choice)
     return out, state
+
+
+def _of_choice(state: GuardState, since: int, index: int) -> GuardState:
+    """The verdicts recorded from `since` on name the choice they are about (`details["choice"]`)."""
+    new = state.verdicts[since:]
+    tagged = [v.model_copy(update={"details": {**v.details, "choice": index}}) for v in new]
+    update: dict[str, Any] = {"verdicts": [*state.verdicts[:since], *tagged]}
+    if state.blocked is not None and state.blocked in new:
+        update["blocked"] = tagged[new.index(state.blocked)]
+    return state.model_copy(update=update)
 
 
 def blocked_response(response: GenerateResponse, summary: GuardSummary) -> GenerateResponse:
