@@ -139,17 +139,23 @@ def test_context_enhancement_gives_presidios_own_scores() -> None:
 
 
 def test_detection_from_threads_matches_and_leaves_blas_as_it_was() -> None:
-    # Given texts detected one after another, and numpy's BLAS thread setting before
+    # Given BLAS set to two threads before any detection (so a limit of one left behind would show)
     from concurrent.futures import ThreadPoolExecutor
 
-    from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in ThreadpoolController().info() if lib["user_api"] == "blas"}
 
     texts = [NAME_DENSE, "Call Grace Kim on +44 20 7946 0958.", "No names here at all."] * 4
-    sequential = [detect(text) for text in texts]
-    blas_before = [lib["num_threads"] for lib in ThreadpoolController().info()]
-    # When threads detect them at once (NER limits BLAS to one thread while it runs)
-    with ThreadPoolExecutor(6) as pool:
-        concurrent = list(pool.map(detect, texts))
-    # Then the findings are the same and the process's BLAS setting is restored
-    assert concurrent == sequential
-    assert [lib["num_threads"] for lib in ThreadpoolController().info()] == blas_before
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        # When texts are detected one after another, then by threads at once (NER limits BLAS to one
+        # thread while it runs)
+        sequential = [detect(text) for text in texts]
+        after_sequential = blas_threads()
+        with ThreadPoolExecutor(6) as pool:
+            concurrent = list(pool.map(detect, texts))
+        # Then the findings are the same and the process's BLAS setting is restored after each
+        assert concurrent == sequential
+        assert after_sequential == blas_threads() == {2}
