@@ -9,8 +9,9 @@ payload in a long benign text is not diluted.
 Each window is scored by a logistic head (models/indirect-v1, trained by stratus_tools.guard.indirect_train)
 over its MiniLM sentence embedding plus a few cues that carry what the embedding blurs: an AI / assistant
 addressed, role markers and fake system tags, "ignore previous", a tool named in a command, hidden markup
-(v2 adds an override of "everything above" and an answer dictated word for word). An artifact names the cues
-it was trained with, so either loads; v2 was measured and not adopted (docs/guard.md). numpy at run time;
+(v2 adds an override of "everything above" and an answer dictated word for word); v3 adds CONTEXT, what the
+window is next to the rest of its text. An artifact names the cues and context features it was trained
+with, so each loads; v2 and v3 were measured and not adopted (docs/guard.md). numpy at run time;
 the embedder is the one retrieval already loads. The threshold was chosen on held-out sources for <= 1% of
 clean chunks flagged (docs/guard.md).
 """
@@ -32,7 +33,7 @@ import numpy as np
 from stratus.guard.detector import LazyDetector
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODEL_DIR / "indirect-v1"  # v2 was measured and not adopted: docs/guard.md
+DEFAULT_MODEL = MODEL_DIR / "indirect-v1"  # v2 and v3 were measured and not adopted: docs/guard.md
 EMBEDDER = "all-MiniLM-L6-v2-int8"
 
 _BREAK = re.compile(r"(?<=[.!?])\s+|\n+")

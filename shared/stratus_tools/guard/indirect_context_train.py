@@ -44,7 +44,7 @@ from stratus_tools.guard.indirect_train import (
 from stratus_tools.guard.injection_sources import ROOT, WHEEL_CACHE
 
 TARGET_FPR = 0.01
-L2_GRID = (1e-3, 3e-3, 1e-2)
+L2_GRID = (1e-2, 3e-2, 1e-1, 3e-1)  # heavier than v2's: below 1e-2 validation recall fell (docs/guard.md)
 ALONE = 0.15  # share of payloads (and of clean texts) seen with no host
 HOST_WINDOWS = 40  # a host's windows kept (MAX_WINDOWS bounds a scored text the same way)
 
@@ -59,6 +59,12 @@ class Texts:
     def add(self, ws: list[str], labels: list[int]) -> None:
         self.windows.append(ws)
         self.labels.append(labels)
+
+
+def hosted(host: list[str], own: list[str], at: int) -> tuple[list[str], list[int]]:
+    """A payload's own windows inserted before host window `at`: only they are positive, the host's windows
+    are context (label -1), never a label of their own."""
+    return host[:at] + own + host[at:], [-1] * at + [1] * len(own) + [-1] * (len(host) - at)
 
 
 def training_texts(wheels: Path, seed: int, n_payloads: int, doc_windows: int, tau2_windows: int
@@ -89,8 +95,7 @@ def training_texts(wheels: Path, seed: int, n_payloads: int, doc_windows: int, t
                 continue
             hosts = readme if rng.random() < 0.5 else tau2
             host = hosts[int(rng.integers(len(hosts)))]
-            at = int(rng.integers(len(host) + 1))
-            texts.add(host[:at] + own + host[at:], [-1] * at + [1] * len(own) + [-1] * (len(host) - at))
+            texts.add(*hosted(host, own, int(rng.integers(len(host) + 1))))
     for hosts, budget, name in ((readme, doc_windows, "readme"), (tau2, tau2_windows, "tau2")):
         used = 0
         for i in rng.permutation(len(hosts)):
