@@ -28,3 +28,25 @@ def test_held_out_figures_stay_at_or_above_their_recorded_floors() -> None:
     assert all(m.n > 0 for m in measurements)
     thresholds = json.loads((S.EVALS / "thresholds.json").read_text(encoding="utf-8"))
     assert check_thresholds(measurements, thresholds) == []
+
+
+def test_v3_was_chosen_on_the_agent_validation_set_and_keeps_its_floors() -> None:
+    # indirect-v3 (context features) is measured beside the default on the same sample: docs/guard.md.
+    from stratus.guard.indirect import CONTEXT, MODEL_DIR
+    from stratus_tools.guard import indirect_validation as V
+
+    stem = MODEL_DIR / "indirect-v3"
+    v3 = IndirectModel.load(stem)
+    assert v3.context == CONTEXT
+    assert v3.metadata["set_sha256"] == files_sha256([S.INDIRECT_SPLICED])
+    assert v3.metadata["validation_set_sha256"] == files_sha256([V.AGENT_VALIDATION])
+    validation = v3.metadata["validation"]["metrics"]
+    assert validation["flagged/clean"] <= 0.01 and validation["flagged/tau2"] <= 0.01  # the threshold rule
+    # Its validation sources were never its training sources (v2 trained on two of them).
+    sources = v3.metadata["training"]["sources"]
+    assert "agent-injection-bench" not in sources and "agent_threat_bench" not in sources
+    measurements = indirect_eval.evaluate(every=SAMPLE, stem=stem)
+    assert {m.dataset for m in measurements} == {f"indirect-v3/{n}@1/{SAMPLE}" for n in (
+        "spliced-documents", "spliced-tool-results", "ipi-coding-agent")}
+    thresholds = json.loads((S.EVALS / "thresholds.json").read_text(encoding="utf-8"))
+    assert check_thresholds(measurements, thresholds) == []

@@ -9,8 +9,9 @@ payload in a long benign text is not diluted.
 Each window is scored by a logistic head (models/indirect-v1, trained by stratus_tools.guard.indirect_train)
 over its MiniLM sentence embedding plus a few cues that carry what the embedding blurs: an AI / assistant
 addressed, role markers and fake system tags, "ignore previous", a tool named in a command, hidden markup
-(v2 adds an override of "everything above" and an answer dictated word for word). An artifact names the cues
-it was trained with, so either loads; v2 was measured and not adopted (docs/guard.md). numpy at run time;
+(v2 adds an override of "everything above" and an answer dictated word for word); v3 adds CONTEXT, what the
+window is next to the rest of its text. An artifact names the cues and context features it was trained
+with, so each loads; v2 and v3 were measured and not adopted (docs/guard.md). numpy at run time;
 the embedder is the one retrieval already loads. The threshold was chosen on held-out sources for <= 1% of
 clean chunks flagged (docs/guard.md).
 """
@@ -32,7 +33,7 @@ import numpy as np
 from stratus.guard.detector import LazyDetector
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODEL_DIR / "indirect-v1"  # v2 was measured and not adopted: docs/guard.md
+DEFAULT_MODEL = MODEL_DIR / "indirect-v1"  # v2 and v3 were measured and not adopted: docs/guard.md
 EMBEDDER = "all-MiniLM-L6-v2-int8"
 
 _BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -77,6 +78,17 @@ CUE_NAMES = tuple(name for name, _ in CUES)
 _CUE_PATTERNS = dict(CUES)
 # The cues that pick which windows a very long text keeps (fixed, so every artifact reads the same windows).
 _RANKING_CUES = CUE_NAMES[:8]
+
+# v3: what a window is next to its own text. An injected instruction is off-topic for its host (a transfer
+# request inside a hotel review); a procedure's imperative steps are about what the steps around them are
+# about. Computed from the vectors the windows already have: no extra embedding.
+CONTEXT = (
+    "host_similarity",  # cosine with the mean of the text's other windows
+    "neighbour_similarity",  # the higher cosine with the window before or after it
+    "alone",  # 1 for a one-window text (no host to compare with; the two above are then 0)
+    "host_cue_share",  # share of the text's other windows with a cue: a text whose every step names a tool
+    "host_max_cues",  # the most cues on any other window of the text
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,26 @@ def cue_vector(window: str, names: Sequence[str] = CUE_NAMES) -> np.ndarray:
     return np.array([1.0 if _CUE_PATTERNS[n].search(window) else 0.0 for n in names], dtype=np.float32)
 
 
+def context_features(emb: np.ndarray, cue_counts: np.ndarray) -> np.ndarray:
+    """One row of CONTEXT per window of ONE text, from its windows' unit embeddings and cue counts."""
+    n = len(emb)
+    out = np.zeros((n, len(CONTEXT)), dtype=np.float32)
+    if n <= 1:
+        out[:, 2] = 1.0
+        return out
+    emb = emb.astype(np.float32)
+    rest = emb.sum(axis=0, keepdims=True) - emb
+    rest /= np.linalg.norm(rest, axis=1, keepdims=True) + 1e-9
+    out[:, 0] = (emb * rest).sum(axis=1)
+    step = (emb[1:] * emb[:-1]).sum(axis=1)  # cosine of each window with the next
+    out[:, 1] = np.maximum(np.r_[-1.0, step], np.r_[step, -1.0])
+    has = (cue_counts > 0).astype(np.float32)
+    out[:, 3] = (has.sum() - has) / (n - 1)
+    top = np.sort(cue_counts)[::-1]  # the highest count among the others: the second highest for the top one
+    out[:, 4] = np.where(cue_counts >= top[0], top[1], top[0])
+    return out
+
+
 def features(embedder: Any, texts: Sequence[str], cues: Sequence[str] = CUE_NAMES) -> np.ndarray:
     """One row per window: its unit MiniLM embedding, then the named cues."""
     if not texts:
@@ -169,6 +201,7 @@ class IndirectModel:
     threshold: float
     metadata: dict[str, Any] = field(default_factory=dict)
     cues: tuple[str, ...] = CUE_NAMES
+    context: tuple[str, ...] = ()  # v3's CONTEXT after the cues; v1 and v2 have none
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> IndirectModel:
@@ -179,10 +212,13 @@ class IndirectModel:
         with np.load(npz) as arrays:
             weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
         metadata = json.loads(meta.read_text(encoding="utf-8"))
-        cues = tuple(metadata.get("cues") or ())
-        if not set(cues) <= set(CUE_NAMES) or weights.shape[0] != 384 + len(cues):
-            raise ValueError(f"indirect-injection model {npz}: its cues {list(cues)} are not this code's")
-        return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata, cues=cues)
+        cues, context = tuple(metadata.get("cues") or ()), tuple(metadata.get("context") or ())
+        if (not set(cues) <= set(CUE_NAMES) or context not in ((), CONTEXT)
+                or weights.shape[0] != 384 + len(cues) + len(context)):
+            raise ValueError(f"indirect-injection model {npz}: its cues {list(cues)} / context {list(context)} "
+                             "are not this code's")
+        return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata, cues=cues,
+                   context=context)
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +238,8 @@ class IndirectModel:
         per_text = [windows(t) for t in texts]
         flat = [w for ws in per_text for w in ws]
         x = features(embedder or get_embedder(EMBEDDER), flat, self.cues) if flat else None
+        if x is not None and self.context:
+            x = with_context(x, [len(ws) for ws in per_text])
         scores = self.window_scores(x) if x is not None else np.zeros(0)
         out, at = [], 0
         for ws in per_text:
@@ -211,6 +249,17 @@ class IndirectModel:
             s = float(part[best]) if len(part) else 0.0
             out.append(IndirectScore(score=s, flagged=s >= self.threshold, threshold=self.threshold, window=best))
         return out
+
+
+def with_context(x: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Feature rows of several texts' windows (in order, `sizes` windows each) with CONTEXT appended."""
+    counts = x[:, 384:].sum(axis=1)
+    parts, at = [], 0
+    for n in sizes:
+        parts.append(context_features(x[at:at + n, :384], counts[at:at + n]))
+        at += n
+    ctx = np.vstack(parts) if parts else np.zeros((0, len(CONTEXT)), np.float32)
+    return np.hstack([x, ctx]).astype(np.float32)
 
 
 class IndirectDetector(LazyDetector[IndirectModel]):

@@ -10,22 +10,31 @@ direct-injection section (scan only registers the rail), so the two can change i
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 
-def check(text: str) -> Any:
-    from stratus.guard.indirect import get_detector
+def check(text: str, stem: Path | None = None) -> Any:
     from stratus_tools.guard.scan import RailResult
 
-    assessed = get_detector().assess([text])[0]
+    assessed = _detector(stem).assess([text])[0]
     return RailResult("flag" if assessed.flagged else "pass", assessed.score, {"window": assessed.window})
 
 
-def load() -> None:
-    from stratus.embeddings import get_embedder
-    from stratus.guard.indirect import EMBEDDER, get_detector
+@functools.cache
+def _detector(stem: Path | None) -> Any:
+    """The default detector, or an artifact measured beside it (indirect-v3: docs/guard.md)."""
+    from stratus.guard.indirect import IndirectDetector, get_detector
 
-    get_detector().model  # noqa: B018 - reads the artifact
+    return get_detector() if stem is None else IndirectDetector(stem)
+
+
+def load(stem: Path | None = None) -> None:
+    from stratus.embeddings import get_embedder
+    from stratus.guard.indirect import EMBEDDER
+
+    _detector(stem).model  # noqa: B018 - reads the artifact
     get_embedder(EMBEDDER).embed(["warm up"])
 
 
@@ -49,10 +58,13 @@ def _texts(rows: list[dict[str, Any]]) -> tuple[list[str], list[bool]]:
     return [r["text"] for r in rows], [bool(r["label"]) for r in rows]
 
 
-def evaluate(every: int = 1) -> list[Any]:
+def evaluate(every: int = 1, stem: Path | None = None) -> list[Any]:
+    """The default detector's measurements, or with `stem` an other artifact's, its datasets named
+    "<stem name>/<dataset>" (thresholds.json records each model's floors apart)."""
     from stratus_tools.guard.scan import _measure_binary
 
-    load()  # the first call's model load is not a per-input latency
+    load(stem)  # the first call's model load is not a per-input latency
     suffix = f"@1/{every}" if every > 1 else ""  # a sample has its own recorded thresholds
-    return [_measure_binary("indirect", name + suffix, texts, labels, check)
+    prefix = f"{stem.name}/" if stem is not None else ""
+    return [_measure_binary("indirect", prefix + name + suffix, texts, labels, functools.partial(check, stem=stem))
             for name, (texts, labels) in datasets(every).items()]
