@@ -163,9 +163,10 @@ def _chat_languages(train: bool, every_turn: bool = False) -> Callable[[], tuple
 
 
 # chitchat-dataset: 7,168 conversations typed by people to each other (BYU PCC lab's Chit-Chat Challenge). A
-# turn is what one person typed before the other answered. Conversations are split by a hash of their id:
-# half may train, the other half is a within-source check (same source, so it is not a held-out claim);
-# a report turn whose text is also a training turn ("yeah", "hello?") is dropped.
+# turn is what one person typed before the other answered. Conversations are split by a hash of their id
+# into two halves. Training on the first half was measured and lost on the threshold sources
+# (docs/guard.md), so no chitchat text is trained on; the report samples the other half, less any text of
+# the first ("yeah", "hello?"), so that the split stays the one measured.
 CHITCHAT_TRAIN_TURNS, CHITCHAT_REPORT_TURNS = 3000, 1000
 
 
@@ -268,9 +269,6 @@ SOURCES: tuple[Source, ...] = (
     Source("chat-non-english-train", "train", "benign", "BSD-3-Clause",
            "chatterbot-corpus==1.3.3 languages " + ",".join(CHAT_TRAIN_LANGUAGES) + ", every turn",
            _chat_languages(True, every_turn=True)),
-    Source("chitchat-train", "train", "benign", "MIT",
-           f"chitchat-dataset==0.9.0 dataset.json, {CHITCHAT_TRAIN_TURNS} turns of the training half",
-           _chitchat(True)),
     Source("s-labs-validation", "threshold", "mixed", "MIT", f"{_PG} s-labs/validation.csv", _slabs("validation")),
     Source("hackaprompt", "threshold", "attacks", "Apache-2.0",
            f"{_PG} neuralchemy core-train+validation, HackAPrompt rows",
