@@ -3,12 +3,12 @@
     python -m stratus_tools.guard.train_direct [--out shared/stratus/guard/models/injection-v5]
 
 - Fit: the `train` sources of stratus_tools.guard.injection_sources (S-Labs train, neuralchemy train
-  without its HackAPrompt rows, every turn of chatterbot chat of some topics and languages, people's chat
-  turns from chitchat-dataset). Each (source, label) group weighs the same in the loss, so S-Labs' 11k rows
-  do not decide alone what "benign" looks like.
-- Choose: l2, the class weighting and the threshold on the `threshold` sources only (S-Labs validation, HackAPrompt,
-  chatterbot English chat of other topics): the threshold is the lowest whose false-positive rate is at
-  most TARGET_FPR on every benign threshold source; l2 and the weighting are those with the best recall there.
+  without its HackAPrompt rows, every turn of chatterbot chat of some topics and languages). Each (source,
+  label) group weighs the same in the loss, so S-Labs' 11k rows do not decide alone what "benign" is.
+- Choose: l2, the class weighting and the threshold on the `threshold` sources only (S-Labs validation,
+  HackAPrompt, chatterbot English chat of other topics): the threshold is the lowest whose false-positive
+  rate is at most TARGET_FPR on every benign threshold source; l2 and the weighting are those with the best
+  recall there.
 - Compare: the previous artifact (`--previous`) under the same rule on the same threshold sources, so the
   decision to adopt the new one rests on threshold sources only (recorded in the JSON, never automatic).
 - Report: the `report` sources, never seen before this step; figures go into the artifact's JSON.
