@@ -5,8 +5,9 @@
 Each peer is installed at a pinned version into its own virtualenv (never the app's) and scores every
 text through bench/peers/injection_peer.py. Two figures per peer and source: at the peer's own decision,
 and at a threshold chosen by our rule (FPR <= 0.02 on each benign threshold source) on the peer's scores,
-so a peer is not judged only by a default calibrated for other data. Ours: injection-v4 at its threshold, and
-injection-v3 (the previous input-rail model) beside it.
+so a peer is not judged only by a default calibrated for other data. Ours: the direct detector's artifact
+(stratus.guard.direct.DEFAULT_MODEL) at its threshold, injection-v4 and injection-v5 (trained, not adopted:
+docs/guard.md) and injection-v3 (the default input-rail model) beside it.
 Results: bench/results/injection_peers.json (the table in docs/guard.md).
 """
 
@@ -54,7 +55,7 @@ def peer_scores(name: str, texts: list[str], root: Path) -> tuple[np.ndarray, np
 
 
 def run(root: Path) -> dict[str, Any]:
-    from stratus.guard.direct import DirectModel
+    from stratus.guard.direct import DEFAULT_MODEL, MODEL_DIR, DirectModel
     from stratus.guard.injection import InjectionModel
     from stratus_tools.guard.direct_eval import score_texts, source_metrics
     from stratus_tools.guard.injection_sources import by_role
@@ -62,16 +63,18 @@ def run(root: Path) -> dict[str, Any]:
 
     sources = by_role("threshold") + by_role("report")
     data = {s.name: s.load() for s in sources}
-    model = DirectModel.load()
-    scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"stratus injection-v4": {}}
-    decided: dict[str, dict[str, np.ndarray]] = {"stratus injection-v4": {}}
+    models = {f"stratus {stem.name}": DirectModel.load(stem) for stem in dict.fromkeys(
+        (DEFAULT_MODEL, MODEL_DIR / "injection-v4", MODEL_DIR / "injection-v5"))}
+    scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {det: {} for det in models}
+    decided: dict[str, dict[str, np.ndarray]] = {det: {} for det in models}
     notes: dict[str, str] = {}
-    v3 = InjectionModel.load()  # the previous input-rail model (still the context rail's), for comparison
+    v3 = InjectionModel.load()  # the default input-rail model (and the context rail's), for comparison
     scored["stratus injection-v3"], decided["stratus injection-v3"] = {}, {}
     for name, (texts, labels) in data.items():
-        s = score_texts(model, texts)
-        scored["stratus injection-v4"][name] = (s, np.asarray(labels, dtype=np.int8))
-        decided["stratus injection-v4"][name] = s >= model.threshold
+        for det, model in models.items():
+            s = score_texts(model, texts)
+            scored[det][name] = (s, np.asarray(labels, dtype=np.int8))
+            decided[det][name] = s >= model.threshold
         s3 = v3.score(texts)
         scored["stratus injection-v3"][name] = (s3, np.asarray(labels, dtype=np.int8))
         decided["stratus injection-v3"][name] = s3 >= v3.threshold

@@ -32,8 +32,10 @@ def test_bench_scores_ours_and_records_a_peer_that_cannot_run(monkeypatch: pytes
     result = injection_peers.run(tmp_path)
 
     assert "jailguard" in result["notes"] and "jailguard" not in result["detectors"]
-    ours = result["detectors"]["stratus injection-v4"]
+    from stratus.guard.direct import DEFAULT_MODEL
+
+    ours = result["detectors"][f"stratus {DEFAULT_MODEL.name}"]
     assert ours["own_decision"]["tiny-report"] == {"n": 2, "attacks": 1, "benign": 1, "recall": 1.0, "fpr": 0.0,
                                                    "precision": 1.0}
     assert "threshold" in ours["our_threshold_rule"] and "all-report-sources" in ours["own_decision"]
-    assert "stratus injection-v3" in result["detectors"]
+    assert {"stratus injection-v3", "stratus injection-v4", "stratus injection-v5"} <= set(result["detectors"])

