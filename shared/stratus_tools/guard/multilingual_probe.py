@@ -34,7 +34,7 @@ import numpy as np
 from stratus.guard.direct import DirectModel, views
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_STEM
 from stratus.guard.injection import InjectionModel
-from stratus_tools.guard.direct_eval import score_texts, source_metrics
+from stratus_tools.guard.direct_eval import source_metrics
 from stratus_tools.guard.injection_sources import ROOT, Source, Wheel, by_role, wheel_path
 from stratus_tools.guard.train_direct import L2_GRID, TARGET_FPR, choose_threshold, fit
 
@@ -224,20 +224,27 @@ def report(head: dict[str, Any], sources: dict[str, Scored], roles: dict[str, st
     return out
 
 
-def v4_metrics(sources: Sequence[Source], roles: dict[str, str]) -> dict[str, Any]:
-    """injection-v4 (the shipped artifact) on exactly the texts the candidates are scored on."""
-    v4 = DirectModel.load()
+def v4_metrics(names: Sequence[str], roles: dict[str, str]) -> dict[str, Any]:
+    """injection-v4 as the artifact recorded it on the same sources (train_direct scored them whole, and the
+    capped ones on the same seeded sample for the CI check); pooled here from the per-source counts."""
+    meta = DirectModel.load().metadata
     out: dict[str, dict[str, Any]] = {}
-    pooled_s, pooled_y = [], []
-    for src in sources:
-        texts, labels = sample(*src.load(), CAPS.get(src.name))
-        scores, y = score_texts(v4, texts), np.asarray(labels, dtype=np.int8)
-        out[src.name] = source_metrics(scores, y, v4.threshold)
-        if roles[src.name] == "report":
-            pooled_s.append(scores)
-            pooled_y.append(y)
-    out["all-report-sources"] = source_metrics(np.concatenate(pooled_s), np.concatenate(pooled_y), v4.threshold)
-    return {"embedder": "all-MiniLM-L6-v2-int8", "threshold": v4.threshold, "metrics": out}
+    for name in names:
+        out[name] = meta["ci_sample"]["metrics"][name] if name in CAPS else meta["metrics"][name]
+    hits = {"tp": 0, "fp": 0, "attacks": 0, "benign": 0}
+    for name in names:
+        if roles[name] == "report":
+            m = out[name]
+            hits["attacks"] += m["attacks"]
+            hits["benign"] += m["benign"]
+            hits["tp"] += round(m.get("recall", 0.0) * m["attacks"])
+            hits["fp"] += round(m.get("fpr", 0.0) * m["benign"])
+    out["all-report-sources"] = {
+        "n": hits["attacks"] + hits["benign"], "attacks": hits["attacks"], "benign": hits["benign"],
+        "recall": round(hits["tp"] / hits["attacks"], 4), "fpr": round(hits["fp"] / hits["benign"], 4),
+        "precision": round(hits["tp"] / (hits["tp"] + hits["fp"]), 4)}
+    return {"embedder": meta["embedding_model"], "threshold": meta["threshold"], "l2": meta["l2"],
+            "source": "shared/stratus/guard/models/injection-v4.json", "metrics": out}
 
 
 def run(embedders: Sequence[str], limit: int | None = None) -> dict[str, Any]:
@@ -249,8 +256,8 @@ def run(embedders: Sequence[str], limit: int | None = None) -> dict[str, Any]:
                               "threshold_rule": f"lowest threshold with FPR <= {TARGET_FPR} on every benign "
                                                 "threshold source; l2 with the best threshold-source recall",
                               "variants": {}}
-    if limit is None:  # v4 as shipped, on the same texts (its MiniLM vectors are cached by direct_eval)
-        result["variants"]["injection-v4"] = v4_metrics(held_src + report_src, roles)
+    if limit is None:
+        result["variants"]["injection-v4"] = v4_metrics([s.name for s in held_src + report_src], roles)
     for name in embedders:
         candidate = CANDIDATES[name]
         embed = CachedEmbedder(candidate)
