@@ -1,9 +1,9 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
     python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical audit reindex
-                         embedding_models injection_peers rollout stream otel tracing]
-    (default: all but embedding_models, which compares every offline model, and otel, whose recorded run
-    compares against a baseline checkout: both are run by name)
+                         embedding_models injection_peers rollout stream otel tracing multilingual_embedder]
+    (default: all but embedding_models, which compares every offline model, otel, whose recorded run
+    compares against a baseline checkout, and multilingual_embedder, candidates not adopted: run by name)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables, whose chunks are embedded for real on the first run (110k texts for the default
@@ -30,7 +30,8 @@ _SELF_CONTAINED = {"cache": "cache_hit", "workflow": "workflow_overhead", "gatew
                    "lexical": "lexical_scale", "audit": "audit_write",
                    "reindex": "reindex", "embedding_models": "embedding_models",
                    "injection_peers": "injection_peers", "rollout": "prompt_rollout",
-                   "stream": "stream_first_chunk", "otel": "otel_export", "tracing": "tracing_overhead"}
+                   "stream": "stream_first_chunk", "otel": "otel_export", "tracing": "tracing_overhead",
+                   "multilingual_embedder": "multilingual_embedder"}
 
 
 def _summary() -> None:
