@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from stratus.guard.direct import DirectModel, views
+from stratus.guard.direct import MODEL_DIR, DirectModel, views
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_STEM
 from stratus.guard.injection import InjectionModel
 from stratus_tools.guard.direct_eval import source_metrics
@@ -227,7 +227,7 @@ def report(head: dict[str, Any], sources: dict[str, Scored], roles: dict[str, st
 def v4_metrics(names: Sequence[str], roles: dict[str, str]) -> dict[str, Any]:
     """injection-v4 as the artifact recorded it on the same sources (train_direct scored them whole, and the
     capped ones on the same seeded sample for the CI check); pooled here from the per-source counts."""
-    meta = DirectModel.load().metadata
+    meta = DirectModel.load(MODEL_DIR / "injection-v4").metadata  # the probe's baseline, not the default
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         out[name] = meta["ci_sample"]["metrics"][name] if name in CAPS else meta["metrics"][name]
