@@ -6,8 +6,8 @@ Each peer is installed at a pinned version into its own virtualenv (never the ap
 text through bench/peers/injection_peer.py. Two figures per peer and source: at the peer's own decision,
 and at a threshold chosen by our rule (FPR <= 0.02 on each benign threshold source) on the peer's scores,
 so a peer is not judged only by a default calibrated for other data. Ours: the direct detector's artifact
-(stratus.guard.direct.DEFAULT_MODEL) at its threshold, injection-v4 and injection-v5 (trained, not adopted:
-docs/guard.md) and injection-v3 (the default input-rail model) beside it.
+(stratus.guard.direct.DEFAULT_MODEL) at its threshold, injection-v5 (adopted)
+and injection-v4 (the one it replaced: docs/guard.md) and injection-v3 (the default input-rail model) beside it.
 Results: bench/results/injection_peers.json (the table in docs/guard.md).
 """
 

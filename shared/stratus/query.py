@@ -131,13 +131,15 @@ def load_passage_vectors(task: GenerateTask, *, conn: Any = None) -> None:
 
 def after_response_rails(conn: Any, tenant_id: str, text: str, rails: list[str], *,
                          passages: list[Any] | None = None, chunk_ids: list[int] | None = None,
-                         other_choices: Sequence[str] = ()) -> list[Any]:
+                         other_choices: Sequence[tuple[int, str]] = (), stop_at: float | None = None) -> list[Any]:
     """The output rails an answer's guard summary left for after the response (GuardSummary.deferred), run
     now: their verdicts, for the request's trace. `passages` are the prompt's when the caller has them (the
     gateway in-process); otherwise they are read back by `chunk_ids` (a workflow's answer carries only those),
     in the prompt's order, so [n] markers still point where they did. A chunk deleted since is left out.
-    `other_choices` are the texts of the choices after the first (n > 1): each gets a verdict of its own,
-    its index in `details["choice"]`, as the rails on the response path give them."""
+    `other_choices` are (index, text) of the choices after the first (n > 1): each gets a verdict of its
+    own, its index in `details["choice"]`, as the rails on the response path give them; a text repeated is
+    scored once, and none is started after `stop_at` (epoch seconds: the invocation's deadline, less what
+    the settlement and the trace write after this need), the span counting those skipped."""
     from stratus.db.chunks import fetch_chunks
     from stratus.db.connection import tenant_transaction
     from stratus.guard.grounding import EMBEDDING_MODEL
@@ -159,13 +161,21 @@ def after_response_rails(conn: Any, tenant_id: str, text: str, rails: list[str],
                         for i, c in enumerate(chunk_ids or [], start=1) if (r := rows.get(c)) is not None]
     if not passages or not policy.enabled("groundedness"):
         return []
-    verdicts = []
+    verdicts: list[Any] = []
+    scored: dict[str, Any] = {}  # a provider often returns the same text for several choices
+    answers = [(0, text), *other_choices]
     with span("rail_groundedness", stage="output", rail="groundedness", after_response=True) as step:
         prime(conn, tenant_id, passages, EMBEDDING_MODEL)
-        for index, answer in enumerate([text, *other_choices]):
-            verdict = groundedness_verdict(answer, passages, policy)
-            if verdict.action == "block":  # the policy changed since: the answer went out under `flag`
-                verdict = verdict.model_copy(update={"action": "flag"})
+        for done, (index, answer) in enumerate(answers):
+            if done and stop_at is not None and time.time() >= stop_at:
+                step.annotate(skipped=len(answers) - done)
+                break
+            if answer not in scored:
+                verdict = groundedness_verdict(answer, passages, policy)
+                if verdict.action == "block":  # the policy changed since: the answer went out under `flag`
+                    verdict = verdict.model_copy(update={"action": "flag"})
+                scored[answer] = verdict
+            verdict = scored[answer]
             if index:
                 verdict = verdict.model_copy(update={"details": {**verdict.details, "choice": index}})
             verdicts.append(verdict)

@@ -1,4 +1,5 @@
-"""The regression gate for the direct-injection rail (injection-v4, the adopted artifact) on sources it never saw.
+"""The regression gate for the direct-injection rail's embedding detector (DEFAULT_MODEL, today injection-v5)
+on sources it never saw.
 
 Recomputes, from scratch, the figures of a seeded sample of every report source (at most `cap` texts each,
 recorded at training time in the artifact's `ci_sample`) and fails when recall falls or the false-positive
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from stratus.guard.direct import DirectModel
+from stratus.guard.direct import DEFAULT_MODEL, DirectModel
 from stratus_tools.guard.direct_eval import evaluate
 from stratus_tools.guard.injection_sources import by_role
 
@@ -32,7 +33,7 @@ def measured(model: DirectModel) -> dict[str, dict[str, Any]]:
 
 def test_every_report_source_holds_its_recorded_figures(model: DirectModel, measured: dict[str, Any]) -> None:
     recorded = model.metadata["ci_sample"]["metrics"]
-    assert set(measured) == set(recorded), "report sources changed since training: retrain injection-v4"
+    assert set(measured) == set(recorded), f"report sources changed since training: retrain {DEFAULT_MODEL.name}"
     for name, m in measured.items():
         r = recorded[name]
         assert m["n"] == r["n"], (name, m, r)
@@ -51,12 +52,11 @@ def test_english_attack_sources_keep_the_recall_target(measured: dict[str, Any])
 
 
 def test_the_adopted_artifact_is_the_one_better_on_the_threshold_sources(model: DirectModel) -> None:
-    # injection-v5 recorded both models under the same threshold rule on the threshold sources; the adopted
-    # one (DEFAULT_MODEL) must be the one with the higher recall there, whatever the report sources say.
-    from stratus.guard.direct import MODEL_DIR
-
-    v5 = DirectModel.load(MODEL_DIR / "injection-v5")
-    judged = v5.metadata["threshold_sources"]
+    # The adopted artifact (DEFAULT_MODEL) recorded itself and the one it was trained to replace under the
+    # same threshold rule on the threshold sources; it must be the one with the higher recall there,
+    # whatever the report sources say.
+    judged = model.metadata["threshold_sources"]
+    assert len(judged) == 2, judged
     best = max(judged, key=lambda name: judged[name]["recall"])
     assert model.metadata["model"] == best, judged
     assert all(fpr <= 0.02 for j in judged.values() for fpr in j["fpr"].values()), judged

@@ -43,8 +43,9 @@ def test_v3_was_chosen_on_the_agent_validation_set_and_keeps_its_floors() -> Non
     validation = v3.metadata["validation"]["metrics"]
     assert validation["flagged/clean"] <= 0.01 and validation["flagged/tau2"] <= 0.01  # the threshold rule
     # Its validation sources were never its training sources (v2 trained on two of them).
-    sources = v3.metadata["training"]["sources"]
-    assert "agent-injection-bench" not in sources and "agent_threat_bench" not in sources
+    payloads = {k for k in v3.metadata["training"] if k.startswith("payloads/")}
+    assert payloads == {"payloads/s-labs-train", "payloads/bastioncorpus-not-tool-output", "payloads/spikee",
+                        "payloads/pyrit"}
     measurements = indirect_eval.evaluate(every=SAMPLE, stem=stem)
     assert {m.dataset for m in measurements} == {f"indirect-v3/{n}@1/{SAMPLE}" for n in (
         "spliced-documents", "spliced-tool-results", "ipi-coding-agent")}

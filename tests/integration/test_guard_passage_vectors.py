@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -192,10 +193,15 @@ def test_every_choice_of_n_is_scored_after_the_response(db, tenant_id) -> None:
     _ingest(tenant_id)
     passages = _passages(db, tenant_id)
     invented = "Every key lasts exactly 400 days and is renewed by the billing team [1]."
-    first, second = query.after_response_rails(db, tenant_id, ANSWER, ["groundedness"], passages=passages,
-                                               other_choices=[invented])
-    assert "choice" not in first.details and second.details["choice"] == 1
+    first, second, third = query.after_response_rails(db, tenant_id, ANSWER, ["groundedness"], passages=passages,
+                                                      other_choices=[(1, invented), (2, ANSWER)])
+    assert "choice" not in first.details and second.details["choice"] == 1 and third.details["choice"] == 2
     assert second.action == "flag" and second.score < second.threshold and second.score < first.score
+    assert third.model_copy(update={"details": first.details}) == first  # the same text, the same verdict
+    # Past `stop_at` no further choice is started; the first is always scored
+    (only,) = query.after_response_rails(db, tenant_id, ANSWER, ["groundedness"], passages=passages,
+                                         other_choices=[(1, invented)], stop_at=time.time() - 1)
+    assert only == first
 
 
 def test_a_database_outage_only_costs_the_embedding(db, tenant_id, pg_url) -> None:

@@ -1,4 +1,5 @@
-"""Direct-injection detector (injection-v4): windows, views, the shipped artifact and its call signature."""
+"""Direct-injection detector (injection-v5, and v4 still loadable): windows, views, the shipped artifact
+and its call signature."""
 
 from __future__ import annotations
 

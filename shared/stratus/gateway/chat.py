@@ -266,6 +266,8 @@ def _after_response_rails(ctx: RequestContext, task: GenerateTask, response: Gen
     stream: its response holds the model's own text, before the rails redacted it)."""
     from functools import partial
 
+    from stratus.gateway.context import AFTER_RAILS_MIN_S, INVOCATION_MARGIN_S
+    from stratus.guard.stages import choice_index
     from stratus.query import after_response_rails
     from stratus.workflow_state import passages_from
 
@@ -274,13 +276,16 @@ def _after_response_rails(ctx: RequestContext, task: GenerateTask, response: Gen
         return
     # In-process the prompt's passages are at hand; a workflow's answer names them by chunk id only.
     passages = passages_from(task) if task.retrieval is not None else None
-    # The other choices (n > 1) as the caller got them: their text after the rails on the response path.
-    others = [c["message"]["content"] for c in response.wire.get("choices") or []
-              if isinstance((c.get("message") or {}).get("content"), str)] if sent is None else []
+    # The other choices (n > 1) as the caller got them: their text after the rails on the response path,
+    # numbered as the rails there number them (stratus.guard.stages.choice_index).
+    others = [(choice_index(c, i), text) for i, c in enumerate(response.wire.get("choices") or [], start=1)
+              if isinstance(text := (c.get("message") or {}).get("content"), str)] if sent is None else []
+    # Choices after the first start only while the settlement and the trace write still fit the invocation.
+    stop_at = None if ctx.deadline_at is None else ctx.deadline_at - INVOCATION_MARGIN_S - AFTER_RAILS_MIN_S / 2
     ctx.after_rails = partial(after_response_rails, tenant_id=task.tenant_id,
                               text=response.text if sent is None else sent,
                               rails=list(guard.deferred), passages=passages, chunk_ids=list(response.chunk_ids),
-                              other_choices=others)
+                              other_choices=others, stop_at=stop_at)
 
 
 def _keep_sample(ctx: RequestContext, task: GenerateTask, response: GenerateResponse, s: Settings) -> None:

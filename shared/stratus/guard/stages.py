@@ -68,7 +68,8 @@ def _other_choices(choices: list[dict[str, Any]], state: GuardState, passages: A
     """The choices after the first (Completion.wire["choices"]) through the output rails: a rewritten text
     replaces the provider's and loses its logprobs."""
     out = []
-    for index, choice in enumerate(choices, start=1):
+    for position, choice in enumerate(choices, start=1):
+        index = choice_index(choice, position)
         message = choice.get("message") or {}
         text = message.get("content")
         if isinstance(text, str) and text:
@@ -81,6 +82,12 @@ def _other_choices(choices: list[dict[str, Any]], state: GuardState, passages: A
                 choice = choice | {"message": message | {"content": checked}, "logprobs": None}
         out.append(choice)
     return out, state
+
+
+def choice_index(choice: dict[str, Any], position: int) -> int:
+    """A choice's number in verdicts: the provider's `index`, else its place (the first choice is 0)."""
+    index = choice.get("index")
+    return index if isinstance(index, int) and not isinstance(index, bool) else position
 
 
 def _of_choice(state: GuardState, since: int, index: int) -> GuardState:

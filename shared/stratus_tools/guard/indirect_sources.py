@@ -21,14 +21,12 @@ from typing import Any
 import numpy as np
 
 from stratus_tools.guard.indirect_sets import Payload, _unique
-from stratus_tools.guard.injection_sources import WHEEL_CACHE, Wheel, wheel_path
+from stratus_tools.guard.injection_sources import INSPECT_EVALS, SPIKEE, WHEEL_CACHE, Wheel, wheel_path
 
-__all__ = ["WHEEL_CACHE", "wheel_path"]
+__all__ = ["INSPECT_EVALS", "SPIKEE", "WHEEL_CACHE", "wheel_path"]
 
-SPIKEE = Wheel("spikee", "0.9.2", "60cec774a1138e62b68b4bed445285f5b5103818ffb68fab681f37b5e707802b")
 PYRIT = Wheel("pyrit", "1.1.0", "84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a")
 AIB = Wheel("agent-injection-bench", "0.1.0", "1c4339fc4e2cfcecf7971a96ab58d74ae124f5766b0a2162340fa6731c6ce9f9")
-INSPECT_EVALS = Wheel("inspect-evals", "0.28.0", "1d5735999b1c4e481162cacc29b962beeefd540c1e6222cccfdb40e79e8d459d")
 
 # spikee's seed folders whose instructions hijack an assistant (exfiltration through markdown, canary
 # strings, system-prompt extraction, mailbox tasks). Its harmful-request and investment seeds are left out:

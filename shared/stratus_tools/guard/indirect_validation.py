@@ -35,11 +35,11 @@ def bastion_tool_outputs(wheel: Path) -> list[tuple[int, str]]:
         rows = [json.loads(line) for line in z.read("bastioncorpus/corpus/injections.jsonl").decode("utf-8")
                 .splitlines() if line.strip()]
     return [(int(r["label"] == "malicious"), r["text"].replace("{canary}", S._TOKEN))
-            for r in rows if r.get("channel") == "tool_output"]
+            for r in rows if is_validation_bastion_row(r)]
 
 
 def is_validation_bastion_row(row: dict) -> bool:
-    """The bastioncorpus rows this set owns: training must leave them out."""
+    """The bastioncorpus rows this set owns (training leaves out what `bastion_tool_outputs` returns)."""
     return row.get("channel") == "tool_output"
 
 

