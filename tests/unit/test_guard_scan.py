@@ -23,7 +23,7 @@ from stratus_tools.guard.scan import (
 
 
 def _rail(name: str, check) -> Rail:  # noqa: ANN001
-    return Rail(name, check, load=lambda: None, evaluate=lambda: [])
+    return Rail(name, check, load=lambda: None, evaluate=lambda datasets=None: [])
 
 
 def _shouty(text: str) -> RailResult:
@@ -171,3 +171,25 @@ def test_the_recorded_thresholds_cover_every_dataset_the_rails_measure() -> None
     recorded = json.loads(PATH.read_text(encoding="utf-8"))
     assert set(RAILS) <= set(recorded)
     assert set(recorded["injection"]) >= {"s-labs-test", "hard-set"} and "pii-cases" in recorded["pii"]
+
+
+def test_injection_eval_names_every_report_source_and_scores_only_the_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stratus_tools.guard import scan
+    from stratus_tools.guard.injection_sources import by_role
+
+    # Given the measuring steps replaced by ones that only record what they were asked to score
+    def measured(src, latency_sample=None):  # noqa: ANN001, ANN202
+        return Measurement("injection", scan.dataset_name(src), 1, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0)
+
+    monkeypatch.setattr(scan, "_injection_load", lambda: None)
+    monkeypatch.setattr(scan, "_measure_source", measured)
+    monkeypatch.setattr("stratus.guard.injection.load_indirect", lambda split: (["a clean piece"], [0]))
+    monkeypatch.setattr(scan, "_measure_binary", lambda rail, dataset, *_: measured(type("S", (), {"name": dataset})))
+    # When the injection rail is evaluated whole, then on two datasets
+    every = [m.dataset for m in RAILS["injection"].evaluate(None)]
+    chosen = [m.dataset for m in RAILS["injection"].evaluate(frozenset({"benign-chat", "indirect-test"}))]
+    # Then whole, it measures each report source once (the openers under their thresholds name) and the
+    # indirect set; with datasets, those only
+    assert every == [scan.dataset_name(s) for s in by_role("report")] + ["indirect-test"]
+    assert "benign-chat" in every and "benign-chat-openers" not in every and len(set(every)) == len(every)
+    assert chosen == ["benign-chat", "indirect-test"]

@@ -39,6 +39,7 @@ def add_eval_guard_parser(eval_sub: Any) -> None:
                              " pii: evals/guard/pii_cases.jsonl). Exits 1 naming each metric past its recorded"
                              " threshold.")
     ev.add_argument("--rail", action="append", help="only this rail (repeatable; default: all)")
+    ev.add_argument("--dataset", action="append", help="only this dataset of the rails (repeatable; default: all)")
     ev.add_argument("--json", action="store_true", help="one JSON object per rail and dataset")
     ev.add_argument("--thresholds", type=Path, default=THRESHOLDS, help="recorded floors/ceilings (JSON)")
     ev.set_defaults(func=_cmd_eval_guard)
@@ -95,7 +96,10 @@ def _cmd_eval_guard(args: argparse.Namespace) -> int:
         thresholds = json.loads(args.thresholds.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise _usage(f"--thresholds: cannot read {args.thresholds}: {err}") from None
-    measurements = [m for rail in rails for m in rail.evaluate()]
+    datasets = frozenset(args.dataset) if args.dataset else None
+    measurements = [m for rail in rails for m in rail.evaluate(datasets)]
+    if datasets is not None and (unknown := datasets - {m.dataset for m in measurements}):
+        raise _usage(f"--dataset: no dataset {sorted(unknown)} in the rails {[r.name for r in rails]}")
     problems = check_thresholds(measurements, thresholds)
     if args.json:
         for m in measurements:

@@ -56,8 +56,13 @@ class Rail:
     name: str
     check: Callable[[str], RailResult]
     load: Callable[[], None]  # loads the rail's models (first use); the benchmark times it
-    evaluate: Callable[[], list[Measurement]]
+    # Its measurements, on the named datasets only when given (None: all of them).
+    evaluate: Callable[[frozenset[str] | None], list[Measurement]]
     description: str = ""
+
+
+def _only(measurements: list[Measurement], datasets: frozenset[str] | None) -> list[Measurement]:
+    return [m for m in measurements if datasets is None or m.dataset in datasets]
 
 
 # --- injection --------------------------------------------------------------------------------------
@@ -92,17 +97,27 @@ def _injection_context_check(text: str) -> RailResult:
     return RailResult("block" if flagged else "pass", assessed.score, {"view": assessed.view})
 
 
-def _injection_evaluate() -> list[Measurement]:
+INDIRECT_TEST = "indirect-test"
+
+
+def dataset_name(src: Any) -> str:
+    """The name a report source is measured (and gated in thresholds.json) under."""
+    return {"benign-chat-openers": "benign-chat"}.get(src.name, src.name)
+
+
+def _injection_evaluate(datasets: frozenset[str] | None = None) -> list[Measurement]:
     from stratus.guard.injection import load_indirect
     from stratus_tools.guard.injection_sources import by_role
 
     _injection_load()  # the first call's model load is not a per-input latency
     # Direct injection on every source held out from training and threshold choice (docs/guard.md):
-    # attack-only sources have recall, benign-only ones fpr; the others are 0 by construction.
-    out = [_measure_source(src) for src in by_role("report")]
-    texts, labels = load_indirect("test")  # documentation pieces, clean and with an attack spliced in
-    out.append(_measure_binary("injection", "indirect-test", texts, [bool(x) for x in labels],
-                               _injection_context_check))
+    # attack-only sources have recall, benign-only ones fpr; the others are 0 by construction. Only the
+    # named ones are loaded and scored when `datasets` is given (whole sources embed minutes of text).
+    out = [_measure_source(src) for src in by_role("report") if datasets is None or dataset_name(src) in datasets]
+    if datasets is None or INDIRECT_TEST in datasets:
+        texts, labels = load_indirect("test")  # documentation pieces, clean and with an attack spliced in
+        out.append(_measure_binary("injection", INDIRECT_TEST, texts, [bool(x) for x in labels],
+                                   _injection_context_check))
     return out
 
 
@@ -127,8 +142,7 @@ def _measure_source(src: Any, latency_sample: int | None = None) -> Measurement:
     m = binary_metrics([bool(h) for h in hits], [bool(y) for y in labels])
     timed = _measure_binary("injection", src.name, texts[:latency_sample], [bool(y) for y in labels[:latency_sample]],
                             _injection_check)
-    name = {"benign-chat-openers": "benign-chat"}.get(src.name, src.name)
-    return Measurement("injection", name, len(texts), m["precision"], m["recall"], m["f1"], m["fpr"],
+    return Measurement("injection", dataset_name(src), len(texts), m["precision"], m["recall"], m["f1"], m["fpr"],
                        timed.p50_ms, timed.p95_ms)
 
 
@@ -199,11 +213,13 @@ def _toxicity_evaluate() -> list[Measurement]:
 RAILS: dict[str, Rail] = {
     "injection": Rail("injection", _injection_check, _injection_load, _injection_evaluate,
                       "prompt injection / jailbreak classifier; over threshold -> block"),
-    "pii": Rail("pii", _pii_check, _pii_load, _pii_evaluate,
+    "pii": Rail("pii", _pii_check, _pii_load, lambda datasets=None: _only(_pii_evaluate(), datasets),
                 "Presidio PII detection; any finding -> redact (score = highest finding)"),
-    "toxicity": Rail("toxicity", _toxicity_check, _toxicity_load, _toxicity_evaluate,
+    "toxicity": Rail("toxicity", _toxicity_check, _toxicity_load,
+                     lambda datasets=None: _only(_toxicity_evaluate(), datasets),
                      "toxicity classifier on answers (whole text and each sentence); over threshold -> block"),
-    "indirect": Rail("indirect", indirect_eval.check, indirect_eval.load, indirect_eval.evaluate,
+    "indirect": Rail("indirect", indirect_eval.check, indirect_eval.load,
+                     lambda datasets=None: _only(indirect_eval.evaluate(), datasets),
                      "instructions to the model inside documents / tool results (highest window); over -> flag"),
 }
 
