@@ -7,7 +7,7 @@ the same text always gives the same vector, so the cache can only save time, nev
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,26 @@ CACHE = ROOT / ".stratus" / "cache" / "minilm"
 
 def embed_cached(texts: Sequence[str], cache: Path = CACHE) -> np.ndarray:
     """MiniLM vectors of `texts` (batched by length, so padding stays short), cached on disk."""
+    from stratus.embeddings import get_embedder
+
+    return cached_vectors(texts, cache / EMBEDDING_MODEL, lambda batch: get_embedder(EMBEDDING_MODEL).embed(batch),
+                          dimensions=384)
+
+
+def cached_vectors(texts: Sequence[str], folder: Path, embed: Callable[[list[str]], np.ndarray],
+                   dimensions: int) -> np.ndarray:
+    """`embed` over `texts` in batches of 32 of similar length, the result kept in `folder` under the texts'
+    hash (vectors are a pure function of the texts), read back from there when present."""
     key = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
-    path = cache / EMBEDDING_MODEL / f"{key}.npy"
+    path = folder / f"{key}.npy"
     if path.is_file():
         cached: np.ndarray = np.load(path)
         return cached
-    from stratus.embeddings import get_embedder
-
-    embedder = get_embedder(EMBEDDING_MODEL)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), 384), dtype=np.float32)
+    out = np.zeros((len(texts), dimensions), dtype=np.float32)
     for start in range(0, len(order), 32):
         idx = order[start : start + 32]
-        out[idx] = embedder.embed([texts[j] for j in idx])
+        out[idx] = embed([texts[j] for j in idx])
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, out)
     return out

@@ -17,7 +17,6 @@ then imported from there. Embeddings are cached under .stratus/cache/multilingua
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 from stratus.guard.direct import MODEL_DIR, DirectModel, views
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_STEM
 from stratus.guard.injection import InjectionModel
-from stratus_tools.guard.direct_eval import source_metrics
+from stratus_tools.guard.direct_eval import cached_vectors, source_metrics
 from stratus_tools.guard.injection_sources import ROOT, Source, Wheel, by_role, wheel_path
 from stratus_tools.guard.train_direct import L2_GRID, TARGET_FPR, choose_threshold, fit
 
@@ -108,21 +107,12 @@ class CachedEmbedder:
         self._embed: Callable[[list[str]], np.ndarray] | None = None
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        key = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
-        path = self.cache / f"{key}.npy"
-        if path.is_file():
-            cached: np.ndarray = np.load(path)
-            return cached
-        if self._embed is None:
+        return cached_vectors(texts, self.cache, self._batch, self.candidate.dimensions)
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        if self._embed is None:  # the package loads only when a text is not in the cache
             self._embed = self.candidate.make(load_package(self.candidate))
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # short batches stay short
-        out = np.zeros((len(texts), self.candidate.dimensions), dtype=np.float32)
-        for start in range(0, len(order), 32):
-            idx = order[start : start + 32]
-            out[idx] = self._embed([texts[j] for j in idx])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, out)
-        return out
+        return self._embed(texts)
 
 
 @dataclass
