@@ -41,6 +41,7 @@ from stratus_tools.guard.indirect_train import (
     binary_metrics_clean,
     max_by_owner,
 )
+from stratus_tools.guard.indirect_train import evaluate as test_figures
 from stratus_tools.guard.injection_sources import ROOT, WHEEL_CACHE
 
 TARGET_FPR = 0.01
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             fit(texts, cache, sets[context], context, args.iterations, host_neg)
         return 0
     model, m, l2 = fit(texts, cache, sets[True], True, args.iterations)
-    test = evaluate(model, cache)
+    test = test_figures(model, cache)
     for name, fig in test.items():
         print(f"{name:>28}: " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                           for k, v in fig.items()))
@@ -255,11 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}.npz / .json in {time.perf_counter() - started:.0f}s")
     return 0
 
-
-def evaluate(model: I.IndirectModel, embedder: Any) -> dict[str, dict[str, float | int]]:
-    from stratus_tools.guard.indirect_train import evaluate as test_figures
-
-    return test_figures(model, embedder)
 
 
 if __name__ == "__main__":

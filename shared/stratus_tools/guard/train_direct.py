@@ -78,12 +78,17 @@ def choose_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]], max_fpr: 
 
 def on_threshold_sources(model: DirectModel, held: dict[str, tuple[list[str], list[int]]]) -> dict[str, Any]:
     """A model judged on the threshold sources alone: at the threshold our rule picks from its scores there,
-    the pooled attack recall and each benign source's FPR (what adopting a new artifact is decided on)."""
+    the pooled attack recall and each benign source's FPR (what adopting a new artifact is decided on).
+    `recall` stays unrounded (the grid compares it); the record rounds it."""
     scored = {name: (score_texts(model, t), np.asarray(y, dtype=np.int8)) for name, (t, y) in held.items()}
     thr = choose_threshold(scored, TARGET_FPR)
     pos = np.concatenate([s[y == 1] for s, y in scored.values()])
     fpr = {name: round(float((s[y == 0] >= thr).mean()), 4) for name, (s, y) in scored.items() if (y == 0).any()}
-    return {"threshold": thr, "recall": round(float((pos >= thr).mean()), 4), "fpr": fpr}
+    return {"threshold": thr, "recall": float((pos >= thr).mean()), "fpr": fpr}
+
+
+def _record(judged: dict[str, Any]) -> dict[str, Any]:
+    return judged | {"recall": round(judged["recall"], 4)}
 
 
 def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOUS) -> dict[str, Any]:
@@ -105,20 +110,18 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
         x[:, -1] = 0.0
     y_arr, g_arr = np.asarray(labels, dtype=np.float64), np.asarray(groups)
     held = {s.name: s.load() for s in by_role("threshold")}
-    best: tuple[float, float, bool, DirectModel] | None = None
+    best: tuple[dict[str, Any], float, bool, DirectModel] | None = None
     for l2, balanced in [(l2, balanced) for balanced in (False, True) for l2 in L2_GRID]:
         w, b = fit(x, y_arr, g_arr, l2, class_balanced=balanced)
         model = DirectModel(weights=w, bias=b, threshold=0.5, ngram=ngram)
-        scored = {name: (score_texts(model, t), np.asarray(y, dtype=np.int8)) for name, (t, y) in held.items()}
-        model.threshold = choose_threshold(scored, TARGET_FPR)
-        pos = np.concatenate([s[y == 1] for s, y in scored.values()])
-        recall = float((pos >= model.threshold).mean())
+        judged = on_threshold_sources(model, held)
+        model.threshold = judged["threshold"]
         print(f"l2={l2:g} class_balanced={balanced}: threshold {model.threshold:.4f}, "
-              f"threshold-source recall {recall:.4f}", flush=True)
-        if best is None or recall > best[0]:
-            best = (recall, l2, balanced, model)
+              f"threshold-source recall {judged['recall']:.4f}", flush=True)
+        if best is None or judged["recall"] > best[0]["recall"]:
+            best = (judged, l2, balanced, model)
     assert best is not None
-    _, l2, balanced, model = best
+    judged, l2, balanced, model = best
     metadata: dict[str, Any] = {
         "model": out.name,
         "embedding_model": EMBEDDING_MODEL,
@@ -133,9 +136,9 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
                     for role in ("train", "threshold", "report")},
         "train_rows": len(texts),
     }
-    metadata["threshold_sources"] = {out.name: on_threshold_sources(model, held)}
+    metadata["threshold_sources"] = {out.name: _record(judged)}  # the grid already judged the kept head
     if previous is not None and previous.with_suffix(".npz").is_file():
-        metadata["threshold_sources"][previous.name] = on_threshold_sources(DirectModel.load(previous), held)
+        metadata["threshold_sources"][previous.name] = _record(on_threshold_sources(DirectModel.load(previous), held))
     metadata["metrics"] = evaluate(model, by_role("threshold") + by_role("report"))
     # The same figures on a seeded sample of each report source: what the CI regression test recomputes.
     metadata["ci_sample"] = {"cap": CI_CAP, "metrics": evaluate(model, by_role("report"), cap=CI_CAP)}
