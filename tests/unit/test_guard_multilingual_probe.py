@@ -40,13 +40,16 @@ def test_scores_keep_each_texts_highest_view() -> None:
     assert s[0] == pytest.approx(0.5) and s[1] > 0.99
 
 
-def test_sample_is_the_ci_checks_seeded_sample() -> None:
+def test_the_probe_draws_the_ci_checks_seeded_sample() -> None:
+    from stratus_tools.guard.direct_eval import seeded_sample
+
+    assert P.seeded_sample is seeded_sample  # one sampler: the probe's capped sources are the CI check's texts
     texts, labels = [f"t{i}" for i in range(500)], [i % 2 for i in range(500)]
-    a, la = P.sample(texts, labels, 200)
-    b, _ = P.sample(texts, labels, 200)
-    keep = np.sort(np.random.default_rng(20).choice(500, 200, replace=False))  # direct_eval.evaluate(cap=200)
+    a, la = seeded_sample(texts, labels, 200)
+    b, _ = seeded_sample(texts, labels, 200)
+    keep = np.sort(np.random.default_rng(20).choice(500, 200, replace=False))
     assert a == b == [texts[i] for i in keep] and la == [labels[i] for i in keep]
-    assert P.sample(texts[:10], labels[:10], 200) == (texts[:10], labels[:10])
+    assert seeded_sample(texts[:10], labels[:10], 200) == (texts[:10], labels[:10])
 
 
 def test_head_is_chosen_on_threshold_sources_only() -> None:

@@ -77,6 +77,14 @@ def source_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> 
     return out
 
 
+def seeded_sample(texts: list[str], labels: list[int], cap: int | None) -> tuple[list[str], list[int]]:
+    """At most `cap` texts, a seeded sample in the source's order (the CI check's sample; None keeps all)."""
+    if cap is None or len(texts) <= cap:
+        return texts, labels
+    keep = np.sort(np.random.default_rng(20).choice(len(texts), cap, replace=False))
+    return [texts[i] for i in keep], [labels[i] for i in keep]
+
+
 def evaluate(model: DirectModel, sources: Sequence[Source], threshold: float | None = None,
              cap: int | None = None) -> dict[str, dict[str, Any]]:
     """Metrics per source at the model's threshold (or `threshold`), plus the pooled report sources.
@@ -86,11 +94,8 @@ def evaluate(model: DirectModel, sources: Sequence[Source], threshold: float | N
     pooled_s: list[np.ndarray] = []
     pooled_y: list[np.ndarray] = []
     for src in sources:
-        texts, labels = src.load()
+        texts, labels = seeded_sample(*src.load(), cap)
         y = np.asarray(labels, dtype=np.int8)
-        if cap is not None and len(texts) > cap:
-            keep = np.sort(np.random.default_rng(20).choice(len(texts), cap, replace=False))
-            texts, y = [texts[i] for i in keep], y[keep]
         s = score_texts(model, texts)
         results[src.name] = source_metrics(s, y, thr)
         if src.role == "report":

@@ -33,7 +33,7 @@ import numpy as np
 from stratus.guard.direct import MODEL_DIR, DirectModel, views
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_STEM
 from stratus.guard.injection import InjectionModel
-from stratus_tools.guard.direct_eval import cached_vectors, source_metrics
+from stratus_tools.guard.direct_eval import cached_vectors, seeded_sample, source_metrics
 from stratus_tools.guard.injection_sources import ROOT, Source, Wheel, by_role, wheel_path
 from stratus_tools.guard.train_direct import L2_GRID, TARGET_FPR, choose_threshold, fit
 
@@ -162,16 +162,8 @@ class Prepared:
         return Scored(features(self.vectors, self.logits, ngram_feature), self.owner, self.labels)
 
 
-def sample(texts: list[str], labels: list[int], cap: int | None) -> tuple[list[str], list[int]]:
-    """At most `cap` texts, the same seeded sample as direct_eval.evaluate(cap=...) draws."""
-    if cap is None or len(texts) <= cap:
-        return texts, labels
-    keep = np.sort(np.random.default_rng(20).choice(len(texts), cap, replace=False))
-    return [texts[i] for i in keep], [labels[i] for i in keep]
-
-
 def prepare(src: Source, embed: CachedEmbedder, ngram: InjectionModel, limit: int | None = None) -> Prepared:
-    texts, labels = sample(*src.load(), CAPS.get(src.name))
+    texts, labels = seeded_sample(*src.load(), CAPS.get(src.name))  # the CI check's sample
     if limit is not None:
         texts, labels = texts[:limit], labels[:limit]
     flat, owner = source_views(texts)
