@@ -4,10 +4,11 @@
 
 Each peer is installed at a pinned version into its own virtualenv (never the app's) and scores every
 text through bench/peers/injection_peer.py. Two figures per peer and source: at the peer's own decision,
-and at a threshold chosen by our rule (FPR <= 0.02 on each benign threshold source) on the peer's scores,
-so a peer is not judged only by a default calibrated for other data. Ours: the direct detector's artifact
-(stratus.guard.direct.DEFAULT_MODEL) at its threshold, injection-v5 (adopted)
-and injection-v4 (the one it replaced: docs/guard.md) and injection-v3 (the default input-rail model) beside it.
+and at a threshold chosen by our rule (each benign threshold source's FPR limit: 0.02 on chat and prompts, 0.05
+on code and documentation) on the peer's scores, so a peer is not judged only by a default calibrated for other
+data. Ours: the direct detector's artifact (stratus.guard.direct.DEFAULT_MODEL) at its threshold,
+injection-v6 (adopted), injection-v5 (the one it replaced) and v4 before it (docs/guard.md), and injection-v3
+(the default input-rail model) beside them.
 Results: bench/results/injection_peers.json (the table in docs/guard.md).
 """
 
@@ -59,12 +60,12 @@ def run(root: Path) -> dict[str, Any]:
     from stratus.guard.injection import InjectionModel
     from stratus_tools.guard.direct_eval import score_texts, source_metrics
     from stratus_tools.guard.injection_sources import by_role
-    from stratus_tools.guard.train_direct import TARGET_FPR, choose_threshold
+    from stratus_tools.guard.train_direct import choose_threshold, fpr_limits
 
     sources = by_role("threshold") + by_role("report")
     data = {s.name: s.load() for s in sources}
     models = {f"stratus {stem.name}": DirectModel.load(stem) for stem in dict.fromkeys(
-        (DEFAULT_MODEL, MODEL_DIR / "injection-v4", MODEL_DIR / "injection-v5"))}
+        (DEFAULT_MODEL, MODEL_DIR / "injection-v4", MODEL_DIR / "injection-v5", MODEL_DIR / "injection-v6"))}
     scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {det: {} for det in models}
     decided: dict[str, dict[str, np.ndarray]] = {det: {} for det in models}
     notes: dict[str, str] = {}
@@ -98,7 +99,7 @@ def run(root: Path) -> dict[str, Any]:
     report = [s.name for s in by_role("report")]
     for det, per_source in scored.items():
         thr_sources = {n: v for n, v in per_source.items() if n not in report}
-        thr = choose_threshold(thr_sources, TARGET_FPR)
+        thr = choose_threshold(thr_sources, fpr_limits(by_role("threshold")))
         own = {n: source_metrics(decided[det][n].astype(float), y, 0.5) for n, (_, y) in per_source.items()}
         ours = {n: source_metrics(s, y, thr) for n, (s, y) in per_source.items()}
         pooled = [per_source[n] for n in report]

@@ -38,4 +38,5 @@ def test_bench_scores_ours_and_records_a_peer_that_cannot_run(monkeypatch: pytes
     assert ours["own_decision"]["tiny-report"] == {"n": 2, "attacks": 1, "benign": 1, "recall": 1.0, "fpr": 0.0,
                                                    "precision": 1.0}
     assert "threshold" in ours["our_threshold_rule"] and "all-report-sources" in ours["own_decision"]
-    assert {"stratus injection-v3", "stratus injection-v4", "stratus injection-v5"} <= set(result["detectors"])
+    ours_all = {f"stratus injection-v{n}" for n in (3, 4, 5, 6)}
+    assert ours_all <= set(result["detectors"])

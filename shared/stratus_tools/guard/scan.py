@@ -71,7 +71,7 @@ def _only(measurements: list[Measurement], datasets: frozenset[str] | None) -> l
 def _injection_check(text: str) -> RailResult:
     from stratus.guard.direct import get_direct_detector
 
-    # What a caller sends: the direct-injection model (injection-v5), as the input rail runs it.
+    # What a caller sends: the direct-injection model (injection-v6), as the input rail runs it.
     assessed = get_direct_detector().assess([text])[0]
     # Default policy: an input over the validated threshold is refused, not merely flagged.
     return RailResult("block" if assessed.flagged else "pass", assessed.score, {"view": assessed.view})

@@ -1,14 +1,17 @@
-"""Train the direct-injection detector (stratus.guard.direct; today injection-v5) on whole sources.
+"""Train the direct-injection detector (stratus.guard.direct; today injection-v6) on whole sources.
 
-    python -m stratus_tools.guard.train_direct [--out shared/stratus/guard/models/injection-v5]
+    python -m stratus_tools.guard.train_direct [--out shared/stratus/guard/models/injection-v6]
 
 - Fit: the `train` sources of stratus_tools.guard.injection_sources (S-Labs train, neuralchemy train
-  without its HackAPrompt rows, every turn of chatterbot chat of some topics and languages). Each (source,
-  label) group weighs the same in the loss, so S-Labs' 11k rows do not decide alone what "benign" is.
+  without its HackAPrompt rows, every turn of chatterbot chat of some topics and languages, and benign text
+  that is not chat: stdlib code, documentation, support tickets, agent tasks). Each (source, label) group
+  weighs the same in the loss, so S-Labs' 11k rows do not decide alone what "benign" is. A long benign
+  text is trained on whole and window by window, as the detector reads it.
 - Choose: l2, the class weighting and the threshold on the `threshold` sources only (S-Labs validation,
-  HackAPrompt, chatterbot English chat of other topics): the threshold is the lowest whose false-positive
-  rate is at most TARGET_FPR on every benign threshold source; l2 and the weighting are those with the best
-  recall there.
+  HackAPrompt, chatterbot English chat of other topics, held-out stdlib code and documentation): the
+  threshold is the lowest whose false-positive rate is at most the source's `max_fpr` on every benign
+  threshold source (0.02 on chat and prompts, 0.05 on code and documentation: the issue's two targets); l2
+  and the weighting are those with the best recall there.
 - Compare: the previous artifact (`--previous`) under the same rule on the same threshold sources, so the
   decision to adopt the new one rests on threshold sources only (recorded in the JSON, never automatic).
 - Report: the `report` sources, never seen before this step; figures go into the artifact's JSON.
@@ -24,20 +27,22 @@ from typing import Any
 
 import numpy as np
 
-from stratus.guard.direct import EMBEDDING_MODEL, MODEL_DIR, DirectModel
+from stratus.guard.direct import EMBEDDING_MODEL, MODEL_DIR, DirectModel, views
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_STEM
 from stratus.guard.injection import InjectionModel
 from stratus_tools.guard.direct_eval import embed_cached, evaluate, score_texts
-from stratus_tools.guard.injection_sources import by_role
+from stratus_tools.guard.injection_sources import CHAT_FPR, Source, by_role
 from stratus_tools.guard.training import threshold_at_fpr
 
-TARGET_FPR = 0.02  # on each benign threshold source (the issue's benign-chat target)
-CI_CAP = 200  # texts per report source in the CI regression check (tests/integration)
+TARGET_FPR = CHAT_FPR  # a threshold source's default limit (the issue's benign-chat target); see Source.max_fpr
+# Texts per report source in the CI regression check (tests/integration): a seeded sample of CI_CAP, or of
+# CI_CAP_LONG where the median text is over LONG_WORDS words (each costs several window embeddings).
+CI_CAP, CI_CAP_LONG, LONG_WORDS = 200, 60, 100
 L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4)
 # A pair: the artifact this recipe writes and the one it was trained to replace (compared on the threshold
 # sources and recorded in it, so retraining reproduces it byte for byte). A next version moves both.
-OUT = MODEL_DIR / "injection-v5"
-PREVIOUS = MODEL_DIR / "injection-v4"
+OUT = MODEL_DIR / "injection-v6"
+PREVIOUS = MODEL_DIR / "injection-v5"
 
 
 def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float, iterations: int = 600,
@@ -71,17 +76,26 @@ def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float, iterations:
     return w.astype(np.float32), float(b)
 
 
-def choose_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]], max_fpr: float) -> float:
-    """The lowest threshold keeping the FPR at or under max_fpr on every threshold source with benign rows."""
-    return max(threshold_at_fpr(s, y, max_fpr) for s, y in scores.values() if (y == 0).any())
+def choose_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]], max_fpr: float | dict[str, float]) -> float:
+    """The lowest threshold keeping the FPR at or under max_fpr (one limit, or one per source name, TARGET_FPR
+    for a source not named) on every threshold source with benign rows."""
+    def limit(name: str) -> float:
+        return max_fpr if isinstance(max_fpr, float) else max_fpr.get(name, TARGET_FPR)
+    return max(threshold_at_fpr(s, y, limit(name)) for name, (s, y) in scores.items() if (y == 0).any())
 
 
-def on_threshold_sources(model: DirectModel, held: dict[str, tuple[list[str], list[int]]]) -> dict[str, Any]:
-    """A model judged on the threshold sources alone: at the threshold our rule picks from its scores there,
-    the pooled attack recall and each benign source's FPR (what adopting a new artifact is decided on).
-    `recall` stays unrounded (the grid compares it); the record rounds it."""
+def fpr_limits(sources: list[Source]) -> dict[str, float]:
+    return {s.name: s.max_fpr for s in sources}
+
+
+def on_threshold_sources(model: DirectModel, held: dict[str, tuple[list[str], list[int]]],
+                         limits: dict[str, float] | None = None) -> dict[str, Any]:
+    """A model judged on the threshold sources alone: at the threshold our rule picks from its scores there
+    (each source's FPR limit, `limits`, else TARGET_FPR), the pooled attack recall and each benign source's
+    FPR (what adopting a new artifact is decided on). `recall` stays unrounded (the grid compares it); the
+    record rounds it."""
     scored = {name: (score_texts(model, t), np.asarray(y, dtype=np.int8)) for name, (t, y) in held.items()}
-    thr = choose_threshold(scored, TARGET_FPR)
+    thr = choose_threshold(scored, limits or {})
     pos = np.concatenate([s[y == 1] for s, y in scored.values()])
     fpr = {name: round(float((s[y == 0] >= thr).mean()), 4) for name, (s, y) in scored.items() if (y == 0).any()}
     return {"threshold": thr, "recall": float((pos >= thr).mean()), "fpr": fpr}
@@ -95,26 +109,31 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
     started = time.perf_counter()
     ngram = InjectionModel.load(NGRAM_STEM)
     probe = DirectModel(weights=np.zeros(385, np.float32), bias=0.0, threshold=0.5, ngram=ngram)
-    texts: list[str] = []
     labels: list[int] = []
     groups: list[str] = []
     blocks: list[np.ndarray] = []
     for src in by_role("train"):
         t, y = src.load()
-        texts += t
         labels += y
         groups += [f"{src.name}:{label}" for label in y]
         blocks.append(probe.features(t, embed_cached(t)))  # per source: the embedding cache's unit
+        # The windows of a long benign text, in its group: at run time each window is scored on its own.
+        pieces = [v for text, label in zip(t, y, strict=True) if label == 0 for _, v in views(text)[1:]]
+        if pieces:
+            labels += [0] * len(pieces)
+            groups += [f"{src.name}:0"] * len(pieces)
+            blocks.append(probe.features(pieces, embed_cached(pieces)))
     x = np.vstack(blocks)
     if not ngram_feature:
         x[:, -1] = 0.0
     y_arr, g_arr = np.asarray(labels, dtype=np.float64), np.asarray(groups)
     held = {s.name: s.load() for s in by_role("threshold")}
+    limits = fpr_limits(by_role("threshold"))
     best: tuple[dict[str, Any], float, bool, DirectModel] | None = None
     for l2, balanced in [(l2, balanced) for balanced in (False, True) for l2 in L2_GRID]:
         w, b = fit(x, y_arr, g_arr, l2, class_balanced=balanced)
         model = DirectModel(weights=w, bias=b, threshold=0.5, ngram=ngram)
-        judged = on_threshold_sources(model, held)
+        judged = on_threshold_sources(model, held, limits)
         model.threshold = judged["threshold"]
         print(f"l2={l2:g} class_balanced={balanced}: threshold {model.threshold:.4f}, "
               f"threshold-source recall {judged['recall']:.4f}", flush=True)
@@ -131,22 +150,36 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
         "l2": l2,
         "class_balanced": balanced,
         "threshold": model.threshold,
-        "threshold_rule": f"lowest threshold with FPR <= {TARGET_FPR} on every benign threshold source",
+        "threshold_rule": "lowest threshold with FPR <= the source's limit on every benign threshold source",
+        "threshold_fpr_limits": {n: v for n, v in limits.items() if (np.asarray(held[n][1]) == 0).any()},
         "sources": {role: [{"name": s.name, "origin": s.origin, "licence": s.licence} for s in by_role(role)]
                     for role in ("train", "threshold", "report")},
-        "train_rows": len(texts),
+        "train_rows": len(labels),  # texts and the windows of the long benign ones
     }
     metadata["threshold_sources"] = {out.name: _record(judged)}  # the grid already judged the kept head
     if previous is not None and previous.with_suffix(".npz").is_file():
-        metadata["threshold_sources"][previous.name] = _record(on_threshold_sources(DirectModel.load(previous), held))
+        metadata["threshold_sources"][previous.name] = _record(
+            on_threshold_sources(DirectModel.load(previous), held, limits))
     metadata["metrics"] = evaluate(model, by_role("threshold") + by_role("report"))
     # The same figures on a seeded sample of each report source: what the CI regression test recomputes.
-    metadata["ci_sample"] = {"cap": CI_CAP, "metrics": evaluate(model, by_role("report"), cap=CI_CAP)}
+    metadata["ci_sample"] = ci_sample(model)
     model.save(out, metadata)
     print(f"wrote {out}.npz / .json in {time.perf_counter() - started:.1f}s")
     for name, m in metadata["metrics"].items():
         print(f"{name:>26}: " + " ".join(f"{k} {v}" for k, v in m.items()))
     return metadata
+
+
+def ci_caps(sources: list[Source]) -> dict[str, int]:
+    """Each report source's CI sample size: CI_CAP, or CI_CAP_LONG for a source of long texts."""
+    return {s.name: CI_CAP_LONG if float(np.median([len(t.split()) for t in s.load()[0]])) > LONG_WORDS else CI_CAP
+            for s in sources}
+
+
+def ci_sample(model: DirectModel) -> dict[str, Any]:
+    """The report figures on each source's seeded CI sample: what the CI regression test recomputes."""
+    caps = ci_caps(by_role("report"))
+    return {"caps": caps, "metrics": evaluate(model, by_role("report"), cap=caps)}
 
 
 def remeasure(stem: Path) -> dict[str, Any]:
@@ -155,7 +188,7 @@ def remeasure(stem: Path) -> dict[str, Any]:
     model = DirectModel.load(stem)
     metadata = dict(model.metadata)
     metadata["metrics"] = evaluate(model, by_role("threshold") + by_role("report"))
-    metadata["ci_sample"] = {"cap": CI_CAP, "metrics": evaluate(model, by_role("report"), cap=CI_CAP)}
+    metadata["ci_sample"] = ci_sample(model)
     metadata["remeasured_sources"] = {role: [s.name for s in by_role(role)] for role in ("threshold", "report")}
     model.save(stem, metadata)
     return metadata
