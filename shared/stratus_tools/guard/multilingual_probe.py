@@ -229,12 +229,21 @@ def v4_metrics(names: Sequence[str], roles: dict[str, str]) -> dict[str, Any]:
             "source": "shared/stratus/guard/models/injection-v4.json", "metrics": out}
 
 
+def v4_sources(role: str) -> list[Source]:
+    """The sources of `role` that injection-v4 was trained or thresholded on (its recipe: the code and
+    documentation sources injection-v6 added are not part of it)."""
+    meta = json.loads((MODEL_DIR / "injection-v4.json").read_text(encoding="utf-8"))
+    names = {s["name"] for s in meta["sources"][role]}
+    return [s for s in by_role(role) if s.name in names]
+
+
 def run(embedders: Sequence[str], limit: int | None = None) -> dict[str, Any]:
     """Every variant (embedder x n-gram feature on/off) trained and reported; v4 scored on the same texts."""
     ngram = InjectionModel.load(NGRAM_STEM)
-    train_src, held_src, report_src = by_role("train"), by_role("threshold"), by_role("report")
+    train_src, held_src, report_src = v4_sources("train"), v4_sources("threshold"), by_role("report")
     roles = {s.name: s.role for s in held_src + report_src}
-    result: dict[str, Any] = {"sources": {r: [s.name for s in by_role(r)] for r in ("train", "threshold", "report")},
+    result: dict[str, Any] = {"sources": {r: [s.name for s in src] for r, src in
+                                          (("train", train_src), ("threshold", held_src), ("report", report_src))},
                               "threshold_rule": f"lowest threshold with FPR <= {TARGET_FPR} on every benign "
                                                 "threshold source; l2 with the best threshold-source recall",
                               "variants": {}}

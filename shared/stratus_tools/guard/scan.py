@@ -122,22 +122,18 @@ def _injection_evaluate(datasets: frozenset[str] | None = None) -> list[Measurem
 
 
 LATENCY_SAMPLE, LONG_LATENCY_SAMPLE = 100, 20  # texts timed one by one; fewer where a text is long
-LONG_WORDS = 100  # a source whose median text is longer embeds up to 13 views a text: seconds a text here
 
 
 def _measure_source(src: Any, latency_sample: int | None = None) -> Measurement:
     """Quality on the whole source, scored in batches with cached embeddings (the same figures as training
     records); latency per input on the path the rail runs, timed one by one on its first texts (100, or 20
     for a source of long texts: its per-input figure settles on fewer, and each costs seconds)."""
-    import statistics
-
     from stratus.guard.direct import get_direct_detector
-    from stratus_tools.guard.direct_eval import score_texts
+    from stratus_tools.guard.direct_eval import is_long, score_texts
 
     texts, labels = src.load()
     if latency_sample is None:
-        long = statistics.median(len(t.split()) for t in texts) > LONG_WORDS if texts else False
-        latency_sample = LONG_LATENCY_SAMPLE if long else LATENCY_SAMPLE
+        latency_sample = LONG_LATENCY_SAMPLE if is_long(texts) else LATENCY_SAMPLE
     hits = score_texts(get_direct_detector().model, texts) >= get_direct_detector().threshold
     m = binary_metrics([bool(h) for h in hits], [bool(y) for y in labels])
     timed = _measure_binary("injection", src.name, texts[:latency_sample], [bool(y) for y in labels[:latency_sample]],

@@ -14,32 +14,25 @@ from __future__ import annotations
 import ast
 import gzip
 import json
-import sys
+import sysconfig
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from stratus_tools.guard.training import DOC_SOURCES, doc_pieces, package_documents, split_of, stdlib_documents
+from stratus_tools.guard.training import (
+    DOC_SOURCES,
+    doc_pieces,
+    package_documents,
+    split_of,
+    stdlib_documents,
+    stdlib_modules,
+)
 
 Loader = Callable[[], tuple[list[str], list[int]]]
 CODE_WORDS = (20, 300)  # a function shorter than this says little; a longer one is read in windows anyway
 CODE_PER_MODULE = 20  # so a few huge modules (typing, argparse) do not make up the source
-
-
-def _stdlib_files() -> Iterator[tuple[str, Path]]:
-    import importlib.util
-
-    for name in sorted(sys.stdlib_module_names):
-        if name.startswith("_") or name in {"this", "antigravity"}:
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            continue
-        if spec is not None and spec.origin and spec.origin.endswith(".py"):
-            yield name, Path(spec.origin)
 
 
 def code_chunks(split: str, cap: int) -> Loader:
@@ -47,8 +40,11 @@ def code_chunks(split: str, cap: int) -> Loader:
     text (a seeded sample of at most `cap`, at most CODE_PER_MODULE per module)."""
     def load() -> tuple[list[str], list[int]]:
         texts: list[str] = []
-        for name, path in _stdlib_files():
-            if split_of(f"stdlib:{name}") != split:
+        stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+        for name, path in stdlib_modules():
+            # Only the interpreter's own files: a name found elsewhere (setuptools' distutils) is not PSF code
+            # and changes with the installed packages.
+            if split_of(f"stdlib:{name}") != split or not path.resolve().is_relative_to(stdlib):
                 continue
             try:
                 source = path.read_text(encoding="utf-8")

@@ -21,6 +21,8 @@ Deterministic: full-batch Adam from zero weights; embeddings are a pure function
 from __future__ import annotations
 
 import argparse
+import hashlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,14 +32,14 @@ import numpy as np
 from stratus.guard.direct import EMBEDDING_MODEL, MODEL_DIR, DirectModel, views
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_STEM
 from stratus.guard.injection import InjectionModel
-from stratus_tools.guard.direct_eval import embed_cached, evaluate, score_texts
+from stratus_tools.guard.direct_eval import embed_cached, evaluate, is_long, score_texts
 from stratus_tools.guard.injection_sources import CHAT_FPR, Source, by_role
-from stratus_tools.guard.training import threshold_at_fpr
+from stratus_tools.guard.training import DOC_SOURCES, package_documents, threshold_at_fpr
 
 TARGET_FPR = CHAT_FPR  # a threshold source's default limit (the issue's benign-chat target); see Source.max_fpr
 # Texts per report source in the CI regression check (tests/integration): a seeded sample of CI_CAP, or of
-# CI_CAP_LONG where the median text is over LONG_WORDS words (each costs several window embeddings).
-CI_CAP, CI_CAP_LONG, LONG_WORDS = 200, 60, 100
+# CI_CAP_LONG for a source of long texts (direct_eval.is_long: each costs several window embeddings).
+CI_CAP, CI_CAP_LONG = 200, 60
 L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4)
 # A pair: the artifact this recipe writes and the one it was trained to replace (compared on the threshold
 # sources and recorded in it, so retraining reproduces it byte for byte). A next version moves both.
@@ -80,7 +82,7 @@ def choose_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]], max_fpr: 
     """The lowest threshold keeping the FPR at or under max_fpr (one limit, or one per source name, TARGET_FPR
     for a source not named) on every threshold source with benign rows."""
     def limit(name: str) -> float:
-        return max_fpr if isinstance(max_fpr, float) else max_fpr.get(name, TARGET_FPR)
+        return max_fpr.get(name, TARGET_FPR) if isinstance(max_fpr, dict) else float(max_fpr)
     return max(threshold_at_fpr(s, y, limit(name)) for name, (s, y) in scores.items() if (y == 0).any())
 
 
@@ -101,6 +103,11 @@ def on_threshold_sources(model: DirectModel, held: dict[str, tuple[list[str], li
     return {"threshold": thr, "recall": float((pos >= thr).mean()), "fpr": fpr}
 
 
+def texts_digest(texts: list[str]) -> dict[str, Any]:
+    """How many texts a source gave and their sha256 (what a retraining must find again)."""
+    return {"texts": len(texts), "sha256": hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()}
+
+
 def _record(judged: dict[str, Any]) -> dict[str, Any]:
     return judged | {"recall": round(judged["recall"], 4)}
 
@@ -112,12 +119,15 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
     labels: list[int] = []
     groups: list[str] = []
     blocks: list[np.ndarray] = []
+    digests: dict[str, dict[str, Any]] = {}
     for src in by_role("train"):
         t, y = src.load()
+        digests[src.name] = texts_digest(t)
         labels += y
         groups += [f"{src.name}:{label}" for label in y]
         blocks.append(probe.features(t, embed_cached(t)))  # per source: the embedding cache's unit
-        # The windows of a long benign text, in its group: at run time each window is scored on its own.
+        # A benign text's other views (windows of a long one, decoded base64 runs), in its group: at run time
+        # each view is scored on its own and the highest wins.
         pieces = [v for text, label in zip(t, y, strict=True) if label == 0 for _, v in views(text)[1:]]
         if pieces:
             labels += [0] * len(pieces)
@@ -128,6 +138,7 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
         x[:, -1] = 0.0
     y_arr, g_arr = np.asarray(labels, dtype=np.float64), np.asarray(groups)
     held = {s.name: s.load() for s in by_role("threshold")}
+    digests |= {name: texts_digest(t) for name, (t, _) in held.items()}
     limits = fpr_limits(by_role("threshold"))
     best: tuple[dict[str, Any], float, bool, DirectModel] | None = None
     for l2, balanced in [(l2, balanced) for balanced in (False, True) for l2 in L2_GRID]:
@@ -155,6 +166,11 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
         "sources": {role: [{"name": s.name, "origin": s.origin, "licence": s.licence} for s in by_role(role)]
                     for role in ("train", "threshold", "report")},
         "train_rows": len(labels),  # texts and the windows of the long benign ones
+        # What retraining must reproduce: some sources are read from this interpreter's stdlib and the
+        # installed packages' READMEs, so a different Python or venv shows up here first.
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "source_texts": digests,
+        "docs_skipped_packages": package_documents(DOC_SOURCES)[1],
     }
     metadata["threshold_sources"] = {out.name: _record(judged)}  # the grid already judged the kept head
     if previous is not None and previous.with_suffix(".npz").is_file():
@@ -172,8 +188,7 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
 
 def ci_caps(sources: list[Source]) -> dict[str, int]:
     """Each report source's CI sample size: CI_CAP, or CI_CAP_LONG for a source of long texts."""
-    return {s.name: CI_CAP_LONG if float(np.median([len(t.split()) for t in s.load()[0]])) > LONG_WORDS else CI_CAP
-            for s in sources}
+    return {s.name: CI_CAP_LONG if is_long(s.load()[0]) else CI_CAP for s in sources}
 
 
 def ci_sample(model: DirectModel) -> dict[str, Any]:

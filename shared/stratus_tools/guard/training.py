@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,14 +224,13 @@ def package_documents(lock: Path) -> tuple[list[DocSource], list[dict[str, str]]
     return docs, skipped
 
 
-def stdlib_documents() -> list[DocSource]:
-    """Module docstrings of the pure-Python stdlib (PSF licence), read with ast: nothing is imported."""
-    import ast
+def stdlib_modules() -> Iterator[tuple[str, Path]]:
+    """(name, file) of each public pure-Python stdlib module this interpreter finds (nothing is imported).
+    A name may resolve outside the stdlib (setuptools shadows distutils): callers that need PSF code only
+    check the path."""
     import importlib.util
     import sys
 
-    docs = []
-    version = ".".join(map(str, sys.version_info[:2]))
     for name in sorted(sys.stdlib_module_names):
         if name.startswith("_") or name in {"this", "antigravity"}:
             continue
@@ -239,10 +238,20 @@ def stdlib_documents() -> list[DocSource]:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
             continue
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            continue
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            yield name, Path(spec.origin)
+
+
+def stdlib_documents() -> list[DocSource]:
+    """Module docstrings of the pure-Python stdlib (PSF licence), read with ast: nothing is imported."""
+    import ast
+    import sys
+
+    docs = []
+    version = ".".join(map(str, sys.version_info[:2]))
+    for name, origin in stdlib_modules():
         try:
-            doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8")))
+            doc = ast.get_docstring(ast.parse(origin.read_text(encoding="utf-8")))
         except (OSError, SyntaxError, UnicodeDecodeError):
             continue
         if doc and len(doc.split()) >= 20:
