@@ -5,8 +5,8 @@
 - Fit: the `train` sources of stratus_tools.guard.injection_sources (S-Labs train, neuralchemy train
   without its HackAPrompt rows, every turn of chatterbot chat of some topics and languages, and benign text
   that is not chat: stdlib code, documentation, support tickets, agent tasks). Each (source, label) group
-  weighs the same in the loss, so S-Labs' 11k rows do not decide alone what "benign" is. A long benign
-  text is trained on whole and window by window, as the detector reads it.
+  weighs the same in the loss, so S-Labs' 11k rows do not decide alone what "benign" is. A benign text is
+  also trained on through its other views (a long one's windows, decoded base64), as the detector reads it.
 - Choose: l2, the class weighting and the threshold on the `threshold` sources only (S-Labs validation,
   HackAPrompt, chatterbot English chat of other topics, held-out stdlib code and documentation): the
   threshold is the lowest whose false-positive rate is at most the source's `max_fpr` on every benign
@@ -165,7 +165,7 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
         "threshold_fpr_limits": {n: v for n, v in limits.items() if (np.asarray(held[n][1]) == 0).any()},
         "sources": {role: [{"name": s.name, "origin": s.origin, "licence": s.licence} for s in by_role(role)]
                     for role in ("train", "threshold", "report")},
-        "train_rows": len(labels),  # texts and the windows of the long benign ones
+        "train_rows": len(labels),  # texts, and the other views of the benign ones
         # What retraining must reproduce: some sources are read from this interpreter's stdlib and the
         # installed packages' READMEs, so a different Python or venv shows up here first.
         "python": ".".join(map(str, sys.version_info[:3])),
