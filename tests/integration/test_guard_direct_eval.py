@@ -46,7 +46,7 @@ def test_every_report_source_holds_its_recorded_figures(model: DirectModel, meas
 def test_the_targets_met_today_stay_met(measured: dict[str, Any]) -> None:
     # Met today on held-out sources (docs/guard.md), so they must stay met: recall on the in-the-wild
     # jailbreaks, and FPR at or under 0.05 on the S-Labs test split and on code. v6 gave up the recall target
-    # on S-Labs test and neuralchemy test (0.81 and 0.83; v5 0.91 and 0.90) to stop flagging pasted bug
+    # on S-Labs test and neuralchemy test (0.82 and 0.83; v5 0.91 and 0.90) to stop flagging pasted bug
     # reports and code; the misses, and SWE-Lancer (3 of its 60-text sample), are held by the recorded
     # figures above.
     assert measured["in-the-wild-jailbreaks"]["recall"] >= TARGET_RECALL, measured["in-the-wild-jailbreaks"]
