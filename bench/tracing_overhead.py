@@ -98,6 +98,9 @@ def _otel_env(endpoint: str | None) -> Any:
         os.environ.update(saved)
 
 
+EXPORT_QUIET_S = 6.0  # longer than the SDK's default batch schedule (OTEL_BSP_SCHEDULE_DELAY, 5 s)
+
+
 def overhead(database_url: str, work: Path, *, rounds: int = ROUNDS, requests: int = REQUESTS) -> dict[str, Any]:
     import httpx2
 
@@ -142,14 +145,14 @@ def overhead(database_url: str, work: Path, *, rounds: int = ROUNDS, requests: i
                 print(f"tracing round {r + 1}/{rounds}: " + ", ".join(
                     f"{k} +{_ms(statistics.median(samples[k]['on'][-1]) - statistics.median(samples[k]['off'][-1]))}"
                     " ms p50" for k in KINDS))
-        time.sleep(0.1)
-        receiver_before = len(receiver.spans)
-        deadline = time.monotonic() + 15  # the batch processor exports every 5 s
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            if len(receiver.spans) == receiver_before:
-                break
-            receiver_before = len(receiver.spans)
+        # The batch processor exports every 5 s: spans are settled only after a quiet spell longer than that
+        # (one second of quiet could fall between two exports and lose the last batch when the servers stop).
+        seen, changed = len(receiver.spans), time.monotonic()
+        deadline = changed + 30
+        while time.monotonic() < deadline and time.monotonic() - changed < EXPORT_QUIET_S:
+            time.sleep(0.25)
+            if len(receiver.spans) != seen:
+                seen, changed = len(receiver.spans), time.monotonic()
     finally:
         for s in reversed(servers):
             s.stop()
