@@ -16,6 +16,7 @@ import numpy as np
 from stratus.guard.direct import EMBEDDING_MODEL, DirectModel, views
 from stratus.guard.injection import binary_metrics
 from stratus_tools.guard.injection_sources import ROOT, Source
+from stratus_tools.guard.training import seeded_subset
 
 CACHE = ROOT / ".stratus" / "cache" / "minilm"
 LONG_WORDS = 100  # a source whose median text is longer embeds up to 13 views a text
@@ -86,10 +87,10 @@ def source_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> 
 
 def seeded_sample(texts: list[str], labels: list[int], cap: int | None) -> tuple[list[str], list[int]]:
     """At most `cap` texts, a seeded sample in the source's order (the CI check's sample; None keeps all)."""
-    if cap is None or len(texts) <= cap:
+    if cap is None:
         return texts, labels
-    keep = np.sort(np.random.default_rng(20).choice(len(texts), cap, replace=False))
-    return [texts[i] for i in keep], [labels[i] for i in keep]
+    kept = seeded_subset(list(zip(texts, labels, strict=True)), cap, seed=20)
+    return [t for t, _ in kept], [y for _, y in kept]
 
 
 def evaluate(model: DirectModel, sources: Sequence[Source], threshold: float | None = None,

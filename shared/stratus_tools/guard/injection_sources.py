@@ -19,13 +19,12 @@ import json
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from stratus_tools.guard.task_sources import code_chunks, doc_texts, service_scenarios, shell_tasks, support_tickets
+from stratus_tools.guard.training import seeded_subset, unique_texts
 
 ROOT = Path(__file__).resolve().parents[3]
 WHEEL_CACHE = ROOT / ".stratus" / "wheels"
@@ -202,26 +201,30 @@ def _chitchat(train: bool) -> Callable[[], tuple[list[str], list[int]]]:
                     halves[in_train].append(text)
         chosen = halves[True] if train else [t for t in halves[False] if (True, t) not in seen]
         cap = CHITCHAT_TRAIN_TURNS if train else CHITCHAT_REPORT_TURNS
-        keep = np.sort(np.random.default_rng(5).choice(len(chosen), min(cap, len(chosen)), replace=False))
-        texts = [chosen[i] for i in keep]
+        texts = seeded_subset(chosen, cap, seed=5)
         return texts, [0] * len(texts)
     return load
 
 
 # Benign report sources (never trained on, never used for a threshold): requests that are not chat. Several
 # of them state no data licence in their package: evaluation only.
-def _wheel_lines(wheel: Wheel, path: str) -> list[str]:
+def wheel_file(wheel: Wheel, path: str) -> bytes:
+    """One data file of the (checked) wheel, gunzipped when its name ends in .gz."""
     with zipfile.ZipFile(wheel_path(wheel)) as z:
         raw = z.read(path)
-    return (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8").splitlines()
+    return gzip.decompress(raw) if path.endswith(".gz") else raw
+
+
+def _wheel_lines(wheel: Wheel, path: str) -> list[str]:
+    return wheel_file(wheel, path).decode("utf-8").splitlines()
 
 
 def _jsonl_field(wheel: Wheel, path: str, key: str, cap: int | None = None
                  ) -> Callable[[], tuple[list[str], list[int]]]:
     def load() -> tuple[list[str], list[int]]:
-        texts = _unique(json.loads(line)[key] for line in _wheel_lines(wheel, path) if line.strip())
-        if cap is not None and len(texts) > cap:  # a seeded sample: long texts cost several embeddings each
-            texts = [texts[i] for i in np.sort(np.random.default_rng(5).choice(len(texts), cap, replace=False))]
+        texts = unique_texts(json.loads(line)[key] for line in _wheel_lines(wheel, path) if line.strip())
+        if cap is not None:  # a seeded sample: long texts cost several embeddings each
+            texts = seeded_subset(texts, cap, seed=5)
         return texts, [0] * len(texts)
     return load
 
@@ -236,28 +239,17 @@ def _csv_rows(wheel: Wheel, path: str, skip: int = 0) -> list[dict[str, str]]:
 
 def _freshqa() -> tuple[list[str], list[int]]:
     # Two lines of notes precede the header.
-    texts = _unique(r["question"] for r in _csv_rows(INSPECT_EVALS, _IE + "abstention_bench/data/freshqa/"
-                                                      "FreshQA_v12182024.csv", skip=2))
+    texts = unique_texts(r["question"] for r in _csv_rows(INSPECT_EVALS, _IE + "abstention_bench/data/freshqa/"
+                                                          "FreshQA_v12182024.csv", skip=2))
     return texts, [0] * len(texts)
 
 
 def _swe_lancer() -> tuple[list[str], list[int]]:
     rows = _csv_rows(INSPECT_EVALS, _IE + "swe_lancer/data/all_swelancer_tasks.csv")
     # Descriptions hold their line breaks as the two characters backslash-n.
-    texts = _unique(f"{r['title'].strip()}\n\n{r['description'].replace(chr(92) + 'n', chr(10)).strip()}"
-                    for r in rows)
+    texts = unique_texts(f"{r['title'].strip()}\n\n{r['description'].replace(chr(92) + 'n', chr(10)).strip()}"
+                         for r in rows)
     return texts, [0] * len(texts)
-
-
-def _unique(texts: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    seen: set[str] = set()
-    for t in texts:
-        t = (t or "").strip()
-        if t and t not in seen:
-            seen.add(t)
-            out.append(t)
-    return out
 
 
 _IE = "inspect_evals/"

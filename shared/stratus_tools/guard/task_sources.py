@@ -12,22 +12,23 @@ threshold rule, benign text of those kinds, from sources other than the ones it 
 from __future__ import annotations
 
 import ast
-import gzip
+import functools
 import json
+import re
 import sysconfig
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from stratus_tools.guard.training import (
     DOC_SOURCES,
+    DocSource,
     doc_pieces,
     package_documents,
+    seeded_subset,
     split_of,
     stdlib_documents,
     stdlib_modules,
+    unique_texts,
 )
 
 Loader = Callable[[], tuple[list[str], list[int]]]
@@ -51,57 +52,69 @@ def code_chunks(split: str, cap: int) -> Loader:
                 tree = ast.parse(source)
             except (OSError, SyntaxError, UnicodeDecodeError):
                 continue
-            found = []
+            lines, found = _LINE.findall(source), 0
             for node in ast.walk(tree):
                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and ast.get_docstring(node):
-                    text = ast.get_source_segment(source, node) or ""
+                    text = _segment(lines, node)
                     if CODE_WORDS[0] <= len(text.split()) <= CODE_WORDS[1]:
-                        found.append(text)
-            texts += found[:CODE_PER_MODULE]
-        return _sample(texts, cap), [0] * min(len(texts), cap)
+                        texts.append(text)
+                        found += 1
+                        if found == CODE_PER_MODULE:
+                            break
+        kept = seeded_subset(texts, cap, seed=11)
+        return kept, [0] * len(kept)
     return load
+
+
+# A file's lines with their endings, split as ast.get_source_segment splits them (\r\n, \r, \n only).
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def _segment(lines: list[str], node: ast.stmt) -> str:
+    """ast.get_source_segment(source, node) on the file's lines split once: that function splits the whole
+    file on every call, which made reading the stdlib's big modules take seconds."""
+    first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+    start, end = node.col_offset, node.end_col_offset
+    if first == last:
+        return lines[first].encode()[start:end].decode()
+    head, tail = lines[first].encode()[start:].decode(), lines[last].encode()[:end].decode()
+    return "".join([head, *lines[first + 1 : last], tail])
 
 
 def doc_texts(split: str, cap: int) -> Loader:
     """README and module-docstring pieces (50 to 400 words) of the documentation sources in `split`."""
     def load() -> tuple[list[str], list[int]]:
-        docs = package_documents(DOC_SOURCES)[0] + stdlib_documents()
-        texts = [p for d in docs if split_of(d.name) == split for p in doc_pieces(d.text)]
-        return _sample(texts, cap), [0] * min(len(texts), cap)
+        kept = seeded_subset([p for d in _documents() if split_of(d.name) == split for p in doc_pieces(d.text)],
+                             cap, seed=11)
+        return kept, [0] * len(kept)
     return load
 
 
-def _sample(texts: list[str], cap: int) -> list[str]:
-    if len(texts) <= cap:
-        return texts
-    return [texts[i] for i in np.sort(np.random.default_rng(11).choice(len(texts), cap, replace=False))]
+@functools.cache
+def _documents() -> tuple[DocSource, ...]:
+    """The READMEs and stdlib docstrings, read once per process (both splits and the tests read them)."""
+    return (*package_documents(DOC_SOURCES)[0], *stdlib_documents())
 
 
 def _inspect_json(path: str) -> object:
-    from stratus_tools.guard.injection_sources import INSPECT_EVALS, wheel_path  # it registers these loaders
+    from stratus_tools.guard.injection_sources import INSPECT_EVALS, wheel_file  # it registers these loaders
 
-    with zipfile.ZipFile(wheel_path(INSPECT_EVALS)) as z:
-        raw = z.read("inspect_evals/" + path)
-    return json.loads(gzip.decompress(raw) if path.endswith(".gz") else raw)
+    return json.loads(wheel_file(INSPECT_EVALS, "inspect_evals/" + path))
 
 
 def support_tickets() -> tuple[list[str], list[int]]:
     """200 customer support emails (gdm_stealth's ticket queue): subject and body."""
-    from stratus_tools.guard.injection_sources import _unique
-
     rows = _inspect_json("gdm_stealth/solver/strategic_rule_breaking/tickets.json")
     assert isinstance(rows, list)
-    texts = _unique(f"{r['subject'].strip()}\n\n{r['description'].strip()}" for r in rows)
+    texts = unique_texts(f"{r['subject'].strip()}\n\n{r['description'].strip()}" for r in rows)
     return texts, [0] * len(texts)
 
 
 def shell_tasks() -> tuple[list[str], list[int]]:
     """AgentBench's operating-system tasks: what a user asks an agent to do in a shell."""
-    from stratus_tools.guard.injection_sources import _unique
-
     rows = _inspect_json("agent_bench/data/agent_bench_os_test.json")
     assert isinstance(rows, list)
-    texts = _unique(r["description"] for r in rows)
+    texts = unique_texts(r["description"] for r in rows)
     return texts, [0] * len(texts)
 
 
@@ -111,8 +124,6 @@ TAU2_TASKS = ("airline/tasks.json", "retail/tasks.json", "telecom/tasks.json.gz"
 def service_scenarios() -> tuple[list[str], list[int]]:
     """tau2-bench customer scenarios: why a customer calls and how they behave, addressed to the customer
     ("You received your order ... you'd go for no backlight"): second-person instructions that are benign."""
-    from stratus_tools.guard.injection_sources import _unique
-
     texts: list[str] = []
     for path in TAU2_TASKS:
         rows = _inspect_json(f"tau2/data/domains/{path}")
@@ -122,5 +133,5 @@ def service_scenarios() -> tuple[list[str], list[int]]:
             if isinstance(ins, dict):
                 parts = [ins.get(k) for k in ("reason_for_call", "known_info", "unknown_info", "task_instructions")]
                 texts.append(" ".join(p.strip() for p in parts if isinstance(p, str) and p.strip()))
-    texts = _unique(texts)
+    texts = unique_texts(texts)
     return texts, [0] * len(texts)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from stratus.guard import features as F
+
+T = TypeVar("T")
 
 
 def train_logistic(
@@ -257,6 +260,25 @@ def stdlib_documents() -> list[DocSource]:
         if doc and len(doc.split()) >= 20:
             docs.append(DocSource(f"stdlib:{name}", version, "PSF-2.0", doc))
     return docs
+
+
+def unique_texts(texts: Iterable[str | None]) -> list[str]:
+    """Each text stripped, empty ones dropped, each kept once, in first-seen order."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for t in texts:
+        t = (t or "").strip()
+        if t and t not in seen:
+            seen.add(t)
+            out.append(t)
+    return out
+
+
+def seeded_subset(items: Sequence[T], cap: int, seed: int) -> list[T]:
+    """At most `cap` of `items`, a seeded sample kept in their order (all of them when there are no more)."""
+    if len(items) <= cap:
+        return list(items)
+    return [items[i] for i in np.sort(np.random.default_rng(seed).choice(len(items), cap, replace=False))]
 
 
 def split_of(name: str, validation: float = 0.2, test: float = 0.2) -> str:
