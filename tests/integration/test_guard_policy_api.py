@@ -29,17 +29,17 @@ def _rails(r: Any) -> dict[str, Any]:
 def test_a_tenant_starts_on_the_defaults_and_keeps_its_changes(client: TestClient, admin: dict[str, str],
                                                                tenant: str) -> None:
     url = f"/v1/admin/tenants/{tenant}/guard"
-    assert _rails(client.get(url, headers=admin))["injection"] == {"action": "flag", "threshold": None,
+    assert _rails(client.get(url, headers=admin))["injection"] == {"action": "block", "threshold": None,
                                                                     "detector": "ngram"}
 
-    changed = _rails(client.put(url, json={"rails": {"injection": {"action": "block", "threshold": 0.7,
+    changed = _rails(client.put(url, json={"rails": {"injection": {"action": "flag", "threshold": 0.7,
                                                                    "detector": "embedding"}}}, headers=admin))
-    assert changed["injection"] == {"action": "block", "threshold": 0.7, "detector": "embedding"}
+    assert changed["injection"] == {"action": "flag", "threshold": 0.7, "detector": "embedding"}
     # A later change to another rail keeps the first one; replace goes back to the defaults plus the change.
     later = _rails(client.put(url, json={"rails": {"pii": {"action": "flag"}}}, headers=admin))
-    assert later["injection"]["action"] == "block" and later["pii"]["action"] == "flag"
+    assert later["injection"]["action"] == "flag" and later["pii"]["action"] == "flag"
     fresh = _rails(client.put(url, json={"rails": {"pii": {"action": "off"}}, "replace": True}, headers=admin))
-    assert fresh["injection"]["action"] == "flag" and fresh["pii"]["action"] == "off"
+    assert fresh["injection"]["action"] == "block" and fresh["pii"]["action"] == "off"
     assert _rails(client.get(url, headers=admin)) == fresh
 
 

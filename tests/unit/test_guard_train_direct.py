@@ -52,6 +52,7 @@ def test_threshold_holds_the_fpr_on_every_benign_source() -> None:
 def test_sources_are_held_out_whole_and_carry_a_licence() -> None:
     names = {role: {s.name for s in S.by_role(role)} for role in S.ROLES}
     assert not names["train"] & names["threshold"] and not names["report"] & (names["train"] | names["threshold"])
+    assert not names["block"] & (names["train"] | names["threshold"] | names["report"])
     assert all(s.licence and s.origin for s in S.SOURCES)
     assert not set(S.CHAT_TRAIN_TOPICS) & set(S.CHAT_THRESHOLD_TOPICS)
     with pytest.raises(ValueError, match="role"):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stratus.guard.detector import LazyDetector
+from stratus.guard.detector import LazyDetector, block_tier
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_MODEL
 from stratus.guard.injection import InjectionModel, InjectionScore, _decode_base64
 
@@ -87,6 +87,7 @@ class DirectModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     ngram: InjectionModel | None = None
     context_threshold: float = 1.0  # not for retrieved chunks: the context rail keeps injection-v3
+    block_threshold: float | None = None  # the input rail's block tier (detector.BLOCK_TIERS)
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> DirectModel:
@@ -101,7 +102,7 @@ class DirectModel:
         if weights.shape != (metadata["dimensions"] + 1,):
             raise ValueError(f"injection model {npz}: weights shape {weights.shape} does not match dimensions")
         return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata,
-                   ngram=ngram)
+                   ngram=ngram, block_threshold=block_tier(stem.name))
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
         stem.parent.mkdir(parents=True, exist_ok=True)

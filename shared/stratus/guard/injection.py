@@ -7,6 +7,7 @@ what a caller sends (chosen on S-Labs validation prompts) and `context_threshold
 (chosen on clean vs. spliced documentation, evals/guard/injection_indirect.jsonl), because documents
 are scored in sentence windows and ordinary imperative prose sits higher than ordinary chat.
 Scoring needs numpy only; the artifact is read on first use, not at import, to keep cold starts short.
+A third figure, the block tier (stratus.guard.detector.BLOCK_TIERS), is where the input rail blocks.
 
 Two additions to the classifier, both of which can only raise a score (they never replace it):
 - long texts (retrieved chunks, pasted documents) are also scored in sentence windows, because the
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from stratus.guard import features as F
-from stratus.guard.detector import LazyDetector
+from stratus.guard.detector import LazyDetector, block_tier
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODEL_DIR / "injection-v3"
@@ -68,6 +69,7 @@ class InjectionModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     # For retrieved chunks; an artifact without one (v2) uses the input threshold.
     context_threshold: float = -1.0
+    block_threshold: float | None = None  # the input rail's block tier (detector.BLOCK_TIERS)
 
     def __post_init__(self) -> None:
         if self.context_threshold < 0:
@@ -85,7 +87,8 @@ class InjectionModel:
             raise ValueError(f"injection model {npz}: weights/idf shapes do not match params.buckets")
         threshold = float(metadata["threshold"])
         return cls(weights=weights, bias=bias, idf=idf, threshold=threshold, metadata=metadata,
-                   context_threshold=float(metadata.get("context_threshold", threshold)))
+                   context_threshold=float(metadata.get("context_threshold", threshold)),
+                   block_threshold=block_tier(stem.name))
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
         stem.parent.mkdir(parents=True, exist_ok=True)

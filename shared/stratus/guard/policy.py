@@ -2,9 +2,10 @@
 at which it counts as a hit.
 
 The defaults are deliberately cautious where a rail's false positives are known: the injection rail
-flags rather than blocks until its false-positive rate on ordinary traffic is good enough (see
-docs/guard.md). A tenant's stored policy holds only what it changed; everything else follows the
-defaults, so a new rail or a changed default reaches every tenant that did not opt out.
+blocks only from its detector's block tier, a score that ordinary chat, code and documents almost never
+reach, and flags the hits under it (docs/guard.md, "Blocking by default"). A tenant's stored policy holds
+only what it changed; everything else follows the defaults, so a new rail or a changed default reaches
+every tenant that did not opt out.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ DETECTORS: dict[str, tuple[str, ...]] = {"injection": ("ngram", "embedding"),
                                          "context_injection": ("direct", "indirect")}
 
 DEFAULTS: dict[str, RailPolicy] = {
-    "injection": RailPolicy(action="flag"),  # block once ordinary chat is no longer flagged
+    "injection": RailPolicy(action="block"),  # tiered: blocks from the block tier, flags under it (rails)
     "pii": RailPolicy(action="redact"),
     "context_injection": RailPolicy(action="fence"),
     "tool_injection": RailPolicy(action="fence"),

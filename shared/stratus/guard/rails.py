@@ -140,25 +140,35 @@ def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
     # embeds every message on the request path).
     rail = policy.rail("injection")
     indexed = [(i, m.text()) for i, m in enumerate(messages) if m.role == "user" and m.text().strip()]
+    detector: Any
     if rail.detector == "embedding":
         from stratus.guard.direct import get_direct_detector
 
-        embedded = get_direct_detector()
-        threshold = rail.threshold if rail.threshold is not None else embedded.threshold
-        scores: Sequence[Any] = embedded.assess([t for _, t in indexed]) if indexed else []
+        detector = get_direct_detector()
     else:
         from stratus.guard.injection import get_detector
 
-        v3 = get_detector()
-        threshold = rail.threshold if rail.threshold is not None else v3.threshold
-        scores = v3.assess([t for _, t in indexed]) if indexed else []
+        detector = get_detector()
+    threshold = rail.threshold if rail.threshold is not None else detector.threshold
+    # `block` with the rail's own threshold is tiered: it blocks from the detector's block tier (chosen so
+    # that ordinary chat, code and documents are almost never blocked) and flags the hits under it. A
+    # tenant's own threshold blocks from that threshold.
+    block_at = detector.block_threshold if rail.action == "block" and rail.threshold is None else None
+    scores: Sequence[Any] = detector.assess([t for _, t in indexed]) if indexed else []
     if not indexed:
         return Verdict(rail="injection", stage="input", action="pass", score=0.0, threshold=threshold)
     worst = max(range(len(scores)), key=lambda j: scores[j].score)
     top = scores[worst]
     hit = top.score >= threshold
-    details = {"message": indexed[worst][0], "view": top.view} if hit else {}
-    return Verdict(rail="injection", stage="input", action=_decide(rail.action, hit), score=round(top.score, 4),
+    action: Action = _decide(rail.action, hit)
+    if action == "block" and block_at is not None and top.score < block_at:
+        action = "flag"
+    elif action == "block" and block_at is not None:
+        threshold = block_at
+    details: dict[str, Any] = {"message": indexed[worst][0], "view": top.view} if hit else {}
+    if hit and block_at is not None:
+        details["block_threshold"] = round(block_at, 4)
+    return Verdict(rail="injection", stage="input", action=action, score=round(top.score, 4),
                    threshold=threshold, details=details)
 
 

@@ -93,23 +93,55 @@ def seeded_sample(texts: list[str], labels: list[int], cap: int | None) -> tuple
     return [t for t, _ in kept], [y for _, y in kept]
 
 
+Scored = dict[str, tuple[np.ndarray, np.ndarray, str]]  # source name: (scores, labels, role)
+
+
+def score_sources(score: Callable[[list[str]], np.ndarray], sources: Sequence[Source],
+                  cap: int | dict[str, int] | None = None) -> Scored:
+    """Each source's scores under `score`, its labels and its role. `cap` keeps a seeded sample of at most
+    that many texts per source, or per source name (the CI check's short form)."""
+    out: Scored = {}
+    for src in sources:
+        texts, labels = seeded_sample(*src.load(), cap.get(src.name) if isinstance(cap, dict) else cap)
+        out[src.name] = (score(texts), np.asarray(labels, dtype=np.int8), src.role)
+    return out
+
+
+def metrics_at(scored: Scored, threshold: float) -> dict[str, dict[str, Any]]:
+    """Metrics per source at `threshold`, plus the report sources pooled."""
+    results = {name: source_metrics(s, y, threshold) for name, (s, y, _) in scored.items()}
+    report = [(s, y) for s, y, role in scored.values() if role == "report"]
+    if report:
+        results["all-report-sources"] = source_metrics(np.concatenate([s for s, _ in report]),
+                                                       np.concatenate([y for _, y in report]), threshold)
+    return results
+
+
+CI_MARGIN = 0.011  # two texts of a 200-text sample (one text where a text weighs more); a real regression moves more
+
+
+def regressions(measured: dict[str, dict[str, Any]], recorded: dict[str, dict[str, Any]],
+                margin: float = CI_MARGIN) -> list[str]:
+    """Where a CI sample's figures fell from those recorded: recall down or FPR up by more than `margin`, or
+    one text where a rate's sample is small. Empty when every source holds."""
+    if set(measured) != set(recorded):
+        return [f"sources changed: measured {sorted(measured)}, recorded {sorted(recorded)}"]
+    out: list[str] = []
+    for name, m in measured.items():
+        r = recorded[name]
+        if m["n"] != r["n"]:
+            out.append(f"{name}: {m['n']} texts, {r['n']} recorded")
+        elif "recall" in r and m["recall"] < r["recall"] - max(margin, 1.0 / r["attacks"] + 1e-9):
+            out.append(f"{name}: recall {m['recall']} < recorded {r['recall']}")
+        elif "fpr" in r and m["fpr"] > r["fpr"] + max(margin, 1.0 / r["benign"] + 1e-9):
+            out.append(f"{name}: fpr {m['fpr']} > recorded {r['fpr']}")
+    return out
+
+
 def evaluate(model: DirectModel, sources: Sequence[Source], threshold: float | None = None,
              cap: int | dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
     """Metrics per source at the model's threshold (or `threshold`), plus the pooled report sources.
     `cap` keeps a seeded sample of at most that many texts per source, or per source name (the CI check's
     short form)."""
-    thr = model.threshold if threshold is None else threshold
-    results: dict[str, dict[str, Any]] = {}
-    pooled_s: list[np.ndarray] = []
-    pooled_y: list[np.ndarray] = []
-    for src in sources:
-        texts, labels = seeded_sample(*src.load(), cap.get(src.name) if isinstance(cap, dict) else cap)
-        y = np.asarray(labels, dtype=np.int8)
-        s = score_texts(model, texts)
-        results[src.name] = source_metrics(s, y, thr)
-        if src.role == "report":
-            pooled_s.append(s)
-            pooled_y.append(y)
-    if pooled_s:
-        results["all-report-sources"] = source_metrics(np.concatenate(pooled_s), np.concatenate(pooled_y), thr)
-    return results
+    scored = score_sources(lambda texts: score_texts(model, texts), sources, cap)
+    return metrics_at(scored, model.threshold if threshold is None else threshold)

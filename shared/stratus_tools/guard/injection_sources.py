@@ -28,7 +28,7 @@ from stratus_tools.guard.training import seeded_subset, unique_texts
 
 ROOT = Path(__file__).resolve().parents[3]
 WHEEL_CACHE = ROOT / ".stratus" / "wheels"
-ROLES = ("train", "threshold", "report")
+ROLES = ("train", "threshold", "block", "report")  # block: a threshold source of the block tier only
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,9 @@ def _chat_languages(train: bool, every_turn: bool = False) -> Callable[[], tuple
 # chitchat-dataset: 7,168 conversations typed by people to each other (BYU PCC lab's Chit-Chat Challenge). A
 # turn is what one person typed before the other answered. Conversations are split by a hash of their id
 # into two halves. Training on the first half was measured and lost on the threshold sources
-# (docs/guard.md), so no chitchat text is trained on; the report samples the other half, less any text of
-# the first ("yeah", "hello?"), so that the split stays the one measured.
+# (docs/guard.md), so no chitchat text is trained on: the first half chooses the block tier (people's chat
+# must almost never be blocked; stratus_tools.guard.block_tier), and the report samples the other half, less
+# any text of the first ("yeah", "hello?"), so that the split stays the one measured.
 CHITCHAT_TRAIN_TURNS, CHITCHAT_REPORT_TURNS = 3000, 1000
 
 
@@ -310,6 +311,9 @@ SOURCES: tuple[Source, ...] = (
     Source("docs-threshold", "threshold", "benign", "per package (permissive only, recorded by injection-v3)",
            "evals/guard/doc_sources.lock READMEs + stdlib module docstrings, validation split",
            doc_texts("validation", 1500), max_fpr=TECHNICAL_FPR),
+    Source("chitchat-threshold", "block", "benign", "MIT",
+           f"chitchat-dataset==0.9.0, {CHITCHAT_TRAIN_TURNS} turns of the first half (the block tier only)",
+           _chitchat(True)),
     Source("s-labs-test", "report", "mixed", "MIT", f"{_PG} s-labs/test.csv", _slabs("test")),
     Source("neuralchemy-test", "report", "mixed", "Apache-2.0",
            f"{_PG} neuralchemy core-test (all but HackAPrompt rows)", _neuralchemy("test", False)),
