@@ -68,13 +68,53 @@ def _only(measurements: list[Measurement], datasets: frozenset[str] | None) -> l
 # --- injection --------------------------------------------------------------------------------------
 
 
+def _tiered(score: float, threshold: float, block_at: float | None) -> str:
+    """The input rail's `block` with the detector's own thresholds: blocked from the block tier, flagged
+    from the threshold (stratus.guard.rails)."""
+    return "block" if block_at is not None and score >= block_at else "flag" if score >= threshold else "pass"
+
+
 def _injection_check(text: str) -> RailResult:
     from stratus.guard.direct import get_direct_detector
 
-    # What a caller sends: the direct-injection model (injection-v6), as the input rail runs it.
-    assessed = get_direct_detector().assess([text])[0]
-    # Default policy: an input over the validated threshold is refused, not merely flagged.
-    return RailResult("block" if assessed.flagged else "pass", assessed.score, {"view": assessed.view})
+    # What a caller sends: the embedding detector (injection-v6), as the input rail runs it under `block`.
+    detector = get_direct_detector()
+    assessed = detector.assess([text])[0]
+    return RailResult(_tiered(assessed.score, detector.threshold, detector.block_threshold), assessed.score,
+                      {"view": assessed.view})
+
+
+def _default_injection_check(text: str) -> RailResult:
+    from stratus.guard.injection import get_detector
+
+    # The default input rail: injection-v3 under the default `block`, tiered.
+    detector = get_detector()
+    assessed = detector.assess([text])[0]
+    return RailResult(_tiered(assessed.score, detector.threshold, detector.block_threshold), assessed.score,
+                      {"view": assessed.view})
+
+
+def _default_injection_evaluate(datasets: frozenset[str] | None = None) -> list[Measurement]:
+    """What the default input rail *blocks* on every report source (a hit is a block; a flag is not):
+    whole sources, n-gram scores in one pass; latency per input timed on the first texts."""
+    from stratus.guard.injection import get_detector
+    from stratus_tools.guard.injection_sources import by_role
+
+    detector = get_detector()
+    block_at = detector.block_threshold
+    assert block_at is not None, "injection-v3 has no block tier (models/injection-block.json)"
+    out = []
+    for src in by_role("report"):
+        if datasets is not None and dataset_name(src) not in datasets:
+            continue
+        texts, labels = src.load()
+        blocked = [bool(s >= block_at) for s in detector.score(texts)]
+        m = binary_metrics(blocked, [bool(y) for y in labels])
+        timed = _measure_binary("injection_block", src.name, texts[:LATENCY_SAMPLE],
+                                [bool(y) for y in labels[:LATENCY_SAMPLE]], _default_injection_check)
+        out.append(Measurement("injection_block", dataset_name(src), len(texts), m["precision"], m["recall"],
+                               m["f1"], m["fpr"], timed.p50_ms, timed.p95_ms))
+    return out
 
 
 def _injection_load() -> None:
@@ -208,7 +248,12 @@ def _toxicity_evaluate() -> list[Measurement]:
 
 RAILS: dict[str, Rail] = {
     "injection": Rail("injection", _injection_check, _injection_load, _injection_evaluate,
-                      "prompt injection / jailbreak classifier; over threshold -> block"),
+                      "prompt injection / jailbreak, the embedding detector (a tenant's opt-in); "
+                      "over its block tier -> block, over its threshold -> flag (measured: flagged)"),
+    "injection_block": Rail("injection_block", _default_injection_check, _injection_load,
+                            _default_injection_evaluate,
+                            "the default input rail (n-gram detector); over its block tier -> block, over its "
+                            "threshold -> flag (measured: blocked)"),
     "pii": Rail("pii", _pii_check, _pii_load, lambda datasets=None: _only(_pii_evaluate(), datasets),
                 "Presidio PII detection; any finding -> redact (score = highest finding)"),
     "toxicity": Rail("toxicity", _toxicity_check, _toxicity_load,
