@@ -35,7 +35,8 @@ def measured(recorded: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_block_tier_holds_its_recorded_figures(recorded: dict[str, Any], measured: dict[str, Any]) -> None:
-    assert not regressions(measured, recorded["ci_sample"]["metrics"])
+    problems = regressions(measured, recorded["ci_sample"]["metrics"])
+    assert not problems, problems
 
 
 def test_ordinary_text_is_blocked_at_most_two_percent_of_the_time(recorded: dict[str, Any],

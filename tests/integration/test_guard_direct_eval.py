@@ -39,7 +39,8 @@ def measured(model: DirectModel, scored: Scored) -> dict[str, dict[str, Any]]:
 
 def test_every_report_source_holds_its_recorded_figures(model: DirectModel, measured: dict[str, Any]) -> None:
     # Retrain (train_direct) when the report sources change.
-    assert not regressions(measured, model.metadata["ci_sample"]["metrics"]), DEFAULT_MODEL.name
+    problems = regressions(measured, model.metadata["ci_sample"]["metrics"])
+    assert not problems, (DEFAULT_MODEL.name, problems)
 
 
 def test_its_block_tier_holds_its_recorded_figures(model: DirectModel, scored: Scored) -> None:
@@ -49,7 +50,8 @@ def test_its_block_tier_holds_its_recorded_figures(model: DirectModel, scored: S
     recorded = json.loads(BLOCK_TIERS.read_text(encoding="utf-8"))["models"][DEFAULT_MODEL.name]
     assert model.block_threshold == recorded["block_threshold"] > model.threshold
     assert recorded["ci_sample"]["caps"] == model.metadata["ci_sample"]["caps"]
-    assert not regressions(metrics_at(scored, recorded["block_threshold"]), recorded["ci_sample"]["metrics"])
+    problems = regressions(metrics_at(scored, recorded["block_threshold"]), recorded["ci_sample"]["metrics"])
+    assert not problems, problems
 
 
 def test_the_targets_met_today_stay_met(measured: dict[str, Any]) -> None:

@@ -150,9 +150,9 @@ def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
 
         detector = get_detector()
     threshold = rail.threshold if rail.threshold is not None else detector.threshold
-    # `block` with the rail's own threshold is tiered: it blocks from the detector's block tier (chosen so
-    # that ordinary chat, code and documents are almost never blocked) and flags the hits under it. A
-    # tenant's own threshold blocks from that threshold.
+    # `block` with no threshold of the tenant's is tiered: it blocks from the detector's block tier (chosen
+    # so that ordinary chat, code and documents are almost never blocked) and flags the hits under it. With
+    # a threshold of its own, the tenant's rail blocks from that threshold.
     block_at = detector.block_threshold if rail.action == "block" and rail.threshold is None else None
     scores: Sequence[Any] = detector.assess([t for _, t in indexed]) if indexed else []
     if not indexed:

@@ -127,6 +127,12 @@ def _injection_load() -> None:
     get_detector().model  # noqa: B018 - the context rail's model
 
 
+def _default_injection_load() -> None:
+    from stratus.guard.injection import get_detector
+
+    get_detector().model  # noqa: B018 - reads the artifact (n-grams: no embedder)
+
+
 def _injection_context_check(text: str) -> RailResult:
     from stratus.guard.injection import get_detector
 
@@ -250,7 +256,7 @@ RAILS: dict[str, Rail] = {
     "injection": Rail("injection", _injection_check, _injection_load, _injection_evaluate,
                       "prompt injection / jailbreak, the embedding detector (a tenant's opt-in); "
                       "over its block tier -> block, over its threshold -> flag (measured: flagged)"),
-    "injection_block": Rail("injection_block", _default_injection_check, _injection_load,
+    "injection_block": Rail("injection_block", _default_injection_check, _default_injection_load,
                             _default_injection_evaluate,
                             "the default input rail (n-gram detector); over its block tier -> block, over its "
                             "threshold -> flag (measured: blocked)"),
