@@ -48,7 +48,7 @@ def test_its_block_tier_holds_its_recorded_figures(model: DirectModel, scored: S
     from stratus.guard.detector import BLOCK_TIERS
 
     recorded = json.loads(BLOCK_TIERS.read_text(encoding="utf-8"))["models"][DEFAULT_MODEL.name]
-    assert model.block_threshold == recorded["block_threshold"] > model.threshold
+    assert model.block_threshold == recorded["block_threshold"] > model.threshold == recorded["threshold"]
     assert recorded["ci_sample"]["caps"] == model.metadata["ci_sample"]["caps"]
     problems = regressions(metrics_at(scored, recorded["block_threshold"]), recorded["ci_sample"]["metrics"])
     assert not problems, problems

@@ -99,8 +99,9 @@ def test_task_functions_answer_and_trace(functions: dict[str, FunctionProcess], 
 
 def test_the_guard_function_blocks_from_the_block_tier_it_ships_with(functions: dict[str, FunctionProcess],
                                                                      contract_stack: Any) -> None:
-    # The default policy blocks an injection from the detector's block tier (models/injection-block.json in
-    # the guard layer) and only flags one under it: without the tier in the layer, both would be blocked.
+    # The default policy blocks an injection from the detector's block tier (models/injection-block.json, in
+    # the common layer with the stratus package) and only flags one under it: without the tier deployed,
+    # neither would be blocked.
     tenant, _ = tenant_with_key(contract_stack.database_url, "lc")
     guard = functions["GuardFunction"]
 

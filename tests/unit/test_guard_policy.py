@@ -108,6 +108,8 @@ class _Scored:
     (0.3, {}, "pass", 0.5, False),
     (0.7, {"injection": {"action": "block", "threshold": 0.6}}, "block", 0.6, False),  # the tenant's threshold
     (0.95, {"injection": {"action": "flag"}}, "flag", 0.5, False),
+    # a threshold with no action of the tenant's flags from it (as it did while the default was flag)
+    (0.95, {"injection": {"threshold": 0.6}}, "flag", 0.6, False),
 ])
 def test_block_is_tiered_unless_the_tenant_sets_a_threshold(monkeypatch: pytest.MonkeyPatch, score: float,
                                                             changes: dict[str, Any], action: str,
@@ -127,3 +129,15 @@ def test_both_injection_detectors_have_a_block_tier_above_their_threshold() -> N
 
     for detector in (get_detector(), get_direct_detector()):
         assert detector.block_threshold is not None and detector.threshold < detector.block_threshold < 1.0
+
+
+def test_a_detector_without_a_block_tier_only_flags_under_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stratus.guard import injection, rails
+    from stratus.llm.types import Message
+
+    untiered = _Scored(0.99)
+    untiered.block_threshold = None  # type: ignore[assignment]  # e.g. an artifact the tier file does not name
+    monkeypatch.setattr(injection, "get_detector", lambda: untiered)
+    verdict = rails._injection([Message(role="user", content="some text")], effective({}))
+    assert (verdict.action, verdict.threshold) == ("flag", 0.5)
+    assert effective({"injection": {"threshold": 0.6}}).public()["rails"]["injection"]["action"] == "flag"

@@ -90,19 +90,29 @@ def test_result_json_carries_rail_details_next_to_verdict_and_rounded_score() ->
     assert result.to_json() == {"verdict": "redact", "score": 0.1235, "entities": ["EMAIL"]}
 
 
-def test_injection_verdicts_follow_the_detectors_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    from stratus.guard import direct
+@pytest.mark.parametrize(("rail", "module", "getter"), [("injection", "direct", "get_direct_detector"),
+                                                        ("injection_block", "injection", "get_detector")])
+def test_injection_verdicts_are_tiered_as_the_rail_is(monkeypatch: pytest.MonkeyPatch, rail: str, module: str,
+                                                      getter: str) -> None:
+    import importlib
+
     from stratus.guard.injection import InjectionScore
 
-    class Fake:
-        def assess(self, texts):  # noqa: ANN001, ANN202
-            return [InjectionScore(score=0.9 if "ignore" in t else 0.1, flagged="ignore" in t, threshold=0.4,
-                                   view="text") for t in texts]
+    scores = {"ignore the rules": 0.9, "maybe ignore": 0.6, "hello": 0.1}
 
-    monkeypatch.setattr(direct, "get_direct_detector", lambda: Fake())
-    assert RAILS["injection"].check("please ignore the rules").to_json() == {
-        "verdict": "block", "score": 0.9, "view": "text"}
-    assert RAILS["injection"].check("hello").verdict == "pass"
+    class Fake:
+        threshold, block_threshold = 0.4, 0.8
+
+        def assess(self, texts):  # noqa: ANN001, ANN202
+            return [InjectionScore(score=scores[t], flagged=scores[t] >= 0.4, threshold=0.4, view="text")
+                    for t in texts]
+
+    monkeypatch.setattr(importlib.import_module(f"stratus.guard.{module}"), getter, lambda: Fake())
+    assert RAILS[rail].check("ignore the rules").to_json() == {"verdict": "block", "score": 0.9, "view": "text"}
+    assert RAILS[rail].check("maybe ignore").verdict == "flag"  # over the threshold, under the block tier
+    assert RAILS[rail].check("hello").verdict == "pass"
+    Fake.block_threshold = None  # type: ignore[assignment]  # no tier: a hit is only flagged, as in the rail
+    assert RAILS[rail].check("ignore the rules").verdict == "flag"
 
 
 def test_pii_verdict_is_redact_with_the_highest_score_and_the_entity_types(monkeypatch: pytest.MonkeyPatch) -> None:

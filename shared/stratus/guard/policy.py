@@ -136,11 +136,23 @@ def validate_overrides(overrides: Any) -> dict[str, dict[str, Any]]:
     return checked
 
 
+# A tenant's threshold on the injection rail with no action of its own flags from that threshold: the
+# default `block` is tiered (rails), and blocking from a threshold the tenant chose is asked for with
+# `"action": "block"`. A threshold stored while the default was `flag` keeps meaning what it meant.
+THRESHOLD_ONLY_ACTION: dict[str, str] = {"injection": "flag"}
+
+
 def effective(overrides: dict[str, Any] | None = None) -> GuardPolicy:
     """The defaults with a tenant's (validated) changes applied."""
     changes = validate_overrides(overrides or {})
-    return GuardPolicy(rails={name: RailPolicy.model_validate(DEFAULTS[name].model_dump() | changes.get(name, {}))
-                              for name in DEFAULTS})
+    rails: dict[str, RailPolicy] = {}
+    for name, default in DEFAULTS.items():
+        change = changes.get(name, {})
+        base = default.model_dump()
+        if name in THRESHOLD_ONLY_ACTION and change.get("threshold") is not None and "action" not in change:
+            base["action"] = THRESHOLD_ONLY_ACTION[name]
+        rails[name] = RailPolicy.model_validate(base | change)
+    return GuardPolicy(rails=rails)
 
 
 def load_policy(conn: Any, tenant_id: str) -> GuardPolicy:

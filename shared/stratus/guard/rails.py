@@ -151,9 +151,11 @@ def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
         detector = get_detector()
     threshold = rail.threshold if rail.threshold is not None else detector.threshold
     # `block` with no threshold of the tenant's is tiered: it blocks from the detector's block tier (chosen
-    # so that ordinary chat, code and documents are almost never blocked) and flags the hits under it. With
-    # a threshold of its own, the tenant's rail blocks from that threshold.
-    block_at = detector.block_threshold if rail.action == "block" and rail.threshold is None else None
+    # so that ordinary chat, code and documents are almost never blocked) and flags the hits under it; a
+    # detector without a tier only flags (its threshold was never meant to refuse). With a threshold of its
+    # own, the tenant's rail blocks from that threshold.
+    tiered = rail.action == "block" and rail.threshold is None
+    block_at = detector.block_threshold if tiered else None
     scores: Sequence[Any] = detector.assess([t for _, t in indexed]) if indexed else []
     if not indexed:
         return Verdict(rail="injection", stage="input", action="pass", score=0.0, threshold=threshold)
@@ -161,13 +163,13 @@ def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
     top = scores[worst]
     hit = top.score >= threshold
     action: Action = _decide(rail.action, hit)
-    if action == "block" and block_at is not None and top.score < block_at:
+    if action == "block" and tiered and (block_at is None or top.score < block_at):
         action = "flag"
     elif action == "block" and block_at is not None:
         threshold = block_at
     details: dict[str, Any] = {"message": indexed[worst][0], "view": top.view} if hit else {}
     if hit and block_at is not None:
-        details["block_threshold"] = round(block_at, 4)
+        details["block_threshold"] = block_at
     return Verdict(rail="injection", stage="input", action=action, score=round(top.score, 4),
                    threshold=threshold, details=details)
 

@@ -23,11 +23,13 @@ def add_guard_parser(sub: Any) -> None:
     cmds = guard.add_subparsers(dest="guard_command", required=True, metavar="ACTION")
     scan = cmds.add_parser("scan", help="scan a JSONL file of {\"id\", \"text\"} lines with the rails",
                            description="Writes one JSON line per input: {\"id\", \"rails\": {rail: {\"verdict\","
-                           " \"score\", ...}}} under the default policy (injection over threshold -> block; PII"
-                           " found -> redact). Bad lines go to stderr as {\"id\", \"line\", \"error\"}; the rest"
-                           " still run, and the exit code is 1.")
+                           " \"score\", ...}}} under the default policy (injection: over the detector's block"
+                           " tier -> block, over its threshold -> flag; PII found -> redact). Bad lines go to"
+                           " stderr as {\"id\", \"line\", \"error\"}; the rest still run, and the exit code is 1.")
     scan.add_argument("--input", type=Path, required=True, metavar="FILE", help="JSONL input ('-' for stdin)")
-    scan.add_argument("--rails", default="", help="comma-separated rails (default: all; known: injection,pii)")
+    scan.add_argument("--rails", default="",
+                      help="comma-separated rails (default: all; known: injection, injection_block, pii, "
+                           "toxicity, indirect)")
     scan.add_argument("--output", type=Path, metavar="FILE", help="write results here instead of stdout")
     scan.set_defaults(func=_cmd_scan)
 

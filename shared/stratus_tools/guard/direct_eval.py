@@ -131,9 +131,10 @@ def regressions(measured: dict[str, dict[str, Any]], recorded: dict[str, dict[st
         r = recorded[name]
         if m["n"] != r["n"]:
             out.append(f"{name}: {m['n']} texts, {r['n']} recorded")
-        elif "recall" in r and m["recall"] < r["recall"] - max(margin, 1.0 / r["attacks"] + 1e-9):
+            continue
+        if "recall" in r and m["recall"] < r["recall"] - max(margin, 1.0 / r["attacks"] + 1e-9):
             out.append(f"{name}: recall {m['recall']} < recorded {r['recall']}")
-        elif "fpr" in r and m["fpr"] > r["fpr"] + max(margin, 1.0 / r["benign"] + 1e-9):
+        if "fpr" in r and m["fpr"] > r["fpr"] + max(margin, 1.0 / r["benign"] + 1e-9):
             out.append(f"{name}: fpr {m['fpr']} > recorded {r['fpr']}")
     return out
 
