@@ -56,15 +56,12 @@ def run_demo(*, corpus: Path = DEMO_CORPUS, queries: tuple[str, ...] = DEMO_QUER
 
 
 def refused_attack(client: Any) -> list[str]:
-    """The tenant's guard policy changed to block injections, then an attack sent: a 400 naming the rail."""
+    """An attack sent under the default guard policy, which blocks injections from the detector's block
+    tier: a 400 naming the rail."""
     import openai
 
-    from stratus.db.connection import get_connection
-    from stratus.guard.policy import set_policy
-
-    set_policy(get_connection(), DEMO_TENANT, {"injection": {"action": "block"}})
-    lines = [f"Guard policy of tenant {DEMO_TENANT}: injection -> block (PUT /v1/admin/tenants/{DEMO_TENANT}/guard)",
-             f"Attack: {ATTACK}"]
+    lines = [f"Guard policy of tenant {DEMO_TENANT}: the default (injection -> block from its block tier, "
+             f"flag under it; GET /v1/admin/tenants/{DEMO_TENANT}/guard)", f"Attack: {ATTACK}"]
     try:
         client.chat.completions.create(model=DEMO_MODEL, messages=[{"role": "user", "content": ATTACK}])
     except openai.BadRequestError as err:
