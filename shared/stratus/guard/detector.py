@@ -32,6 +32,14 @@ def block_tier(model_name: str) -> float | None:
     return float(tier["block_threshold"]) if tier else None
 
 
+def tier_action(score: float, threshold: float, block_at: float | None) -> str:
+    """`block` as it is tiered: blocked from the block tier, flagged from the threshold under it (without a
+    tier, only flagged), else passed."""
+    if block_at is not None and score >= block_at:
+        return "block"
+    return "flag" if score >= threshold else "pass"
+
+
 class _Thresholded(Protocol):
     threshold: float
 

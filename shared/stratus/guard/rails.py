@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
+from stratus.guard.detector import tier_action
 from stratus.guard.policy import REQUEST_ENTITIES, GuardPolicy
 from stratus.llm.types import ContextPassage, Message
 from stratus.spans import Span, span
@@ -162,11 +163,11 @@ def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
     worst = max(range(len(scores)), key=lambda j: scores[j].score)
     top = scores[worst]
     hit = top.score >= threshold
-    action: Action = _decide(rail.action, hit)
-    if action == "block" and tiered and (block_at is None or top.score < block_at):
-        action = "flag"
-    elif action == "block" and block_at is not None:
-        threshold = block_at
+    if tiered:
+        action = cast(Action, tier_action(top.score, threshold, block_at))
+        threshold = block_at if action == "block" and block_at is not None else threshold
+    else:
+        action = _decide(rail.action, hit)
     details: dict[str, Any] = {"message": indexed[worst][0], "view": top.view} if hit else {}
     if hit and block_at is not None:
         details["block_threshold"] = block_at

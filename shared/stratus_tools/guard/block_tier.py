@@ -32,9 +32,9 @@ from stratus.guard.direct import DEFAULT_MODEL as DIRECT_MODEL
 from stratus.guard.direct import DirectModel
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_MODEL
 from stratus.guard.injection import InjectionModel
-from stratus_tools.guard.direct_eval import Scored, metrics_at, score_sources, score_texts
+from stratus_tools.guard.direct_eval import Scored, metrics_at, sampled, score_sources, score_texts
 from stratus_tools.guard.injection_sources import CHAT_FPR, by_role
-from stratus_tools.guard.training import threshold_at_fpr
+from stratus_tools.guard.train_direct import binding_threshold, judged_at
 
 BLOCK_FPR = CHAT_FPR
 RULE = (f"lowest score with FPR <= {BLOCK_FPR} on every benign threshold source (chat, prompts, code, "
@@ -50,19 +50,20 @@ def scorer(name: str) -> Callable[[list[str]], np.ndarray]:
     return lambda texts: score_texts(direct, texts)
 
 
+def _pairs(scored: Scored) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {name: (s, y) for name, (s, y, _) in scored.items()}
+
+
 def choose(scored: Scored, max_fpr: float = BLOCK_FPR) -> tuple[float, str]:
     """The tier and the source that bound it: the lowest score keeping FPR <= max_fpr on every benign
-    source of `scored`."""
-    limits = [(threshold_at_fpr(s, y, max_fpr), name) for name, (s, y, _) in scored.items() if (y == 0).any()]
-    return max(limits)
+    source of `scored` (train_direct's rule, one limit for all)."""
+    return binding_threshold(_pairs(scored), max_fpr)
 
 
 def judged(scored: Scored, threshold: float) -> dict[str, Any]:
     """Pooled attack recall and each benign source's FPR on the choosing sources, at `threshold`."""
-    pos = np.concatenate([s[y == 1] for s, y, _ in scored.values()])
-    return {"recall": round(float((pos >= threshold).mean()), 4),
-            "fpr": {name: round(float((s[y == 0] >= threshold).mean()), 4)
-                    for name, (s, y, _) in scored.items() if (y == 0).any()}}
+    at = judged_at(_pairs(scored), threshold)
+    return at | {"recall": round(at["recall"], 4)}
 
 
 def tier(name: str, caps: dict[str, int]) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def tier(name: str, caps: dict[str, int]) -> dict[str, Any]:
         "threshold_sources": {"at_block_threshold": judged(choosing, threshold),
                               "at_threshold": judged(choosing, flag)},
         "metrics": metrics_at(report, threshold),
-        "ci_sample": {"caps": caps, "metrics": metrics_at(score_sources(score, by_role("report"), caps), threshold)},
+        "ci_sample": {"caps": caps, "metrics": metrics_at(sampled(report, caps), threshold)},
     }
 
 

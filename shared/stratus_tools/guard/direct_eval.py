@@ -85,11 +85,14 @@ def source_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> 
     return out
 
 
+SAMPLE_SEED = 20
+
+
 def seeded_sample(texts: list[str], labels: list[int], cap: int | None) -> tuple[list[str], list[int]]:
     """At most `cap` texts, a seeded sample in the source's order (the CI check's sample; None keeps all)."""
     if cap is None:
         return texts, labels
-    kept = seeded_subset(list(zip(texts, labels, strict=True)), cap, seed=20)
+    kept = seeded_subset(list(zip(texts, labels, strict=True)), cap, seed=SAMPLE_SEED)
     return [t for t, _ in kept], [y for _, y in kept]
 
 
@@ -104,6 +107,16 @@ def score_sources(score: Callable[[list[str]], np.ndarray], sources: Sequence[So
     for src in sources:
         texts, labels = seeded_sample(*src.load(), cap.get(src.name) if isinstance(cap, dict) else cap)
         out[src.name] = (score(texts), np.asarray(labels, dtype=np.int8), src.role)
+    return out
+
+
+def sampled(scored: Scored, caps: dict[str, int]) -> Scored:
+    """Sources already scored whole, cut to their CI samples: the same texts seeded_sample keeps (the
+    sample depends only on a source's length), without loading or scoring them again."""
+    out: Scored = {}
+    for name, (s, y, role) in scored.items():
+        keep = np.asarray(seeded_subset(range(len(y)), caps[name], seed=SAMPLE_SEED), dtype=np.int64)
+        out[name] = (s[keep], y[keep], role)
     return out
 
 

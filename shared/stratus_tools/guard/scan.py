@@ -68,30 +68,28 @@ def _only(measurements: list[Measurement], datasets: frozenset[str] | None) -> l
 # --- injection --------------------------------------------------------------------------------------
 
 
-def _tiered(score: float, threshold: float, block_at: float | None) -> str:
-    """The input rail's `block` with the detector's own thresholds: blocked from the block tier, flagged
-    from the threshold (stratus.guard.rails)."""
-    return "block" if block_at is not None and score >= block_at else "flag" if score >= threshold else "pass"
+def _tiered_check(detector: Any, text: str) -> RailResult:
+    """One text as the input rail judges it under `block`: blocked from the detector's block tier, flagged
+    from its threshold (stratus.guard.detector.tier_action)."""
+    from stratus.guard.detector import tier_action
+
+    assessed = detector.assess([text])[0]
+    return RailResult(tier_action(assessed.score, detector.threshold, detector.block_threshold), assessed.score,
+                      {"view": assessed.view})
 
 
 def _injection_check(text: str) -> RailResult:
     from stratus.guard.direct import get_direct_detector
 
     # What a caller sends: the embedding detector (injection-v6), as the input rail runs it under `block`.
-    detector = get_direct_detector()
-    assessed = detector.assess([text])[0]
-    return RailResult(_tiered(assessed.score, detector.threshold, detector.block_threshold), assessed.score,
-                      {"view": assessed.view})
+    return _tiered_check(get_direct_detector(), text)
 
 
 def _default_injection_check(text: str) -> RailResult:
     from stratus.guard.injection import get_detector
 
     # The default input rail: injection-v3 under the default `block`, tiered.
-    detector = get_detector()
-    assessed = detector.assess([text])[0]
-    return RailResult(_tiered(assessed.score, detector.threshold, detector.block_threshold), assessed.score,
-                      {"view": assessed.view})
+    return _tiered_check(get_detector(), text)
 
 
 def _default_injection_evaluate(datasets: frozenset[str] | None = None) -> list[Measurement]:

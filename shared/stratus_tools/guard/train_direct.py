@@ -78,12 +78,26 @@ def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float, iterations:
     return w.astype(np.float32), float(b)
 
 
-def choose_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]], max_fpr: float | dict[str, float]) -> float:
+def binding_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]],
+                      max_fpr: float | dict[str, float]) -> tuple[float, str]:
     """The lowest threshold keeping the FPR at or under max_fpr (one limit, or one per source name, TARGET_FPR
-    for a source not named) on every threshold source with benign rows."""
+    for a source not named) on every source with benign rows, and the source that bound it."""
     def limit(name: str) -> float:
         return max_fpr.get(name, TARGET_FPR) if isinstance(max_fpr, dict) else float(max_fpr)
-    return max(threshold_at_fpr(s, y, limit(name)) for name, (s, y) in scores.items() if (y == 0).any())
+    return max((threshold_at_fpr(s, y, limit(name)), name) for name, (s, y) in scores.items() if (y == 0).any())
+
+
+def choose_threshold(scores: dict[str, tuple[np.ndarray, np.ndarray]], max_fpr: float | dict[str, float]) -> float:
+    """binding_threshold's threshold alone (our rule on the threshold sources)."""
+    return binding_threshold(scores, max_fpr)[0]
+
+
+def judged_at(scores: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float) -> dict[str, Any]:
+    """At `threshold`: the pooled attack recall (unrounded) and each benign source's FPR."""
+    pos = np.concatenate([s[y == 1] for s, y in scores.values()])
+    fpr = {name: round(float((s[y == 0] >= threshold).mean()), 4) for name, (s, y) in scores.items()
+           if (y == 0).any()}
+    return {"recall": float((pos >= threshold).mean()), "fpr": fpr}
 
 
 def fpr_limits(sources: list[Source]) -> dict[str, float]:
@@ -98,9 +112,7 @@ def on_threshold_sources(model: DirectModel, held: dict[str, tuple[list[str], li
     record rounds it."""
     scored = {name: (score_texts(model, t), np.asarray(y, dtype=np.int8)) for name, (t, y) in held.items()}
     thr = choose_threshold(scored, limits or {})
-    pos = np.concatenate([s[y == 1] for s, y in scored.values()])
-    fpr = {name: round(float((s[y == 0] >= thr).mean()), 4) for name, (s, y) in scored.items() if (y == 0).any()}
-    return {"threshold": thr, "recall": float((pos >= thr).mean()), "fpr": fpr}
+    return {"threshold": thr} | judged_at(scored, thr)
 
 
 def texts_digest(texts: list[str]) -> dict[str, Any]:
