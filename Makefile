@@ -79,9 +79,12 @@ pgbouncer:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
 	  $$SUDO apt-get install -y -q pgbouncer || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q pgbouncer; }; }
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them (its module
+# fixtures, a local stack say, are set up once); TEST_WORKERS=0 runs it in this process alone.
+TEST_WORKERS ?= 2
 test: venv tools phoenix compat chromium pgbouncer
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: venv
 	$(BIN)/pytest -q -m unit

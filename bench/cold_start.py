@@ -222,13 +222,13 @@ def contract_stack(work: Path, builds: dict[str, Any], names: tuple[str, ...]) -
 
 
 def private_layers(work: Path) -> dict[str, Path]:
-    """The contract tier's layer builds (built there if missing), hard-linked into `work` with the library
-    refreshed in that copy: another session's refresh of the shared builds (`--code-only` replaces the
-    stratus package) cannot change the layers under a running benchmark."""
+    """The contract tier's layer builds (built or refreshed there first), hard-linked into `work`: another
+    session's later refresh of the shared builds (`--code-only` deletes the stratus package and copies it
+    anew) cannot change the layers under a running benchmark."""
     shared = build_layers(CACHE / "layers")
     for folder in shared.values():
         subprocess.run(["cp", "-al", str(folder), str(work / "layers" / folder.name)], check=True)
-    return build_layers(work / "layers")  # the copies' python/ exists: the library is copied afresh
+    return build_layers(work / "layers")  # the copies carry the shared builds' library stamp: nothing to redo
 
 
 def run(*, runs: int, names: tuple[str, ...], warm_up: bool = True, peer: bool = True) -> dict[str, Any]:

@@ -12,6 +12,9 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# What the Lambda runtime sets per invocation (stratus.lambda_web.TRACE_VARIABLE; not imported here, so that
+# collecting the tests imports nothing of the library).
+TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
 TIERS = ("unit", "integration", "e2e", "infra", "lambda_contract", "fuzz")
 
 
@@ -20,6 +23,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         if parts and parts[0] in TIERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+@pytest.fixture(autouse=True)
+def _no_invocation_trace_left_behind() -> Iterator[None]:
+    """The gateway publishes an invocation's X-Ray trace as _X_AMZN_TRACE_ID, as the Lambda runtime does, and
+    a test that calls it in process would leave it set: every later subprocess (a `stratus dev`, say) would
+    then continue that one trace. Put back what was there before each test."""
+    before = os.environ.get(TRACE_VARIABLE)
+    yield
+    if before is None:
+        os.environ.pop(TRACE_VARIABLE, None)
+    else:
+        os.environ[TRACE_VARIABLE] = before
 
 
 @pytest.fixture(scope="session")

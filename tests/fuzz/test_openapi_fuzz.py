@@ -24,8 +24,8 @@ import pytest
 from tests.integration.gateway_support import tenant_with_key
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = int(os.environ.get("STRATUS_FUZZ_EXAMPLES", "50"))  # per operation and mode
-BUDGET_S = float(os.environ.get("STRATUS_FUZZ_BUDGET_S", "100"))  # the whole run: stop generating after it
+EXAMPLES = int(os.environ.get("STRATUS_FUZZ_EXAMPLES", "25"))  # per operation and mode
+BUDGET_S = float(os.environ.get("STRATUS_FUZZ_BUDGET_S", "60"))  # the whole run: stop generating after it
 REPORT = os.environ.get("STRATUS_FUZZ_REPORT")  # where to write the run's figures (JSON)
 SCOPES = ("inference", "documents", "admin")
 

@@ -2,7 +2,7 @@
 
 - Layers: the same build recipes and trimming the deploy uses (layers/<name>/build.sh), built for this
   machine (`--native`, as layers/*/check.sh do) and cached by the hash of their recipe; the library in
-  CommonLayer is refreshed from shared/stratus on every run (`--code-only`).
+  CommonLayer is refreshed from shared/stratus (`--code-only`) whenever it changed.
 - Runtime: what the python3.12 runtime puts on sys.path besides the layers (boto3 and its dependencies)
   plus the Runtime Interface Client, pinned from requirements.lock.
 - Environment: template.yaml's Globals and the function's own variables, resolved against the local
@@ -13,11 +13,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,32 +56,78 @@ def _digest(paths: list[Path], extra: str = "") -> str:
 
 
 def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "ingest")) -> dict[str, Path]:
-    """Layer name -> its build folder (holding python/), native builds cached across runs."""
+    """Layer name -> its build folder (holding python/), native builds cached across runs. Test processes
+    running side by side (pytest -n) share the cache: one builds while the others wait, and the library is
+    copied again only when it changed, never under a function process that runs from it."""
     env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
     shared = [LAYERS / "lib.sh", LAYERS / "trim.sh"]
     out = {}
-    for name in names:
-        recipe = sorted(p for p in (LAYERS / name).iterdir() if p.is_file())
-        folder = cache / f"{name}-{_digest(shared + recipe, sys.version)}"
-        if not (folder / "python").is_dir():
-            subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--native"], check=True,
-                           env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)
-        elif name == "common":  # the library changes more often than its dependencies
-            subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--code-only"], check=True,
-                           env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)
-        out[name] = folder
+    with _exclusive(cache):
+        for name in names:
+            recipe = sorted(p for p in (LAYERS / name).iterdir() if p.is_file())
+            folder = cache / f"{name}-{_digest(shared + recipe, sys.version)}"
+            if not (folder / "python").is_dir():
+                subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--native"], check=True,
+                               env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)
+                _stamp_library(folder)
+            elif name == "common" and _stale_library(folder):  # the library changes more often than the rest
+                subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--code-only"], check=True,
+                               env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)
+                _stamp_library(folder)
+            out[name] = folder
     return out
+
+
+@contextmanager
+def _exclusive(cache: Path) -> Iterator[None]:
+    """Holds the cache's build lock (an flock, released if the process dies)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _library_digest() -> str:
+    """What CommonLayer's `--code-only` copies: shared/stratus (no bytecode), the migrations, the prompts."""
+    files = [p for p in (ROOT / "shared" / "stratus").rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    files += list((ROOT / "infra" / "db" / "migrations").glob("*.sql")) + list((ROOT / "prompts").glob("*/*.yaml"))
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _library_stamp(folder: Path) -> Path:
+    return folder / "library.sha256"
+
+
+def _stamp_library(folder: Path) -> None:
+    """Records the library digest the build holds (a new file: a hard-linked copy keeps its own stamp)."""
+    tmp = folder / "library.sha256.tmp"
+    tmp.write_text(_library_digest())
+    tmp.replace(_library_stamp(folder))
+
+
+def _stale_library(folder: Path) -> bool:
+    stamp = _library_stamp(folder)
+    return not stamp.is_file() or stamp.read_text() != _library_digest()
 
 
 def build_runtime(cache: Path) -> Path:
     """boto3 (as the runtime ships it) and awslambdaric, installed for this interpreter."""
     pins = _pins(RUNTIME_PACKAGES)
     folder = cache / f"runtime-{_digest([], ' '.join(pins) + sys.version)}"
-    if not folder.is_dir():
-        tmp = folder.with_suffix(".tmp")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--no-deps", "--only-binary=:all:", "--target", str(tmp), *pins], check=True)
-        tmp.rename(folder)
+    with _exclusive(cache):
+        if not folder.is_dir():
+            tmp = folder.with_suffix(".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)  # what a killed build left
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                            "--no-deps", "--only-binary=:all:", "--target", str(tmp), *pins], check=True)
+            tmp.rename(folder)
     return folder
 
 

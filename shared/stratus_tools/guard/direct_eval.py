@@ -7,6 +7,7 @@ the same text always gives the same vector, so the cache can only save time, nev
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,9 @@ def cached_vectors(texts: Sequence[str], folder: Path, embed: Callable[[list[str
         idx = order[start : start + 32]
         out[idx] = embed([texts[j] for j in idx])
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, out)
+    tmp = path.with_name(f"{key}.{os.getpid()}.tmp.npy")  # whole or absent: another process may read it now
+    np.save(tmp, out)
+    tmp.replace(path)
     return out
 
 

