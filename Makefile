@@ -80,8 +80,10 @@ pgbouncer:
 	  $$SUDO apt-get install -y -q pgbouncer || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q pgbouncer; }; }
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them (its module
-# fixtures, a local stack say, are set up once); TEST_WORKERS=0 runs it in this process alone.
-TEST_WORKERS ?= 2
+# fixtures, a local stack say, are set up once, and its fixed data folders are its own); TEST_WORKERS=0 runs
+# it in this process alone, the default with DATABASE_URL set (the processes would share that one server,
+# and the outage tests end every application connection on it).
+TEST_WORKERS ?= $(if $(DATABASE_URL),0,2)
 test: venv tools phoenix compat chromium pgbouncer
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile

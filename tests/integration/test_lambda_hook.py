@@ -176,3 +176,87 @@ def test_trace_headers_reach_the_function_from_invoke_and_from_a_step_functions_
         assert recorder.headers == [header, None]
     finally:
         lambdas.unregister(name)
+
+
+PROBE = textwrap.dedent(
+    """\
+    import threading
+
+    from stratus.db.connection import get_connection
+
+    _twins = threading.Barrier(2, timeout=20)
+
+    def handler(event, context):
+        if event.get("twin"):
+            _twins.wait()  # returns only if another invocation runs at the same time
+        conn = get_connection()
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.rollback()
+        return {"thread": threading.current_thread().name, "backend": backend}
+    """
+)
+
+
+def _probe(folder: Path) -> Any:
+    from stratus_tools.local.lambdas import LocalFunction
+
+    (folder / "app.py").write_text(PROBE)
+    return LocalFunction("Probe", "stratus-local-Probe", folder, "app.handler")
+
+
+def _invoke(fn: Any, event: dict[str, Any]) -> dict[str, Any]:
+    payload, errored, _ = fn.invoke(event, region="us-east-1", account_id="123456789012")
+    assert not errored, payload
+    result: dict[str, Any] = json.loads(payload)
+    return result
+
+
+def _backends_left(pg_url: str, backends: set[int], wait_s: float = 10) -> set[int]:
+    """Which of `backends` are still connected once they have had `wait_s` to go."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # autocommit: each poll sees a fresh snapshot
+        deadline = time.monotonic() + wait_s
+        while True:
+            alive = {r[0] for r in admin.execute("SELECT pid FROM pg_stat_activity")} & backends
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.1)
+
+
+def test_invocations_run_on_warm_environments_that_keep_their_connection(pg_url: str, tmp_path: Path) -> None:
+    """As on Lambda: one invocation after another reuses the warm environment and its database connection;
+    two at once run on two environments; closing the function closes what its environments kept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fn = _probe(tmp_path)
+    try:
+        first, second = _invoke(fn, {}), _invoke(fn, {})
+        assert first == second  # the same environment, the same connection
+        with ThreadPoolExecutor(2) as pool:
+            twins = list(pool.map(lambda event: _invoke(fn, event), [{"twin": True}] * 2))
+        assert len({t["thread"] for t in twins}) == len({t["backend"] for t in twins}) == 2
+        assert first in twins  # the warm environment served one of them
+    finally:
+        fn.close()
+    assert _backends_left(pg_url, {t["backend"] for t in twins}) == set()
+
+
+def test_an_idle_environment_ends_and_closes_its_connection(pg_url: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from stratus_tools.local import lambdas
+
+    monkeypatch.setattr(lambdas, "IDLE_RETIRE_S", 0.3)
+    fn = _probe(tmp_path)
+    try:
+        first = _invoke(fn, {})
+        time.sleep(1.0)
+        assert _backends_left(pg_url, {first["backend"]}) == set()
+        again = _invoke(fn, {})  # a cold environment, a new connection
+        assert again["thread"] != first["thread"] and again["backend"] != first["backend"]
+    finally:
+        fn.close()

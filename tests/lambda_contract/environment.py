@@ -58,7 +58,8 @@ def _digest(paths: list[Path], extra: str = "") -> str:
 def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "ingest")) -> dict[str, Path]:
     """Layer name -> its build folder (holding python/), native builds cached across runs. Test processes
     running side by side (pytest -n) share the cache: one builds while the others wait, and the library is
-    copied again only when it changed, never under a function process that runs from it."""
+    copied again only when it changed, so never during a run that leaves shared/stratus alone (an edit made
+    while a run goes on replaces the package under the other process's functions)."""
     env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
     shared = [LAYERS / "lib.sh", LAYERS / "trim.sh"]
     out = {}
@@ -66,10 +67,14 @@ def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "inge
         for name in names:
             recipe = sorted(p for p in (LAYERS / name).iterdir() if p.is_file())
             folder = cache / f"{name}-{_digest(shared + recipe, sys.version)}"
-            if not (folder / "python").is_dir():
+            if not (folder / "python").is_dir():  # built aside and renamed: a killed build leaves no layer
+                tmp = folder.with_suffix(".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(folder, ignore_errors=True)
                 subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--native"], check=True,
-                               env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)
-                _stamp_library(folder)
+                               env={**env, "LAYER_BUILD_DIR": str(tmp)}, stdout=subprocess.DEVNULL)
+                _stamp_library(tmp)
+                tmp.rename(folder)
             elif name == "common" and _stale_library(folder):  # the library changes more often than the rest
                 subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--code-only"], check=True,
                                env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)

@@ -185,7 +185,9 @@ def _python_shim(folder: Path) -> Path:
     shim.mkdir(parents=True, exist_ok=True)
     script = shim / "python"
     text = f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n'
-    if not script.exists() or script.read_text() != text:
-        script.write_text(text)
-        script.chmod(0o755)
+    if not script.exists() or script.read_text() != text:  # whole and executable, or the old one: another
+        tmp = shim / f"python.{os.getpid()}.tmp"            # test process may run it at this moment
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(script)
     return shim

@@ -6,6 +6,13 @@ tests/integration/test_lambda_hook.py) so that every path that invokes a functio
 `lambda.invoke`, a Step Functions task, an S3 or SQS trigger — runs functions/<name>/app.py here.
 Each function's module is loaded once (a warm container) under a unique module name, by file path.
 
+Invocations run on execution environments, as on Lambda: an environment is a thread that serves one
+invocation at a time and is kept warm between them, and a second concurrent invocation starts an environment
+of its own; one idle for IDLE_RETIRE_S ends. What a handler keeps per thread, its database connection above
+all, therefore lives on from one invocation to the next (not one connection per Step Functions task thread,
+as when handlers ran on the caller's thread). `LocalFunction.close` (the stack's stop) closes each
+environment's connections.
+
 X-Ray trace headers travel as on AWS: an Invoke request's `X-Amzn-Trace-Id` header (a traced Step
 Functions task sends it, stratus_tools.local.sync_executions; so does the SQS poller for a message with an
 AWSTraceHeader) reaches the function as its invocation's trace header (`trace_header=`). The in-process
@@ -14,21 +21,29 @@ handlers run untraced and ignore it; the Lambda-contract tier's processes get it
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import json
 import logging
+import queue
 import sys
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# An environment with no invocation for this long ends and closes its connections, as Lambda reclaims idle
+# execution environments (after minutes; the time is not documented): a long `stratus dev` does not keep
+# its busiest minute's connections for ever.
+IDLE_RETIRE_S = 300.0
 
 
 @dataclass
@@ -64,6 +79,54 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class ExecutionEnvironment:
+    """One warm execution environment of a function: a thread that runs its invocations one at a time and
+    ends after IDLE_RETIRE_S without one, if `retire` takes it out of its function's idle list first."""
+
+    def __init__(self, name: str, retire: Callable[[ExecutionEnvironment], bool]) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._retire = retire
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, call: Callable[[], T]) -> T:
+        """`call()` on this environment's thread, in the caller's context (its contextvars); its result or
+        its exception."""
+        future: Future[T] = Future()
+        context = contextvars.copy_context()
+
+        def task() -> None:
+            try:
+                future.set_result(context.run(call))
+            except BaseException as err:  # handed to the caller, who raises it
+                future.set_exception(err)
+
+        self._calls.put(task)
+        return future.result()
+
+    def close(self, wait_s: float = 0.0) -> None:
+        """Ends the thread once it is idle (waiting up to `wait_s` for that); it closes the database
+        connections its invocations kept."""
+        self._calls.put(None)
+        if wait_s:
+            self._thread.join(wait_s)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                task = self._calls.get(timeout=IDLE_RETIRE_S)
+            except queue.Empty:
+                if self._retire(self):  # nobody can hand it an invocation any more
+                    break
+                continue  # just taken for an invocation: it is on its way
+            if task is None:
+                break
+            task()
+        from stratus.db.connection import close_connection
+
+        close_connection()
+
+
 @dataclass
 class LocalFunction:
     """A template function: which file and attribute handle it, and its configured limits."""
@@ -77,7 +140,11 @@ class LocalFunction:
     # Behind the Lambda Web Adapter: an HTTP app, which local mode serves over HTTP (stratus dev), not by invoke.
     web_app: bool = False
     _fn: Callable[[Any, Any], Any] | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # loading the handler
+    _pool_lock: threading.Lock = field(default_factory=threading.Lock)  # the environments below
+    _idle: list[ExecutionEnvironment] = field(default_factory=list)  # warm, waiting for an invocation
+    _started: int = 0  # environments started, for their thread names
+    _closed: bool = False
 
     @property
     def path(self) -> Path:
@@ -112,8 +179,49 @@ class LocalFunction:
 
     def invoke(self, event: Any, *, region: str, account_id: str,
                trace_header: str | None = None) -> tuple[str, bool, str]:
-        """Run the handler: (payload JSON, errored, log text), the triple moto's backend expects. The trace
-        header is not used: in process, handlers run with tracing off."""
+        """Run the handler on a warm execution environment (an idle one, else a new one): (payload JSON,
+        errored, log text), the triple moto's backend expects. The trace header is not used: in process,
+        handlers run with tracing off."""
+        environment = self._checkout()
+        try:
+            return environment.run(lambda: self._run_handler(event, region, account_id))
+        finally:
+            self._checkin(environment)
+
+    def close(self) -> None:
+        """Ends the idle environments (each closing its connections), and each busy one when its invocation
+        returns."""
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for environment in idle:
+            environment.close(wait_s=5.0)
+
+    def _checkout(self) -> ExecutionEnvironment:
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+            self._started += 1
+            started = self._started
+        return ExecutionEnvironment(f"lambda-{self.logical_id}-{started}", self._retire)
+
+    def _checkin(self, environment: ExecutionEnvironment) -> None:
+        with self._pool_lock:
+            if not self._closed:
+                self._idle.append(environment)
+                return
+        environment.close()
+
+    def _retire(self, environment: ExecutionEnvironment) -> bool:
+        """Takes an environment that has idled IDLE_RETIRE_S out of the idle list; False if it was just
+        taken for an invocation."""
+        with self._pool_lock:
+            if environment in self._idle:
+                self._idle.remove(environment)
+                return True
+            return False
+
+    def _run_handler(self, event: Any, region: str, account_id: str) -> tuple[str, bool, str]:
         context = LambdaContext(self.name, self.memory_mb, self.timeout_s, region, account_id)
         started = time.perf_counter()
         errored = False

@@ -172,6 +172,7 @@ class LocalStack:
         if self.resources is not None:
             for fn in self.resources.functions.values():
                 lambdas.unregister(fn.name)
+                fn.close()  # its warm execution environments, and the connections they kept
             lambdas.uninstall_hook()
             self.resources = None
         if self._state_written:
