@@ -127,8 +127,18 @@ def test_hook_is_removed_when_the_stack_stops(echo_stack: LocalStack) -> None:
     with pytest.raises(RuntimeError, match="already running"):
         LocalStack(echo_stack.settings, template_path=echo_stack.template_path).start()
     assert LambdaFunction._invoke_lambda is lambdas._invoke_local
+    echo_stack.client("lambda").invoke(FunctionName=echo_stack.function_name("EchoFunction"), Payload=b"{}")
+    assert _environments("EchoFunction")  # the invocation's environment stays warm
     echo_stack.stop()
     assert LambdaFunction._invoke_lambda is not lambdas._invoke_local
+    assert _environments("EchoFunction") == []  # the stop ended it
+
+
+def _environments(logical_id: str) -> list[str]:
+    """The live execution environments of a function (their threads are named after it)."""
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith(f"lambda-{logical_id}-") and t.is_alive()]
 
 
 class TraceRecorder:

@@ -85,6 +85,12 @@ def test_parse_line_rejects_a_boolean_id() -> None:
     assert isinstance(error, LineError) and "(bool)" in error.error
 
 
+def test_parse_line_names_a_number_json_reads_but_python_cannot_hold() -> None:
+    # json raises a plain ValueError (not a JSONDecodeError) for an integer past Python's digit limit
+    error = parse_line(4, '{"id": 1, "text": "x", "n": ' + "9" * 5000 + "}")
+    assert isinstance(error, LineError) and error.error.startswith("line 4: not JSON (Exceeds the limit")
+
+
 def test_result_json_carries_rail_details_next_to_verdict_and_rounded_score() -> None:
     result = RailResult("redact", 0.123456, {"entities": ["EMAIL"]})
     assert result.to_json() == {"verdict": "redact", "score": 0.1235, "entities": ["EMAIL"]}

@@ -146,7 +146,8 @@ INDIRECT_TEST = "indirect-test"
 
 def dataset_name(src: Any) -> str:
     """The name a report source is measured (and gated in thresholds.json) under."""
-    return {"benign-chat-openers": "benign-chat"}.get(src.name, src.name)
+    name: str = src.name
+    return {"benign-chat-openers": "benign-chat"}.get(name, name)
 
 
 def _injection_evaluate(datasets: frozenset[str] | None = None) -> list[Measurement]:
@@ -258,13 +259,13 @@ RAILS: dict[str, Rail] = {
                             _default_injection_evaluate,
                             "the default input rail (n-gram detector); over its block tier -> block, over its "
                             "threshold -> flag (measured: blocked)"),
-    "pii": Rail("pii", _pii_check, _pii_load, lambda datasets=None: _only(_pii_evaluate(), datasets),
+    "pii": Rail("pii", _pii_check, _pii_load, lambda datasets: _only(_pii_evaluate(), datasets),
                 "Presidio PII detection; any finding -> redact (score = highest finding)"),
     "toxicity": Rail("toxicity", _toxicity_check, _toxicity_load,
-                     lambda datasets=None: _only(_toxicity_evaluate(), datasets),
+                     lambda datasets: _only(_toxicity_evaluate(), datasets),
                      "toxicity classifier on answers (whole text and each sentence); over threshold -> block"),
     "indirect": Rail("indirect", indirect_eval.check, indirect_eval.load,
-                     lambda datasets=None: _only(indirect_eval.evaluate(), datasets),
+                     lambda datasets: _only(indirect_eval.evaluate(), datasets),
                      "instructions to the model inside documents / tool results (highest window); over -> flag"),
 }
 
@@ -306,14 +307,14 @@ def parse_line(number: int, raw: str) -> tuple[str | int, str] | LineError:
     """(id, text) from one input line, or an error naming the line and the field."""
     try:
         row = json.loads(raw)
-    except ValueError as exc:
-        return LineError(number, None, f"line {number}: not JSON ({exc.msg})")
+    except ValueError as exc:  # a JSONDecodeError, or an integer past Python's digit limit
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return LineError(number, None, f"line {number}: not JSON ({reason})")
     if not isinstance(row, dict):
         return LineError(number, None, f"line {number}: expected a JSON object, got {type(row).__name__}")
     ident = row.get("id")
     # bool is an int subclass; an id of true is almost certainly a mistake.
-    id_ok = isinstance(ident, str | int) and not isinstance(ident, bool)
-    if "id" not in row or not id_ok:
+    if "id" not in row or not isinstance(ident, str | int) or isinstance(ident, bool):
         got = "missing" if "id" not in row else type(ident).__name__
         return LineError(number, None, f"line {number}: 'id' must be a string or an integer ({got})")
     if "text" not in row:
