@@ -7,8 +7,8 @@ text through bench/peers/injection_peer.py. Two figures per peer and source: at 
 and at a threshold chosen by our rule (each benign threshold source's FPR limit: 0.02 on chat and prompts, 0.05
 on code and documentation) on the peer's scores, so a peer is not judged only by a default calibrated for other
 data. Ours: the direct detector's artifact (stratus.guard.direct.DEFAULT_MODEL) at its threshold,
-injection-v6 (adopted), injection-v5 (the one it replaced) and v4 before it (docs/guard.md), and injection-v3
-(the default input-rail model) beside them.
+injection-v7 (adopted: v6's head with a neighbour bank), v6 (the one it replaced), v5 and v4 before it
+(docs/guard.md), and injection-v3 (the default input-rail model) beside them.
 Results: bench/results/injection_peers.json (the table in docs/guard.md).
 """
 

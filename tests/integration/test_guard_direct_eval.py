@@ -1,4 +1,4 @@
-"""The regression gate for the direct-injection rail's embedding detector (DEFAULT_MODEL, today injection-v6)
+"""The regression gate for the direct-injection rail's embedding detector (DEFAULT_MODEL, today injection-v7)
 on sources it never saw.
 
 Recomputes, from scratch, the figures of a seeded sample of every report source (at most its `caps` texts,
@@ -56,11 +56,11 @@ def test_its_block_tier_holds_its_recorded_figures(model: DirectModel, scored: S
 
 def test_the_targets_met_today_stay_met(measured: dict[str, Any]) -> None:
     # Met today on held-out sources (docs/guard.md), so they must stay met: recall on the in-the-wild
-    # jailbreaks, and FPR at or under 0.05 on the S-Labs test split and on code. v6 gave up the recall target
-    # on S-Labs test and neuralchemy test (0.82 and 0.83; v5 0.91 and 0.90) to stop flagging pasted bug
-    # reports and code; the misses, and SWE-Lancer (3 of its 60-text sample), are held by the recorded
-    # figures above.
-    assert measured["in-the-wild-jailbreaks"]["recall"] >= TARGET_RECALL, measured["in-the-wild-jailbreaks"]
+    # jailbreaks and the S-Labs test split (v7: 0.90; v6 0.82), and FPR at or under 0.05 on the S-Labs test
+    # split and on code. neuralchemy test's recall is met (0.88) at an FPR just past 0.05 (0.056), and is held
+    # by the recorded figures above, as are SWE-Lancer and the chat sources.
+    for name in ("in-the-wild-jailbreaks", "s-labs-test"):
+        assert measured[name]["recall"] >= TARGET_RECALL, (name, measured[name])
     for name in ("s-labs-test", "humaneval"):
         assert measured[name]["fpr"] <= TARGET_FPR, (name, measured[name])
 

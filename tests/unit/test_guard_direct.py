@@ -1,4 +1,4 @@
-"""Direct-injection detector (injection-v6, and v4 and v5 still loadable): windows, views, the shipped artifact
+"""Direct-injection detector (injection-v7, and v4 to v6 still loadable): windows, views, the shipped artifact
 and its call signature."""
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def test_attack_hidden_in_long_message_is_caught_by_a_window(model: DirectModel)
     assert not clean.flagged
     assert attacked.flagged and attacked.view == "window"
     # A one-sentence attack diluted by a window of filler still stands out from the clean text, but since v6
-    # learnt long benign text it stays under the threshold (docs/guard.md, "hidden in long text").
-    assert short.view == "window" and short.score > 20 * clean.score
+    # learnt long benign text it stays under the threshold (docs/guard.md, "hidden in long text"). v7's
+    # neighbour share lifts every score a little (the filler's nearest texts include some attacks).
+    assert short.view == "window" and short.score > 5 * clean.score and short.score - clean.score > 0.4
 
 
 def test_detector_keeps_the_injection_detector_call_signature(model: DirectModel) -> None:

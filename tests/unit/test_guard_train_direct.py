@@ -1,6 +1,6 @@
-"""Training the direct-injection detector (injection-v6) and its sources: the fitter, the threshold rule,
-the source roles, the wheel check, and the peer scorer's command line (the peers themselves run in
-`python -m bench.run injection_peers`)."""
+"""Training the direct-injection detector's head (injection-v6, which injection-v7 builds on) and its sources:
+the fitter, the threshold rule, the source roles, the wheel check, and the peer scorer's command line (the
+peers themselves run in `python -m bench.run injection_peers`)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Direct prompt injection (what a caller sends): a logistic head on MiniLM sentence embeddings.
 
 injection-v3's n-grams learn the surface of one public set: on attacks from other sources and on ordinary
-chat they fail (docs/guard.md). The embedding model (injection-v4, now v6) reads the sentence embedding
+chat they fail (docs/guard.md). The embedding model (injection-v4, now v7) reads the sentence embedding
 the stack already computes (stratus.embeddings, all-MiniLM-L6-v2) and adds the n-gram model's logit as one
 more feature, so a paraphrased or translated attack lands near the attacks it was trained on while
-obfuscations the n-grams see (leetspeak, letter spacing) still count. Trained by
+obfuscations the n-grams see (leetspeak, letter spacing) still count. The head is trained by
 `python -m stratus_tools.guard.train_direct` on whole sources held apart from those that chose its
-threshold and those it is reported on.
+threshold and those it is reported on; v7 mixes in how the nearest training texts were labelled
+(stratus.guard.neighbours, `python -m stratus_tools.guard.train_neighbours`).
 
 Long inputs are scored as a whole and in windows of packed sentences, keeping the highest score: an
 attack in one paragraph of a long message is not diluted by the rest. Base64 runs are decoded and scored
@@ -28,12 +29,13 @@ import numpy as np
 from stratus.guard.detector import LazyDetector, block_tier
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_MODEL
 from stratus.guard.injection import InjectionModel, InjectionScore, _decode_base64
+from stratus.guard.neighbours import NeighbourBank
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-# v6 (code, documentation and tasks as benign training text, and as threshold sources) replaced v5, which
-# flagged most pasted bug reports: under the same rule it keeps more attacks on the threshold sources
-# (docs/guard.md). v4 and v5 stay loadable for comparison.
-DEFAULT_MODEL = MODEL_DIR / "injection-v6"
+# v7 is v6's head with a neighbour bank beside it (stratus.guard.neighbours); under the same rule it keeps
+# more attacks on the threshold sources (docs/guard.md). v6 (code, documentation and tasks as benign text)
+# had replaced v5, which flagged most pasted bug reports. v4 to v6 stay loadable for comparison.
+DEFAULT_MODEL = MODEL_DIR / "injection-v7"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -88,6 +90,8 @@ class DirectModel:
     ngram: InjectionModel | None = None
     context_threshold: float = 1.0  # not for retrieved chunks: the context rail keeps injection-v3
     block_threshold: float | None = None  # the input rail's block tier (detector.BLOCK_TIERS)
+    neighbours: NeighbourBank | None = None  # v7 on: mixed with the head's probability (`alpha`)
+    alpha: float = 0.0
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> DirectModel:
@@ -101,12 +105,19 @@ class DirectModel:
         ngram = InjectionModel.load(MODEL_DIR / metadata["ngram_model"])
         if weights.shape != (metadata["dimensions"] + 1,):
             raise ValueError(f"injection model {npz}: weights shape {weights.shape} does not match dimensions")
+        bank, alpha = None, 0.0
+        if "neighbours" in metadata:
+            params = metadata["neighbours"]
+            bank = NeighbourBank.load(neighbours_path(stem), int(params["k"]), float(params["temperature"]))
+            alpha = float(params["alpha"])
         return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata,
-                   ngram=ngram, block_threshold=block_tier(stem.name))
+                   ngram=ngram, block_threshold=block_tier(stem.name), neighbours=bank, alpha=alpha)
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
         stem.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(stem.with_suffix(".npz"), weights=self.weights, bias=np.float64(self.bias))
+        if self.neighbours is not None:
+            self.neighbours.save(neighbours_path(stem))
         stem.with_suffix(".json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         self.metadata = metadata
 
@@ -119,6 +130,8 @@ class DirectModel:
     def probabilities(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
         z = self.features(texts, embeddings) @ self.weights + self.bias
         probs: np.ndarray = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+        if self.neighbours is not None and len(texts):
+            probs = (1.0 - self.alpha) * probs + self.alpha * self.neighbours.attack_share(embeddings)
         return probs
 
     def assess_many(self, texts: Sequence[str]) -> list[InjectionScore]:
@@ -133,6 +146,11 @@ class DirectModel:
                 best[i] = (float(s), name)
         return [InjectionScore(score=s, flagged=s >= self.threshold, threshold=self.threshold, view=v)
                 for s, v in best]
+
+
+def neighbours_path(stem: Path) -> Path:
+    """Where an artifact's neighbour bank lies: `<stem>.neighbours.npz`."""
+    return stem.with_name(f"{stem.name}.neighbours.npz")
 
 
 def _logit(p: float) -> float:
@@ -166,5 +184,5 @@ def get_direct_detector() -> DirectDetector:
     return DirectDetector()
 
 
-__all__ = ["DEFAULT_MODEL", "NGRAM_MODEL", "DirectDetector", "DirectModel", "get_direct_detector", "views",
-           "windows"]
+__all__ = ["DEFAULT_MODEL", "NGRAM_MODEL", "DirectDetector", "DirectModel", "get_direct_detector",
+           "neighbours_path", "views", "windows"]

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from stratus.guard import blas
 from stratus.guard.pii_types import NAME_PARTICLES, Finding, name_token
 
 if TYPE_CHECKING:
@@ -175,13 +176,7 @@ class _NerWhereNames:
     entities they find are placed back on the whole text's doc."""
 
     def __init__(self, nlp: Any, name: str) -> None:
-        from threadpoolctl import ThreadpoolController
-
         self._nlp = nlp
-        self._blas = ThreadpoolController()  # numpy's OpenBLAS is loaded by now (spaCy imports numpy)
-        # The BLAS thread limit is process-wide, set and restored around each NER run: runs in threads of one
-        # process must not overlap, or one would restore it under another (NER holds the GIL most of its time).
-        self._one_at_a_time = threading.Lock()
 
     def __call__(self, doc: Any) -> Any:
         from spacy.tokens import Span
@@ -193,8 +188,9 @@ class _NerWhereNames:
             spans = [(0, len(doc))]  # names everywhere: NER on the text itself, not on copies of it
         parts = [doc if (start, end) == (0, len(doc)) else doc[start:end].as_doc() for start, end in spans]
         # One BLAS thread (numpy's OpenBLAS, see _build): the products are too small to share, and on a busy
-        # machine OpenBLAS's second thread made a 63-token text take 90 ms instead of 5.
-        with self._one_at_a_time, self._blas.limit(limits=1, user_api="blas"):
+        # machine OpenBLAS's second thread made a 63-token text take 90 ms instead of 5. The limit is
+        # process-wide: runs in threads of one process take turns (NER holds the GIL most of its time).
+        with blas.one_thread():
             for name in self._nlp.disabled:  # only what _slim_pipeline kept: tok2vec (if NER listens to it), ner
                 parts = list(self._nlp.get_pipe(name).pipe(parts))
         if parts and parts[0] is doc:

@@ -45,7 +45,7 @@ class RailPolicy(BaseModel):
     entities: list[str] | None = None
     # Which model scores the text (DETECTORS; None: the rail's first, the fast one). context_injection:
     # "indirect" catches ~3x more instructions hidden in documents but costs ~30x the time per chunk;
-    # injection: "embedding" (injection-v6) catches more held-out attacks but embeds every message
+    # injection: "embedding" (injection-v7) catches more held-out attacks but embeds every message
     # (docs/guard.md).
     detector: Literal["ngram", "embedding", "direct", "indirect"] | None = None
 

@@ -137,7 +137,7 @@ def check_input(messages: Sequence[Message], query: str | None, state: GuardStat
 
 def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
     # By default the n-gram model (injection-v3, ~1 ms a message); a tenant opts into the embedding model
-    # (injection-v6: better recall on held-out sources and few flags on pasted code and documents, but it
+    # (injection-v7: better recall on held-out sources and few flags on pasted code and documents, but it
     # embeds every message on the request path).
     rail = policy.rail("injection")
     indexed = [(i, m.text()) for i, m in enumerate(messages) if m.role == "user" and m.text().strip()]

@@ -81,7 +81,7 @@ def _tiered_check(detector: Any, text: str) -> RailResult:
 def _injection_check(text: str) -> RailResult:
     from stratus.guard.direct import get_direct_detector
 
-    # What a caller sends: the embedding detector (injection-v6), as the input rail runs it under `block`.
+    # What a caller sends: the embedding detector (injection-v7), as the input rail runs it under `block`.
     return _tiered_check(get_direct_detector(), text)
 
 

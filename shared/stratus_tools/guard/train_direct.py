@@ -1,4 +1,4 @@
-"""Train the direct-injection detector (stratus.guard.direct; today injection-v6) on whole sources.
+"""Train the direct-injection detector's head (stratus.guard.direct: injection-v6, which v7 builds on) on whole sources.
 
     python -m stratus_tools.guard.train_direct [--out shared/stratus/guard/models/injection-v6]
 
