@@ -26,10 +26,10 @@ def one_thread() -> Iterator[None]:
         if _controller is None:
             try:
                 from threadpoolctl import ThreadpoolController
-            except ImportError:  # a function without the guard layer
-                _controller = False
-            else:
+
                 _controller = ThreadpoolController()  # numpy is loaded by now: its OpenBLAS is found
+            except Exception:  # noqa: BLE001 - absent (a function without the guard layer) or unusable: no limit
+                _controller = False
         if _controller is False:
             yield
             return

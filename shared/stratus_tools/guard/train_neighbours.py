@@ -62,9 +62,11 @@ def build(base: Path = BASE, out: Path = OUT) -> dict[str, Any]:
     held = {s.name: s.load() for s in by_role("threshold")}
     limits = fpr_limits(by_role("threshold"))
     best: tuple[dict[str, Any], tuple[int, float, float], DirectModel] | None = None
+    tried: list[list[float]] = []  # [k, temperature, alpha, threshold, threshold-source recall] per variant
     for k, temperature, alpha in GRID:
         model = replace(head, neighbours=bank.with_params(k, temperature), alpha=alpha, block_threshold=None)
         judged = on_threshold_sources(model, held, limits)
+        tried.append([k, temperature, alpha, round(judged["threshold"], 4), round(judged["recall"], 4)])
         print(f"k={k} temperature={temperature} alpha={alpha}: threshold {judged['threshold']:.4f}, "
               f"threshold-source recall {judged['recall']:.4f}", flush=True)
         if best is None or judged["recall"] > best[0]["recall"]:
@@ -79,7 +81,7 @@ def build(base: Path = BASE, out: Path = OUT) -> dict[str, Any]:
         "base_model": base.name,  # the head's weights, bias and n-gram feature, unchanged
         "threshold": model.threshold,
         "neighbours": {"k": k, "temperature": temperature, "alpha": alpha, "dims": DIMS, "rows": len(labels),
-                       "attacks": int(labels.sum()), "grid": [list(g) for g in GRID],
+                       "attacks": int(labels.sum()), "tried": tried,
                        "rule": "the best threshold-source recall under the threshold rule",
                        "bank": "the train sources' texts (not their other views); each (source, label) group "
                                "weighs the same, attacks and benign texts half each",
