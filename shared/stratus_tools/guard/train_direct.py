@@ -188,11 +188,16 @@ def train(out: Path, ngram_feature: bool = True, previous: Path | None = PREVIOU
     if previous is not None and previous.with_suffix(".npz").is_file():
         metadata["threshold_sources"][previous.name] = _record(
             on_threshold_sources(DirectModel.load(previous), held, limits))
+    return measure_and_save(model, out, metadata, started)
+
+
+def measure_and_save(model: DirectModel, out: Path, metadata: dict[str, Any], started: float) -> dict[str, Any]:
+    """A chosen artifact's figures on every threshold and report source, and on the CI sample of each report
+    source (what the CI regression test recomputes), saved with it and printed."""
     metadata["metrics"] = evaluate(model, by_role("threshold") + by_role("report"))
-    # The same figures on a seeded sample of each report source: what the CI regression test recomputes.
     metadata["ci_sample"] = ci_sample(model)
     model.save(out, metadata)
-    print(f"wrote {out}.npz / .json in {time.perf_counter() - started:.1f}s")
+    print(f"wrote {out} in {time.perf_counter() - started:.1f}s")
     for name, m in metadata["metrics"].items():
         print(f"{name:>26}: " + " ".join(f"{k} {v}" for k, v in m.items()))
     return metadata

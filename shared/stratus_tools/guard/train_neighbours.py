@@ -25,9 +25,9 @@ import numpy as np
 
 from stratus.guard.direct import MODEL_DIR, DirectModel
 from stratus.guard.neighbours import NeighbourBank
-from stratus_tools.guard.direct_eval import embed_cached, evaluate
+from stratus_tools.guard.direct_eval import embed_cached
 from stratus_tools.guard.injection_sources import by_role
-from stratus_tools.guard.train_direct import _record, ci_sample, fpr_limits, on_threshold_sources, texts_digest
+from stratus_tools.guard.train_direct import _record, fpr_limits, measure_and_save, on_threshold_sources, texts_digest
 
 BASE = MODEL_DIR / "injection-v6"
 OUT = MODEL_DIR / "injection-v7"
@@ -89,13 +89,7 @@ def build(base: Path = BASE, out: Path = OUT) -> dict[str, Any]:
         "threshold_sources": {out.name: _record(judged),
                               base.name: _record(on_threshold_sources(head, held, limits))},
     }
-    metadata["metrics"] = evaluate(model, by_role("threshold") + by_role("report"))
-    metadata["ci_sample"] = ci_sample(model)
-    model.save(out, metadata)
-    print(f"wrote {out}.npz / .json / .neighbours.npz in {time.perf_counter() - started:.0f}s")
-    for name, m in metadata["metrics"].items():
-        print(f"{name:>26}: " + " ".join(f"{key} {v}" for key, v in m.items()))
-    return metadata
+    return measure_and_save(model, out, metadata, started)
 
 
 def main(argv: list[str] | None = None) -> int:
