@@ -47,20 +47,27 @@ OUT = MODEL_DIR / "injection-v6"
 PREVIOUS = MODEL_DIR / "injection-v5"
 
 
-def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float, iterations: int = 600,
-        lr: float = 0.05, class_balanced: bool = False) -> tuple[np.ndarray, float]:
-    """Logistic regression with equal total weight per group, full-batch Adam from zero (deterministic).
-    class_balanced: attacks and benign texts weigh half each, shared equally by their groups (with many
-    benign sources, equal groups alone leave the attacks a small share of the loss)."""
-    sample_w = np.zeros(len(y))
+def group_weights(y: np.ndarray, groups: np.ndarray, class_balanced: bool) -> np.ndarray:
+    """Row weights summing to 1 with equal total weight per group; class_balanced: attacks and benign texts
+    weigh half each, shared equally by their groups (with many benign sources, equal groups alone leave the
+    attacks a small share)."""
+    weights = np.zeros(len(y))
     uniq = np.unique(groups)
     for g in uniq:
         mask = groups == g
         if class_balanced:
             same_label = len(np.unique(groups[y == y[mask][0]]))
-            sample_w[mask] = 0.5 / (mask.sum() * same_label)
+            weights[mask] = 0.5 / (mask.sum() * same_label)
         else:
-            sample_w[mask] = 1.0 / (mask.sum() * len(uniq))
+            weights[mask] = 1.0 / (mask.sum() * len(uniq))
+    return weights
+
+
+def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float, iterations: int = 600,
+        lr: float = 0.05, class_balanced: bool = False) -> tuple[np.ndarray, float]:
+    """Logistic regression with equal total weight per group (group_weights), full-batch Adam from zero
+    (deterministic)."""
+    sample_w = group_weights(y, groups, class_balanced)
     x64 = x.astype(np.float64)
     w, b = np.zeros(x.shape[1]), 0.0
     m_w, v_w, m_b, v_b = np.zeros_like(w), np.zeros_like(w), 0.0, 0.0

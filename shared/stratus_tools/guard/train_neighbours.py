@@ -27,7 +27,14 @@ from stratus.guard.direct import MODEL_DIR, DirectModel
 from stratus.guard.neighbours import NeighbourBank
 from stratus_tools.guard.direct_eval import embed_cached
 from stratus_tools.guard.injection_sources import by_role
-from stratus_tools.guard.train_direct import _record, fpr_limits, measure_and_save, on_threshold_sources, texts_digest
+from stratus_tools.guard.train_direct import (
+    _record,
+    fpr_limits,
+    group_weights,
+    measure_and_save,
+    on_threshold_sources,
+    texts_digest,
+)
 
 BASE = MODEL_DIR / "injection-v6"
 OUT = MODEL_DIR / "injection-v7"
@@ -44,12 +51,8 @@ def bank_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         blocks.append(embed_cached(texts))
         labels += y
         groups += [f"{src.name}:{label}" for label in y]
-    y_arr, g_arr = np.asarray(labels, dtype=np.int8), np.asarray(groups)
-    weights = np.zeros(len(y_arr))
-    for g in np.unique(g_arr):
-        weights[g_arr == g] = 1.0 / (g_arr == g).sum()
-    for label in (0, 1):  # attacks and benign texts weigh half each
-        weights[y_arr == label] *= 0.5 / weights[y_arr == label].sum()
+    y_arr = np.asarray(labels, dtype=np.int8)
+    weights = group_weights(y_arr, np.asarray(groups), class_balanced=True)  # as in the head's fit
     return np.vstack(blocks).astype(np.float32), y_arr, weights, digests
 
 
