@@ -30,6 +30,8 @@ PEERS = {  # name -> (pip requirement, scorer name in bench/peers/injection_peer
     "securevector-guardian-model": ("securevector-guardian-model==1.4.0", "svguardian"),
     "last-layer": ("last-layer==0.1.33", "last-layer"),
     "jailguard": ("jailguard==0.1.2", "jailguard"),
+    "injectionguard": ("injectionguard==0.4.0", "injectionguard"),
+    "safepaste": ("safepaste==0.3.0", "safepaste"),
 }
 SCORER = ROOT / "bench" / "peers" / "injection_peer.py"
 

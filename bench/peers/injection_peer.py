@@ -4,7 +4,7 @@
 
 Reads {"text": ...} lines, writes {"score": float, "flagged": bool} lines in the same order: the peer's
 own score and its own default decision. Standalone on purpose (no stratus import): it runs with only the
-peer installed. PEER: jailguard | svguardian | last-layer.
+peer installed. PEER: jailguard | svguardian | last-layer | injectionguard | safepaste.
 """
 
 from __future__ import annotations
@@ -46,7 +46,27 @@ def _last_layer() -> Callable[[str], tuple[float, bool]]:
     return score
 
 
-PEERS = {"jailguard": _jailguard, "svguardian": _svguardian, "last-layer": _last_layer}
+def _injectionguard() -> Callable[[str], tuple[float, bool]]:
+    from injectionguard import detect
+    from injectionguard.types import LEVEL_ORDER
+
+    def score(text: str) -> tuple[float, bool]:
+        r = detect(text)  # pattern rules; its threat level (none .. critical) is the only graded output
+        return LEVEL_ORDER.index(r.threat_level) / (len(LEVEL_ORDER) - 1), not r.is_safe
+    return score
+
+
+def _safepaste() -> Callable[[str], tuple[float, bool]]:
+    from safepaste import scan_prompt
+
+    def score(text: str) -> tuple[float, bool]:
+        r = scan_prompt(text)  # weighted patterns, a 0-100 risk score and its own flag threshold
+        return r.score / 100.0, bool(r.flagged)
+    return score
+
+
+PEERS = {"jailguard": _jailguard, "svguardian": _svguardian, "last-layer": _last_layer,
+         "injectionguard": _injectionguard, "safepaste": _safepaste}
 
 
 def main() -> int:
