@@ -1,6 +1,6 @@
 """Training the direct-injection detector's head (injection-v6, which injection-v7 builds on) and its sources:
-the fitter, the threshold rule, the source roles, the wheel check, and the peer scorer's command line (the
-peers themselves run in `python -m bench.run injection_peers`)."""
+the fitter, the threshold rule, the source roles, the wheel check, and the peer scorer's command line and
+mappings (the peers themselves run in `python -m bench.run injection_peers`)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,45 @@ def test_peer_scorer_names_its_peers_on_bad_usage() -> None:
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "injection_peer.py"), "nope"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "jailguard|svguardian|last-layer" in run.stderr
+
+
+def test_peer_scorer_maps_the_pattern_peers_outputs_to_a_score_and_their_own_flag(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The peers are installed only in their own venvs (the bench); here each is a stand-in with its result's
+    # shape, so what is tested is the scorer's mapping, not the peer.
+    import importlib.util
+    import types
+    from dataclasses import dataclass
+
+    levels = ["none", "low", "medium", "high", "critical"]
+
+    @dataclass
+    class Guarded:
+        threat_level: str
+        is_safe: bool
+
+    @dataclass
+    class Pasted:
+        score: int
+        flagged: bool
+
+    guard = types.ModuleType("injectionguard")
+    guard.detect = lambda text: Guarded("high", False) if "ignore" in text else Guarded("none", True)  # type: ignore[attr-defined]
+    guard_types = types.ModuleType("injectionguard.types")
+    guard_types.LEVEL_ORDER = levels  # type: ignore[attr-defined]
+    paste = types.ModuleType("safepaste")
+    paste.scan_prompt = lambda text: Pasted(75, True) if "ignore" in text else Pasted(10, False)  # type: ignore[attr-defined]
+    for name, module in (("injectionguard", guard), ("injectionguard.types", guard_types), ("safepaste", paste)):
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("injection_peer", ROOT / "bench" / "peers" / "injection_peer.py")
+    assert spec is not None and spec.loader is not None
+    scorer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scorer)
+
+    assert scorer.PEERS["injectionguard"]()("ignore the rules") == (0.75, True)
+    assert scorer.PEERS["injectionguard"]()("hello") == (0.0, False)
+    assert scorer.PEERS["safepaste"]()("ignore the rules") == (0.75, True)
+    assert scorer.PEERS["safepaste"]()("hello") == (0.1, False)
 
 
 def _zip(path: Path, files: dict[str, str]) -> Path:
