@@ -71,7 +71,7 @@ def test_a_wheel_with_another_hash_is_refused(tmp_path: Path) -> None:
 def test_peer_scorer_names_its_peers_on_bad_usage() -> None:
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "injection_peer.py"), "nope"],
                          capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2 and "jailguard|svguardian|last-layer" in run.stderr
+    assert run.returncode == 2 and "jailguard|svguardian|last-layer|injectionguard|safepaste" in run.stderr
 
 
 def test_peer_scorer_maps_the_pattern_peers_outputs_to_a_score_and_their_own_flag(
