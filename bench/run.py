@@ -1,7 +1,8 @@
 """`make bench`: every benchmark in one run, on this machine, results in bench/results/.
 
     python -m bench.run [cold_start ingest retrieval cache workflow gateway guard eval db lexical audit reindex
-                         embedding_models injection_peers rollout stream otel tracing multilingual_embedder]
+                         embedding_models injection_peers rollout stream otel tracing multilingual_embedder
+                         multilingual_detector]
     (default: all but embedding_models, which compares every offline model, otel, whose recorded run
     compares against a baseline checkout, and multilingual_embedder, candidates not adopted: run by name)
 
@@ -31,7 +32,8 @@ _SELF_CONTAINED = {"cache": "cache_hit", "workflow": "workflow_overhead", "gatew
                    "reindex": "reindex", "embedding_models": "embedding_models",
                    "injection_peers": "injection_peers", "rollout": "prompt_rollout",
                    "stream": "stream_first_chunk", "otel": "otel_export", "tracing": "tracing_overhead",
-                   "multilingual_embedder": "multilingual_embedder"}
+                   "multilingual_embedder": "multilingual_embedder",
+                   "multilingual_detector": "multilingual_detector"}
 
 
 def _summary() -> None:
@@ -45,7 +47,8 @@ def _summary() -> None:
 
 def main(argv: list[str]) -> int:
     wanted = set(argv) or {"cold_start", "ingest", "retrieval", "cache", "workflow", "gateway", "guard", "eval", "db",
-                           "lexical", "audit", "reindex", "injection_peers", "rollout", "stream", "tracing"}
+                           "lexical", "audit", "reindex", "injection_peers", "rollout", "stream", "tracing",
+                           "multilingual_detector"}
     if "cold_start" in wanted:
         from bench import cold_start
 

@@ -8,6 +8,7 @@ import pytest
 
 from stratus.errors import InvalidInput, TooLarge
 from stratus_tools.guard.scan import (
+    OPT_IN_RAILS,
     RAILS,
     LineError,
     Measurement,
@@ -141,7 +142,10 @@ def test_pii_verdict_is_redact_with_the_highest_score_and_the_entity_types(monke
 
 
 def test_select_rails_accepts_names_in_order_and_names_unknown_ones() -> None:
-    assert [r.name for r in select_rails(None)] == list(RAILS)
+    assert [r.name for r in select_rails(None)] == [n for n in RAILS if n not in OPT_IN_RAILS]
+    assert "injection_multilingual" in OPT_IN_RAILS
+    assert "injection_multilingual" not in [r.name for r in select_rails("")]
+    assert [r.name for r in select_rails("injection_multilingual")] == ["injection_multilingual"]  # when named
     assert [r.name for r in select_rails("pii, injection,pii")] == ["pii", "injection"]
     assert [r.name for r in select_rails(["injection"])] == ["injection"]
     with pytest.raises(InvalidInput, match=r"unknown rail\(s\) \['sentiment'\]") as err:

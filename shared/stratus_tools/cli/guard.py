@@ -28,8 +28,8 @@ def add_guard_parser(sub: Any) -> None:
                            " stderr as {\"id\", \"line\", \"error\"}; the rest still run, and the exit code is 1.")
     scan.add_argument("--input", type=Path, required=True, metavar="FILE", help="JSONL input ('-' for stdin)")
     scan.add_argument("--rails", default="",
-                      help="comma-separated rails (default: all; known: injection, injection_block, pii, "
-                           "toxicity, indirect)")
+                      help="comma-separated rails (default: all but the opt-in injection_multilingual; known: "
+                           "injection, injection_block, pii, toxicity, indirect, injection_multilingual)")
     scan.add_argument("--output", type=Path, metavar="FILE", help="write results here instead of stdout")
     scan.set_defaults(func=_cmd_scan)
 
@@ -40,7 +40,8 @@ def add_eval_guard_parser(eval_sub: Any) -> None:
                              " p50/p95 latency per input (injection: the S-Labs test split and our hard set;"
                              " pii: evals/guard/pii_cases.jsonl). Exits 1 naming each metric past its recorded"
                              " threshold.")
-    ev.add_argument("--rail", action="append", help="only this rail (repeatable; default: all)")
+    ev.add_argument("--rail", action="append",
+                    help="only this rail (repeatable; default: all but the opt-in injection_multilingual)")
     ev.add_argument("--dataset", action="append", help="only this dataset of the rails (repeatable; default: all)")
     ev.add_argument("--json", action="store_true", help="one JSON object per rail and dataset")
     ev.add_argument("--thresholds", type=Path, default=THRESHOLDS, help="recorded floors/ceilings (JSON)")

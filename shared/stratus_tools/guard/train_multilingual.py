@@ -1,0 +1,237 @@
+"""Train the multilingual detector's head (stratus.guard.multilingual) and record its figures.
+
+    python -m stratus_tools.guard.train_multilingual [--out STEM]
+
+The detector reads a text the language gate does not call English with a logistic head over USE vectors;
+English texts keep injection-v7's verdict. The recipe, by role (whole sources; docs/guard.md lists them):
+- train: injection-v7's training sources, its non-English chat cut to the two thirds of the training
+  languages' topic files that injection_sources.threshold_topic does not take. Only English attacks: with
+  attacks in other languages in training the head learns the language, not the intent (measured,
+  docs/guard.md).
+- threshold: v7's threshold sources, the other third of that chat ("chat-non-english-threshold") and
+  attacks in other languages from three packages ("attacks-other-languages"). The threshold is the lowest
+  with each benign threshold source's limit (2% for chat) kept on the texts of it that the gate sends to the
+  head (sources with at least MIN_GATED of them); l2 and class weighting are those with the highest recall
+  on the threshold sources' attacks the gate sends to the head.
+- report: v7's report sources and vigia's Iberian seeds ("vigia-iberian"), never used to choose.
+
+Vectors are cached under .stratus/cache/multilingual/use/<version>/ (the same cache as
+multilingual_probe); injection-v7's scores come from the MiniLM cache (direct_eval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stratus.guard.direct import MODEL_DIR, DirectModel, views
+from stratus.guard.multilingual import (
+    DEFAULT_MODEL,
+    EMBEDDING_MODEL,
+    ENGLISH,
+    LanguageGate,
+    MultilingualModel,
+    UseEmbedder,
+)
+from stratus_tools.guard.direct_eval import SAMPLE_SEED, cached_vectors, score_texts, seeded_sample, source_metrics
+from stratus_tools.guard.injection_sources import (
+    ROOT,
+    Source,
+    attacks_other_languages,
+    by_role,
+    chat_languages_part,
+    vigia_attacks,
+)
+from stratus_tools.guard.train_direct import L2_GRID, fit, texts_digest
+from stratus_tools.guard.training import seeded_subset, threshold_at_fpr
+
+CACHE = ROOT / ".stratus" / "cache" / "multilingual" / "use" / "0.2.1"
+ENGLISH_MODEL = MODEL_DIR / "injection-v7"
+MIN_GATED = 30  # a benign threshold source binds the threshold only with this many texts the gate sends on
+CAPS = {"in-the-wild-jailbreaks": 200}  # long texts: the seeded sample direct_eval's CI check scores
+# The CI regression check (tests/integration/test_guard_multilingual.py) re-embeds, from scratch, a seeded
+# sample of the report sources where the head decides most texts; their figures on it are recorded here.
+CI_SOURCES, CI_CAP = ("multilingual-injections", "chat-non-english", "vigia-iberian"), 150
+_CHATTERBOT = "chatterbot-corpus==1.3.3 languages of injection-v7's non-English training chat, every turn"
+
+
+def sources() -> dict[str, list[Source]]:
+    train = [s for s in by_role("train") if s.name != "chat-non-english-train"]
+    train.append(Source("chat-non-english-train-part", "train", "benign", "BSD-3-Clause",
+                        f"{_CHATTERBOT}, the topic files outside threshold_topic", chat_languages_part("train")))
+    threshold = by_role("threshold") + [
+        Source("chat-non-english-threshold", "threshold", "benign", "BSD-3-Clause",
+               f"{_CHATTERBOT}, the topic files of threshold_topic (no text of the train part)",
+               chat_languages_part("threshold")),
+        Source("attacks-other-languages", "threshold", "attacks",
+               "Apache-2.0 (deepset data, grendel-redteam); MIT (promptwl); Apache-2.0 (garak-multilingual)",
+               "grendel-redteam==0.1.5 packs/_corpora.jsonl prompt-injection rows (deepset); promptwl==0.3.2 "
+               "wordlists/multilingual/*.txt; garak-multilingual==0.1.0 payloads.py; less texts of held-out sources",
+               attacks_other_languages)]
+    report = by_role("report") + [
+        Source("vigia-iberian", "report", "attacks", "MIT",
+               "vigia==0.6.2 corpus/seeds/seeds_validated.json (Spanish, Catalan, Galician, Basque; injection "
+               "and disclosure categories) + agent_seeds.json", vigia_attacks)]
+    return {"train": train, "threshold": threshold, "report": report}
+
+
+@dataclass
+class Prepared:
+    """A source as the recipe reads it: its texts' views' USE vectors, the gate's call, v7's scores."""
+
+    name: str
+    role: str
+    texts: list[str]
+    labels: np.ndarray
+    vectors: np.ndarray  # (views, 512): the texts, then their other views
+    owner: np.ndarray  # (views,) index of the text
+    english: np.ndarray  # (texts,) bool: the gate leaves the text to injection-v7
+    english_scores: np.ndarray  # (texts,) injection-v7's scores
+
+    def head_scores(self, weights: np.ndarray, bias: float) -> np.ndarray:
+        """Per text, the head's highest probability over its views (as the runtime detector scores)."""
+        p = 1.0 / (1.0 + np.exp(-(self.vectors.astype(np.float64) @ weights + bias)))
+        best = np.zeros(len(self.labels))
+        np.maximum.at(best, self.owner, p)
+        return best
+
+
+def prepare(src: Source, embed: UseEmbedder, gate: LanguageGate, english: DirectModel) -> Prepared:
+    texts, labels = seeded_sample(*src.load(), CAPS.get(src.name))
+    extra = [(i, v) for i, t in enumerate(texts) for _, v in views(t)[1:]]
+    # Two cache entries per source (the texts, then their extra views), as multilingual_probe keys them.
+    vectors = cached_vectors(texts, CACHE, embed.embed, 512)
+    if extra:
+        vectors = np.vstack([vectors, cached_vectors([v for _, v in extra], CACHE, embed.embed, 512)])
+    owner = np.concatenate([np.arange(len(texts)), np.asarray([i for i, _ in extra], dtype=np.int64)])
+    return Prepared(src.name, src.role, texts, np.asarray(labels, dtype=np.int8), vectors, owner.astype(np.int64),
+                    np.asarray([gate.language(t) == ENGLISH for t in texts]), score_texts(english, texts))
+
+
+def training_rows(train: Sequence[Prepared]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each text's own vector, and the other views of benign texts, in the text's (source, label) group."""
+    xs, ys, gs = [], [], []
+    for p in train:
+        n = len(p.labels)
+        extra = np.arange(n, len(p.owner))
+        extra = extra[p.labels[p.owner[extra]] == 0]
+        xs += [p.vectors[:n], p.vectors[extra]]
+        ys += [p.labels.astype(np.float64), np.zeros(len(extra))]
+        gs += [np.asarray([f"{p.name}:{v}" for v in p.labels]), np.full(len(extra), f"{p.name}:0")]
+    return np.vstack(xs), np.concatenate(ys), np.concatenate(gs)
+
+
+def gated_threshold(scores: dict[str, np.ndarray], held: Sequence[Prepared],
+                    limits: dict[str, float]) -> tuple[float, str]:
+    """The lowest threshold keeping each benign threshold source's limit on its texts the gate sends on."""
+    bound = [(threshold_at_fpr(scores[p.name][m], p.labels[m], limits[p.name]), p.name) for p in held
+             for m in [(p.labels == 0) & ~p.english] if m.sum() >= MIN_GATED]
+    return max(bound)
+
+
+def gated_recall(scores: dict[str, np.ndarray], held: Sequence[Prepared], threshold: float) -> float:
+    hits = np.concatenate([scores[p.name][(p.labels == 1) & ~p.english] for p in held])
+    return float((hits >= threshold).mean())
+
+
+def verdicts(p: Prepared, model: MultilingualModel, english_threshold: float) -> np.ndarray:
+    """The detector's flags: the head's on the gated texts, injection-v7's on the English ones."""
+    head = p.head_scores(model.weights.astype(np.float64), model.bias) >= model.threshold
+    return np.where(p.english, p.english_scores >= english_threshold, head)
+
+
+def metrics(p: Prepared, flagged: np.ndarray) -> dict[str, Any]:
+    out = source_metrics(flagged.astype(np.float64), p.labels, 0.5)
+    out["sent_to_head"] = round(float((~p.english).mean()), 4)
+    return out
+
+
+def train(out: Path = DEFAULT_MODEL) -> dict[str, Any]:
+    started = time.perf_counter()
+    roles = sources()
+    embed, gate, english = UseEmbedder(), LanguageGate(), DirectModel.load(ENGLISH_MODEL)
+    prepared = {role: [prepare(s, embed, gate, english) for s in srcs] for role, srcs in roles.items()}
+    x, y, g = training_rows(prepared["train"])
+    held = prepared["threshold"]
+    limits = {s.name: s.max_fpr for s in roles["threshold"]}
+    best: dict[str, Any] | None = None
+    for balanced in (False, True):
+        for l2 in L2_GRID:
+            w, b = fit(x, y, g, l2, class_balanced=balanced)
+            scores = {p.name: p.head_scores(w, b) for p in held}
+            threshold, binding = gated_threshold(scores, held, limits)
+            recall = gated_recall(scores, held, threshold)
+            print(f"l2={l2:g} class_balanced={balanced}: threshold {threshold:.4f} ({binding}), "
+                  f"gated threshold-source recall {recall:.4f}", flush=True)
+            if best is None or recall > best["recall"]:
+                best = {"l2": l2, "balanced": balanced, "threshold": threshold, "binding": binding,
+                        "recall": recall, "weights": w, "bias": b}
+    assert best is not None
+    model = MultilingualModel(weights=best["weights"].astype(np.float32), bias=float(best["bias"]),
+                              threshold=float(best["threshold"]))
+    v7_threshold = english.threshold
+    figures = {p.name: metrics(p, verdicts(p, model, v7_threshold)) for ps in (held, prepared["report"]) for p in ps}
+    v7_figures = {p.name: source_metrics(p.english_scores, p.labels, v7_threshold)
+                  for ps in (held, prepared["report"]) for p in ps}
+    report = prepared["report"]
+    pooled = np.concatenate([verdicts(p, model, v7_threshold) for p in report])
+    labels = np.concatenate([p.labels for p in report])
+    figures["all-report-sources"] = source_metrics(pooled.astype(np.float64), labels, 0.5)
+    v7_figures["all-report-sources"] = source_metrics(np.concatenate([p.english_scores for p in report]), labels,
+                                                      v7_threshold)
+    ci = {}
+    for p in report:
+        if p.name in CI_SOURCES:
+            keep = np.asarray(seeded_subset(range(len(p.labels)), CI_CAP, seed=SAMPLE_SEED), dtype=np.int64)
+            flagged = verdicts(p, model, v7_threshold)[keep]
+            ci[p.name] = source_metrics(flagged.astype(np.float64), p.labels[keep], 0.5)
+    metadata: dict[str, Any] = {
+        "model": out.name,
+        "embedding_model": EMBEDDING_MODEL,
+        "language_gate": "py3langid==0.4.0: a text whose most likely language is not 'en' goes to the head",
+        "english_model": ENGLISH_MODEL.name,
+        "dimensions": 512,
+        "l2": best["l2"],
+        "class_balanced": best["balanced"],
+        "threshold": model.threshold,
+        "threshold_rule": (f"lowest threshold with FPR <= the source's limit on the texts of each benign threshold "
+                           f"source that the gate sends to the head (sources with >= {MIN_GATED}); l2 and "
+                           "weighting with the best recall on the threshold attacks the gate sends to the head"),
+        "threshold_bound_by": best["binding"],
+        "threshold_recall": round(best["recall"], 4),
+        "sources": {role: [{"name": s.name, "origin": s.origin, "licence": s.licence} for s in srcs]
+                    for role, srcs in roles.items()},
+        "source_texts": {p.name: texts_digest(p.texts) for ps in prepared.values() for p in ps},
+        "caps": CAPS,
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "metrics": figures,
+        "english_model_metrics": v7_figures,
+        "ci_sample": {"cap": CI_CAP, "seed": SAMPLE_SEED, "metrics": ci},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    model.save(out, metadata)
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL, help="artifact stem (default: %(default)s)")
+    args = parser.parse_args(argv)
+    meta = train(args.out)
+    print(f"kept l2={meta['l2']:g} class_balanced={meta['class_balanced']} threshold {meta['threshold']:.4f}")
+    for name, m in meta["metrics"].items():
+        v7 = meta["english_model_metrics"][name]
+        print(f"{name:>28}: " + " ".join(f"{k} {v}" for k, v in m.items() if k != "n")
+              + f"   | v7 recall {v7.get('recall', '-')} fpr {v7.get('fpr', '-')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
