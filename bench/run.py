@@ -4,7 +4,8 @@
                          embedding_models injection_peers rollout stream otel tracing multilingual_embedder
                          multilingual_detector]
     (default: all but embedding_models, which compares every offline model, otel, whose recorded run
-    compares against a baseline checkout, and multilingual_embedder, candidates not adopted: run by name)
+    compares against a baseline checkout, and multilingual_embedder, candidates not adopted: run by name;
+    multilingual_detector runs by default, about a minute with five first-use runs in fresh interpreters)
 
 BENCH_PAGES (default 24) sets the corpus size for ingestion; BENCH_SIZES (default "10000,100000") the
 scaled retrieval tables, whose chunks are embedded for real on the first run (110k texts for the default

