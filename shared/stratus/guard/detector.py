@@ -7,9 +7,12 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from stratus.guard.lazy import Lazy
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The direct-injection detectors' block tier: per artifact, the score from which the input rail's `block`
 # blocks (under it, down to the artifact's own threshold, it flags). Chosen by
@@ -24,6 +27,29 @@ def _block_tiers(path: Path = BLOCK_TIERS) -> dict[str, Any]:
         return {}
     tiers: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["models"]
     return tiers
+
+
+def read_artifact(stem: Path, what: str, trainer: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A trained artifact's arrays (`<stem>.npz`) and metadata (`<stem>.json`). A missing file is named with
+    the command that writes it: "<what> missing: <npz> / <json> (<trainer>)"."""
+    import numpy as np  # here, not at import: the guard's cold start pays for no detector it has not used
+
+    npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    if not npz.is_file() or not meta.is_file():
+        raise FileNotFoundError(f"{what} missing: {npz} / {meta} ({trainer})")
+    with np.load(npz) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    return arrays, json.loads(meta.read_text(encoding="utf-8"))
+
+
+def write_artifact(stem: Path, arrays: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """`<stem>.npz` (compressed, in the arrays' order) and `<stem>.json` (sorted keys): what read_artifact reads,
+    the same bytes for the same inputs (retraining reproduces an artifact)."""
+    import numpy as np
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(stem.with_suffix(".npz"), **arrays)
+    stem.with_suffix(".json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def block_tier(model_name: str) -> float | None:

@@ -17,7 +17,6 @@ too. Scoring is numpy plus the embedder; the artifact is read on first use.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stratus.guard.detector import LazyDetector, block_tier
+from stratus.guard.detector import LazyDetector, block_tier, read_artifact, write_artifact
 from stratus.guard.injection import DEFAULT_MODEL as NGRAM_MODEL
 from stratus.guard.injection import InjectionModel, InjectionScore, _decode_base64
 from stratus.guard.neighbours import NeighbourBank
@@ -95,16 +94,13 @@ class DirectModel:
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> DirectModel:
-        npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
-        if not npz.is_file() or not meta.is_file():
-            raise FileNotFoundError(f"injection model artifact missing: {npz} / {meta} "
-                                    "(python -m stratus_tools.guard.train_direct)")
-        with np.load(npz) as arrays:
-            weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
-        metadata = json.loads(meta.read_text(encoding="utf-8"))
+        arrays, metadata = read_artifact(stem, "injection model artifact",
+                                         "python -m stratus_tools.guard.train_direct")
+        weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
         ngram = InjectionModel.load(MODEL_DIR / metadata["ngram_model"])
         if weights.shape != (metadata["dimensions"] + 1,):
-            raise ValueError(f"injection model {npz}: weights shape {weights.shape} does not match dimensions")
+            raise ValueError(f"injection model {stem.with_suffix('.npz')}: weights shape {weights.shape} does not "
+                             "match dimensions")
         bank, alpha = None, 0.0
         if "neighbours" in metadata:
             params = metadata["neighbours"]
@@ -114,11 +110,9 @@ class DirectModel:
                    ngram=ngram, block_threshold=block_tier(stem.name), neighbours=bank, alpha=alpha)
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(stem.with_suffix(".npz"), weights=self.weights, bias=np.float64(self.bias))
+        write_artifact(stem, {"weights": self.weights, "bias": np.float64(self.bias)}, metadata)
         if self.neighbours is not None:
             self.neighbours.save(neighbours_path(stem))
-        stem.with_suffix(".json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         self.metadata = metadata
 
     def features(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from stratus.guard.detector import LazyDetector
+from stratus.guard.detector import LazyDetector, read_artifact, write_artifact
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODEL_DIR / "indirect-v1"  # v2 and v3 were measured and not adopted: docs/guard.md
@@ -205,25 +205,19 @@ class IndirectModel:
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> IndirectModel:
-        npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
-        if not npz.is_file() or not meta.is_file():
-            raise FileNotFoundError(f"indirect-injection model missing: {npz} / {meta} "
-                                    "(python -m stratus_tools.guard.indirect_train)")
-        with np.load(npz) as arrays:
-            weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
-        metadata = json.loads(meta.read_text(encoding="utf-8"))
+        arrays, metadata = read_artifact(stem, "indirect-injection model",
+                                         "python -m stratus_tools.guard.indirect_train")
+        weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
         cues, context = tuple(metadata.get("cues") or ()), tuple(metadata.get("context") or ())
         if (not set(cues) <= set(CUE_NAMES) or context not in ((), CONTEXT)
                 or weights.shape[0] != 384 + len(cues) + len(context)):
-            raise ValueError(f"indirect-injection model {npz}: its cues {list(cues)} / context {list(context)} "
-                             "are not this code's")
+            raise ValueError(f"indirect-injection model {stem.with_suffix('.npz')}: its cues {list(cues)} / "
+                             f"context {list(context)} are not this code's")
         return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata, cues=cues,
                    context=context)
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(stem.with_suffix(".npz"), weights=self.weights, bias=np.float64(self.bias))
-        stem.with_suffix(".json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_artifact(stem, {"weights": self.weights, "bias": np.float64(self.bias)}, metadata)
         self.metadata = metadata
 
     def window_scores(self, x: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from stratus.guard import features as F
-from stratus.guard.detector import LazyDetector, block_tier
+from stratus.guard.detector import LazyDetector, block_tier, read_artifact, write_artifact
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODEL_DIR / "injection-v3"
@@ -77,23 +77,18 @@ class InjectionModel:
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> InjectionModel:
-        npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
-        if not npz.is_file() or not meta.is_file():
-            raise FileNotFoundError(f"injection model artifact missing: {npz} / {meta} (scripts/train_injection.py)")
-        with np.load(npz) as arrays:
-            weights, idf, bias = arrays["weights"], arrays["idf"], float(arrays["bias"])
-        metadata = json.loads(meta.read_text(encoding="utf-8"))
+        arrays, metadata = read_artifact(stem, "injection model artifact", "scripts/train_injection.py")
+        weights, idf, bias = arrays["weights"], arrays["idf"], float(arrays["bias"])
         if weights.shape != idf.shape or weights.shape[0] != metadata["params"]["buckets"]:
-            raise ValueError(f"injection model {npz}: weights/idf shapes do not match params.buckets")
+            raise ValueError(f"injection model {stem.with_suffix('.npz')}: weights/idf shapes do not match "
+                             "params.buckets")
         threshold = float(metadata["threshold"])
         return cls(weights=weights, bias=bias, idf=idf, threshold=threshold, metadata=metadata,
                    context_threshold=float(metadata.get("context_threshold", threshold)),
                    block_threshold=block_tier(stem.name))
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(stem.with_suffix(".npz"), weights=self.weights, idf=self.idf, bias=np.float64(self.bias))
-        stem.with_suffix(".json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_artifact(stem, {"weights": self.weights, "idf": self.idf, "bias": np.float64(self.bias)}, metadata)
         self.metadata = metadata
 
     @property

@@ -19,7 +19,6 @@ enough English is read as English and left to v7.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from stratus.guard.detector import LazyDetector
+from stratus.guard.detector import LazyDetector, read_artifact, write_artifact
 from stratus.guard.direct import DEFAULT_MODEL as DIRECT_DEFAULT
 from stratus.guard.direct import MODEL_DIR as DIRECT_MODELS
 from stratus.guard.direct import DirectDetector, get_direct_detector, views
@@ -49,21 +48,16 @@ class MultilingualModel:
 
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> MultilingualModel:
-        npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
-        if not npz.is_file() or not meta.is_file():
-            raise FileNotFoundError(f"multilingual model artifact missing: {npz} / {meta} "
-                                    "(python -m stratus_tools.guard.train_multilingual)")
-        with np.load(npz) as arrays:
-            weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
+        arrays, metadata = read_artifact(stem, "multilingual model artifact",
+                                         "python -m stratus_tools.guard.train_multilingual")
+        weights, bias = arrays["weights"].astype(np.float32), float(arrays["bias"])
         if weights.shape != (DIMENSIONS,):
-            raise ValueError(f"multilingual model {npz}: weights shape {weights.shape}, expected ({DIMENSIONS},)")
-        metadata = json.loads(meta.read_text(encoding="utf-8"))
+            raise ValueError(f"multilingual model {stem.with_suffix('.npz')}: weights shape {weights.shape}, "
+                             f"expected ({DIMENSIONS},)")
         return cls(weights=weights, bias=bias, threshold=float(metadata["threshold"]), metadata=metadata)
 
     def save(self, stem: Path, metadata: dict[str, Any]) -> None:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(stem.with_suffix(".npz"), weights=self.weights, bias=np.float64(self.bias))
-        stem.with_suffix(".json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_artifact(stem, {"weights": self.weights, "bias": np.float64(self.bias)}, metadata)
         self.metadata = metadata
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
