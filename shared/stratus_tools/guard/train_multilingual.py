@@ -35,7 +35,14 @@ import numpy as np
 
 from stratus.guard.direct import DEFAULT_MODEL as ENGLISH_MODEL
 from stratus.guard.direct import DirectModel
-from stratus_tools.guard.direct_eval import SAMPLE_SEED, cached_vectors, score_texts, seeded_sample, source_metrics
+from stratus_tools.guard.direct_eval import (
+    SAMPLE_SEED,
+    cached_vectors,
+    sampled,
+    score_texts,
+    seeded_sample,
+    source_metrics,
+)
 from stratus_tools.guard.injection_sources import (
     Source,
     attacks_other_languages,
@@ -54,9 +61,9 @@ from stratus_tools.guard.multilingual import (
     UseEmbedder,
 )
 from stratus_tools.guard.multilingual_probe import CACHE as PROBE_CACHE
-from stratus_tools.guard.multilingual_probe import CANDIDATES, CAPS, source_views
+from stratus_tools.guard.multilingual_probe import CANDIDATES, CAPS, Scored, source_views
 from stratus_tools.guard.train_direct import L2_GRID, fit, texts_digest
-from stratus_tools.guard.training import seeded_subset, threshold_at_fpr
+from stratus_tools.guard.training import threshold_at_fpr
 
 CACHE = PROBE_CACHE / "use" / CANDIDATES["use"].wheel.version  # the probe's USE vectors, the same package
 MIN_GATED = 30  # a benign threshold source binds the threshold only with this many texts the gate sends on
@@ -122,10 +129,7 @@ class Prepared:
 
     def head_scores(self, weights: np.ndarray, bias: float) -> np.ndarray:
         """Per text, the head's highest probability over its views (as the runtime detector scores)."""
-        p = 1.0 / (1.0 + np.exp(-(self.vectors.astype(np.float64) @ weights + bias)))
-        best = np.zeros(len(self.labels))
-        np.maximum.at(best, self.owner, p)
-        return best
+        return Scored(self.vectors, self.owner, self.labels).scores(weights, bias)
 
 
 def prepare(src: Source, embed: Callable[[Sequence[str]], np.ndarray], gate: LanguageGate,
@@ -202,21 +206,18 @@ def train(out: Path = DEFAULT_MODEL) -> dict[str, Any]:
     model = MultilingualModel(weights=best["weights"].astype(np.float32), bias=float(best["bias"]),
                               threshold=float(best["threshold"]))
     v7_threshold = english.threshold
-    figures = {p.name: metrics(p, verdicts(p, model, v7_threshold)) for ps in (held, prepared["report"]) for p in ps}
-    v7_figures = {p.name: source_metrics(p.english_scores, p.labels, v7_threshold)
-                  for ps in (held, prepared["report"]) for p in ps}
     report = prepared["report"]
-    pooled = np.concatenate([verdicts(p, model, v7_threshold) for p in report])
+    flags = {p.name: verdicts(p, model, v7_threshold) for ps in (held, report) for p in ps}
+    figures = {p.name: metrics(p, flags[p.name]) for ps in (held, report) for p in ps}
+    v7_figures = {p.name: source_metrics(p.english_scores, p.labels, v7_threshold) for ps in (held, report) for p in ps}
+    pooled = np.concatenate([flags[p.name] for p in report])
     labels = np.concatenate([p.labels for p in report])
     figures["all-report-sources"] = source_metrics(pooled.astype(np.float64), labels, 0.5)
     v7_figures["all-report-sources"] = source_metrics(np.concatenate([p.english_scores for p in report]), labels,
                                                       v7_threshold)
-    ci = {}
-    for p in report:
-        if p.name in CI_SOURCES:
-            keep = np.asarray(seeded_subset(range(len(p.labels)), CI_CAP, seed=SAMPLE_SEED), dtype=np.int64)
-            flagged = verdicts(p, model, v7_threshold)[keep]
-            ci[p.name] = source_metrics(flagged.astype(np.float64), p.labels[keep], 0.5)
+    ci_sample = sampled({p.name: (flags[p.name].astype(np.float64), p.labels, p.role) for p in report
+                         if p.name in CI_SOURCES}, dict.fromkeys(CI_SOURCES, CI_CAP))
+    ci = {name: source_metrics(s, y, 0.5) for name, (s, y, _) in ci_sample.items()}
     metadata: dict[str, Any] = {
         "model": out.name,
         "embedding_model": EMBEDDING_MODEL,
