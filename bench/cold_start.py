@@ -89,6 +89,8 @@ def events(stack: Any, response_url: str) -> dict[str, tuple[str, Callable[[], A
                            lambda: _event_file("ingest_test_event.json")),
         "EvalSamplerFunction": ("scheduled event (no traces to sample)",
                                 lambda: {**scheduled, "id": str(uuid.uuid4())}),
+        "GuardMultilingualFunction": ("guard_multilingual.json (three texts, the models loaded at init)",
+                                      lambda: _event_file("guard_multilingual.json")),
         "MigrateFunction": ("migrate_create.json (nothing left to apply)",
                             lambda: {**_event_file("migrate_create.json"), "ResponseURL": response_url}),
     }

@@ -1,4 +1,4 @@
-"""The opt-in multilingual injection detector (stratus_tools.guard.multilingual) against injection-v7, the embedding
+"""The opt-in multilingual injection detector (stratus.guard.multilingual) against injection-v7, the embedding
 detector it hands English to: warm latency per message and first use, in the same run.
 
     python -m bench.run multilingual_detector
@@ -37,7 +37,7 @@ TEXTS = {"short_en": SHORT, "long_en": LONG, "short_de": SHORT_DE, "long_de": LO
 _FIRST_USE = """
 import time
 start = time.perf_counter()
-from stratus_tools.guard.multilingual import MultilingualDetector
+from stratus.guard.multilingual import MultilingualDetector
 MultilingualDetector().assess([{text!r}])
 print(time.perf_counter() - start)
 """
@@ -65,7 +65,7 @@ def first_use_ms(runs: int) -> float:
 
 def run(runs: int = 5, rounds: int = 20) -> dict[str, Any]:
     from stratus.guard.direct import get_direct_detector
-    from stratus_tools.guard.multilingual import EMBEDDING_MODEL, MultilingualDetector
+    from stratus.guard.multilingual import EMBEDDING_MODEL, MultilingualDetector
 
     detector, direct = MultilingualDetector(), get_direct_detector()
     languages = {name: detector.gate.language(text) for name, text in TEXTS.items()}

@@ -2,7 +2,7 @@
 # every layer is built for, installing a layer's pinned requirements, sizes, and Lambda's size limit for
 # each function's set of layers.
 #
-# Before sourcing, a build sets LAYER (its name: common, guard, ingest) and, after, mode (full: for
+# Before sourcing, a build sets LAYER (its name: common, guard, ingest, multilingual) and, after, mode (full: for
 # Lambda; --native: for the interpreter $PIP runs, on this platform, as the check scripts do). For a build,
 # this sets BUILD_DIR (LAYER_BUILD_DIR, default layers/<name>/build) and SITE, its python/ folder (Lambda
 # puts a layer's python/ on sys.path).
@@ -28,8 +28,8 @@ CODE_MB=1
 MAX_FUNCTION_MB=$((LAMBDA_LIMIT_MB - HEADROOM_MB - CODE_MB))
 # The distinct sets of layers template.yaml gives its functions (tests/infra checks they are the same):
 # every function has CommonLayer (Globals); GuardFunction and GatewayFunction add GuardLayer,
-# IngestFunction adds IngestLayer.
-LAYER_SETS=(common common+guard common+ingest)
+# IngestFunction adds IngestLayer, GuardMultilingualFunction adds MultilingualLayer.
+LAYER_SETS=(common common+guard common+ingest common+multilingual)
 # Layers a set's functions also load that are not built here, as SET:MiB, taken off MAX_FUNCTION_MB for
 # that set: GatewayFunction runs behind the AWS Lambda Web Adapter extension layer (~5 MiB, AWS's), so
 # common+guard keeps 6 MiB for it (GuardFunction, with the same set, gets the same, stricter, limit).

@@ -60,7 +60,7 @@ ATTRIBUTES = {
 # Stratus's provider names where the convention has a well-known value of its own.
 PROVIDER_NAMES = {"bedrock": "aws.bedrock"}
 # Spans that are calls out of the process (OTel SpanKind CLIENT); the rest are INTERNAL.
-CLIENT_SPANS = frozenset({"provider_attempt", "workflow"})
+CLIENT_SPANS = frozenset({"provider_attempt", "workflow", "multilingual_invoke"})
 TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
 
 

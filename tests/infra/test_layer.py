@@ -219,7 +219,8 @@ def _function_layer_sets(template: dict[str, Any]) -> dict[str, frozenset[str]]:
     return {function: built for function, (built, _) in _function_layers(template).items()}
 
 
-LAYER_NAMES = {"common": "CommonLayer", "guard": "GuardLayer", "ingest": "IngestLayer"}
+LAYER_NAMES = {"common": "CommonLayer", "guard": "GuardLayer", "ingest": "IngestLayer",
+               "multilingual": "MultilingualLayer"}
 
 
 def _checked_sets(config: dict[str, str]) -> dict[frozenset[str], int]:

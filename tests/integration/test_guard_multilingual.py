@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from stratus.guard.direct import get_direct_detector
+from stratus.guard.multilingual import DEFAULT_MODEL, MultilingualDetector
 from stratus_tools.guard.direct_eval import regressions, seeded_sample, source_metrics
-from stratus_tools.guard.multilingual import DEFAULT_MODEL, MultilingualDetector
 from stratus_tools.guard.train_multilingual import CI_CAP, CI_SOURCES, sources
 
 

@@ -53,7 +53,8 @@ def _digest(paths: list[Path], extra: str = "") -> str:
     return h.hexdigest()[:12]
 
 
-def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "ingest")) -> dict[str, Path]:
+def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "ingest", "multilingual"),
+                 ) -> dict[str, Path]:
     """Layer name -> its build folder (holding python/), native builds cached across runs. Test processes
     running side by side (pytest -n) share the cache: one builds while the others wait, and the library is
     copied again only when it changed, so never during a run that leaves shared/stratus alone (an edit made

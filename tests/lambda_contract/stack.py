@@ -14,7 +14,7 @@ from tests.lambda_contract.process import FunctionProcess
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".stratus" / "lambda-contract"
 FUNCTIONS = ("GatewayFunction", "RetrieveFunction", "GenerateFunction", "GuardFunction", "IngestFunction",
-             "EvalSamplerFunction", "MigrateFunction")
+             "EvalSamplerFunction", "MigrateFunction", "GuardMultilingualFunction")
 # DATABASE_URL replaces the proxy endpoint and the secret the template names.
 UNSET = frozenset({"STRATUS_DATABASE_SECRET_ARN", "STRATUS_DATABASE_PROXY_ENDPOINT"})
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stratus.guard.injection import InjectionScore
-from stratus_tools.guard.multilingual import DIMENSIONS, MultilingualDetector, MultilingualModel
+from stratus.guard.multilingual import DIMENSIONS, MultilingualDetector, MultilingualModel
 from stratus_tools.guard.train_multilingual import Prepared, gated_recall, gated_threshold, training_rows, verdicts
 
 FILLER = "Der Bericht fasst Umsatz, Abwanderung und den Einstellungsplan zusammen. " * 12

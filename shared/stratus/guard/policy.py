@@ -45,13 +45,15 @@ class RailPolicy(BaseModel):
     entities: list[str] | None = None
     # Which model scores the text (DETECTORS; None: the rail's first, the fast one). context_injection:
     # "indirect" catches ~3x more instructions hidden in documents but costs ~30x the time per chunk;
-    # injection: "embedding" (injection-v7) catches more held-out attacks but embeds every message
-    # (docs/guard.md).
-    detector: Literal["ngram", "embedding", "direct", "indirect"] | None = None
+    # injection: "embedding" (injection-v7) catches more held-out attacks but embeds every message;
+    # "multilingual" keeps v7 for English and sends other languages to a head on multilingual vectors, run
+    # by GuardMultilingualFunction (one more invocation per request; its `threshold` is the head's, English
+    # keeps v7's; docs/guard.md).
+    detector: Literal["ngram", "embedding", "multilingual", "direct", "indirect"] | None = None
 
 
 # The detectors a rail can use; the first is its default.
-DETECTORS: dict[str, tuple[str, ...]] = {"injection": ("ngram", "embedding"),
+DETECTORS: dict[str, tuple[str, ...]] = {"injection": ("ngram", "embedding", "multilingual"),
                                          "context_injection": ("direct", "indirect")}
 
 DEFAULTS: dict[str, RailPolicy] = {

@@ -138,41 +138,84 @@ def check_input(messages: Sequence[Message], query: str | None, state: GuardStat
 def _injection(messages: list[Message], policy: GuardPolicy) -> Verdict:
     # By default the n-gram model (injection-v3, ~1 ms a message); a tenant opts into the embedding model
     # (injection-v7: better recall on held-out sources and few flags on pasted code and documents, but it
-    # embeds every message on the request path).
+    # embeds every message on the request path), or into the multilingual detector (v7 for English, a head on
+    # multilingual vectors for other languages, in a function of its own).
     rail = policy.rail("injection")
     indexed = [(i, m.text()) for i, m in enumerate(messages) if m.role == "user" and m.text().strip()]
-    detector: Any
-    if rail.detector == "embedding":
-        from stratus.guard.direct import get_direct_detector
-
-        detector = get_direct_detector()
-    else:
-        from stratus.guard.injection import get_detector
-
-        detector = get_detector()
-    threshold = rail.threshold if rail.threshold is not None else detector.threshold
     # `block` with no threshold of the tenant's is tiered: it blocks from the detector's block tier (chosen
     # so that ordinary chat, code and documents are almost never blocked) and flags the hits under it; a
     # detector without a tier only flags (its threshold was never meant to refuse). With a threshold of its
     # own, the tenant's rail blocks from that threshold.
     tiered = rail.action == "block" and rail.threshold is None
-    block_at = detector.block_threshold if tiered else None
-    scores: Sequence[Any] = detector.assess([t for _, t in indexed]) if indexed else []
     if not indexed:
-        return Verdict(rail="injection", stage="input", action="pass", score=0.0, threshold=threshold)
-    worst = max(range(len(scores)), key=lambda j: scores[j].score)
-    top = scores[worst]
-    hit = top.score >= threshold
-    if tiered:
-        action = cast(Action, tier_action(top.score, threshold, block_at))
-        threshold = block_at if action == "block" and block_at is not None else threshold
+        default = _injection_detector("embedding" if rail.detector == "multilingual" else rail.detector).threshold
+        return Verdict(rail="injection", stage="input", action="pass", score=0.0,
+                       threshold=rail.threshold if rail.threshold is not None else default)
+    notes: dict[str, Any] = {}
+    if rail.detector == "multilingual":
+        scores, block_ats = _multilingual_scores([t for _, t in indexed], rail.threshold, notes)
     else:
-        action = _decide(rail.action, hit)
-    details: dict[str, Any] = {"message": indexed[worst][0], "view": top.view} if hit else {}
-    if hit and block_at is not None:
+        detector = _injection_detector(rail.detector)
+        threshold = rail.threshold if rail.threshold is not None else detector.threshold
+        scores = [s if rail.threshold is None else _at(s, threshold) for s in detector.assess([t for _, t in indexed])]
+        block_ats = [detector.block_threshold] * len(scores)
+    actions = [cast(Action, tier_action(s.score, s.threshold, b)) if tiered else _decide(rail.action, s.flagged)
+               for s, b in zip(scores, block_ats, strict=True)]
+    severity = {"pass": 0, "flag": 1, "block": 2}
+    worst = max(range(len(scores)), key=lambda j: (severity[actions[j]], scores[j].flagged, scores[j].score))
+    top, action, block_at = scores[worst], actions[worst], (block_ats[worst] if tiered else None)
+    threshold = block_at if action == "block" and block_at is not None else top.threshold
+    details: dict[str, Any] = {"message": indexed[worst][0], "view": top.view} if top.flagged else {}
+    if top.flagged and block_at is not None:
         details["block_threshold"] = block_at
     return Verdict(rail="injection", stage="input", action=action, score=round(top.score, 4),
-                   threshold=threshold, details=details)
+                   threshold=threshold, details=details | notes)
+
+
+def _injection_detector(name: str | None) -> Any:
+    if name == "embedding":
+        from stratus.guard.direct import get_direct_detector
+
+        return get_direct_detector()
+    from stratus.guard.injection import get_detector
+
+    return get_detector()
+
+
+def _at(score: Any, threshold: float) -> Any:
+    """A verdict judged again at a tenant's threshold."""
+    from stratus.guard.injection import InjectionScore
+
+    return InjectionScore(score=score.score, flagged=score.score >= threshold, threshold=threshold, view=score.view)
+
+
+def _multilingual_scores(texts: list[str], threshold: float | None, notes: dict[str, Any]) -> tuple[
+        list[Any], list[float | None]]:
+    """Texts the gate reads as English: injection-v7's verdicts (its threshold and block tier); others: the
+    multilingual head's at the tenant's threshold (else its own), with no block tier (it only flags unless the
+    tenant asked to block from a threshold). When the detector's function does not answer, every text gets
+    v7's verdict and `notes` says why: the rail degrades to the embedding detector, it never fails the request."""
+    import logging
+
+    from stratus.config import get_settings
+    from stratus.guard.direct import get_direct_detector
+    from stratus.guard.multilingual_remote import MultilingualUnavailable, judge
+
+    english = get_direct_detector()
+    try:
+        judged = judge(texts, threshold=threshold, timeout_s=get_settings().multilingual_timeout_s)
+    except MultilingualUnavailable as err:
+        logging.getLogger(__name__).warning("multilingual detector unavailable, injection-v7 judges: %s", err)
+        notes["multilingual"] = f"unavailable, judged by injection-v7: {err.message}"[:300]
+        judged = []
+    mine = [i for i, v in enumerate(judged) if v.score is None] if judged else list(range(len(texts)))
+    scores: list[Any] = [v.score for v in judged] if judged else [None] * len(texts)
+    block_ats: list[float | None] = [None] * len(texts)
+    for i, verdict in zip(mine, english.assess([texts[i] for i in mine]) if mine else [], strict=True):
+        scores[i], block_ats[i] = verdict, english.block_threshold
+    if judged:
+        notes["languages"] = sorted({v.language for v in judged})
+    return scores, block_ats
 
 
 def _tool_injection(messages: list[Message], policy: GuardPolicy) -> tuple[list[Message], Verdict]:

@@ -142,7 +142,7 @@ def _injection_context_check(text: str) -> RailResult:
 
 
 def _multilingual_check(text: str) -> RailResult:
-    from stratus_tools.guard.multilingual import ENGLISH, get_multilingual_detector
+    from stratus.guard.multilingual import ENGLISH, get_multilingual_detector
 
     # English as the embedding rail judges it (injection-v7, tiered); any other language by the head, which
     # has no block tier: over its threshold -> flag.
@@ -157,7 +157,7 @@ def _multilingual_check(text: str) -> RailResult:
 
 
 def _multilingual_load() -> None:
-    from stratus_tools.guard.multilingual import get_multilingual_detector
+    from stratus.guard.multilingual import get_multilingual_detector
 
     # The gate, USE and the head for the German text; injection-v7 and MiniLM for the English one.
     get_multilingual_detector().assess(["Guten Morgen, wie geht es dir?", "Good morning, how are you?"])
@@ -167,8 +167,8 @@ def _multilingual_evaluate(datasets: frozenset[str] | None = None) -> list[Measu
     """The multilingual rail on its recipe's report sources (stratus_tools.guard.train_multilingual), as the
     recipe scores them (cached vectors; in-the-wild on its seeded sample): the figures the artifact records.
     Latency per input on the path the rail runs, timed one by one on the first texts."""
+    from stratus.guard.multilingual import get_multilingual_detector
     from stratus_tools.guard.direct_eval import is_long
-    from stratus_tools.guard.multilingual import get_multilingual_detector
     from stratus_tools.guard.train_multilingual import prepare, sources, verdicts
 
     _multilingual_load()

@@ -1,4 +1,4 @@
-"""Train the multilingual detector's head (stratus_tools.guard.multilingual) and record its figures.
+"""Train the multilingual detector's head (stratus.guard.multilingual) and record its figures.
 
     python -m stratus_tools.guard.train_multilingual [--out STEM]
 
@@ -35,6 +35,15 @@ import numpy as np
 
 from stratus.guard.direct import DEFAULT_MODEL as ENGLISH_MODEL
 from stratus.guard.direct import DirectModel
+from stratus.guard.multilingual import (
+    DEFAULT_MODEL,
+    DIMENSIONS,
+    EMBEDDING_MODEL,
+    ENGLISH,
+    LanguageGate,
+    MultilingualModel,
+    UseEmbedder,
+)
 from stratus_tools.guard.direct_eval import (
     SAMPLE_SEED,
     cached_vectors,
@@ -50,15 +59,6 @@ from stratus_tools.guard.injection_sources import (
     chat_languages_part,
     normalised,
     vigia_attacks,
-)
-from stratus_tools.guard.multilingual import (
-    DEFAULT_MODEL,
-    DIMENSIONS,
-    EMBEDDING_MODEL,
-    ENGLISH,
-    LanguageGate,
-    MultilingualModel,
-    UseEmbedder,
 )
 from stratus_tools.guard.multilingual_probe import CACHE as PROBE_CACHE
 from stratus_tools.guard.multilingual_probe import CANDIDATES, CAPS, Scored, source_views

@@ -9,11 +9,10 @@ them in other languages. English texts stay with the direct detector the artifac
 The head is trained by `python -m stratus_tools.guard.train_multilingual` (docs/guard.md, "The multilingual
 detector").
 
-It lives in the tooling package, not the runtime: no function can load it yet. USE's 31 MiB do not fit
-beside CommonLayer and GuardLayer within the 223 MiB the build allows the guard and gateway functions
-(docs/deploy.md), so it runs where the package is installed (`stratus guard scan`, `stratus eval guard`)
-until it has a function of its own. The gate decides per whole text: a non-English attack padded with
-enough English is read as English and left to v7.
+USE's 31 MiB do not fit beside CommonLayer and GuardLayer in the gateway and guard functions, so on Lambda
+the gate and the head run in a function of their own (GuardMultilingualFunction, with MultilingualLayer);
+the injection rail reaches it through stratus.guard.multilingual_remote and keeps v7 for English. The gate
+decides per whole text: a non-English attack padded with enough English is read as English and left to v7.
 """
 
 from __future__ import annotations
@@ -136,12 +135,24 @@ class MultilingualDetector(LazyDetector[MultilingualModel]):
         return np.array([s.score for s in self.assess(texts)], dtype=np.float64)
 
     def assess(self, texts: Sequence[str]) -> list[InjectionScore]:
-        english = [self.gate.language(t) == ENGLISH for t in texts]
-        out: list[InjectionScore | None] = [None] * len(texts)
-        mine = [i for i, e in enumerate(english) if e]
-        for i, verdict in zip(mine, self.english.assess([texts[i] for i in mine]) if mine else [], strict=True):
+        judged = self.judge(texts)
+        mine = [i for i, (_, verdict) in enumerate(judged) if verdict is None]
+        english = self.english.assess([texts[i] for i in mine]) if mine else []
+        out = [verdict for _, verdict in judged]
+        for i, verdict in zip(mine, english, strict=True):
             out[i] = verdict
-        others = [i for i, e in enumerate(english) if not e]
+        verdicts = [s for s in out if s is not None]
+        if len(verdicts) != len(texts):
+            raise RuntimeError(f"{len(texts) - len(verdicts)} texts got no verdict")
+        return verdicts
+
+    def judge(self, texts: Sequence[str], *, threshold: float | None = None) -> list[tuple[str, InjectionScore | None]]:
+        """Each text's language and, unless it is English, the head's verdict at `threshold` (None: this
+        detector's) or None, the English detector's to give. What GuardMultilingualFunction answers: it
+        never loads the English detector."""
+        languages = [self.gate.language(t) for t in texts]
+        out: list[tuple[str, InjectionScore | None]] = [(language, None) for language in languages]
+        others = [i for i, language in enumerate(languages) if language != ENGLISH]
         if others:
             expanded = [(i, name, v) for i in others for name, v in views(texts[i])]
             probs = self.model.probabilities(self.embed([v for _, _, v in expanded]))
@@ -149,13 +160,16 @@ class MultilingualDetector(LazyDetector[MultilingualModel]):
             for (i, name, _), p in zip(expanded, probs, strict=True):
                 if i not in best or p > best[i][0]:
                     best[i] = (float(p), name)
-            threshold = self.model.threshold
+            if threshold is None:
+                threshold = self.model.threshold
             for i, (p, name) in best.items():
-                out[i] = InjectionScore(score=p, flagged=p >= threshold, threshold=threshold, view=name)
-        verdicts = [s for s in out if s is not None]
-        if len(verdicts) != len(texts):
-            raise RuntimeError(f"{len(texts) - len(verdicts)} texts got no verdict")
-        return verdicts
+                out[i] = (languages[i], InjectionScore(score=p, flagged=p >= threshold, threshold=threshold,
+                                                       view=name))
+        return out
+
+    def warm(self) -> None:
+        """Loads the gate, USE and the head (a cold start's ~1.5 s), not the English detector."""
+        self.judge(["Guten Morgen, wie geht es dir?"])
 
 
 @functools.cache

@@ -1,0 +1,159 @@
+"""The multilingual detector as the injection rail reaches it, and the event GuardMultilingualFunction answers.
+
+The gate and the head (stratus.guard.multilingual) need USE and py3langid, which only MultilingualLayer
+carries, so the gateway and the guard function invoke GuardMultilingualFunction (its name in
+STRATUS_MULTILINGUAL_FUNCTION) synchronously. Where no function is named (`stratus dev` outside the local
+stack, the tools, tests) the detector runs in this process, as it does inside that function.
+
+The event, both ways (one wire format, defined here for both sides):
+    {"texts": ["...", ...], "threshold": 0.7 | null, "trace_context": {...}}
+ -> {"model": "injection-multilingual-v1", "verdicts": [{"language": "de", "score": 0.93, "flagged": true,
+     "threshold": 0.66, "view": "text"}, {"language": "en"}, ...]}
+A text the gate reads as English comes back with its language only: the caller's English detector judges it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stratus import spans
+from stratus.errors import InvalidInput, TransientError
+from stratus.guard.injection import InjectionScore
+
+# Texts per invocation: a request's user turns are usually a handful; a long agent transcript is sent in
+# several calls rather than one payload near Lambda's 6 MB limit.
+BATCH = 64
+MAX_TEXTS = 256  # per event: more is a caller's bug, refused by name
+MAX_CHARS = 200_000  # per text; the rail never sends more (a gateway request body is capped far lower)
+
+
+class MultilingualUnavailable(TransientError):
+    """GuardMultilingualFunction could not answer (throttled, failed, timed out, not deployed)."""
+
+    code = "multilingual_unavailable"
+    retry_after = 2.0
+
+
+@dataclass(frozen=True)
+class LanguageVerdict:
+    language: str  # ISO 639-1, as the gate read the whole text
+    score: InjectionScore | None  # the head's; None for English (the caller's English detector decides)
+
+
+def judge(texts: Sequence[str], *, threshold: float | None = None, timeout_s: float = 5.0) -> list[LanguageVerdict]:
+    """Each text's language and, unless English, the head's verdict at `threshold` (None: the artifact's).
+    Raises MultilingualUnavailable when the function named in the settings does not answer in `timeout_s`."""
+    from stratus.config import get_settings
+
+    if not texts:
+        return []
+    function = get_settings().multilingual_function
+    if not function:
+        return _local(texts, threshold)
+    out: list[LanguageVerdict] = []
+    for start in range(0, len(texts), BATCH):
+        out.extend(_invoke(function, texts[start:start + BATCH], threshold, timeout_s))
+    return out
+
+
+def _local(texts: Sequence[str], threshold: float | None) -> list[LanguageVerdict]:
+    from stratus.guard.multilingual import get_multilingual_detector
+
+    return [LanguageVerdict(language, score)
+            for language, score in get_multilingual_detector().judge(texts, threshold=threshold)]
+
+
+def _invoke(function: str, texts: Sequence[str], threshold: float | None, timeout_s: float) -> list[LanguageVerdict]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from stratus.aws.clients import client
+
+    lam = client("lambda", read_timeout=max(1, math.ceil(timeout_s)), max_attempts=2)
+    payload = {"texts": list(texts), "threshold": threshold, "trace_context": spans.carrier()}
+    with spans.span("multilingual_invoke", texts=len(texts)) as step:
+        try:
+            response = lam.invoke(FunctionName=function, InvocationType="RequestResponse",
+                                  Payload=json.dumps(payload).encode())
+            body = response["Payload"].read()
+        except ClientError as err:  # throttled, not found, not allowed: the function's side, not the caller's
+            error = err.response.get("Error", {})
+            raise MultilingualUnavailable(f"{function}: {error.get('Code')}: {error.get('Message')}") from None
+        except BotoCoreError as err:  # connect or read timeout, endpoint unreachable
+            raise MultilingualUnavailable(f"{function}: {type(err).__name__}") from None
+        if response.get("FunctionError"):
+            detail = _error_message(body)
+            step.annotate(error=detail[:200])
+            raise MultilingualUnavailable(f"{function} failed: {detail}")
+    try:
+        return parse_response(json.loads(body), expected=len(texts))
+    except (ValueError, TypeError, KeyError) as err:
+        raise MultilingualUnavailable(f"{function} answered something else: {err}") from None
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace")
+    if isinstance(data, dict):
+        return f"{data.get('errorType')}: {data.get('errorMessage')}"
+    return str(data)[:200]
+
+
+def parse_response(data: Any, *, expected: int) -> list[LanguageVerdict]:
+    verdicts = data["verdicts"]
+    if not isinstance(verdicts, list):
+        raise ValueError(f"verdicts is {type(verdicts).__name__}, not a list")
+    if len(verdicts) != expected:
+        raise ValueError(f"{expected} verdicts expected, got {len(verdicts)}")
+    out = []
+    for v in verdicts:
+        score = None
+        if v.get("score") is not None:
+            score = InjectionScore(score=float(v["score"]), flagged=bool(v["flagged"]),
+                                   threshold=float(v["threshold"]), view=str(v["view"]))
+        out.append(LanguageVerdict(language=str(v["language"]), score=score))
+    return out
+
+
+# --- the function's side ------------------------------------------------------------------------------
+
+
+def answer(event: Any) -> dict[str, Any]:
+    """GuardMultilingualFunction's answer to an event; InvalidInput names the field that is wrong."""
+    from stratus.guard.multilingual import get_multilingual_detector
+
+    texts, threshold = _checked(event)
+    verdicts = _local(texts, threshold)
+    return {"model": str(get_multilingual_detector().model.metadata["model"]),
+            "verdicts": [_encoded(v) for v in verdicts]}
+
+
+def _encoded(verdict: LanguageVerdict) -> dict[str, Any]:
+    if verdict.score is None:
+        return {"language": verdict.language}
+    s = verdict.score
+    return {"language": verdict.language, "score": round(s.score, 6), "flagged": s.flagged,
+            "threshold": s.threshold, "view": s.view}
+
+
+def _checked(event: Any) -> tuple[list[str], float | None]:
+    if not isinstance(event, dict):
+        raise InvalidInput("the event is an object with `texts`", field="texts")
+    texts = event.get("texts")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise InvalidInput("`texts` is a list of strings", field="texts")
+    if len(texts) > MAX_TEXTS:
+        raise InvalidInput(f"at most {MAX_TEXTS} texts per event, got {len(texts)}", field="texts")
+    for i, text in enumerate(texts):
+        if len(text) > MAX_CHARS:
+            raise InvalidInput(f"texts[{i}] has {len(text)} characters, at most {MAX_CHARS}", field=f"texts[{i}]")
+    threshold = event.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+                                  or not 0 <= threshold <= 1):
+        raise InvalidInput("`threshold` is a number in [0, 1] or null", field="threshold")
+    return texts, None if threshold is None else float(threshold)
