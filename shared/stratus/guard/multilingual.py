@@ -45,6 +45,17 @@ class MultilingualModel:
     threshold: float
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def head_languages(self) -> frozenset[str] | None:
+        """The languages the head judges (the artifact's `head_languages`); None: every one but English. A text
+        in any other language is left to the English detector, as English is."""
+        listed = self.metadata.get("head_languages")
+        return None if listed is None else frozenset(listed)
+
+    def takes(self, language: str) -> bool:
+        languages = self.head_languages
+        return language != ENGLISH and (languages is None or language in languages)
+
     @classmethod
     def load(cls, stem: Path = DEFAULT_MODEL) -> MultilingualModel:
         arrays, metadata = read_artifact(stem, "multilingual model artifact",
@@ -103,9 +114,10 @@ class UseEmbedder:
 
 
 class MultilingualDetector(LazyDetector[MultilingualModel]):
-    """A text the gate reads as English gets the direct detector's verdict (its score and threshold); any
-    other the head's, over the text and its views (windows of a long text, decoded base64), the highest
-    winning. Each verdict carries its own threshold: `threshold` is the head's only."""
+    """A text the gate reads as English, or in a language the head does not take, gets the direct detector's
+    verdict (its score and threshold); any other the head's, over the text and its views (windows of a long
+    text, decoded base64), the highest winning. Each verdict carries its own threshold: `threshold` is the
+    head's only."""
 
     def __init__(self, stem: Path = DEFAULT_MODEL, threshold: float | None = None,
                  english: DirectDetector | None = None, gate: LanguageGate | None = None,
@@ -147,12 +159,13 @@ class MultilingualDetector(LazyDetector[MultilingualModel]):
         return verdicts
 
     def judge(self, texts: Sequence[str], *, threshold: float | None = None) -> list[tuple[str, InjectionScore | None]]:
-        """Each text's language and, unless it is English, the head's verdict at `threshold` (None: this
-        detector's) or None, the English detector's to give. What GuardMultilingualFunction answers: it
-        never loads the English detector."""
+        """Each text's language and, if the head takes that language (not English, and one of the artifact's
+        `head_languages` when it lists them), the head's verdict at `threshold` (None: this detector's); else
+        None, the English detector's to give. What GuardMultilingualFunction answers: it never loads the
+        English detector."""
         languages = [self.gate.language(t) for t in texts]
         out: list[tuple[str, InjectionScore | None]] = [(language, None) for language in languages]
-        others = [i for i, language in enumerate(languages) if language != ENGLISH]
+        others = [i for i, language in enumerate(languages) if self.model.takes(language)]
         if others:
             expanded = [(i, name, v) for i in others for name, v in views(texts[i])]
             probs = self.model.probabilities(self.embed([v for _, _, v in expanded]))

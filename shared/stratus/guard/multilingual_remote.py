@@ -9,7 +9,8 @@ The event, both ways (one wire format, defined here for both sides):
     {"texts": ["...", ...], "threshold": 0.7 | null, "trace_context": {...}}
  -> {"model": "injection-multilingual-v1", "verdicts": [{"language": "de", "score": 0.93, "flagged": true,
      "threshold": 0.66, "view": "text"}, {"language": "en"}, ...]}
-A text the gate reads as English comes back with its language only: the caller's English detector judges it.
+A text the head does not take (English; a language outside the artifact's `head_languages`) comes back with
+its language only: the caller's English detector judges it.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ class MultilingualUnavailable(TransientError):
 @dataclass(frozen=True)
 class LanguageVerdict:
     language: str  # ISO 639-1, as the gate read the whole text
-    score: InjectionScore | None  # the head's; None for English (the caller's English detector decides)
+    score: InjectionScore | None  # the head's; None: the caller's English detector decides
 
 
-def judge(texts: Sequence[str], *, threshold: float | None = None, timeout_s: float = 5.0) -> list[LanguageVerdict]:
+def judge(texts: Sequence[str], *, threshold: float | None = None, timeout_s: float = 2.0) -> list[LanguageVerdict]:
     """Each text's language and, unless English, the head's verdict at `threshold` (None: the artifact's).
     Raises MultilingualUnavailable when the function named in the settings does not answer in `timeout_s`."""
     from stratus.config import get_settings
@@ -72,7 +73,10 @@ def _invoke(function: str, texts: Sequence[str], threshold: float | None, timeou
 
     from stratus.aws.clients import client
 
-    lam = client("lambda", read_timeout=max(1, math.ceil(timeout_s)), max_attempts=2)
+    # No retry: a call that timed out meets a cold environment (its init takes seconds) or an overload, and a
+    # second call would start another one; the rail judges with injection-v7 instead, and the first call still
+    # leaves its environment warm for the next request.
+    lam = client("lambda", read_timeout=max(1, math.ceil(timeout_s)), max_attempts=1)
     payload = {"texts": list(texts), "threshold": threshold, "trace_context": spans.carrier()}
     with spans.span("multilingual_invoke", texts=len(texts)) as step:
         try:

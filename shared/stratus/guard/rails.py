@@ -191,10 +191,11 @@ def _at(score: Any, threshold: float) -> Any:
 
 def _multilingual_scores(texts: list[str], threshold: float | None, notes: dict[str, Any]) -> tuple[
         list[Any], list[float | None]]:
-    """Texts the gate reads as English: injection-v7's verdicts (its threshold and block tier); others: the
-    multilingual head's at the tenant's threshold (else its own), with no block tier (it only flags unless the
-    tenant asked to block from a threshold). When the detector's function does not answer, every text gets
-    v7's verdict and `notes` says why: the rail degrades to the embedding detector, it never fails the request."""
+    """Texts the head does not take (English, a language it was not made for): injection-v7's verdicts (its
+    threshold and block tier); others: the multilingual head's at the tenant's threshold (else its own), with
+    no block tier (it only flags unless the tenant asked to block from a threshold). When the detector's
+    function does not answer, every text gets v7's verdict and `notes` says why: the rail degrades to the
+    embedding detector, it never fails the request."""
     import logging
 
     from stratus.config import get_settings

@@ -142,13 +142,13 @@ def _injection_context_check(text: str) -> RailResult:
 
 
 def _multilingual_check(text: str) -> RailResult:
-    from stratus.guard.multilingual import ENGLISH, get_multilingual_detector
+    from stratus.guard.multilingual import get_multilingual_detector
 
-    # English as the embedding rail judges it (injection-v7, tiered); any other language by the head, which
-    # has no block tier: over its threshold -> flag.
+    # English (and a language the head does not take) as the embedding rail judges it (injection-v7, tiered);
+    # any other language by the head, which has no block tier: over its threshold -> flag.
     detector = get_multilingual_detector()
     language = detector.gate.language(text)
-    if language == ENGLISH:
+    if not detector.model.takes(language):
         result = _tiered_check(detector.english, text)
     else:
         assessed = detector.assess([text])[0]
@@ -169,7 +169,7 @@ def _multilingual_evaluate(datasets: frozenset[str] | None = None) -> list[Measu
     Latency per input on the path the rail runs, timed one by one on the first texts."""
     from stratus.guard.multilingual import get_multilingual_detector
     from stratus_tools.guard.direct_eval import is_long
-    from stratus_tools.guard.train_multilingual import prepare, sources, verdicts
+    from stratus_tools.guard.train_multilingual import prepare, routed, sources, verdicts
 
     _multilingual_load()
     detector = get_multilingual_detector()
@@ -177,7 +177,8 @@ def _multilingual_evaluate(datasets: frozenset[str] | None = None) -> list[Measu
     for src in sources()["report"]:
         if datasets is not None and dataset_name(src) not in datasets:
             continue
-        prepared = prepare(src, detector.embed, detector.gate, detector.english.model)
+        prepared = routed(prepare(src, detector.embed, detector.gate, detector.english.model),
+                          detector.model.head_languages)
         hits = verdicts(prepared, detector.model, detector.english.threshold)
         m = binary_metrics([bool(h) for h in hits], [bool(y) for y in prepared.labels])
         texts, labels = prepared.texts, [bool(y) for y in prepared.labels]

@@ -16,6 +16,10 @@ The recipe, by role (whole sources; docs/guard.md lists them):
   head (sources with at least MIN_GATED of them); l2 and class weighting are those with the highest recall
   on the threshold sources' attacks the gate sends to the head.
 - report: v7's report sources and vigia's Iberian seeds ("vigia-iberian"), never used to choose.
+- which languages the head takes (HEAD_LANGUAGES): every one but English, or only those USE v3 was trained
+  on (the rest then go to injection-v7, as English does). Each variant gets its own l2, weighting and
+  threshold by the rules above; the variant kept is the one whose whole detector (the head on the texts it
+  takes, v7 on the others) finds more of the threshold sources' attacks.
 
 Vectors are cached under .stratus/cache/multilingual/use/<version>/ (the same cache as
 multilingual_probe); injection-v7's scores come from the MiniLM cache (direct_eval).
@@ -24,9 +28,10 @@ multilingual_probe); injection-v7's scores come from the MiniLM cache (direct_ev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +76,12 @@ MIN_GATED = 30  # a benign threshold source binds the threshold only with this m
 # sample of the report sources where the head decides most texts; their figures on it are recorded here.
 CI_SOURCES, CI_CAP = ("multilingual-injections", "chat-non-english", "vigia-iberian"), 150
 _CHATTERBOT = "chatterbot-corpus==1.3.3 languages of injection-v7's non-English training chat, every turn"
+# The 16 languages of USE multilingual v3's training data (its model card: Arabic, Chinese simplified and
+# traditional, Dutch, English, French, German, Italian, Japanese, Korean, Polish, Portuguese, Spanish, Thai,
+# Turkish, Russian) as py3langid names them (both Chinese are "zh"), English aside: a vector of a language
+# the encoder never saw is likely noise to the head.
+USE_LANGUAGES = ("ar", "de", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh")
+HEAD_LANGUAGES: dict[str, tuple[str, ...] | None] = {"every-non-english": None, "use-trained": USE_LANGUAGES}
 
 
 Loader = Callable[[], tuple[list[str], list[int]]]
@@ -124,8 +135,9 @@ class Prepared:
     labels: np.ndarray
     vectors: np.ndarray  # (views, 512): the texts, then their other views
     owner: np.ndarray  # (views,) index of the text
-    english: np.ndarray  # (texts,) bool: the gate leaves the text to injection-v7
+    english: np.ndarray  # (texts,) bool: the text is left to injection-v7 (English, or a language not taken)
     english_scores: np.ndarray  # (texts,) injection-v7's scores
+    languages: np.ndarray  # (texts,) the gate's language for each text
 
     def head_scores(self, weights: np.ndarray, bias: float) -> np.ndarray:
         """Per text, the head's highest probability over its views (as the runtime detector scores)."""
@@ -140,8 +152,15 @@ def prepare(src: Source, embed: Callable[[Sequence[str]], np.ndarray], gate: Lan
     vectors = cached_vectors(flat[: len(texts)], CACHE, embed, DIMENSIONS)
     if len(flat) > len(texts):
         vectors = np.vstack([vectors, cached_vectors(flat[len(texts):], CACHE, embed, DIMENSIONS)])
+    languages = np.asarray([gate.language(t) for t in texts], dtype=object)
     return Prepared(src.name, src.role, texts, np.asarray(labels, dtype=np.int8), vectors, owner,
-                    np.asarray([gate.language(t) == ENGLISH for t in texts]), score_texts(english, texts))
+                    languages == ENGLISH, score_texts(english, texts), languages)
+
+
+def routed(p: Prepared, head_languages: Collection[str] | None) -> Prepared:
+    """`p` with the texts the head does not take (English; with a list, any language not in it) left to v7."""
+    takes = [lang != ENGLISH and (head_languages is None or lang in head_languages) for lang in p.languages]
+    return dataclasses.replace(p, english=~np.asarray(takes, dtype=bool))
 
 
 def training_rows(train: Sequence[Prepared]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,6 +195,12 @@ def verdicts(p: Prepared, model: MultilingualModel, english_threshold: float) ->
     return np.where(p.english, p.english_scores >= english_threshold, head)
 
 
+def detector_recall(held: Sequence[Prepared], model: MultilingualModel, english_threshold: float) -> float:
+    """The whole detector's recall on the attacks of `held` (the head's verdict or v7's, as each text is routed)."""
+    hits = np.concatenate([verdicts(p, model, english_threshold)[p.labels == 1] for p in held])
+    return float(hits.mean()) if len(hits) else 0.0
+
+
 def metrics(p: Prepared, flagged: np.ndarray) -> dict[str, Any]:
     out = source_metrics(flagged.astype(np.float64), p.labels, 0.5)
     out["sent_to_head"] = round(float((~p.english).mean()), 4)
@@ -188,23 +213,36 @@ def train(out: Path = DEFAULT_MODEL) -> dict[str, Any]:
     embed, gate, english = UseEmbedder().embed, LanguageGate(), DirectModel.load(ENGLISH_MODEL)
     prepared = {role: [prepare(s, embed, gate, english) for s in srcs] for role, srcs in roles.items()}
     x, y, g = training_rows(prepared["train"])
-    held = prepared["threshold"]
     limits = {s.name: s.max_fpr for s in roles["threshold"]}
-    best: dict[str, Any] | None = None
-    for balanced in (False, True):
-        for l2 in L2_GRID:
-            w, b = fit(x, y, g, l2, class_balanced=balanced)
+    fits = {(balanced, l2): fit(x, y, g, l2, class_balanced=balanced) for balanced in (False, True) for l2 in L2_GRID}
+    chosen: dict[str, Any] | None = None
+    variants: dict[str, Any] = {}
+    for variant, head_languages in HEAD_LANGUAGES.items():
+        held = [routed(p, head_languages) for p in prepared["threshold"]]
+        best: dict[str, Any] | None = None
+        for (balanced, l2), (w, b) in fits.items():
             scores = {p.name: p.head_scores(w, b) for p in held}
             threshold, binding = gated_threshold(scores, held, limits)
             recall = gated_recall(scores, held, threshold)
-            print(f"l2={l2:g} class_balanced={balanced}: threshold {threshold:.4f} ({binding}), "
+            print(f"{variant}: l2={l2:g} class_balanced={balanced}: threshold {threshold:.4f} ({binding}), "
                   f"gated threshold-source recall {recall:.4f}", flush=True)
             if best is None or recall > best["recall"]:
                 best = {"l2": l2, "balanced": balanced, "threshold": threshold, "binding": binding,
-                        "recall": recall, "weights": w, "bias": b}
-    assert best is not None
+                        "recall": recall, "weights": w, "bias": b, "head_languages": head_languages, "held": held}
+        assert best is not None
+        candidate = MultilingualModel(weights=best["weights"].astype(np.float32), bias=float(best["bias"]),
+                                      threshold=float(best["threshold"]))
+        best["detector_recall"] = detector_recall(held, candidate, english.threshold)
+        variants[variant] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in best.items()
+                             if k in ("l2", "balanced", "threshold", "binding", "recall", "detector_recall")}
+        print(f"{variant}: detector recall on the threshold attacks {best['detector_recall']:.4f}", flush=True)
+        if chosen is None or best["detector_recall"] > chosen["detector_recall"]:
+            chosen = {**best, "variant": variant}
+    assert chosen is not None
+    best, held = chosen, chosen["held"]
     model = MultilingualModel(weights=best["weights"].astype(np.float32), bias=float(best["bias"]),
                               threshold=float(best["threshold"]))
+    prepared["report"] = [routed(p, best["head_languages"]) for p in prepared["report"]]
     v7_threshold = english.threshold
     report = prepared["report"]
     flags = {p.name: verdicts(p, model, v7_threshold) for ps in (held, report) for p in ps}
@@ -221,7 +259,13 @@ def train(out: Path = DEFAULT_MODEL) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "model": out.name,
         "embedding_model": EMBEDDING_MODEL,
-        "language_gate": "py3langid==0.4.0: a text whose most likely language is not 'en' goes to the head",
+        "language_gate": ("py3langid==0.4.0: a text whose most likely language is not 'en' goes to the head"
+                          + ("" if best["head_languages"] is None else ", if it is one of head_languages")),
+        "head_languages": None if best["head_languages"] is None else list(best["head_languages"]),
+        "head_languages_variant": best["variant"],
+        "head_languages_rule": ("of HEAD_LANGUAGES' variants, each with its own l2, weighting and threshold, the one "
+                                "whose detector (head and v7 as texts are routed) finds more threshold attacks"),
+        "variants": variants,
         "english_model": ENGLISH_MODEL.name,
         "dimensions": DIMENSIONS,
         "l2": best["l2"],
