@@ -2,8 +2,8 @@
 whose injection rail uses `"detector": "multilingual"`): {"texts": [...], "threshold": t | null} -> each
 text's language and, unless English, the head's verdict (stratus.guard.multilingual_remote holds the format).
 
-The gate, USE and the head load at cold start, in the init phase, so the first caller does not wait for them
-on top of its own deadline: the function has no other work.
+The gate, USE and the head load at cold start, in the init phase (about 3.5 s, bench/results/cold_start.json),
+not in the first invocation: the function has no other work.
 """
 
 from __future__ import annotations

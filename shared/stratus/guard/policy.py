@@ -47,8 +47,8 @@ class RailPolicy(BaseModel):
     # "indirect" catches ~3x more instructions hidden in documents but costs ~30x the time per chunk;
     # injection: "embedding" (injection-v7) catches more held-out attacks but embeds every message;
     # "multilingual" keeps v7 for English and sends other languages to a head on multilingual vectors, run
-    # by GuardMultilingualFunction (one more invocation per request; its `threshold` is the head's, English
-    # keeps v7's; docs/guard.md).
+    # by GuardMultilingualFunction (one more invocation per request; a `threshold` applies to both models;
+    # docs/guard.md).
     detector: Literal["ngram", "embedding", "multilingual", "direct", "indirect"] | None = None
 
 

@@ -191,11 +191,11 @@ def _at(score: Any, threshold: float) -> Any:
 
 def _multilingual_scores(texts: list[str], threshold: float | None, notes: dict[str, Any]) -> tuple[
         list[Any], list[float | None]]:
-    """Texts the head does not take (English, a language it was not made for): injection-v7's verdicts (its
-    threshold and block tier); others: the multilingual head's at the tenant's threshold (else its own), with
-    no block tier (it only flags unless the tenant asked to block from a threshold). When the detector's
-    function does not answer, every text gets v7's verdict and `notes` says why: the rail degrades to the
-    embedding detector, it never fails the request."""
+    """Texts the head does not take (English, a language it was not made for): injection-v7's verdicts, as
+    under the embedding detector (its threshold and block tier); others: the multilingual head's, with no
+    block tier (under the tiered default its hits are flagged). A tenant's threshold replaces both models'
+    own. When the detector's function does not answer, every text gets v7's verdict and `notes` says why:
+    the rail degrades to the embedding detector under the same policy, it never fails the request."""
     import logging
 
     from stratus.config import get_settings
@@ -213,7 +213,8 @@ def _multilingual_scores(texts: list[str], threshold: float | None, notes: dict[
     scores: list[Any] = [v.score for v in judged] if judged else [None] * len(texts)
     block_ats: list[float | None] = [None] * len(texts)
     for i, verdict in zip(mine, english.assess([texts[i] for i in mine]) if mine else [], strict=True):
-        scores[i], block_ats[i] = verdict, english.block_threshold
+        scores[i] = verdict if threshold is None else _at(verdict, threshold)
+        block_ats[i] = english.block_threshold
     if judged:
         notes["languages"] = sorted({v.language for v in judged})
     return scores, block_ats
