@@ -124,8 +124,8 @@ soak: venv
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 # Builds the Lambda layer folders (layers/{common,guard,ingest,multilingual}/build) that template.yaml's
-# CommonLayer, GuardLayer, IngestLayer and MultilingualLayer point at; each build fails when a function's layers together pass Lambda's
-# size limit (layers/lib.sh), so the last one checks every set.
+# CommonLayer, GuardLayer, IngestLayer and MultilingualLayer point at; each build fails when a function's
+# layers together pass Lambda's size limit (layers/lib.sh), so the last one checks every set.
 LAYERS := common guard ingest multilingual
 
 build: venv
