@@ -68,6 +68,31 @@ trim_layer() {
   if [[ "$mode" == --native ]]; then bash "$LAYERS_ROOT/trim.sh" --native "$1"; else bash "$LAYERS_ROOT/trim.sh" "$1"; fi
 }
 
+# build_requirements_layer [MODE]: the whole build of a layer that is only its pinned requirements.txt,
+# trimmed (ingest, multilingual). MODE: full (for Lambda, then the size check of every set with this
+# layer), --native (for this machine: the check scripts and the Lambda contract tier) or --print-config.
+build_requirements_layer() {
+  mode="${1:-full}"
+  case "$mode" in
+    full|--native) ;;
+    --print-config)
+      print_target_config
+      return 0
+      ;;
+    *) echo "usage: $0 [--native | --print-config]" >&2; return 2 ;;
+  esac
+  local installed_mb layer_mb
+  rm -rf "$BUILD_DIR"
+  mkdir -p "$SITE"
+  install_requirements "$SITE" "$LAYERS_ROOT/$LAYER/requirements.txt"
+  installed_mb=$(size_mb "$BUILD_DIR")
+  trim_layer "$SITE"
+  layer_mb=$(size_mb "$BUILD_DIR")
+  echo "layer content: $BUILD_DIR (${layer_mb} MiB unzipped; ${installed_mb} MiB before trimming)"
+  [[ "$mode" == full ]] || return 0
+  check_function_limits
+}
+
 # Unzipped size in MiB, rounded up: the sum of the files' sizes (what Lambda counts), whatever du's flavour.
 size_mb() {
   python3 -c 'import os, sys; print(-(-sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(sys.argv[1])

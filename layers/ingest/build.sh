@@ -14,27 +14,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LAYER=ingest
-# BUILD_DIR and SITE; the target (Python, architecture, wheel platforms), install, sizes and the
-# per-function limit (layers/lib.sh).
+# BUILD_DIR and SITE; the target (Python, architecture, wheel platforms), install, sizes, the
+# per-function limit and the build itself (layers/lib.sh).
 source "$HERE/../lib.sh"
 
-mode="${1:-full}"
-case "$mode" in
-  full|--native) ;;
-  --print-config)
-    print_target_config
-    exit 0
-    ;;
-  *) echo "usage: $0 [--native | --print-config]" >&2; exit 2 ;;
-esac
-
-rm -rf "$BUILD_DIR"
-mkdir -p "$SITE"
-install_requirements "$SITE" "$HERE/requirements.txt"
-installed_mb=$(size_mb "$BUILD_DIR")
-trim_layer "$SITE"
-
-layer_mb=$(size_mb "$BUILD_DIR")
-echo "layer content: $BUILD_DIR (${layer_mb} MiB unzipped; ${installed_mb} MiB before trimming)"
-[[ "$mode" == full ]] || exit 0
-check_function_limits
+build_requirements_layer "${1:-full}"
