@@ -103,8 +103,9 @@ class Record:
 
 # --- the stack -------------------------------------------------------------------------------------------
 class Soak:
-    def __init__(self, seconds: float, work: Path, seed: int = 7) -> None:
+    def __init__(self, seconds: float, work: Path, seed: int = 7, tight_rpm: int = TIGHT_RPM) -> None:
         self.seconds = seconds
+        self.tight_rpm = tight_rpm
         self.work = work
         self.rng = random.Random(seed)
         self.rec = Record()
@@ -177,7 +178,7 @@ class Soak:
         from stratus.guard.policy import DEFAULTS, set_policy
 
         tag = uuid.uuid4().hex[:6]
-        plan = (("alpha", 100_000, None), ("beta", 100_000, None), ("tight", TIGHT_RPM, TIGHT_BUDGET_USD))
+        plan = (("alpha", 100_000, None), ("beta", 100_000, None), ("tight", self.tight_rpm, TIGHT_BUDGET_USD))
         for name, rpm, budget in plan:
             tenant = f"soak-{name}-{tag}"
             with connect(self.stack.database_url) as conn:
@@ -509,7 +510,7 @@ class Soak:
                 latency[s.kind].append(s.end - s.start)
         db = self._database_checks()
         docs = self._document_checks()
-        over = _over_admission([s for s in rec.samples if s.tenant == "tight"], TIGHT_RPM)
+        over = _over_admission([s for s in rec.samples if s.tenant == "tight"], self.tight_rpm)
         zero = {
             "documents_lost": docs["lost"], "documents_half_visible": docs["half_visible"],
             "non_503_5xx_in_fault_windows": len(bad_in), "5xx_outside_fault_windows": len(bad_out),
@@ -677,11 +678,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=None, help="overrides --minutes")
     parser.add_argument("--out", default="soak", help="results name under bench/results ('' records nothing)")
     parser.add_argument("--json", default=None, help="also write the whole result to this file")
+    parser.add_argument("--tight-rpm", type=int, default=TIGHT_RPM,
+                        help="the tight tenant's requests per minute (a short run on a slow machine needs fewer)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
-    with Soak(seconds, ROOT / ".stratus" / f"soak-{uuid.uuid4().hex[:8]}") as soak:
+    with Soak(seconds, ROOT / ".stratus" / f"soak-{uuid.uuid4().hex[:8]}", tight_rpm=args.tight_rpm) as soak:
         result = soak.run()
     if args.out:
         record(args.out, result)
