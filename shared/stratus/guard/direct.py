@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,20 @@ def views(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def best_views(texts: Sequence[str], score: Callable[[list[str]], np.ndarray]) -> list[tuple[float, str]]:
+    """Each text's highest score over its views, and the view that gave it (the earliest on a tie: the text
+    itself first). `score` takes every view of every text in one batch."""
+    expanded = [(i, name, v) for i, t in enumerate(texts) for name, v in views(t)]
+    flat = [v for _, _, v in expanded]
+    scores = score(flat) if flat else np.zeros(0)
+    best: list[tuple[float, str] | None] = [None] * len(texts)
+    for (i, name, _), s in zip(expanded, scores, strict=True):
+        current = best[i]
+        if current is None or s > current[0]:
+            best[i] = (float(s), name)
+    return [b if b is not None else (0.0, "text") for b in best]
+
+
 @dataclass
 class DirectModel:
     weights: np.ndarray  # float32 (384 + 1,): embedding dimensions, then the n-gram logit
@@ -131,15 +145,9 @@ class DirectModel:
     def assess_many(self, texts: Sequence[str]) -> list[InjectionScore]:
         from stratus.embeddings import get_embedder
 
-        expanded = [(i, name, v) for i, t in enumerate(texts) for name, v in views(t)]
-        flat = [v for _, _, v in expanded]
-        scores = self.probabilities(flat, get_embedder(EMBEDDING_MODEL).embed(flat)) if flat else np.zeros(0)
-        best: list[tuple[float, str]] = [(0.0, "text")] * len(texts)
-        for (i, name, _), s in zip(expanded, scores, strict=True):
-            if s > best[i][0] or (name == "text" and best[i][0] == 0.0):
-                best[i] = (float(s), name)
+        embed = get_embedder(EMBEDDING_MODEL).embed
         return [InjectionScore(score=s, flagged=s >= self.threshold, threshold=self.threshold, view=v)
-                for s, v in best]
+                for s, v in best_views(texts, lambda flat: self.probabilities(flat, embed(flat)))]
 
 
 def neighbours_path(stem: Path) -> Path:
@@ -178,5 +186,5 @@ def get_direct_detector() -> DirectDetector:
     return DirectDetector()
 
 
-__all__ = ["DEFAULT_MODEL", "NGRAM_MODEL", "DirectDetector", "DirectModel", "get_direct_detector",
-           "neighbours_path", "views", "windows"]
+__all__ = ["DEFAULT_MODEL", "NGRAM_MODEL", "DirectDetector", "DirectModel", "best_views",
+           "get_direct_detector", "neighbours_path", "views", "windows"]

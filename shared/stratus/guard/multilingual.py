@@ -28,7 +28,7 @@ import numpy as np
 from stratus.guard.detector import LazyDetector, read_artifact, write_artifact
 from stratus.guard.direct import DEFAULT_MODEL as DIRECT_DEFAULT
 from stratus.guard.direct import MODEL_DIR as DIRECT_MODELS
-from stratus.guard.direct import DirectDetector, get_direct_detector, views
+from stratus.guard.direct import DirectDetector, best_views, get_direct_detector
 from stratus.guard.injection import InjectionScore
 from stratus.guard.lazy import Lazy
 
@@ -167,21 +167,14 @@ class MultilingualDetector(LazyDetector[MultilingualModel]):
         out: list[tuple[str, InjectionScore | None]] = [(language, None) for language in languages]
         others = [i for i, language in enumerate(languages) if self.model.takes(language)]
         if others:
-            expanded = [(i, name, v) for i in others for name, v in views(texts[i])]
-            probs = self.model.probabilities(self.embed([v for _, _, v in expanded]))
-            best: dict[int, tuple[float, str]] = {}
-            for (i, name, _), p in zip(expanded, probs, strict=True):
-                if i not in best or p > best[i][0]:
-                    best[i] = (float(p), name)
-            if threshold is None:
-                threshold = self.model.threshold
-            for i, (p, name) in best.items():
-                out[i] = (languages[i], InjectionScore(score=p, flagged=p >= threshold, threshold=threshold,
-                                                       view=name))
+            best = best_views([texts[i] for i in others], lambda flat: self.model.probabilities(self.embed(flat)))
+            at = self.model.threshold if threshold is None else threshold
+            for i, (p, name) in zip(others, best, strict=True):
+                out[i] = (languages[i], InjectionScore(score=p, flagged=p >= at, threshold=at, view=name))
         return out
 
     def warm(self) -> None:
-        """Loads the gate, USE and the head (a cold start's ~1.5 s), not the English detector."""
+        """Loads the gate, USE and the head (most of a cold start's 3.5 s), not the English detector."""
         self.judge(["Guten Morgen, wie geht es dir?"])
 
 
