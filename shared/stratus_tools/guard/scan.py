@@ -147,12 +147,11 @@ def _multilingual_check(text: str) -> RailResult:
     # English (and a language the head does not take) as the embedding rail judges it (injection-v7, tiered);
     # any other language by the head, which has no block tier: over its threshold -> flag.
     detector = get_multilingual_detector()
-    language = detector.gate.language(text)
-    if not detector.model.takes(language):
+    ((language, head),) = detector.judge([text])  # the gate reads the text once
+    if head is None:
         result = _tiered_check(detector.english, text)
     else:
-        assessed = detector.assess([text])[0]
-        result = RailResult("flag" if assessed.flagged else "pass", assessed.score, {"view": assessed.view})
+        result = RailResult("flag" if head.flagged else "pass", head.score, {"view": head.view})
     return RailResult(result.verdict, result.score, {**result.details, "language": language})
 
 
@@ -322,7 +321,8 @@ RAILS: dict[str, Rail] = {
                                    "embedding detector, other languages by a head on multilingual vectors (USE); "
                                    "over its threshold -> flag"),
 }
-# Run only when named: it loads a second embedder (USE) and is not in the functions' layers.
+# Run only when named: it loads a second embedder (USE), and a tenant runs it only by opting in
+# (`"detector": "multilingual"`, GuardMultilingualFunction).
 OPT_IN_RAILS = frozenset({"injection_multilingual"})
 
 
