@@ -68,6 +68,49 @@ trim_layer() {
   if [[ "$mode" == --native ]]; then bash "$LAYERS_ROOT/trim.sh" --native "$1"; else bash "$LAYERS_ROOT/trim.sh" "$1"; fi
 }
 
+# compile_cold_path SITE: bytecode for the modules of this layer that a function imports on its cold path
+# (layers/bytecode.txt, written by scripts/cold_path_modules.py). Lambda's /opt is read-only, so a module
+# shipped without bytecode is compiled again at every cold start: about half of each function's init. The
+# bytecode is checked-hash: Python compares it with its source's hash, never with file times (a layer zip
+# keeps none worth trusting), so a changed source is compiled as before, never run stale. Only the cold path
+# gets it: bytecode for every module would not fit Lambda's 250 MiB beside GuardLayer.
+# It must be compiled by the interpreter that will run it: LAYER_PYTHON when set, else in --native mode the
+# one $PIP runs, else the target's python3.12 (a full build fails on another version). Without that
+# interpreter the layer ships no bytecode, and the build says so.
+compile_cold_path() {
+  local site="$1" py version
+  if [[ -n "${LAYER_PYTHON:-}" ]]; then py="$LAYER_PYTHON"
+  elif [[ "$mode" == --native ]]; then py="${PIP% -m pip}"
+  else py="python$PYTHON_VERSION"; fi
+  if ! version="$($py -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"; then
+    echo "warning: no $py here: $LAYER ships without bytecode (each cold start compiles it: about twice as slow)" >&2
+    return 0
+  fi
+  if [[ "$mode" == full && "$version" != "$PYTHON_VERSION" ]]; then
+    echo "$py is Python $version; the layer is for $PYTHON_VERSION (set LAYER_PYTHON)" >&2
+    return 1
+  fi
+  env -u PYTHONPYCACHEPREFIX $py - "$site" "$LAYERS_ROOT/bytecode.txt" <<'PY'
+import py_compile, sys
+from pathlib import Path
+
+site, manifest = Path(sys.argv[1]), Path(sys.argv[2])
+if not manifest.is_file():
+    sys.exit(f"{manifest} is missing (python scripts/cold_path_modules.py writes it)")
+names = [n.strip() for n in manifest.read_text().splitlines() if n.strip() and not n.startswith("#")]
+count = size = 0
+for name in names:
+    base = site.joinpath(*name.split("."))
+    for source in (base.with_suffix(".py"), base / "__init__.py"):
+        if source.is_file():
+            target = py_compile.compile(str(source), doraise=True,
+                                        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+            count, size = count + 1, size + Path(target).stat().st_size
+            break
+print(f"bytecode: {count} cold-path modules of {len(names)} listed, {size / 2**20:.1f} MiB (Python {sys.version.split()[0]})")
+PY
+}
+
 # build_requirements_layer [MODE]: the whole build of a layer that is only its pinned requirements.txt,
 # trimmed (ingest, multilingual). MODE: full (for Lambda, then the size check of every set with this
 # layer), --native (for this machine: the check scripts and the Lambda contract tier) or --print-config.
@@ -87,6 +130,7 @@ build_requirements_layer() {
   install_requirements "$SITE" "$LAYERS_ROOT/$LAYER/requirements.txt"
   installed_mb=$(size_mb "$BUILD_DIR")
   trim_layer "$SITE"
+  compile_cold_path "$SITE"
   layer_mb=$(size_mb "$BUILD_DIR")
   echo "layer content: $BUILD_DIR (${layer_mb} MiB unzipped; ${installed_mb} MiB before trimming)"
   [[ "$mode" == full ]] || return 0

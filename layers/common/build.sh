@@ -83,8 +83,8 @@ for f in "$ROOT"/prompts/*/*.yaml; do
   mkdir -p "$dest"
   cp "$f" "$dest/"
 done
-find "$SITE" -name __pycache__ -type d -prune -exec rm -rf {} +
-find "$SITE" -name '*.pyc' -delete
+find "$SITE/stratus" -name __pycache__ -type d -prune -exec rm -rf {} +  # the checkout's, for its interpreter
+compile_cold_path "$SITE"
 
 layer_mb=$(size_mb "$BUILD_DIR")
 echo "layer content: $BUILD_DIR (${layer_mb} MiB unzipped${installed_mb:+; ${installed_mb} MiB before trimming})"

@@ -9,6 +9,10 @@
 #     (KEEP_LANGS below lists the ones it always imports; the top-level spacy/lang/*.py modules stay);
 #   - phonenumbers' geocoder, carrier and timezone modules with their data (Presidio only parses and
 #     validates numbers with phonenumberutil / PhoneNumberMatcher);
+#   - Pygments' lexers but its registry and plain text (pygments/lexers/__init__.py, _mapping.py and
+#     special.py; 3.9 MiB): spaCy's CLI imports rich, whose rich.syntax imports that registry, and nothing
+#     here highlights code. A lexer asked for by name would be "not found", which rich's Syntax reads as
+#     plain text. The room pays for CommonLayer's bytecode (layers/lib.sh, compile_cold_path);
 # then the trimming every layer gets (layers/trim.sh: tests folders, sources and headers, type stubs,
 # bytecode, debug sections of the compiled extensions; the wheels ship with DWARF info that is most of
 # their size).
@@ -37,6 +41,8 @@ MAX_LAYER_MB=70
 KEEP_LANGS=(en xx ja ko th vi zh)
 # phonenumbers modules dropped with their data (Presidio imports none of them).
 PHONENUMBERS_DROPPED=(geocoder:geodata carrier:carrierdata timezone:tzdata)
+# Pygments' lexer files kept (the registry); every other file in pygments/lexers/ is dropped.
+PYGMENTS_LEXERS_KEPT=(__init__.py _mapping.py special.py)
 
 mode="${1:-full}"
 case "$mode" in
@@ -46,6 +52,7 @@ case "$mode" in
     echo "MAX_LAYER_MB=$MAX_LAYER_MB"
     echo "KEEP_LANGS=${KEEP_LANGS[*]}"
     echo "PHONENUMBERS_DROPPED=${PHONENUMBERS_DROPPED[*]}"
+    echo "PYGMENTS_LEXERS_KEPT=${PYGMENTS_LEXERS_KEPT[*]}"
     exit 0
     ;;
   *) echo "usage: $0 [--native | --print-config]" >&2; exit 2 ;;
@@ -61,6 +68,9 @@ trim() {
   for dropped in "${PHONENUMBERS_DROPPED[@]}"; do
     rm -rf "$site/phonenumbers/${dropped%%:*}.py" "$site/phonenumbers/${dropped#*:}"
   done
+  for dropped in "$site"/pygments/lexers/*; do
+    [[ " ${PYGMENTS_LEXERS_KEPT[*]} " == *" $(basename "$dropped") "* ]] || rm -rf "$dropped"
+  done
 }
 
 rm -rf "$BUILD_DIR"
@@ -70,6 +80,7 @@ install_requirements "$SITE" "$HERE/requirements.txt"
 installed_mb=$(size_mb "$BUILD_DIR")
 trim "$SITE"
 trim_layer "$SITE"
+compile_cold_path "$SITE"
 
 layer_mb=$(size_mb "$BUILD_DIR")
 echo "layer content: $BUILD_DIR (${layer_mb} MiB unzipped; ${installed_mb} MiB before trimming)"

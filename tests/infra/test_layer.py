@@ -124,20 +124,28 @@ def test_layer_dependency_list_is_closed() -> None:
 
 
 def test_packaged_library_carries_its_migrations(tmp_path: Path) -> None:
-    # When only the code is refreshed (offline), into a scratch folder
+    # When only the code is refreshed (offline), into a scratch folder, for this interpreter
     subprocess.run(
         ["bash", str(BUILD_SH), "--code-only"],
         check=True,
         capture_output=True,
-        env={**os.environ, "LAYER_BUILD_DIR": str(tmp_path)},
+        env={**os.environ, "LAYER_BUILD_DIR": str(tmp_path), "LAYER_PYTHON": sys.executable},
     )
     site = tmp_path / "python"
 
-    # Then the library and every migration are there, without bytecode
+    # Then the library and every migration are there
     packaged = sorted(p.name for p in (site / "stratus" / "db" / "migrations").glob("*.sql"))
     assert packaged == sorted(p.name for p in (ROOT / "infra" / "db" / "migrations").glob("*.sql"))
     assert (site / "stratus" / "config.py").is_file()
-    assert not list(site.rglob("__pycache__"))
+    # with bytecode for the modules a function's init imports (layers/bytecode.txt), and for no other
+    listed = {line for line in (ROOT / "layers" / "bytecode.txt").read_text().splitlines()
+              if line.startswith("stratus") and not line.startswith("#")}
+    compiled = set()
+    for pyc in site.rglob("*.pyc"):
+        parts = pyc.relative_to(site).with_name(pyc.name.split(".")[0]).parts
+        module = ".".join(p for p in parts if p != "__pycache__")
+        compiled.add(module.removesuffix(".__init__"))
+    assert compiled == listed and "stratus.config" in compiled
 
     # And the migration runner, imported from the layer, reads the packaged copy
     found = subprocess.run(
@@ -390,13 +398,16 @@ def _layer_sources(folder: Path) -> list[tuple[Path, str, str]]:
 
 def test_guard_layer_trim_removes_nothing_that_is_imported() -> None:
     # Given what the build trims: the spaCy language packages not kept (spacy/lang/<code>/, not the
-    # spacy/lang/*.py modules), phonenumbers modules with their data
+    # spacy/lang/*.py modules), phonenumbers modules with their data, Pygments' lexers but its registry
     config = _build_config(GUARD_BUILD_SH)
     sources = _layer_sources(GUARD_LAYER)
     kept = {f"spacy.lang.{code}" for code in config["KEEP_LANGS"].split()}
     languages = {package for _, _, package in sources if re.fullmatch(r"spacy\.lang\.\w+", package)}
     phonenumbers = {f"phonenumbers.{m}" for pair in config["PHONENUMBERS_DROPPED"].split() for m in pair.split(":")}
-    dropped = (languages - kept) | phonenumbers
+    lexers_kept = {"pygments.lexers" if f == "__init__.py" else f"pygments.lexers.{f.removesuffix('.py')}"
+                   for f in config["PYGMENTS_LEXERS_KEPT"].split()}
+    lexers = {module for _, module, _ in sources if module.startswith("pygments.lexers.")} - lexers_kept
+    dropped = (languages - kept) | phonenumbers | lexers
 
     def trimmed(module: str) -> bool:
         return any(module == d or module.startswith(d + ".") for d in dropped)
@@ -411,6 +422,7 @@ def test_guard_layer_trim_removes_nothing_that_is_imported() -> None:
     # And the check is not vacuous: the modules it guards exist in the pinned packages
     assert kept < languages and "spacy.lang.de" in dropped
     assert {"phonenumbers.geocoder", "phonenumbers.geodata"} <= {module for _, module, _ in sources}
+    assert "pygments.lexers.python" in lexers and "pygments.lexers._mapping" in lexers_kept
 
 
 # Imports of what CommonLayer's build drops from onnxruntime that stay, inside functions the embedder never

