@@ -81,8 +81,7 @@ def init_log(process: Any, timeout_s: float = 60.0) -> str:
             raise RuntimeError(f"{process.spec.logical_id}: its init failed; the log's end:\n{log[-3000:]}")
         time.sleep(0.05)
     process.stop()
-    log: str = process.log_text()[before:]
-    return log
+    return str(process.log_text()[before:])
 
 
 def init_modules(process: Any, variables: dict[str, str] | None = None) -> set[str]:
