@@ -4,8 +4,9 @@
     python -m bench.cold_start [--runs N] [--functions GatewayFunction,RetrieveFunction] [--quick] [--out PATH]
 
 Each function runs as the Lambda-contract tier runs it (tests/lambda_contract): its own process under
-`awslambdaric`, `python -S`, only its layers (the deploy's recipes built for this machine, no bytecode:
-the trim removes it and Lambda's /opt is read-only) and the runtime's boto3 on sys.path, the template's
+`awslambdaric`, `python -S`, only its layers (the deploy's recipes built for this machine, with the
+bytecode they ship for what the inits import, layers/bytecode.txt; nothing else is compiled ahead, and
+Lambda's /opt is read-only) and the runtime's boto3 on sys.path, the template's
 environment for the dev stage, tracing on, PgBouncer in front of the embedded PostgreSQL as RDS Proxy.
 Per function, `runs` cold starts (the process killed and started again between them) after one untimed
 warm-up (the OS's file cache, as any later cold start on a warm host finds it):
@@ -19,10 +20,12 @@ Peers, in the same run, interleaved with the RIC runs, each the handler module i
 import (no RIC):
 
 - `venv_import_ms`: on the full virtualenv (site-packages, no layer isolation), bytecode cached;
-- `layers_import_ms`: `python -S` on exactly the RIC process's sys.path, no bytecode for the layers (as
-  they ship): init_ms minus this is what the RIC itself and its start add;
-- `layers_import_pyc_ms`: the same with the layers' bytecode cached: what shipping .pyc in the layers
-  (compiled by the target's python3.12) would save is layers_import_ms minus this.
+- `layers_import_ms`: `python -S` on exactly the RIC process's sys.path, the layers' bytecode as they
+  ship it, none written: init_ms minus this is what the RIC itself and its start add;
+- `layers_import_pyc_ms`: the same with every layer module's bytecode cached: layers_import_ms minus this
+  is what a module missing from layers/bytecode.txt still costs;
+- `layers_import_source_ms`: the same with no bytecode at all, every module compiled from source (as the
+  layers shipped before they carried any): this minus layers_import_ms is what the shipped bytecode saves.
 
 BENCH_COLD_RUNS (default 7) sets the runs. `--quick` is one run of two functions without the warm-up, for
 the test that keeps this script working; `--out` writes there instead of bench/results/cold_start.json.
@@ -57,7 +60,7 @@ LAMBDA_LIMIT_MIB = 250  # unzipped, a function and all its layers (layers/lib.sh
 
 # The peers: the handler module imported without the RIC; prints when the import is done.
 PEER = "import app, sys; sys.stdout.write('imported'); sys.stdout.flush()"
-PEERS = ("venv_import_ms", "layers_import_ms", "layers_import_pyc_ms")
+PEERS = ("venv_import_ms", "layers_import_ms", "layers_import_pyc_ms", "layers_import_source_ms")
 
 
 def _event_file(name: str, **replace: str) -> Any:
@@ -124,10 +127,12 @@ def cold_invocation(process: FunctionProcess, event: Any) -> dict[str, Any]:
     return out
 
 
-def peer_import(process: FunctionProcess, *, isolated: bool, pycache: Path | None) -> float:
+def peer_import(process: FunctionProcess, *, isolated: bool, pycache: Path | None, write: bool = True) -> float:
     """Milliseconds from spawn to the end of `import app`, in the function's environment: `isolated`, on the
-    RIC process's sys.path under `python -S`, else on the full virtualenv; bytecode read from and written to
-    `pycache` when given, else none written (and the layers ship none)."""
+    RIC process's sys.path under `python -S`, else on the full virtualenv; bytecode read from `pycache` when
+    given (a prefix: the layers' own bytecode is then not read) and written there unless not `write` (an empty
+    prefix never written to: everything compiled from source), else only the bytecode the layers ship read
+    and none written."""
     env = process.environment()  # PYTHONPATH = the RIC process's sys.path, no bytecode written
     argv = [sys.executable, "-S", "-c", PEER]
     if not isolated:
@@ -135,7 +140,8 @@ def peer_import(process: FunctionProcess, *, isolated: bool, pycache: Path | Non
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
         argv.remove("-S")
     if pycache is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if write:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=process.spec.code_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -148,17 +154,32 @@ def peer_import(process: FunctionProcess, *, isolated: bool, pycache: Path | Non
     return elapsed
 
 
+def _bytecode_outside_layers(cached: Path, out: Path, layers: list[Path]) -> None:
+    """`out`: a copy of the bytecode prefix `cached` without the layers' modules, so the import that reads it
+    compiles only what the layers hold (the standard library's and the runtime's bytecode, which Lambda's
+    runtime has, is read as in the other peers)."""
+    if out.exists():
+        return
+    skipped = {cached / Path(os.path.abspath(layer)).relative_to("/") for layer in layers}
+    shutil.copytree(cached, out, ignore=lambda folder, names: [n for n in names if Path(folder) / n in skipped])
+
+
 def measure(process: FunctionProcess, what: str, event: Callable[[], Any], *, runs: int, warm_up: bool,
             peer: bool, work: Path) -> dict[str, Any]:
     pycache = work / "pycache" / process.spec.logical_id  # the peers' bytecode, filled by the first run
     variants = {"venv_import_ms": {"isolated": False, "pycache": pycache / "venv"},
                 "layers_import_ms": {"isolated": True, "pycache": None},
-                "layers_import_pyc_ms": {"isolated": True, "pycache": pycache / "layers"}}
+                "layers_import_pyc_ms": {"isolated": True, "pycache": pycache / "layers"},
+                "layers_import_source_ms": {"isolated": True, "pycache": pycache / "none", "write": False}}
     init, first, errors = [], [], []
     peers: dict[str, list[float]] = {name: [] for name in variants}
     for i in range(-1 if warm_up else 0, runs):
         run = cold_invocation(process, event())
-        timed = {name: peer_import(process, **kw) for name, kw in variants.items()} if peer else {}
+        timed = {}
+        for name, kw in variants.items() if peer else ():
+            if name == "layers_import_source_ms":
+                _bytecode_outside_layers(pycache / "layers", pycache / "none", process.layer_paths)
+            timed[name] = peer_import(process, **kw)
         if i < 0:
             continue
         if run["init_ms"] is not None:
@@ -284,7 +305,8 @@ def run(*, runs: int, names: tuple[str, ...], warm_up: bool = True, peer: bool =
                   "tier's Web Adapter after run.sh's uvicorn answers /health (Lambda's Init Duration); "
                   "first_invocation_ms: that /next -> the first invocation's response; peers: `import app`, "
                   "spawn -> import done, on the full venv with cached bytecode (venv_import_ms), and on the RIC "
-                  "process's sys.path without (layers_import_ms) and with (layers_import_pyc_ms) bytecode",
+                  "process's sys.path with the layers' bytecode as shipped (layers_import_ms), with every "
+                  "module's bytecode cached (layers_import_pyc_ms) and with none (layers_import_source_ms)",
         "functions": functions,
     }
 

@@ -37,7 +37,7 @@ def test_the_quick_run_records_init_first_invocation_peer_and_sizes(lambda_build
     assert retrieve["init_ms"]["n"] == 1 and retrieve["init_ms"]["median"] > 0
     assert retrieve["first_invocation"]["errors"] == [] and retrieve["first_invocation"]["ms"]["median"] > 0
     assert all(retrieve["peer"][name]["median"] > 0 for name in ("venv_import_ms", "layers_import_ms",
-                                                                 "layers_import_pyc_ms"))
+                                                                 "layers_import_pyc_ms", "layers_import_source_ms"))
     assert retrieve["layers"] == ["CommonLayer"]
     assert retrieve["package_mib"] >= data["layers_mib"]["CommonLayer"] > 0 and retrieve["headroom_mib"] > 0
 
