@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trims an installed layer (its python/ folder) of what the runtime never loads, for every layer build:
-#   - tests folders and bytecode (Lambda's file system is read-only: bytecode written at build time would
-#     be for the build's interpreter, and none is written at run time);
+#   - tests folders and bytecode (a wheel's bytecode, if any, is for whatever interpreter made it; the build
+#     then compiles what the functions' inits import for the target's interpreter: lib.sh, compile_cold_path);
 #   - C/Cython sources and headers (.c .cpp .h .pyx .pxd .pxi) and type stubs (.pyi): build and editor
 #     inputs only;
 #   - debug sections of the shared libraries: `strip --strip-debug` keeps every symbol the dynamic loader

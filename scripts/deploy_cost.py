@@ -37,6 +37,10 @@ BEGIN, END = "<!-- cost:begin -->", "<!-- cost:end -->"
 PRICES_CHECKED = "2026-12-06"
 LAMBDA_ARM_GB_S = 0.0000133334  # aws.amazon.com/lambda/pricing: Arm, first 7.5 billion GB-s a month
 LAMBDA_REQUEST = 0.20 / 1e6  # same page; INIT (cold start) duration is billed like invocation time
+# Same page, SnapStart for Python: the snapshot of each published version is cached (per GB of the function's
+# memory, per second, at least 3 hours), and each environment restored from it costs per GB restored.
+SNAPSTART_CACHE_GB_S = 0.0000015046
+SNAPSTART_RESTORE_GB = 0.0001397998
 HTTP_API_REQUEST = 1.00 / 1e6  # aws.amazon.com/api-gateway/pricing: HTTP API, first 300 M a month, per 512 KB
 HTTP_API_TIER = 300e6
 REST_API_REQUEST = 3.50 / 1e6  # same page: REST API, first 333 M a month
@@ -291,12 +295,31 @@ def _lambdas(stack: Stack, traffic: Traffic) -> list[Line]:
                           traffic.chat * per["chat"] + traffic.rag * per["rag"],
                           f"cold_start {function} init median at {COLD_START_SHARE:.0%} of invocations; "
                           + _duration_source(function, traffic), per))
+    lines += _snapstart(stack)
     sampler = bench("eval_sampler")["cost_at_1m_requests_per_day"]
     gb = stack.memory_gb("EvalSamplerFunction")
     gb_s = sampler["sampler_lambda_seconds_per_day"] * traffic.requests_per_day / 1e6 * DAYS_PER_MONTH * gb
     lines.append(Line(f"Lambda eval_sampler ({gb * 1024:.0f} MB arm64)", f"{gb_s:,.0f} GB-s", gb_s * LAMBDA_ARM_GB_S,
                       f"eval_sampler scoring seconds at a {sampler['sample_rate']:.0%} sample "
                       "(the hosted judge is the provider's bill)"))
+    return lines
+
+
+def _snapstart(stack: Stack) -> list[Line]:
+    """A SnapStart function's cached snapshot: one published version (the alias's) all month, whatever the
+    traffic. Its restores are billed per environment its callers scale out to (only opted-in tenants reach
+    GuardMultilingualFunction, whose traffic this table does not price), so they are named, not counted."""
+    lines = []
+    for function in stack.resources("AWS::Serverless::Function"):
+        props = function_properties(stack.template, function)
+        if (props.get("SnapStart") or {}).get("ApplyOn") != "PublishedVersions":
+            continue
+        gb, folder = stack.memory_gb(function), props["CodeUri"].rstrip("/").split("/")[-1]
+        gb_s = gb * HOURS_PER_MONTH * 3600
+        lines.append(Line(f"SnapStart cache, {folder} ({gb * 1024:.0f} MB)", f"1 version, {gb_s:,.0f} GB-s",
+                          gb_s * SNAPSTART_CACHE_GB_S,
+                          f"SnapStart in template.yaml; each restore adds {gb * SNAPSTART_RESTORE_GB:.5f} USD "
+                          "(its callers' scale-out, not counted)"))
     return lines
 
 

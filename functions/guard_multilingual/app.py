@@ -2,8 +2,10 @@
 whose injection rail uses `"detector": "multilingual"`): {"texts": [...], "threshold": t | null} -> each
 text's language and, unless English, the head's verdict (stratus.guard.multilingual_remote holds the format).
 
-The gate, USE and the head load at cold start, in the init phase (about 3.5 s, bench/results/cold_start.json),
-not in the first invocation: the function has no other work.
+The gate, USE and the head load at cold start, in the init phase (about 3 s, bench/results/cold_start.json),
+not in the first invocation: the function has no other work. On Lambda that init runs once per published
+version (SnapStart, template.yaml) and new environments are restored from its snapshot; `observe` registers
+the after-restore hook that reseeds `random` (stratus.observability).
 """
 
 from __future__ import annotations

@@ -17,11 +17,17 @@ X-Ray sampled it (`_X_AMZN_TRACE_ID`), with `obs.step` and the library's spans (
 Lambda the batch is flushed by an internal extension once the result has gone back (stratus.lambda_extension),
 elsewhere (or if the extension could not register) when the handler has returned (docs/observability.md). The
 X-Ray SDK is not used: Powertools' Tracer is never created, so its ~400 ms of cold start is gone.
+
+Under SnapStart (GuardMultilingualFunction) every environment is restored from one snapshot of the init, so
+what the init drew at random is shared; `observe` registers an after-restore hook that reseeds `random`, which
+OpenTelemetry draws trace and span ids from (docs/deploy.md, "SnapStart").
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,6 +137,26 @@ def _safe(extract: Callable[[Any], str | None], event: Any) -> str | None:
     return str(value) if value else None
 
 
+def after_restore(logger: Logger) -> None:
+    """Run by the runtime when a SnapStart environment resumes from its version's snapshot: every environment
+    restored from it starts with the `random` state the snapshot caught, and OpenTelemetry's ids come from
+    it. Reseeded from the restored system's entropy (os.urandom), each environment draws its own again."""
+    random.seed()
+    logger.info("restored from a SnapStart snapshot; random reseeded")
+
+
+def register_snapstart_hooks(logger: Logger) -> bool:
+    """Registers `after_restore` with the runtime's hook library (snapshot_restore_py: the python3.12 runtime
+    has it, the Runtime Interface Client depends on it), which runs it only in an environment restored from a
+    snapshot; False where the library is missing (nothing to restore there)."""
+    try:
+        hooks = importlib.import_module("snapshot_restore_py")
+    except ImportError:
+        return False
+    hooks.register_after_restore(after_restore, logger)
+    return True
+
+
 def observe(service: str, *, flush_after_result: bool = True) -> Observability:
     """The function's Logger, Metrics and OpenTelemetry provider; call once, at module scope (cold start).
     On Lambda with tracing on, `flush_after_result` registers the internal extension that flushes each
@@ -140,6 +166,7 @@ def observe(service: str, *, flush_after_result: bool = True) -> Observability:
     logger = Logger(service=service, level=settings.log_level)
     copy_config_to_registered_loggers(source_logger=logger, include={"stratus"})  # library logs as JSON too
     metrics = Metrics(namespace=NAMESPACE, service=service)
+    register_snapstart_hooks(logger)
     extension = None
     if telemetry.configure(service, settings) is not None and flush_after_result and settings.lambda_runtime_api:
         from stratus import lambda_extension

@@ -187,3 +187,30 @@ def test_state_machine_definition_and_substitutions_resolve(template: dict[str, 
         targets += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
         assert {t for t in targets if t} <= states
     assert definition["StartAt"] in states
+
+
+def test_the_multilingual_detector_is_restored_from_a_snapshot_and_invoked_through_its_alias(
+        template: dict[str, Any], transformed: dict[str, Any]) -> None:
+    # SnapStart on published versions, and what it cannot run with (provisioned concurrency, EFS, over
+    # 512 MB of ephemeral storage)
+    props = _props(template, "GuardMultilingualFunction")
+    assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"} and props["AutoPublishAlias"] == "live"
+    assert not {"ProvisionedConcurrencyConfig", "FileSystemConfigs"} & set(props)
+    assert props.get("EphemeralStorage", {"Size": 512})["Size"] <= 512
+    # SAM publishes a version with SnapStart and points the alias at it
+    resources = transformed["Resources"]
+    function = resources["GuardMultilingualFunction"]["Properties"]
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    aliases = [lid for lid, r in resources.items() if r["Type"] == "AWS::Lambda::Alias"
+               and r["Properties"]["FunctionName"] == {"Ref": "GuardMultilingualFunction"}]
+    assert len(aliases) == 1 and resources[aliases[0]]["Properties"]["Name"] == "live"
+    # the callers name the alias ($LATEST is never snapshotted) and may invoke it
+    for caller in ("GatewayFunction", "GuardFunction"):
+        variables = resources[caller]["Properties"]["Environment"]["Variables"]
+        assert variables["STRATUS_MULTILINGUAL_FUNCTION"] == {"Ref": aliases[0]}, caller
+        role = resources[f"{caller}Role"]["Properties"]
+        statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]
+                      if "lambda:InvokeFunction" in s["Action"]]
+        resource = json.dumps([s["Resource"] for s in statements])
+        # SAM's LambdaInvokePolicy grants function:<name>* (the trailing * takes the :live qualifier)
+        assert "function:${functionName}*" in resource and "GuardMultilingualFunction" in resource, caller

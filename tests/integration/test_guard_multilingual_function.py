@@ -37,9 +37,12 @@ def _injection(*texts: str, **changes: Any) -> Any:
     return rails._injection([Message(role="user", content=t) for t in texts], policy)
 
 
-def test_the_stack_names_the_function_and_the_sample_event_is_answered(stack: LocalStack) -> None:
+def test_the_stack_names_the_functions_alias_and_the_sample_event_is_answered(stack: LocalStack) -> None:
+    # The callers are given the alias SAM publishes (AutoPublishAlias: SnapStart restores versions only)
     name = get_settings().multilingual_function
-    assert name == stack.function_name("GuardMultilingualFunction")
+    alias = stack.client("lambda").get_alias(FunctionName=stack.function_name("GuardMultilingualFunction"),
+                                              Name="live")
+    assert name == alias["AliasArn"] and alias["FunctionVersion"] == "1"
     event = json.loads((ROOT / "events" / "guard_multilingual.json").read_text())
     response = stack.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
     assert "FunctionError" not in response

@@ -139,6 +139,7 @@ class FunctionSpec:
     tracing: bool
     log_format: str = "Text"  # LoggingConfig.LogFormat
     application_log_level: str | None = None  # LoggingConfig.ApplicationLogLevel (JSON format only)
+    snap_start: bool = False  # SnapStart.ApplyOn PublishedVersions: callers reach a version through its alias
 
 
 def layer_folder(logical_id: str, template: dict[str, Any], builds: dict[str, Path]) -> Path:
@@ -180,6 +181,7 @@ def function_spec(template: dict[str, Any], logical_id: str, resolver: Any, name
         tracing=resolver.resolve(props.get("Tracing")) == "Active",
         log_format=str(_resolve(template, resolver, logging.get("LogFormat", "Text"))),
         application_log_level=None if level is None else str(_resolve(template, resolver, level)),
+        snap_start=(props.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions",
     )
 
 
@@ -195,10 +197,13 @@ def _resolve(template: dict[str, Any], resolver: Any, value: Any) -> Any:
 def lambda_variables(spec: FunctionSpec, *, region: str, runtime_api: str, xray_daemon: str) -> dict[str, str]:
     """The reserved variables Lambda sets in every python3.12 environment, and the log variables it sets
     when the function's LoggingConfig has LogFormat JSON (the RIC and Powertools read them)."""
+    # A SnapStart function runs as its published version (the alias's), initialised for a snapshot.
+    version = "1" if spec.snap_start else "$LATEST"
     variables = {
         "AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/12/06/[$LATEST]contract", "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_VERSION": version, "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": f"2026/12/06/[{version}]contract", "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if spec.snap_start else "on-demand",
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12", "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
         "LAMBDA_TASK_ROOT": str(spec.code_dir), "LAMBDA_RUNTIME_DIR": "/var/runtime", "_HANDLER": spec.handler,
         "TZ": ":UTC", "LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",

@@ -135,8 +135,11 @@ class FunctionProcess:
         while not invocation.done.wait(0.05):
             assert self.proc is not None
             if self.api.init_error is not None or self.proc.poll() is not None:
-                invocation.error_type = self.api.init_error_type or "Runtime.ExitError"
-                invocation.body = json.dumps(self.api.init_error or {
+                # An after-restore hook's failure ends the process too (SnapStart), having said why
+                restore = self.api.restore_error
+                invocation.error_type = self.api.init_error_type or (
+                    "Runtime.AfterRestoreError" if restore else "Runtime.ExitError")
+                invocation.body = json.dumps(self.api.init_error or restore or {
                     "errorMessage": f"the runtime exited with status {self.proc.poll()}"}).encode()
                 self.stop()
                 return invocation

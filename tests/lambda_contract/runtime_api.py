@@ -11,6 +11,10 @@ that speaks the documented protocol to the real Runtime Interface Client:
                                                        errors in the HTTP trailers)
     POST /2018-06-01/runtime/invocation/<id>/error     a handler error (Lambda-Runtime-Function-Error-Type)
     POST /2018-06-01/runtime/init/error                the handler could not be loaded
+    GET  /2018-06-01/runtime/restore/next              a SnapStart environment's init is done (Lambda would
+                                                       snapshot it here); answered at once, as a restore, after
+                                                       which the RIC runs the after-restore hooks
+    POST /2018-06-01/runtime/restore/error             an after-restore hook failed
 
 As on Lambda, `/next` never answers with an error: it blocks (the RIC's native client crashes on
 anything unexpected there). The server hands out one event at a time and records when each part of a
@@ -81,6 +85,8 @@ class RuntimeApi(ExtensionsApi):
         self.init_error: dict[str, Any] | None = None
         self.init_error_type: str | None = None
         self.first_next_at: float | None = None  # monotonic: the environment finished its init
+        self.snapshot_at: float | None = None  # monotonic: a SnapStart init asked to be snapshotted
+        self.restore_error: dict[str, Any] | None = None
         self.environment = 0  # bumped by reset(): a /next left waiting by a killed environment gives up
         self.extensions = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -112,6 +118,8 @@ class RuntimeApi(ExtensionsApi):
         while not self._events.empty():
             self._events.get_nowait()
         self.first_next_at = None
+        self.snapshot_at = None
+        self.restore_error = None
         self.init_error = None
         self.init_error_type = None
         self.extensions = {}
@@ -128,6 +136,9 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path.startswith(EXTENSION_PREFIX):
                 return extension_call(self, api)
+            if self.path == f"{PREFIX}/restore/next":
+                api.snapshot_at = time.monotonic()
+                return self._answer(200, {})
             if self.path != f"{PREFIX}/invocation/next":
                 return self._answer(404, {"errorMessage": f"unknown path {self.path}", "errorType": "NotFound"})
             if api.first_next_at is None:
@@ -156,6 +167,9 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             if self.path == f"{PREFIX}/init/error":
                 api.init_error = _json(self._read_body())
                 api.init_error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+                return self._answer(202, {"status": "OK"})
+            if self.path == f"{PREFIX}/restore/error":
+                api.restore_error = _json(self._read_body())
                 return self._answer(202, {"status": "OK"})
             match = _INVOCATION.match(self.path)
             invocation = api.invocations.get(match.group(1)) if match else None

@@ -5,6 +5,7 @@ template's timeout as the deadline."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -130,6 +131,12 @@ def test_the_guard_function_invokes_the_multilingual_detector_for_a_tenant_that_
     assert [v["language"] for v in answer["verdicts"]] == ["de", "de", "en"]
     assert answer["verdicts"][0]["flagged"] and not answer["verdicts"][1]["flagged"]
     assert ml.cold_starts and ml.cold_starts[0].init_ms > 0  # the models load during init
+    # under SnapStart (the template's SnapStart and alias): the init ends by asking to be snapshotted
+    # (/runtime/restore/next) and the after-restore hook reseeds `random` before the first event
+    assert ml.spec.snap_start and ml.environment()["AWS_LAMBDA_INITIALIZATION_TYPE"] == "snap-start"
+    assert ml.api.snapshot_at is not None and ml.api.first_next_at is not None
+    assert ml.api.snapshot_at <= ml.api.first_next_at and ml.api.restore_error is None
+    assert "restored from a SnapStart snapshot" in ml.log_text()
     # and the guard function's input rail reaches it through Lambda's Invoke (STRATUS_MULTILINGUAL_FUNCTION)
     from stratus.guard.policy import set_policy
     from tests.integration.gateway_support import connect
@@ -153,6 +160,11 @@ def test_the_guard_function_invokes_the_multilingual_detector_for_a_tenant_that_
     names = {"multilingual_invoke", "guard_multilingual"}
     spans = otlp.trace(trace_hex(trace), names=names)
     assert names <= {s.name for s in spans}
+    # the rail invoked the function's alias (a published version), as the template wires it
+    assert re.fullmatch(r"arn:aws:lambda:[\w-]+:\d{12}:function:[\w-]+:live",
+                        guard.spec.environment["STRATUS_MULTILINGUAL_FUNCTION"])
+    # the other functions run on demand: no snapshot
+    assert guard.api.snapshot_at is None and not guard.spec.snap_start
 
 
 def test_a_task_error_is_reported_as_lambda_reports_it(functions: dict[str, FunctionProcess]) -> None:

@@ -141,8 +141,8 @@ def references(value: Any) -> Iterator[str]:
     elif isinstance(value, dict):
         if len(value) == 1:
             (key, arg), = value.items()
-            if key == "Ref" and isinstance(arg, str):
-                yield arg
+            if key == "Ref" and isinstance(arg, str):  # SAM's `!Ref <function>.Alias` depends on the function
+                yield arg.removesuffix(".Alias").removesuffix(".Version")
                 return
             if key == "Fn::GetAtt":
                 yield arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0]

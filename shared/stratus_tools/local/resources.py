@@ -245,6 +245,12 @@ class StackBuilder:
         )
         self.stack.functions[logical_id] = fn
         self.resolver.created(logical_id, name, Arn=created["FunctionArn"])
+        alias = self.resolver.resolve(props.get("AutoPublishAlias"))
+        if alias:  # SAM publishes a version and points the alias at it: `!Ref <id>.Alias`, `!Ref <id>.Version`
+            version = self.clients["lambda"].publish_version(FunctionName=name)
+            self.resolver.created(f"{logical_id}.Version", version["FunctionArn"])
+            self.resolver.created(f"{logical_id}.Alias", self.clients["lambda"].create_alias(
+                FunctionName=name, Name=str(alias), FunctionVersion=version["Version"])["AliasArn"])
         for event_id, event in (props.get("Events") or {}).items():
             if event.get("Type") == "SQS":
                 self._pending_events.append((logical_id, event_id, event.get("Properties") or {}))

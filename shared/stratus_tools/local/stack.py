@@ -39,7 +39,7 @@ _OUTPUTS = {
     "STRATUS_DOCUMENTS_BUCKET": ("DocumentsBucket", "Ref"),
     "STRATUS_INGEST_QUEUE_URL": ("IngestQueue", "QueueUrl"),
     "STRATUS_QUERY_STATE_MACHINE_ARN": ("QueryStateMachine", "Arn"),
-    "STRATUS_MULTILINGUAL_FUNCTION": ("GuardMultilingualFunction", "Ref"),
+    "STRATUS_MULTILINGUAL_FUNCTION": ("GuardMultilingualFunction.Alias", "Ref"),  # its AutoPublishAlias
 }
 
 
