@@ -68,47 +68,33 @@ trim_layer() {
   if [[ "$mode" == --native ]]; then bash "$LAYERS_ROOT/trim.sh" --native "$1"; else bash "$LAYERS_ROOT/trim.sh" "$1"; fi
 }
 
-# compile_cold_path SITE: bytecode for the modules of this layer that a function imports on its cold path
-# (layers/bytecode.txt, written by scripts/cold_path_modules.py). Lambda's /opt is read-only, so a module
-# shipped without bytecode is compiled again at every cold start: about half of each function's init. The
-# bytecode is checked-hash: Python compares it with its source's hash, never with file times (a layer zip
-# keeps none worth trusting), so a changed source is compiled as before, never run stale. Only the cold path
-# gets it: bytecode for every module would not fit Lambda's 250 MiB beside GuardLayer.
-# It must be compiled by the interpreter that will run it: LAYER_PYTHON when set, else in --native mode the
-# one $PIP runs, else the target's python3.12 (a full build fails on another version). Without that
-# interpreter the layer ships no bytecode, and the build says so.
+# compile_cold_path SITE: bytecode for the modules of this layer that a function's init imports
+# (layers/bytecode.txt; scripts/cold_path_modules.py writes the list and, run by the interpreter the layer is
+# for, compiles it). Lambda's /opt is read-only, so a module shipped without bytecode is compiled again at
+# every cold start: about half of each function's init (docs/deploy.md, "Bytecode for the init"). Only the
+# inits' modules: bytecode for every module would not fit Lambda's 250 MiB beside GuardLayer.
+# The interpreter: LAYER_PYTHON when set; else in --native mode the one $PIP runs ("<python> -m pip"); else
+# the target's python3.12 (a full build fails on another version, or when there is none: the size check
+# would otherwise pass a layer ~8 MiB lighter than the one that ships). A --code-only refresh compiles only
+# with LAYER_PYTHON (it cannot tell which interpreter its folder was built for). LAYER_BYTECODE=none ships
+# no bytecode.
 compile_cold_path() {
   local site="$1" py version
+  if [[ "${LAYER_BYTECODE:-}" == none ]]; then echo "bytecode: none (LAYER_BYTECODE=none)"; return 0; fi
   if [[ -n "${LAYER_PYTHON:-}" ]]; then py="$LAYER_PYTHON"
   elif [[ "$mode" == --native ]]; then py="${PIP% -m pip}"
+  elif [[ "$mode" == --code-only ]]; then echo "bytecode: none (a --code-only refresh compiles with LAYER_PYTHON)"; return 0
   else py="python$PYTHON_VERSION"; fi
-  if ! version="$($py -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"; then
-    echo "warning: no $py here: $LAYER ships without bytecode (each cold start compiles it: about twice as slow)" >&2
-    return 0
-  fi
-  if [[ "$mode" == full && "$version" != "$PYTHON_VERSION" ]]; then
-    echo "$py is Python $version; the layer is for $PYTHON_VERSION (set LAYER_PYTHON)" >&2
+  if ! version="$("$py" -I -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"; then
+    echo "$LAYER: cannot run '$py' to compile the layer's bytecode: set LAYER_PYTHON to a python$PYTHON_VERSION" \
+      "(or LAYER_BYTECODE=none to ship none: each cold start then compiles it, about twice as slow)" >&2
     return 1
   fi
-  env -u PYTHONPYCACHEPREFIX $py - "$site" "$LAYERS_ROOT/bytecode.txt" <<'PY'
-import py_compile, sys
-from pathlib import Path
-
-site, manifest = Path(sys.argv[1]), Path(sys.argv[2])
-if not manifest.is_file():
-    sys.exit(f"{manifest} is missing (python scripts/cold_path_modules.py writes it)")
-names = [n.strip() for n in manifest.read_text().splitlines() if n.strip() and not n.startswith("#")]
-count = size = 0
-for name in names:
-    base = site.joinpath(*name.split("."))
-    for source in (base.with_suffix(".py"), base / "__init__.py"):
-        if source.is_file():
-            target = py_compile.compile(str(source), doraise=True,
-                                        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
-            count, size = count + 1, size + Path(target).stat().st_size
-            break
-print(f"bytecode: {count} cold-path modules of {len(names)} listed, {size / 2**20:.1f} MiB (Python {sys.version.split()[0]})")
-PY
+  if [[ "$mode" == full && "$version" != "$PYTHON_VERSION" ]]; then
+    echo "$LAYER: '$py' is Python $version; the layer is for $PYTHON_VERSION (set LAYER_PYTHON)" >&2
+    return 1
+  fi
+  "$py" -I "$LAYERS_ROOT/../scripts/cold_path_modules.py" --compile "$site"
 }
 
 # build_requirements_layer [MODE]: the whole build of a layer that is only its pinned requirements.txt,

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/cold_path_modules.py            # rewrites layers/bytecode.txt
     .venv/bin/python scripts/cold_path_modules.py --check    # exit 1 when an init imports a module not listed
+    python3.12 -I scripts/cold_path_modules.py --compile SITE  # what the layer builds run (layers/lib.sh)
 
 Lambda's /opt is read-only, so a layer module without bytecode is compiled again by every cold start: about
 half of each function's init (bench/results/cold_start.json). Bytecode for all of a layer's modules does not
@@ -10,7 +11,8 @@ starts as the Lambda-contract tier starts it (its own process under the real Run
 its layers on sys.path, the template's environment) with Python's import-time profile on
 (PYTHONPROFILEIMPORTTIME), until its first /next (the end of Lambda's Init Duration), once as the template
 configures it and once with traces exported, and every module it imported from a layer is listed. The layer
-builds compile what the list names (layers/lib.sh, `compile_cold_path`). What a first invocation imports
+builds compile what the list names (layers/lib.sh, `compile_cold_path`, which runs `--compile` with the
+target's interpreter: this file imports only the standard library until it records). What a first invocation imports
 later (spaCy and Presidio on the guard's first input stage) is not listed: its bytecode (about 9 MiB more)
 would not fit either.
 
@@ -118,6 +120,24 @@ def record() -> set[str]:
     return found
 
 
+def compile_layer(site: Path, names: set[str]) -> tuple[int, int]:
+    """Writes checked-hash bytecode, for the interpreter running this, of every named module `site` holds;
+    returns (modules compiled, bytes written). Checked-hash: Python compares it with its source's hash at
+    import, never with file times (a layer zip keeps none worth trusting), so a changed source is compiled
+    again, never run stale. Optimisation level 0 whatever the environment says: what Lambda's python runs."""
+    import py_compile
+
+    count = size = 0
+    for name in sorted(names):
+        source = module_file(name, site)
+        if source is None:
+            continue
+        target = py_compile.compile(str(source), doraise=True, optimize=0,
+                                    invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+        count, size = count + 1, size + Path(target).stat().st_size
+    return count, size
+
+
 def listed(path: Path = MANIFEST) -> set[str]:
     if not path.is_file():
         return set()
@@ -131,7 +151,17 @@ def write(names: set[str], path: Path = MANIFEST) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/cold_path_modules.py", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when a module an init imports is not listed")
+    parser.add_argument("--compile", type=Path, metavar="SITE",
+                        help="compile the listed modules a layer's python/ folder holds (the layer builds run this)")
     args = parser.parse_args(argv)
+    if args.compile is not None:
+        if not MANIFEST.is_file():
+            parser.error(f"{MANIFEST} is missing: run this script without options to write it")
+        names = listed()
+        count, size = compile_layer(args.compile, names)
+        print(f"bytecode: {count} of the {len(names)} listed modules, {size / 2**20:.1f} MiB "
+              f"(Python {sys.version.split()[0]})")
+        return 0
     found = record()
     if not args.check:
         write(found)

@@ -10,9 +10,10 @@
 #   - phonenumbers' geocoder, carrier and timezone modules with their data (Presidio only parses and
 #     validates numbers with phonenumberutil / PhoneNumberMatcher);
 #   - Pygments' lexers but its registry and plain text (pygments/lexers/__init__.py, _mapping.py and
-#     special.py; 3.9 MiB): spaCy's CLI imports rich, whose rich.syntax imports that registry, and nothing
-#     here highlights code. A lexer asked for by name would be "not found", which rich's Syntax reads as
-#     plain text. The room pays for CommonLayer's bytecode (layers/lib.sh, compile_cold_path);
+#     special.py; 3.9 MiB), the registry rewritten to list only those (trim_pygments.py): spaCy's CLI
+#     imports rich, whose rich.syntax imports the registry, and nothing here highlights code; a lexer asked
+#     for by name is then "not found", which rich's Syntax reads as plain text. The room pays for
+#     CommonLayer's bytecode (layers/lib.sh, compile_cold_path);
 # then the trimming every layer gets (layers/trim.sh: tests folders, sources and headers, type stubs,
 # bytecode, debug sections of the compiled extensions; the wheels ship with DWARF info that is most of
 # their size).
@@ -68,9 +69,7 @@ trim() {
   for dropped in "${PHONENUMBERS_DROPPED[@]}"; do
     rm -rf "$site/phonenumbers/${dropped%%:*}.py" "$site/phonenumbers/${dropped#*:}"
   done
-  for dropped in "$site"/pygments/lexers/*; do
-    [[ " ${PYGMENTS_LEXERS_KEPT[*]} " == *" $(basename "$dropped") "* ]] || rm -rf "$dropped"
-  done
+  python3 "$HERE/trim_pygments.py" "$site" "${PYGMENTS_LEXERS_KEPT[@]}"
 }
 
 rm -rf "$BUILD_DIR"

@@ -12,6 +12,7 @@ import fnmatch
 import importlib.metadata
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from stratus_tools.local.template import function_properties, resources_of_type
+from tests.support.scripts import load_script
 
 from .conftest import ROOT
 
@@ -138,8 +140,7 @@ def test_packaged_library_carries_its_migrations(tmp_path: Path) -> None:
     assert packaged == sorted(p.name for p in (ROOT / "infra" / "db" / "migrations").glob("*.sql"))
     assert (site / "stratus" / "config.py").is_file()
     # with bytecode for the modules a function's init imports (layers/bytecode.txt), and for no other
-    listed = {line for line in (ROOT / "layers" / "bytecode.txt").read_text().splitlines()
-              if line.startswith("stratus") and not line.startswith("#")}
+    listed = {name for name in load_script("cold_path_modules").listed() if name.split(".")[0] == "stratus"}
     compiled = set()
     for pyc in site.rglob("*.pyc"):
         parts = pyc.relative_to(site).with_name(pyc.name.split(".")[0]).parts
@@ -423,6 +424,41 @@ def test_guard_layer_trim_removes_nothing_that_is_imported() -> None:
     assert kept < languages and "spacy.lang.de" in dropped
     assert {"phonenumbers.geocoder", "phonenumbers.geodata"} <= {module for _, module, _ in sources}
     assert "pygments.lexers.python" in lexers and "pygments.lexers._mapping" in lexers_kept
+
+
+def test_pygments_lookups_of_a_dropped_lexer_say_not_found_and_rich_shows_plain_text(tmp_path: Path) -> None:
+    # Given Pygments trimmed as GuardLayer's build trims it (its lexers but the kept files; the registry
+    # rewritten to match)
+    import pygments
+
+    site = tmp_path / "python"
+    shutil.copytree(Path(pygments.__file__).parent, site / "pygments")
+    kept = _build_config(GUARD_BUILD_SH)["PYGMENTS_LEXERS_KEPT"].split()
+    subprocess.run([sys.executable, str(GUARD_LAYER / "trim_pygments.py"), str(site), *kept], check=True,
+                   capture_output=True)
+    assert sorted(p.name for p in (site / "pygments" / "lexers").iterdir()) == sorted(kept)
+
+    # Then, imported from there: a dropped lexer is "not found" (not a failed import), a kept one loads,
+    # and rich's Syntax (rich.syntax is what imports the registry) prints such code as plain text
+    probe = """
+import io, pygments.lexers, pygments.util
+from rich.console import Console
+from rich.syntax import Syntax
+assert pygments.lexers.__file__.startswith(sys.argv[1])
+try:
+    pygments.lexers.get_lexer_by_name("python")
+    raise SystemExit("python lexer found")
+except pygments.util.ClassNotFound:
+    pass
+assert pygments.lexers.get_lexer_by_name("text").name == "Text only"
+console = Console(file=io.StringIO(), width=60, color_system=None)
+console.print(Syntax("total = 1 + 2", "python"))
+assert "total = 1 + 2" in console.file.getvalue(), console.file.getvalue()
+print("ok")
+"""
+    run = subprocess.run([sys.executable, "-c", "import sys\n" + probe, str(site)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(site)}, check=False)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
 
 # Imports of what CommonLayer's build drops from onnxruntime that stay, inside functions the embedder never

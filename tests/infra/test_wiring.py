@@ -3,11 +3,16 @@ database, and the deploy configuration per stage."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stratus_tools.local.template import function_properties
+
+from .conftest import sam_transform
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,3 +219,21 @@ def test_the_multilingual_detector_is_restored_from_a_snapshot_and_invoked_throu
         resource = json.dumps([s["Resource"] for s in statements])
         # SAM's LambdaInvokePolicy grants function:<name>* (the trailing * takes the :live qualifier)
         assert "function:${functionName}*" in resource and "GuardMultilingualFunction" in resource, caller
+
+
+@pytest.mark.parametrize("layer", ["CommonLayer", "MultilingualLayer"])
+def test_a_new_layer_publishes_a_new_multilingual_version(template: dict[str, Any], layer: str) -> None:
+    # The detector's code and models are in its layers: a layer that changed (a new S3 key after `sam deploy`
+    # packages it) must give the alias a new version, or environments keep restoring the old snapshot
+    def version_ids(key: str) -> set[str]:
+        changed = copy.deepcopy(template)
+        changed["Resources"][layer]["Properties"]["ContentUri"] = {"Bucket": "artifacts", "Key": key}
+        resources = sam_transform(changed)["Resources"]
+        return {lid for lid, r in resources.items() if r["Type"] == "AWS::Lambda::Version"
+                and r["Properties"]["FunctionName"] == {"Ref": "GuardMultilingualFunction"}}
+
+    before, after = version_ids(f"{layer}-1.zip"), version_ids(f"{layer}-2.zip")
+    assert len(before) == len(after) == 1 and before != after
+    # and the version the alias leaves is deleted with its cached snapshot
+    props = _props(template, "GuardMultilingualFunction")
+    assert props["AutoPublishAliasAllProperties"] is True and props["VersionDeletionPolicy"] == "Delete"

