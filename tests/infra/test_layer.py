@@ -164,6 +164,21 @@ def test_packaged_library_carries_its_migrations(tmp_path: Path) -> None:
     assert Path(found) == site / "stratus" / "db" / "migrations"
 
 
+def test_a_build_that_cannot_run_its_interpreter_stops_and_says_how_to_go_on(tmp_path: Path) -> None:
+    # A layer whose bytecode cannot be compiled must not pass (the size check would pass a lighter layer)
+    missing = tmp_path / "no-such-python"
+    env = {**os.environ, "LAYER_BUILD_DIR": str(tmp_path / "build"), "LAYER_PYTHON": str(missing)}
+    failed = subprocess.run(["bash", str(BUILD_SH), "--code-only"], env=env, capture_output=True, text=True,
+                            check=False)
+    assert failed.returncode != 0 and str(missing) in failed.stderr and "LAYER_BYTECODE=none" in failed.stderr
+    # unless the builder asks for a layer without bytecode
+    plain = subprocess.run(["bash", str(BUILD_SH), "--code-only"], env={**env, "LAYER_BYTECODE": "none"},
+                           capture_output=True, text=True, check=False)
+    assert plain.returncode == 0, plain.stderr
+    assert (tmp_path / "build" / "python" / "stratus" / "config.py").is_file()
+    assert not list((tmp_path / "build").rglob("*.pyc"))
+
+
 def _site_packages() -> list[str]:
     """The venv's third-party packages, but not its editable `stratus` (that would shadow the layer)."""
     return [p for p in sys.path if p.endswith("site-packages")]
