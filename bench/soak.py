@@ -49,6 +49,7 @@ from stratus.lexical_analysis import TS_CONFIG
 
 log = logging.getLogger("bench.soak")
 ALIAS = "fast"
+RETRY_DELAY_S = 6  # an ingest batch that failed is received again this much later
 TIGHT_RPM = 40
 TIGHT_BUDGET_USD = 0.02
 PROVIDER_TIMEOUT_S = 2.0
@@ -134,7 +135,11 @@ class Soak:
                       "STRATUS_MODELS_FILE": str(self.work / "models.yaml"),
                       "STRATUS_OPENAI_API_KEY": "sk-loopback", "STRATUS_PROVIDER_MODE": "hosted",
                       "STRATUS_LOG_LEVEL": "ERROR", "DATABASE_URL": None})
-        self.stack = LocalStack(get_settings(), serve_gateway=True, retry_delay_s=3)
+        # A failed batch is received again after RETRY_DELAY_S, at most three times (the template's
+        # maxReceiveCount), then dead-lettered: the three receives must span more than a database restart takes
+        # on a loaded machine, or a document in flight during one is dead-lettered (on AWS they span an hour:
+        # visibility 1800 s).
+        self.stack = LocalStack(get_settings(), serve_gateway=True, retry_delay_s=RETRY_DELAY_S)
         try:
             self.stack.__enter__()
             self.url = str(self.stack.gateway_url)
@@ -619,9 +624,12 @@ class Soak:
                     lost += 1
                 else:
                     half += 1
+        dlq = self.stack.resources.resolver.resolve({"Ref": "IngestDeadLetterQueue"})
+        dead = self.stack.client("sqs").get_queue_attributes(
+            QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"]
         return {"uploaded": sum(d.uploaded for d in self.rec.docs), "ready": tally["ready"],
                 "deleted": tally["deleted"], "lost": lost, "half_visible": half, "problems": problems[:20],
-                "objects_in_s3": len(objects)}
+                "objects_in_s3": len(objects), "dead_lettered": int(dead)}  # the poison messages included
 
 
 def _code(text: str) -> str:

@@ -50,7 +50,7 @@ def test_a_short_soak_with_every_fault_loses_nothing_and_overspends_nothing(resu
     assert result["ingest_queue_drained"]
 
     zero = result["counts_that_must_be_zero"]
-    assert zero["documents_lost"] == 0 and zero["documents_half_visible"] == 0, result["documents"]
+    assert zero["documents_lost"] == 0 and zero["documents_half_visible"] == 0, json.dumps(result["documents"])
     assert result["documents"]["uploaded"] > 0 and result["documents"]["ready"] > 0
     assert zero["5xx_outside_fault_windows"] == 0, result["bad_requests"]
     assert zero["budget_overspend_usd"] == 0, result["budget"]
