@@ -49,7 +49,7 @@ from stratus.lexical_analysis import TS_CONFIG
 
 log = logging.getLogger("bench.soak")
 ALIAS = "fast"
-RETRY_DELAY_S = 6  # an ingest batch that failed is received again this much later
+RETRY_DELAY_S = 15  # an ingest batch that failed is received again this much later
 TIGHT_RPM = 40
 TIGHT_BUDGET_USD = 0.02
 PROVIDER_TIMEOUT_S = 2.0
