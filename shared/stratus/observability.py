@@ -145,15 +145,22 @@ def after_restore(logger: Logger) -> None:
     logger.info("restored from a SnapStart snapshot; random reseeded")
 
 
+_restore_hook_registered = False
+
+
 def register_snapstart_hooks(logger: Logger) -> bool:
     """Registers `after_restore` with the runtime's hook library (snapshot_restore_py: the python3.12 runtime
     has it, the Runtime Interface Client depends on it), which runs it only in an environment restored from a
-    snapshot; False where the library is missing (nothing to restore there)."""
+    snapshot; False where the library is missing (nothing to restore there). Once per process: a process that
+    builds several handlers (tests, the local stack) would otherwise reseed once per handler."""
+    global _restore_hook_registered
     try:
         hooks = importlib.import_module("snapshot_restore_py")
     except ImportError:
         return False
-    hooks.register_after_restore(after_restore, logger)
+    if not _restore_hook_registered:
+        hooks.register_after_restore(after_restore, logger)
+        _restore_hook_registered = True
     return True
 
 

@@ -4,14 +4,14 @@ the script reads the template's wiring rather than a copy of it."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.support.scripts import load_script
 
 from .conftest import ROOT
 
@@ -19,14 +19,8 @@ SCRIPT = ROOT / "scripts" / "deploy_cost.py"
 
 
 @pytest.fixture(scope="module")
-def cost() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("deploy_cost", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def cost() -> ModuleType:
+    return load_script("deploy_cost")
 
 
 def test_the_cost_table_in_the_deploy_doc_is_current() -> None:

@@ -17,8 +17,10 @@ from stratus import observability
 
 
 @pytest.fixture()
-def hooks() -> Iterator[list[Any]]:
-    """The runtime's registry of after-restore hooks, emptied for the test and put back after it."""
+def hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """The runtime's registry of after-restore hooks, emptied for the test and put back after it (with the
+    process's record of having registered one)."""
+    monkeypatch.setattr(observability, "_restore_hook_registered", False)
     registry: list[Any] = snapshot_restore_py.get_after_restore()
     saved = list(registry)
     registry.clear()
@@ -62,4 +64,11 @@ def test_without_the_hook_library_nothing_is_registered(monkeypatch: pytest.Monk
 
 def test_every_function_registers_it_when_it_sets_up(hooks: list[Any]) -> None:
     observability.observe("snapstart-test")
+    assert [func for func, _, _ in hooks] == [observability.after_restore]
+
+
+def test_a_process_that_sets_up_several_functions_registers_it_once(hooks: list[Any]) -> None:
+    # the local stack and the tests build several handlers in one process: one restore reseeds once
+    observability.observe("snapstart-test")
+    observability.observe("snapstart-test-2")
     assert [func for func, _, _ in hooks] == [observability.after_restore]
