@@ -5,8 +5,8 @@
 
 Each function runs as the Lambda-contract tier runs it (tests/lambda_contract): its own process under
 `awslambdaric`, `python -S`, only its layers (the deploy's recipes built for this machine, with the
-bytecode they ship for what the inits import, layers/bytecode.txt; nothing else is compiled ahead, and
-Lambda's /opt is read-only) and the runtime's boto3 on sys.path, the template's
+bytecode they ship for what the inits and first invocations import, layers/bytecode.txt; nothing else is
+compiled ahead, and Lambda's /opt is read-only) and the runtime's boto3 on sys.path, the template's
 environment for the dev stage, tracing on, PgBouncer in front of the embedded PostgreSQL as RDS Proxy.
 Per function, `runs` cold starts (the process killed and started again between them) after one untimed
 warm-up (the OS's file cache, as any later cold start on a warm host finds it):

@@ -68,11 +68,11 @@ trim_layer() {
   if [[ "$mode" == --native ]]; then bash "$LAYERS_ROOT/trim.sh" --native "$1"; else bash "$LAYERS_ROOT/trim.sh" "$1"; fi
 }
 
-# compile_cold_path SITE: bytecode for the modules of this layer that a function's init imports
-# (layers/bytecode.txt; scripts/cold_path_modules.py writes the list and, run by the interpreter the layer is
+# compile_cold_path SITE: bytecode for the modules of this layer that a function's init or first invocation
+# imports (layers/bytecode.txt; scripts/cold_path_modules.py writes the list and, run by the interpreter the layer is
 # for, compiles it). Lambda's /opt is read-only, so a module shipped without bytecode is compiled again at
-# every cold start: about half of each function's init (docs/deploy.md, "Bytecode for the init"). Only the
-# inits' modules: bytecode for every module would not fit Lambda's 250 MiB beside GuardLayer.
+# every cold start: about half of each function's init (docs/deploy.md, "Bytecode for the cold start"). Only
+# those modules: bytecode for every module would not fit Lambda's 250 MiB beside GuardLayer.
 # The interpreter: LAYER_PYTHON when set; else in --native mode the one $PIP runs ("<python> -m pip"); else
 # the target's python3.12 (a full build fails on another version, or when there is none: the size check
 # would otherwise pass a layer ~8 MiB lighter than the one that ships). A --code-only refresh compiles only

@@ -2,7 +2,7 @@
 bytecode (layers/bytecode.txt).
 
     .venv/bin/python scripts/cold_path_modules.py            # rewrites layers/bytecode.txt
-    .venv/bin/python scripts/cold_path_modules.py --check    # exit 1 when an init imports a module not listed
+    .venv/bin/python scripts/cold_path_modules.py --check    # exit 1 when a cold start imports a module not listed
     python3.12 -I scripts/cold_path_modules.py --compile SITE  # what the layer builds run (layers/lib.sh)
 
 Lambda's /opt is read-only, so a layer module without bytecode is compiled again by every cold start: about
@@ -114,7 +114,8 @@ def first_invocation_modules(process: Any, event: Any, variables: dict[str, str]
         before = len(process.log_text())
         invocation = process.invoke(event)
         deadline = time.monotonic() + 60
-        while invocation.completed_at is None and process.proc.poll() is None and time.monotonic() < deadline:
+        while (invocation.completed_at is None and not invocation.error_type and process.proc is not None
+               and process.proc.poll() is None and time.monotonic() < deadline):
             time.sleep(0.05)
         log = str(process.log_text()[before:])
         process.stop()

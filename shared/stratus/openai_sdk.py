@@ -14,7 +14,7 @@ from __future__ import annotations
 
 try:
     import httpx  # noqa: F401
-except ImportError:  # functions without the guard layer: nothing can import it concurrently either
+except ImportError:  # where httpx is not installed (Lambda): nothing can import it concurrently either
     pass
 
 import openai

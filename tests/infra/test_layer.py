@@ -514,7 +514,7 @@ def test_the_layers_spacy_imports_its_cli_on_first_use_and_runs_the_ner_without_
     site = tmp_path / "python"
     (site / "spacy").mkdir(parents=True)
     for entry in installed.iterdir():
-        if entry.name != "__init__.py":
+        if entry.name not in ("__init__.py", "__pycache__"):  # the venv's bytecode is left as it is
             (site / "spacy" / entry.name).symlink_to(entry)
     shutil.copy(installed / "__init__.py", site / "spacy" / "__init__.py")
     script = [sys.executable, str(GUARD_LAYER / "defer_spacy_cli.py"), str(site)]
@@ -549,7 +549,8 @@ assert callable(spacy.info)
 print("ok")
 """
     run = subprocess.run([sys.executable, "-c", probe, str(site), ",".join(sorted(SPACY_CLI_STACK))],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(site)}, check=False)
+                         capture_output=True, text=True, check=False,
+                         env={**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"})
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
     # And a spaCy whose import has moved (or a second run) stops the build rather than shipping it unchanged
