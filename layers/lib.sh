@@ -69,8 +69,8 @@ trim_layer() {
 }
 
 # compile_cold_path SITE: bytecode for the modules of this layer that a function's init or first invocation
-# imports (layers/bytecode.txt; scripts/cold_path_modules.py writes the list and, run by the interpreter the layer is
-# for, compiles it). Lambda's /opt is read-only, so a module shipped without bytecode is compiled again at
+# imports (layers/bytecode.txt; scripts/cold_path_modules.py writes the list and, run by the interpreter the
+# layer is for, compiles it). Lambda's /opt is read-only, so a module shipped without bytecode is compiled again at
 # every cold start: about half of each function's init (docs/deploy.md, "Bytecode for the cold start"). Only
 # those modules: bytecode for every module would not fit Lambda's 250 MiB beside GuardLayer.
 # The interpreter: LAYER_PYTHON when set; else in --native mode the one $PIP runs ("<python> -m pip"); else
