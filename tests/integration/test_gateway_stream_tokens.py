@@ -16,7 +16,10 @@ from stratus_tools.local.server import GatewayServer
 from tests.integration.gateway_support import guarded_loop_settings, tenant_with_key
 from tests.support.upstreams import OpenAIUpstream
 
-GAP_S = 0.12
+# Wide enough that a machine busy with the rest of the suite (the other worker, the contract tier's processes)
+# cannot make the rails' work on one chunk outlast the whole upstream stream (at 0.12 s, 1 s for the answer,
+# a CI run saw the first delta arrive after the upstream had finished); the tests are about order, not speed.
+GAP_S = 0.3
 QUESTION = "how do refunds work for annual plans"
 ANSWER = f"Echo: {QUESTION}"  # one sentence, 7 words after "Echo:" (8 upstream content chunks)
 UPSTREAM_CHUNKS = len(ANSWER.split())
