@@ -30,6 +30,8 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +91,23 @@ def init_log(process: Any, timeout_s: float = 60.0) -> str:
     return str(process.log_text()[before:])
 
 
-def init_modules(process: Any, variables: dict[str, str] | None = None) -> set[str]:
-    """The layer modules a function's init imports, with `variables` added to its environment meanwhile."""
+@contextmanager
+def profiled(process: Any, variables: dict[str, str] | None) -> Iterator[None]:
+    """The function's environment with the import-time profile on and `variables` added, put back after."""
     environment = process.spec.environment
     saved = dict(environment)
     environment.update({"PYTHONPROFILEIMPORTTIME": "1", **(variables or {})})
     try:
-        return in_layers(imported_modules(init_log(process)), process.layer_paths)
+        yield
     finally:
         environment.clear()
         environment.update(saved)
+
+
+def init_modules(process: Any, variables: dict[str, str] | None = None) -> set[str]:
+    """The layer modules a function's init imports, with `variables` added to its environment meanwhile."""
+    with profiled(process, variables):
+        return in_layers(imported_modules(init_log(process)), process.layer_paths)
 
 
 def first_invocation_modules(process: Any, event: Any, variables: dict[str, str] | None = None) -> set[str]:
@@ -106,10 +115,7 @@ def first_invocation_modules(process: Any, event: Any, variables: dict[str, str]
     `event`), its init's included, with `variables` added to its environment meanwhile; RuntimeError naming
     the error when the invocation fails. The end is when the invocation is complete, as Lambda counts it:
     its extensions are done with it too (the tracing one exports the spans then, importing the exporter)."""
-    environment = process.spec.environment
-    saved = dict(environment)
-    environment.update({"PYTHONPROFILEIMPORTTIME": "1", **(variables or {})})
-    try:
+    with profiled(process, variables):
         process.stop()
         before = len(process.log_text())
         invocation = process.invoke(event)
@@ -119,9 +125,6 @@ def first_invocation_modules(process: Any, event: Any, variables: dict[str, str]
             time.sleep(0.05)
         log = str(process.log_text()[before:])
         process.stop()
-    finally:
-        environment.clear()
-        environment.update(saved)
     if invocation.error_type:
         raise RuntimeError(f"{process.spec.logical_id}: its first invocation failed ({invocation.error_type}); "
                            f"the log's end:\n{log[-3000:]}")

@@ -142,21 +142,18 @@ _NAMES_PIPE = "stratus_ner_where_names"
 
 
 def _slim_pipeline(nlp: Any) -> None:
-    """Keep the tokenizer and NER only; lemmas become the lower-cased words; NER runs on name windows."""
+    """Lemmas become the lower-cased words; the NER (all the model loads without UNUSED_COMPONENTS) runs on
+    name windows."""
     from spacy.language import Language
 
-    shared = nlp.get_pipe("tok2vec") if "tok2vec" in nlp.pipe_names else None
-    keep = {"ner"} | ({"tok2vec"} if shared is not None and "ner" in shared.listening_components else set())
-    for name in reversed(nlp.component_names):  # listeners before their tok2vec; disabled ones (senter) too
-        if name not in keep:
-            nlp.remove_pipe(name)
+    loaded = list(nlp.pipe_names)
     if not Language.has_factory(_LEMMA_PIPE):
         Language.component(_LEMMA_PIPE, func=_lowercase_lemma)
     if not Language.has_factory(_NAMES_PIPE):
         Language.factory(_NAMES_PIPE, func=_NerWhereNames)
     nlp.add_pipe(_LEMMA_PIPE, first=True)
     nlp.add_pipe(_NAMES_PIPE, last=True)
-    for name in keep:  # still reachable through get_pipe, no longer run on the whole text
+    for name in loaded:  # still reachable through get_pipe, no longer run on the whole text
         nlp.disable_pipe(name)
 
 
@@ -189,7 +186,7 @@ class _NerWhereNames:
         # machine OpenBLAS's second thread made a 63-token text take 90 ms instead of 5. The limit is
         # process-wide: runs in threads of one process take turns (NER holds the GIL most of its time).
         with blas.one_thread():
-            for name in self._nlp.disabled:  # only what _slim_pipeline kept: tok2vec (if NER listens to it), ner
+            for name in self._nlp.disabled:  # what _slim_pipeline disabled: the model's NER
                 parts = list(self._nlp.get_pipe(name).pipe(parts))
         if parts and parts[0] is doc:
             return doc
